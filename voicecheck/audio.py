@@ -1,0 +1,95 @@
+"""Decode audio files, pick the customer channel, resample."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+
+from .errors import AudioError, UsageError
+from .types import Audio
+
+
+def load(path: str | Path, channel: int | None = 1) -> Audio:
+    """Read one channel of an audio file at its own sample rate.
+
+    WAV (PCM 16/24/32, float, G.711 mu-law/A-law), FLAC, OGG and MP3 are read through soundfile.
+
+    Args:
+        path: the file.
+        channel: channel to take from a multi-channel file (0-based); mono files ignore it.
+            None takes channel 0.
+
+    Returns:
+        The chosen channel as float32 in [-1, 1], with the file's sample rate and content hash.
+
+    Raises:
+        AudioError: missing, empty, truncated or undecodable file, or non-finite samples.
+        UsageError: the requested channel does not exist in a multi-channel file.
+    """
+    import soundfile as sf
+
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise AudioError(f"{p}: no such file") from None
+    except IsADirectoryError:
+        raise AudioError(f"{p}: is a directory, not an audio file") from None
+    except OSError as e:
+        raise AudioError(f"{p}: cannot be read ({e.strerror or e})") from None
+    if not data:
+        raise AudioError(f"{p}: empty file (0 bytes)")
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            sample_rate, channels, subtype = f.samplerate, f.channels, f.subtype
+            samples = f.read(dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, EOFError) as e:
+        reason = str(e).split(":")[-1].strip() or type(e).__name__
+        raise AudioError(f"{p}: not a readable audio file ({reason})") from None
+    if samples.shape[0] == 0:
+        raise AudioError(f"{p}: holds no audio samples (empty or truncated file)")
+    if not np.all(np.isfinite(samples)):
+        raise AudioError(f"{p}: contains NaN or infinite samples")
+    if channels == 1:
+        chosen = 0
+    else:
+        chosen = 0 if channel is None else channel
+        if not 0 <= chosen < channels:
+            raise UsageError(
+                f"{p}: has {channels} channels (0..{channels - 1}); channel {chosen} does not exist; "
+                "set --channel or the manifest's customer_channel"
+            )
+    return Audio(
+        samples=np.ascontiguousarray(samples[:, chosen]),
+        sample_rate=int(sample_rate),
+        path=str(p),
+        channel=chosen,
+        channels=int(channels),
+        file_sample_rate=int(sample_rate),
+        subtype=str(subtype),
+        content_hash=hashlib.sha256(data).hexdigest(),
+    )
+
+
+def resample(samples: np.ndarray, sample_rate: int, target_rate: int) -> np.ndarray:
+    """Resample mono float32 audio with librosa (soxr). Returns float32, shape (~n * target/source,)."""
+    if sample_rate <= 0 or target_rate <= 0:
+        raise UsageError(f"sample rates must be positive, got {sample_rate} -> {target_rate}")
+    x = np.asarray(samples, dtype=np.float32)
+    if sample_rate == target_rate or len(x) == 0:
+        return x
+    import librosa
+
+    return librosa.resample(x, orig_sr=sample_rate, target_sr=target_rate, res_type="soxr_hq").astype(np.float32)
+
+
+def at_rate(audio: Audio, target_rate: int) -> Audio:
+    """The same audio resampled to ``target_rate`` (band and provenance kept)."""
+    from dataclasses import replace
+
+    if audio.sample_rate == target_rate:
+        return audio
+    return replace(audio, samples=resample(audio.samples, audio.sample_rate, target_rate), sample_rate=target_rate)

@@ -1,0 +1,258 @@
+"""The nightly batch: embed every call's customer side, then score each against its borrower.
+
+Phase 1 maps :func:`embed_task` over worker processes (each loads the model once and uses one torch
+thread) and stores every embedding in the call-embedding store as it arrives; phase 2 builds the
+in-domain cohort from that store (earlier nights plus tonight) and writes one verdict per manifest row.
+Both phases are resumable: embeddings are keyed by audio content, results by manifest row.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import multiprocessing
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .callstore import CallStore
+from .config import Settings
+from .embedders import model_spec
+from .enrollment import VoiceprintStore
+from .errors import AudioError, InsufficientSpeechError, UsageError, VoicecheckError
+from .pipeline import Engine, error_result, judge
+from .report import RESULTS, SUMMARY, ResultsFile, summarise, write_json
+from .scorer import Scorer
+from .types import CallResult
+
+log = logging.getLogger(__name__)
+
+CALL_COLUMNS = ("call_id", "borrower_id", "audio")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One manifest row; ``problem`` says why it cannot be processed."""
+
+    row: int
+    call_id: str
+    borrower_id: str
+    audio: str
+    channel: int | None
+    problem: str | None = None
+
+
+def read_rows(path: str | Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
+    """Stream a CSV manifest as (row number, cleaned fields); ``audio`` resolved against the CSV's folder.
+
+    Raises:
+        UsageError: missing or unreadable file, or a header without the required columns.
+    """
+    p = Path(path)
+    try:
+        f = p.open(newline="", encoding="utf-8-sig")
+    except OSError as e:
+        raise UsageError(f"manifest {p} cannot be opened: {e.strerror or e}") from None
+    with f:
+        reader = csv.DictReader(f)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise UsageError(f"manifest {p} lacks column(s) {', '.join(missing)}; it needs {', '.join(required)}")
+        reader.fieldnames = header
+        for n, raw in enumerate(reader, 1):
+            fields = {k: (v or "").strip() for k, v in raw.items() if k is not None}
+            if fields.get("audio"):
+                a = Path(fields["audio"])
+                fields["audio"] = str(a if a.is_absolute() else p.parent / a)
+            yield n, fields
+
+
+def call_rows(path: str | Path, default_channel: int) -> Iterator[Row]:
+    """The rows of a call manifest, with per-row problems (empty fields, bad channel, repeated call id)."""
+    seen: set[str] = set()
+    for n, f in read_rows(path, CALL_COLUMNS):
+        problem = None
+        missing = [c for c in CALL_COLUMNS if not f.get(c)]
+        channel: int | None = default_channel
+        if f.get("customer_channel"):
+            try:
+                channel = int(f["customer_channel"])
+                if channel < 0:
+                    raise ValueError
+            except ValueError:
+                problem = f"customer_channel must be a channel number >= 0, got {f['customer_channel']!r}"
+        if missing:
+            problem = f"row {n} has empty {', '.join(missing)}"
+        elif f["call_id"] in seen:
+            problem = f"call_id {f['call_id']!r} appears more than once in the manifest"
+        seen.add(f.get("call_id", ""))
+        yield Row(n, f.get("call_id", ""), f.get("borrower_id", ""), f.get("audio", ""), channel, problem)
+
+
+# -- phase 1: the per-call function every engine maps -----------------------------------------------
+
+_engine: Engine | None = None
+_calls: CallStore | None = None
+
+
+def init_worker(settings: Settings) -> None:
+    """Load the model once per worker process, with the configured number of torch threads."""
+    global _engine, _calls
+    import torch
+
+    _engine = Engine(settings)
+    torch.set_num_threads(settings.torch_threads)
+    _calls = CallStore(settings.embeddings)
+
+
+Task = tuple[int, str, int | None]
+
+
+def embed_task(task: Task) -> dict[str, Any]:
+    """Embed one call (or find it already stored). Never raises for a bad call: returns its error.
+
+    Args:
+        task: (manifest row, audio path, customer channel).
+    """
+    row, audio, channel = task
+    if _engine is None or _calls is None:
+        raise RuntimeError("init_worker must run in this process before embed_task")
+    start = time.perf_counter()
+    out: dict[str, Any] = {"row": row}
+    try:
+        from .audio import load
+
+        decoded = load(audio, channel)
+        out.update(content_hash=decoded.content_hash, channel=decoded.channel, duration_s=decoded.duration_s)
+        if _calls.has(decoded.content_hash, decoded.channel, _engine.model):
+            out["status"] = "cached"
+        else:
+            out["embedding"] = _engine.embed_audio(decoded)
+            out["status"] = "ok"
+    except InsufficientSpeechError as e:
+        out.update(status="insufficient_speech", speech_seconds=e.speech_seconds)
+    except VoicecheckError as e:
+        out.update(status="error", error=e)
+    out["seconds"] = time.perf_counter() - start
+    return out
+
+
+def _map_local(settings: Settings, tasks: Iterable[Task]) -> Iterator[dict[str, Any]]:
+    if settings.workers <= 1:
+        init_worker(settings)
+        yield from map(embed_task, tasks)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(settings.workers, initializer=init_worker, initargs=(settings,)) as pool:
+        yield from pool.imap_unordered(embed_task, tasks, chunksize=1)
+
+
+# -- the batch ----------------------------------------------------------------------------------------
+
+
+def run_batch(
+    manifest: str | Path,
+    out_dir: str | Path,
+    settings: Settings,
+    progress: Callable[[int], None] | None = None,
+    engine: str = "local",
+    address: str | None = None,
+) -> dict[str, Any]:
+    """Check every call of ``manifest``; write ``out_dir/results.jsonl`` and ``out_dir/summary.json``.
+
+    A re-run with the same ``out_dir`` skips rows already in results.jsonl, and audio already in the
+    call-embedding store is not embedded again.
+
+    Args:
+        progress: called with the number of rows just finished (for a progress bar).
+        engine: "local" (process pool) or "ray".
+
+    Returns:
+        The summary written to summary.json.
+    """
+    started = time.perf_counter()
+    out = Path(out_dir)
+    spec = model_spec(settings.model, settings.embeddings)
+    results = ResultsFile(out / RESULTS)
+    done = {r.get("row") for r in results.records()}
+    tick = progress or (lambda n: None)
+    tick(len(done))
+    calls = CallStore(settings.embeddings)
+    voiceprints = VoiceprintStore(settings.store)
+    timings = {"embed_seconds": 0.0, "score_seconds": 0.0}
+
+    def write(r: Row, result: CallResult) -> None:
+        result.row = r.row
+        results.append(result.to_dict())
+        tick(1)
+
+    try:
+        model = spec.name
+        pending: dict[int, Row] = {}
+        todo: list[Task] = []
+        for r in call_rows(manifest, settings.channel):
+            if r.row in done:
+                continue
+            if r.problem:
+                write(r, error_result(r.call_id, r.borrower_id, r.audio, UsageError(r.problem), model))
+                continue
+            pending[r.row] = r
+            if calls.linked(r.call_id, model) is None:
+                todo.append((r.row, r.audio, r.channel))
+        t0 = time.perf_counter()
+        mapper = _map_ray(settings, todo, address) if engine == "ray" else _map_local(settings, todo)
+        for res in mapper:
+            r = pending[res["row"]]
+            status = res["status"]
+            if status == "error":
+                write(r, error_result(r.call_id, r.borrower_id, r.audio, res["error"], model))
+                del pending[r.row]
+                continue
+            key = (res["content_hash"], res["channel"], model)
+            if status == "ok":
+                calls.put(res["embedding"], content_hash=key[0], channel=key[1], model=model)
+            elif status == "insufficient_speech":
+                calls.put(None, content_hash=key[0], channel=key[1], model=model,
+                          speech_seconds=res["speech_seconds"], duration_s=res["duration_s"])
+            calls.link(r.call_id, r.borrower_id, r.audio, key[0], key[1], model)
+        timings["embed_seconds"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        scorer = Scorer.build(settings, model, spec.key, calls)
+        for r in pending.values():
+            write(r, score_stored(r, calls, voiceprints, scorer))
+        timings["score_seconds"] = time.perf_counter() - t0
+    finally:
+        results.close()
+        calls.close()
+        voiceprints.close()
+    summary = summarise(
+        out / RESULTS,
+        wall_seconds=round(time.perf_counter() - started, 2),
+        model=model,
+        engine=engine,
+        workers=settings.workers,
+        timings_s={k: round(v, 2) for k, v in timings.items()},
+        settings=settings.to_dict(),
+    )
+    write_json(out / SUMMARY, summary)
+    return summary
+
+
+def score_stored(r: Row, calls: CallStore, voiceprints: VoiceprintStore, scorer: Scorer) -> CallResult:
+    """Score a call from its stored embedding (no audio decoded)."""
+    link = calls.linked(r.call_id, scorer.model)
+    if link is None:
+        return error_result(r.call_id, r.borrower_id, r.audio, AudioError("no stored embedding; re-run the batch"),
+                            scorer.model)
+    _status, emb, speech_s = link
+    return judge(r.call_id, r.borrower_id, r.audio, emb, speech_s, voiceprints, scorer, r.channel)
+
+
+def _map_ray(settings: Settings, tasks: list[Task], address: str | None) -> Iterator[dict[str, Any]]:
+    from .distributed import map_ray
+
+    return map_ray(settings, tasks, address)

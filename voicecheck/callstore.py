@@ -1,0 +1,194 @@
+"""The call-embedding store: every processed call's customer embedding, keyed by audio content.
+
+SQLite at ``<embeddings>/calls.sqlite``. The same audio (sha256 of the file, channel, model) is never
+embedded twice; ``rescore`` and the cross-call analyses read vectors from here without decoding audio.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .enrollment import from_blob, now, to_blob
+from .errors import StoreError
+from .types import CallEmbedding, SpeechRegion
+
+DB_NAME = "calls.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS embeddings (
+    content_hash TEXT NOT NULL,
+    channel INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    status TEXT NOT NULL,
+    band TEXT NOT NULL,
+    dimension INTEGER NOT NULL,
+    speech_seconds REAL NOT NULL,
+    duration_s REAL NOT NULL,
+    vector BLOB,
+    narrow_vector BLOB,
+    windows BLOB,
+    window_times BLOB,
+    regions TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (content_hash, channel, model)
+);
+CREATE TABLE IF NOT EXISTS calls (
+    call_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    borrower_id TEXT NOT NULL,
+    audio TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    channel INTEGER NOT NULL,
+    seen_at TEXT NOT NULL,
+    PRIMARY KEY (call_id, model)
+);
+CREATE INDEX IF NOT EXISTS calls_borrower ON calls (model, borrower_id);
+CREATE INDEX IF NOT EXISTS calls_content ON calls (content_hash, channel, model);
+"""
+
+
+@dataclass(frozen=True)
+class StoredCall:
+    """A call as the store knows it: ids plus its embedding (None when it had too little speech)."""
+
+    call_id: str
+    borrower_id: str
+    audio: str
+    embedding: CallEmbedding | None
+    speech_seconds: float
+
+
+class CallStore:
+    """Call embeddings in ``<directory>/calls.sqlite``; one writer process at a time."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.directory / DB_NAME, timeout=60)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as e:
+            raise StoreError(f"call-embedding store {self.directory} cannot be opened: {e}") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    def put(self, emb: CallEmbedding | None, *, content_hash: str, channel: int, model: str,
+            speech_seconds: float = 0.0, duration_s: float = 0.0) -> None:
+        """Store an embedding, or (``emb`` None) the fact that this audio has too little speech."""
+        ok = emb is not None
+        row = (
+            content_hash, channel, model, "ok" if ok else "insufficient_speech",
+            emb.band if ok else "", int(emb.vector.shape[0]) if ok else 0,
+            float(emb.speech_seconds if ok else speech_seconds), float(emb.duration_s if ok else duration_s),
+            to_blob(emb.vector) if ok else None,
+            to_blob(emb.narrow_vector) if ok and emb.narrow_vector is not None else None,
+            np.asarray(emb.windows, "<f2").tobytes() if ok else None,
+            np.asarray(emb.window_times_s, "<f4").tobytes() if ok else None,
+            json.dumps([[r.start_s, r.end_s] for r in emb.regions]) if ok else "[]",
+            now(),
+        )
+        try:
+            with self._db:
+                self._db.execute("INSERT OR REPLACE INTO embeddings VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
+        except sqlite3.Error as e:
+            raise StoreError(f"call-embedding store {self.directory}: {e}") from None
+
+    def link(self, call_id: str, borrower_id: str, audio: str, content_hash: str, channel: int, model: str) -> None:
+        """Record that ``call_id`` (of ``borrower_id``) is this audio."""
+        try:
+            with self._db:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO calls VALUES (?,?,?,?,?,?,?)",
+                    (call_id, model, borrower_id, audio, content_hash, channel, now()),
+                )
+        except sqlite3.Error as e:
+            raise StoreError(f"call-embedding store {self.directory}: {e}") from None
+
+    def lookup(self, content_hash: str, channel: int, model: str) -> tuple[str, CallEmbedding | None, float] | None:
+        """(status, embedding or None, speech seconds) for this audio, or None if never processed."""
+        row = self._db.execute(
+            "SELECT * FROM embeddings WHERE content_hash=? AND channel=? AND model=?", (content_hash, channel, model)
+        ).fetchone()
+        if row is None:
+            return None
+        return row[3], _embedding(row), float(row[6])
+
+    def linked(self, call_id: str, model: str) -> tuple[str, CallEmbedding | None, float] | None:
+        """(status, embedding or None, speech seconds) of a call id already processed, else None."""
+        row = self._db.execute(
+            "SELECT content_hash, channel FROM calls WHERE call_id=? AND model=?", (call_id, model)
+        ).fetchone()
+        return None if row is None else self.lookup(row[0], row[1], model)
+
+    def has(self, content_hash: str, channel: int, model: str) -> bool:
+        return self._db.execute(
+            "SELECT 1 FROM embeddings WHERE content_hash=? AND channel=? AND model=?", (content_hash, channel, model)
+        ).fetchone() is not None
+
+    def count(self, model: str) -> int:
+        """Embeddings with a vector for ``model``."""
+        return int(self._db.execute("SELECT COUNT(*) FROM embeddings WHERE model=? AND status='ok'", (model,)).fetchone()[0])
+
+    def cohort(self, model: str, band: str, limit: int) -> tuple[np.ndarray, list[str], list[set[str]]]:
+        """Up to ``limit`` call vectors of one band for a cohort, chosen by hash (deterministic, unbiased).
+
+        Returns:
+            vectors (n, d) float32, their content hashes, and the borrowers each was linked to.
+        """
+        col = "vector" if band == "wide" else "CASE WHEN band='narrow' THEN vector ELSE narrow_vector END"
+        rows = self._db.execute(
+            f"SELECT content_hash, dimension, {col} FROM embeddings WHERE model=? AND status='ok'"
+            f" AND {col} IS NOT NULL" + (" AND band='wide'" if band == "wide" else "") +
+            " ORDER BY content_hash LIMIT ?",
+            (model, limit),
+        ).fetchall()
+        if not rows:
+            return np.zeros((0, 0), np.float32), [], []
+        hashes = [r[0] for r in rows]
+        owners: dict[str, set[str]] = {h: set() for h in hashes}
+        for h, b in self._db.execute("SELECT content_hash, borrower_id FROM calls WHERE model=?", (model,)):
+            if h in owners:
+                owners[h].add(b)
+        vectors = np.stack([from_blob(r[2], r[1]) for r in rows])
+        return vectors, hashes, [owners[h] for h in hashes]
+
+    def calls(self, model: str, borrower_id: str | None = None) -> Iterator[StoredCall]:
+        """Every linked call for ``model`` (optionally one borrower's), streamed in call-id order."""
+        sql = (
+            "SELECT c.call_id, c.borrower_id, c.audio, e.* FROM calls c JOIN embeddings e"
+            " ON e.content_hash=c.content_hash AND e.channel=c.channel AND e.model=c.model WHERE c.model=?"
+        )
+        args: tuple[str, ...] = (model,)
+        if borrower_id is not None:
+            sql += " AND c.borrower_id=?"
+            args = (model, borrower_id)
+        for row in self._db.execute(sql + " ORDER BY c.call_id", args):
+            yield StoredCall(row[0], row[1], row[2], _embedding(row[3:]), float(row[3 + 6]))
+
+
+def _embedding(row: tuple) -> CallEmbedding | None:
+    (content_hash, channel, model, status, band, dimension, speech, duration,
+     vector, narrow, windows, times, regions, _created) = row
+    if status != "ok":
+        return None
+    return CallEmbedding(
+        content_hash=content_hash,
+        model=model,
+        band=band,
+        channel=channel,
+        vector=from_blob(vector, dimension),
+        narrow_vector=None if narrow is None else from_blob(narrow, dimension),
+        windows=np.frombuffer(windows, "<f2").astype(np.float32).reshape(-1, dimension),
+        window_times_s=np.frombuffer(times, "<f4").astype(np.float64).reshape(-1, 2),
+        speech_seconds=speech,
+        duration_s=duration,
+        regions=tuple(SpeechRegion(a, b) for a, b in json.loads(regions)),
+    )

@@ -1,0 +1,246 @@
+"""The ``voicecheck`` command: parse, call, render. The only place that prints or exits."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, Optional
+
+import typer
+
+from .config import Settings, load_settings
+from .errors import VoicecheckError
+
+app = typer.Typer(
+    help="Voiceprint consistency checks for call-centre recordings: is the customer on this call the borrower?",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+store_app = typer.Typer(help="Inspect and edit the voiceprint store.", no_args_is_help=True)
+app.add_typer(store_app, name="store")
+
+EXIT_MATCH, EXIT_MISMATCH, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+EXIT_BY_VERDICT = {"match": EXIT_MATCH, "mismatch": EXIT_MISMATCH, "inconclusive": EXIT_INCONCLUSIVE, "error": EXIT_USAGE}
+
+StoreOpt = Annotated[Optional[Path], typer.Option("--store", help="Voiceprint store directory [env VOICECHECK_STORE; default ./enrollment].")]
+EmbOpt = Annotated[Optional[Path], typer.Option("--embeddings", help="Workspace with models.toml and call embeddings [env VOICECHECK_EMBEDDINGS; default ./embeddings].")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Model key in models.toml: ge2e (default, offline) or ecapa.")]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu or cuda.")]
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML config file [env VOICECHECK_CONFIG; default ./voicecheck.toml].")]
+ChannelOpt = Annotated[Optional[int], typer.Option("--channel", help="Customer channel of stereo audio, 0-based [default 1].")]
+ThresholdOpt = Annotated[Optional[float], typer.Option("--threshold", help="Decision threshold on the score (overrides the calibrated one).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    typer.echo(f"voicecheck: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def settings_from(config: Path | None = None, **overrides: Any) -> Settings:
+    return load_settings(config, **{k: (str(v) if isinstance(v, Path) else v) for k, v in overrides.items()})
+
+
+def run(fn: Any) -> Any:
+    """Call ``fn`` and turn any VoicecheckError into one clear line and exit code 2."""
+    try:
+        return fn()
+    except VoicecheckError as e:
+        fail(str(e))
+
+
+# -- enroll ------------------------------------------------------------------------------------------
+
+
+@app.command()
+def enroll(
+    borrower_id: Annotated[Optional[str], typer.Argument(help="Borrower to enroll.")] = None,
+    audio: Annotated[Optional[list[Path]], typer.Argument(help="Recordings of the borrower's voice.")] = None,
+    manifest: Annotated[Optional[Path], typer.Option("--manifest", help="CSV with columns borrower_id,audio.")] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Forget earlier recordings of these borrowers first.")] = False,
+    channel: ChannelOpt = None,
+    store: StoreOpt = None,
+    embeddings: EmbOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Build or extend borrowers' voiceprints from recordings of their voice."""
+    from .batch import read_rows
+
+    if manifest is None and (borrower_id is None or not audio):
+        fail("give BORROWER_ID and one or more AUDIO files, or --manifest enroll.csv")
+    if manifest is not None and (borrower_id or audio):
+        fail("give either BORROWER_ID AUDIO... or --manifest, not both")
+    settings = run(lambda: settings_from(config, store=store, embeddings=embeddings, model=model, device=device, channel=channel))
+    if manifest is not None:
+        items = [(f.get("borrower_id", ""), f.get("audio", "")) for _, f in run(lambda: list(read_rows(manifest, ("borrower_id", "audio"))))]
+    else:
+        items = [(str(borrower_id), str(a)) for a in audio or []]
+    from .pipeline import enroll_recordings
+
+    failures = run(lambda: enroll_recordings(items, settings, replace, typer.echo))
+    if failures:
+        typer.echo(f"voicecheck: {failures} recording(s) not enrolled; see above", err=True)
+        raise typer.Exit(EXIT_USAGE)
+
+
+# -- store -------------------------------------------------------------------------------------------
+
+
+@store_app.command("list")
+def store_list(store: StoreOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """List enrolled borrowers."""
+    from .enrollment import VoiceprintStore
+
+    settings = run(lambda: settings_from(config, store=store))
+    rows = run(lambda: VoiceprintStore(settings.store).summaries("borrower"))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo(f"no voiceprints in {settings.store}")
+        return
+    typer.echo(f"{'borrower':<16} {'model':<26} {'recordings':>10} {'speech s':>9}  updated")
+    for r in rows:
+        typer.echo(f"{r['id']!s:<16} {r['model']!s:<26} {r['recordings']:>10} {r['speech_seconds']:>9.1f}  {r['updated_at']}")
+
+
+@store_app.command("show")
+def store_show(borrower_id: str, store: StoreOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Show one borrower's voiceprint: model, recordings, speech (never the vector)."""
+    from .enrollment import VoiceprintStore
+
+    settings = run(lambda: settings_from(config, store=store))
+    db = run(lambda: VoiceprintStore(settings.store))
+    recs = db.recordings(borrower_id)
+    if not recs:
+        fail(f"borrower {borrower_id!r} has no voiceprint in {settings.store}", EXIT_INCONCLUSIVE)
+    summary = [s for s in db.summaries("borrower") if s["id"] == borrower_id]
+    if as_json:
+        typer.echo(json.dumps({"voiceprints": summary, "recordings": recs}, indent=2))
+        return
+    for s in summary:
+        typer.echo(f"{borrower_id}: model {s['model']} ({s['dimension']}-d), {s['recordings']} recording(s), "
+                   f"{s['speech_seconds']:.1f} s speech, created {s['created_at']}, updated {s['updated_at']}")
+    for r in recs:
+        typer.echo(f"  {r['audio']}  {r['band']}band  {r['speech_seconds']:.1f} s  sha256 {str(r['content_hash'])[:12]}")
+
+
+@store_app.command("remove")
+def store_remove(borrower_id: str, store: StoreOpt = None, config: ConfigOpt = None) -> None:
+    """Delete a borrower's voiceprint."""
+    from .enrollment import VoiceprintStore
+
+    settings = run(lambda: settings_from(config, store=store))
+    n = run(lambda: VoiceprintStore(settings.store).remove(borrower_id))
+    if n == 0:
+        fail(f"borrower {borrower_id!r} has no voiceprint in {settings.store}", EXIT_INCONCLUSIVE)
+    typer.echo(f"removed {borrower_id} ({n} recording(s))")
+
+
+# -- check -------------------------------------------------------------------------------------------
+
+
+@app.command()
+def check(
+    audio: Annotated[Path, typer.Argument(help="Recorded call (WAV/FLAC/OGG/MP3; stereo: customer on --channel).")],
+    borrower: Annotated[str, typer.Option("--borrower", help="Borrower the customer claims to be.")],
+    channel: ChannelOpt = None,
+    as_json: JsonOpt = False,
+    store: StoreOpt = None,
+    embeddings: EmbOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    threshold: ThresholdOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Check one call: is the customer's voice the borrower's? Exit 0 match, 1 mismatch, 3 inconclusive, 2 error."""
+    from .pipeline import check_one
+
+    settings = run(lambda: settings_from(config, store=store, embeddings=embeddings, model=model, device=device,
+                                         channel=channel, threshold=threshold))
+    result = run(lambda: check_one(audio, borrower, settings))
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+    else:
+        typer.echo(render_result(result.to_dict()))
+    if result.verdict == "error":
+        typer.echo(f"voicecheck: error: {result.reason}", err=True)
+    raise typer.Exit(EXIT_BY_VERDICT[result.verdict])
+
+
+def render_result(r: dict[str, Any]) -> str:
+    verdict = r["verdict"].upper() + (f" ({r['reason']})" if r.get("reason") else "")
+    lines = [
+        f"call       {r['audio']} (channel {r.get('channel')})",
+        f"borrower   {r['borrower_id']}",
+        f"verdict    {verdict}",
+    ]
+    if r.get("score") is not None:
+        lines.append(f"score      {r['score']:.3f}  (threshold {r['threshold']:.3f}; higher = more alike; scoring {r.get('scoring')})")
+        if r.get("llr") is not None:
+            lines.append(f"llr        {r['llr']:+.2f}  (log-likelihood ratio, same speaker vs not)")
+    if r.get("speech_seconds") is not None:
+        total = f" of {r['duration_s']:.1f} s recorded" if r.get("duration_s") else ""
+        lines.append(f"speech     {r['speech_seconds']:.1f} s net speech{total}")
+    if r.get("speaker_change_s") is not None:
+        lines.append(f"takeover   voice changes at {r['speaker_change_s']:.1f} s")
+    for hit in r.get("watchlist_hits") or []:
+        lines.append(f"watchlist  {hit['label']} (score {hit['score']:.3f}, source {hit.get('source')})")
+    lines.append(f"model      {r.get('model')}")
+    return "\n".join(lines)
+
+
+# -- batch -------------------------------------------------------------------------------------------
+
+
+@app.command()
+def batch(
+    manifest: Annotated[Path, typer.Argument(help="CSV with call_id,borrower_id,audio[,customer_channel].")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory (results.jsonl, summary.json).")],
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Worker processes [default 1].")] = None,
+    channel: ChannelOpt = None,
+    store: StoreOpt = None,
+    embeddings: EmbOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    threshold: ThresholdOpt = None,
+    config: ConfigOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Check every call of a manifest; re-running with the same --out resumes where it stopped."""
+    from .batch import run_batch
+
+    settings = run(lambda: settings_from(config, store=store, embeddings=embeddings, model=model, device=device,
+                                         channel=channel, threshold=threshold, workers=workers))
+    if settings.workers < 1:
+        fail(f"--workers must be at least 1, got {settings.workers}")
+    total = run(lambda: count_rows(manifest))
+    from tqdm import tqdm
+
+    with tqdm(total=total, unit="call", file=sys.stderr, disable=quiet, dynamic_ncols=True) as bar:
+        summary = run(lambda: run_batch(manifest, out, settings, progress=bar.update))
+    v = summary["verdicts"]
+    typer.echo(
+        f"{summary['calls']} calls: {v['match']} match, {v['mismatch']} mismatch, {v['inconclusive']} inconclusive, "
+        f"{v['error']} error; {summary['audio_seconds'] / 3600:.2f} h audio in {summary['wall_seconds']:.1f} s -> {out}"
+    )
+
+
+def count_rows(manifest: Path) -> int:
+    from .batch import read_rows
+
+    return sum(1 for _ in read_rows(manifest, ()))
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="voicecheck: %(levelname)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

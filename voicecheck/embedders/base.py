@@ -1,0 +1,96 @@
+"""The Embedder protocol every backend implements, and helpers shared by all of them."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import InsufficientSpeechError
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """A speaker-embedding model.
+
+    Attributes:
+        name: stable id stored with every voiceprint, e.g. "ge2e-resemblyzer-0.1.4".
+        sample_rate: rate ``embed``/``embed_batch`` expect; the pipeline resamples, adapters never do.
+        dimension: embedding size.
+        min_speech_s: least net speech that gives a usable embedding.
+        window_s: window length the pipeline cuts speech into.
+        hop_s: step between windows.
+    """
+
+    name: str
+    sample_rate: int
+    dimension: int
+    min_speech_s: float
+    window_s: float
+    hop_s: float
+
+    def embed_batch(self, windows: np.ndarray) -> np.ndarray:
+        """Embed equal-length windows of speech in one pass.
+
+        Args:
+            windows: float32, shape (n, window_samples), at ``sample_rate``.
+
+        Returns:
+            float32, shape (n, dimension), each row unit-norm.
+        """
+        ...
+
+
+def unit(vectors: np.ndarray) -> np.ndarray:
+    """Scale rows (or one vector) to unit L2 norm; zero rows stay zero."""
+    v = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(v, axis=-1, keepdims=True)
+    return np.where(norms > 0, v / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
+
+
+def frame(speech: np.ndarray, sample_rate: int, window_s: float, hop_s: float) -> np.ndarray:
+    """Cut speech into overlapping windows of equal length.
+
+    The last window is aligned to the end so no speech is dropped; speech shorter than one window
+    gives one window padded by repetition (the caller has already checked the minimum).
+
+    Returns:
+        float32, shape (n, round(window_s * sample_rate)).
+    """
+    win = int(round(window_s * sample_rate))
+    x = np.asarray(speech, dtype=np.float32)
+    if len(x) == 0:
+        raise InsufficientSpeechError("no speech to embed", 0.0)
+    if len(x) < win:
+        reps = int(np.ceil(win / len(x)))
+        return np.tile(x, reps)[:win][None, :]
+    starts = window_starts(len(x), sample_rate, window_s, hop_s)
+    return np.stack([x[s : s + win] for s in starts])
+
+
+def window_starts(n_samples: int, sample_rate: int, window_s: float, hop_s: float) -> np.ndarray:
+    """Start offsets (samples) that ``frame`` uses for ``n_samples`` of speech."""
+    win = int(round(window_s * sample_rate))
+    hop = max(1, int(round(hop_s * sample_rate)))
+    if n_samples <= win:
+        return np.array([0])
+    starts = list(range(0, n_samples - win + 1, hop))
+    if starts[-1] + win < n_samples:
+        starts.append(n_samples - win)
+    return np.array(starts)
+
+
+def embed_speech(embedder: Embedder, speech: np.ndarray) -> np.ndarray:
+    """One unit-norm embedding for a stretch of speech: the mean of its window embeddings.
+
+    Raises:
+        InsufficientSpeechError: when ``speech`` is shorter than ``embedder.min_speech_s``.
+    """
+    seconds = len(speech) / embedder.sample_rate
+    if seconds < embedder.min_speech_s:
+        raise InsufficientSpeechError(
+            f"{seconds:.1f} s of speech; {embedder.name} needs at least {embedder.min_speech_s:.1f} s",
+            seconds,
+        )
+    windows = frame(speech, embedder.sample_rate, embedder.window_s, embedder.hop_s)
+    return unit(embedder.embed_batch(windows).mean(axis=0))

@@ -1,0 +1,240 @@
+"""The voiceprint store: SQLite in the store directory (default ./enrollment).
+
+A voiceprint is the speech-weighted mean of its recordings' embeddings, kept per band ("wide" and
+"narrow") so that a call is always compared with an enrollment embedded in the call's own band.
+Collectors' voiceprints (kind "agent") and the watchlist of known proxy-agent voices live here too.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelMismatchError, NotEnrolledError, StoreError, UsageError
+from .types import Voiceprint
+
+DB_NAME = "voiceprints.sqlite"
+SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS recordings (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    owner_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    dimension INTEGER NOT NULL,
+    audio TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    band TEXT NOT NULL,
+    speech_seconds REAL NOT NULL,
+    wide BLOB,
+    narrow BLOB NOT NULL,
+    added_at TEXT NOT NULL,
+    UNIQUE (kind, owner_id, model, content_hash)
+);
+CREATE INDEX IF NOT EXISTS recordings_owner ON recordings (kind, owner_id, model);
+CREATE TABLE IF NOT EXISTS watchlist (
+    id INTEGER PRIMARY KEY,
+    label TEXT NOT NULL,
+    source TEXT NOT NULL,
+    added_on TEXT NOT NULL,
+    model TEXT NOT NULL,
+    dimension INTEGER NOT NULL,
+    vector BLOB NOT NULL,
+    UNIQUE (label, model)
+);
+"""
+
+
+def now() -> str:
+    """UTC time as ISO 8601 with seconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def to_blob(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def from_blob(blob: bytes, dimension: int) -> np.ndarray:
+    v = np.frombuffer(blob, dtype="<f4")
+    if v.shape != (dimension,):
+        raise StoreError(f"stored vector has {v.size} values, expected {dimension}: the store is damaged")
+    return v.copy()
+
+
+@dataclass(frozen=True)
+class WatchEntry:
+    """A known proxy-agent voice."""
+
+    label: str
+    source: str
+    added_on: str
+    model: str
+    vector: np.ndarray
+
+
+class VoiceprintStore:
+    """Voiceprints, collectors and the watchlist in ``<directory>/voiceprints.sqlite``."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.directory / DB_NAME, timeout=30)
+            self._db.executescript(_SCHEMA)
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+            self._db.commit()
+        except (OSError, sqlite3.Error) as e:
+            raise StoreError(f"voiceprint store {self.directory} cannot be opened: {e}") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        try:
+            with self._db:
+                yield self._db
+        except sqlite3.Error as e:
+            raise StoreError(f"voiceprint store {self.directory}: {e}") from None
+
+    # -- voiceprints -------------------------------------------------------------------------
+    def add_recording(
+        self,
+        owner_id: str,
+        model: str,
+        audio: str,
+        content_hash: str,
+        band: str,
+        speech_seconds: float,
+        vectors: dict[str, np.ndarray],
+        replace: bool = False,
+        kind: str = "borrower",
+    ) -> bool:
+        """Add one recording's embeddings to a voiceprint.
+
+        Args:
+            vectors: unit-norm embeddings by band; "narrow" is required, "wide" only for wideband audio.
+            replace: forget the owner's earlier recordings for this model first.
+
+        Returns:
+            False when this exact audio was already part of the voiceprint (nothing added).
+        """
+        if not owner_id.strip():
+            raise UsageError("an id must not be empty")
+        dimension = int(len(vectors["narrow"]))
+        with self._tx() as db:
+            other = db.execute(
+                "SELECT model FROM recordings WHERE kind=? AND owner_id=? AND model<>? LIMIT 1", (kind, owner_id, model)
+            ).fetchone()
+            if other and not replace:
+                raise ModelMismatchError(
+                    f"{kind} {owner_id} is enrolled with model {other[0]}, not {model}; "
+                    "enroll with the same model, or pass --replace to start over"
+                )
+            if replace:
+                db.execute("DELETE FROM recordings WHERE kind=? AND owner_id=?", (kind, owner_id))
+            wide = vectors.get("wide")
+            cur = db.execute(
+                "INSERT OR IGNORE INTO recordings (kind, owner_id, model, dimension, audio, content_hash, band,"
+                " speech_seconds, wide, narrow, added_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    kind, owner_id, model, dimension, audio, content_hash, band, float(speech_seconds),
+                    None if wide is None else to_blob(wide), to_blob(vectors["narrow"]), now(),
+                ),
+            )
+            return cur.rowcount == 1
+
+    def get(self, owner_id: str, model: str, kind: str = "borrower") -> Voiceprint:
+        """The voiceprint of ``owner_id`` for ``model``.
+
+        Raises:
+            NotEnrolledError: no recordings for this owner.
+            ModelMismatchError: enrolled, but only with another model.
+        """
+        rows = self._db.execute(
+            "SELECT model, dimension, band, speech_seconds, wide, narrow, added_at FROM recordings"
+            " WHERE kind=? AND owner_id=? ORDER BY id",
+            (kind, owner_id),
+        ).fetchall()
+        if not rows:
+            raise NotEnrolledError(f"{kind} {owner_id!r} has no voiceprint in {self.directory}")
+        mine = [r for r in rows if r[0] == model]
+        if not mine:
+            raise ModelMismatchError(
+                f"{kind} {owner_id!r} is enrolled with model {rows[0][0]}, not {model}: vectors of different"
+                " models cannot be compared; re-enroll with this model or check with that one"
+            )
+        dimension = mine[0][1]
+        vectors: dict[str, np.ndarray] = {}
+        for band, col in (("wide", 4), ("narrow", 5)):
+            parts = [(r[3], from_blob(r[col], dimension)) for r in mine if r[col] is not None]
+            if parts and (band == "narrow" or len(parts) == len(mine)):
+                total = sum(w * v for w, v in parts)
+                vectors[band] = (total / np.linalg.norm(total)).astype(np.float32)
+        return Voiceprint(
+            owner_id=owner_id,
+            model=model,
+            dimension=dimension,
+            vectors=vectors,
+            recording_count=len(mine),
+            speech_seconds=float(sum(r[3] for r in mine)),
+            created_at=mine[0][6],
+            updated_at=mine[-1][6],
+            kind=kind,
+        )
+
+    def summaries(self, kind: str = "borrower", model: str | None = None) -> list[dict[str, object]]:
+        """One row per (owner, model): counts and times, no vectors."""
+        sql = (
+            "SELECT owner_id, model, dimension, COUNT(*), SUM(speech_seconds), MIN(added_at), MAX(added_at)"
+            " FROM recordings WHERE kind=?" + (" AND model=?" if model else "") + " GROUP BY owner_id, model"
+            " ORDER BY owner_id"
+        )
+        args = (kind, model) if model else (kind,)
+        keys = ("id", "model", "dimension", "recordings", "speech_seconds", "created_at", "updated_at")
+        return [dict(zip(keys, row, strict=True)) for row in self._db.execute(sql, args)]
+
+    def recordings(self, owner_id: str, kind: str = "borrower") -> list[dict[str, object]]:
+        """The recordings behind a voiceprint (paths, hashes, speech), no vectors."""
+        keys = ("audio", "content_hash", "band", "speech_seconds", "model", "added_at")
+        sql = f"SELECT {', '.join(keys)} FROM recordings WHERE kind=? AND owner_id=? ORDER BY id"
+        return [dict(zip(keys, row, strict=True)) for row in self._db.execute(sql, (kind, owner_id))]
+
+    def remove(self, owner_id: str, kind: str = "borrower") -> int:
+        """Delete an owner's voiceprint; returns the number of recordings removed."""
+        with self._tx() as db:
+            return db.execute("DELETE FROM recordings WHERE kind=? AND owner_id=?", (kind, owner_id)).rowcount
+
+    def all(self, model: str, kind: str) -> list[Voiceprint]:
+        """Every voiceprint of a kind for a model."""
+        ids = [r["id"] for r in self.summaries(kind, model)]
+        return [self.get(str(i), model, kind) for i in ids]
+
+    # -- watchlist ---------------------------------------------------------------------------
+    def watch_add(self, label: str, source: str, vector: np.ndarray, model: str, added_on: str | None = None) -> None:
+        """Add (or replace) a watchlist voice under ``label`` for ``model``."""
+        if not label.strip():
+            raise UsageError("a watchlist label must not be empty")
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO watchlist (label, source, added_on, model, dimension, vector)"
+                " VALUES (?,?,?,?,?,?)",
+                (label, source, added_on or now()[:10], model, int(len(vector)), to_blob(vector)),
+            )
+
+    def watch_list(self, model: str | None = None) -> list[WatchEntry]:
+        sql = "SELECT label, source, added_on, model, dimension, vector FROM watchlist"
+        rows = self._db.execute(sql + (" WHERE model=?" if model else "") + " ORDER BY label", (model,) if model else ())
+        return [WatchEntry(r[0], r[1], r[2], r[3], from_blob(r[5], r[4])) for r in rows]
+
+    def watch_remove(self, label: str) -> int:
+        with self._tx() as db:
+            return db.execute("DELETE FROM watchlist WHERE label=?", (label,)).rowcount

@@ -1,0 +1,251 @@
+"""Check one call, enroll recordings, and the per-call work a batch maps over workers.
+
+The :class:`Engine` composes the front end (decode, customer channel, resample, VAD) with the model;
+it is built once per worker process. Scoring lives in :mod:`voicecheck.scorer`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import channel as telephone
+from .audio import at_rate, load, resample
+from .config import Settings
+from .embedders import Embedder, embed_speech, frame, load_embedder, unit
+from .embedders.base import window_starts
+from .enrollment import VoiceprintStore
+from .errors import InsufficientSpeechError, NotEnrolledError, VoicecheckError
+from .scorer import Scorer
+from .types import Audio, CallEmbedding, CallResult
+from .vad import SileroVad, Vad, collect, recording_time, speech_seconds
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    """One enrollment recording's embeddings by band, ready for the voiceprint store."""
+
+    vectors: dict[str, np.ndarray]
+    speech_seconds: float
+    content_hash: str
+    band: str
+
+
+def to_narrow(speech: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Pass wideband speech through a G.711 telephone channel and back to ``sample_rate``.
+
+    Channel matching: a wideband enrollment compared with a narrowband call is embedded as if it
+    had been recorded on the call's channel (300-3400 Hz, 8 kHz, mu-law).
+    """
+    narrow = telephone.mu_law(telephone.telephone_band(speech, sample_rate, out_rate=8000))
+    return resample(narrow, 8000, sample_rate)
+
+
+class Engine:
+    """Front end plus model: audio path in, embeddings out. One per worker process."""
+
+    def __init__(self, settings: Settings, embedder: Embedder | None = None, vad: Vad | None = None) -> None:
+        self.settings = settings
+        self.embedder = embedder or load_embedder(settings.model, settings.embeddings, settings.device)
+        self.vad: Vad = vad or SileroVad(
+            threshold=settings.vad_threshold, min_silence_s=settings.vad_min_silence_s, pad_s=settings.vad_pad_s
+        )
+
+    @property
+    def model(self) -> str:
+        return self.embedder.name
+
+    def speech(self, audio: Audio) -> tuple[np.ndarray, list, float]:
+        """Customer speech at the model's rate: (speech samples, regions, net speech seconds)."""
+        regions = self.vad.regions(audio.samples, audio.sample_rate)
+        model_audio = at_rate(audio, self.embedder.sample_rate)
+        return collect(model_audio.samples, self.embedder.sample_rate, regions), regions, speech_seconds(regions)
+
+    def _require(self, seconds: float, path: str) -> None:
+        if seconds < self.embedder.min_speech_s:
+            raise InsufficientSpeechError(
+                f"{path}: {seconds:.1f} s of speech found; {self.model} needs at least "
+                f"{self.embedder.min_speech_s:.1f} s",
+                seconds,
+            )
+
+    def embed_audio(self, audio: Audio) -> CallEmbedding:
+        """Embed the customer side of a decoded call: window embeddings in one batched pass.
+
+        Raises:
+            InsufficientSpeechError: less net speech than the model's minimum.
+        """
+        speech, regions, seconds = self.speech(audio)
+        self._require(seconds, audio.path)
+        rate, e = self.embedder.sample_rate, self.embedder
+        windows = e.embed_batch(frame(speech, rate, e.window_s, e.hop_s))
+        starts = window_starts(len(speech), rate, e.window_s, e.hop_s) / rate
+        ends = np.minimum(starts + e.window_s, len(speech) / rate)
+        times = np.stack([recording_time(starts, regions), recording_time(ends - 1e-6, regions)], axis=1)
+        narrow = None
+        if audio.band == "wide" and self.settings.channel_matching:
+            narrow = embed_speech(e, to_narrow(speech, rate))
+        return CallEmbedding(
+            content_hash=audio.content_hash,
+            model=self.model,
+            band=audio.band,
+            channel=audio.channel,
+            vector=unit(windows.mean(axis=0)),
+            windows=windows,
+            window_times_s=times,
+            speech_seconds=seconds,
+            duration_s=audio.duration_s,
+            regions=tuple(regions),
+            narrow_vector=narrow,
+        )
+
+    def embed_call(self, path: str | Path, channel: int | None) -> CallEmbedding:
+        """Decode ``path``, take ``channel`` and embed it (see :meth:`embed_audio`)."""
+        return self.embed_audio(load(path, channel))
+
+    def embed_enrollment(self, path: str | Path, channel: int | None) -> Enrolled:
+        """Embed an enrollment recording in its own band and, if wideband, in the telephone band too."""
+        audio = load(path, channel)
+        speech, _, seconds = self.speech(audio)
+        self._require(seconds, audio.path)
+        rate = self.embedder.sample_rate
+        vectors = {"narrow": embed_speech(self.embedder, speech if audio.band == "narrow" else to_narrow(speech, rate))}
+        if audio.band == "wide":
+            vectors["wide"] = embed_speech(self.embedder, speech)
+            if not self.settings.channel_matching:
+                vectors["narrow"] = vectors["wide"]
+        return Enrolled(vectors, seconds, audio.content_hash, audio.band)
+
+
+def judge(
+    call_id: str,
+    borrower_id: str,
+    audio: str,
+    emb: CallEmbedding | None,
+    speech_s: float,
+    voiceprints: VoiceprintStore,
+    scorer: Scorer,
+    channel: int | None = None,
+) -> CallResult:
+    """Turn a call's embedding (None: too little speech) into a verdict against the borrower's voiceprint."""
+    result = CallResult(
+        call_id=call_id,
+        borrower_id=borrower_id,
+        verdict="inconclusive",
+        speech_seconds=round(speech_s, 2),
+        model=scorer.model,
+        audio=audio,
+        channel=channel,
+    )
+    if emb is None:
+        result.reason = InsufficientSpeechError.code
+        return result
+    result.duration_s, result.band, result.content_hash = round(emb.duration_s, 2), emb.band, emb.content_hash
+    try:
+        voiceprint = voiceprints.get(borrower_id, scorer.model)
+        s = scorer.score(voiceprint, emb)
+    except NotEnrolledError:
+        result.reason = NotEnrolledError.code
+        return result
+    except VoicecheckError as e:
+        result.verdict, result.reason = "error", f"{e.code}: {e}"
+        return result
+    result.score, result.raw_cosine, result.threshold = round(s.score, 4), round(s.raw_cosine, 4), round(s.threshold, 4)
+    result.llr = None if s.llr is None else round(s.llr, 3)
+    result.band, result.scoring = s.band, s.mode
+    if s.score < s.threshold:
+        result.verdict, result.reason = "mismatch", "voice_mismatch"
+    else:
+        result.verdict = "match"
+    return result
+
+
+def error_result(call_id: str, borrower_id: str, audio: str, error: VoicecheckError, model: str | None) -> CallResult:
+    """The record of a call that could not be processed."""
+    return CallResult(call_id=call_id, borrower_id=borrower_id, verdict="error", reason=f"{error.code}: {error}",
+                      model=model, audio=audio)
+
+
+def enroll_recordings(
+    items: list[tuple[str, str]],
+    settings: Settings,
+    replace: bool = False,
+    report: Callable[[str], None] = log.info,
+    kind: str = "borrower",
+) -> int:
+    """Embed and store enrollment recordings; a bad recording is reported and the rest go on.
+
+    Args:
+        items: (owner id, audio path) pairs.
+        replace: start each owner's voiceprint over with the first recording of this call.
+        report: receives one line per recording.
+
+    Returns:
+        The number of recordings that were not enrolled.
+    """
+    engine = Engine(settings)
+    store = VoiceprintStore(settings.store)
+    failures = 0
+    started: set[str] = set()
+    try:
+        for owner, path in items:
+            if not owner or not path:
+                report(f"{owner or '?'}: {path or '?'}: refused: empty id or audio path")
+                failures += 1
+                continue
+            try:
+                got = engine.embed_enrollment(path, settings.channel)
+            except VoicecheckError as e:
+                report(f"{owner}: refused: {e}")
+                failures += 1
+                continue
+            fresh = replace and owner not in started
+            added = store.add_recording(owner, engine.model, str(path), got.content_hash, got.band,
+                                        got.speech_seconds, got.vectors, replace=fresh, kind=kind)
+            started.add(owner)
+            what = "added" if added else "already enrolled, skipped"
+            report(f"{owner}: {path}: {what} ({got.speech_seconds:.1f} s speech, {got.band}band)")
+    finally:
+        store.close()
+    return failures
+
+
+def check_one(audio: str | Path, borrower_id: str, settings: Settings, engine: Engine | None = None) -> CallResult:
+    """Check one call against a borrower's voiceprint, with the workspace's stored cohort.
+
+    Unreadable audio and a missing channel give an ``error`` record (never an exception) so the
+    caller can print it; a store that cannot be opened raises.
+    """
+    from .callstore import CallStore
+    from .embedders import model_spec
+
+    spec = model_spec(settings.model, settings.embeddings)
+    voiceprints = VoiceprintStore(settings.store)
+    calls = CallStore(settings.embeddings)
+    try:
+        scorer = Scorer.build(settings, spec.name, spec.key, calls)
+        call_id = Path(audio).stem
+        try:
+            decoded = load(audio, settings.channel)
+            stored = calls.lookup(decoded.content_hash, decoded.channel, spec.name)
+            if stored is not None:
+                _, emb, speech_s = stored
+            else:
+                emb = (engine or Engine(settings)).embed_audio(decoded)
+                speech_s = emb.speech_seconds
+        except InsufficientSpeechError as e:
+            emb, speech_s = None, e.speech_seconds
+        except VoicecheckError as e:
+            return error_result(call_id, borrower_id, str(audio), e, spec.name)
+        result = judge(call_id, borrower_id, str(audio), emb, speech_s, voiceprints, scorer, decoded.channel)
+        result.duration_s = round(decoded.duration_s, 2)
+        return result
+    finally:
+        voiceprints.close()
+        calls.close()

@@ -1,0 +1,148 @@
+"""Frozen dataclasses passed between pipeline stages.
+
+Times are in seconds (``_s``); vectors are float32 numpy arrays, unit-norm unless said otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+Verdict = Literal["match", "mismatch", "inconclusive", "error"]
+VERDICTS: tuple[str, ...] = ("match", "mismatch", "inconclusive", "error")
+
+Band = Literal["narrow", "wide"]
+"""``narrow``: telephone band (content up to ~4 kHz, e.g. 8 kHz G.711); ``wide``: anything richer."""
+
+
+@dataclass(frozen=True)
+class Audio:
+    """One decoded channel.
+
+    Attributes:
+        samples: mono float32 samples in [-1, 1], shape (n,).
+        sample_rate: samples per second of ``samples``.
+        path: where it was read from ("" for generated audio).
+        channel: index of the channel taken from the file (0 for mono files).
+        channels: number of channels in the file.
+        file_sample_rate: sample rate stored in the file.
+        subtype: soundfile subtype, e.g. "ULAW", "PCM_16".
+        content_hash: sha256 of the file's bytes (hex), "" for generated audio.
+    """
+
+    samples: np.ndarray
+    sample_rate: int
+    path: str = ""
+    channel: int = 0
+    channels: int = 1
+    file_sample_rate: int = 0
+    subtype: str = ""
+    content_hash: str = ""
+
+    @property
+    def duration_s(self) -> float:
+        return float(len(self.samples)) / float(self.sample_rate)
+
+    @property
+    def band(self) -> Band:
+        """Narrow when the file itself cannot carry content above 4 kHz."""
+        rate = self.file_sample_rate or self.sample_rate
+        return "narrow" if rate <= 8000 or self.subtype in ("ULAW", "ALAW") else "wide"
+
+
+@dataclass(frozen=True)
+class SpeechRegion:
+    """A stretch of speech in the original recording's time axis."""
+
+    start_s: float
+    end_s: float
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+@dataclass(frozen=True)
+class CallEmbedding:
+    """What the model saw of one call's customer side.
+
+    Attributes:
+        content_hash: sha256 of the audio file's bytes (hex).
+        model: embedder name.
+        band: band the audio was embedded in.
+        vector: unit-norm call embedding, shape (dimension,).
+        windows: unit-norm window embeddings, shape (n_windows, dimension).
+        window_times_s: start/end of each window in the recording's time axis, shape (n_windows, 2).
+        speech_seconds: net speech found by the VAD.
+        duration_s: length of the recording.
+        regions: speech regions found by the VAD.
+        narrow_vector: for a wideband call, its embedding through the telephone band (channel matching).
+    """
+
+    content_hash: str
+    model: str
+    band: Band
+    channel: int
+    vector: np.ndarray
+    windows: np.ndarray
+    window_times_s: np.ndarray
+    speech_seconds: float
+    duration_s: float
+    regions: tuple[SpeechRegion, ...] = ()
+    narrow_vector: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Voiceprint:
+    """A borrower's (or collector's) enrolled voice for one model.
+
+    ``vectors`` maps a band ("wide"/"narrow") to the unit-norm mean embedding of the enrollment
+    audio in that band; a narrowband enrollment has only "narrow".
+    """
+
+    owner_id: str
+    model: str
+    dimension: int
+    vectors: dict[str, np.ndarray]
+    recording_count: int
+    speech_seconds: float
+    created_at: str
+    updated_at: str
+    kind: str = "borrower"
+
+    def for_band(self, band: str) -> np.ndarray | None:
+        return self.vectors.get(band)
+
+
+@dataclass
+class CallResult:
+    """One line of results.jsonl and the object ``check --json`` prints."""
+
+    call_id: str
+    borrower_id: str
+    verdict: Verdict
+    score: float | None = None
+    threshold: float | None = None
+    speech_seconds: float | None = None
+    reason: str | None = None
+    model: str | None = None
+    audio: str = ""
+    channel: int | None = None
+    duration_s: float | None = None
+    llr: float | None = None
+    band: str | None = None
+    raw_cosine: float | None = None
+    scoring: str | None = None
+    speaker_change_s: float | None = None
+    timeline: list[dict[str, float]] | None = None
+    watchlist_hits: list[dict[str, Any]] = field(default_factory=list)
+    content_hash: str | None = None
+    row: int | None = None
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
