@@ -106,9 +106,7 @@ def test_min_dcf_at_half_prior_is_twice_the_best_error() -> None:
     assert metrics.min_dcf(tar, non, 0.5) == pytest.approx(2 * best)
 
 
-@pytest.mark.parametrize(
-    "kwargs", [{"p_target": 0.0}, {"p_target": 1.0}, {"p_target": 0.1, "c_fa": 0}]
-)
+@pytest.mark.parametrize("kwargs", [{"p_target": 0.0}, {"p_target": 1.0}, {"p_target": 0.1, "c_fa": 0}])
 def test_min_dcf_rejects_bad_parameters(kwargs: dict[str, float]) -> None:
     with pytest.raises(UsageError):
         metrics.min_dcf([1.0], [0.0], **kwargs)

@@ -192,9 +192,7 @@ def test_lda_is_deterministic() -> None:
         (np.ones((4, 3)), [0, 0, 1, 1], {}, "identical"),
     ],
 )
-def test_lda_errors(
-    X: np.ndarray, labels: list[int], kwargs: dict[str, float], message: str
-) -> None:
+def test_lda_errors(X: np.ndarray, labels: list[int], kwargs: dict[str, float], message: str) -> None:
     args: dict[str, float] = {"dim": 2, **kwargs}
     with pytest.raises(UsageError, match=message):
         scoring.fit_lda(X, labels, **args)  # type: ignore[arg-type]
@@ -268,9 +266,7 @@ def test_asnorm_is_invariant_to_shift_and_scale() -> None:
     enroll, test = rng.normal(0.2, 0.1, 300), rng.normal(0.1, 0.05, 250)
     value = scoring.asnorm(0.6, enroll, test, top_n=50)
     for scale, shift in ((3.0, -1.0), (0.01, 5.0)):
-        moved = scoring.asnorm(
-            scale * 0.6 + shift, scale * enroll + shift, scale * test + shift, top_n=50
-        )
+        moved = scoring.asnorm(scale * 0.6 + shift, scale * enroll + shift, scale * test + shift, top_n=50)
         assert moved == pytest.approx(value, rel=1e-9)
 
 

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 from pathlib import Path
 
 import numpy as np
 
 from .errors import AudioError, UsageError
 from .types import Audio
+
+# libsndfile's log line for a WAV/AIFF data chunk longer than the file, e.g. "data : 96000 (should be 47978)"
+_DATA_SIZE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_UNSET_SIZES = (0, 0xFFFFFFFF)  # streaming writers leave the size unset; not a truncation
 
 
 def load(path: str | Path, channel: int | None = 1) -> Audio:
@@ -46,9 +51,15 @@ def load(path: str | Path, channel: int | None = 1) -> Audio:
         with sf.SoundFile(io.BytesIO(data)) as f:
             sample_rate, channels, subtype = f.samplerate, f.channels, f.subtype
             samples = f.read(dtype="float32", always_2d=True)
+            cut = _DATA_SIZE.search(f.extra_info)
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, EOFError) as e:
         reason = str(e).split(":")[-1].strip() or type(e).__name__
         raise AudioError(f"{p}: not a readable audio file ({reason})") from None
+    if cut and int(cut[1]) not in _UNSET_SIZES and int(cut[1]) > int(cut[2]):
+        raise AudioError(
+            f"{p}: truncated: the header declares {int(cut[1])} bytes of audio data but the file holds "
+            f"{int(cut[2])}; the recording was cut off (copy it again from its source)"
+        )
     if samples.shape[0] == 0:
         raise AudioError(f"{p}: holds no audio samples (empty or truncated file)")
     if not np.all(np.isfinite(samples)):

@@ -256,3 +256,62 @@ def _map_ray(settings: Settings, tasks: list[Task], address: str | None) -> Iter
     from .distributed import map_ray
 
     return map_ray(settings, tasks, address)
+
+
+def rescore(out_dir: str | Path, settings: Settings, manifest: str | Path | None = None) -> dict[str, Any]:
+    """Score stored call embeddings again (new threshold, calibration or cohort) without decoding audio.
+
+    Args:
+        out_dir: receives a fresh results.jsonl and summary.json (an existing results file is replaced).
+        manifest: calls to rescore; None rescores every call in the call-embedding store.
+    """
+    started = time.perf_counter()
+    out = Path(out_dir)
+    spec = model_spec(settings.model, settings.embeddings)
+    calls = CallStore(settings.embeddings)
+    voiceprints = VoiceprintStore(settings.store)
+    tmp = out / (RESULTS + ".partial")
+    tmp.unlink(missing_ok=True)
+    results = ResultsFile(tmp)
+    try:
+        scorer = Scorer.build(settings, spec.name, spec.key, calls)
+        if manifest is not None:
+            rows: Iterable[Row] = call_rows(manifest, settings.channel)
+        else:
+            rows = (Row(0, c.call_id, c.borrower_id, c.audio, None) for c in calls.calls(spec.name))
+        for r in rows:
+            result = (error_result(r.call_id, r.borrower_id, r.audio, UsageError(r.problem), spec.name)
+                      if r.problem else score_stored(r, calls, voiceprints, scorer))
+            result.row = r.row or None
+            results.append(result.to_dict())
+    finally:
+        results.close()
+        calls.close()
+        voiceprints.close()
+    tmp.replace(out / RESULTS)
+    summary = summarise(out / RESULTS, wall_seconds=round(time.perf_counter() - started, 2), model=spec.name,
+                        engine="rescore", settings=settings.to_dict())
+    write_json(out / SUMMARY, summary)
+    return summary
+
+
+def build_cohort(manifest: str | Path, settings: Settings, report: Callable[[str], None]) -> tuple[int, int, int]:
+    """Embed unlabelled calls (column ``audio``) into the call store; returns (added, skipped, stored)."""
+    spec = model_spec(settings.model, settings.embeddings)
+    tasks: list[Task] = []
+    for n, f in read_rows(manifest, ("audio",)):
+        channel = int(f["customer_channel"]) if f.get("customer_channel", "").isdigit() else settings.channel
+        tasks.append((n, f["audio"], channel))
+    calls = CallStore(settings.embeddings)
+    added = failed = 0
+    try:
+        for res in _map_local(settings, tasks):
+            if res["status"] == "ok":
+                calls.put(res["embedding"], content_hash=res["content_hash"], channel=res["channel"], model=spec.name)
+                added += 1
+            elif res["status"] != "cached":
+                failed += 1
+                report(f"row {res['row']}: skipped: {res.get('error') or res['status']}")
+        return added, failed, calls.count(spec.name)
+    finally:
+        calls.close()

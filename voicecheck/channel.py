@@ -107,7 +107,7 @@ def telephone_band(
     filtered = signal.sosfiltfilt(sos, x, padlen=padlen)
     if out_rate != sample_rate:
         filtered = librosa.resample(filtered, orig_sr=sample_rate, target_sr=out_rate, res_type="soxr_hq")
-    return np.clip(filtered, -1.0, 1.0).astype(np.float32)
+    return np.asarray(np.clip(filtered, -1.0, 1.0), dtype=np.float32)
 
 
 # --- G.711 -----------------------------------------------------------------------------------
@@ -143,7 +143,7 @@ def mu_law(samples: np.ndarray) -> np.ndarray:
     mantissa = (magnitude >> (exponent + 3)) & 0x0F
     decoded = (((mantissa << 3) + _ULAW_BIAS) << exponent) - _ULAW_BIAS
     decoded = np.where(negative, -decoded, decoded)
-    return (decoded / 32768.0).astype(np.float32)
+    return np.asarray(decoded / 32768.0, dtype=np.float32)
 
 
 def a_law(samples: np.ndarray) -> np.ndarray:
@@ -171,7 +171,7 @@ def a_law(samples: np.ndarray) -> np.ndarray:
     level = np.where(segment >= 1, level + 0x100, level)
     level = np.where(segment >= 2, level << (segment - 1), level)
     decoded = np.where(negative, -level, level)
-    return (decoded / 32768.0).astype(np.float32)
+    return np.asarray(decoded / 32768.0, dtype=np.float32)
 
 
 _CODECS = {"ulaw": mu_law, "alaw": a_law}
@@ -264,7 +264,7 @@ def add_noise(
         reference = float(reference_power)
     noise_power = reference / 10.0 ** (float(snr_db) / 10.0)
     noisy = x + _pinkish_noise(x.size, rng) * np.sqrt(noise_power)
-    return np.clip(noisy, -1.0, 1.0).astype(np.float32)
+    return np.asarray(np.clip(noisy, -1.0, 1.0), dtype=np.float32)
 
 
 # --- calls -----------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ app = typer.Typer(
 )
 store_app = typer.Typer(help="Inspect and edit the voiceprint store.", no_args_is_help=True)
 app.add_typer(store_app, name="store")
+cohort_app = typer.Typer(help="In-domain cohort of unlabelled call embeddings.", no_args_is_help=True)
+app.add_typer(cohort_app, name="cohort")
 
 EXIT_MATCH, EXIT_MISMATCH, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 EXIT_BY_VERDICT = {"match": EXIT_MATCH, "mismatch": EXIT_MISMATCH, "inconclusive": EXIT_INCONCLUSIVE, "error": EXIT_USAGE}
@@ -224,11 +226,119 @@ def batch(
 
     with tqdm(total=total, unit="call", file=sys.stderr, disable=quiet, dynamic_ncols=True) as bar:
         summary = run(lambda: run_batch(manifest, out, settings, progress=bar.update))
+    print_summary(summary, out)
+
+
+@app.command()
+def rescore(
+    out: Annotated[Path, typer.Option("--out", help="Output directory for the new results.jsonl and summary.json.")],
+    manifest: Annotated[Optional[Path], typer.Option("--manifest", help="Calls to rescore [default: every stored call].")] = None,
+    store: StoreOpt = None,
+    embeddings: EmbOpt = None,
+    model: ModelOpt = None,
+    threshold: ThresholdOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Re-apply thresholds, calibration or a new cohort to stored call embeddings (no audio decoded)."""
+    from .batch import rescore as rescore_calls
+
+    settings = run(lambda: settings_from(config, store=store, embeddings=embeddings, model=model, threshold=threshold))
+    print_summary(run(lambda: rescore_calls(out, settings, manifest)), out)
+
+
+@app.command("eval")
+def eval_trials(
+    trials: Annotated[Path, typer.Argument(help="CSV: enroll_audio,test_audio,label or borrower_id,audio|call_id,label.")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for metrics.json, scores.csv and det.png.")],
+    channel: ChannelOpt = None,
+    store: StoreOpt = None,
+    embeddings: EmbOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure accuracy on labelled trials: EER, minDCF, Cllr, impostors flagged at 1% and 5% false flags."""
+    from .evaluate import evaluate
+
+    settings = run(lambda: settings_from(config, store=store, embeddings=embeddings, model=model, device=device,
+                                         channel=channel))
+    m = run(lambda: evaluate(trials, out, settings, lambda line: typer.echo(line, err=True)))
+    if as_json:
+        typer.echo(json.dumps(m, indent=2))
+        return
+    typer.echo(f"{m['n_target']} target, {m['n_nontarget']} non-target trials ({m['errors']} skipped); "
+               f"model {m['model']}, scoring {m['mode']}")
+    typer.echo(f"EER {100 * m['eer']:.2f}%   minDCF(0.01) {m['min_dcf_0.01']:.3f}   minDCF(0.05) {m['min_dcf_0.05']:.3f}")
+    if m.get("cllr") is not None:
+        typer.echo(f"Cllr {m['cllr']:.3f} bits (min {m['min_cllr']:.3f})")
+    typer.echo(f"impostors flagged: {100 * m['detect_at_1pct_ff']:.1f}% at 1% false flags, "
+               f"{100 * m['detect_at_5pct_ff']:.1f}% at 5%")
+    typer.echo(f"wrote {out / 'metrics.json'}, {out / 'scores.csv'}, {out / 'det.png'}")
+
+
+@app.command()
+def calibrate(
+    trials: Annotated[Path, typer.Argument(help="Labelled trials CSV (as for eval).")],
+    max_false_flag: Annotated[float, typer.Option("--max-false-flag", help="Fraction of genuine calls the threshold may flag.")] = 0.05,
+    channel: ChannelOpt = None,
+    store: StoreOpt = None,
+    embeddings: EmbOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Fit score -> log-likelihood ratio and the threshold on labelled trials; results then carry llr."""
+    from .evaluate import calibrate as fit
+
+    if not 0 <= max_false_flag < 1:
+        fail(f"--max-false-flag must be in [0, 1), got {max_false_flag}")
+    settings = run(lambda: settings_from(config, store=store, embeddings=embeddings, model=model, device=device,
+                                         channel=channel))
+    c = run(lambda: fit(trials, settings, max_false_flag, lambda line: typer.echo(line, err=True)))
+    typer.echo(f"scoring mode {c['mode']}: threshold {c['threshold']:.4f} (flags <= {100 * max_false_flag:.1f}% of "
+               f"{c['n_target']} genuine trials), llr = {c['calibration']['a']:.3f} * score + "
+               f"{c['calibration']['b']:.3f}; saved to {c['path']}")
+
+
+def print_summary(summary: dict[str, Any], out: Path) -> None:
+    """One line of counts, then the flagged calls (mismatches first)."""
+    from .report import RESULTS, read_jsonl
+
     v = summary["verdicts"]
     typer.echo(
         f"{summary['calls']} calls: {v['match']} match, {v['mismatch']} mismatch, {v['inconclusive']} inconclusive, "
         f"{v['error']} error; {summary['audio_seconds'] / 3600:.2f} h audio in {summary['wall_seconds']:.1f} s -> {out}"
     )
+    flagged = [r for r in read_jsonl(out / RESULTS) if r["verdict"] != "match"]
+    flagged.sort(key=lambda r: ("mismatch", "error", "inconclusive").index(r["verdict"]))
+    if flagged:
+        typer.echo("flagged calls:")
+    for r in flagged[:50]:
+        score = "" if r.get("score") is None else f" score {r['score']:.3f} < {r['threshold']:.3f}"
+        typer.echo(f"  {r['call_id']:<12} {r['borrower_id']:<12} {r['verdict']:<12} {r.get('reason') or ''}{score}")
+    if len(flagged) > 50:
+        typer.echo(f"  ... and {len(flagged) - 50} more in {out / RESULTS}")
+
+
+@cohort_app.command("build")
+def cohort_build(
+    manifest: Annotated[Path, typer.Argument(help="CSV with an audio column (customer_channel optional): unlabelled calls.")],
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Worker processes.")] = None,
+    channel: ChannelOpt = None,
+    embeddings: EmbOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Embed unlabelled in-domain calls into the call-embedding store, for centring and AS-norm."""
+    from .batch import build_cohort
+
+    settings = run(lambda: settings_from(config, embeddings=embeddings, model=model, device=device, channel=channel,
+                                         workers=workers))
+    added, failed, total = run(lambda: build_cohort(manifest, settings, lambda line: typer.echo(line, err=True)))
+    typer.echo(f"cohort: {added} call(s) embedded, {failed} skipped; {total} {settings.model} call embeddings "
+               f"stored in {settings.embeddings}")
 
 
 def count_rows(manifest: Path) -> int:

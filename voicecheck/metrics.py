@@ -197,9 +197,7 @@ def min_cllr(target: npt.ArrayLike, nontarget: npt.ArrayLike) -> float:
     return _cllr(llr[: tar.size], llr[tar.size :])
 
 
-def detection_at_false_flag(
-    target: npt.ArrayLike, nontarget: npt.ArrayLike, false_flag: float
-) -> float:
+def detection_at_false_flag(target: npt.ArrayLike, nontarget: npt.ArrayLike, false_flag: float) -> float:
     """Fraction of impostor trials flagged at the threshold that flags ``false_flag`` of genuine.
 
     The threshold is :func:`voicecheck.scoring.threshold_at_false_flag` on the target scores, so
@@ -251,12 +249,12 @@ def plot_det(
         raise UsageError("plot_det needs at least one curve.")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from scipy.special import ndtri  # type: ignore[import-untyped]
+    from scipy.special import ndtri
 
-    lo, hi = 0.0005, 0.5
+    lo, hi = 0.0005, 0.6  # axis range; points outside are drawn off the axes, not squashed onto them
 
     def deviate(p: np.ndarray) -> np.ndarray:
-        return np.asarray(ndtri(np.clip(p, lo, hi)))
+        return np.asarray(ndtri(np.clip(p, 1e-6, 1 - 1e-6)))
 
     fig = Figure(figsize=(6, 6))
     FigureCanvasAgg(fig)

@@ -7,7 +7,7 @@ natural-log likelihood ratios (LLR). A verdict is ``match`` when ``score >= thre
 
 Typical chain for one trial::
 
-    backend = Backend.load("embeddings/ecapa-backend.npz")         # or Backend.identity(...)
+    backend = Backend.load(path)  # or Backend.identity(model, dimension)
     raw = cosine(backend.transform(enrolled), backend.transform(call))
     score = asnorm(raw, enroll_cohort_scores, call_cohort_scores, top_n=200)
     verdict = decide(score, threshold)
@@ -285,18 +285,13 @@ class Backend:
         except FileNotFoundError as exc:
             raise UsageError(f"backend file {where!r} does not exist.") from exc
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-            raise UsageError(
-                f"backend file {where!r} is not a voicecheck backend (.npz) file: {exc}"
-            ) from exc
+            raise UsageError(f"backend file {where!r} is not a voicecheck backend (.npz) file: {exc}") from exc
         missing = {"format", "mean", "projection", "model", "source"} - contents.keys()
         if missing:
-            raise UsageError(
-                f"backend file {where!r} lacks {sorted(missing)}; write it with Backend.save()."
-            )
+            raise UsageError(f"backend file {where!r} lacks {sorted(missing)}; write it with Backend.save().")
         if str(contents["format"]) != _BACKEND_FORMAT:
             raise UsageError(
-                f"backend file {where!r} has format {str(contents['format'])!r}, "
-                f"expected {_BACKEND_FORMAT!r}."
+                f"backend file {where!r} has format {str(contents['format'])!r}, expected {_BACKEND_FORMAT!r}."
             )
         proj = contents["projection"]
         try:
@@ -348,14 +343,12 @@ def fit_lda(
         UsageError: shape mismatch, fewer than two speakers, no speaker with two embeddings,
             ``dim < 1`` or ``shrink`` outside [0, 1).
     """
-    from scipy.linalg import eigh  # type: ignore[import-untyped]
+    from scipy.linalg import eigh
 
     data = _as_matrix(X, "LDA training embeddings")
     lab = np.asarray(labels)
     if lab.ndim != 1 or lab.shape[0] != data.shape[0]:
-        raise UsageError(
-            f"labels must have shape ({data.shape[0]},) to match the embeddings; got {lab.shape}."
-        )
+        raise UsageError(f"labels must have shape ({data.shape[0]},) to match the embeddings; got {lab.shape}.")
     if dim < 1:
         raise UsageError(f"LDA dim must be >= 1; got {dim}.")
     if not 0.0 <= shrink < 1.0:
@@ -386,9 +379,7 @@ def fit_lda(
 
     sw_reg = _shrunk(sw, shrink)
     if sw_reg is None:
-        raise UsageError(
-            "within-speaker scatter is zero: every speaker's embeddings are identical."
-        )
+        raise UsageError("within-speaker scatter is zero: every speaker's embeddings are identical.")
     # Generalised symmetric eigenproblem; eigenvalues come back ascending.
     _, vectors = eigh(sb, sw_reg)
     proj = vectors[:, ::-1][:, :k]
@@ -437,8 +428,7 @@ def with_domain_mean(backend: Backend, X_domain: npt.ArrayLike) -> Backend:
     arr = _as_matrix(X_domain, "in-domain embeddings")
     if arr.shape[1] != backend.dimension:
         raise UsageError(
-            f"in-domain embeddings have dimension {arr.shape[1]} but the backend expects "
-            f"{backend.dimension}."
+            f"in-domain embeddings have dimension {arr.shape[1]} but the backend expects {backend.dimension}."
         )
     note = f"domain mean from {arr.shape[0]} embeddings"
     source = f"{backend.source}; {note}" if backend.source else note
@@ -678,9 +668,7 @@ def fit_calibration(
         raise UsageError("all scores are equal; a calibration slope cannot be fitted.")
     z = (scores - centre) / spread
     y = np.concatenate([np.ones(tar.size), np.zeros(non.size)])
-    w = np.concatenate(
-        [np.full(tar.size, prior / tar.size), np.full(non.size, (1 - prior) / non.size)]
-    )
+    w = np.concatenate([np.full(tar.size, prior / tar.size), np.full(non.size, (1 - prior) / non.size)])
     offset = _logit(prior)
     ridge = 1e-6
 

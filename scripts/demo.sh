@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Install everything into ./.venv, then run the main job on samples/: enroll the sample borrowers into
+# ./enrollment, check every sample call in one batch (call embeddings go to ./embeddings), and list
+# the flagged calls. Results: out/samples/results.jsonl, summary.json, report.html.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install.sh
+export HF_HUB_OFFLINE=1
+.venv/bin/voicecheck enroll --manifest samples/enroll.csv
+.venv/bin/voicecheck batch samples/calls.csv --out out/samples

@@ -1,0 +1,73 @@
+"""Shared fixtures: isolated working directory, the fake model/VAD, real models loaded once."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # ``tests.fakes`` must import here and in spawned workers
+    sys.path.insert(0, str(REPO))
+os.environ["HF_HUB_OFFLINE"] = "1"  # never reach the hub from a test
+
+from tests.fakes import EnergyVad, FakeEmbedder, workspace  # noqa: E402
+from voicecheck.config import Settings, load_settings  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test runs in its own empty directory with no VOICECHECK_* settings from outside."""
+    for var in [v for v in os.environ if v.startswith("VOICECHECK_")]:
+        monkeypatch.delenv(var)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture()
+def fake() -> FakeEmbedder:
+    return FakeEmbedder()
+
+
+@pytest.fixture()
+def energy_vad() -> EnergyVad:
+    return EnergyVad()
+
+
+@pytest.fixture()
+def settings(tmp_path: Path) -> Settings:
+    """Settings for the fake model in a fresh workspace (no cohort, explicit threshold)."""
+    emb = workspace(tmp_path / "ws")
+    return load_settings(
+        None, store=str(tmp_path / "ws" / "store"), embeddings=str(emb), model="fake", threshold=0.9, cohort=False
+    )
+
+
+@pytest.fixture(scope="session")
+def silero():
+    from voicecheck.vad import SileroVad
+
+    return SileroVad()
+
+
+@pytest.fixture(scope="session")
+def ge2e(tmp_path_factory: pytest.TempPathFactory):
+    from voicecheck.embedders import load_embedder
+
+    return load_embedder("ge2e", tmp_path_factory.mktemp("ge2e-ws"))
+
+
+@pytest.fixture(scope="session")
+def ge2e_settings_factory():
+    def make(root: Path, **overrides: object) -> Settings:
+        return Settings(store=str(root / "store"), embeddings=str(root / "embeddings"), **overrides)  # type: ignore[arg-type]
+
+    return make

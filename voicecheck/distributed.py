@@ -1,0 +1,173 @@
+"""The Ray engine: phase 1 of a batch (embedding) on Ray actors, on one machine or a cluster.
+
+Each actor is one worker process that loads the model once (:func:`voicecheck.batch.init_worker`)
+and runs the same per-call function as the local process pool (:func:`voicecheck.batch.embed_task`).
+Results stream back as they finish; at most ``in_flight_per_actor`` calls per actor are queued, so
+the driver's memory stays flat however long the manifest is.
+
+Ray is optional (``pip install 'voicecheck[ray]'``) and imported only when this engine is used.
+On a cluster every node needs voicecheck installed in the same Python environment, and the audio,
+the embeddings workspace and the voiceprint store at the same absolute paths (shared storage):
+paths are resolved to absolute paths on the driver before they are shipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from .config import Settings
+from .errors import BackendUnavailableError, UsageError, VoicecheckError
+
+log = logging.getLogger(__name__)
+
+LOCAL_IP = "127.0.0.1"
+"""A local Ray cluster binds here, never to the machine's external address."""
+
+Task = tuple[int, str, int | None]
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise BackendUnavailableError(
+            "the ray engine needs the ray package, which is not installed; "
+            "install it with: pip install 'voicecheck[ray]' (or use the local engine)"
+        ) from None
+    return ray
+
+
+class _EmbedActor:
+    """One Ray actor = one worker process with the model loaded once."""
+
+    def __init__(self, settings: Settings) -> None:
+        from .batch import init_worker
+
+        init_worker(settings)
+
+    def embed(self, task: Task) -> dict[str, Any]:
+        from .batch import embed_task
+
+        return embed_task(task)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def absolute_settings(settings: Settings) -> Settings:
+    """``settings`` with the store and embeddings paths made absolute (actors may run elsewhere)."""
+    return replace(settings, store=str(Path(settings.store).resolve()),
+                   embeddings=str(Path(settings.embeddings).resolve()))
+
+
+def start_ray(settings: Settings, address: str | None) -> bool:
+    """Connect to ``address``, or start a local Ray bound to 127.0.0.1 with ``settings.workers`` CPUs.
+
+    Returns:
+        True when this call started or connected Ray (the caller shuts it down), False when Ray
+        was already initialised in this process.
+
+    Raises:
+        BackendUnavailableError: ray is not installed.
+        UsageError: the cluster at ``address`` cannot be reached.
+    """
+    ray = _import_ray()
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no phoning home from a bank's batch server
+    common: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
+    try:
+        if address is None:
+            ray.init(num_cpus=settings.workers, include_dashboard=False, _node_ip_address=LOCAL_IP, **common)
+        else:
+            ray.init(address=address, **common)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        raise UsageError(f"cannot start or reach {where}: {e}") from None
+    return True
+
+
+def _get(ray: Any, ref: Any) -> dict[str, Any]:
+    """``ray.get`` that surfaces a voicecheck error raised in an actor (e.g. a missing model) as itself."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as e:
+        if isinstance(e.cause, VoicecheckError):
+            raise e.cause from None
+        raise
+    except ray.exceptions.RayActorError as e:
+        cause = getattr(e, "cause", None)
+        if isinstance(cause, VoicecheckError):
+            raise cause from None
+        raise VoicecheckError(
+            f"a Ray worker died during the batch ({e}); results so far are kept: re-run the batch to resume"
+        ) from None
+
+
+def map_ray(
+    settings: Settings,
+    tasks: Iterable[Task],
+    address: str | None = None,
+    in_flight_per_actor: int = 2,
+) -> Iterator[dict[str, Any]]:
+    """Run :func:`voicecheck.batch.embed_task` over ``tasks`` on ``settings.workers`` Ray actors.
+
+    Results come back in completion order (not task order), each the dict ``embed_task`` returns
+    (numpy arrays and exceptions pickle across processes).
+
+    Args:
+        settings: run settings; ``workers`` actors of 1 CPU each are created.
+        tasks: (manifest row, audio path, customer channel) per call.
+        address: a running cluster ("ray://host:10001" or "host:6379"); None starts a local Ray on
+            127.0.0.1 with ``settings.workers`` CPUs, shut down when the iterator ends.
+        in_flight_per_actor: calls queued per actor (bounds driver and object-store memory).
+
+    Raises:
+        BackendUnavailableError: ray is not installed.
+        UsageError: ``settings.workers`` < 1 or the cluster cannot be reached.
+    """
+    if settings.workers < 1:
+        raise UsageError(f"workers must be at least 1, got {settings.workers}")
+    ray = _import_ray()
+    owned = start_ray(settings, address)
+    actors: list[Any] = []
+    try:
+        remote_cls = ray.remote(num_cpus=1)(_EmbedActor)
+        shipped = absolute_settings(settings)
+        actors = [remote_cls.remote(shipped) for _ in range(settings.workers)]
+        todo = iter(tasks)
+        pending: dict[Any, Any] = {}  # object ref -> actor
+        free: deque[Any] = deque(a for a in actors for _ in range(max(1, in_flight_per_actor)))
+
+        def submit() -> bool:
+            while free:
+                task = next(todo, None)
+                if task is None:
+                    return False
+                row, audio, channel = task
+                actor = free.popleft()
+                pending[actor.embed.remote((row, str(Path(audio).resolve()), channel))] = actor
+            return True
+
+        submit()
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                free.append(pending.pop(ref))
+                result = _get(ray, ref)
+                submit()
+                yield result
+    finally:
+        for a in actors:
+            try:
+                ray.kill(a)
+            except Exception:  # noqa: BLE001 - best effort clean-up of an actor that may be gone
+                log.debug("could not kill a Ray actor", exc_info=True)
+        if owned:
+            ray.shutdown()

@@ -1,0 +1,171 @@
+"""Labelled trials: score them, measure accuracy (``voicecheck eval``) and fit calibration (``calibrate``).
+
+A trials CSV has ``label`` (1/target/genuine or 0/nontarget/impostor) and either
+``enroll_audio,test_audio`` (paths relative to the CSV) or ``borrower_id`` plus ``audio``/``call_id``
+scored against the voiceprint store and the call-embedding store.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .batch import read_rows
+from .callstore import CallStore
+from .config import Settings
+from .embedders import model_spec
+from .enrollment import VoiceprintStore, now
+from .errors import UsageError, VoicecheckError
+from .pipeline import Engine
+from .scorer import Scorer
+from .types import CallEmbedding, Voiceprint
+
+TARGET = {"1", "target", "genuine", "true", "same", "yes"}
+NONTARGET = {"0", "nontarget", "impostor", "false", "different", "no"}
+
+
+def _label(value: str, row: int, path: Path) -> int:
+    v = value.strip().lower()
+    if v in TARGET:
+        return 1
+    if v in NONTARGET:
+        return 0
+    raise UsageError(f"{path} row {row}: label {value!r} is neither target (1) nor non-target (0)")
+
+
+def score_trials(
+    path: str | Path, settings: Settings, report: Callable[[str], None] = lambda s: None
+) -> tuple[list[dict[str, Any]], Scorer]:
+    """Score every trial of a trials CSV with the product's scorer.
+
+    Returns:
+        One dict per trial (enroll, test, label, score, raw_cosine, band, or error) and the scorer used.
+    """
+    p = Path(path)
+    rows = list(read_rows(p, ("label",)))
+    if not rows:
+        raise UsageError(f"trials file {p} has no rows")
+    cols = set(rows[0][1])
+    by_audio = {"enroll_audio", "test_audio"} <= cols
+    if not by_audio and "borrower_id" not in cols:
+        raise UsageError(f"trials file {p} needs columns enroll_audio,test_audio,label or borrower_id,audio,label")
+    spec = model_spec(settings.model, settings.embeddings)
+    calls = CallStore(settings.embeddings)
+    store = VoiceprintStore(settings.store)
+    engine: Engine | None = None
+    enrolled: dict[str, Voiceprint] = {}
+    tested: dict[str, CallEmbedding] = {}
+    out: list[dict[str, Any]] = []
+    try:
+        scorer = Scorer.build(settings, spec.name, spec.key, calls)
+        for n, f in rows:
+            trial: dict[str, Any] = {"row": n, "label": _label(f.get("label", ""), n, p)}
+            try:
+                if by_audio:
+                    enroll_path, test_path = _beside(p, f["enroll_audio"]), _beside(p, f["test_audio"])
+                    trial.update(enroll=enroll_path, test=test_path)
+                    engine = engine or Engine(settings)
+                    if enroll_path not in enrolled:
+                        got = engine.embed_enrollment(enroll_path, settings.channel)
+                        enrolled[enroll_path] = Voiceprint(enroll_path, engine.model, len(got.vectors["narrow"]),
+                                                           got.vectors, 1, got.speech_seconds, now(), now())
+                    voiceprint = enrolled[enroll_path]
+                else:
+                    voiceprint = store.get(f["borrower_id"], spec.name)
+                    trial.update(enroll=f["borrower_id"], test=f.get("audio") or f.get("call_id", ""))
+                    test_path = f.get("audio", "")
+                    if not test_path and f.get("call_id"):
+                        linked = calls.linked(f["call_id"], spec.name)
+                        if linked is None or linked[1] is None:
+                            raise UsageError(f"call {f['call_id']!r} has no stored embedding")
+                        tested[f["call_id"]] = linked[1]
+                        test_path = f["call_id"]
+                if test_path not in tested:
+                    engine = engine or Engine(settings)
+                    tested[test_path] = engine.embed_call(test_path, settings.channel)
+                s = scorer.score(voiceprint, tested[test_path])
+                trial.update(score=s.score, raw_cosine=s.raw_cosine, band=s.band, mode=s.mode)
+            except VoicecheckError as e:
+                trial["error"] = f"{e.code}: {e}"
+                report(f"row {n}: skipped: {e}")
+            out.append(trial)
+    finally:
+        calls.close()
+        store.close()
+    return out, scorer
+
+
+def _beside(csv_path: Path, value: str) -> str:
+    v = Path(value)
+    return str(v if v.is_absolute() else csv_path.parent / v)
+
+
+def split_scores(trials: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """(target scores, non-target scores) of the trials that were scored."""
+    ok = [t for t in trials if "score" in t]
+    tar = np.array([t["score"] for t in ok if t["label"] == 1])
+    non = np.array([t["score"] for t in ok if t["label"] == 0])
+    if len(tar) == 0 or len(non) == 0:
+        raise UsageError(f"need scored target and non-target trials; got {len(tar)} target and {len(non)} non-target")
+    return tar, non
+
+
+def write_scores(path: Path, trials: list[dict[str, Any]]) -> None:
+    cols = ["row", "enroll", "test", "label", "score", "raw_cosine", "llr", "band", "mode", "error"]
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(trials)
+
+
+def evaluate(path: str | Path, out_dir: str | Path, settings: Settings,
+             report: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """EER, minDCF (0.01, 0.05), Cllr, impostors flagged at 1%/5% false flags; writes scores.csv,
+    metrics.json and det.png into ``out_dir``."""
+    from . import metrics
+    from .report import write_json
+
+    trials, scorer = score_trials(path, settings, report)
+    tar, non = split_scores(trials)
+    band = next(t["band"] for t in trials if "band" in t)
+    calib = scorer.calibration(band)
+    tar_llr = non_llr = None
+    if calib is not None:
+        for t in trials:
+            if "score" in t:
+                t["llr"] = float(calib.llr(t["score"]))
+        tar_llr, non_llr = calib.llr(tar), calib.llr(non)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result = metrics.summary(tar, non, tar_llr, non_llr)
+    result.update(model=scorer.model, mode=scorer.mode(band), trials=str(path),
+                  errors=sum(1 for t in trials if "error" in t))
+    write_scores(out / "scores.csv", trials)
+    metrics.plot_det({f"{scorer.model} ({scorer.mode(band)})": (tar, non)}, out / "det.png")
+    write_json(out / "metrics.json", result)
+    return result
+
+
+def calibrate(path: str | Path, settings: Settings, max_false_flag: float | None = 0.05,
+              report: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Fit score -> LLR and a threshold on labelled trials; store them for the current scoring mode.
+
+    The threshold flags at most ``max_false_flag`` of the genuine trials (None: at the EER).
+    """
+    from .scoring import fit_calibration, threshold_at_eer, threshold_at_false_flag
+
+    trials, scorer = score_trials(path, settings, report)
+    tar, non = split_scores(trials)
+    band = next(t["band"] for t in trials if "band" in t)
+    mode = scorer.mode(band)
+    source = f"voicecheck calibrate {path} ({len(tar)} target, {len(non)} non-target trials, {now()[:10]})"
+    calib = fit_calibration(tar, non, model=scorer.model, source=source)
+    threshold = threshold_at_false_flag(tar, max_false_flag) if max_false_flag is not None else threshold_at_eer(tar, non)
+    values = {"threshold": float(threshold), "calibration": {"a": calib.a, "b": calib.b},
+              "false_flag_target": max_false_flag, "n_target": len(tar), "n_nontarget": len(non)}
+    saved = scorer.profile.save_mode(scorer.key, settings.embeddings, mode, values, source)
+    return {"mode": mode, "path": str(saved), **values}
