@@ -22,7 +22,7 @@ from .config import Settings
 from .embedders import model_spec
 from .enrollment import VoiceprintStore
 from .errors import AudioError, InsufficientSpeechError, UsageError, VoicecheckError
-from .pipeline import Engine, error_result, judge
+from .pipeline import Engine, Judge, error_result
 from .report import RESULTS, SUMMARY, ResultsFile, summarise, write_json
 from .scorer import Scorer
 from .types import CallResult
@@ -108,24 +108,33 @@ def init_worker(settings: Settings) -> None:
     _calls = CallStore(settings.embeddings)
 
 
-Task = tuple[int, str, int | None]
+Task = Row
 
 
 def embed_task(task: Task) -> dict[str, Any]:
-    """Embed one call (or find it already stored). Never raises for a bad call: returns its error.
+    """Embed one call's customer side, or find it already stored. Never raises for a bad call.
 
     Args:
-        task: (manifest row, audio path, customer channel).
+        task: the manifest row.
+
+    Returns:
+        ``{"task": row, "status": ...}`` with status "ok" (+ "embedding"), "cached" (this call id or
+        this audio is already in the call store), "insufficient_speech" (+ "speech_seconds") or
+        "error" (+ "error", a VoicecheckError); plus content_hash, channel and duration_s once decoded.
     """
-    row, audio, channel = task
     if _engine is None or _calls is None:
         raise RuntimeError("init_worker must run in this process before embed_task")
     start = time.perf_counter()
-    out: dict[str, Any] = {"row": row}
+    out: dict[str, Any] = {"task": task, "row": task.row}
     try:
+        if task.problem:
+            raise UsageError(task.problem)
+        if task.call_id and _calls.linked(task.call_id, _engine.model) is not None:
+            out["status"] = "cached"
+            return out
         from .audio import load
 
-        decoded = load(audio, channel)
+        decoded = load(task.audio, task.channel)
         out.update(content_hash=decoded.content_hash, channel=decoded.channel, duration_s=decoded.duration_s)
         if _calls.has(decoded.content_hash, decoded.channel, _engine.model):
             out["status"] = "cached"
@@ -191,26 +200,18 @@ def run_batch(
 
     try:
         model = spec.name
-        pending: dict[int, Row] = {}
-        todo: list[Task] = []
-        for r in call_rows(manifest, settings.channel):
-            if r.row in done:
-                continue
-            if r.problem:
-                write(r, error_result(r.call_id, r.borrower_id, r.audio, UsageError(r.problem), model))
-                continue
-            pending[r.row] = r
-            if calls.linked(r.call_id, model) is None:
-                todo.append((r.row, r.audio, r.channel))
+        failed: set[int] = set()  # rows that got an error record in phase 1 (ints: memory stays small)
+        todo = (r for r in call_rows(manifest, settings.channel) if r.row not in done)
         t0 = time.perf_counter()
         mapper = _map_ray(settings, todo, address) if engine == "ray" else _map_local(settings, todo)
         for res in mapper:
-            r = pending[res["row"]]
-            status = res["status"]
+            r, status = res["task"], res["status"]
             if status == "error":
                 write(r, error_result(r.call_id, r.borrower_id, r.audio, res["error"], model))
-                del pending[r.row]
+                failed.add(r.row)
                 continue
+            if status == "cached" and "content_hash" not in res:
+                continue  # this call id was linked by an earlier run
             key = (res["content_hash"], res["channel"], model)
             if status == "ok":
                 calls.put(res["embedding"], content_hash=key[0], channel=key[1], model=model)
@@ -221,9 +222,10 @@ def run_batch(
         timings["embed_seconds"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        scorer = Scorer.build(settings, model, spec.key, calls)
-        for r in pending.values():
-            write(r, score_stored(r, calls, voiceprints, scorer))
+        judge = Judge(voiceprints, Scorer.build(settings, model, spec.key, calls))
+        for r in call_rows(manifest, settings.channel):
+            if r.row not in done and r.row not in failed:
+                write(r, score_stored(r, calls, judge))
         timings["score_seconds"] = time.perf_counter() - t0
     finally:
         results.close()
@@ -242,17 +244,17 @@ def run_batch(
     return summary
 
 
-def score_stored(r: Row, calls: CallStore, voiceprints: VoiceprintStore, scorer: Scorer) -> CallResult:
-    """Score a call from its stored embedding (no audio decoded)."""
-    link = calls.linked(r.call_id, scorer.model)
+def score_stored(r: Row, calls: CallStore, judge: Judge) -> CallResult:
+    """Judge a call from its stored embedding (no audio decoded)."""
+    link = calls.linked(r.call_id, judge.scorer.model)
     if link is None:
         return error_result(r.call_id, r.borrower_id, r.audio, AudioError("no stored embedding; re-run the batch"),
-                            scorer.model)
+                            judge.scorer.model)
     _status, emb, speech_s = link
-    return judge(r.call_id, r.borrower_id, r.audio, emb, speech_s, voiceprints, scorer, r.channel)
+    return judge(r.call_id, r.borrower_id, r.audio, emb, speech_s, r.channel)
 
 
-def _map_ray(settings: Settings, tasks: list[Task], address: str | None) -> Iterator[dict[str, Any]]:
+def _map_ray(settings: Settings, tasks: Iterable[Task], address: str | None) -> Iterator[dict[str, Any]]:
     from .distributed import map_ray
 
     return map_ray(settings, tasks, address)
@@ -274,14 +276,14 @@ def rescore(out_dir: str | Path, settings: Settings, manifest: str | Path | None
     tmp.unlink(missing_ok=True)
     results = ResultsFile(tmp)
     try:
-        scorer = Scorer.build(settings, spec.name, spec.key, calls)
+        judge = Judge(voiceprints, Scorer.build(settings, spec.name, spec.key, calls))
         if manifest is not None:
             rows: Iterable[Row] = call_rows(manifest, settings.channel)
         else:
             rows = (Row(0, c.call_id, c.borrower_id, c.audio, None) for c in calls.calls(spec.name))
         for r in rows:
             result = (error_result(r.call_id, r.borrower_id, r.audio, UsageError(r.problem), spec.name)
-                      if r.problem else score_stored(r, calls, voiceprints, scorer))
+                      if r.problem else score_stored(r, calls, judge))
             result.row = r.row or None
             results.append(result.to_dict())
     finally:
@@ -298,10 +300,11 @@ def rescore(out_dir: str | Path, settings: Settings, manifest: str | Path | None
 def build_cohort(manifest: str | Path, settings: Settings, report: Callable[[str], None]) -> tuple[int, int, int]:
     """Embed unlabelled calls (column ``audio``) into the call store; returns (added, skipped, stored)."""
     spec = model_spec(settings.model, settings.embeddings)
-    tasks: list[Task] = []
-    for n, f in read_rows(manifest, ("audio",)):
-        channel = int(f["customer_channel"]) if f.get("customer_channel", "").isdigit() else settings.channel
-        tasks.append((n, f["audio"], channel))
+    tasks = (
+        Row(n, "", "", f["audio"], int(f["customer_channel"]) if f.get("customer_channel", "").isdigit()
+            else settings.channel)
+        for n, f in read_rows(manifest, ("audio",))
+    )
     calls = CallStore(settings.embeddings)
     added = failed = 0
     try:

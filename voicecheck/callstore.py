@@ -19,8 +19,10 @@ from .errors import StoreError
 from .types import CallEmbedding, SpeechRegion
 
 DB_NAME = "calls.sqlite"
+SCHEMA_VERSION = "2"
 
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS embeddings (
     content_hash TEXT NOT NULL,
     channel INTEGER NOT NULL,
@@ -35,6 +37,7 @@ CREATE TABLE IF NOT EXISTS embeddings (
     windows BLOB,
     window_times BLOB,
     regions TEXT NOT NULL,
+    channels INTEGER NOT NULL,
     created_at TEXT NOT NULL,
     PRIMARY KEY (content_hash, channel, model)
 );
@@ -74,8 +77,16 @@ class CallStore:
             self._db = sqlite3.connect(self.directory / DB_NAME, timeout=60)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
+            with self._db:
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+            version = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
         except (OSError, sqlite3.Error) as e:
             raise StoreError(f"call-embedding store {self.directory} cannot be opened: {e}") from None
+        if version != SCHEMA_VERSION:
+            raise StoreError(
+                f"call-embedding store {self.directory / DB_NAME} has schema {version}, this voicecheck uses "
+                f"{SCHEMA_VERSION}; move the file aside (calls are embedded again on the next batch)"
+            )
 
     def close(self) -> None:
         self._db.close()
@@ -93,11 +104,12 @@ class CallStore:
             np.asarray(emb.windows, "<f2").tobytes() if ok else None,
             np.asarray(emb.window_times_s, "<f4").tobytes() if ok else None,
             json.dumps([[r.start_s, r.end_s] for r in emb.regions]) if ok else "[]",
+            emb.channels if ok else 0,
             now(),
         )
         try:
             with self._db:
-                self._db.execute("INSERT OR REPLACE INTO embeddings VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
+                self._db.execute("INSERT OR REPLACE INTO embeddings VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
         except sqlite3.Error as e:
             raise StoreError(f"call-embedding store {self.directory}: {e}") from None
 
@@ -176,7 +188,7 @@ class CallStore:
 
 def _embedding(row: tuple) -> CallEmbedding | None:
     (content_hash, channel, model, status, band, dimension, speech, duration,
-     vector, narrow, windows, times, regions, _created) = row
+     vector, narrow, windows, times, regions, channels, _created) = row
     if status != "ok":
         return None
     return CallEmbedding(
@@ -191,4 +203,5 @@ def _embedding(row: tuple) -> CallEmbedding | None:
         speech_seconds=speech,
         duration_s=duration,
         regions=tuple(SpeechRegion(a, b) for a, b in json.loads(regions)),
+        channels=channels,
     )

@@ -21,6 +21,10 @@ app = typer.Typer(
 )
 store_app = typer.Typer(help="Inspect and edit the voiceprint store.", no_args_is_help=True)
 app.add_typer(store_app, name="store")
+watch_app = typer.Typer(help="Watchlist of known proxy-agent voices, searched on every checked call.", no_args_is_help=True)
+app.add_typer(watch_app, name="watchlist")
+agents_app = typer.Typer(help="Collectors' own voiceprints, removed from mono recordings before scoring.", no_args_is_help=True)
+app.add_typer(agents_app, name="agents")
 cohort_app = typer.Typer(help="In-domain cohort of unlabelled call embeddings.", no_args_is_help=True)
 app.add_typer(cohort_app, name="cohort")
 
@@ -315,8 +319,7 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
     if flagged:
         typer.echo("flagged calls:")
     for r in flagged[:50]:
-        score = "" if r.get("score") is None else f" score {r['score']:.3f} < {r['threshold']:.3f}"
-        typer.echo(f"  {r['call_id']:<12} {r['borrower_id']:<12} {r['verdict']:<12} {r.get('reason') or ''}{score}")
+        typer.echo(f"  {r['call_id']:<12} {r['borrower_id']:<12} {r['verdict']:<12} {why(r)}")
     if len(flagged) > 50:
         typer.echo(f"  ... and {len(flagged) - 50} more in {out / RESULTS}")
 
@@ -339,6 +342,151 @@ def cohort_build(
     added, failed, total = run(lambda: build_cohort(manifest, settings, lambda line: typer.echo(line, err=True)))
     typer.echo(f"cohort: {added} call(s) embedded, {failed} skipped; {total} {settings.model} call embeddings "
                f"stored in {settings.embeddings}")
+
+
+@watch_app.command("add")
+def watch_add(
+    label: Annotated[str, typer.Argument(help="Name for this voice, e.g. AGENT-0042.")],
+    audio: Annotated[Optional[list[Path]], typer.Argument(help="Recordings of the voice.")] = None,
+    call: Annotated[Optional[list[str]], typer.Option("--call", help="A call id already in the call store.")] = None,
+    source: Annotated[str, typer.Option("--source", help="Where the voice comes from (case, institution).")] = "local",
+    channel: ChannelOpt = None,
+    store: StoreOpt = None,
+    embeddings: EmbOpt = None,
+    model: ModelOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Add a known proxy-agent voice from recordings or from stored calls."""
+    from .pipeline import watch_from
+
+    if not audio and not call:
+        fail("give one or more AUDIO files or --call CALL_ID")
+    settings = run(lambda: settings_from(config, store=store, embeddings=embeddings, model=model, channel=channel))
+    n = run(lambda: watch_from(label, [str(a) for a in audio or []], list(call or []), source, settings))
+    typer.echo(f"watchlist: {label} added from {n} recording(s)/call(s)")
+
+
+@watch_app.command("list")
+def watch_list(store: StoreOpt = None, embeddings: EmbOpt = None, model: ModelOpt = None, config: ConfigOpt = None,
+               as_json: JsonOpt = False) -> None:
+    """List watchlist voices (label, source, date, model)."""
+    from .embedders import model_spec
+    from .enrollment import VoiceprintStore
+
+    settings = run(lambda: settings_from(config, store=store, embeddings=embeddings, model=model))
+    name = run(lambda: model_spec(settings.model, settings.embeddings)).name
+    rows = [{"label": e.label, "source": e.source, "added_on": e.added_on, "model": e.model}
+            for e in run(lambda: VoiceprintStore(settings.store).watch_list(name))]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        typer.echo(f"the watchlist for {name} is empty")
+    for r in rows:
+        typer.echo(f"{r['label']:<20} {r['added_on']:<12} {r['source']}")
+
+
+@watch_app.command("remove")
+def watch_remove(label: str, store: StoreOpt = None, config: ConfigOpt = None) -> None:
+    """Remove a voice from the watchlist."""
+    from .enrollment import VoiceprintStore
+
+    settings = run(lambda: settings_from(config, store=store))
+    if run(lambda: VoiceprintStore(settings.store).watch_remove(label)) == 0:
+        fail(f"no watchlist entry labelled {label!r}", EXIT_INCONCLUSIVE)
+    typer.echo(f"watchlist: removed {label}")
+
+
+@watch_app.command("export")
+def watch_export(file: Path, store: StoreOpt = None, embeddings: EmbOpt = None, model: ModelOpt = None,
+                 config: ConfigOpt = None) -> None:
+    """Write the watchlist as a shareable file of embeddings (model name, no audio)."""
+    from .embedders import model_spec
+    from .enrollment import VoiceprintStore, export_watchlist
+
+    settings = run(lambda: settings_from(config, store=store, embeddings=embeddings, model=model))
+    name = run(lambda: model_spec(settings.model, settings.embeddings)).name
+    n = run(lambda: export_watchlist(VoiceprintStore(settings.store), file, name))
+    typer.echo(f"watchlist: exported {n} {name} voice(s) to {file}")
+
+
+@watch_app.command("import")
+def watch_import(
+    file: Path,
+    replace: Annotated[bool, typer.Option("--replace", help="Overwrite entries whose label exists.")] = False,
+    store: StoreOpt = None,
+    embeddings: EmbOpt = None,
+    model: ModelOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Merge a watchlist file shared by another team or institution."""
+    from .embedders import model_spec
+    from .enrollment import VoiceprintStore, import_watchlist
+
+    settings = run(lambda: settings_from(config, store=store, embeddings=embeddings, model=model))
+    name = run(lambda: model_spec(settings.model, settings.embeddings)).name
+    added, skipped = run(lambda: import_watchlist(VoiceprintStore(settings.store), file, name, replace))
+    typer.echo(f"watchlist: imported {added} voice(s), {skipped} skipped (label exists; --replace to overwrite)")
+
+
+@agents_app.command("enroll")
+def agents_enroll(
+    agent_id: str,
+    audio: Annotated[list[Path], typer.Argument(help="Recordings of the collector's voice.")],
+    replace: Annotated[bool, typer.Option("--replace", help="Start this collector's voiceprint over.")] = False,
+    channel: ChannelOpt = None,
+    store: StoreOpt = None,
+    embeddings: EmbOpt = None,
+    model: ModelOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Enroll a collector's voice, so it can be removed from mono recordings."""
+    from .pipeline import enroll_recordings
+
+    settings = run(lambda: settings_from(config, store=store, embeddings=embeddings, model=model, channel=channel))
+    items = [(agent_id, str(a)) for a in audio]
+    if run(lambda: enroll_recordings(items, settings, replace, typer.echo, kind="agent")):
+        raise typer.Exit(EXIT_USAGE)
+
+
+@agents_app.command("list")
+def agents_list(store: StoreOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """List enrolled collectors."""
+    from .enrollment import VoiceprintStore
+
+    settings = run(lambda: settings_from(config, store=store))
+    rows = run(lambda: VoiceprintStore(settings.store).summaries("agent"))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo("no collectors enrolled")
+    for r in rows:
+        typer.echo(f"{r['id']!s:<16} {r['model']!s:<26} {r['recordings']:>3} recording(s) {r['speech_seconds']:>7.1f} s")
+
+
+@agents_app.command("remove")
+def agents_remove(agent_id: str, store: StoreOpt = None, config: ConfigOpt = None) -> None:
+    """Delete a collector's voiceprint."""
+    from .enrollment import VoiceprintStore
+
+    settings = run(lambda: settings_from(config, store=store))
+    if run(lambda: VoiceprintStore(settings.store).remove(agent_id, kind="agent")) == 0:
+        fail(f"no collector {agent_id!r} enrolled", EXIT_INCONCLUSIVE)
+    typer.echo(f"removed collector {agent_id}")
+
+
+def why(r: dict[str, Any]) -> str:
+    """A flagged record's reason in a few words."""
+    reason = r.get("reason") or ""
+    if reason == "voice_mismatch":
+        return f"{reason} (score {r['score']:.3f} < {r['threshold']:.3f})"
+    if reason == "speaker_change":
+        return f"{reason} at {r['speaker_change_s']:.1f} s"
+    if r.get("watchlist_hits"):
+        hit = r["watchlist_hits"][0]
+        return f"{reason} ({hit['label']}, score {hit['score']:.3f})"
+    return reason
 
 
 def count_rows(manifest: Path) -> int:

@@ -91,8 +91,12 @@ class VoiceprintStore:
             self._db.executescript(_SCHEMA)
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
             self._db.commit()
+            version = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
         except (OSError, sqlite3.Error) as e:
             raise StoreError(f"voiceprint store {self.directory} cannot be opened: {e}") from None
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"voiceprint store {self.directory / DB_NAME} has schema {version}, this voicecheck "
+                             f"reads {SCHEMA_VERSION}; use the voicecheck version that wrote it")
 
     def close(self) -> None:
         self._db.close()
@@ -238,3 +242,75 @@ class VoiceprintStore:
     def watch_remove(self, label: str) -> int:
         with self._tx() as db:
             return db.execute("DELETE FROM watchlist WHERE label=?", (label,)).rowcount
+
+
+WATCHLIST_FORMAT = "voicecheck-watchlist"
+
+
+def export_watchlist(store: VoiceprintStore, path: str | Path, model: str) -> int:
+    """Write the watchlist of ``model`` as JSON: labels, sources, dates and embeddings, no audio.
+
+    Returns:
+        The number of entries written.
+    """
+    import json
+
+    entries = store.watch_list(model)
+    data = {
+        "format": WATCHLIST_FORMAT,
+        "version": 1,
+        "model": model,
+        "dimension": int(entries[0].vector.shape[0]) if entries else None,
+        "exported_at": now(),
+        "entries": [
+            {"label": e.label, "source": e.source, "added_on": e.added_on, "vector": [round(float(x), 7) for x in e.vector]}
+            for e in entries
+        ],
+    }
+    Path(path).write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    return len(entries)
+
+
+def import_watchlist(store: VoiceprintStore, path: str | Path, model: str, replace: bool = False) -> tuple[int, int]:
+    """Add a shared watchlist file's entries for ``model``; existing labels are kept unless ``replace``.
+
+    Returns:
+        (entries added, entries skipped because the label exists).
+
+    Raises:
+        UsageError: unreadable file or not a voicecheck watchlist.
+        ModelMismatchError: the file's embeddings come from another model.
+    """
+    import json
+
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UsageError(f"watchlist file {p} cannot be read: {e}") from None
+    if not isinstance(data, dict) or data.get("format") != WATCHLIST_FORMAT:
+        raise UsageError(f"{p} is not a voicecheck watchlist export (format {WATCHLIST_FORMAT!r})")
+    if data.get("model") != model:
+        raise ModelMismatchError(
+            f"watchlist {p} holds {data.get('model')} embeddings, not {model}: they cannot be compared; "
+            f"import it with --model set to the model it was made with"
+        )
+    existing = {e.label for e in store.watch_list(model)}
+    added = skipped = 0
+    for n, entry in enumerate(data.get("entries", []), 1):
+        try:
+            vector = np.asarray(entry["vector"], dtype=np.float32)
+            label = str(entry["label"])
+        except (KeyError, TypeError, ValueError):
+            raise UsageError(f"watchlist {p}: entry {n} lacks a label or a numeric vector") from None
+        if vector.ndim != 1 or not np.all(np.isfinite(vector)) or not np.linalg.norm(vector) > 0:
+            raise UsageError(f"watchlist {p}: entry {n} ({label}) has an invalid vector")
+        if data.get("dimension") and len(vector) != data["dimension"]:
+            raise UsageError(f"watchlist {p}: entry {n} ({label}) has {len(vector)} values, not {data['dimension']}")
+        if label in existing and not replace:
+            skipped += 1
+            continue
+        store.watch_add(label, str(entry.get("source", p.name)), vector / np.linalg.norm(vector), model,
+                        str(entry.get("added_on") or now()[:10]))
+        added += 1
+    return added, skipped

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from .config import Settings
 from .embedders import Embedder, embed_speech, frame, load_embedder, unit
 from .embedders.base import window_starts
 from .enrollment import VoiceprintStore
-from .errors import InsufficientSpeechError, NotEnrolledError, VoicecheckError
+from .errors import InsufficientSpeechError, NotEnrolledError, UsageError, VoicecheckError
 from .scorer import Scorer
 from .types import Audio, CallEmbedding, CallResult
 from .vad import SileroVad, Vad, collect, recording_time, speech_seconds
@@ -103,6 +104,7 @@ class Engine:
             duration_s=audio.duration_s,
             regions=tuple(regions),
             narrow_vector=narrow,
+            channels=audio.channels,
         )
 
     def embed_call(self, path: str | Path, channel: int | None) -> CallEmbedding:
@@ -123,47 +125,73 @@ class Engine:
         return Enrolled(vectors, seconds, audio.content_hash, audio.band)
 
 
-def judge(
-    call_id: str,
-    borrower_id: str,
-    audio: str,
-    emb: CallEmbedding | None,
-    speech_s: float,
-    voiceprints: VoiceprintStore,
-    scorer: Scorer,
-    channel: int | None = None,
-) -> CallResult:
-    """Turn a call's embedding (None: too little speech) into a verdict against the borrower's voiceprint."""
-    result = CallResult(
-        call_id=call_id,
-        borrower_id=borrower_id,
-        verdict="inconclusive",
-        speech_seconds=round(speech_s, 2),
-        model=scorer.model,
-        audio=audio,
-        channel=channel,
-    )
-    if emb is None:
-        result.reason = InsufficientSpeechError.code
+class Judge:
+    """Turns a call's stored embedding into a verdict: 1:1 against the borrower's voiceprint, and 1:N
+    against the watchlist of known proxy-agent voices.
+
+    Args:
+        voiceprints: the store (borrowers, collectors, watchlist).
+        scorer: the model's scorer (back-end, cohort, thresholds).
+    """
+
+    def __init__(self, voiceprints: VoiceprintStore, scorer: Scorer) -> None:
+        self.voiceprints = voiceprints
+        self.scorer = scorer
+        watch = voiceprints.watch_list(scorer.model)
+        self.watch_labels = [(w.label, w.source) for w in watch]
+        self.watch_vectors = np.stack([w.vector for w in watch]) if watch else None
+        threshold = scorer.settings.watchlist_threshold
+        self.watch_threshold = None if threshold is None else float(threshold)
+
+    def __call__(
+        self, call_id: str, borrower_id: str, audio: str, emb: CallEmbedding | None, speech_s: float,
+        channel: int | None = None,
+    ) -> CallResult:
+        """The record for one call; ``emb`` None means too little speech."""
+        result = CallResult(call_id=call_id, borrower_id=borrower_id, verdict="inconclusive",
+                            speech_seconds=round(speech_s, 2), model=self.scorer.model, audio=audio, channel=channel)
+        if emb is None:
+            result.reason = InsufficientSpeechError.code
+            return result
+        result.duration_s, result.band, result.content_hash = round(emb.duration_s, 2), emb.band, emb.content_hash
+        try:
+            result.watchlist_hits = self.watchlist_hits(emb)
+            voiceprint = self.voiceprints.get(borrower_id, self.scorer.model)
+            s = self.scorer.score(voiceprint, emb)
+        except NotEnrolledError:
+            result.reason = NotEnrolledError.code
+            if result.watchlist_hits:
+                result.verdict, result.reason = "mismatch", "watchlist_hit"
+            return result
+        except VoicecheckError as e:
+            result.verdict, result.reason = "error", f"{e.code}: {e}"
+            return result
+        result.score, result.raw_cosine, result.threshold = round(s.score, 4), round(s.raw_cosine, 4), round(s.threshold, 4)
+        result.llr = None if s.llr is None else round(s.llr, 3)
+        result.band, result.scoring = s.band, s.mode
+        if s.score < s.threshold:
+            result.verdict, result.reason = "mismatch", "voice_mismatch"
+        elif result.watchlist_hits:
+            result.verdict, result.reason = "mismatch", "watchlist_hit"
+        else:
+            result.verdict = "match"
         return result
-    result.duration_s, result.band, result.content_hash = round(emb.duration_s, 2), emb.band, emb.content_hash
-    try:
-        voiceprint = voiceprints.get(borrower_id, scorer.model)
-        s = scorer.score(voiceprint, emb)
-    except NotEnrolledError:
-        result.reason = NotEnrolledError.code
-        return result
-    except VoicecheckError as e:
-        result.verdict, result.reason = "error", f"{e.code}: {e}"
-        return result
-    result.score, result.raw_cosine, result.threshold = round(s.score, 4), round(s.raw_cosine, 4), round(s.threshold, 4)
-    result.llr = None if s.llr is None else round(s.llr, 3)
-    result.band, result.scoring = s.band, s.mode
-    if s.score < s.threshold:
-        result.verdict, result.reason = "mismatch", "voice_mismatch"
-    else:
-        result.verdict = "match"
-    return result
+
+    def watchlist_hits(self, emb: CallEmbedding) -> list[dict[str, Any]]:
+        """Watchlist voices scoring at or above the watchlist threshold, best first (narrow band)."""
+        if self.watch_vectors is None:
+            return []
+        vector = emb.vector if emb.band == "narrow" else emb.narrow_vector
+        if vector is None:
+            return []
+        scores, _ = self.scorer.scores(vector, self.watch_vectors, "narrow", emb.content_hash)
+        limit = self.scorer.threshold("narrow") if self.watch_threshold is None else self.watch_threshold
+        hits = [
+            {"label": label, "source": source, "score": round(float(sc), 4), "threshold": round(limit, 4)}
+            for (label, source), sc in zip(self.watch_labels, scores, strict=True)
+            if sc >= limit
+        ]
+        return sorted(hits, key=lambda h: -h["score"])
 
 
 def error_result(call_id: str, borrower_id: str, audio: str, error: VoicecheckError, model: str | None) -> CallResult:
@@ -243,9 +271,44 @@ def check_one(audio: str | Path, borrower_id: str, settings: Settings, engine: E
             emb, speech_s = None, e.speech_seconds
         except VoicecheckError as e:
             return error_result(call_id, borrower_id, str(audio), e, spec.name)
-        result = judge(call_id, borrower_id, str(audio), emb, speech_s, voiceprints, scorer, decoded.channel)
+        result = Judge(voiceprints, scorer)(call_id, borrower_id, str(audio), emb, speech_s, decoded.channel)
         result.duration_s = round(decoded.duration_s, 2)
         return result
     finally:
         voiceprints.close()
         calls.close()
+
+
+def watch_from(label: str, audio: list[str], call_ids: list[str], source: str, settings: Settings) -> int:
+    """Add a watchlist voice: the mean telephone-band embedding of recordings and/or stored calls.
+
+    Returns:
+        How many recordings and calls went into it.
+
+    Raises:
+        VoicecheckError: unreadable audio, too little speech, or a call id with no stored embedding.
+    """
+    from .callstore import CallStore
+    from .embedders import model_spec
+
+    model = model_spec(settings.model, settings.embeddings).name
+    vectors: list[np.ndarray] = []
+    if audio:
+        engine = Engine(settings)
+        vectors += [engine.embed_enrollment(a, settings.channel).vectors["narrow"] for a in audio]
+    calls = CallStore(settings.embeddings)
+    try:
+        for call_id in call_ids:
+            link = calls.linked(call_id, model)
+            emb = None if link is None else link[1]
+            if emb is None:
+                raise UsageError(f"call {call_id!r} has no stored {model} embedding with speech; run the batch first")
+            vectors.append(emb.vector if emb.band == "narrow" else emb.narrow_vector)
+    finally:
+        calls.close()
+    store = VoiceprintStore(settings.store)
+    try:
+        store.watch_add(label, source, unit(np.mean(vectors, axis=0)), model)
+    finally:
+        store.close()
+    return len(vectors)

@@ -79,6 +79,7 @@ class CallEmbedding:
         duration_s: length of the recording.
         regions: speech regions found by the VAD.
         narrow_vector: for a wideband call, its embedding through the telephone band (channel matching).
+        channels: channels in the file; 1 means collector and customer may share the recording.
     """
 
     content_hash: str
@@ -92,6 +93,7 @@ class CallEmbedding:
     duration_s: float
     regions: tuple[SpeechRegion, ...] = ()
     narrow_vector: np.ndarray | None = None
+    channels: int = 1
 
 
 @dataclass(frozen=True)

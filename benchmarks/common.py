@@ -1,0 +1,515 @@
+"""Shared helpers for the benchmarks and ``scripts/train_backend.py``.
+
+Reads the real-speech corpus (``shared/speech``), splits its speakers into TRAIN / TUNE / EVAL,
+builds simulated telephone calls from their speech, embeds everything through the product's own
+:class:`voicecheck.pipeline.Engine` (VAD + windows + GE2E) with an on-disk cache, and assembles
+the back-end pieces (LDA training set, in-domain cohort) exactly as the product uses them.
+
+Speakers
+    Keyed on (source, speaker). ``conversations_*`` (several people per file) are left out. The
+    Asterisk ``allison_smith_en``/``allison_smith_esMX`` folders are one woman and so are the
+    sherpa ``3dspk_speakerN_cn``/``_en`` folders: each pair is merged into one speaker. Speakers
+    recorded narrowband (the Asterisk prompts, 8 kHz originals) cannot give a wideband enrollment
+    and speakers with under :data:`MIN_EVAL_SECONDS` of audio cannot give an enrollment and a call:
+    both go to TRAIN only (they still help the LDA and the cohort).
+
+Material per speaker (deterministic, independent of the split)
+    * enrollment: the first part of the speech (wideband 16 kHz, as recorded);
+    * calls: the rest, cut into calls of 6-30 s, each through
+      :func:`voicecheck.channel.simulate_call_side` (300-3400 Hz, 8 kHz, G.711 mu-law, pink noise
+      at an SNR drawn from 10-30 dB);
+    * LDA segments: all the speech cut into overlapping segments, each embedded wideband,
+      band-limited (:func:`voicecheck.pipeline.to_narrow`) and through the simulated call channel.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SPEECH = ROOT.parent / "shared" / "speech"
+
+MODEL_KEY = "ge2e"
+CACHE_VERSION = "v1"
+SAMPLE_RATE = 16000
+DIM = 256
+"""GE2E embedding size."""
+
+MIN_EVAL_SECONDS = 8.0
+"""Least total audio (s) a speaker needs to give both an enrollment and a call."""
+
+ENROLL_MIN_S = 4.0
+"""Shortest enrollment cut from a single long utterance (s)."""
+
+CALL_TARGET_S = 6.5
+"""Audio (s) kept for the call when one utterance is split: >= 6 s of net speech after VAD."""
+
+MULTI_ENROLL_S = 8.0
+"""Enrollment length aimed at when a speaker has several utterances (whole utterances)."""
+
+CALL_MIN_S, CALL_MAX_S, CALLS_PER_SPEAKER = 8.0, 30.0, 4
+"""Calls built from whole utterances: at least this long when possible, at most CALL_MAX_S; at
+most CALLS_PER_SPEAKER per speaker so a few long speakers do not dominate the trials."""
+
+SEGMENT_S, SEGMENT_HOP_S = 5.0, 2.5
+"""LDA training segments: length and hop (s)."""
+
+GAP_S = 0.4
+"""Silence put between concatenated utterances (s)."""
+
+FOLDS = 5
+"""Speakers are dealt into this many folds: EVAL = fold f, TUNE = fold f+1, TRAIN = the rest."""
+
+_MERGE = {
+    ("telephone_asterisk_prompts_debian", "allison_smith_esMX"): "allison_smith_en",
+    ("sherpa_sr-data", "3dspk_speaker1_cn"): "3dspk_speaker1",
+    ("sherpa_sr-data", "3dspk_speaker1_en"): "3dspk_speaker1",
+    ("sherpa_sr-data", "3dspk_speaker2_cn"): "3dspk_speaker2",
+    ("sherpa_sr-data", "3dspk_speaker2_en"): "3dspk_speaker2",
+}
+
+log = logging.getLogger("benchmarks")
+
+
+# --------------------------------------------------------------------------------------------
+# corpus and split
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Speaker:
+    """One person of the corpus.
+
+    Attributes:
+        key: "source/speaker" (unique).
+        files: FLAC paths in manifest order.
+        seconds: summed duration of the files (s).
+        wideband: every original was recorded at >= 16 kHz.
+    """
+
+    key: str
+    files: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+    wideband: bool = True
+
+    @property
+    def evaluable(self) -> bool:
+        """Can give a wideband enrollment and a call (so may be a TUNE or EVAL speaker)."""
+        return self.wideband and self.seconds >= MIN_EVAL_SECONDS
+
+
+def read_corpus(speech_dir: str | Path) -> list[Speaker]:
+    """Speakers of ``speech_dir/MANIFEST.csv``, sorted by key (see the module notes)."""
+    root = Path(speech_dir)
+    speakers: dict[str, Speaker] = {}
+    with (root / "MANIFEST.csv").open(newline="") as f:
+        for row in csv.DictReader(f):
+            source = row["source"]
+            if source.startswith("conversations_"):
+                continue
+            name = _MERGE.get((source, row["speaker"]), row["speaker"])
+            key = f"{source}/{name}"
+            spk = speakers.setdefault(key, Speaker(key))
+            spk.files.append(root / row["file"])
+            spk.seconds += float(row["seconds"])
+            spk.wideband &= int(row["sample_rate_original"]) >= 16000
+    return [speakers[k] for k in sorted(speakers)]
+
+
+def split_speakers(speakers: list[Speaker], seed: int = 0, fold: int = 0, folds: int = FOLDS) -> dict[str, list[Speaker]]:
+    """Deal speakers into disjoint TRAIN / TUNE / EVAL sets.
+
+    Evaluable speakers are shuffled with ``seed`` and dealt round-robin into ``folds`` folds;
+    EVAL = fold ``fold``, TUNE = fold ``fold + 1``, TRAIN = the other folds plus every
+    non-evaluable speaker. ``fold=0`` is *the* split (the one the shipped files come from); the
+    other folds rotate EVAL over all speakers for a pooled cross-check.
+
+    Returns:
+        {"train": [...], "tune": [...], "eval": [...]}, each sorted by key.
+    """
+    ok = [s for s in speakers if s.evaluable]
+    order = np.random.default_rng(seed).permutation(len(ok))
+    fold_of = {ok[i].key: rank % folds for rank, i in enumerate(order)}
+    out: dict[str, list[Speaker]] = {"train": [], "tune": [], "eval": []}
+    for s in speakers:
+        f = fold_of.get(s.key)
+        if f == fold % folds:
+            out["eval"].append(s)
+        elif f == (fold + 1) % folds:
+            out["tune"].append(s)
+        else:
+            out["train"].append(s)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# audio material
+# --------------------------------------------------------------------------------------------
+
+
+def rng_for(*parts: object) -> np.random.Generator:
+    """A generator seeded from the text of ``parts`` (same parts, same noise, any split)."""
+    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def load_utterances(spk: Speaker) -> list[np.ndarray]:
+    """The speaker's files as float32 mono arrays at 16 kHz."""
+    import soundfile as sf
+
+    from voicecheck.audio import resample
+
+    out = []
+    for path in spk.files:
+        x, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        out.append(resample(x.mean(axis=1), int(rate), SAMPLE_RATE))
+    return out
+
+
+def _join(parts: list[np.ndarray]) -> np.ndarray:
+    gap = np.zeros(int(GAP_S * SAMPLE_RATE), dtype=np.float32)
+    out: list[np.ndarray] = []
+    for p in parts:
+        if out:
+            out.append(gap)
+        out.append(p)
+    return np.concatenate(out).astype(np.float32)
+
+
+def _quiet_cut(x: np.ndarray, at: int, search_s: float = 0.6) -> int:
+    """A cut point near sample ``at`` in the quietest 20 ms frame within +-``search_s``."""
+    hop = int(0.02 * SAMPLE_RATE)
+    lo, hi = max(hop, at - int(search_s * SAMPLE_RATE)), min(len(x) - hop, at + int(search_s * SAMPLE_RATE))
+    if hi <= lo:
+        return at
+    starts = np.arange(lo, hi, hop)
+    energy = np.array([float(np.mean(x[s : s + hop] ** 2)) for s in starts])
+    return int(starts[int(np.argmin(energy))] + hop // 2)
+
+
+def speaker_material(utts: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Enrollment audio and call audio (16 kHz) for one speaker.
+
+    One utterance: split it, keeping about :data:`CALL_TARGET_S` for the call and at least
+    :data:`ENROLL_MIN_S` for the enrollment (cut at a quiet frame). Several: whole utterances up
+    to :data:`MULTI_ENROLL_S` enroll, the rest are grouped into up to :data:`CALLS_PER_SPEAKER`
+    calls of :data:`CALL_MIN_S`-:data:`CALL_MAX_S`.
+
+    Returns:
+        (enrollment samples, list of call samples), all float32 at 16 kHz.
+    """
+    if len(utts) == 1 or sum(len(u) for u in utts[1:]) < CALL_TARGET_S * SAMPLE_RATE:
+        x = _join(utts)
+        total_s = len(x) / SAMPLE_RATE
+        enroll_s = max(ENROLL_MIN_S, min(total_s - CALL_TARGET_S, total_s / 2))
+        cut = _quiet_cut(x, int(enroll_s * SAMPLE_RATE))
+        calls = [x[cut:]] if len(x) - cut >= SAMPLE_RATE else []
+        return x[:cut], calls
+    enroll: list[np.ndarray] = []
+    rest = list(utts)
+    while rest and sum(len(u) for u in enroll) < MULTI_ENROLL_S * SAMPLE_RATE and len(rest) > 1:
+        enroll.append(rest.pop(0))
+    calls: list[np.ndarray] = []
+    current: list[np.ndarray] = []
+    for u in rest:
+        if current and sum(len(c) for c in current) + len(u) > CALL_MAX_S * SAMPLE_RATE:
+            calls.append(_join(current))
+            current = []
+        current.append(u)
+        if sum(len(c) for c in current) >= CALL_MIN_S * SAMPLE_RATE:
+            calls.append(_join(current))
+            current = []
+        if len(calls) == CALLS_PER_SPEAKER:
+            break
+    if current and len(calls) < CALLS_PER_SPEAKER:
+        if calls and sum(len(c) for c in current) < CALL_TARGET_S * SAMPLE_RATE:
+            calls[-1] = _join([calls[-1], *current])[: int(CALL_MAX_S * SAMPLE_RATE)]
+        else:
+            calls.append(_join(current))
+    return _join(enroll), calls
+
+
+def segments(utts: list[np.ndarray]) -> list[np.ndarray]:
+    """All the speaker's audio cut into :data:`SEGMENT_S` segments every :data:`SEGMENT_HOP_S`."""
+    x = _join(utts)
+    win, hop = int(SEGMENT_S * SAMPLE_RATE), int(SEGMENT_HOP_S * SAMPLE_RATE)
+    if len(x) <= win:
+        return [x]
+    starts = list(range(0, len(x) - win + 1, hop))
+    if starts[-1] + win < len(x) - hop // 2:
+        starts.append(len(x) - win)
+    return [x[s : s + win] for s in starts]
+
+
+def telephone(samples: np.ndarray, *seed_parts: object) -> np.ndarray:
+    """One simulated call side (8 kHz mu-law, noise at 10-30 dB SNR) seeded by ``seed_parts``."""
+    from voicecheck.channel import simulate_call_side
+
+    return simulate_call_side(samples, SAMPLE_RATE, rng_for(*seed_parts))
+
+
+# --------------------------------------------------------------------------------------------
+# embeddings (cached)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SpeakerEmbeddings:
+    """Every embedding the benchmarks use for one speaker (unit-norm rows of the model's dimension).
+
+    Attributes:
+        key: speaker key.
+        enroll_wide: wideband enrollment, (d,).
+        enroll_matched: the same enrollment through ``to_narrow`` (channel matching), (d,).
+        enroll_tel: the enrollment through the simulated call channel, (d,).
+        enroll_speech_s: net speech of the wideband enrollment (s).
+        calls: simulated calls, (n_calls, d).
+        call_speech_s: net speech of each call (s), (n_calls,).
+        seg_wide / seg_band / seg_tel: LDA segments wideband / band-limited / telephone, (n_seg, d).
+    """
+
+    key: str
+    enroll_wide: np.ndarray
+    enroll_matched: np.ndarray
+    enroll_tel: np.ndarray
+    enroll_speech_s: float
+    calls: np.ndarray
+    call_speech_s: np.ndarray
+    seg_wide: np.ndarray
+    seg_band: np.ndarray
+    seg_tel: np.ndarray
+
+
+class Embeddings:
+    """Embeds speakers' material with the product's Engine; caches vectors in ``cache_dir``.
+
+    Args:
+        cache_dir: folder for ``embeddings-<version>.npz`` (created).
+        seed: seed mixed into the call simulation noise.
+    """
+
+    def __init__(self, cache_dir: str | Path, seed: int = 0) -> None:
+        self.dir = Path(cache_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.seed = seed
+        self.path = self.dir / f"embeddings-{CACHE_VERSION}-seed{seed}.npz"
+        self._cache: dict[str, np.ndarray] = {}
+        if self.path.is_file():
+            with np.load(self.path, allow_pickle=False) as data:
+                self._cache = {k: data[k] for k in data.files}
+        self._dirty = 0
+        self._engine = None
+
+    @property
+    def engine(self):  # noqa: ANN201 - voicecheck.pipeline.Engine, imported lazily
+        if self._engine is None:
+            import torch
+
+            from voicecheck.config import Settings
+            from voicecheck.pipeline import Engine
+
+            self._engine = Engine(Settings(embeddings=str(self.dir)))
+            torch.set_num_threads(1)
+        return self._engine
+
+    @property
+    def model(self) -> str:
+        from voicecheck.embedders import model_spec
+
+        return model_spec(MODEL_KEY, self.dir).name
+
+    def save(self) -> None:
+        if self._dirty:
+            tmp = self.path.with_suffix(".tmp.npz")
+            np.savez(tmp, **self._cache)
+            tmp.replace(self.path)
+            self._dirty = 0
+
+    def _embed(self, samples: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray | None, float]:
+        """(vector, channel-matched vector or None, net speech s) via Engine.embed_audio."""
+        from voicecheck.types import Audio
+
+        audio = Audio(samples=samples, sample_rate=rate, subtype="ULAW" if rate == 8000 else "PCM_16")
+        emb = self.engine.embed_audio(audio)
+        return emb.vector, emb.narrow_vector, emb.speech_seconds
+
+    def speaker(self, spk: Speaker) -> SpeakerEmbeddings | None:
+        """All embeddings of one speaker (computed once, then read from the cache).
+
+        Returns None when the speaker has too little speech for even one segment.
+        """
+        from voicecheck.errors import InsufficientSpeechError
+
+        k = f"{spk.key}|"
+        if k + "calls" not in self._cache:
+            utts = load_utterances(spk)
+            enroll, calls = speaker_material(utts)
+            c: dict[str, np.ndarray] = {}
+            try:
+                wide, matched, speech_s = self._embed(enroll, SAMPLE_RATE)
+                tel, _, _ = self._embed(telephone(enroll, self.seed, spk.key, "enroll"), 8000)
+                c["enroll"] = np.stack([wide, matched, tel])
+                c["enroll_speech_s"] = np.array(speech_s)
+            except InsufficientSpeechError:
+                c["enroll"] = np.zeros((0, DIM), np.float32)
+                c["enroll_speech_s"] = np.array(0.0)
+            rows, secs = [], []
+            for i, call in enumerate(calls):
+                try:
+                    v, _, s = self._embed(telephone(call, self.seed, spk.key, "call", i), 8000)
+                except InsufficientSpeechError:
+                    continue
+                rows.append(v)
+                secs.append(s)
+            c["calls"] = np.array(rows, np.float32).reshape(len(rows), DIM)
+            c["call_speech_s"] = np.array(secs)
+            seg = {"wide": [], "band": [], "tel": []}
+            for i, piece in enumerate(segments(utts)):
+                try:
+                    v, m, _ = self._embed(piece, SAMPLE_RATE)
+                    t, _, _ = self._embed(telephone(piece, self.seed, spk.key, "seg", i), 8000)
+                except InsufficientSpeechError:
+                    continue
+                seg["wide"].append(v)
+                seg["band"].append(m)
+                seg["tel"].append(t)
+            for name, vs in seg.items():
+                c[f"seg_{name}"] = np.array(vs, np.float32).reshape(len(vs), DIM)
+            self._cache.update({k + n: v for n, v in c.items()})
+            self._dirty += 1
+            if self._dirty >= 10:
+                self.save()
+        get = lambda n: self._cache[k + n]  # noqa: E731
+        if get("enroll").size == 0:
+            enroll = None
+        else:
+            enroll = get("enroll")
+        if enroll is None and get("seg_wide").size == 0 and get("calls").size == 0:
+            return None
+        d = DIM
+        empty = np.zeros(d, np.float32)
+        return SpeakerEmbeddings(
+            key=spk.key,
+            enroll_wide=empty if enroll is None else enroll[0],
+            enroll_matched=empty if enroll is None else enroll[1],
+            enroll_tel=empty if enroll is None else enroll[2],
+            enroll_speech_s=float(get("enroll_speech_s")),
+            calls=get("calls").reshape(-1, d),
+            call_speech_s=get("call_speech_s"),
+            seg_wide=get("seg_wide").reshape(-1, d),
+            seg_band=get("seg_band").reshape(-1, d),
+            seg_tel=get("seg_tel").reshape(-1, d),
+        )
+
+    def all(self, speakers: list[Speaker], progress: bool = True) -> dict[str, SpeakerEmbeddings]:
+        """Embeddings of every speaker that has any (cached ones are instant)."""
+        out = {}
+        start = time.time()
+        todo = sum(1 for s in speakers if f"{s.key}|calls" not in self._cache)
+        done = 0
+        for s in speakers:
+            fresh = f"{s.key}|calls" not in self._cache
+            e = self.speaker(s)
+            if fresh:
+                done += 1
+                if progress and (done % 10 == 0 or done == todo):
+                    log.info("embedded %d/%d speakers (%.0f s)", done, todo, time.time() - start)
+            if e is not None:
+                out[s.key] = e
+        self.save()
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# back-end pieces
+# --------------------------------------------------------------------------------------------
+
+
+def lda_training_set(embs: dict[str, SpeakerEmbeddings], speakers: list[Speaker], views: str = "wide,band,tel") -> tuple[np.ndarray, np.ndarray]:
+    """LDA training rows: each speaker's segments in every view in ``views``, one class per speaker.
+
+    Returns:
+        (X (n, d), labels (n,) speaker keys).
+    """
+    xs, labels = [], []
+    for s in speakers:
+        e = embs.get(s.key)
+        if e is None:
+            continue
+        for view in views.split(","):
+            rows = getattr(e, f"seg_{view}")
+            xs.append(rows)
+            labels += [s.key] * len(rows)
+    return np.concatenate(xs).astype(np.float64), np.array(labels)
+
+
+def cohort_calls(embs: dict[str, SpeakerEmbeddings], speakers: list[Speaker]) -> tuple[np.ndarray, list[str]]:
+    """The in-domain cohort: every simulated call of ``speakers`` (unlabelled for the scorer).
+
+    Returns:
+        (vectors (n, d), owner key of each row).
+    """
+    rows, owners = [], []
+    for s in speakers:
+        e = embs.get(s.key)
+        if e is None:
+            continue
+        rows.append(e.calls)
+        owners += [s.key] * len(e.calls)
+    return np.concatenate(rows), owners
+
+
+@dataclass
+class Trials:
+    """Every enrollment x every call of one speaker set.
+
+    Attributes:
+        speakers: keys of the enrolled speakers, (n_e,).
+        enroll: enrollment vectors per condition name ("wide", "matched", "tel"), each (n_e, d).
+        calls: call vectors, (n_c, d).
+        call_owner: speaker index (into ``speakers``) of each call, (n_c,).
+        call_speech_s: net speech of each call, (n_c,).
+    """
+
+    speakers: list[str]
+    enroll: dict[str, np.ndarray]
+    calls: np.ndarray
+    call_owner: np.ndarray
+    call_speech_s: np.ndarray
+
+    @property
+    def target_mask(self) -> np.ndarray:
+        """(n_e, n_c) True where the call is the enrolled speaker's own."""
+        return self.call_owner[None, :] == np.arange(len(self.speakers))[:, None]
+
+
+def build_trials(embs: dict[str, SpeakerEmbeddings], speakers: list[Speaker]) -> Trials:
+    """Trials among ``speakers`` that have both an enrollment and at least one call."""
+    keys, wide, matched, tel, calls, owner, secs = [], [], [], [], [], [], []
+    for s in speakers:
+        e = embs.get(s.key)
+        if e is None or not np.any(e.enroll_wide) or len(e.calls) == 0:
+            continue
+        i = len(keys)
+        keys.append(s.key)
+        wide.append(e.enroll_wide)
+        matched.append(e.enroll_matched)
+        tel.append(e.enroll_tel)
+        calls.append(e.calls)
+        owner += [i] * len(e.calls)
+        secs.append(e.call_speech_s)
+    return Trials(
+        speakers=keys,
+        enroll={"wide": np.array(wide), "matched": np.array(matched), "tel": np.array(tel)},
+        calls=np.concatenate(calls),
+        call_owner=np.array(owner),
+        call_speech_s=np.concatenate(secs),
+    )

@@ -1,0 +1,102 @@
+"""voicecheck.vad with the real silero-vad on generated signals and a real clip, plus the helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.fakes import SPEECH, EnergyVad, FakeEmbedder, noise, silence, stereo, tone, write
+from voicecheck.audio import load
+from voicecheck.config import Settings
+from voicecheck.errors import InsufficientSpeechError
+from voicecheck.pipeline import Engine
+from voicecheck.types import SpeechRegion
+from voicecheck.vad import collect, recording_time, speech_seconds
+
+CLIP = SPEECH / "vctk_autovc" / "p225" / "p225_003.flac"
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 44100])
+def test_digital_silence_has_no_speech(silero, rate: int) -> None:
+    assert silero.regions(silence(3.0, rate), rate) == []
+
+
+@pytest.mark.parametrize(
+    "signal",
+    [tone(440, 4.0), tone(1000, 4.0, amplitude=0.9), noise(4.0, amplitude=0.1), noise(4.0, amplitude=0.001, seed=1)],
+    ids=["tone440", "loud-tone1k", "white-noise", "faint-noise"],
+)
+def test_tones_and_noise_are_little_or_no_speech(silero, signal: np.ndarray) -> None:
+    assert speech_seconds(silero.regions(signal, 16000)) < 0.5
+
+
+def test_real_speech_is_found(silero) -> None:
+    audio = load(CLIP)
+    regions = silero.regions(audio.samples, audio.sample_rate)
+    assert speech_seconds(regions) > 0.6 * audio.duration_s
+    assert all(0 <= r.start_s < r.end_s <= audio.duration_s + 0.1 for r in regions)
+    assert all(a.end_s <= b.start_s for a, b in zip(regions, regions[1:]))
+
+
+def test_speech_is_found_at_other_rates(silero) -> None:
+    """The VAD resamples anything but 8/16 kHz; times stay in the recording's seconds."""
+    from voicecheck.audio import resample
+
+    audio = load(CLIP)
+    at_16k = speech_seconds(silero.regions(audio.samples, 16000))
+    for rate in (8000, 44100):
+        x = resample(audio.samples, 16000, rate)
+        assert speech_seconds(silero.regions(x, rate)) == pytest.approx(at_16k, abs=1.0)
+
+
+def test_speech_after_silence_is_placed_in_time(silero) -> None:
+    audio = load(CLIP)
+    x = np.concatenate([silence(3.0), audio.samples])
+    regions = silero.regions(x, 16000)
+    assert regions and regions[0].start_s > 2.5
+
+
+def test_too_little_speech_is_insufficient(silero, tmp_path) -> None:
+    """1.5 s of real speech is below the minimum -> InsufficientSpeechError with the seconds found."""
+    audio = load(CLIP)
+    path = write(tmp_path / "short.wav", np.concatenate([silence(1.0), audio.samples[: int(1.5 * 16000)]]), 16000)
+    engine = Engine(Settings(), embedder=FakeEmbedder(min_speech_s=3.0), vad=silero)
+    with pytest.raises(InsufficientSpeechError) as info:
+        engine.embed_call(path, None)
+    assert 0.5 < info.value.speech_seconds < 3.0
+
+
+def test_silent_customer_channel_is_insufficient(silero, tmp_path) -> None:
+    audio = load(CLIP)
+    path = write(tmp_path / "call.wav", stereo(audio.samples, silence(audio.duration_s)), 16000)
+    engine = Engine(Settings(), embedder=FakeEmbedder(), vad=silero)
+    with pytest.raises(InsufficientSpeechError) as info:
+        engine.embed_call(path, 1)
+    assert info.value.speech_seconds == 0.0
+    assert engine.embed_call(path, 0).speech_seconds > 3.0  # the agent side does have speech
+
+
+def test_speech_seconds_and_collect() -> None:
+    rate = 100
+    x = np.arange(1000, dtype=np.float32)
+    regions = [SpeechRegion(1.0, 2.0), SpeechRegion(5.0, 5.5)]
+    assert speech_seconds(regions) == pytest.approx(1.5)
+    got = collect(x, rate, regions)
+    assert got.dtype == np.float32 and len(got) == 150
+    assert got[0] == 100 and got[100] == 500
+    assert len(collect(x, rate, [])) == 0
+
+
+def test_recording_time_maps_offsets_back() -> None:
+    regions = [SpeechRegion(1.0, 2.0), SpeechRegion(5.0, 5.5)]
+    got = recording_time(np.array([0.0, 0.5, 1.0, 1.25]), regions)
+    np.testing.assert_allclose(got, [1.0, 1.5, 5.0, 5.25])
+    np.testing.assert_allclose(recording_time(0.3, []), [0.3])
+
+
+def test_energy_vad_finds_the_loud_part() -> None:
+    x = np.concatenate([silence(1.0), tone(440, 2.0), silence(1.0)])
+    regions = EnergyVad().regions(x, 16000)
+    assert len(regions) == 1
+    assert regions[0].start_s == pytest.approx(1.0, abs=0.03)
+    assert regions[0].end_s == pytest.approx(3.0, abs=0.03)

@@ -1,0 +1,609 @@
+"""Checks a 1:1 comparison misses: a speaker change within a call, two voices on a mono recording,
+several voices behind one borrower, one voice behind many borrowers, and a watchlist (1:N).
+
+Everything here is numpy maths on embeddings the pipeline has already computed; no audio, no torch.
+Vectors are float arrays of unit-norm rows unless said otherwise. Scores passed in through a
+``score_fn`` are on the product's scale (see :mod:`voicecheck.scorer`); similarities computed here
+are cosines of the vectors as given. Callers that want centred cosines (much better spread for
+GE2E, see ``benchmarks/analysis.py``) pass vectors through :func:`centre` or the scorer's back-end
+first.
+
+Defaults were tuned on the TUNE half of the speakers in ``benchmarks/analysis.py`` (GE2E,
+8 kHz mu-law simulated calls) and checked on the EVAL half; see ``benchmarks/results/analysis.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from .errors import UsageError
+
+log = logging.getLogger(__name__)
+
+ScoreFn = Callable[[np.ndarray], np.ndarray]
+"""Scores rows of embeddings, shape (n, d), against one fixed voiceprint -> shape (n,)."""
+
+TAKEOVER_MARGIN = 0.0
+"""Default distance below the threshold the low side of a change must score (product scale)."""
+
+TAKEOVER_MAX_SIDE_COSINE = 0.80
+"""Default: the two sides' mean window embeddings (raw GE2E cosine) must be at most this alike."""
+
+SPLIT_MAX_CENTROID_COSINE = 0.80
+"""Default: two clusters of one recording whose mean embeddings are more alike than this are one voice."""
+
+SPLIT_MIN_SHARE = 0.10
+"""Default: the smaller of two clusters must hold at least this fraction of the windows."""
+
+RING_LINK_THRESHOLD = 0.55
+"""Default link similarity for :func:`find_rings` on centred GE2E call vectors."""
+
+VOICES_THRESHOLD = 0.45
+"""Default average-link cut for :func:`voices_per_borrower` on centred GE2E call vectors."""
+
+EXACT_SEARCH_MAX = 20000
+"""Up to this many vectors :func:`knn` searches exactly (blocked numpy); above, an HNSW index."""
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _rows(x: np.ndarray, what: str, dimension: int | None = None) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float32)
+    if a.ndim != 2:
+        raise UsageError(f"{what} must have shape (n, d), got shape {a.shape}.")
+    if dimension is not None and a.shape[1] != dimension:
+        raise UsageError(f"{what} has dimension {a.shape[1]}, expected {dimension}: vectors of different models?")
+    if not np.all(np.isfinite(a)):
+        raise UsageError(f"{what} contains NaN or infinite values.")
+    return a
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
+    return np.where(n > 0, x / np.maximum(n, 1e-12), 0.0).astype(np.float32)
+
+
+def centre(vectors: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
+    """Subtract a domain mean and rescale rows to unit norm (centred cosine).
+
+    Args:
+        vectors: shape (n, d).
+        mean: shape (d,); None uses the mean of ``vectors`` (fine for a batch of many calls).
+
+    Returns:
+        float32, shape (n, d), unit-norm rows.
+    """
+    v = _rows(vectors, "vectors")
+    m = v.mean(axis=0) if mean is None else np.asarray(mean, dtype=np.float32)
+    return _unit(v - m)
+
+
+def _speech_model(times_s: np.ndarray) -> tuple[float, float]:
+    """(window length, hop) in seconds of speech, estimated from window times."""
+    t = np.asarray(times_s, dtype=np.float64)
+    lengths = t[:, 1] - t[:, 0]
+    window_s = float(np.median(lengths)) if len(t) else 0.0
+    steps = np.diff(t[:, 0])
+    steps = steps[steps > 1e-6]
+    hop_s = float(np.median(steps)) if len(steps) else window_s
+    return window_s, min(hop_s, window_s) if window_s > 0 else hop_s
+
+
+def _covered_s(count: np.ndarray, window_s: float, hop_s: float) -> np.ndarray:
+    """Net speech covered by ``count`` consecutive windows."""
+    count = np.asarray(count, dtype=np.float64)
+    return np.where(count > 0, window_s + (count - 1) * hop_s, 0.0)
+
+
+def _check_windows(windows: np.ndarray, times_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    w = _rows(windows, "windows")
+    t = np.asarray(times_s, dtype=np.float64)
+    if t.shape != (len(w), 2):
+        raise UsageError(f"times_s must have shape ({len(w)}, 2) to match windows, got {t.shape}.")
+    return w, t
+
+
+# --- 1. speaker change within a call ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpeakerChange:
+    """A likely takeover: the voice changes at ``change_s`` and one side does not match.
+
+    Attributes:
+        change_s: recording time of the change, seconds.
+        before_score: score of the speech before the change against the voiceprint (product scale).
+        after_score: score of the speech after the change.
+        which: the side that does not match: "later" (borrower then someone else) or "earlier".
+        side_cosine: cosine of the two sides' mean window embeddings (lower = more different).
+    """
+
+    change_s: float
+    before_score: float
+    after_score: float
+    which: Literal["later", "earlier"]
+    side_cosine: float
+
+
+def change_point(windows: np.ndarray, times_s: np.ndarray, min_segment_s: float = 4.0) -> tuple[int, float] | None:
+    """The best single change point of a window sequence.
+
+    Maximises the between-sides scatter ``k (n - k) / n * |mean_left - mean_right|^2`` (Ward's
+    criterion: the split that most reduces the within-side spread), over the splits that leave at
+    least ``min_segment_s`` of speech on each side. O(n d).
+
+    Args:
+        windows: unit-norm window embeddings in time order, shape (n, d).
+        times_s: window start/end in seconds, shape (n, 2).
+        min_segment_s: least net speech on each side, seconds.
+
+    Returns:
+        (index of the first window after the change, the criterion), or None when the call is too
+        short for two sides of ``min_segment_s``.
+    """
+    w, t = _check_windows(windows, times_s)
+    n = len(w)
+    if n < 2:
+        return None
+    window_s, hop_s = _speech_model(t)
+    k = np.arange(1, n)
+    ok = (_covered_s(k, window_s, hop_s) >= min_segment_s - 1e-9) & (_covered_s(n - k, window_s, hop_s) >= min_segment_s - 1e-9)
+    if not ok.any():
+        return None
+    c = np.cumsum(w.astype(np.float64), axis=0)
+    total = c[-1]
+    left = c[:-1] / k[:, None]
+    right = (total - c[:-1]) / (n - k)[:, None]
+    crit = k * (n - k) / n * np.sum((left - right) ** 2, axis=1)
+    crit[~ok] = -np.inf
+    best = int(np.argmax(crit))
+    return best + 1, float(crit[best])
+
+
+def detect_speaker_change(
+    windows: np.ndarray,
+    times_s: np.ndarray,
+    enroll: np.ndarray,
+    score_fn: ScoreFn,
+    threshold: float,
+    min_segment_s: float = 4.0,
+    margin: float = TAKEOVER_MARGIN,
+    max_side_cosine: float = TAKEOVER_MAX_SIDE_COSINE,
+) -> SpeakerChange | None:
+    """Flag a call where the borrower speaks for part of it and someone else for the rest.
+
+    Finds the best single change point (:func:`change_point`), scores each side's mean embedding
+    with ``score_fn`` and reports a takeover when one side scores at or above ``threshold``, the
+    other below ``threshold - margin``, and the sides' mean embeddings have cosine at most
+    ``max_side_cosine``. A call that does not match anywhere is left to the 1:1 check. One change
+    is looked for; a borrower-impostor-borrower call is found when the impostor's part is the
+    longer tail or head.
+
+    Args:
+        windows: unit-norm window embeddings in time order, shape (n, d).
+        times_s: window start/end in recording time, seconds, shape (n, 2).
+        enroll: the voiceprint, shape (d,) (only passed through to ``score_fn``'s owner; kept for
+            the dimension check).
+        score_fn: scores rows, shape (m, d), against the voiceprint on the product's scale -> (m,).
+        threshold: the product's match threshold on that scale.
+        min_segment_s: least net speech on each side of the change, seconds.
+        margin: how far below ``threshold`` the non-matching side must score (product scale, >= 0).
+        max_side_cosine: the sides' means (raw cosine of the windows as given) must be at most
+            this alike.
+
+    Returns:
+        The change, or None (no change, or the call too short to have two sides).
+    """
+    w, t = _check_windows(windows, times_s)
+    e = np.asarray(enroll, dtype=np.float32).reshape(-1)
+    if e.shape[0] != w.shape[1]:
+        raise UsageError(f"enroll has dimension {e.shape[0]}, windows {w.shape[1]}: vectors of different models?")
+    found = change_point(w, t, min_segment_s)
+    if found is None:
+        return None
+    k, _ = found
+    sides = _unit(np.stack([w[:k].mean(axis=0), w[k:].mean(axis=0)]))
+    side_cosine = float(sides[0] @ sides[1])
+    before, after = (float(s) for s in np.asarray(score_fn(sides), dtype=np.float64).reshape(2))
+    if side_cosine > max_side_cosine:
+        return None
+    change_s = float(t[k, 0])  # windows straddling the change split about evenly; see the benchmark
+    low = threshold - margin
+    if before >= threshold and after < low:
+        return SpeakerChange(change_s, before, after, "later", side_cosine)
+    if after >= threshold and before < low:
+        return SpeakerChange(change_s, before, after, "earlier", side_cosine)
+    return None
+
+
+def similarity_timeline(
+    windows: np.ndarray, times_s: np.ndarray, enroll: np.ndarray, score_fn: ScoreFn, span_s: float = 4.0
+) -> list[dict[str, float]]:
+    """Score successive spans of about ``span_s`` of speech against the voiceprint.
+
+    Spans are consecutive windows covering ``span_s`` of speech, stepping by half a span; the last
+    span is aligned to the end. A call shorter than one span gives one span.
+
+    Returns:
+        [{"start_s", "end_s", "score"}], in time order; times in recording time, seconds.
+    """
+    w, t = _check_windows(windows, times_s)
+    del enroll  # score_fn closes over it
+    if len(w) == 0:
+        return []
+    window_s, hop_s = _speech_model(t)
+    per_span = max(1, int(round((span_s - window_s) / hop_s)) + 1) if hop_s > 0 else len(w)
+    per_span = min(per_span, len(w))
+    step = max(1, per_span // 2)
+    starts = list(range(0, len(w) - per_span + 1, step))
+    if starts[-1] != len(w) - per_span:
+        starts.append(len(w) - per_span)
+    means = _unit(np.stack([w[s : s + per_span].mean(axis=0) for s in starts]))
+    scores = np.asarray(score_fn(means), dtype=np.float64).reshape(len(starts))
+    return [
+        {"start_s": round(float(t[s, 0]), 2), "end_s": round(float(t[s + per_span - 1, 1]), 2), "score": round(float(v), 4)}
+        for s, v in zip(starts, scores)
+    ]
+
+
+# --- 2. two speakers on one channel ---------------------------------------------------------------
+
+
+def _two_means(x: np.ndarray, init: np.ndarray, iterations: int = 30) -> np.ndarray:
+    """Spherical 2-means from an initial labelling; returns labels (n,) in {0, 1}."""
+    labels = init.astype(np.int64)
+    for _ in range(iterations):
+        if labels.min() == labels.max():
+            break
+        cents = _unit(np.stack([x[labels == c].mean(axis=0) for c in (0, 1)]))
+        new = np.argmax(x @ cents.T, axis=1)
+        if np.array_equal(new, labels):
+            break
+        labels = new
+    return labels
+
+
+def split_two_speakers(
+    windows: np.ndarray,
+    times_s: np.ndarray,
+    max_centroid_cosine: float = SPLIT_MAX_CENTROID_COSINE,
+    min_share: float = SPLIT_MIN_SHARE,
+    smooth: int = 1,
+) -> np.ndarray:
+    """Split one channel's windows into two voices, or keep them as one.
+
+    The windows are centred on their own mean (two voices then point in opposite directions),
+    split by the sign of the first principal component, refined by spherical 2-means, and the
+    labels smoothed with a running majority over ``2 * smooth + 1`` windows (turns last longer
+    than one hop). The split is kept only when the clusters' mean embeddings (raw cosine) are at
+    most ``max_centroid_cosine`` alike and the smaller one holds at least ``min_share`` of the
+    windows; otherwise every window is one speaker.
+
+    Args:
+        windows: unit-norm window embeddings in time order, shape (n, d).
+        times_s: window start/end, seconds, shape (n, 2).
+
+    Returns:
+        int labels, shape (n,): 0 for the voice that speaks first, 1 for the other; all 0 when one voice.
+    """
+    w, _ = _check_windows(windows, times_s)
+    n = len(w)
+    if n < 4:
+        return np.zeros(n, dtype=np.int64)
+    x = _unit(w - w.mean(axis=0))
+    _, _, vt = np.linalg.svd(x.astype(np.float64), full_matrices=False)
+    labels = _two_means(x, (x @ vt[0] > 0).astype(np.int64))
+    if smooth > 0 and n > 2 * smooth + 1:
+        padded = np.pad(labels, smooth, mode="edge")
+        votes = np.lib.stride_tricks.sliding_window_view(padded, 2 * smooth + 1).mean(axis=1)
+        labels = (votes > 0.5).astype(np.int64)
+    counts = np.bincount(labels, minlength=2)
+    if counts.min() < max(2, min_share * n):
+        return np.zeros(n, dtype=np.int64)
+    cents = _unit(np.stack([w[labels == c].mean(axis=0) for c in (0, 1)]))
+    if float(cents[0] @ cents[1]) > max_centroid_cosine:
+        return np.zeros(n, dtype=np.int64)
+    if labels[0] == 1:
+        labels = 1 - labels
+    return labels
+
+
+def customer_windows(
+    windows: np.ndarray,
+    times_s: np.ndarray,
+    agent_voiceprints: np.ndarray | None = None,
+    agent_score_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    agent_threshold: float = 0.75,
+    labels: np.ndarray | None = None,
+) -> np.ndarray:
+    """Which windows of a mono (both parties on one channel) recording are the customer's.
+
+    Rule:
+
+    1. Split the windows into two voices (:func:`split_two_speakers`, or ``labels`` if given).
+    2. With collector voiceprints: the collector is the voice whose mean scores highest against any
+       collector voiceprint, if that score is at least ``agent_threshold``; then windows of the
+       other voice that themselves match a collector are dropped too. If no voice matches a
+       collector, both voices are kept when the split found one voice, else step 3 decides.
+       One voice that matches a collector means there is no customer speech (empty mask).
+    3. Without collector voiceprints (or none matching): the collector is the voice that speaks
+       first (collectors open outbound calls and greet inbound ones), the customer the other.
+       When only one voice is found, every window is kept.
+
+    Args:
+        windows: unit-norm window embeddings in time order, shape (n, d).
+        times_s: window start/end, seconds, shape (n, 2).
+        agent_voiceprints: collector voiceprints, shape (k, d), or None.
+        agent_score_fn: ``(voiceprint (d,), rows (m, d)) -> scores (m,)`` on the scale of
+            ``agent_threshold``; None = raw cosine (the default threshold is a GE2E cosine).
+        agent_threshold: score at or above which a voice is a collector.
+        labels: a two-voice labelling to use instead of :func:`split_two_speakers`, shape (n,).
+
+    Returns:
+        bool mask, shape (n,): True for the customer's windows.
+    """
+    w, t = _check_windows(windows, times_s)
+    n = len(w)
+    lab = split_two_speakers(w, t) if labels is None else np.asarray(labels, dtype=np.int64)
+    if lab.shape != (n,):
+        raise UsageError(f"labels must have shape ({n},), got {lab.shape}.")
+    voices = [c for c in (0, 1) if np.any(lab == c)]
+    if agent_voiceprints is not None and len(agent_voiceprints):
+        agents = _rows(agent_voiceprints, "agent_voiceprints", w.shape[1])
+        score = agent_score_fn or (lambda a, rows: _unit(rows) @ _unit(a))
+        means = _unit(np.stack([w[lab == c].mean(axis=0) for c in voices]))
+        voice_scores = np.array([[float(np.asarray(score(a, means[i : i + 1])).reshape(-1)[0]) for a in agents]
+                                 for i in range(len(voices))]).max(axis=1)
+        best = int(np.argmax(voice_scores))
+        if voice_scores[best] >= agent_threshold:
+            if len(voices) == 1:
+                return np.zeros(n, dtype=bool)
+            mask = lab != voices[best]
+            window_scores = np.max(np.stack([np.asarray(score(a, w), dtype=np.float64).reshape(n) for a in agents]), axis=0)
+            return mask & (window_scores < agent_threshold)
+    if len(voices) == 1:
+        return np.ones(n, dtype=bool)
+    first = int(lab[0])  # the collector opens the call
+    return lab != first
+
+
+# --- 3. several voices behind one borrower ------------------------------------------------------
+
+
+def _average_link(x: np.ndarray, threshold: float) -> np.ndarray:
+    """Average-linkage clusters of unit rows whose mean pairwise cosine stays >= threshold; labels (n,)."""
+    if len(x) == 1:
+        return np.zeros(1, dtype=np.int64)
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    d = 1.0 - np.clip(x.astype(np.float64) @ x.astype(np.float64).T, -1.0, 1.0)
+    np.fill_diagonal(d, 0.0)
+    z = linkage(squareform((d + d.T) / 2.0, checks=False), method="average")
+    return fcluster(z, t=1.0 - threshold, criterion="distance").astype(np.int64) - 1
+
+
+def voices_per_borrower(
+    vectors: np.ndarray, call_ids: Sequence[str], threshold: float = VOICES_THRESHOLD, min_calls: int = 1
+) -> list[list[str]]:
+    """Group one borrower's calls by voice; report the groups when there are two or more.
+
+    Average-linkage agglomerative clustering on cosine, cut where the mean similarity between two
+    groups falls below ``threshold``. The scale is the cosine of the vectors as given: pass centred
+    vectors (:func:`centre` with the batch's mean, or the scorer's back-end) for the default.
+
+    Args:
+        vectors: the borrower's call embeddings, shape (n, d).
+        call_ids: one id per row.
+        threshold: least mean cosine between calls of one voice.
+        min_calls: a group needs at least this many calls to count as a voice (1 = a single odd
+            call is a voice; 2 = need a repeat).
+
+    Returns:
+        Groups of call ids, largest first, when at least two groups have ``min_calls`` calls; else [].
+    """
+    v = _rows(vectors, "vectors")
+    if len(call_ids) != len(v):
+        raise UsageError(f"{len(call_ids)} call ids for {len(v)} vectors; pass one id per row.")
+    if len(v) < 2:
+        return []
+    labels = _average_link(_unit(v), threshold)
+    groups = [[call_ids[i] for i in np.flatnonzero(labels == c)] for c in np.unique(labels)]
+    groups = sorted((g for g in groups if len(g) >= min_calls), key=lambda g: (-len(g), g[0]))
+    return groups if len(groups) >= 2 else []
+
+
+# --- 4. one voice behind many borrowers ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ring:
+    """Calls in one voice spread over several borrowers.
+
+    Attributes:
+        calls: call ids in the cluster.
+        borrowers: the distinct borrower ids those calls were made for, sorted.
+        cohesion: mean pairwise cosine of the cluster's vectors.
+    """
+
+    calls: list[str]
+    borrowers: list[str]
+    cohesion: float
+
+
+def knn(vectors: np.ndarray, k: int, exact_max: int = EXACT_SEARCH_MAX, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """k nearest neighbours of every row by inner product (cosine for unit rows), self excluded.
+
+    Exact blocked numpy search up to ``exact_max`` rows (memory O(block * n)); above it an HNSW
+    index from faiss (``pip install faiss-cpu``), or the exact search when faiss is missing.
+
+    Returns:
+        (similarities, indices), each shape (n, min(k, n - 1)); missing neighbours have index -1.
+    """
+    x = np.ascontiguousarray(_unit(_rows(vectors, "vectors")))
+    n = len(x)
+    k = min(k, n - 1)
+    if k <= 0:
+        return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
+    if n > exact_max:
+        try:
+            import faiss
+        except ImportError:
+            log.warning("faiss is not installed; exact search over %d vectors (pip install faiss-cpu)", n)
+        else:
+            index = faiss.IndexHNSWFlat(x.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = 80
+            index.add(x)
+            index.hnsw.efSearch = max(64, 2 * k)
+            sims, idx = index.search(x, k + 1)
+            return _drop_self(sims, idx.astype(np.int64), k)
+    sims = np.empty((n, k + 1), np.float32)
+    idx = np.empty((n, k + 1), np.int64)
+    for s in range(0, n, block):
+        g = x[s : s + block] @ x.T
+        part = np.argpartition(-g, k, axis=1)[:, : k + 1]
+        ps = np.take_along_axis(g, part, axis=1)
+        order = np.argsort(-ps, axis=1)
+        idx[s : s + block] = np.take_along_axis(part, order, axis=1)
+        sims[s : s + block] = np.take_along_axis(ps, order, axis=1)
+    return _drop_self(sims, idx, k)
+
+
+def _drop_self(sims: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    n = len(idx)
+    self_hit = idx == np.arange(n)[:, None]
+    # keep the first k neighbours that are not the row itself
+    order = np.argsort(self_hit, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(sims, order, axis=1), np.take_along_axis(idx, order, axis=1)
+
+
+def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+def find_rings(
+    vectors: np.ndarray,
+    call_ids: Sequence[str],
+    borrower_ids: Sequence[str],
+    min_borrowers: int = 3,
+    link_threshold: float = RING_LINK_THRESHOLD,
+    k: int = 20,
+    max_component: int = 3000,
+) -> list[Ring]:
+    """Find voices that speak for several borrowers.
+
+    1. k-nearest-neighbour graph (:func:`knn`: exact for small n, HNSW for large n), keeping edges
+       with cosine >= ``link_threshold``; connected components of it.
+    2. Within each component with calls of at least ``min_borrowers`` borrowers, average-linkage
+       clustering cut at ``link_threshold`` (a cluster's calls are on average that alike, so one
+       chance link does not chain two voices together). A component larger than
+       ``max_component`` is first split again at a stricter link threshold.
+    3. Clusters whose calls span at least ``min_borrowers`` distinct borrowers are rings.
+
+    Memory is O(n k) plus O(c^2) for the largest component c; no n x n matrix is built.
+
+    Args:
+        vectors: call embeddings, shape (n, d); pass centred vectors (:func:`centre`) for the default
+            threshold.
+        call_ids: one id per row.
+        borrower_ids: the borrower each call was made for, one per row.
+        min_borrowers: least distinct borrowers of a ring (>= 2).
+        link_threshold: least cosine between linked calls and least mean cosine within a cluster.
+        k: neighbours per call.
+
+    Returns:
+        Rings, most borrowers first.
+    """
+    x = _unit(_rows(vectors, "vectors"))
+    n = len(x)
+    if len(call_ids) != n or len(borrower_ids) != n:
+        raise UsageError(f"{n} vectors, {len(call_ids)} call ids, {len(borrower_ids)} borrower ids: pass one per row.")
+    if min_borrowers < 2:
+        raise UsageError(f"min_borrowers must be at least 2, got {min_borrowers}.")
+    if n < min_borrowers:
+        return []
+    borrowers = np.unique(np.asarray(borrower_ids, dtype=object).astype(str), return_inverse=True)[1]
+    sims, idx = knn(x, k)
+    keep = (sims >= link_threshold) & (idx >= 0)
+    rows = np.repeat(np.arange(n), idx.shape[1])[keep.ravel()]
+    cols = idx.ravel()[keep.ravel()]
+    todo = [(np.arange(n), _components(n, rows, cols), link_threshold)]
+    rings: list[Ring] = []
+    while todo:
+        members_all, comp, thr = todo.pop()
+        for c in np.unique(comp):
+            members = members_all[comp == c]
+            if len(members) < 2 or len(np.unique(borrowers[members])) < min_borrowers:
+                continue
+            if len(members) > max_component:
+                sub = x[members]
+                s2, i2 = knn(sub, k)
+                stricter = thr + 0.5 * (1.0 - thr)
+                ok = (s2 >= stricter) & (i2 >= 0)
+                r2 = np.repeat(np.arange(len(members)), i2.shape[1])[ok.ravel()]
+                todo.append((members, _components(len(members), r2, i2.ravel()[ok.ravel()]), stricter))
+                continue
+            labels = _average_link(x[members], link_threshold)
+            for lab in np.unique(labels):
+                group = members[labels == lab]
+                if len(group) < 2 or len(np.unique(borrowers[group])) < min_borrowers:
+                    continue
+                g = x[group].astype(np.float64)
+                m = len(group)
+                cohesion = float((np.sum(g @ g.T) - m) / (m * (m - 1)))
+                rings.append(Ring(
+                    calls=[call_ids[i] for i in group],
+                    borrowers=sorted({str(borrower_ids[i]) for i in group}),
+                    cohesion=round(cohesion, 4),
+                ))
+    rings.sort(key=lambda r: (-len(r.borrowers), -r.cohesion))
+    return rings
+
+
+# --- 5. watchlist ---------------------------------------------------------------------------------
+
+
+def search_watchlist(
+    vector: np.ndarray,
+    entries: np.ndarray,
+    labels: Sequence[str],
+    threshold: float,
+    score_fn: ScoreFn | None = None,
+    top: int = 5,
+) -> list[dict[str, float | str]]:
+    """Compare one call with every watchlist entry (1:N).
+
+    Args:
+        vector: the call's embedding, shape (d,).
+        entries: watchlist voiceprints, shape (m, d).
+        labels: one label per entry.
+        threshold: score at or above which an entry is a hit.
+        score_fn: scores rows of ``entries`` against ``vector`` on the threshold's scale -> (m,);
+            None = cosine.
+        top: most hits returned.
+
+    Returns:
+        [{"label", "score"}] of the hits, best first.
+    """
+    e = _rows(entries, "entries") if len(entries) else np.zeros((0, len(np.ravel(vector))), np.float32)
+    v = np.asarray(vector, dtype=np.float32).reshape(-1)
+    if len(labels) != len(e):
+        raise UsageError(f"{len(labels)} labels for {len(e)} watchlist entries; pass one label per entry.")
+    if len(e) == 0:
+        return []
+    if e.shape[1] != v.shape[0]:
+        raise UsageError(f"watchlist entries have dimension {e.shape[1]}, the call {v.shape[0]}: different models?")
+    scores = np.asarray(score_fn(e) if score_fn else _unit(e) @ _unit(v), dtype=np.float64).reshape(len(e))
+    order = np.argsort(-scores)[:top]
+    return [{"label": str(labels[i]), "score": round(float(scores[i]), 4)} for i in order if scores[i] >= threshold]
