@@ -14,7 +14,7 @@ from voicecheck.audio import load
 from voicecheck.config import Settings
 from voicecheck.enrollment import VoiceprintStore
 from voicecheck.errors import InsufficientSpeechError, ModelMismatchError
-from voicecheck.pipeline import Engine, check_one, error_result, judge
+from voicecheck.pipeline import Engine, Judge, check_one, error_result
 from voicecheck.scorer import Scorer
 from voicecheck.types import Audio
 
@@ -93,8 +93,8 @@ def _judge(settings: Settings, engine: Engine, borrower: str, x: np.ndarray | No
     emb = None if x is None else engine.embed_audio(_audio(x, 16000))
     store = VoiceprintStore(settings.store)
     try:
-        return judge("C1", borrower, "c1.wav", emb, 0.2 if x is None else emb.speech_seconds, store,
-                     Scorer(settings, engine.model, "fake", None, {}), channel=1)
+        judge = Judge(store, Scorer(settings, engine.model, "fake", None, {}))
+        return judge("C1", borrower, "c1.wav", emb, 0.2 if x is None else emb.speech_seconds, channel=1)
     finally:
         store.close()
 
