@@ -513,3 +513,170 @@ def build_trials(embs: dict[str, SpeakerEmbeddings], speakers: list[Speaker]) ->
         call_owner=np.array(owner),
         call_speech_s=np.concatenate(secs),
     )
+
+
+# --------------------------------------------------------------------------------------------
+# the back-end and the scoring systems
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """How the LDA back-end is trained (chosen on TUNE speakers by ``benchmarks/accuracy.py``).
+
+    Attributes:
+        dim: LDA directions kept.
+        wccn: whiten the within-class covariance after LDA.
+        shrink: shrinkage of the within-class scatter.
+        views: segment views in the training set ("wide", "band", "tel"; comma-separated).
+        mean: centring mean shipped for use without a cohort: "train" (LDA training mean) or "tel"
+            (mean of the TRAIN speakers' simulated calls: in-domain for telephone calls).
+    """
+
+    dim: int = 64
+    wccn: bool = True
+    shrink: float = 0.1
+    views: str = "wide,band,tel"
+    mean: str = "tel"
+
+
+BACKEND = BackendConfig()
+"""The configuration of the shipped back-end (see accuracy.md for the TUNE search)."""
+
+
+def train_backend(
+    embs: dict[str, SpeakerEmbeddings], train: list[Speaker], config: BackendConfig = BACKEND, source: str = ""
+):  # noqa: ANN201 - voicecheck.scoring.Backend
+    """The LDA back-end trained on ``train`` speakers' segments (telephone augmented).
+
+    Returns:
+        voicecheck.scoring.Backend for the GE2E model.
+    """
+    from voicecheck.embedders import BUILTIN
+    from voicecheck.scoring import fit_lda, with_domain_mean
+
+    X, labels = lda_training_set(embs, train, config.views)
+    backend = fit_lda(X, labels, config.dim, wccn=config.wccn, shrink=config.shrink, model=BUILTIN[MODEL_KEY].name, source=source)
+    if config.mean == "tel":
+        calls, _ = cohort_calls(embs, train)
+        backend = with_domain_mean(backend, calls)
+    from dataclasses import replace
+
+    return replace(backend, source=source)
+
+
+SYSTEMS = ("raw", "matched", "centred", "asnorm", "lda", "lda+asnorm")
+"""Scoring chains, each adding one step: raw cosine (enrollment in its own band), channel matching,
+centring on the in-domain (cohort) mean, AS-norm, LDA back-end (no cohort: its own mean), LDA with
+the cohort mean + AS-norm."""
+
+PRODUCT_MODE = {"matched": "cosine", "asnorm": "asnorm", "lda": "lda", "lda+asnorm": "lda+asnorm"}
+"""voicecheck.scorer mode of each system that the product can run."""
+
+
+def score_matrix(
+    system: str,
+    enroll: np.ndarray,
+    calls: np.ndarray,
+    cohort: np.ndarray | None,
+    backend=None,  # noqa: ANN001 - voicecheck.scoring.Backend | None
+    top_n: int = 200,
+) -> np.ndarray:
+    """Scores of every enrollment row against every call row, shape (n_e, n_c).
+
+    The numpy counterpart of :class:`voicecheck.scorer.Scorer` (same maths, whole grids at once).
+    ``enroll`` must already be in the call's band for every system but "raw".
+    """
+    from voicecheck.scoring import Backend, asnorm_matrix, cosine_matrix, with_domain_mean
+
+    if system in ("raw", "matched"):
+        return cosine_matrix(enroll, calls)
+    if system == "lda":
+        b = backend
+    else:
+        base = backend if system.startswith("lda") else Backend.identity("", enroll.shape[1])
+        b = with_domain_mean(base, cohort)
+    e, c = b.transform(enroll).astype(np.float64), b.transform(calls).astype(np.float64)
+    s = e @ c.T
+    if system.endswith("asnorm"):
+        k = b.transform(cohort).astype(np.float64)
+        s = asnorm_matrix(s, e @ k.T, c @ k.T, min(top_n, len(k)))
+    return s
+
+
+# --------------------------------------------------------------------------------------------
+# the product's Scorer on benchmark trials, and the shipped profile
+# --------------------------------------------------------------------------------------------
+
+FALSE_FLAG_TARGET = 0.05
+"""Share of genuine borrowers flagged that the shipped thresholds are set for (on TUNE)."""
+
+
+def product_cohort(embs: dict[str, SpeakerEmbeddings], train: list[Speaker]):  # noqa: ANN201
+    """TRAIN speakers' simulated calls as a :class:`voicecheck.scorer.Cohort` (narrow band)."""
+    from voicecheck.scorer import Cohort
+
+    vectors, owners = cohort_calls(embs, train)
+    return Cohort(vectors.astype(np.float32), [f"cohort-{i}" for i in range(len(owners))], [{o} for o in owners])
+
+
+def scorer_settings(workdir: str | Path):  # noqa: ANN201 - voicecheck.config.Settings
+    """Product settings whose workspace has no calibration override (so the shipped profile is read)."""
+    from voicecheck.config import Settings
+
+    return Settings(embeddings=str(workdir), threshold=None)
+
+
+def scorer_for_mode(mode: str, settings, backend, cohort):  # noqa: ANN001, ANN201
+    """The product's Scorer set up so that its narrow-band mode is ``mode``."""
+    from voicecheck.embedders import BUILTIN
+    from voicecheck.scorer import Scorer
+
+    with_backend = mode.startswith("lda")
+    with_cohort = mode.endswith("asnorm")
+    scorer = Scorer(
+        settings, BUILTIN[MODEL_KEY].name, MODEL_KEY, backend if with_backend else None, {"narrow": cohort} if with_cohort else {}
+    )
+    if scorer.mode("narrow") != mode:
+        raise RuntimeError(f"Scorer runs mode {scorer.mode('narrow')!r}, expected {mode!r}")
+    return scorer
+
+
+def scorer_matrix(scorer, enroll: np.ndarray, calls: np.ndarray) -> np.ndarray:  # noqa: ANN001
+    """Scorer.scores for every enrollment row against every call row, shape (n_e, n_c)."""
+    return np.stack([scorer.scores(np.asarray(e, np.float32), calls.astype(np.float32), "narrow")[0] for e in enroll])
+
+
+def build_profile(
+    embs: dict[str, SpeakerEmbeddings], split: dict[str, list[Speaker]], backend, workdir: str | Path, source: str  # noqa: ANN001
+) -> dict:
+    """Thresholds and calibrations per scoring mode, from TUNE trials scored by the product's Scorer.
+
+    Trials: every TUNE speaker's wideband enrollment (channel-matched, as the product stores it)
+    against every TUNE call (all calls, whatever their length). The threshold flags at most
+    :data:`FALSE_FLAG_TARGET` of the genuine TUNE calls (``threshold_at_false_flag``); the
+    calibration is ``fit_calibration`` (prior 0.5) on the same scores.
+    """
+    from voicecheck.embedders import BUILTIN
+    from voicecheck.metrics import eer
+    from voicecheck.scoring import fit_calibration, threshold_at_false_flag
+
+    settings = scorer_settings(workdir)
+    cohort = product_cohort(embs, split["train"])
+    trials = build_trials(embs, split["tune"])
+    mask = trials.target_mask
+    modes = {}
+    for mode in ("cosine", "asnorm", "lda", "lda+asnorm"):
+        scorer = scorer_for_mode(mode, settings, backend, cohort)
+        S = scorer_matrix(scorer, trials.enroll["matched"], trials.calls)
+        tar, non = S[mask], S[~mask]
+        cal = fit_calibration(tar, non)
+        modes[mode] = {
+            "threshold": round(threshold_at_false_flag(tar, FALSE_FLAG_TARGET), 5),
+            "false_flag_target": FALSE_FLAG_TARGET,
+            "calibration": {"a": round(cal.a, 6), "b": round(cal.b, 6)},
+            "tune_eer": round(eer(tar, non)[0], 4),
+            "n_target": int(tar.size),
+            "n_nontarget": int(non.size),
+        }
+    return {"model": BUILTIN[MODEL_KEY].name, "source": source, "modes": modes}

@@ -2,7 +2,7 @@
 # Install voicecheck and everything it needs into ./.venv, CPU-only.
 #
 #   scripts/install.sh            runtime + ECAPA backend + test tools
-#   EXTRAS=ecapa,ray,dev scripts/install.sh
+#   EXTRAS=ecapa,rings,ray,dev scripts/install.sh
 #
 # Why each step:
 # - torch is pinned *in the same pip command* as the package. Left to itself pip resolves an
@@ -17,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-EXTRAS=${EXTRAS:-ecapa,dev}
+EXTRAS=${EXTRAS:-ecapa,rings,dev}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 
 if [ ! -x .venv/bin/python ]; then

@@ -76,7 +76,7 @@ def utts(source: str, speaker: str, *names: str) -> tuple[Utterance, ...]:
 ENROLL: dict[str, tuple[Utterance, ...]] = {
     "B1001": utts(VCTK, "p225", "p225_003", "p225_011"),
     "B1002": utts(VCTK, "p226", "p226_005", "p226_011"),
-    "B1003": utts(SHERPA, "fangjun", "enroll-fangjun-sr-2", "enroll-fangjun-sr-3"),
+    "B1003": utts(SHERPA, "fangjun", "enroll-fangjun-sr-2"),
     "B1004": utts(PICOVOICE, "speaker_1", "speaker_1_utt_1"),
 }
 

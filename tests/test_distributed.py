@@ -7,6 +7,7 @@ and the sample calls, so no model is needed.
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import sys
 from dataclasses import replace
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import REPO, SAMPLES, env_without_workspace, workspace
-from voicecheck.batch import run_batch
+from voicecheck.batch import Row, run_batch
 from voicecheck.config import Settings, load_settings
 from voicecheck.errors import BackendUnavailableError
 from voicecheck.pipeline import enroll_recordings
@@ -40,7 +41,8 @@ def _manifest(root: Path) -> Path:
 
 
 def _by_call(out: Path) -> dict[str, tuple]:
-    return {r["call_id"]: (r["verdict"], r["score"], r["reason"], r["speech_seconds"]) for r in read_jsonl(out / RESULTS)}
+    return {r["call_id"]: (r["verdict"], r["score"], r["reason"], r["speech_seconds"])
+            for r in read_jsonl(out / RESULTS)}
 
 
 def test_missing_ray_says_what_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -48,36 +50,45 @@ def test_missing_ray_says_what_to_install(monkeypatch: pytest.MonkeyPatch, tmp_p
 
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(BackendUnavailableError, match=r"pip install 'voicecheck\[ray\]'"):
-        next(iter(map_ray(Settings(workers=1), [(1, "x.wav", 1)])))
+        next(iter(map_ray(Settings(workers=1), [Row(1, "C1", "B1", "x.wav", 1)])))
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
-    """A separate local Ray cluster on 127.0.0.1 (2 CPUs), stopped when the module's tests end."""
-    pytest.importorskip("ray")
-    env = {**env_without_workspace(), "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0"}
-    script = (
-        "import sys, ray\n"
-        f"ray.init(num_cpus=2, include_dashboard=False, _node_ip_address={LOOPBACK!r}, log_to_driver=False)\n"
-        "print(ray.get_runtime_context().gcs_address, flush=True)\n"
-        "sys.stdin.read()\n"
-        "ray.shutdown()\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True, env=env, cwd=str(tmp_path_factory.mktemp("ray")))
-    try:
-        address = (proc.stdout.readline() if proc.stdout else "").strip()
-        if not address:
-            pytest.fail("the local Ray cluster did not start")
-        yield address
-    finally:
-        if proc.stdin:
-            proc.stdin.close()
+    """A separate local Ray cluster on 127.0.0.1 (2 CPUs), stopped when the module's tests end.
+
+    Yields its GCS address. The cluster and this process share a fresh auth token, set before ray
+    is imported here (Ray reads it once).
+    """
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in auth.items():
+            mp.setenv(key, value)
+        pytest.importorskip("ray")
+        env = {**env_without_workspace(), **auth, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0",
+               "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # else Ray on Linux swaps 127.0.0.1 for the LAN address
+        script = (
+            "import sys, ray\n"
+            f"ray.init(num_cpus=2, include_dashboard=False, _node_ip_address={LOOPBACK!r}, log_to_driver=False)\n"
+            "print(ray.get_runtime_context().gcs_address, flush=True)\n"
+            "sys.stdin.read()\n"
+            "ray.shutdown()\n"
+        )
+        proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                text=True, env=env, cwd=str(tmp_path_factory.mktemp("ray")))
         try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            address = (proc.stdout.readline() if proc.stdout else "").strip()
+            if not address:
+                pytest.fail("the local Ray cluster did not start")
+            yield address
+        finally:
+            if proc.stdin:
+                proc.stdin.close()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 @pytest.mark.ray
@@ -85,17 +96,17 @@ def test_ray_engine_on_a_cluster_gives_the_local_results(cluster: str, tmp_path:
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     import ray
 
+    address = cluster
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     settings = _settings(tmp_path, workers=2)
-    assert enroll_recordings([(b, str(SAMPLES / "calls" / c)) for b, c in
-                              [("B1001", "C008.wav"), ("B1002", "C002.wav"), ("B1003", "C003.wav"), ("B1004", "C004.wav")]],
-                             settings) == 0
+    pairs = [("B1001", "C008.wav"), ("B1002", "C002.wav"), ("B1003", "C003.wav"), ("B1004", "C004.wav")]
+    assert enroll_recordings([(b, str(SAMPLES / "calls" / c)) for b, c in pairs], settings) == 0
     manifest = _manifest(tmp_path)
 
     local = run_batch(manifest, tmp_path / "local", replace(settings, workers=1))
     # a fresh embeddings store, so Ray really embeds every call instead of finding them cached
     ray_settings = replace(settings, embeddings=str(workspace(tmp_path / "ray_ws")))
-    remote = run_batch(manifest, tmp_path / "ray", ray_settings, engine="ray", address=cluster)
+    remote = run_batch(manifest, tmp_path / "ray", ray_settings, engine="ray", address=address)
 
     assert remote["engine"] == "ray" and remote["calls"] == local["calls"] == 9
     got, want = _by_call(tmp_path / "ray"), _by_call(tmp_path / "local")
@@ -112,7 +123,7 @@ def test_ray_engine_on_a_cluster_gives_the_local_results(cluster: str, tmp_path:
         json.loads(line)
 
     assert not ray.is_initialized()  # map_ray disconnected after the batch
-    ray.init(address=cluster, log_to_driver=False)
+    ray.init(address=address, log_to_driver=False)
     try:
         nodes = [n for n in ray.nodes() if n["Alive"]]
         assert nodes and all(n["NodeManagerAddress"] == LOOPBACK for n in nodes)
@@ -128,7 +139,8 @@ def test_local_ray_started_by_map_ray_stays_on_loopback(tmp_path: Path, monkeypa
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.chdir(tmp_path)
     settings = _settings(tmp_path, workers=2)
-    tasks = [(i, str(SAMPLES / "calls" / f"C00{i}.wav"), 1) for i in range(1, 7)]
+    (tmp_path / "calls").symlink_to(SAMPLES / "calls")
+    tasks = [Row(i, f"C00{i}", "B1001", f"calls/C00{i}.wav", 1) for i in range(1, 7)]  # relative to the cwd
     assert not ray.is_initialized()
     seen = []
     for result in map_ray(settings, tasks, address=None, in_flight_per_actor=1):
@@ -138,6 +150,7 @@ def test_local_ray_started_by_map_ray_stays_on_loopback(tmp_path: Path, monkeypa
             assert ray.cluster_resources().get("CPU") == 2
         seen.append(result)
     assert sorted(r["row"] for r in seen) == list(range(1, 7))
+    assert all(r["task"] in tasks for r in seen)  # the rows as given (relative paths), not the shipped ones
     assert all(r["status"] in ("ok", "insufficient_speech") for r in seen)
     assert sum(r["status"] == "ok" for r in seen) >= 5
     assert not ray.is_initialized()  # the instance map_ray started is gone

@@ -63,7 +63,9 @@ def test_same_voice_same_vector_other_voice_differs(engine: Engine) -> None:
     assert float(a1 @ b) < 0.5
 
 
-@pytest.mark.parametrize("x", [silence(5.0), tone(300, 0.5), noise(5.0, amplitude=0.001)], ids=["silence", "short", "faint"])
+@pytest.mark.parametrize(
+    "x", [silence(5.0), tone(300, 0.5), noise(5.0, amplitude=0.001)], ids=["silence", "short", "faint"]
+)
 def test_too_little_speech(engine: Engine, x: np.ndarray) -> None:
     with pytest.raises(InsufficientSpeechError, match="needs at least") as info:
         engine.embed_audio(_audio(x, 16000))
@@ -134,6 +136,7 @@ def test_scorer_refuses_vectors_of_another_model(settings: Settings, engine: Eng
 
 
 def test_check_one_match_and_unreadable(settings: Settings, engine: Engine, tmp_path: Path) -> None:
+    settings = replace(settings, threshold=0.5)  # telephone band + mu-law cost the fake some similarity
     _enroll(settings, engine, "B1", write(tmp_path / "a.wav", chord(VOICE_A, 4.0), 16000))
     call = write(tmp_path / "C7.wav", stereo(chord(VOICE_B, 4.0, 8000), chord(VOICE_A, 4.0, 8000)), 8000, "ULAW")
     r = check_one(call, "B1", settings, engine=engine)
@@ -174,7 +177,7 @@ def test_ge2e_silent_customer_channel_is_inconclusive(ge2e_enrolled, tmp_path: P
     call = write(tmp_path / "call.wav", stereo(agent.samples, customer), 16000)
     r = check_one(call, "B1001", settings, engine=engine)
     assert r.verdict == "inconclusive" and r.reason == "insufficient_speech"
-    assert r.score is None and r.model == ge2e.name
+    assert r.score is None and r.model == engine.model
     assert check_one(call, "B1001", replace(settings, channel=0), engine=engine).verdict == "match"
 
 

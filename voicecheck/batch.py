@@ -24,7 +24,6 @@ from .enrollment import VoiceprintStore
 from .errors import AudioError, InsufficientSpeechError, UsageError, VoicecheckError
 from .pipeline import Engine, Judge, error_result
 from .report import RESULTS, SUMMARY, ResultsFile, summarise, write_json
-from .scorer import Scorer
 from .types import CallResult
 
 log = logging.getLogger(__name__)
@@ -222,7 +221,7 @@ def run_batch(
         timings["embed_seconds"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        judge = Judge(voiceprints, Scorer.build(settings, model, spec.key, calls))
+        judge = Judge.open(settings, voiceprints, calls)
         for r in call_rows(manifest, settings.channel):
             if r.row not in done and r.row not in failed:
                 write(r, score_stored(r, calls, judge))
@@ -251,7 +250,11 @@ def score_stored(r: Row, calls: CallStore, judge: Judge) -> CallResult:
         return error_result(r.call_id, r.borrower_id, r.audio, AudioError("no stored embedding; re-run the batch"),
                             judge.scorer.model)
     _status, emb, speech_s = link
-    return judge(r.call_id, r.borrower_id, r.audio, emb, speech_s, r.channel)
+    result = judge(r.call_id, r.borrower_id, r.audio, emb, speech_s, r.channel)
+    if result.duration_s is None:  # too little speech: no embedding, but its audio still counts
+        duration = calls.duration_s(r.call_id, judge.scorer.model)
+        result.duration_s = None if duration is None else round(duration, 2)
+    return result
 
 
 def _map_ray(settings: Settings, tasks: Iterable[Task], address: str | None) -> Iterator[dict[str, Any]]:
@@ -276,7 +279,7 @@ def rescore(out_dir: str | Path, settings: Settings, manifest: str | Path | None
     tmp.unlink(missing_ok=True)
     results = ResultsFile(tmp)
     try:
-        judge = Judge(voiceprints, Scorer.build(settings, spec.name, spec.key, calls))
+        judge = Judge.open(settings, voiceprints, calls)
         if manifest is not None:
             rows: Iterable[Row] = call_rows(manifest, settings.channel)
         else:

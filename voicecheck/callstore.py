@@ -140,6 +140,14 @@ class CallStore:
         ).fetchone()
         return None if row is None else self.lookup(row[0], row[1], model)
 
+    def duration_s(self, call_id: str, model: str) -> float | None:
+        """Length of a linked call's recording (known also when it had too little speech), else None."""
+        row = self._db.execute(
+            "SELECT e.duration_s FROM calls c JOIN embeddings e ON e.content_hash=c.content_hash"
+            " AND e.channel=c.channel AND e.model=c.model WHERE c.call_id=? AND c.model=?", (call_id, model)
+        ).fetchone()
+        return None if row is None else float(row[0])
+
     def has(self, content_hash: str, channel: int, model: str) -> bool:
         return self._db.execute(
             "SELECT 1 FROM embeddings WHERE content_hash=? AND channel=? AND model=?", (content_hash, channel, model)

@@ -163,13 +163,19 @@ def check(
     device: DeviceOpt = None,
     threshold: ThresholdOpt = None,
     config: ConfigOpt = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw the similarity timeline to this PNG.")] = None,
 ) -> None:
     """Check one call: is the customer's voice the borrower's? Exit 0 match, 1 mismatch, 3 inconclusive, 2 error."""
     from .pipeline import check_one
 
     settings = run(lambda: settings_from(config, store=store, embeddings=embeddings, model=model, device=device,
                                          channel=channel, threshold=threshold))
-    result = run(lambda: check_one(audio, borrower, settings))
+    result = run(lambda: check_one(audio, borrower, settings, timeline=plot is not None))
+    if plot is not None and result.timeline:
+        from .report import plot_timeline
+
+        run(lambda: plot_timeline(result.to_dict(), plot))
+        typer.echo(f"timeline drawn to {plot}", err=True)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
     else:
@@ -342,6 +348,56 @@ def cohort_build(
     added, failed, total = run(lambda: build_cohort(manifest, settings, lambda line: typer.echo(line, err=True)))
     typer.echo(f"cohort: {added} call(s) embedded, {failed} skipped; {total} {settings.model} call embeddings "
                f"stored in {settings.embeddings}")
+
+
+@app.command()
+def consistency(
+    embeddings: EmbOpt = None,
+    model: ModelOpt = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Borrowers whose stored calls hold two or more distinct voices, with the calls per voice."""
+    from .crosscall import inconsistent_borrowers
+
+    settings = run(lambda: settings_from(config, embeddings=embeddings, model=model))
+    found = run(lambda: inconsistent_borrowers(settings))
+    if as_json:
+        typer.echo(json.dumps(found, indent=2, ensure_ascii=False))
+        return
+    if not found:
+        typer.echo("no borrower's stored calls hold more than one voice")
+    for b in found:
+        typer.echo(f"{b['borrower_id']}: {len(b['voices'])} voices in {b['calls']} calls")
+        for v in b["voices"]:
+            typer.echo(f"  voice {v['voice']}: {', '.join(v['calls'])}")
+
+
+@app.command("rings")
+def rings_cmd(
+    min_borrowers: Annotated[int, typer.Option("--min-borrowers", help="Least distinct borrowers one voice speaks for.")] = 3,
+    embeddings: EmbOpt = None,
+    model: ModelOpt = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Voices that speak as several different borrowers (approximate nearest-neighbour clustering)."""
+    from .crosscall import rings
+
+    if min_borrowers < 2:
+        fail(f"--min-borrowers must be at least 2, got {min_borrowers}")
+    settings = run(lambda: settings_from(config, embeddings=embeddings, model=model))
+    found = run(lambda: rings(settings, min_borrowers))
+    if as_json:
+        typer.echo(json.dumps(found, indent=2, ensure_ascii=False))
+        return
+    if not found:
+        typer.echo(f"no voice speaks for {min_borrowers} or more borrowers")
+    for r in found:
+        typer.echo(f"voice {r['voice']}: {len(r['borrowers'])} borrowers, {len(r['calls'])} calls, "
+                   f"cohesion {r['cohesion']:.3f}")
+        typer.echo(f"  borrowers: {', '.join(r['borrowers'])}")
+        typer.echo(f"  calls:     {', '.join(r['calls'])}")
 
 
 @watch_app.command("add")

@@ -7,10 +7,11 @@ The config file is TOML (``voicecheck.toml`` in the working directory, or the pa
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from .errors import UsageError
 
@@ -38,6 +39,7 @@ class Settings:
         backend_file: trained back-end (.npz) relative to the package's models dir or absolute; "" = none.
         threshold: decision threshold on ``score``; None = the model's calibrated default.
         max_false_flag: when set, threshold at this fraction of genuine calls flagged (needs calibration data).
+        mono_split: in mono recordings, separate the two speakers and score only the customer's voice.
         takeover_window_s: span of speech averaged for the similarity timeline.
         takeover_min_segment_s: least speech on each side of a speaker change.
         watchlist_threshold: score at or above which a watchlist entry is a hit; None = model default.
@@ -61,6 +63,7 @@ class Settings:
     backend_file: str = "auto"
     threshold: float | None = None
     max_false_flag: float | None = None
+    mono_split: bool = True
     takeover_window_s: float = 4.0
     takeover_min_segment_s: float = 4.0
     watchlist_threshold: float | None = None

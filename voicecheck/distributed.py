@@ -17,7 +17,7 @@ import logging
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
+from dataclasses import is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 LOCAL_IP = "127.0.0.1"
 """A local Ray cluster binds here, never to the machine's external address."""
 
-Task = tuple[int, str, int | None]
+Task = Any
+"""What :func:`voicecheck.batch.embed_task` takes: a manifest row (:class:`voicecheck.batch.Row`)."""
 
 
 def _import_ray() -> Any:
@@ -69,28 +70,64 @@ def absolute_settings(settings: Settings) -> Settings:
 def start_ray(settings: Settings, address: str | None) -> bool:
     """Connect to ``address``, or start a local Ray bound to 127.0.0.1 with ``settings.workers`` CPUs.
 
+    On Linux Ray replaces a ``127.0.0.1`` node address by the machine's external address (and its
+    servers then listen on every interface) unless its "no cluster" mode is on, so for a local
+    instance that mode is switched on (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``) and the node's
+    address is checked after start-up.
+
     Returns:
         True when this call started or connected Ray (the caller shuts it down), False when Ray
         was already initialised in this process.
 
     Raises:
         BackendUnavailableError: ray is not installed.
-        UsageError: the cluster at ``address`` cannot be reached.
+        UsageError: the cluster at ``address`` cannot be reached, or a local Ray that did not stay
+            on 127.0.0.1.
     """
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no phoning home from a batch server
+    if address is None:
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # read when ray is first imported
     ray = _import_ray()
     if ray.is_initialized():
         return False
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no phoning home from a bank's batch server
     common: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
     try:
         if address is None:
+            _loopback_only(ray)
             ray.init(num_cpus=settings.workers, include_dashboard=False, _node_ip_address=LOCAL_IP, **common)
         else:
             ray.init(address=address, **common)
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         raise UsageError(f"cannot start or reach {where}: {e}") from None
+    if address is None:
+        bound = {n.get("NodeManagerAddress") for n in ray.nodes()}
+        if bound != {LOCAL_IP}:
+            ray.shutdown()
+            raise UsageError(f"the local Ray instance bound to {', '.join(map(str, bound))} instead of {LOCAL_IP}; "
+                             "start a cluster yourself and pass its address")
     return True
+
+
+def _loopback_only(ray: Any) -> None:
+    """Make Ray keep a local node on 127.0.0.1 even when ray was imported before the variable was set."""
+    try:
+        constants = ray._private.ray_constants
+    except AttributeError:
+        return
+    if getattr(constants, "ENABLE_RAY_CLUSTER", False):
+        constants.ENABLE_RAY_CLUSTER = False
+
+
+_END = object()
+
+
+def _absolute(task: Task) -> Task:
+    """The task with its audio path made absolute (an actor's working directory is not the driver's)."""
+    audio = getattr(task, "audio", None)
+    if is_dataclass(task) and not isinstance(task, type) and isinstance(audio, str) and audio:
+        return replace(task, audio=str(Path(audio).resolve()))
+    return task
 
 
 def _get(ray: Any, ref: Any) -> dict[str, Any]:
@@ -123,7 +160,8 @@ def map_ray(
 
     Args:
         settings: run settings; ``workers`` actors of 1 CPU each are created.
-        tasks: (manifest row, audio path, customer channel) per call.
+        tasks: manifest rows (:class:`voicecheck.batch.Row`), streamed; audio paths are made absolute
+            before they are shipped, and each result's ``"task"`` is the row as given.
         address: a running cluster ("ray://host:10001" or "host:6379"); None starts a local Ray on
             127.0.0.1 with ``settings.workers`` CPUs, shut down when the iterator ends.
         in_flight_per_actor: calls queued per actor (bounds driver and object-store memory).
@@ -134,33 +172,34 @@ def map_ray(
     """
     if settings.workers < 1:
         raise UsageError(f"workers must be at least 1, got {settings.workers}")
-    ray = _import_ray()
     owned = start_ray(settings, address)
+    ray = _import_ray()
     actors: list[Any] = []
     try:
         remote_cls = ray.remote(num_cpus=1)(_EmbedActor)
         shipped = absolute_settings(settings)
         actors = [remote_cls.remote(shipped) for _ in range(settings.workers)]
         todo = iter(tasks)
-        pending: dict[Any, Any] = {}  # object ref -> actor
+        pending: dict[Any, tuple[Any, Task]] = {}  # object ref -> (actor, the task as given)
         free: deque[Any] = deque(a for a in actors for _ in range(max(1, in_flight_per_actor)))
 
-        def submit() -> bool:
+        def submit() -> None:
             while free:
-                task = next(todo, None)
-                if task is None:
-                    return False
-                row, audio, channel = task
+                task = next(todo, _END)
+                if task is _END:
+                    return
                 actor = free.popleft()
-                pending[actor.embed.remote((row, str(Path(audio).resolve()), channel))] = actor
-            return True
+                pending[actor.embed.remote(_absolute(task))] = (actor, task)
 
         submit()
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
-                free.append(pending.pop(ref))
+                actor, task = pending.pop(ref)
+                free.append(actor)
                 result = _get(ray, ref)
+                if "task" in result:
+                    result["task"] = task  # the caller's row, with the audio path as the manifest gave it
                 submit()
                 yield result
     finally:

@@ -22,7 +22,7 @@ from .embedders.base import window_starts
 from .enrollment import VoiceprintStore
 from .errors import InsufficientSpeechError, NotEnrolledError, UsageError, VoicecheckError
 from .scorer import Scorer
-from .types import Audio, CallEmbedding, CallResult
+from .types import Audio, CallEmbedding, CallResult, Voiceprint
 from .vad import SileroVad, Vad, collect, recording_time, speech_seconds
 
 log = logging.getLogger(__name__)
@@ -134,9 +134,14 @@ class Judge:
         scorer: the model's scorer (back-end, cohort, thresholds).
     """
 
-    def __init__(self, voiceprints: VoiceprintStore, scorer: Scorer) -> None:
+    def __init__(self, voiceprints: VoiceprintStore, scorer: Scorer, min_speech_s: float = 3.0,
+                 timeline: bool = False) -> None:
         self.voiceprints = voiceprints
         self.scorer = scorer
+        self.min_speech_s = min_speech_s
+        self.timeline = timeline
+        agents = voiceprints.all(scorer.model, "agent")
+        self.agent_vectors = np.stack([a.vectors["narrow"] for a in agents]) if agents else None
         watch = voiceprints.watch_list(scorer.model)
         self.watch_labels = [(w.label, w.source) for w in watch]
         self.watch_vectors = np.stack([w.vector for w in watch]) if watch else None
@@ -150,7 +155,10 @@ class Judge:
         """The record for one call; ``emb`` None means too little speech."""
         result = CallResult(call_id=call_id, borrower_id=borrower_id, verdict="inconclusive",
                             speech_seconds=round(speech_s, 2), model=self.scorer.model, audio=audio, channel=channel)
-        if emb is None:
+        if emb is not None and emb.channels == 1 and self.scorer.settings.mono_split:
+            emb = self.customer_side(emb)
+            result.speech_seconds = round(emb.speech_seconds, 2) if emb is not None else 0.0
+        if emb is None or emb.speech_seconds < self.min_speech_s:
             result.reason = InsufficientSpeechError.code
             return result
         result.duration_s, result.band, result.content_hash = round(emb.duration_s, 2), emb.band, emb.content_hash
@@ -169,13 +177,69 @@ class Judge:
         result.score, result.raw_cosine, result.threshold = round(s.score, 4), round(s.raw_cosine, 4), round(s.threshold, 4)
         result.llr = None if s.llr is None else round(s.llr, 3)
         result.band, result.scoring = s.band, s.mode
+        if s.band == emb.band:  # window embeddings are in the call's own band
+            self.within_call(result, voiceprint, emb, s.band, s.threshold)
         if s.score < s.threshold:
             result.verdict, result.reason = "mismatch", "voice_mismatch"
+        elif result.speaker_change_s is not None:
+            result.verdict, result.reason = "mismatch", "speaker_change"
         elif result.watchlist_hits:
             result.verdict, result.reason = "mismatch", "watchlist_hit"
         else:
             result.verdict = "match"
         return result
+
+    def within_call(self, result: CallResult, voiceprint: Voiceprint, emb: CallEmbedding, band: str,
+                    threshold: float) -> None:
+        """Look for a takeover inside the call (and draw the similarity timeline if asked)."""
+        from .analysis import detect_speaker_change, similarity_timeline
+
+        enroll = voiceprint.vectors[band]
+
+        def score_fn(rows: np.ndarray) -> np.ndarray:
+            return self.scorer.scores(enroll, rows, band, emb.content_hash, voiceprint.owner_id)[0]
+
+        settings = self.scorer.settings
+        change = detect_speaker_change(emb.windows, emb.window_times_s, enroll, score_fn, threshold,
+                                       min_segment_s=settings.takeover_min_segment_s)
+        if change is not None:
+            result.speaker_change_s = round(change.change_s, 2)
+        if self.timeline:
+            result.speech_regions = [[round(r.start_s, 2), round(r.end_s, 2)] for r in emb.regions]
+            result.timeline = [{k: round(v, 4) for k, v in point.items()} for point in
+                               similarity_timeline(emb.windows, emb.window_times_s, enroll, score_fn,
+                                                   span_s=settings.takeover_window_s)]
+
+    def customer_side(self, emb: CallEmbedding) -> CallEmbedding | None:
+        """For a mono recording, keep only the customer's windows (collectors' voices removed).
+
+        Returns None when nothing of the customer is left.
+        """
+        from dataclasses import replace
+
+        from .analysis import customer_windows
+
+        band = "narrow" if emb.band == "narrow" else "wide"
+        agents = self.agent_vectors if band == "narrow" else None
+        mask = customer_windows(
+            emb.windows, emb.window_times_s, agents,
+            lambda a, rows: self.scorer.scores(a, rows, band)[0], self.scorer.threshold(band),
+        )
+        if mask.all():
+            return emb
+        if not mask.any():
+            return None
+        kept = emb.windows[mask]
+        return replace(emb, vector=unit(kept.mean(axis=0)), windows=kept, window_times_s=emb.window_times_s[mask],
+                       speech_seconds=emb.speech_seconds * float(mask.mean()), narrow_vector=None)
+
+    @classmethod
+    def open(cls, settings: Settings, voiceprints: VoiceprintStore, calls: Any, timeline: bool = False) -> Judge:
+        """The judge for the settings' model, with the cohort from the call store ``calls``."""
+        from .embedders import model_spec
+
+        spec = model_spec(settings.model, settings.embeddings)
+        return cls(voiceprints, Scorer.build(settings, spec.name, spec.key, calls), spec.min_speech_s, timeline)
 
     def watchlist_hits(self, emb: CallEmbedding) -> list[dict[str, Any]]:
         """Watchlist voices scoring at or above the watchlist threshold, best first (narrow band)."""
@@ -244,34 +308,35 @@ def enroll_recordings(
     return failures
 
 
-def check_one(audio: str | Path, borrower_id: str, settings: Settings, engine: Engine | None = None) -> CallResult:
+def check_one(audio: str | Path, borrower_id: str, settings: Settings, engine: Engine | None = None,
+              timeline: bool = False) -> CallResult:
     """Check one call against a borrower's voiceprint, with the workspace's stored cohort.
 
     Unreadable audio and a missing channel give an ``error`` record (never an exception) so the
-    caller can print it; a store that cannot be opened raises.
+    caller can print it; a store that cannot be opened raises. The call's embedding is reused from
+    the call store when this audio was processed before.
     """
     from .callstore import CallStore
-    from .embedders import model_spec
 
-    spec = model_spec(settings.model, settings.embeddings)
     voiceprints = VoiceprintStore(settings.store)
     calls = CallStore(settings.embeddings)
     try:
-        scorer = Scorer.build(settings, spec.name, spec.key, calls)
+        judge = Judge.open(settings, voiceprints, calls, timeline)
+        model = judge.scorer.model
         call_id = Path(audio).stem
         try:
             decoded = load(audio, settings.channel)
-            stored = calls.lookup(decoded.content_hash, decoded.channel, spec.name)
-            if stored is not None:
-                _, emb, speech_s = stored
+            stored = calls.lookup(decoded.content_hash, decoded.channel, model)
+            if stored is not None and stored[1] is not None:
+                emb, speech_s = stored[1], stored[2]
             else:
                 emb = (engine or Engine(settings)).embed_audio(decoded)
                 speech_s = emb.speech_seconds
         except InsufficientSpeechError as e:
             emb, speech_s = None, e.speech_seconds
         except VoicecheckError as e:
-            return error_result(call_id, borrower_id, str(audio), e, spec.name)
-        result = Judge(voiceprints, scorer)(call_id, borrower_id, str(audio), emb, speech_s, decoded.channel)
+            return error_result(call_id, borrower_id, str(audio), e, model)
+        result = judge(call_id, borrower_id, str(audio), emb, speech_s, decoded.channel)
         result.duration_s = round(decoded.duration_s, 2)
         return result
     finally:

@@ -139,6 +139,7 @@ class CallResult:
     scoring: str | None = None
     speaker_change_s: float | None = None
     timeline: list[dict[str, float]] | None = None
+    speech_regions: list[list[float]] | None = None
     watchlist_hits: list[dict[str, Any]] = field(default_factory=list)
     content_hash: str | None = None
     row: int | None = None

@@ -9,10 +9,11 @@ is pinned, and optional ``min_speech_s``, ``window_s``, ``hop_s``. Entries overr
 from __future__ import annotations
 
 import importlib
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from ..errors import BackendUnavailableError, UsageError
 from .base import Embedder, embed_speech, frame, unit

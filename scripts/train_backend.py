@@ -1,0 +1,84 @@
+"""Train the shipped GE2E back-end and profile from the real-speech corpus.
+
+Writes ``voicecheck/data/ge2e-backend.npz`` (LDA + WCCN trained on the TRAIN speakers of the
+benchmark split, telephone augmented) and ``voicecheck/data/ge2e-profile.json`` (per scoring mode:
+threshold at 5% genuine calls flagged and calibration, both from the TUNE speakers, scored by the
+product's own ``voicecheck.scorer.Scorer`` with the TRAIN speakers' simulated calls as cohort).
+The split, the call simulation and the back-end settings are those of ``benchmarks/accuracy.py``
+(``benchmarks/common.py``), so the EVAL speakers the benchmark reports on are never seen here.
+
+Usage::
+
+    python scripts/train_backend.py [--speech ../shared/speech] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import common  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train the shipped GE2E back-end and profile.")
+    parser.add_argument("--speech", default=str(common.DEFAULT_SPEECH), help="real-speech corpus folder (MANIFEST.csv)")
+    parser.add_argument("--seed", type=int, default=0, help="speaker split and noise seed (0 = the shipped split)")
+    parser.add_argument(
+        "--cache", default=str(common.ROOT / "bench-out" / "accuracy" / "cache"), help="embedding cache (shared with the benchmark)"
+    )
+    parser.add_argument("--data", default=str(common.ROOT / "voicecheck" / "data"), help="where to write the files")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    import torch
+
+    torch.set_num_threads(1)
+
+    speakers = common.read_corpus(args.speech)
+    split = common.split_speakers(speakers, args.seed)
+    embs = common.Embeddings(args.cache, args.seed).all(speakers)
+    X, _ = common.lda_training_set(embs, split["train"], common.BACKEND.views)
+    cohort, _ = common.cohort_calls(embs, split["train"])
+    command = "python scripts/train_backend.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    today = time.strftime("%Y-%m-%d")
+    data = (
+        f"shared/speech real speakers (LibriSpeech train-clean-100, VCTK, CMU ARCTIC, AMI, Asterisk prompts, ...; "
+        f"benchmarks/common.py split seed {args.seed}: TRAIN {len(split['train'])} / TUNE {len(split['tune'])} / "
+        f"EVAL {len(split['eval'])} speakers)"
+    )
+    backend_source = (
+        f"LDA(dim={common.BACKEND.dim}, wccn={common.BACKEND.wccn}, shrink={common.BACKEND.shrink}) on {len(X)} "
+        f"segment embeddings ({common.BACKEND.views}: wideband, band-limited, simulated 8 kHz mu-law) of the "
+        f"{len(split['train'])} TRAIN speakers; mean = {common.BACKEND.mean} ({len(cohort)} simulated TRAIN calls); "
+        f"{data}; {today}; {command.strip()}"
+    )
+    backend = common.train_backend(embs, split["train"], common.BACKEND, source=backend_source)
+    out = Path(args.data)
+    out.mkdir(parents=True, exist_ok=True)
+    backend_path = out / f"{common.MODEL_KEY}-backend.npz"
+    backend.save(backend_path)
+
+    profile_source = (
+        f"thresholds at {100 * common.FALSE_FLAG_TARGET:g}% genuine calls flagged and calibrations (logistic, prior "
+        f"0.5) from the TUNE speakers: wideband enrollment (channel-matched) vs simulated 8 kHz mu-law calls at "
+        f"10-30 dB SNR, scored by voicecheck.scorer.Scorer with the shipped back-end and {len(cohort)} TRAIN calls as "
+        f"cohort; {data}; {today}; {command.strip()}"
+    )
+    profile = common.build_profile(embs, split, backend, args.cache, profile_source)
+    profile_path = out / f"{common.MODEL_KEY}-profile.json"
+    profile_path.write_text(json.dumps(profile, indent=2) + "\n")
+    print(f"wrote {backend_path} ({backend_path.stat().st_size} bytes) and {profile_path}")
+    for mode, values in profile["modes"].items():
+        print(f"  {mode:11s} threshold {values['threshold']:.4f}  calibration a={values['calibration']['a']:.3f} "
+              f"b={values['calibration']['b']:.3f}  TUNE EER {100 * values['tune_eer']:.1f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,312 @@
+"""voicecheck.analysis on synthetic embeddings with known structure.
+
+Voices are random unit centres in 128 dimensions (cosine between two centres ~ N(0, 0.09)); a
+window or call of a voice is its centre plus Gaussian noise of total norm ``noise * 8``,
+renormalised. With noise 0.1 a sample's cosine to its own centre is about 0.78, to another
+sample of its voice about 0.6, and to other voices about 0, which is easy on purpose: these tests check the
+algorithms, benchmarks/analysis.py measures them on real speech.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from voicecheck import analysis as A
+from voicecheck.errors import UsageError
+
+D = 128
+
+
+def centres(n: int, rng: np.random.Generator) -> np.ndarray:
+    c = rng.standard_normal((n, D))
+    return c / np.linalg.norm(c, axis=1, keepdims=True)
+
+
+def samples(centre: np.ndarray, n: int, rng: np.random.Generator, noise: float = 0.08) -> np.ndarray:
+    x = centre[None, :] + noise * np.sqrt(64 / D) * rng.standard_normal((n, D))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def window_times(n: int, window_s: float = 1.6, hop_s: float = 0.8, gap_after: int | None = None) -> np.ndarray:
+    starts = np.arange(n) * hop_s
+    if gap_after is not None:
+        starts[gap_after:] += 2.0  # a pause in the recording
+    return np.stack([starts, starts + window_s], axis=1)
+
+
+def cosine_fn(enroll: np.ndarray):
+    e = enroll / np.linalg.norm(enroll)
+    return lambda rows: np.asarray(rows) @ e / np.linalg.norm(rows, axis=1)
+
+
+# --- speaker change -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_takeover_found_at_the_change(seed):
+    rng = np.random.default_rng(seed)
+    borrower, impostor = centres(2, rng)
+    n_before = int(rng.integers(8, 14))
+    windows = np.concatenate([samples(borrower, n_before, rng), samples(impostor, 12, rng)])
+    times = window_times(len(windows))
+    enroll = samples(borrower, 1, rng, noise=0.03)[0]
+    change = A.detect_speaker_change(windows, times, enroll, cosine_fn(enroll), threshold=0.5)
+    assert change is not None
+    assert change.which == "later"
+    assert change.before_score >= 0.5 > change.after_score
+    assert abs(change.change_s - times[n_before, 0]) <= 0.8 + 1e-9
+    assert change.side_cosine < 0.5
+
+
+def test_takeover_earlier_side():
+    rng = np.random.default_rng(10)
+    borrower, impostor = centres(2, rng)
+    windows = np.concatenate([samples(impostor, 10, rng), samples(borrower, 10, rng)])
+    enroll = samples(borrower, 1, rng, noise=0.03)[0]
+    change = A.detect_speaker_change(windows, window_times(20), enroll, cosine_fn(enroll), threshold=0.5)
+    assert change is not None and change.which == "earlier"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_no_change_on_one_speaker(seed):
+    rng = np.random.default_rng(100 + seed)
+    (borrower,) = centres(1, rng)
+    windows = samples(borrower, 30, rng, noise=0.12)
+    enroll = samples(borrower, 1, rng, noise=0.03)[0]
+    assert A.detect_speaker_change(windows, window_times(30), enroll, cosine_fn(enroll), threshold=0.4) is None
+
+
+def test_change_needs_a_side_below_the_threshold():
+    rng = np.random.default_rng(3)
+    borrower, other = centres(2, rng)
+    windows = np.concatenate([samples(borrower, 10, rng), samples(other, 10, rng)])
+    enroll = samples(borrower, 1, rng, noise=0.03)[0]
+    # both sides "match" on a scale where everything scores high: no takeover
+    assert A.detect_speaker_change(windows, window_times(20), enroll, lambda r: np.ones(len(r)), threshold=0.5) is None
+    # two voices but sides alike enough for the limit: no takeover
+    assert (
+        A.detect_speaker_change(windows, window_times(20), enroll, cosine_fn(enroll), 0.5, max_side_cosine=-1.0) is None
+    )
+
+
+def test_too_short_for_two_sides():
+    rng = np.random.default_rng(4)
+    borrower, impostor = centres(2, rng)
+    windows = np.concatenate([samples(borrower, 4, rng), samples(impostor, 4, rng)])  # 7.2 s of speech: 3.6 s a side
+    enroll = samples(borrower, 1, rng)[0]
+    assert A.change_point(windows, window_times(8), min_segment_s=4.0) is None
+    assert A.detect_speaker_change(windows, window_times(8), enroll, cosine_fn(enroll), threshold=0.5) is None
+    assert A.change_point(windows, window_times(8), min_segment_s=3.5)[0] == 4
+
+
+def test_change_point_with_a_pause_reports_recording_time():
+    rng = np.random.default_rng(5)
+    borrower, impostor = centres(2, rng)
+    windows = np.concatenate([samples(borrower, 10, rng), samples(impostor, 10, rng)])
+    times = window_times(20, gap_after=10)
+    enroll = samples(borrower, 1, rng, noise=0.03)[0]
+    change = A.detect_speaker_change(windows, times, enroll, cosine_fn(enroll), threshold=0.5)
+    assert change is not None and change.change_s == pytest.approx(times[10, 0])
+
+
+def test_timeline_drops_after_the_change():
+    rng = np.random.default_rng(6)
+    borrower, impostor = centres(2, rng)
+    windows = np.concatenate([samples(borrower, 12, rng), samples(impostor, 12, rng)])
+    times = window_times(24)
+    enroll = samples(borrower, 1, rng, noise=0.03)[0]
+    line = A.similarity_timeline(windows, times, enroll, cosine_fn(enroll), span_s=4.0)
+    assert len(line) >= 4
+    assert [p["start_s"] for p in line] == sorted(p["start_s"] for p in line)
+    assert line[0]["start_s"] == pytest.approx(times[0, 0]) and line[-1]["end_s"] == pytest.approx(times[-1, 1])
+    assert all(p["end_s"] - p["start_s"] == pytest.approx(4.0, abs=0.9) for p in line)
+    assert line[0]["score"] > 0.5 > line[-1]["score"]
+    short = A.similarity_timeline(windows[:3], times[:3], enroll, cosine_fn(enroll), span_s=4.0)
+    assert len(short) == 1
+
+
+def test_bad_shapes_raise():
+    rng = np.random.default_rng(7)
+    (c,) = centres(1, rng)
+    w = samples(c, 10, rng)
+    with pytest.raises(UsageError, match="times_s"):
+        A.detect_speaker_change(w, window_times(9), c, cosine_fn(c), 0.5)
+    with pytest.raises(UsageError, match="dimension"):
+        A.detect_speaker_change(w, window_times(10), c[:10], cosine_fn(c), 0.5)
+
+
+# --- two speakers on one channel ------------------------------------------------------------------
+
+
+def purity(labels: np.ndarray, truth: np.ndarray) -> float:
+    return sum(np.bincount(truth[labels == c]).max() for c in np.unique(labels)) / len(labels)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_split_two_speakers_purity(seed):
+    rng = np.random.default_rng(200 + seed)
+    a, b = centres(2, rng)
+    truth, windows = [], []
+    for turn in range(8):  # alternating turns of 3-8 windows, the collector (a) first
+        who = turn % 2
+        n = int(rng.integers(3, 9))
+        windows.append(samples((a, b)[who], n, rng, noise=0.12))
+        truth += [who] * n
+    w, t = np.concatenate(windows), np.array(truth)
+    labels = A.split_two_speakers(w, window_times(len(w)))
+    assert set(np.unique(labels)) == {0, 1}
+    assert labels[0] == 0
+    assert purity(labels, t) >= 0.9
+    mask = A.customer_windows(w, window_times(len(w)))  # no collector voiceprints: the opener is the collector
+    assert np.mean(t[mask] == 1) >= 0.9 and mask.sum() >= 0.8 * (t == 1).sum()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_split_keeps_one_speaker_whole(seed):
+    rng = np.random.default_rng(300 + seed)
+    (a,) = centres(1, rng)
+    w = samples(a, 40, rng, noise=0.12)
+    assert not A.split_two_speakers(w, window_times(40)).any()
+    assert A.customer_windows(w, window_times(40)).all()
+
+
+def test_customer_windows_with_a_collector_voiceprint():
+    rng = np.random.default_rng(8)
+    agent, customer, other_agent = centres(3, rng)
+    # the customer speaks first here, so only the voiceprint can tell who is who
+    w = np.concatenate(
+        [samples(customer, 8, rng), samples(agent, 6, rng), samples(customer, 8, rng), samples(agent, 6, rng)]
+    )
+    truth = np.array([1] * 8 + [0] * 6 + [1] * 8 + [0] * 6)
+    prints = np.stack([samples(other_agent, 1, rng, 0.03)[0], samples(agent, 1, rng, 0.03)[0]])
+    mask = A.customer_windows(w, window_times(len(w)), prints, agent_threshold=0.5)
+    assert np.array_equal(mask, truth == 1)
+    # a recording of the collector alone has no customer speech
+    alone = samples(agent, 20, rng)
+    assert not A.customer_windows(alone, window_times(20), prints, agent_threshold=0.5).any()
+
+
+# --- voices per borrower -------------------------------------------------------------------------
+
+
+def test_voices_per_borrower_splits_two_voices():
+    rng = np.random.default_rng(9)
+    a, b = centres(2, rng)
+    v = np.concatenate([samples(a, 5, rng, 0.1), samples(b, 2, rng, 0.1)])
+    ids = [f"a{i}" for i in range(5)] + ["b0", "b1"]
+    groups = A.voices_per_borrower(v, ids, threshold=0.4)
+    assert groups == [[f"a{i}" for i in range(5)], ["b0", "b1"]]
+    assert A.voices_per_borrower(v, ids, threshold=0.4, min_calls=3) == []
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_voices_per_borrower_keeps_one_voice(seed):
+    rng = np.random.default_rng(400 + seed)
+    (a,) = centres(1, rng)
+    v = samples(a, 8, rng, 0.1)
+    assert A.voices_per_borrower(v, [str(i) for i in range(8)], threshold=0.4) == []
+    assert A.voices_per_borrower(v[:1], ["0"], threshold=0.4) == []
+
+
+# --- rings --------------------------------------------------------------------------------------
+
+
+def ring_world(rng: np.random.Generator, n_borrowers: int = 150, n_impostors: int = 6):
+    voices = centres(n_borrowers + n_impostors, rng)
+    vectors, calls, borrowers, truth = [], [], [], {}
+    for b in range(n_borrowers):
+        for c in range(int(rng.integers(1, 4))):
+            vectors.append(samples(voices[b], 1, rng, 0.1)[0])
+            calls.append(f"b{b}-c{c}")
+            borrowers.append(f"b{b}")
+    for i in range(n_impostors):
+        served = rng.choice(n_borrowers, size=int(rng.integers(3, 6)), replace=False)
+        for b in served:
+            vectors.append(samples(voices[n_borrowers + i], 1, rng, 0.1)[0])
+            calls.append(f"imp{i}-for-b{b}")
+            borrowers.append(f"b{b}")
+            truth[calls[-1]] = i
+    return np.array(vectors), calls, borrowers, truth
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_rings_recovered(seed):
+    rng = np.random.default_rng(500 + seed)
+    v, calls, borrowers, truth = ring_world(rng)
+    rings = A.find_rings(v, calls, borrowers, min_borrowers=3, link_threshold=0.4, k=10)
+    flagged = {c for r in rings for c in r.calls}
+    assert flagged == set(truth)  # precision and recall 1.0
+    assert len(rings) == len(set(truth.values()))
+    for r in rings:
+        assert len({truth[c] for c in r.calls}) == 1
+        assert len(r.borrowers) == len(r.calls) >= 3
+        assert 0.4 <= r.cohesion <= 1.0
+
+
+def test_no_ring_when_every_voice_serves_one_borrower():
+    rng = np.random.default_rng(600)
+    v, calls, borrowers, _ = ring_world(rng, n_impostors=0)
+    assert A.find_rings(v, calls, borrowers, min_borrowers=2, link_threshold=0.4, k=10) == []
+
+
+def test_rings_through_the_hnsw_path_match_the_exact_path(monkeypatch):
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(700)
+    v, calls, borrowers, truth = ring_world(rng, n_borrowers=300, n_impostors=5)
+    monkeypatch.setattr(A, "EXACT_SEARCH_MAX", 10)
+    approx = A.find_rings(v, calls, borrowers, link_threshold=0.4, k=10)
+    assert {c for r in approx for c in r.calls} == set(truth)
+
+
+def test_knn_exact_blocks_agree_with_brute_force():
+    rng = np.random.default_rng(800)
+    x = samples(centres(1, rng)[0], 50, rng, noise=0.5)
+    sims, idx = A.knn(x, 5, block=7)
+    full = x @ x.T
+    np.fill_diagonal(full, -np.inf)
+    expect = np.argsort(-full, axis=1)[:, :5]
+    assert np.array_equal(idx, expect)
+    assert np.allclose(sims, np.take_along_axis(full, expect, axis=1), atol=1e-5)
+    assert not (idx == np.arange(50)[:, None]).any()
+
+
+def test_large_component_is_split_not_materialised():
+    rng = np.random.default_rng(900)
+    v, calls, borrowers, truth = ring_world(rng, n_borrowers=120, n_impostors=3)
+    rings = A.find_rings(v, calls, borrowers, link_threshold=0.4, k=10, max_component=5)
+    assert {c for r in rings for c in r.calls} <= set(truth)
+
+
+def test_find_rings_validates():
+    with pytest.raises(UsageError, match="one per row"):
+        A.find_rings(np.eye(3, dtype=np.float32), ["a", "b"], ["x", "y", "z"])
+    with pytest.raises(UsageError, match="min_borrowers"):
+        A.find_rings(np.eye(3, dtype=np.float32), ["a", "b", "c"], ["x", "y", "z"], min_borrowers=1)
+
+
+# --- watchlist ----------------------------------------------------------------------------------
+
+
+def test_watchlist_hits_best_first():
+    rng = np.random.default_rng(1000)
+    voices = centres(5, rng)
+    entries = np.concatenate([samples(v, 1, rng, 0.05) for v in voices])
+    call = samples(voices[2], 1, rng, 0.05)[0]
+    hits = A.search_watchlist(call, entries, ["a", "b", "c", "d", "e"], threshold=0.5)
+    assert [h["label"] for h in hits] == ["c"]
+    assert hits[0]["score"] > 0.5
+    everyone = A.search_watchlist(call, entries, list("abcde"), threshold=-1.0, top=3)
+    assert len(everyone) == 3 and everyone[0]["label"] == "c"
+    assert [h["score"] for h in everyone] == sorted((h["score"] for h in everyone), reverse=True)
+    assert A.search_watchlist(call, np.zeros((0, D)), [], threshold=0.5) == []
+    custom = A.search_watchlist(call, entries, list("abcde"), threshold=10.0, score_fn=lambda rows: 20 * rows @ call)
+    assert [h["label"] for h in custom] == ["c"]
+
+
+def test_centre_gives_unit_rows():
+    rng = np.random.default_rng(1100)
+    x = samples(centres(1, rng)[0], 20, rng)
+    c = A.centre(x)
+    assert np.allclose(np.linalg.norm(c, axis=1), 1.0, atol=1e-5)
+    assert abs(float((c @ c.T).mean())) < 0.1

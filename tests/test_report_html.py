@@ -1,0 +1,114 @@
+"""The static HTML report: counts, escaping, flagged tables, histogram, extra sections, streaming."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from voicecheck.analysis import Ring
+from voicecheck.report import REPORT_HTML, html_table, write_html
+
+EVIL = '<script>alert("x")</script>'
+
+
+def _record(call_id: str, verdict: str, score: float | None = None, **extra: object) -> dict:
+    base = {"call_id": call_id, "borrower_id": f"B-{call_id}", "verdict": verdict, "score": score,
+            "threshold": 0.7 if score is not None else None, "reason": None, "audio": f"/calls/{call_id}.wav",
+            "speaker_change_s": None, "watchlist_hits": [], "timeline": [{"start_s": 0.0, "end_s": 4.0, "score": 0.9}]}
+    return {**base, **extra}
+
+
+def _write(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    records = [_record(f"M{i}", "match", 0.8 + i / 100) for i in range(5)]
+    records += [
+        _record("X1", "mismatch", 0.41, reason="voice_mismatch", speaker_change_s=12.5),
+        _record(EVIL, "mismatch", 0.22, reason="voice_mismatch", borrower_id="Smith & <Sons>",
+                audio="/calls/a b&c.wav",
+                watchlist_hits=[{"label": "fraud <ring> 7", "score": 0.812, "source": "case 1"}]),
+        _record("X3", "mismatch", 0.65, reason="voice_mismatch"),
+        _record("I1", "inconclusive", reason="insufficient_speech", speech_seconds=1.2),
+        _record("I2", "inconclusive", reason="not_enrolled"),
+        _record("E1", "error", reason="unreadable_audio: /calls/E1.wav: <b>empty</b> file (0 bytes)"),
+    ]
+    return _write(tmp_path / "results.jsonl", records)
+
+
+SUMMARY = {"calls": 11, "audio_seconds": 7200.0, "model": "ge2e-resemblyzer-0.1.4", "engine": "local",
+           "workers": 2, "wall_seconds": 61.5, "timings_s": {"embed_seconds": 55.1, "score_seconds": 4.2}}
+
+
+def _tables(page: str) -> list[str]:
+    return re.findall(r"<table>.*?</table>", page, flags=re.S)
+
+
+def test_report_counts_flags_and_escapes(tmp_path: Path, results: Path) -> None:
+    path = write_html(tmp_path, SUMMARY, results)
+    assert path == tmp_path / REPORT_HTML
+    page = path.read_text(encoding="utf-8")
+    assert "<script" not in page and "&lt;script&gt;" in page
+    assert "<b>" not in page and "&lt;b&gt;empty&lt;/b&gt;" in page
+    assert "Smith &amp; &lt;Sons&gt;" in page and "fraud &lt;ring&gt; 7 (0.812)" in page
+    # no external assets: nothing fetched from anywhere
+    assert not re.search(r'(src|href)="(https?:)?//', page) and "<link" not in page and "@import" not in page
+
+    verdicts, stages, mismatches, others = _tables(page)[:4]
+    for verdict, n in (("match", 5), ("mismatch", 3), ("inconclusive", 2), ("error", 1)):
+        assert re.search(rf"<td>{verdict}</td><td class=num>{n}</td>", verdicts)
+    assert "embed_seconds" in stages and "55.1" in stages and "61.5" in stages
+    # the mismatches, lowest score first; no match is listed
+    order = [mismatches.find(c) for c in ("&lt;script&gt;", "X1", "X3")]
+    assert all(i > 0 for i in order) and order == sorted(order)
+    assert "12.5" in mismatches and "voice_mismatch" in mismatches
+    assert not any(f"M{i}<" in page for i in range(5))
+    assert all(c in others for c in ("I1", "I2", "E1")) and "X1" not in others
+    # audio as a file:// link, percent-encoded and escaped
+    assert 'href="file:///calls/a%20b%26c.wav"' in page
+    assert 'href="file:///calls/X1.wav"' in page
+
+
+def test_histogram_counts_scores_by_verdict_and_marks_the_threshold(tmp_path: Path, results: Path) -> None:
+    page = write_html(tmp_path, SUMMARY, results).read_text(encoding="utf-8")
+    svg = re.search(r"<svg.*?</svg>", page, flags=re.S)
+    assert svg
+    bars = re.findall(r"<title>(\w+): (\d+)</title>", svg.group(0))
+    totals: dict[str, int] = {}
+    for verdict, n in bars:
+        totals[verdict] = totals.get(verdict, 0) + int(n)
+    assert totals == {"match": 5, "mismatch": 3}  # only scored calls; every one counted once
+    assert "threshold 0.7" in svg.group(0) and "stroke-dasharray" in svg.group(0)
+
+
+def test_caps_flagged_rows_and_adds_extra_sections(tmp_path: Path, results: Path) -> None:
+    rings = [Ring(calls=["C1", "C2", "C3"], borrowers=["B1", "B2", "<B3>"], cohesion=0.83)]
+    takeovers = html_table([{"call_id": "X1", "change_s": 12.5}], ["call_id", "change_s"])
+    page = write_html(tmp_path, SUMMARY, results, rings=rings, sections=[("Takeovers <new>", takeovers)],
+                      max_rows=2).read_text(encoding="utf-8")
+    mismatches = _tables(page)[2]
+    assert "2 of 3 shown" in page
+    assert "&lt;script&gt;" in mismatches and "X1" in mismatches and "X3" not in mismatches  # the 2 lowest
+    extra = page[page.index("<!-- extra sections"): page.index("<!-- end of extra sections")]
+    assert "Voice rings (1)" in extra and "&lt;B3&gt;" in extra and "0.83" in extra
+    assert "Takeovers &lt;new&gt;" in extra and "<td>X1</td>" in extra
+
+
+def test_large_results_file_is_streamed_into_a_small_page(tmp_path: Path) -> None:
+    records = [_record(f"C{i}", "match", 0.75 + (i % 200) / 1000) for i in range(20000)]
+    records.append(_record("BAD", "mismatch", 0.3, reason="voice_mismatch"))
+    results = _write(tmp_path / "results.jsonl", records)
+    page = write_html(tmp_path, {**SUMMARY, "calls": 20001}, results).read_text(encoding="utf-8")
+    assert len(page) < 50_000  # matches are counted, never listed
+    assert re.search(r"<td>match</td><td class=num>20000</td>", page) and "BAD" in page
+
+
+def test_empty_results(tmp_path: Path) -> None:
+    page = write_html(tmp_path, {"calls": 0}, _write(tmp_path / "results.jsonl", [])).read_text(encoding="utf-8")
+    assert "no scores" in page and page.count("<p class=none>none</p>") == 2
