@@ -69,17 +69,31 @@ class GE2EEmbedder:
 
     def embed_batch(self, windows: np.ndarray) -> np.ndarray:
         """(n, window_samples) float32 at 16 kHz -> (n, 256) unit-norm float32."""
-        from resemblyzer.audio import normalize_volume, wav_to_mel_spectrogram
-
-        mels = []
-        for w in np.asarray(windows, dtype=np.float32):
-            mel = wav_to_mel_spectrogram(normalize_volume(w, -30, increase_only=True))
-            mels.append(mel[: max(_PARTIAL_FRAMES, int(round(self.window_s * 100)))])
-        n_frames = min(len(m) for m in mels)
-        batch = np.stack([m[:n_frames] for m in mels]).astype(np.float32)
+        mels = _mel_batch(_normalise_volume(np.asarray(windows, dtype=np.float32)))
+        mels = mels[:, : max(_PARTIAL_FRAMES, int(round(self.window_s * 100)))]
         out = []
         with self._torch.no_grad():
-            for i in range(0, len(batch), self.batch_size):
-                chunk = self._torch.from_numpy(batch[i : i + self.batch_size]).to(self.device)
+            for i in range(0, len(mels), self.batch_size):
+                chunk = self._torch.from_numpy(np.ascontiguousarray(mels[i : i + self.batch_size])).to(self.device)
                 out.append(self._encoder(chunk).cpu().numpy())
         return unit(np.concatenate(out))
+
+
+def _normalise_volume(windows: np.ndarray, target_dbfs: float = -30.0) -> np.ndarray:
+    """Raise each window's level to ``target_dbfs`` (never lower it), as Resemblyzer's normalize_volume."""
+    rms = np.sqrt(np.mean(np.square(windows, dtype=np.float64), axis=1))
+    change_db = target_dbfs - 20 * np.log10(np.maximum(rms, 1e-10))
+    gain = np.where(change_db > 0, 10 ** (change_db / 20), 1.0)
+    return (windows * gain[:, None]).astype(np.float32)
+
+
+def _mel_batch(windows: np.ndarray) -> np.ndarray:
+    """Resemblyzer's 40-band mel spectrogram (25 ms windows, 10 ms hop) of every window in one call.
+
+    Returns:
+        float32, shape (n, frames, 40).
+    """
+    import librosa
+
+    mel = librosa.feature.melspectrogram(y=windows, sr=16000, n_fft=400, hop_length=160, n_mels=40)
+    return np.transpose(mel, (0, 2, 1)).astype(np.float32)
