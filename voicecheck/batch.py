@@ -321,3 +321,30 @@ def build_cohort(manifest: str | Path, settings: Settings, report: Callable[[str
         return added, failed, calls.count(spec.name)
     finally:
         calls.close()
+
+
+def write_report(out_dir: str | Path, settings: Settings, summary: dict[str, Any], rings: bool = True,
+                 max_rows: int = 2000) -> Path:
+    """``out_dir/report.html``: counts, timing, score histogram, flagged calls, takeovers, watchlist hits
+    and (``rings``) the voices speaking for several borrowers across the whole call store."""
+    from .crosscall import rings as find_rings
+    from .report import html_table, read_jsonl, write_html
+
+    out = Path(out_dir)
+    takeovers: list[dict[str, Any]] = []
+    hits: list[dict[str, Any]] = []
+    for r in read_jsonl(out / RESULTS):
+        if r.get("speaker_change_s") is not None and len(takeovers) < max_rows:
+            takeovers.append(r)
+        for h in r.get("watchlist_hits") or []:
+            if len(hits) < max_rows:
+                hits.append({"call_id": r["call_id"], "borrower_id": r["borrower_id"], "label": h["label"],
+                             "score": h["score"], "source": h.get("source"), "audio": r["audio"]})
+    sections = [
+        ("Takeovers inside a call", html_table(takeovers, ["call_id", "borrower_id", "speaker_change_s", "score",
+                                                           "threshold", "verdict", "audio"], link="audio")),
+        ("Watchlist hits", html_table(hits, ["call_id", "borrower_id", "label", "score", "source", "audio"],
+                                      link="audio")),
+    ]
+    found = find_rings(settings, settings.ring_min_borrowers) if rings else None
+    return write_html(out, summary, out / RESULTS, rings=found, sections=sections, max_rows=max_rows)

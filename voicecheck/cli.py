@@ -223,9 +223,16 @@ def batch(
     threshold: ThresholdOpt = None,
     config: ConfigOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    engine: Annotated[str, typer.Option("--engine", help="local (process pool) or ray.")] = "local",
+    address: Annotated[Optional[str], typer.Option("--address", help="Ray cluster address [default: start a local Ray on 127.0.0.1].")] = None,
 ) -> None:
     """Check every call of a manifest; re-running with the same --out resumes where it stopped."""
-    from .batch import run_batch
+    from .batch import run_batch, write_report
+
+    if engine not in ("local", "ray"):
+        fail(f"--engine must be local or ray, got {engine!r}")
+    if address is not None and engine != "ray":
+        fail("--address needs --engine ray")
 
     settings = run(lambda: settings_from(config, store=store, embeddings=embeddings, model=model, device=device,
                                          channel=channel, threshold=threshold, workers=workers))
@@ -235,8 +242,10 @@ def batch(
     from tqdm import tqdm
 
     with tqdm(total=total, unit="call", file=sys.stderr, disable=quiet, dynamic_ncols=True) as bar:
-        summary = run(lambda: run_batch(manifest, out, settings, progress=bar.update))
+        summary = run(lambda: run_batch(manifest, out, settings, progress=bar.update, engine=engine, address=address))
+    report = run(lambda: write_report(out, settings, summary))
     print_summary(summary, out)
+    typer.echo(f"report: {report}")
 
 
 @app.command()

@@ -43,6 +43,7 @@ class Settings:
         takeover_window_s: span of speech averaged for the similarity timeline.
         takeover_min_segment_s: least speech on each side of a speaker change.
         watchlist_threshold: score at or above which a watchlist entry is a hit; None = model default.
+        ring_min_borrowers: least distinct borrowers of a voice the batch report lists as a ring.
         workers: worker processes for a batch.
         torch_threads: torch threads per worker process.
     """
@@ -67,6 +68,7 @@ class Settings:
     takeover_window_s: float = 4.0
     takeover_min_segment_s: float = 4.0
     watchlist_threshold: float | None = None
+    ring_min_borrowers: int = 3
     workers: int = 1
     torch_threads: int = 1
 

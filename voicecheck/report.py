@@ -345,12 +345,12 @@ def _histogram_svg(buckets: dict[str, Counter[int]], thresholds: Counter[float],
     for v in VERDICTS:
         if v not in counts:
             continue
-        for i, n in enumerate(counts[v]):
-            if n:
-                bar_h = n / top * plot_h
-                y = 10 + plot_h - (base[i] + n) / top * plot_h
+        for i, count in enumerate(counts[v]):
+            if count:
+                bar_h = count / top * plot_h
+                y = 10 + plot_h - (base[i] + count) / top * plot_h
                 svg.append(f'<rect x="{left + i * bar_w:.1f}" y="{y:.1f}" width="{max(bar_w - 1, 1):.1f}" '
-                           f'height="{bar_h:.1f}" fill="{VERDICT_COLOURS[v]}"><title>{v}: {int(n)}</title></rect>')
+                           f'height="{bar_h:.1f}" fill="{VERDICT_COLOURS[v]}"><title>{v}: {int(count)}</title></rect>')
         base += counts[v]
     for t, n in thresholds.most_common(3):
         x = x_of(t)
