@@ -31,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speech", default=str(common.DEFAULT_SPEECH), help="real-speech corpus folder (MANIFEST.csv)")
     parser.add_argument("--seed", type=int, default=0, help="speaker split and noise seed (0 = the shipped split)")
     parser.add_argument(
-        "--cache", default=str(common.ROOT / "bench-out" / "accuracy" / "cache"), help="embedding cache (shared with the benchmark)"
+        "--cache",
+        default=str(common.ROOT / "benchmarks" / ".cache" / "accuracy" / "cache"),
+        help="embedding cache (shared with the benchmark)",
     )
     parser.add_argument("--data", default=str(common.ROOT / "voicecheck" / "data"), help="where to write the files")
     args = parser.parse_args(argv)
@@ -54,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     backend_source = (
         f"LDA(dim={common.BACKEND.dim}, wccn={common.BACKEND.wccn}, shrink={common.BACKEND.shrink}) on {len(X)} "
-        f"segment embeddings ({common.BACKEND.views}: wideband, band-limited, simulated 8 kHz mu-law) of the "
-        f"{len(split['train'])} TRAIN speakers; mean = {common.BACKEND.mean} ({len(cohort)} simulated TRAIN calls); "
+        f"segment embeddings ({common.BACKEND.views}: wideband, band-limited, 2 simulated 8 kHz mu-law copies) "
+        f"of the {len(split['train'])} TRAIN speakers; mean = {common.BACKEND.mean} ({len(cohort)} TRAIN calls); "
         f"{data}; {today}; {command.strip()}"
     )
     backend = common.train_backend(embs, split["train"], common.BACKEND, source=backend_source)
@@ -65,18 +67,22 @@ def main(argv: list[str] | None = None) -> int:
     backend.save(backend_path)
 
     profile_source = (
-        f"thresholds at {100 * common.FALSE_FLAG_TARGET:g}% genuine calls flagged and calibrations (logistic, prior "
-        f"0.5) from the TUNE speakers: wideband enrollment (channel-matched) vs simulated 8 kHz mu-law calls at "
-        f"10-30 dB SNR, scored by voicecheck.scorer.Scorer with the shipped back-end and {len(cohort)} TRAIN calls as "
-        f"cohort; {data}; {today}; {command.strip()}"
+        f"thresholds at {100 * common.FALSE_FLAG_TARGET:g}% genuine calls flagged (threshold_at_false_flag) and "
+        f"calibrations (fit_calibration, prior 0.5) from TUNE speakers: wideband enrollment (channel-matched) vs "
+        f"simulated 8 kHz mu-law calls at 10-30 dB SNR, all call lengths, scored by voicecheck.scorer.Scorer with a "
+        f"cohort of TRAIN calls ({len(cohort)} in the main split) and the shipped back-end; TUNE rotated over the "
+        f"{common.FOLDS - 1} non-EVAL folds (each with the back-end of its own TRAIN speakers), scores pooled; "
+        f"{data}; {today}; {command.strip()}"
     )
-    profile = common.build_profile(embs, split, backend, args.cache, profile_source)
+    profile = common.build_profile(embs, speakers, args.seed, backend, args.cache, profile_source)
     profile_path = out / f"{common.MODEL_KEY}-profile.json"
     profile_path.write_text(json.dumps(profile, indent=2) + "\n")
     print(f"wrote {backend_path} ({backend_path.stat().st_size} bytes) and {profile_path}")
     for mode, values in profile["modes"].items():
-        print(f"  {mode:11s} threshold {values['threshold']:.4f}  calibration a={values['calibration']['a']:.3f} "
-              f"b={values['calibration']['b']:.3f}  TUNE EER {100 * values['tune_eer']:.1f}%")
+        print(
+            f"  {mode:11s} threshold {values['threshold']:.4f}  calibration a={values['calibration']['a']:.3f} "
+            f"b={values['calibration']['b']:.3f}  TUNE EER {100 * values['tune_eer']:.1f}%"
+        )
     return 0
 
 
