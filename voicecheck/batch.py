@@ -215,8 +215,14 @@ def run_batch(
             if status == "ok":
                 calls.put(res["embedding"], content_hash=key[0], channel=key[1], model=model)
             elif status == "insufficient_speech":
-                calls.put(None, content_hash=key[0], channel=key[1], model=model,
-                          speech_seconds=res["speech_seconds"], duration_s=res["duration_s"])
+                calls.put(
+                    None,
+                    content_hash=key[0],
+                    channel=key[1],
+                    model=model,
+                    speech_seconds=res["speech_seconds"],
+                    duration_s=res["duration_s"],
+                )
             calls.link(r.call_id, r.borrower_id, r.audio, key[0], key[1], model)
         timings["embed_seconds"] = time.perf_counter() - t0
 
@@ -247,8 +253,9 @@ def score_stored(r: Row, calls: CallStore, judge: Judge) -> CallResult:
     """Judge a call from its stored embedding (no audio decoded)."""
     link = calls.linked(r.call_id, judge.scorer.model)
     if link is None:
-        return error_result(r.call_id, r.borrower_id, r.audio, AudioError("no stored embedding; re-run the batch"),
-                            judge.scorer.model)
+        return error_result(
+            r.call_id, r.borrower_id, r.audio, AudioError("no stored embedding; re-run the batch"), judge.scorer.model
+        )
     _status, emb, speech_s = link
     result = judge(r.call_id, r.borrower_id, r.audio, emb, speech_s, r.channel)
     if result.duration_s is None:  # too little speech: no embedding, but its audio still counts
@@ -285,8 +292,11 @@ def rescore(out_dir: str | Path, settings: Settings, manifest: str | Path | None
         else:
             rows = (Row(0, c.call_id, c.borrower_id, c.audio, None) for c in calls.calls(spec.name))
         for r in rows:
-            result = (error_result(r.call_id, r.borrower_id, r.audio, UsageError(r.problem), spec.name)
-                      if r.problem else score_stored(r, calls, judge))
+            result = (
+                error_result(r.call_id, r.borrower_id, r.audio, UsageError(r.problem), spec.name)
+                if r.problem
+                else score_stored(r, calls, judge)
+            )
             result.row = r.row or None
             results.append(result.to_dict())
     finally:
@@ -294,8 +304,13 @@ def rescore(out_dir: str | Path, settings: Settings, manifest: str | Path | None
         calls.close()
         voiceprints.close()
     tmp.replace(out / RESULTS)
-    summary = summarise(out / RESULTS, wall_seconds=round(time.perf_counter() - started, 2), model=spec.name,
-                        engine="rescore", settings=settings.to_dict())
+    summary = summarise(
+        out / RESULTS,
+        wall_seconds=round(time.perf_counter() - started, 2),
+        model=spec.name,
+        engine="rescore",
+        settings=settings.to_dict(),
+    )
     write_json(out / SUMMARY, summary)
     return summary
 
@@ -304,8 +319,13 @@ def build_cohort(manifest: str | Path, settings: Settings, report: Callable[[str
     """Embed unlabelled calls (column ``audio``) into the call store; returns (added, skipped, stored)."""
     spec = model_spec(settings.model, settings.embeddings)
     tasks = (
-        Row(n, "", "", f["audio"], int(f["customer_channel"]) if f.get("customer_channel", "").isdigit()
-            else settings.channel)
+        Row(
+            n,
+            "",
+            "",
+            f["audio"],
+            int(f["customer_channel"]) if f.get("customer_channel", "").isdigit() else settings.channel,
+        )
         for n, f in read_rows(manifest, ("audio",))
     )
     calls = CallStore(settings.embeddings)
@@ -323,8 +343,9 @@ def build_cohort(manifest: str | Path, settings: Settings, report: Callable[[str
         calls.close()
 
 
-def write_report(out_dir: str | Path, settings: Settings, summary: dict[str, Any], rings: bool = True,
-                 max_rows: int = 2000) -> Path:
+def write_report(
+    out_dir: str | Path, settings: Settings, summary: dict[str, Any], rings: bool = True, max_rows: int = 2000
+) -> Path:
     """``out_dir/report.html``: counts, timing, score histogram, flagged calls, takeovers, watchlist hits
     and (``rings``) the voices speaking for several borrowers across the whole call store."""
     from .crosscall import rings as find_rings
@@ -338,13 +359,29 @@ def write_report(out_dir: str | Path, settings: Settings, summary: dict[str, Any
             takeovers.append(r)
         for h in r.get("watchlist_hits") or []:
             if len(hits) < max_rows:
-                hits.append({"call_id": r["call_id"], "borrower_id": r["borrower_id"], "label": h["label"],
-                             "score": h["score"], "source": h.get("source"), "audio": r["audio"]})
+                hits.append(
+                    {
+                        "call_id": r["call_id"],
+                        "borrower_id": r["borrower_id"],
+                        "label": h["label"],
+                        "score": h["score"],
+                        "source": h.get("source"),
+                        "audio": r["audio"],
+                    }
+                )
     sections = [
-        ("Takeovers inside a call", html_table(takeovers, ["call_id", "borrower_id", "speaker_change_s", "score",
-                                                           "threshold", "verdict", "audio"], link="audio")),
-        ("Watchlist hits", html_table(hits, ["call_id", "borrower_id", "label", "score", "source", "audio"],
-                                      link="audio")),
+        (
+            "Takeovers inside a call",
+            html_table(
+                takeovers,
+                ["call_id", "borrower_id", "speaker_change_s", "score", "threshold", "verdict", "audio"],
+                link="audio",
+            ),
+        ),
+        (
+            "Watchlist hits",
+            html_table(hits, ["call_id", "borrower_id", "label", "score", "source", "audio"], link="audio"),
+        ),
     ]
     found = find_rings(settings, settings.ring_min_borrowers) if rings else None
     return write_html(out, summary, out / RESULTS, rings=found, sections=sections, max_rows=max_rows)

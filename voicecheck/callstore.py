@@ -91,22 +91,53 @@ class CallStore:
     def close(self) -> None:
         self._db.close()
 
-    def put(self, emb: CallEmbedding | None, *, content_hash: str, channel: int, model: str,
-            speech_seconds: float = 0.0, duration_s: float = 0.0) -> None:
+    def put(
+        self,
+        emb: CallEmbedding | None,
+        *,
+        content_hash: str,
+        channel: int,
+        model: str,
+        speech_seconds: float = 0.0,
+        duration_s: float = 0.0,
+    ) -> None:
         """Store an embedding, or (``emb`` None) the fact that this audio has too little speech."""
-        ok = emb is not None
-        row = (
-            content_hash, channel, model, "ok" if ok else "insufficient_speech",
-            emb.band if ok else "", int(emb.vector.shape[0]) if ok else 0,
-            float(emb.speech_seconds if ok else speech_seconds), float(emb.duration_s if ok else duration_s),
-            to_blob(emb.vector) if ok else None,
-            to_blob(emb.narrow_vector) if ok and emb.narrow_vector is not None else None,
-            np.asarray(emb.windows, "<f2").tobytes() if ok else None,
-            np.asarray(emb.window_times_s, "<f4").tobytes() if ok else None,
-            json.dumps([[r.start_s, r.end_s] for r in emb.regions]) if ok else "[]",
-            emb.channels if ok else 0,
-            now(),
-        )
+        if emb is None:
+            row: tuple[object, ...] = (
+                content_hash,
+                channel,
+                model,
+                "insufficient_speech",
+                "",
+                0,
+                float(speech_seconds),
+                float(duration_s),
+                None,
+                None,
+                None,
+                None,
+                "[]",
+                0,
+                now(),
+            )
+        else:
+            row = (
+                content_hash,
+                channel,
+                model,
+                "ok",
+                emb.band,
+                int(emb.vector.shape[0]),
+                float(emb.speech_seconds),
+                float(emb.duration_s),
+                to_blob(emb.vector),
+                None if emb.narrow_vector is None else to_blob(emb.narrow_vector),
+                np.asarray(emb.windows, "<f2").tobytes(),
+                np.asarray(emb.window_times_s, "<f4").tobytes(),
+                json.dumps([[r.start_s, r.end_s] for r in emb.regions]),
+                emb.channels,
+                now(),
+            )
         try:
             with self._db:
                 self._db.execute("INSERT OR REPLACE INTO embeddings VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
@@ -144,18 +175,25 @@ class CallStore:
         """Length of a linked call's recording (known also when it had too little speech), else None."""
         row = self._db.execute(
             "SELECT e.duration_s FROM calls c JOIN embeddings e ON e.content_hash=c.content_hash"
-            " AND e.channel=c.channel AND e.model=c.model WHERE c.call_id=? AND c.model=?", (call_id, model)
+            " AND e.channel=c.channel AND e.model=c.model WHERE c.call_id=? AND c.model=?",
+            (call_id, model),
         ).fetchone()
         return None if row is None else float(row[0])
 
     def has(self, content_hash: str, channel: int, model: str) -> bool:
-        return self._db.execute(
-            "SELECT 1 FROM embeddings WHERE content_hash=? AND channel=? AND model=?", (content_hash, channel, model)
-        ).fetchone() is not None
+        return (
+            self._db.execute(
+                "SELECT 1 FROM embeddings WHERE content_hash=? AND channel=? AND model=?",
+                (content_hash, channel, model),
+            ).fetchone()
+            is not None
+        )
 
     def count(self, model: str) -> int:
         """Embeddings with a vector for ``model``."""
-        return int(self._db.execute("SELECT COUNT(*) FROM embeddings WHERE model=? AND status='ok'", (model,)).fetchone()[0])
+        return int(
+            self._db.execute("SELECT COUNT(*) FROM embeddings WHERE model=? AND status='ok'", (model,)).fetchone()[0]
+        )
 
     def cohort(self, model: str, band: str, limit: int) -> tuple[np.ndarray, list[str], list[set[str]]]:
         """Up to ``limit`` call vectors of one band for a cohort, chosen by hash (deterministic, unbiased).
@@ -166,8 +204,9 @@ class CallStore:
         col = "vector" if band == "wide" else "CASE WHEN band='narrow' THEN vector ELSE narrow_vector END"
         rows = self._db.execute(
             f"SELECT content_hash, dimension, {col} FROM embeddings WHERE model=? AND status='ok'"
-            f" AND {col} IS NOT NULL" + (" AND band='wide'" if band == "wide" else "") +
-            " ORDER BY content_hash LIMIT ?",
+            f" AND {col} IS NOT NULL"
+            + (" AND band='wide'" if band == "wide" else "")
+            + " ORDER BY content_hash LIMIT ?",
             (model, limit),
         ).fetchall()
         if not rows:
@@ -195,8 +234,23 @@ class CallStore:
 
 
 def _embedding(row: tuple) -> CallEmbedding | None:
-    (content_hash, channel, model, status, band, dimension, speech, duration,
-     vector, narrow, windows, times, regions, channels, _created) = row
+    (
+        content_hash,
+        channel,
+        model,
+        status,
+        band,
+        dimension,
+        speech,
+        duration,
+        vector,
+        narrow,
+        windows,
+        times,
+        regions,
+        channels,
+        _created,
+    ) = row
     if status != "ok":
         return None
     return CallEmbedding(

@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, Optional
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -21,23 +21,49 @@ app = typer.Typer(
 )
 store_app = typer.Typer(help="Inspect and edit the voiceprint store.", no_args_is_help=True)
 app.add_typer(store_app, name="store")
-watch_app = typer.Typer(help="Watchlist of known proxy-agent voices, searched on every checked call.", no_args_is_help=True)
+watch_app = typer.Typer(
+    help="Watchlist of known proxy-agent voices, searched on every checked call.", no_args_is_help=True
+)
 app.add_typer(watch_app, name="watchlist")
-agents_app = typer.Typer(help="Collectors' own voiceprints, removed from mono recordings before scoring.", no_args_is_help=True)
+agents_app = typer.Typer(
+    help="Collectors' own voiceprints, removed from mono recordings before scoring.", no_args_is_help=True
+)
 app.add_typer(agents_app, name="agents")
 cohort_app = typer.Typer(help="In-domain cohort of unlabelled call embeddings.", no_args_is_help=True)
 app.add_typer(cohort_app, name="cohort")
 
 EXIT_MATCH, EXIT_MISMATCH, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
-EXIT_BY_VERDICT = {"match": EXIT_MATCH, "mismatch": EXIT_MISMATCH, "inconclusive": EXIT_INCONCLUSIVE, "error": EXIT_USAGE}
+EXIT_BY_VERDICT = {
+    "match": EXIT_MATCH,
+    "mismatch": EXIT_MISMATCH,
+    "inconclusive": EXIT_INCONCLUSIVE,
+    "error": EXIT_USAGE,
+}
 
-StoreOpt = Annotated[Optional[Path], typer.Option("--store", help="Voiceprint store directory [env VOICECHECK_STORE; default ./enrollment].")]
-EmbOpt = Annotated[Optional[Path], typer.Option("--embeddings", help="Workspace with models.toml and call embeddings [env VOICECHECK_EMBEDDINGS; default ./embeddings].")]
-ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Model key in models.toml: ge2e (default, offline) or ecapa.")]
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu or cuda.")]
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML config file [env VOICECHECK_CONFIG; default ./voicecheck.toml].")]
-ChannelOpt = Annotated[Optional[int], typer.Option("--channel", help="Customer channel of stereo audio, 0-based [default 1].")]
-ThresholdOpt = Annotated[Optional[float], typer.Option("--threshold", help="Decision threshold on the score (overrides the calibrated one).")]
+StoreOpt = Annotated[
+    Path | None,
+    typer.Option("--store", help="Voiceprint store directory [env VOICECHECK_STORE; default ./enrollment]."),
+]
+EmbOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--embeddings",
+        help="Workspace with models.toml and call embeddings [env VOICECHECK_EMBEDDINGS; default ./embeddings].",
+    ),
+]
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", help="Model key in models.toml: ge2e (default, offline) or ecapa.")
+]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu or cuda.")]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="TOML config file [env VOICECHECK_CONFIG; default ./voicecheck.toml].")
+]
+ChannelOpt = Annotated[
+    int | None, typer.Option("--channel", help="Customer channel of stereo audio, 0-based [default 1].")
+]
+ThresholdOpt = Annotated[
+    float | None, typer.Option("--threshold", help="Decision threshold on the score (overrides the calibrated one).")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
 
@@ -63,10 +89,12 @@ def run(fn: Any) -> Any:
 
 @app.command()
 def enroll(
-    borrower_id: Annotated[Optional[str], typer.Argument(help="Borrower to enroll.")] = None,
-    audio: Annotated[Optional[list[Path]], typer.Argument(help="Recordings of the borrower's voice.")] = None,
-    manifest: Annotated[Optional[Path], typer.Option("--manifest", help="CSV with columns borrower_id,audio.")] = None,
-    replace: Annotated[bool, typer.Option("--replace", help="Forget earlier recordings of these borrowers first.")] = False,
+    borrower_id: Annotated[str | None, typer.Argument(help="Borrower to enroll.")] = None,
+    audio: Annotated[list[Path] | None, typer.Argument(help="Recordings of the borrower's voice.")] = None,
+    manifest: Annotated[Path | None, typer.Option("--manifest", help="CSV with columns borrower_id,audio.")] = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Forget earlier recordings of these borrowers first.")
+    ] = False,
     channel: ChannelOpt = None,
     store: StoreOpt = None,
     embeddings: EmbOpt = None,
@@ -81,9 +109,14 @@ def enroll(
         fail("give BORROWER_ID and one or more AUDIO files, or --manifest enroll.csv")
     if manifest is not None and (borrower_id or audio):
         fail("give either BORROWER_ID AUDIO... or --manifest, not both")
-    settings = run(lambda: settings_from(config, store=store, embeddings=embeddings, model=model, device=device, channel=channel))
+    settings = run(
+        lambda: settings_from(config, store=store, embeddings=embeddings, model=model, device=device, channel=channel)
+    )
     if manifest is not None:
-        items = [(f.get("borrower_id", ""), f.get("audio", "")) for _, f in run(lambda: list(read_rows(manifest, ("borrower_id", "audio"))))]
+        items = [
+            (f.get("borrower_id", ""), f.get("audio", ""))
+            for _, f in run(lambda: list(read_rows(manifest, ("borrower_id", "audio"))))
+        ]
     else:
         items = [(str(borrower_id), str(a)) for a in audio or []]
     from .pipeline import enroll_recordings
@@ -112,7 +145,9 @@ def store_list(store: StoreOpt = None, config: ConfigOpt = None, as_json: JsonOp
         return
     typer.echo(f"{'borrower':<16} {'model':<26} {'recordings':>10} {'speech s':>9}  updated")
     for r in rows:
-        typer.echo(f"{r['id']!s:<16} {r['model']!s:<26} {r['recordings']:>10} {r['speech_seconds']:>9.1f}  {r['updated_at']}")
+        typer.echo(
+            f"{r['id']!s:<16} {r['model']!s:<26} {r['recordings']:>10} {r['speech_seconds']:>9.1f}  {r['updated_at']}"
+        )
 
 
 @store_app.command("show")
@@ -130,10 +165,14 @@ def store_show(borrower_id: str, store: StoreOpt = None, config: ConfigOpt = Non
         typer.echo(json.dumps({"voiceprints": summary, "recordings": recs}, indent=2))
         return
     for s in summary:
-        typer.echo(f"{borrower_id}: model {s['model']} ({s['dimension']}-d), {s['recordings']} recording(s), "
-                   f"{s['speech_seconds']:.1f} s speech, created {s['created_at']}, updated {s['updated_at']}")
+        typer.echo(
+            f"{borrower_id}: model {s['model']} ({s['dimension']}-d), {s['recordings']} recording(s), "
+            f"{s['speech_seconds']:.1f} s speech, created {s['created_at']}, updated {s['updated_at']}"
+        )
     for r in recs:
-        typer.echo(f"  {r['audio']}  {r['band']}band  {r['speech_seconds']:.1f} s  sha256 {str(r['content_hash'])[:12]}")
+        typer.echo(
+            f"  {r['audio']}  {r['band']}band  {r['speech_seconds']:.1f} s  sha256 {str(r['content_hash'])[:12]}"
+        )
 
 
 @store_app.command("remove")
@@ -163,13 +202,16 @@ def check(
     device: DeviceOpt = None,
     threshold: ThresholdOpt = None,
     config: ConfigOpt = None,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw the similarity timeline to this PNG.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Draw the similarity timeline to this PNG.")] = None,
 ) -> None:
     """Check one call: is the customer's voice the borrower's? Exit 0 match, 1 mismatch, 3 inconclusive, 2 error."""
     from .pipeline import check_one
 
-    settings = run(lambda: settings_from(config, store=store, embeddings=embeddings, model=model, device=device,
-                                         channel=channel, threshold=threshold))
+    settings = run(
+        lambda: settings_from(
+            config, store=store, embeddings=embeddings, model=model, device=device, channel=channel, threshold=threshold
+        )
+    )
     result = run(lambda: check_one(audio, borrower, settings, timeline=plot is not None))
     if plot is not None and result.timeline:
         from .report import plot_timeline
@@ -193,7 +235,10 @@ def render_result(r: dict[str, Any]) -> str:
         f"verdict    {verdict}",
     ]
     if r.get("score") is not None:
-        lines.append(f"score      {r['score']:.3f}  (threshold {r['threshold']:.3f}; higher = more alike; scoring {r.get('scoring')})")
+        lines.append(
+            f"score      {r['score']:.3f}  (threshold {r['threshold']:.3f}; higher = more alike; "
+            f"scoring {r.get('scoring')})"
+        )
         if r.get("llr") is not None:
             lines.append(f"llr        {r['llr']:+.2f}  (log-likelihood ratio, same speaker vs not)")
     if r.get("speech_seconds") is not None:
@@ -214,7 +259,7 @@ def render_result(r: dict[str, Any]) -> str:
 def batch(
     manifest: Annotated[Path, typer.Argument(help="CSV with call_id,borrower_id,audio[,customer_channel].")],
     out: Annotated[Path, typer.Option("--out", help="Output directory (results.jsonl, summary.json).")],
-    workers: Annotated[Optional[int], typer.Option("--workers", help="Worker processes [default 1].")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Worker processes [default 1].")] = None,
     channel: ChannelOpt = None,
     store: StoreOpt = None,
     embeddings: EmbOpt = None,
@@ -224,7 +269,9 @@ def batch(
     config: ConfigOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
     engine: Annotated[str, typer.Option("--engine", help="local (process pool) or ray.")] = "local",
-    address: Annotated[Optional[str], typer.Option("--address", help="Ray cluster address [default: start a local Ray on 127.0.0.1].")] = None,
+    address: Annotated[
+        str | None, typer.Option("--address", help="Ray cluster address [default: start a local Ray on 127.0.0.1].")
+    ] = None,
 ) -> None:
     """Check every call of a manifest; re-running with the same --out resumes where it stopped."""
     from .batch import run_batch, write_report
@@ -234,8 +281,18 @@ def batch(
     if address is not None and engine != "ray":
         fail("--address needs --engine ray")
 
-    settings = run(lambda: settings_from(config, store=store, embeddings=embeddings, model=model, device=device,
-                                         channel=channel, threshold=threshold, workers=workers))
+    settings = run(
+        lambda: settings_from(
+            config,
+            store=store,
+            embeddings=embeddings,
+            model=model,
+            device=device,
+            channel=channel,
+            threshold=threshold,
+            workers=workers,
+        )
+    )
     if settings.workers < 1:
         fail(f"--workers must be at least 1, got {settings.workers}")
     total = run(lambda: count_rows(manifest))
@@ -251,7 +308,9 @@ def batch(
 @app.command()
 def rescore(
     out: Annotated[Path, typer.Option("--out", help="Output directory for the new results.jsonl and summary.json.")],
-    manifest: Annotated[Optional[Path], typer.Option("--manifest", help="Calls to rescore [default: every stored call].")] = None,
+    manifest: Annotated[
+        Path | None, typer.Option("--manifest", help="Calls to rescore [default: every stored call].")
+    ] = None,
     store: StoreOpt = None,
     embeddings: EmbOpt = None,
     model: ModelOpt = None,
@@ -267,7 +326,9 @@ def rescore(
 
 @app.command("eval")
 def eval_trials(
-    trials: Annotated[Path, typer.Argument(help="CSV: enroll_audio,test_audio,label or borrower_id,audio|call_id,label.")],
+    trials: Annotated[
+        Path, typer.Argument(help="CSV: enroll_audio,test_audio,label or borrower_id,audio|call_id,label.")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Directory for metrics.json, scores.csv and det.png.")],
     channel: ChannelOpt = None,
     store: StoreOpt = None,
@@ -280,26 +341,35 @@ def eval_trials(
     """Measure accuracy on labelled trials: EER, minDCF, Cllr, impostors flagged at 1% and 5% false flags."""
     from .evaluate import evaluate
 
-    settings = run(lambda: settings_from(config, store=store, embeddings=embeddings, model=model, device=device,
-                                         channel=channel))
+    settings = run(
+        lambda: settings_from(config, store=store, embeddings=embeddings, model=model, device=device, channel=channel)
+    )
     m = run(lambda: evaluate(trials, out, settings, lambda line: typer.echo(line, err=True)))
     if as_json:
         typer.echo(json.dumps(m, indent=2))
         return
-    typer.echo(f"{m['n_target']} target, {m['n_nontarget']} non-target trials ({m['errors']} skipped); "
-               f"model {m['model']}, scoring {m['mode']}")
-    typer.echo(f"EER {100 * m['eer']:.2f}%   minDCF(0.01) {m['min_dcf_0.01']:.3f}   minDCF(0.05) {m['min_dcf_0.05']:.3f}")
+    typer.echo(
+        f"{m['n_target']} target, {m['n_nontarget']} non-target trials ({m['errors']} skipped); "
+        f"model {m['model']}, scoring {m['mode']}"
+    )
+    typer.echo(
+        f"EER {100 * m['eer']:.2f}%   minDCF(0.01) {m['min_dcf_0.01']:.3f}   minDCF(0.05) {m['min_dcf_0.05']:.3f}"
+    )
     if m.get("cllr") is not None:
         typer.echo(f"Cllr {m['cllr']:.3f} bits (min {m['min_cllr']:.3f})")
-    typer.echo(f"impostors flagged: {100 * m['detect_at_1pct_ff']:.1f}% at 1% false flags, "
-               f"{100 * m['detect_at_5pct_ff']:.1f}% at 5%")
+    typer.echo(
+        f"impostors flagged: {100 * m['detect_at_1pct_ff']:.1f}% at 1% false flags, "
+        f"{100 * m['detect_at_5pct_ff']:.1f}% at 5%"
+    )
     typer.echo(f"wrote {out / 'metrics.json'}, {out / 'scores.csv'}, {out / 'det.png'}")
 
 
 @app.command()
 def calibrate(
     trials: Annotated[Path, typer.Argument(help="Labelled trials CSV (as for eval).")],
-    max_false_flag: Annotated[float, typer.Option("--max-false-flag", help="Fraction of genuine calls the threshold may flag.")] = 0.05,
+    max_false_flag: Annotated[
+        float, typer.Option("--max-false-flag", help="Fraction of genuine calls the threshold may flag.")
+    ] = 0.05,
     channel: ChannelOpt = None,
     store: StoreOpt = None,
     embeddings: EmbOpt = None,
@@ -312,12 +382,15 @@ def calibrate(
 
     if not 0 <= max_false_flag < 1:
         fail(f"--max-false-flag must be in [0, 1), got {max_false_flag}")
-    settings = run(lambda: settings_from(config, store=store, embeddings=embeddings, model=model, device=device,
-                                         channel=channel))
+    settings = run(
+        lambda: settings_from(config, store=store, embeddings=embeddings, model=model, device=device, channel=channel)
+    )
     c = run(lambda: fit(trials, settings, max_false_flag, lambda line: typer.echo(line, err=True)))
-    typer.echo(f"scoring mode {c['mode']}: threshold {c['threshold']:.4f} (flags <= {100 * max_false_flag:.1f}% of "
-               f"{c['n_target']} genuine trials), llr = {c['calibration']['a']:.3f} * score + "
-               f"{c['calibration']['b']:.3f}; saved to {c['path']}")
+    typer.echo(
+        f"scoring mode {c['mode']}: threshold {c['threshold']:.4f} (flags <= {100 * max_false_flag:.1f}% of "
+        f"{c['n_target']} genuine trials), llr = {c['calibration']['a']:.3f} * score + "
+        f"{c['calibration']['b']:.3f}; saved to {c['path']}"
+    )
 
 
 def print_summary(summary: dict[str, Any], out: Path) -> None:
@@ -341,8 +414,10 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
 
 @cohort_app.command("build")
 def cohort_build(
-    manifest: Annotated[Path, typer.Argument(help="CSV with an audio column (customer_channel optional): unlabelled calls.")],
-    workers: Annotated[Optional[int], typer.Option("--workers", help="Worker processes.")] = None,
+    manifest: Annotated[
+        Path, typer.Argument(help="CSV with an audio column (customer_channel optional): unlabelled calls.")
+    ],
+    workers: Annotated[int | None, typer.Option("--workers", help="Worker processes.")] = None,
     channel: ChannelOpt = None,
     embeddings: EmbOpt = None,
     model: ModelOpt = None,
@@ -352,11 +427,16 @@ def cohort_build(
     """Embed unlabelled in-domain calls into the call-embedding store, for centring and AS-norm."""
     from .batch import build_cohort
 
-    settings = run(lambda: settings_from(config, embeddings=embeddings, model=model, device=device, channel=channel,
-                                         workers=workers))
+    settings = run(
+        lambda: settings_from(
+            config, embeddings=embeddings, model=model, device=device, channel=channel, workers=workers
+        )
+    )
     added, failed, total = run(lambda: build_cohort(manifest, settings, lambda line: typer.echo(line, err=True)))
-    typer.echo(f"cohort: {added} call(s) embedded, {failed} skipped; {total} {settings.model} call embeddings "
-               f"stored in {settings.embeddings}")
+    typer.echo(
+        f"cohort: {added} call(s) embedded, {failed} skipped; {total} {settings.model} call embeddings "
+        f"stored in {settings.embeddings}"
+    )
 
 
 @app.command()
@@ -384,7 +464,9 @@ def consistency(
 
 @app.command("rings")
 def rings_cmd(
-    min_borrowers: Annotated[int, typer.Option("--min-borrowers", help="Least distinct borrowers one voice speaks for.")] = 3,
+    min_borrowers: Annotated[
+        int, typer.Option("--min-borrowers", help="Least distinct borrowers one voice speaks for.")
+    ] = 3,
     embeddings: EmbOpt = None,
     model: ModelOpt = None,
     config: ConfigOpt = None,
@@ -403,8 +485,10 @@ def rings_cmd(
     if not found:
         typer.echo(f"no voice speaks for {min_borrowers} or more borrowers")
     for r in found:
-        typer.echo(f"voice {r['voice']}: {len(r['borrowers'])} borrowers, {len(r['calls'])} calls, "
-                   f"cohesion {r['cohesion']:.3f}")
+        typer.echo(
+            f"voice {r['voice']}: {len(r['borrowers'])} borrowers, {len(r['calls'])} calls, "
+            f"cohesion {r['cohesion']:.3f}"
+        )
         typer.echo(f"  borrowers: {', '.join(r['borrowers'])}")
         typer.echo(f"  calls:     {', '.join(r['calls'])}")
 
@@ -412,8 +496,8 @@ def rings_cmd(
 @watch_app.command("add")
 def watch_add(
     label: Annotated[str, typer.Argument(help="Name for this voice, e.g. AGENT-0042.")],
-    audio: Annotated[Optional[list[Path]], typer.Argument(help="Recordings of the voice.")] = None,
-    call: Annotated[Optional[list[str]], typer.Option("--call", help="A call id already in the call store.")] = None,
+    audio: Annotated[list[Path] | None, typer.Argument(help="Recordings of the voice.")] = None,
+    call: Annotated[list[str] | None, typer.Option("--call", help="A call id already in the call store.")] = None,
     source: Annotated[str, typer.Option("--source", help="Where the voice comes from (case, institution).")] = "local",
     channel: ChannelOpt = None,
     store: StoreOpt = None,
@@ -432,16 +516,23 @@ def watch_add(
 
 
 @watch_app.command("list")
-def watch_list(store: StoreOpt = None, embeddings: EmbOpt = None, model: ModelOpt = None, config: ConfigOpt = None,
-               as_json: JsonOpt = False) -> None:
+def watch_list(
+    store: StoreOpt = None,
+    embeddings: EmbOpt = None,
+    model: ModelOpt = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """List watchlist voices (label, source, date, model)."""
     from .embedders import model_spec
     from .enrollment import VoiceprintStore
 
     settings = run(lambda: settings_from(config, store=store, embeddings=embeddings, model=model))
     name = run(lambda: model_spec(settings.model, settings.embeddings)).name
-    rows = [{"label": e.label, "source": e.source, "added_on": e.added_on, "model": e.model}
-            for e in run(lambda: VoiceprintStore(settings.store).watch_list(name))]
+    rows = [
+        {"label": e.label, "source": e.source, "added_on": e.added_on, "model": e.model}
+        for e in run(lambda: VoiceprintStore(settings.store).watch_list(name))
+    ]
     if as_json:
         typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
@@ -463,8 +554,9 @@ def watch_remove(label: str, store: StoreOpt = None, config: ConfigOpt = None) -
 
 
 @watch_app.command("export")
-def watch_export(file: Path, store: StoreOpt = None, embeddings: EmbOpt = None, model: ModelOpt = None,
-                 config: ConfigOpt = None) -> None:
+def watch_export(
+    file: Path, store: StoreOpt = None, embeddings: EmbOpt = None, model: ModelOpt = None, config: ConfigOpt = None
+) -> None:
     """Write the watchlist as a shareable file of embeddings (model name, no audio)."""
     from .embedders import model_spec
     from .enrollment import VoiceprintStore, export_watchlist
@@ -527,7 +619,9 @@ def agents_list(store: StoreOpt = None, config: ConfigOpt = None, as_json: JsonO
     if not rows:
         typer.echo("no collectors enrolled")
     for r in rows:
-        typer.echo(f"{r['id']!s:<16} {r['model']!s:<26} {r['recordings']:>3} recording(s) {r['speech_seconds']:>7.1f} s")
+        typer.echo(
+            f"{r['id']!s:<16} {r['model']!s:<26} {r['recordings']:>3} recording(s) {r['speech_seconds']:>7.1f} s"
+        )
 
 
 @agents_app.command("remove")

@@ -95,8 +95,10 @@ class VoiceprintStore:
         except (OSError, sqlite3.Error) as e:
             raise StoreError(f"voiceprint store {self.directory} cannot be opened: {e}") from None
         if version != SCHEMA_VERSION:
-            raise StoreError(f"voiceprint store {self.directory / DB_NAME} has schema {version}, this voicecheck "
-                             f"reads {SCHEMA_VERSION}; use the voicecheck version that wrote it")
+            raise StoreError(
+                f"voiceprint store {self.directory / DB_NAME} has schema {version}, this voicecheck "
+                f"reads {SCHEMA_VERSION}; use the voicecheck version that wrote it"
+            )
 
     def close(self) -> None:
         self._db.close()
@@ -150,8 +152,17 @@ class VoiceprintStore:
                 "INSERT OR IGNORE INTO recordings (kind, owner_id, model, dimension, audio, content_hash, band,"
                 " speech_seconds, wide, narrow, added_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
-                    kind, owner_id, model, dimension, audio, content_hash, band, float(speech_seconds),
-                    None if wide is None else to_blob(wide), to_blob(vectors["narrow"]), now(),
+                    kind,
+                    owner_id,
+                    model,
+                    dimension,
+                    audio,
+                    content_hash,
+                    band,
+                    float(speech_seconds),
+                    None if wide is None else to_blob(wide),
+                    to_blob(vectors["narrow"]),
+                    now(),
                 ),
             )
             return cur.rowcount == 1
@@ -236,7 +247,9 @@ class VoiceprintStore:
 
     def watch_list(self, model: str | None = None) -> list[WatchEntry]:
         sql = "SELECT label, source, added_on, model, dimension, vector FROM watchlist"
-        rows = self._db.execute(sql + (" WHERE model=?" if model else "") + " ORDER BY label", (model,) if model else ())
+        rows = self._db.execute(
+            sql + (" WHERE model=?" if model else "") + " ORDER BY label", (model,) if model else ()
+        )
         return [WatchEntry(r[0], r[1], r[2], r[3], from_blob(r[5], r[4])) for r in rows]
 
     def watch_remove(self, label: str) -> int:
@@ -263,7 +276,12 @@ def export_watchlist(store: VoiceprintStore, path: str | Path, model: str) -> in
         "dimension": int(entries[0].vector.shape[0]) if entries else None,
         "exported_at": now(),
         "entries": [
-            {"label": e.label, "source": e.source, "added_on": e.added_on, "vector": [round(float(x), 7) for x in e.vector]}
+            {
+                "label": e.label,
+                "source": e.source,
+                "added_on": e.added_on,
+                "vector": [round(float(x), 7) for x in e.vector],
+            }
             for e in entries
         ],
     }
@@ -310,7 +328,12 @@ def import_watchlist(store: VoiceprintStore, path: str | Path, model: str, repla
         if label in existing and not replace:
             skipped += 1
             continue
-        store.watch_add(label, str(entry.get("source", p.name)), vector / np.linalg.norm(vector), model,
-                        str(entry.get("added_on") or now()[:10]))
+        store.watch_add(
+            label,
+            str(entry.get("source", p.name)),
+            vector / np.linalg.norm(vector),
+            model,
+            str(entry.get("added_on") or now()[:10]),
+        )
         added += 1
     return added, skipped

@@ -71,8 +71,16 @@ def score_trials(
                     engine = engine or Engine(settings)
                     if enroll_path not in enrolled:
                         got = engine.embed_enrollment(enroll_path, settings.channel)
-                        enrolled[enroll_path] = Voiceprint(enroll_path, engine.model, len(got.vectors["narrow"]),
-                                                           got.vectors, 1, got.speech_seconds, now(), now())
+                        enrolled[enroll_path] = Voiceprint(
+                            enroll_path,
+                            engine.model,
+                            len(got.vectors["narrow"]),
+                            got.vectors,
+                            1,
+                            got.speech_seconds,
+                            now(),
+                            now(),
+                        )
                     voiceprint = enrolled[enroll_path]
                 else:
                     voiceprint = store.get(f["borrower_id"], spec.name)
@@ -122,8 +130,9 @@ def write_scores(path: Path, trials: list[dict[str, Any]]) -> None:
         w.writerows(trials)
 
 
-def evaluate(path: str | Path, out_dir: str | Path, settings: Settings,
-             report: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+def evaluate(
+    path: str | Path, out_dir: str | Path, settings: Settings, report: Callable[[str], None] = lambda s: None
+) -> dict[str, Any]:
     """EER, minDCF (0.01, 0.05), Cllr, impostors flagged at 1%/5% false flags; writes scores.csv,
     metrics.json and det.png into ``out_dir``."""
     from . import metrics
@@ -142,16 +151,21 @@ def evaluate(path: str | Path, out_dir: str | Path, settings: Settings,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = metrics.summary(tar, non, tar_llr, non_llr)
-    result.update(model=scorer.model, mode=scorer.mode(band), trials=str(path),
-                  errors=sum(1 for t in trials if "error" in t))
+    result.update(
+        model=scorer.model, mode=scorer.mode(band), trials=str(path), errors=sum(1 for t in trials if "error" in t)
+    )
     write_scores(out / "scores.csv", trials)
     metrics.plot_det({f"{scorer.model} ({scorer.mode(band)})": (tar, non)}, out / "det.png")
     write_json(out / "metrics.json", result)
     return result
 
 
-def calibrate(path: str | Path, settings: Settings, max_false_flag: float | None = 0.05,
-              report: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+def calibrate(
+    path: str | Path,
+    settings: Settings,
+    max_false_flag: float | None = 0.05,
+    report: Callable[[str], None] = lambda s: None,
+) -> dict[str, Any]:
     """Fit score -> LLR and a threshold on labelled trials; store them for the current scoring mode.
 
     The threshold flags at most ``max_false_flag`` of the genuine trials (None: at the EER).
@@ -164,8 +178,15 @@ def calibrate(path: str | Path, settings: Settings, max_false_flag: float | None
     mode = scorer.mode(band)
     source = f"voicecheck calibrate {path} ({len(tar)} target, {len(non)} non-target trials, {now()[:10]})"
     calib = fit_calibration(tar, non, model=scorer.model, source=source)
-    threshold = threshold_at_false_flag(tar, max_false_flag) if max_false_flag is not None else threshold_at_eer(tar, non)
-    values = {"threshold": float(threshold), "calibration": {"a": calib.a, "b": calib.b},
-              "false_flag_target": max_false_flag, "n_target": len(tar), "n_nontarget": len(non)}
+    threshold = (
+        threshold_at_false_flag(tar, max_false_flag) if max_false_flag is not None else threshold_at_eer(tar, non)
+    )
+    values = {
+        "threshold": float(threshold),
+        "calibration": {"a": calib.a, "b": calib.b},
+        "false_flag_target": max_false_flag,
+        "n_target": len(tar),
+        "n_nontarget": len(non),
+    }
     saved = scorer.profile.save_mode(scorer.key, settings.embeddings, mode, values, source)
     return {"mode": mode, "path": str(saved), **values}

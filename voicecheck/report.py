@@ -114,8 +114,10 @@ def plot_timeline(record: dict[str, Any], path: str | Path) -> None:
 
     points = record.get("timeline") or []
     if not points:
-        raise UsageError(f"call {record.get('call_id')} has no similarity timeline to plot (verdict "
-                         f"{record.get('verdict')}, reason {record.get('reason')})")
+        raise UsageError(
+            f"call {record.get('call_id')} has no similarity timeline to plot (verdict "
+            f"{record.get('verdict')}, reason {record.get('reason')})"
+        )
     fig = Figure(figsize=(9, 3.2), dpi=110)
     ax = fig.add_subplot()
     for start, end in record.get("speech_regions") or []:
@@ -124,7 +126,12 @@ def plot_timeline(record: dict[str, Any], path: str | Path) -> None:
     ax.plot(mids, [p["score"] for p in points], "o-", color="#1f4e79", label="similarity to voiceprint")
     ax.axhline(record["threshold"], color="#c00000", ls="--", label=f"threshold {record['threshold']:.3f}")
     if record.get("speaker_change_s") is not None:
-        ax.axvline(record["speaker_change_s"], color="#7f6000", ls=":", label=f"voice change {record['speaker_change_s']:.1f} s")
+        ax.axvline(
+            record["speaker_change_s"],
+            color="#7f6000",
+            ls=":",
+            label=f"voice change {record['speaker_change_s']:.1f} s",
+        )
     ax.set_xlabel("time in call (s); green = customer speech")
     ax.set_ylabel(f"score ({record.get('scoring')})")
     ax.set_title(f"{record['call_id']} vs {record['borrower_id']}: {record['verdict']}")
@@ -212,8 +219,10 @@ def write_html(
         f"<h1>voicecheck batch report</h1><p class=meta>{esc(_meta(summary))}</p>",
         "<h2>Verdicts</h2>",
         html_table(
-            [{"verdict": v, "calls": c, "share": f"{(c / total * 100 if total else 0):.1f}%"}
-             for v, c in verdicts.items()],
+            [
+                {"verdict": v, "calls": c, "share": f"{(c / total * 100 if total else 0):.1f}%"}
+                for v, c in verdicts.items()
+            ],
             ["verdict", "calls", "share"],
         ),
         "<h2>Time per stage</h2>",
@@ -233,8 +242,10 @@ def write_html(
         "<!-- extra sections: takeovers, rings, watchlist hits -->",
     ]
     if rings:
-        parts += [f"<h2>Voice rings ({len(rings)})</h2>", html_table([_ring_row(x) for x in rings],
-                                                                     ["ring", "borrowers", "calls", "cohesion"])]
+        parts += [
+            f"<h2>Voice rings ({len(rings)})</h2>",
+            html_table([_ring_row(x) for x in rings], ["ring", "borrowers", "calls", "cohesion"]),
+        ]
     for title, body in sections or []:
         parts += [f'<section class="extra"><h2>{esc(title)}</h2>', body, "</section>"]
     parts += ["<!-- end of extra sections -->", "</body></html>"]
@@ -246,8 +257,17 @@ def write_html(
     return out
 
 
-FLAG_COLUMNS = ["call_id", "borrower_id", "verdict", "score", "threshold", "reason", "speaker_change_s",
-                "watchlist_hits", "audio"]
+FLAG_COLUMNS = [
+    "call_id",
+    "borrower_id",
+    "verdict",
+    "score",
+    "threshold",
+    "reason",
+    "speaker_change_s",
+    "watchlist_hits",
+    "audio",
+]
 
 
 def html_table(rows: list[dict[str, Any]], columns: list[str], link: str | None = None) -> str:
@@ -284,10 +304,16 @@ def _flagged(r: dict[str, Any]) -> dict[str, Any]:
     """The fields of a flagged record the report shows (drops timelines and other bulk)."""
     out = {c: r.get(c) for c in FLAG_COLUMNS}
     hits = r.get("watchlist_hits") or []
-    out["watchlist_hits"] = "; ".join(
-        f"{h.get('label', '?')} ({h['score']:.3f})" if isinstance(h.get("score"), (int, float)) else str(h.get("label"))
-        for h in hits if isinstance(h, dict)
-    ) or None
+    out["watchlist_hits"] = (
+        "; ".join(
+            f"{h.get('label', '?')} ({h['score']:.3f})"
+            if isinstance(h.get("score"), (int, float))
+            else str(h.get("label"))
+            for h in hits
+            if isinstance(h, dict)
+        )
+        or None
+    )
     return out
 
 
@@ -297,8 +323,12 @@ def _ring_row(ring: Any) -> dict[str, Any]:
     d = asdict(ring) if is_dataclass(ring) and not isinstance(ring, type) else dict(ring)
     calls, borrowers = list(d.get("calls") or []), list(d.get("borrowers") or [])
     cut = lambda xs: ", ".join(map(str, xs[:12])) + (f" ... (+{len(xs) - 12})" if len(xs) > 12 else "")  # noqa: E731
-    return {"ring": d.get("id", ""), "borrowers": f"{len(borrowers)}: {cut(borrowers)}",
-            "calls": f"{len(calls)}: {cut(calls)}", "cohesion": d.get("cohesion")}
+    return {
+        "ring": d.get("id", ""),
+        "borrowers": f"{len(borrowers)}: {cut(borrowers)}",
+        "calls": f"{len(calls)}: {cut(calls)}",
+        "cohesion": d.get("cohesion"),
+    }
 
 
 def _flag_note(total: int, shown: int, order: str) -> str:
@@ -338,9 +368,11 @@ def _histogram_svg(buckets: dict[str, Counter[int]], thresholds: Counter[float],
     plot_w, plot_h = width - left - 10, height - bottom - 10
     bar_w = plot_w / bins
     x_of = lambda s: left + (s - lo) / span * plot_w  # noqa: E731
-    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 20}" role="img" '
-           f'aria-label="score histogram by verdict">',
-           f'<line x1="{left}" y1="{10 + plot_h}" x2="{left + plot_w}" y2="{10 + plot_h}" stroke="#444"/>']
+    svg = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 20}" role="img" '
+        f'aria-label="score histogram by verdict">',
+        f'<line x1="{left}" y1="{10 + plot_h}" x2="{left + plot_w}" y2="{10 + plot_h}" stroke="#444"/>',
+    ]
     base = np.zeros(bins)
     for v in VERDICTS:
         if v not in counts:
@@ -349,13 +381,17 @@ def _histogram_svg(buckets: dict[str, Counter[int]], thresholds: Counter[float],
             if count:
                 bar_h = count / top * plot_h
                 y = 10 + plot_h - (base[i] + count) / top * plot_h
-                svg.append(f'<rect x="{left + i * bar_w:.1f}" y="{y:.1f}" width="{max(bar_w - 1, 1):.1f}" '
-                           f'height="{bar_h:.1f}" fill="{VERDICT_COLOURS[v]}"><title>{v}: {int(count)}</title></rect>')
+                svg.append(
+                    f'<rect x="{left + i * bar_w:.1f}" y="{y:.1f}" width="{max(bar_w - 1, 1):.1f}" '
+                    f'height="{bar_h:.1f}" fill="{VERDICT_COLOURS[v]}"><title>{v}: {int(count)}</title></rect>'
+                )
         base += counts[v]
     for t, n in thresholds.most_common(3):
         x = x_of(t)
-        svg.append(f'<line x1="{x:.1f}" y1="10" x2="{x:.1f}" y2="{10 + plot_h}" stroke="#000" '
-                   f'stroke-dasharray="5,3"><title>threshold {t} ({n} calls)</title></line>')
+        svg.append(
+            f'<line x1="{x:.1f}" y1="10" x2="{x:.1f}" y2="{10 + plot_h}" stroke="#000" '
+            f'stroke-dasharray="5,3"><title>threshold {t} ({n} calls)</title></line>'
+        )
         svg.append(f'<text x="{x + 3:.1f}" y="22" font-size="11">threshold {t:g}</text>')
     for s in np.linspace(lo, hi, 5):
         svg.append(f'<text x="{x_of(s):.1f}" y="{height - 8}" font-size="11" text-anchor="middle">{s:.2f}</text>')
@@ -364,8 +400,10 @@ def _histogram_svg(buckets: dict[str, Counter[int]], thresholds: Counter[float],
     legend_x = left
     for v in VERDICTS:
         if buckets.get(v):
-            svg.append(f'<rect x="{legend_x}" y="{height + 6}" width="10" height="10" fill="{VERDICT_COLOURS[v]}"/>'
-                       f'<text x="{legend_x + 14}" y="{height + 15}" font-size="11">{v}</text>')
+            svg.append(
+                f'<rect x="{legend_x}" y="{height + 6}" width="10" height="10" fill="{VERDICT_COLOURS[v]}"/>'
+                f'<text x="{legend_x + 14}" y="{height + 15}" font-size="11">{v}</text>'
+            )
             legend_x += 110
     svg.append("</svg>")
     return "".join(svg)

@@ -84,7 +84,7 @@ class Profile:
         """Write ``values`` for ``mode`` into the workspace's calibration file (other modes kept)."""
         path = Path(embeddings) / "calibration" / f"{key}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        current = json.loads(path.read_text()) if path.is_file() else {"model": self.model, "modes": {}}
+        current: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {"model": self.model, "modes": {}}
         current["source"] = source
         current["modes"][mode] = values
         path.write_text(json.dumps(current, indent=2) + "\n")
@@ -172,7 +172,12 @@ class Scorer:
         s = (t @ e[0]).astype(np.float64)
         cohort = self.cohorts.get(band)
         if cohort is not None:
-            keep = np.array([h != exclude_hash and exclude_owner not in o for h, o in zip(cohort.hashes, cohort.owners)])
+            keep = np.array(
+                [
+                    h != exclude_hash and exclude_owner not in o
+                    for h, o in zip(cohort.hashes, cohort.owners, strict=True)
+                ]
+            )
             proj = self._projected[band][keep]
             if len(proj) >= self.settings.cohort_min:
                 top = min(self.settings.cohort_top_n, len(proj))

@@ -144,8 +144,11 @@ def load_embedder(model: str, embeddings_dir: str | Path, device: str = "cpu") -
         kwargs.update(weights=_resolve(root, spec.weights) or None, sha256=spec.sha256 or None)
     elif spec.backend == "ecapa":
         local = _resolve(root, spec.source)
-        kwargs.update(source=local if Path(local).exists() else spec.source, savedir=str(root / "weights" / spec.key),
-                      dimension=spec.dimension or None)
+        kwargs.update(
+            source=local if Path(local).exists() else spec.source,
+            savedir=str(root / "weights" / spec.key),
+            dimension=spec.dimension or None,
+        )
     else:
         kwargs.update(sample_rate=spec.sample_rate, dimension=spec.dimension)
     embedder: Embedder = cls(**kwargs)
