@@ -95,7 +95,7 @@ def score_trials(
                 if test_path not in tested:
                     engine = engine or Engine(settings)
                     tested[test_path] = engine.embed_call(test_path, settings.channel)
-                s = scorer.score(voiceprint, tested[test_path])
+                s = scorer.score(voiceprint, tested[test_path], with_threshold=False)
                 trial.update(score=s.score, raw_cosine=s.raw_cosine, band=s.band, mode=s.mode)
             except VoicecheckError as e:
                 trial["error"] = f"{e.code}: {e}"

@@ -174,7 +174,8 @@ class Judge:
         except VoicecheckError as e:
             result.verdict, result.reason = "error", f"{e.code}: {e}"
             return result
-        result.score, result.raw_cosine, result.threshold = round(s.score, 4), round(s.raw_cosine, 4), round(s.threshold, 4)
+        result.score, result.threshold = round(s.score, 4), round(s.threshold, 4)
+        result.raw_cosine = round(s.raw_cosine, 4)
         result.llr = None if s.llr is None else round(s.llr, 3)
         result.band, result.scoring = s.band, s.mode
         if s.band == emb.band:  # window embeddings are in the call's own band
@@ -368,7 +369,10 @@ def watch_from(label: str, audio: list[str], call_ids: list[str], source: str, s
             emb = None if link is None else link[1]
             if emb is None:
                 raise UsageError(f"call {call_id!r} has no stored {model} embedding with speech; run the batch first")
-            vectors.append(emb.vector if emb.band == "narrow" else emb.narrow_vector)
+            vector = emb.vector if emb.band == "narrow" else emb.narrow_vector
+            if vector is None:
+                raise UsageError(f"call {call_id!r} is wideband and was stored without a telephone-band vector")
+            vectors.append(vector)
     finally:
         calls.close()
     store = VoiceprintStore(settings.store)

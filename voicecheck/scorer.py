@@ -52,7 +52,7 @@ class Score:
     score: float
     raw_cosine: float
     llr: float | None
-    threshold: float
+    threshold: float  # NaN when scored with ``with_threshold=False`` (labelled trials)
     band: str
     mode: str
 
@@ -184,8 +184,14 @@ class Scorer:
                 s = asnorm_matrix(s[None, :], (proj @ e[0])[None, :], t @ proj.T, top)[0]
         return np.asarray(s, dtype=np.float64), raw
 
-    def score(self, voiceprint: Voiceprint, call: CallEmbedding) -> Score:
-        """Compare a call's customer embedding with a voiceprint in the call's band."""
+    def score(self, voiceprint: Voiceprint, call: CallEmbedding, with_threshold: bool = True) -> Score:
+        """Compare a call's customer embedding with a voiceprint in the call's band.
+
+        Args:
+            with_threshold: look up the decision threshold (raises UsageError when the mode has none);
+                False (``Score.threshold`` is then NaN) for scoring labelled trials, which must work
+                before any calibration exists.
+        """
         from .errors import ModelMismatchError
 
         if voiceprint.model != call.model or call.model != self.model:
@@ -206,7 +212,7 @@ class Scorer:
             score=float(s[0]),
             raw_cosine=float(raw[0]),
             llr=None if calib is None else float(calib.llr(float(s[0]))),
-            threshold=self.threshold(band),
+            threshold=self.threshold(band) if with_threshold else float("nan"),
             band=band,
             mode=self.mode(band),
         )
