@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # ``tests.fakes`` must import here and in spawned workers
@@ -14,6 +15,7 @@ if str(REPO) not in sys.path:  # ``tests.fakes`` must import here and in spawned
 os.environ["HF_HUB_OFFLINE"] = "1"  # never reach the hub from a test
 
 from tests.fakes import EnergyVad, FakeEmbedder, workspace  # noqa: E402
+from voicecheck.cli import app  # noqa: E402
 from voicecheck.config import Settings, load_settings  # noqa: E402
 
 
@@ -71,3 +73,19 @@ def ge2e_settings_factory():
         return Settings(store=str(root / "store"), embeddings=str(root / "embeddings"), **overrides)  # type: ignore[arg-type]
 
     return make
+
+
+@pytest.fixture()
+def vc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Invoke the CLI in-process: fake model (voicecheck.toml in the working dir), energy VAD."""
+    emb = workspace(tmp_path)
+    (tmp_path / "voicecheck.toml").write_text(
+        f'model = "fake"\nstore = "{tmp_path / "store"}"\nembeddings = "{emb}"\n', encoding="utf-8"
+    )
+    monkeypatch.setattr("voicecheck.pipeline.SileroVad", lambda **kw: EnergyVad())
+    runner = CliRunner()
+
+    def invoke(*args: object):
+        return runner.invoke(app, [str(a) for a in args])
+
+    return invoke

@@ -171,3 +171,16 @@ def workspace(root: Path, counter: Path | None = None, extra: str = "") -> Path:
 def env_without_workspace() -> dict[str, str]:
     """os.environ minus VOICECHECK_* so a developer's own settings do not leak into a test."""
     return {k: v for k, v in os.environ.items() if not k.startswith("VOICECHECK_")}
+
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_error(res, code: int, *needles: str) -> None:
+    """The CLI failed with ``code`` and one clear error line holding every needle, no traceback."""
+    assert res.exit_code == code, res.output
+    assert "Traceback" not in res.output
+    errors = [line for line in res.output.splitlines() if line.startswith("voicecheck: error:")]
+    assert len(errors) == 1, res.output
+    for n in needles:
+        assert n in errors[0], errors[0]

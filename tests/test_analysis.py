@@ -310,3 +310,56 @@ def test_centre_gives_unit_rows():
     c = A.centre(x)
     assert np.allclose(np.linalg.norm(c, axis=1), 1.0, atol=1e-5)
     assert abs(float((c @ c.T).mean())) < 0.1
+
+
+# --- cross-call scoring space -------------------------------------------------------------------
+
+
+def _raw_calls(n: int, rng: np.random.Generator, d: int = 256) -> np.ndarray:
+    x = np.abs(rng.standard_normal((n, d))) + 0.5  # GE2E-like: all-positive rows, a large shared mean
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_scoring_space_uses_the_shipped_backend_recentred_on_the_calls(tmp_path):
+    from voicecheck.config import Settings
+    from voicecheck.crosscall import scoring_space
+    from voicecheck.scorer import load_backend
+    from voicecheck.scoring import with_domain_mean
+
+    settings = Settings(embeddings=str(tmp_path), model="ge2e")
+    rng = np.random.default_rng(0)
+    x = _raw_calls(60, rng)
+    backend = load_backend(settings, "ge2e", "ge2e-resemblyzer-0.1.4")
+    assert backend is not None, "GE2E ships a back-end"
+    y = scoring_space(settings, x, block=7)  # several blocks
+    assert y.shape == (60, backend.output_dimension) and y.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(y, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(y, with_domain_mean(backend, x).transform(x), atol=1e-5)
+    # a channel offset shared by every call is removed with the domain mean
+    shifted = scoring_space(settings, x + 0.3 * x.mean(axis=0))
+    np.testing.assert_allclose(shifted, y, atol=1e-4)
+
+
+def test_scoring_space_keeps_the_shipped_mean_for_a_few_calls(tmp_path):
+    from voicecheck.config import Settings
+    from voicecheck.crosscall import scoring_space
+    from voicecheck.scorer import load_backend
+
+    settings = Settings(embeddings=str(tmp_path), model="ge2e")
+    x = _raw_calls(2, np.random.default_rng(1))
+    y = scoring_space(settings, x)
+    np.testing.assert_allclose(y, load_backend(settings, "ge2e", "ge2e-resemblyzer-0.1.4").transform(x), atol=1e-5)
+    assert float(y[0] @ y[1]) > -0.9  # two calls centred on their own mean would be antipodal
+
+
+def test_scoring_space_without_a_backend_centres(tmp_path):
+    from voicecheck.config import Settings
+    from voicecheck.crosscall import scoring_space
+
+    settings = Settings(embeddings=str(tmp_path), model="ge2e", backend_file="")
+    x = _raw_calls(40, np.random.default_rng(2))
+    y = scoring_space(settings, x)
+    assert y.shape == x.shape
+    np.testing.assert_allclose(y, A.centre(x), atol=1e-5)
+    with pytest.raises(UsageError):
+        scoring_space(settings, x[0])

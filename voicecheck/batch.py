@@ -175,7 +175,7 @@ def run_batch(
     call-embedding store is not embedded again.
 
     Args:
-        progress: called with the number of rows just finished (for a progress bar).
+        progress: called with the number of rows just embedded (for a progress bar over all rows).
         engine: "local" (process pool) or "ray".
 
     Returns:
@@ -195,7 +195,6 @@ def run_batch(
     def write(r: Row, result: CallResult) -> None:
         result.row = r.row
         results.append(result.to_dict())
-        tick(1)
 
     try:
         model = spec.name
@@ -205,6 +204,7 @@ def run_batch(
         mapper = _map_ray(settings, todo, address) if engine == "ray" else _map_local(settings, todo)
         for res in mapper:
             r, status = res["task"], res["status"]
+            tick(1)  # the bar follows the embedding phase; scoring afterwards takes milliseconds per call
             if status == "error":
                 write(r, error_result(r.call_id, r.borrower_id, r.audio, res["error"], model))
                 failed.add(r.row)
