@@ -4,12 +4,13 @@ several voices behind one borrower, one voice behind many borrowers, and a watch
 Everything here is numpy maths on embeddings the pipeline has already computed; no audio, no torch.
 Vectors are float arrays of unit-norm rows unless said otherwise. Scores passed in through a
 ``score_fn`` are on the product's scale (see :mod:`voicecheck.scorer`); similarities computed here
-are cosines of the vectors as given. Callers that want centred cosines (much better spread for
-GE2E, see ``benchmarks/analysis.py``) pass vectors through :func:`centre` or the scorer's back-end
-first.
+are cosines of the vectors as given. Cross-call callers pass vectors through the product's scoring
+space first (:func:`voicecheck.crosscall.scoring_space`: the shipped LDA back-end re-centred on the
+calls' own mean; :func:`centre` for a model without a back-end).
 
-Defaults were tuned on the TUNE half of the speakers in ``benchmarks/analysis.py`` (GE2E,
-8 kHz mu-law simulated calls) and checked on the EVAL half; see ``benchmarks/results/analysis.md``.
+Defaults were tuned in ``benchmarks/analysis.py`` on the TUNE speakers of the split the shipped
+GE2E back-end was trained with (``benchmarks/common.py``, seed 0; 8 kHz mu-law simulated calls)
+and checked on its EVAL speakers; see ``benchmarks/results/analysis.md``.
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ ScoreFn = Callable[[np.ndarray], np.ndarray]
 """Scores rows of embeddings, shape (n, d), against one fixed voiceprint -> shape (n,)."""
 
 TAKEOVER_MARGIN = 0.0
-"""Default distance below the threshold the low side of a change must score (product scale)."""
+"""Default distance below the threshold the low side of a change must score (product-score scale:
+whatever ``score_fn`` returns; GE2E ``lda+asnorm`` in the benchmark)."""
 
-TAKEOVER_MAX_SIDE_COSINE = 0.83
-"""Default: the two sides' mean window embeddings (raw GE2E cosine) must be at most this alike."""
+TAKEOVER_MAX_SIDE_COSINE = 0.87
+"""Default: the two sides' mean window embeddings (raw GE2E window cosine) must be at most this alike."""
 
 SPLIT_MAX_CENTROID_COSINE = 0.825
 """Default: two clusters of one recording whose mean embeddings are more alike than this are one voice."""
@@ -40,11 +42,13 @@ SPLIT_MAX_CENTROID_COSINE = 0.825
 SPLIT_MIN_SHARE = 0.10
 """Default: the smaller of two clusters must hold at least this fraction of the windows."""
 
-RING_LINK_THRESHOLD = 0.725
-"""Default link similarity for :func:`find_rings` on centred GE2E call vectors."""
+RING_LINK_THRESHOLD = 0.575
+"""Default link similarity for :func:`find_rings`: cosine of GE2E call vectors in the scoring space
+(:func:`voicecheck.crosscall.scoring_space`, shipped LDA), chosen for ``min_borrowers=3``."""
 
-VOICES_THRESHOLD = 0.25
-"""Default average-link cut for :func:`voices_per_borrower` on centred GE2E call vectors."""
+VOICES_THRESHOLD = 0.45
+"""Default average-link cut for :func:`voices_per_borrower`: cosine of GE2E call vectors in the
+scoring space (:func:`voicecheck.crosscall.scoring_space`, shipped LDA)."""
 
 EXACT_SEARCH_MAX = 20000
 """Up to this many vectors :func:`knn` searches exactly (blocked numpy); above, an HNSW index."""
@@ -194,9 +198,11 @@ def detect_speaker_change(
     is looked for; a borrower-impostor-borrower call is found when the impostor's part is the
     longer tail or head.
 
-    The side-cosine test does most of the work: on GE2E at 8 kHz, halves of one speaker's call
-    have cosine >= 0.85, a borrower and another speaker mostly 0.6-0.83 (benchmarks/analysis.py).
-    It is a raw cosine of the model's windows, so its default is GE2E's; another model needs its own.
+    With the product's GE2E scorer (LDA + AS-norm) the score test does most of the work; the
+    side-cosine test keeps a genuine call whose weaker half scores low from being flagged (halves
+    of one speaker's call mostly have raw cosine >= 0.87, a borrower and another speaker mostly
+    0.6-0.85; benchmarks/analysis.py). It is a raw cosine of the model's windows, so its default
+    is GE2E's; another model needs its own.
 
     Args:
         windows: unit-norm window embeddings in time order, shape (n, d).
@@ -412,8 +418,8 @@ def voices_per_borrower(
     """Group one borrower's calls by voice; report the groups when there are two or more.
 
     Average-linkage agglomerative clustering on cosine, cut where the mean similarity between two
-    groups falls below ``threshold``. The scale is the cosine of the vectors as given: pass centred
-    vectors (:func:`centre` with the batch's mean, or the scorer's back-end) for the default.
+    groups falls below ``threshold``. The scale is the cosine of the vectors as given: pass vectors
+    through :func:`voicecheck.crosscall.scoring_space` for the default.
 
     Args:
         vectors: the borrower's call embeddings, shape (n, d).
@@ -531,8 +537,8 @@ def find_rings(
     Memory is O(n k) plus O(c^2) for the largest component c; no n x n matrix is built.
 
     Args:
-        vectors: call embeddings, shape (n, d); pass centred vectors (:func:`centre`) for the default
-            threshold.
+        vectors: call embeddings, shape (n, d); pass them through
+            :func:`voicecheck.crosscall.scoring_space` for the default threshold.
         call_ids: one id per row.
         borrower_ids: the borrower each call was made for, one per row.
         min_borrowers: least distinct borrowers of a ring (>= 2).

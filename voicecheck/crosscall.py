@@ -1,8 +1,10 @@
 """Cross-call analyses over the call-embedding store: inconsistent borrowers and rings.
 
-Vectors are the stored call embeddings in the telephone band, centred on their own mean (the
-in-domain mean) and renormalised: the scale the thresholds in :mod:`voicecheck.analysis` were
-chosen on (benchmarks/analysis.py).
+Vectors are the stored call embeddings in the telephone band, mapped into the product's scoring
+space (:func:`scoring_space`): the model's shipped back-end (LDA for GE2E) re-centred on the stored
+calls' own mean (the in-domain mean), or, for a model with no back-end, just centred on that mean.
+The cosine in that space is the scale the thresholds in :mod:`voicecheck.analysis` were chosen on
+(benchmarks/analysis.py).
 """
 
 from __future__ import annotations
@@ -13,10 +15,16 @@ from typing import Any
 
 import numpy as np
 
-from .analysis import VOICES_THRESHOLD, centre, find_rings, voices_per_borrower
+from .analysis import RING_LINK_THRESHOLD, VOICES_THRESHOLD, centre, find_rings, voices_per_borrower
 from .callstore import CallStore
 from .config import Settings
 from .embedders import model_spec
+from .errors import UsageError
+from .scorer import load_backend
+from .scoring import with_domain_mean
+
+DOMAIN_MEAN_SAMPLE = 50000
+"""At most this many stored calls (an even spread over the store) estimate the in-domain mean."""
 
 
 @dataclass(frozen=True)
@@ -49,12 +57,53 @@ def stored_calls(settings: Settings) -> Calls:
     return Calls(ids, owners, np.stack(rows) if rows else np.zeros((0, dim), np.float32))
 
 
+def scoring_space(settings: Settings, vectors: np.ndarray, block: int = 8192) -> np.ndarray:
+    """Map raw call vectors into the product's scoring space (unit rows; cosine = similarity there).
+
+    With a back-end for the model (:func:`voicecheck.scorer.load_backend`; GE2E ships an LDA) the
+    rows go through it, re-centred on the mean of ``vectors`` (at most :data:`DOMAIN_MEAN_SAMPLE`
+    of them, evenly spread) as the scorer re-centres on its cohort; without one they are centred
+    on that mean (:func:`voicecheck.analysis.centre`). With fewer than ``settings.cohort_min``
+    rows their mean is no domain mean (two calls centred on their own mean point in opposite
+    directions), so the back-end keeps its shipped mean, or the rows are only length-normalised.
+    Rows are transformed in blocks: memory O(n k) for output dimension k, no n x n matrix.
+
+    Args:
+        settings: run settings (model, embeddings folder, ``backend_file``, ``cohort_min``).
+        vectors: raw call embeddings of ``settings.model``, shape (n, d).
+
+    Returns:
+        float32, shape (n, k): k is the back-end's output dimension (d without a back-end).
+    """
+    x = np.asarray(vectors, dtype=np.float32)
+    if x.ndim != 2:
+        raise UsageError(f"vectors must have shape (n, d), got shape {x.shape}.")
+    step = -(-len(x) // DOMAIN_MEAN_SAMPLE) if len(x) else 1
+    sample = x[::step]
+    own_mean = len(x) >= max(2, settings.cohort_min)
+    spec = model_spec(settings.model, settings.embeddings)
+    backend = load_backend(settings, spec.key, spec.name)
+    if backend is None:
+        return centre(x, sample.mean(axis=0) if own_mean else np.zeros(x.shape[1], np.float32))
+    if own_mean:
+        backend = with_domain_mean(backend, sample)
+    out = np.empty((len(x), backend.output_dimension), np.float32)
+    for s in range(0, len(x), block):
+        out[s : s + block] = backend.transform(x[s : s + block])
+    return out
+
+
 def inconsistent_borrowers(settings: Settings, threshold: float = VOICES_THRESHOLD) -> list[dict[str, Any]]:
-    """Borrowers whose stored calls hold two or more distinct voices, with the calls of each voice."""
+    """Borrowers whose stored calls hold two or more distinct voices, with the calls of each voice.
+
+    Args:
+        settings: run settings.
+        threshold: least mean cosine between calls of one voice, in :func:`scoring_space`.
+    """
     calls = stored_calls(settings)
     if len(calls.call_ids) == 0:
         return []
-    vectors = centre(calls.vectors)
+    vectors = scoring_space(settings, calls.vectors)
     order = sorted(range(len(calls.call_ids)), key=lambda i: (calls.borrower_ids[i], calls.call_ids[i]))
     found = []
     for borrower, members in groupby(order, key=lambda i: calls.borrower_ids[i]):
@@ -66,12 +115,23 @@ def inconsistent_borrowers(settings: Settings, threshold: float = VOICES_THRESHO
     return found
 
 
-def rings(settings: Settings, min_borrowers: int = 3) -> list[dict[str, Any]]:
-    """Voices that speak as ``min_borrowers`` or more different borrowers, most borrowers first."""
+def rings(
+    settings: Settings, min_borrowers: int = 3, link_threshold: float = RING_LINK_THRESHOLD
+) -> list[dict[str, Any]]:
+    """Voices that speak as ``min_borrowers`` or more different borrowers, most borrowers first.
+
+    Args:
+        settings: run settings.
+        min_borrowers: least distinct borrowers of a ring.
+        link_threshold: least cosine between linked calls, in :func:`scoring_space`.
+    """
     calls = stored_calls(settings)
     if len(calls.call_ids) < 2:
         return []
-    found = find_rings(centre(calls.vectors), calls.call_ids, calls.borrower_ids, min_borrowers=min_borrowers)
+    found = find_rings(
+        scoring_space(settings, calls.vectors), calls.call_ids, calls.borrower_ids,
+        min_borrowers=min_borrowers, link_threshold=link_threshold,
+    )
     out = [{"voice": n + 1, "borrowers": sorted(set(r.borrowers)), "calls": list(r.calls),
             "cohesion": round(float(r.cohesion), 4)} for n, r in enumerate(found)]
     return sorted(out, key=lambda r: (-len(r["borrowers"]), -r["cohesion"]))
