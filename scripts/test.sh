@@ -2,6 +2,7 @@
 # Install everything into ./.venv, then run the test suite (no network, no model hub).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install.sh
+# the tests also start a real local Ray cluster (on 127.0.0.1), so the ray extra is installed too
+EXTRAS=${EXTRAS:-ecapa,rings,ray,dev} scripts/install.sh
 export HF_HUB_OFFLINE=1
 exec .venv/bin/python -m pytest -q "$@"
