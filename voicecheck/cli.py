@@ -33,6 +33,7 @@ cohort_app = typer.Typer(help="In-domain cohort of unlabelled call embeddings.",
 app.add_typer(cohort_app, name="cohort")
 
 EXIT_MATCH, EXIT_MISMATCH, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+NOUN = {"borrower": "borrower", "agent": "collector"}
 EXIT_BY_VERDICT = {
     "match": EXIT_MATCH,
     "mismatch": EXIT_MISMATCH,
@@ -133,21 +134,39 @@ def enroll(
 @store_app.command("list")
 def store_list(store: StoreOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """List enrolled borrowers."""
+    list_voiceprints("borrower", store, config, as_json)
+
+
+def list_voiceprints(kind: str, store: Path | None, config: Path | None, as_json: bool) -> None:
+    """Print the voiceprints of one kind (borrower or agent): counts and times, never vectors."""
     from .enrollment import VoiceprintStore
 
     settings = run(lambda: settings_from(config, store=store))
-    rows = run(lambda: VoiceprintStore(settings.store).summaries("borrower"))
+    rows = run(lambda: VoiceprintStore(settings.store).summaries(kind))
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
     if not rows:
-        typer.echo(f"no voiceprints in {settings.store}")
+        typer.echo(
+            f"no collectors enrolled in {settings.store}" if kind == "agent" else f"no voiceprints in {settings.store}"
+        )
         return
-    typer.echo(f"{'borrower':<16} {'model':<26} {'recordings':>10} {'speech s':>9}  updated")
+    typer.echo(f"{NOUN[kind]:<16} {'model':<26} {'recordings':>10} {'speech s':>9}  updated")
     for r in rows:
         typer.echo(
             f"{r['id']!s:<16} {r['model']!s:<26} {r['recordings']:>10} {r['speech_seconds']:>9.1f}  {r['updated_at']}"
         )
+
+
+def remove_voiceprint(kind: str, owner_id: str, store: Path | None, config: Path | None) -> None:
+    """Delete one voiceprint of a kind; exit 3 when there is none."""
+    from .enrollment import VoiceprintStore
+
+    settings = run(lambda: settings_from(config, store=store))
+    n = run(lambda: VoiceprintStore(settings.store).remove(owner_id, kind=kind))
+    if n == 0:
+        fail(f"{NOUN[kind]} {owner_id!r} has no voiceprint in {settings.store}", EXIT_INCONCLUSIVE)
+    typer.echo(f"removed {'collector ' if kind == 'agent' else ''}{owner_id} ({n} recording(s))")
 
 
 @store_app.command("show")
@@ -178,13 +197,7 @@ def store_show(borrower_id: str, store: StoreOpt = None, config: ConfigOpt = Non
 @store_app.command("remove")
 def store_remove(borrower_id: str, store: StoreOpt = None, config: ConfigOpt = None) -> None:
     """Delete a borrower's voiceprint."""
-    from .enrollment import VoiceprintStore
-
-    settings = run(lambda: settings_from(config, store=store))
-    n = run(lambda: VoiceprintStore(settings.store).remove(borrower_id))
-    if n == 0:
-        fail(f"borrower {borrower_id!r} has no voiceprint in {settings.store}", EXIT_INCONCLUSIVE)
-    typer.echo(f"removed {borrower_id} ({n} recording(s))")
+    remove_voiceprint("borrower", borrower_id, store, config)
 
 
 # -- check -------------------------------------------------------------------------------------------
@@ -609,30 +622,13 @@ def agents_enroll(
 @agents_app.command("list")
 def agents_list(store: StoreOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """List enrolled collectors."""
-    from .enrollment import VoiceprintStore
-
-    settings = run(lambda: settings_from(config, store=store))
-    rows = run(lambda: VoiceprintStore(settings.store).summaries("agent"))
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        typer.echo("no collectors enrolled")
-    for r in rows:
-        typer.echo(
-            f"{r['id']!s:<16} {r['model']!s:<26} {r['recordings']:>3} recording(s) {r['speech_seconds']:>7.1f} s"
-        )
+    list_voiceprints("agent", store, config, as_json)
 
 
 @agents_app.command("remove")
 def agents_remove(agent_id: str, store: StoreOpt = None, config: ConfigOpt = None) -> None:
     """Delete a collector's voiceprint."""
-    from .enrollment import VoiceprintStore
-
-    settings = run(lambda: settings_from(config, store=store))
-    if run(lambda: VoiceprintStore(settings.store).remove(agent_id, kind="agent")) == 0:
-        fail(f"no collector {agent_id!r} enrolled", EXIT_INCONCLUSIVE)
-    typer.echo(f"removed collector {agent_id}")
+    remove_voiceprint("agent", agent_id, store, config)
 
 
 def why(r: dict[str, Any]) -> str:
