@@ -528,6 +528,16 @@ def watch_add(
     typer.echo(f"watchlist: {label} added from {n} recording(s)/call(s)")
 
 
+def watch_store(config: Path | None, store: Path | None, embeddings: Path | None, model: str | None) -> tuple[Any, str]:
+    """The voiceprint store holding the watchlist, and the name of the model whose entries to use."""
+    from .embedders import model_spec
+    from .enrollment import VoiceprintStore
+
+    settings = run(lambda: settings_from(config, store=store, embeddings=embeddings, model=model))
+    name = run(lambda: model_spec(settings.model, settings.embeddings)).name
+    return run(lambda: VoiceprintStore(settings.store)), name
+
+
 @watch_app.command("list")
 def watch_list(
     store: StoreOpt = None,
@@ -537,14 +547,10 @@ def watch_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List watchlist voices (label, source, date, model)."""
-    from .embedders import model_spec
-    from .enrollment import VoiceprintStore
-
-    settings = run(lambda: settings_from(config, store=store, embeddings=embeddings, model=model))
-    name = run(lambda: model_spec(settings.model, settings.embeddings)).name
+    db, name = watch_store(config, store, embeddings, model)
     rows = [
         {"label": e.label, "source": e.source, "added_on": e.added_on, "model": e.model}
-        for e in run(lambda: VoiceprintStore(settings.store).watch_list(name))
+        for e in run(lambda: db.watch_list(name))
     ]
     if as_json:
         typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
@@ -571,12 +577,10 @@ def watch_export(
     file: Path, store: StoreOpt = None, embeddings: EmbOpt = None, model: ModelOpt = None, config: ConfigOpt = None
 ) -> None:
     """Write the watchlist as a shareable file of embeddings (model name, no audio)."""
-    from .embedders import model_spec
-    from .enrollment import VoiceprintStore, export_watchlist
+    from .enrollment import export_watchlist
 
-    settings = run(lambda: settings_from(config, store=store, embeddings=embeddings, model=model))
-    name = run(lambda: model_spec(settings.model, settings.embeddings)).name
-    n = run(lambda: export_watchlist(VoiceprintStore(settings.store), file, name))
+    db, name = watch_store(config, store, embeddings, model)
+    n = run(lambda: export_watchlist(db, file, name))
     typer.echo(f"watchlist: exported {n} {name} voice(s) to {file}")
 
 
@@ -590,12 +594,10 @@ def watch_import(
     config: ConfigOpt = None,
 ) -> None:
     """Merge a watchlist file shared by another team or institution."""
-    from .embedders import model_spec
-    from .enrollment import VoiceprintStore, import_watchlist
+    from .enrollment import import_watchlist
 
-    settings = run(lambda: settings_from(config, store=store, embeddings=embeddings, model=model))
-    name = run(lambda: model_spec(settings.model, settings.embeddings)).name
-    added, skipped = run(lambda: import_watchlist(VoiceprintStore(settings.store), file, name, replace))
+    db, name = watch_store(config, store, embeddings, model)
+    added, skipped = run(lambda: import_watchlist(db, file, name, replace))
     typer.echo(f"watchlist: imported {added} voice(s), {skipped} skipped (label exists; --replace to overwrite)")
 
 
