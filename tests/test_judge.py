@@ -126,3 +126,13 @@ def test_mono_call_of_the_collector_alone_is_inconclusive(parts) -> None:
     emb = engine.embed_audio(_audio(chord(VOICE_C, 8.0, 8000), 8000, 1, "agent-only"))
     r = judge(threshold=0.5)("N2", "B1", "agent-only.wav", emb, emb.speech_seconds, 0)
     assert (r.verdict, r.reason, r.speech_seconds) == ("inconclusive", "insufficient_speech", 0.0)
+
+
+def test_a_call_that_cannot_be_judged_is_an_error_record_not_an_exception(parts) -> None:
+    # no threshold configured and no calibration for the fake model: the mono split needs one
+    engine, _, _, judge = parts
+    x = np.concatenate([chord(VOICE_C, 6.0), chord(VOICE_A, 6.0)])
+    emb = engine.embed_audio(_audio(x, 16000, 1, "mono-uncalibrated"))
+    r = judge(threshold=None)("U1", "B1", "mono.wav", emb, emb.speech_seconds, 0)
+    assert r.verdict == "error"
+    assert r.reason is not None and r.reason.startswith("usage_error") and "calibrate" in r.reason

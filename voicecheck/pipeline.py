@@ -152,28 +152,32 @@ class Judge:
         self, call_id: str, borrower_id: str, audio: str, emb: CallEmbedding | None, speech_s: float,
         channel: int | None = None,
     ) -> CallResult:
-        """The record for one call; ``emb`` None means too little speech."""
+        """The record for one call; ``emb`` None means too little speech. Never raises a VoicecheckError:
+        a call that cannot be judged gets verdict ``error`` with the reason."""
         result = CallResult(call_id=call_id, borrower_id=borrower_id, verdict="inconclusive",
                             speech_seconds=round(speech_s, 2), model=self.scorer.model, audio=audio, channel=channel)
+        try:
+            self._decide(result, emb)
+        except VoicecheckError as e:
+            result.verdict, result.reason = "error", f"{e.code}: {e}"
+        return result
+
+    def _decide(self, result: CallResult, emb: CallEmbedding | None) -> None:
         if emb is not None and emb.channels == 1 and self.scorer.settings.mono_split:
             emb = self.customer_side(emb)
             result.speech_seconds = round(emb.speech_seconds, 2) if emb is not None else 0.0
         if emb is None or emb.speech_seconds < self.min_speech_s:
             result.reason = InsufficientSpeechError.code
-            return result
+            return
         result.duration_s, result.band, result.content_hash = round(emb.duration_s, 2), emb.band, emb.content_hash
+        result.watchlist_hits = self.watchlist_hits(emb)
         try:
-            result.watchlist_hits = self.watchlist_hits(emb)
-            voiceprint = self.voiceprints.get(borrower_id, self.scorer.model)
-            s = self.scorer.score(voiceprint, emb)
+            voiceprint = self.voiceprints.get(result.borrower_id, self.scorer.model)
         except NotEnrolledError:
-            result.reason = NotEnrolledError.code
-            if result.watchlist_hits:
-                result.verdict, result.reason = "mismatch", "watchlist_hit"
-            return result
-        except VoicecheckError as e:
-            result.verdict, result.reason = "error", f"{e.code}: {e}"
-            return result
+            result.verdict, result.reason = ("mismatch", "watchlist_hit") if result.watchlist_hits else (
+                "inconclusive", NotEnrolledError.code)
+            return
+        s = self.scorer.score(voiceprint, emb)
         result.score, result.threshold = round(s.score, 4), round(s.threshold, 4)
         result.raw_cosine = round(s.raw_cosine, 4)
         result.llr = None if s.llr is None else round(s.llr, 3)
@@ -188,7 +192,6 @@ class Judge:
             result.verdict, result.reason = "mismatch", "watchlist_hit"
         else:
             result.verdict = "match"
-        return result
 
     def within_call(self, result: CallResult, voiceprint: Voiceprint, emb: CallEmbedding, band: str,
                     threshold: float) -> None:
