@@ -7,4 +7,7 @@ cd "$(dirname "$0")/.."
 scripts/install.sh
 export HF_HUB_OFFLINE=1
 .venv/bin/voicecheck enroll --manifest samples/enroll.csv
+# a batch resumes into an existing --out; the demo starts a fresh run so it shows today's scoring
+# (call embeddings already in ./embeddings are reused, keyed by audio content)
+rm -rf out/samples
 .venv/bin/voicecheck batch samples/calls.csv --out out/samples
