@@ -241,7 +241,7 @@ def write_html(
         html_table(others, FLAG_COLUMNS, link="audio"),
         "<!-- extra sections: takeovers, rings, watchlist hits -->",
     ]
-    if rings:
+    if rings is not None:
         parts += [
             f"<h2>Voice rings ({len(rings)})</h2>",
             html_table([_ring_row(x) for x in rings], ["ring", "borrowers", "calls", "cohesion"]),
