@@ -243,7 +243,7 @@ def check(
 def render_result(r: dict[str, Any]) -> str:
     verdict = r["verdict"].upper() + (f" ({r['reason']})" if r.get("reason") else "")
     lines = [
-        f"call       {r['audio']} (channel {r.get('channel')})",
+        f"call       {r['audio']}" + ("" if r.get("channel") is None else f" (channel {r['channel']})"),
         f"borrower   {r['borrower_id']}",
         f"verdict    {verdict}",
     ]
@@ -647,9 +647,10 @@ def why(r: dict[str, Any]) -> str:
 
 
 def count_rows(manifest: Path) -> int:
-    from .batch import read_rows
+    """Rows of a call manifest (checks its header first, so a bad manifest fails before any model loads)."""
+    from .batch import CALL_COLUMNS, read_rows
 
-    return sum(1 for _ in read_rows(manifest, ()))
+    return sum(1 for _ in read_rows(manifest, CALL_COLUMNS))
 
 
 def main() -> None:

@@ -38,7 +38,6 @@ class Settings:
         cohort_min: fewest call embeddings that make a usable cohort.
         backend_file: trained back-end (.npz) relative to the package's models dir or absolute; "" = none.
         threshold: decision threshold on ``score``; None = the model's calibrated default.
-        max_false_flag: when set, threshold at this fraction of genuine calls flagged (needs calibration data).
         mono_split: in mono recordings, separate the two speakers and score only the customer's voice.
         takeover_window_s: span of speech averaged for the similarity timeline.
         takeover_min_segment_s: least speech on each side of a speaker change.
@@ -63,7 +62,6 @@ class Settings:
     cohort_min: int = 20
     backend_file: str = "auto"
     threshold: float | None = None
-    max_false_flag: float | None = None
     mono_split: bool = True
     takeover_window_s: float = 4.0
     takeover_min_segment_s: float = 4.0

@@ -110,8 +110,13 @@ def inconsistent_borrowers(settings: Settings, threshold: float = VOICES_THRESHO
         idx = list(members)
         groups = voices_per_borrower(vectors[idx], [calls.call_ids[i] for i in idx], threshold)
         if groups:
-            found.append({"borrower_id": borrower, "calls": len(idx),
-                          "voices": [{"voice": n + 1, "calls": g} for n, g in enumerate(groups)]})
+            found.append(
+                {
+                    "borrower_id": borrower,
+                    "calls": len(idx),
+                    "voices": [{"voice": n + 1, "calls": g} for n, g in enumerate(groups)],
+                }
+            )
     return found
 
 
@@ -129,9 +134,19 @@ def rings(
     if len(calls.call_ids) < 2:
         return []
     found = find_rings(
-        scoring_space(settings, calls.vectors), calls.call_ids, calls.borrower_ids,
-        min_borrowers=min_borrowers, link_threshold=link_threshold,
+        scoring_space(settings, calls.vectors),
+        calls.call_ids,
+        calls.borrower_ids,
+        min_borrowers=min_borrowers,
+        link_threshold=link_threshold,
     )
-    out = [{"voice": n + 1, "borrowers": sorted(set(r.borrowers)), "calls": list(r.calls),
-            "cohesion": round(float(r.cohesion), 4)} for n, r in enumerate(found)]
+    out = [
+        {
+            "voice": n + 1,
+            "borrowers": sorted(set(r.borrowers)),
+            "calls": list(r.calls),
+            "cohesion": round(float(r.cohesion), 4),
+        }
+        for n, r in enumerate(found)
+    ]
     return sorted(out, key=lambda r: (-len(r["borrowers"]), -r["cohesion"]))

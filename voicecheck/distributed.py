@@ -63,8 +63,9 @@ class _EmbedActor:
 
 def absolute_settings(settings: Settings) -> Settings:
     """``settings`` with the store and embeddings paths made absolute (actors may run elsewhere)."""
-    return replace(settings, store=str(Path(settings.store).resolve()),
-                   embeddings=str(Path(settings.embeddings).resolve()))
+    return replace(
+        settings, store=str(Path(settings.store).resolve()), embeddings=str(Path(settings.embeddings).resolve())
+    )
 
 
 def start_ray(settings: Settings, address: str | None) -> bool:
@@ -104,8 +105,10 @@ def start_ray(settings: Settings, address: str | None) -> bool:
         bound = {n.get("NodeManagerAddress") for n in ray.nodes()}
         if bound != {LOCAL_IP}:
             ray.shutdown()
-            raise UsageError(f"the local Ray instance bound to {', '.join(map(str, bound))} instead of {LOCAL_IP}; "
-                             "start a cluster yourself and pass its address")
+            raise UsageError(
+                f"the local Ray instance bound to {', '.join(map(str, bound))} instead of {LOCAL_IP}; "
+                "start a cluster yourself and pass its address"
+            )
     return True
 
 

@@ -134,8 +134,9 @@ class Judge:
         scorer: the model's scorer (back-end, cohort, thresholds).
     """
 
-    def __init__(self, voiceprints: VoiceprintStore, scorer: Scorer, min_speech_s: float = 3.0,
-                 timeline: bool = False) -> None:
+    def __init__(
+        self, voiceprints: VoiceprintStore, scorer: Scorer, min_speech_s: float = 3.0, timeline: bool = False
+    ) -> None:
         self.voiceprints = voiceprints
         self.scorer = scorer
         self.min_speech_s = min_speech_s
@@ -149,13 +150,25 @@ class Judge:
         self.watch_threshold = None if threshold is None else float(threshold)
 
     def __call__(
-        self, call_id: str, borrower_id: str, audio: str, emb: CallEmbedding | None, speech_s: float,
+        self,
+        call_id: str,
+        borrower_id: str,
+        audio: str,
+        emb: CallEmbedding | None,
+        speech_s: float,
         channel: int | None = None,
     ) -> CallResult:
         """The record for one call; ``emb`` None means too little speech. Never raises a VoicecheckError:
         a call that cannot be judged gets verdict ``error`` with the reason."""
-        result = CallResult(call_id=call_id, borrower_id=borrower_id, verdict="inconclusive",
-                            speech_seconds=round(speech_s, 2), model=self.scorer.model, audio=audio, channel=channel)
+        result = CallResult(
+            call_id=call_id,
+            borrower_id=borrower_id,
+            verdict="inconclusive",
+            speech_seconds=round(speech_s, 2),
+            model=self.scorer.model,
+            audio=audio,
+            channel=channel,
+        )
         try:
             self._decide(result, emb)
         except VoicecheckError as e:
@@ -174,8 +187,9 @@ class Judge:
         try:
             voiceprint = self.voiceprints.get(result.borrower_id, self.scorer.model)
         except NotEnrolledError:
-            result.verdict, result.reason = ("mismatch", "watchlist_hit") if result.watchlist_hits else (
-                "inconclusive", NotEnrolledError.code)
+            result.verdict, result.reason = (
+                ("mismatch", "watchlist_hit") if result.watchlist_hits else ("inconclusive", NotEnrolledError.code)
+            )
             return
         s = self.scorer.score(voiceprint, emb)
         result.score, result.threshold = round(s.score, 4), round(s.threshold, 4)
@@ -193,8 +207,9 @@ class Judge:
         else:
             result.verdict = "match"
 
-    def within_call(self, result: CallResult, voiceprint: Voiceprint, emb: CallEmbedding, band: str,
-                    threshold: float) -> None:
+    def within_call(
+        self, result: CallResult, voiceprint: Voiceprint, emb: CallEmbedding, band: str, threshold: float
+    ) -> None:
         """Look for a takeover inside the call (and draw the similarity timeline if asked)."""
         from .analysis import detect_speaker_change, similarity_timeline
 
@@ -204,15 +219,19 @@ class Judge:
             return self.scorer.scores(enroll, rows, band, emb.content_hash, voiceprint.owner_id)[0]
 
         settings = self.scorer.settings
-        change = detect_speaker_change(emb.windows, emb.window_times_s, enroll, score_fn, threshold,
-                                       min_segment_s=settings.takeover_min_segment_s)
+        change = detect_speaker_change(
+            emb.windows, emb.window_times_s, enroll, score_fn, threshold, min_segment_s=settings.takeover_min_segment_s
+        )
         if change is not None:
             result.speaker_change_s = round(change.change_s, 2)
         if self.timeline:
             result.speech_regions = [[round(r.start_s, 2), round(r.end_s, 2)] for r in emb.regions]
-            result.timeline = [{k: round(v, 4) for k, v in point.items()} for point in
-                               similarity_timeline(emb.windows, emb.window_times_s, enroll, score_fn,
-                                                   span_s=settings.takeover_window_s)]
+            result.timeline = [
+                {k: round(v, 4) for k, v in point.items()}
+                for point in similarity_timeline(
+                    emb.windows, emb.window_times_s, enroll, score_fn, span_s=settings.takeover_window_s
+                )
+            ]
 
     def customer_side(self, emb: CallEmbedding) -> CallEmbedding | None:
         """For a mono recording, keep only the customer's windows (collectors' voices removed).
@@ -226,16 +245,25 @@ class Judge:
         band = "narrow" if emb.band == "narrow" else "wide"
         agents = self.agent_vectors if band == "narrow" else None
         mask = customer_windows(
-            emb.windows, emb.window_times_s, agents,
-            lambda a, rows: self.scorer.scores(a, rows, band)[0], self.scorer.threshold(band),
+            emb.windows,
+            emb.window_times_s,
+            agents,
+            lambda a, rows: self.scorer.scores(a, rows, band)[0],
+            self.scorer.threshold(band),
         )
         if mask.all():
             return emb
         if not mask.any():
             return None
         kept = emb.windows[mask]
-        return replace(emb, vector=unit(kept.mean(axis=0)), windows=kept, window_times_s=emb.window_times_s[mask],
-                       speech_seconds=emb.speech_seconds * float(mask.mean()), narrow_vector=None)
+        return replace(
+            emb,
+            vector=unit(kept.mean(axis=0)),
+            windows=kept,
+            window_times_s=emb.window_times_s[mask],
+            speech_seconds=emb.speech_seconds * float(mask.mean()),
+            narrow_vector=None,
+        )
 
     @classmethod
     def open(cls, settings: Settings, voiceprints: VoiceprintStore, calls: Any, timeline: bool = False) -> Judge:
@@ -264,8 +292,14 @@ class Judge:
 
 def error_result(call_id: str, borrower_id: str, audio: str, error: VoicecheckError, model: str | None) -> CallResult:
     """The record of a call that could not be processed."""
-    return CallResult(call_id=call_id, borrower_id=borrower_id, verdict="error", reason=f"{error.code}: {error}",
-                      model=model, audio=audio)
+    return CallResult(
+        call_id=call_id,
+        borrower_id=borrower_id,
+        verdict="error",
+        reason=f"{error.code}: {error}",
+        model=model,
+        audio=audio,
+    )
 
 
 def enroll_recordings(
@@ -302,8 +336,17 @@ def enroll_recordings(
                 failures += 1
                 continue
             fresh = replace and owner not in started
-            added = store.add_recording(owner, engine.model, str(path), got.content_hash, got.band,
-                                        got.speech_seconds, got.vectors, replace=fresh, kind=kind)
+            added = store.add_recording(
+                owner,
+                engine.model,
+                str(path),
+                got.content_hash,
+                got.band,
+                got.speech_seconds,
+                got.vectors,
+                replace=fresh,
+                kind=kind,
+            )
             started.add(owner)
             what = "added" if added else "already enrolled, skipped"
             report(f"{owner}: {path}: {what} ({got.speech_seconds:.1f} s speech, {got.band}band)")
@@ -312,8 +355,9 @@ def enroll_recordings(
     return failures
 
 
-def check_one(audio: str | Path, borrower_id: str, settings: Settings, engine: Engine | None = None,
-              timeline: bool = False) -> CallResult:
+def check_one(
+    audio: str | Path, borrower_id: str, settings: Settings, engine: Engine | None = None, timeline: bool = False
+) -> CallResult:
     """Check one call against a borrower's voiceprint, with the workspace's stored cohort.
 
     Unreadable audio and a missing channel give an ``error`` record (never an exception) so the

@@ -110,8 +110,7 @@ class EcapaEmbedder:
             from speechbrain.utils.fetching import FetchConfig, LocalStrategy
         except ImportError as exc:
             raise BackendUnavailableError(
-                f"the ECAPA backend needs speechbrain and torch, which are not installed "
-                f"({exc}); {INSTALL_HINT}"
+                f"the ECAPA backend needs speechbrain and torch, which are not installed ({exc}); {INSTALL_HINT}"
             ) from exc
         except (OSError, RuntimeError) as exc:
             raise BackendUnavailableError(
@@ -249,8 +248,7 @@ class EcapaEmbedder:
         vectors = np.concatenate(rows, axis=0).astype(np.float32)
         if not np.isfinite(vectors).all():
             raise BackendUnavailableError(
-                f"{self.name} from {self.source} produced non-finite embeddings; "
-                "the model files may be corrupt"
+                f"{self.name} from {self.source} produced non-finite embeddings; the model files may be corrupt"
             )
         return vectors
 

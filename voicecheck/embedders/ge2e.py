@@ -38,6 +38,7 @@ class GE2EEmbedder:
     ) -> None:
         try:
             import torch
+
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # webrtcvad imports the deprecated pkg_resources
                 import resemblyzer
@@ -47,7 +48,9 @@ class GE2EEmbedder:
                 f"the ge2e backend needs resemblyzer and torch ({e}); install with: pip install resemblyzer"
             ) from None
         if device.startswith("cuda") and not torch.cuda.is_available():
-            raise BackendUnavailableError(f"device {device!r} asked for, but torch sees no CUDA device; use --device cpu")
+            raise BackendUnavailableError(
+                f"device {device!r} asked for, but torch sees no CUDA device; use --device cpu"
+            )
         path = Path(weights) if weights else Path(resemblyzer.__file__).parent / "pretrained.pt"
         if not path.is_file():
             raise BackendUnavailableError(f"GE2E weights not found at {path}; reinstall resemblyzer or fix models.toml")
