@@ -116,12 +116,13 @@ class Engine:
         audio = load(path, channel)
         speech, _, seconds = self.speech(audio)
         self._require(seconds, audio.path)
-        rate = self.embedder.sample_rate
-        vectors = {"narrow": embed_speech(self.embedder, speech if audio.band == "narrow" else to_narrow(speech, rate))}
-        if audio.band == "wide":
-            vectors["wide"] = embed_speech(self.embedder, speech)
-            if not self.settings.channel_matching:
-                vectors["narrow"] = vectors["wide"]
+        own = embed_speech(self.embedder, speech)
+        if audio.band == "narrow":
+            vectors = {"narrow": own}
+        else:
+            matched = self.settings.channel_matching
+            narrow = embed_speech(self.embedder, to_narrow(speech, self.embedder.sample_rate)) if matched else own
+            vectors = {"wide": own, "narrow": narrow}
         return Enrolled(vectors, seconds, audio.content_hash, audio.band)
 
 
