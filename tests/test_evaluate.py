@@ -119,3 +119,14 @@ def test_calibrate_then_check_uses_the_threshold_and_reports_llr(vc, trials: Pat
     # eval now also reports calibration quality
     m = json.loads(vc("eval", trials, "--out", tmp_path / "e", "--json").output)
     assert m["cllr"] is not None and m["cllr"] >= 0
+
+
+def test_calibrate_at_an_llr_puts_the_threshold_where_the_fitted_llr_equals_it(vc, trials: Path, tmp_path: Path) -> None:  # noqa: F811,E501
+    res = vc("calibrate", trials, "--at-llr", "2.0")
+    assert res.exit_code == 0, res.output
+    assert "llr +2.00" in res.output
+    values = json.loads((tmp_path / "embeddings" / "calibration" / "fake.json").read_text())["modes"]["cosine"]
+    a, b = values["calibration"]["a"], values["calibration"]["b"]
+    assert a * values["threshold"] + b == pytest.approx(2.0, abs=1e-6)
+    assert values["llr_target"] == 2.0 and values["false_flag_target"] is None
+    assert 0.0 <= values["genuine_flagged"] <= 1.0 and 0.0 <= values["impostors_flagged"] <= 1.0

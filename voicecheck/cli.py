@@ -383,6 +383,10 @@ def calibrate(
     max_false_flag: Annotated[
         float, typer.Option("--max-false-flag", help="Fraction of genuine calls the threshold may flag.")
     ] = 0.05,
+    at_llr: Annotated[
+        float | None,
+        typer.Option("--at-llr", help="Put the threshold where the calibrated LLR equals this (instead of a rate)."),
+    ] = None,
     channel: ChannelOpt = None,
     store: StoreOpt = None,
     embeddings: EmbOpt = None,
@@ -398,10 +402,12 @@ def calibrate(
     settings = run(
         lambda: settings_from(config, store=store, embeddings=embeddings, model=model, device=device, channel=channel)
     )
-    c = run(lambda: fit(trials, settings, max_false_flag, lambda line: typer.echo(line, err=True)))
+    c = run(lambda: fit(trials, settings, max_false_flag, lambda line: typer.echo(line, err=True), at_llr))
+    rule = f"llr {at_llr:+.2f}" if at_llr is not None else f"<= {100 * max_false_flag:.1f}% genuine flagged"
     typer.echo(
-        f"scoring mode {c['mode']}: threshold {c['threshold']:.4f} (flags <= {100 * max_false_flag:.1f}% of "
-        f"{c['n_target']} genuine trials), llr = {c['calibration']['a']:.3f} * score + "
+        f"scoring mode {c['mode']}: threshold {c['threshold']:.4f} ({rule}; on these {c['n_target']} genuine and "
+        f"{c['n_nontarget']} impostor trials it flags {100 * c['genuine_flagged']:.1f}% and "
+        f"{100 * c['impostors_flagged']:.1f}%), llr = {c['calibration']['a']:.3f} * score + "
         f"{c['calibration']['b']:.3f}; saved to {c['path']}"
     )
 

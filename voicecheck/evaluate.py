@@ -165,10 +165,12 @@ def calibrate(
     settings: Settings,
     max_false_flag: float | None = 0.05,
     report: Callable[[str], None] = lambda s: None,
+    at_llr: float | None = None,
 ) -> dict[str, Any]:
     """Fit score -> LLR and a threshold on labelled trials; store them for the current scoring mode.
 
-    The threshold flags at most ``max_false_flag`` of the genuine trials (None: at the EER).
+    The threshold is where the fitted LLR equals ``at_llr`` when given; otherwise it flags at most
+    ``max_false_flag`` of the genuine trials (None: at the EER).
     """
     from .scoring import fit_calibration, threshold_at_eer, threshold_at_false_flag
 
@@ -178,13 +180,22 @@ def calibrate(
     mode = scorer.mode(band)
     source = f"voicecheck calibrate {path} ({len(tar)} target, {len(non)} non-target trials, {now()[:10]})"
     calib = fit_calibration(tar, non, model=scorer.model, source=source)
-    threshold = (
-        threshold_at_false_flag(tar, max_false_flag) if max_false_flag is not None else threshold_at_eer(tar, non)
-    )
+    if at_llr is not None:
+        if calib.a <= 0:
+            raise UsageError(f"the calibration fitted on {path} does not rise with the score (slope {calib.a:.3g}): "
+                             "the trials do not separate targets from non-targets; check their labels")
+        threshold = (at_llr - calib.b) / calib.a
+    elif max_false_flag is not None:
+        threshold = threshold_at_false_flag(tar, max_false_flag)
+    else:
+        threshold = threshold_at_eer(tar, non)
     values = {
         "threshold": float(threshold),
         "calibration": {"a": calib.a, "b": calib.b},
-        "false_flag_target": max_false_flag,
+        "false_flag_target": None if at_llr is not None else max_false_flag,
+        "llr_target": at_llr,
+        "genuine_flagged": float(np.mean(tar < threshold)),
+        "impostors_flagged": float(np.mean(non < threshold)),
         "n_target": len(tar),
         "n_nontarget": len(non),
     }
