@@ -17,7 +17,11 @@ What it measures (GE2E, every clip passed through voicecheck.channel.simulate_ca
 * rings: borrowers (LibriSpeech) with one genuine call each (plus a second for some); impostor
   voices (speakers with several recordings: VCTK, AMI, sherpa, picovoice, CMU, and some
   LibriSpeech speakers cut into pieces) each make calls for 2-4 borrowers. Precision and recall
-  of find_rings at the call level and the voice level.
+  of find_rings at the call level and the voice level. These impostor calls are single short
+  clips (median 4.4 s of speech); a second rings experiment uses calls of the length issue 3
+  defines (>= 6 s of net speech, <= 30 s): each impostor call joins several pieces of one voice,
+  no audio shared between two calls of a voice, genuine calls are whole LibriSpeech recordings;
+  scored at the shipped RING_LINK_THRESHOLD (cached in analysis-longcalls-v1.npz).
 * voices per borrower: borrowers with 2-3 genuine calls, each also with one more call in another
   voice; the first should not split, the second should.
 * two speakers on one channel: AMI / pyannote conversations (RTTM beside each file), purity and
@@ -462,6 +466,183 @@ def rings_eval(pops, scale: str, thr: float, min_b: int):
     )
 
 
+# --- rings on calls of issue 3's length (>= 6 s of net speech) -------------------------------------
+
+LONG_MIN_S, LONG_MAX_S, PIECE_S, PAUSE_S = 6.0, 30.0, 3.5, 0.4
+"""Rings on full-length calls: least net speech and most audio of a call (s), the piece a long
+utterance is cut into before packing (s), and the pause put between joined pieces (s)."""
+
+
+def net_speech_s(times_s: np.ndarray) -> float:
+    """Net speech of a call from its window times (the measure of ``Clips.speech_s``), seconds."""
+    window_s, hop_s = A._speech_model(times_s)
+    return float(A._side_s(len(times_s), window_s, hop_s))
+
+
+def long_pieces(utterances: list[np.ndarray]) -> list[np.ndarray]:
+    """A voice's utterances, those longer than 2 * PIECE_S cut at quiet frames into ~PIECE_S pieces."""
+    out = []
+    for x in utterances:
+        while len(x) > 2 * PIECE_S * RATE:
+            at = common._quiet_cut(x, int(PIECE_S * RATE))
+            out.append(x[:at])
+            x = x[at:]
+        out.append(x)
+    return out
+
+
+def pack_calls(emb: Embedder, pieces: list[np.ndarray], seed: tuple) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """Disjoint calls of one voice: consecutive pieces joined with PAUSE_S pauses until the simulated
+    call has >= LONG_MIN_S of net speech (at most LONG_MAX_S of audio). No piece is in two calls;
+    pieces left over that cannot make one more such call are dropped. (windows, times, audio s) each."""
+    gap = np.zeros(int(PAUSE_S * RATE), np.float32)
+
+    def join(ps):
+        return np.concatenate([y for p in ps for y in (gap, p)][1:]).astype(np.float32)
+
+    calls, i = [], 0
+    while i < len(pieces):
+        j = i + 1
+        while j < len(pieces) and sum(len(p) for p in pieces[i:j]) < LONG_MIN_S * RATE:
+            j += 1
+        while True:
+            audio = join(pieces[i:j])
+            if len(audio) > LONG_MAX_S * RATE:
+                return calls
+            got = emb.call(audio, ("long-v1", *seed, i, j))
+            if got is not None and net_speech_s(got[1]) >= LONG_MIN_S:
+                calls.append((got[0], got[1], len(audio) / RATE))
+                i = j
+                break
+            if j == len(pieces):
+                return calls
+            j += 1
+    return calls
+
+
+def build_long_calls(split: dict[str, list], cache: Path) -> dict[str, np.ndarray]:
+    """Full-length ring calls of every TUNE and EVAL speaker (no TRAIN speaker), cached in ``cache``.
+
+    Per speaker: ``long/<part>/<key>/whole`` (all its audio as one call, when <= LONG_MAX_S; a
+    borrower's genuine call) and ``long/<part>/<key>/imp<j>`` (its disjoint impostor calls from
+    :func:`pack_calls`). Keys end in ``|w`` (windows), ``|t`` (times), ``|a`` (audio seconds).
+    """
+    if cache.exists():
+        return dict(np.load(cache, allow_pickle=False))
+    emb = Embedder()
+    out: dict[str, np.ndarray] = {}
+    t0 = time.time()
+
+    def put(name, w, t, audio_s):
+        out[f"{name}|w"], out[f"{name}|t"], out[f"{name}|a"] = w, t, np.array([audio_s], np.float32)
+
+    for part in ("tune", "eval"):
+        for spk in split[part]:
+            utts = common.load_utterances(spk)
+            whole = np.concatenate(utts).astype(np.float32)
+            if len(whole) <= LONG_MAX_S * RATE:
+                got = emb.call(whole, ("long-v1", spk.key, "whole"))
+                if got is not None:
+                    put(f"long/{part}/{spk.key}/whole", *got, len(whole) / RATE)
+            for j, (w, t, a) in enumerate(pack_calls(emb, long_pieces(utts), (spk.key,))):
+                put(f"long/{part}/{spk.key}/imp{j}", w, t, a)
+        print(f"  long calls {part} {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(cache, **out)
+    return out
+
+
+class LongCalls:
+    """The cached full-length calls by part: genuine ('whole') calls and impostor pools per voice."""
+
+    def __init__(self, data: dict[str, np.ndarray]) -> None:
+        self.whole: dict[str, dict[str, tuple]] = {"tune": {}, "eval": {}}
+        self.pool: dict[str, dict[str, list]] = {"tune": defaultdict(list), "eval": defaultdict(list)}
+        for k in sorted(x[:-2] for x in data if x.endswith("|w")):
+            _, part, rest = k.split("/", 2)
+            key, role = rest.rsplit("/", 1)
+            item = (unit(data[k + "|w"].mean(axis=0)), net_speech_s(data[k + "|t"]), float(data[k + "|a"][0]))
+            if role == "whole":
+                self.whole[part][key] = item
+            else:
+                self.pool[part][key].append(item)
+
+
+def long_population(lc: LongCalls, part: str, seed: int, n_libri_impostors: int = 5):
+    """One ring population of full-length calls (same roles as :func:`ring_population`).
+
+    LibriSpeech speakers: ``n_libri_impostors`` drawn as impostor voices, the rest are borrowers
+    with their whole recording as one genuine call. Every other speaker of the part is an impostor
+    voice. Each impostor voice draws 2-4 borrowers but serves at most as many as it has disjoint
+    calls, each call used once: no material is shared between two calls of a voice.
+    """
+    rng = np.random.default_rng(1000 + seed)
+    libri = sorted(k for k in lc.whole[part] if k.startswith("librispeech") and lc.whole[part][k][1] >= LONG_MIN_S)
+    rng.shuffle(libri)
+    libri_imp, borrowers = set(libri[:n_libri_impostors]), libri[n_libri_impostors:]
+    vecs, ids, owners, voice, secs = [], [], [], [], []
+    for b in borrowers:
+        v, s, _ = lc.whole[part][b]
+        vecs.append(v), ids.append(f"{b}/genuine"), owners.append(b), voice.append(None), secs.append(s)
+    for spk in sorted(lc.pool[part]):
+        if spk.startswith("librispeech") and spk not in libri_imp:
+            continue
+        pool = lc.pool[part][spk]
+        n = int(min(len(pool), rng.integers(2, 5)))
+        served = rng.choice(len(borrowers), n, replace=False)
+        for j, (b, p) in enumerate(zip(served, rng.permutation(len(pool))[:n], strict=True)):
+            vecs.append(pool[p][0]), ids.append(f"{borrowers[b]}/by-{spk}-{j}"), owners.append(borrowers[b])
+            voice.append(spk), secs.append(pool[p][1])
+    return np.array(vecs), ids, owners, voice, np.array(secs)
+
+
+def long_pops(lc: LongCalls, part: str, prod: Product, seeds) -> list:
+    """Each seed's full-length population with its vectors in the scoring space."""
+    out = []
+    for seed in seeds:
+        v, ids, owners, voice, secs = long_population(lc, part, seed)
+        out.append((prod.space(v), ids, owners, voice, secs))
+    return out
+
+
+def long_rings(pops: list, thr: float, min_b: int) -> dict:
+    """find_rings over several populations: pooled precision / recall and the per-run spread."""
+    tot, per_run, false_gen, false_imp = np.zeros(7), [], 0, 0
+    for x, ids, owners, voice, secs in pops:
+        rings = A.find_rings(x, ids, owners, min_borrowers=min_b, link_threshold=thr, k=20)
+        served: dict[str, set] = defaultdict(set)
+        for o, v in zip(owners, voice, strict=True):
+            if v is not None:
+                served[v].add(o)
+        who = dict(zip(ids, voice, strict=True))
+        for cid in {cid for r in rings for cid in r.calls}:
+            false_gen += who[cid] is None
+            false_imp += who[cid] is not None and len(served[who[cid]]) < min_b
+        s = np.array(ring_scores(rings, ids, owners, voice, min_b, secs))
+        tot += s
+        per_run.append((s[0] / s[1] if s[1] else np.nan, s[0] / s[2] if s[2] else np.nan, s[2], s[4]))
+    tp, flagged, pos, vf, vp, _, _ = tot
+    runs = np.array(per_run)
+    imp = np.concatenate([np.array([v is not None for v in p[3]]) for p in pops])
+    sec = np.concatenate([p[4] for p in pops])
+    return dict(
+        precision=tp / flagged if flagged else 1.0,
+        recall=tp / pos if pos else float("nan"),
+        voice_recall=vf / vp if vp else float("nan"),
+        runs=runs,
+        n_runs=len(pops),
+        calls=len(sec) / len(pops),
+        impostor_calls=imp.sum() / len(pops),
+        positives=pos / len(pops),
+        positive_voices=vp / len(pops),
+        flagged=flagged / len(pops),
+        false_genuine=false_gen / len(pops),
+        false_impostor=false_imp / len(pops),
+        speech_imp=sec[imp],
+        speech_gen=sec[~imp],
+    )
+
+
 def voices_population(c: Clips, half: str, seed: int):
     """Borrowers with several genuine calls; each also once with one more call in another voice."""
     rng = np.random.default_rng(seed)
@@ -595,6 +776,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="vc-analysis-"))
     prod = Product(split["speakers"], split["train"], workdir)
     calls = build_calls(split, args.cache.with_name(args.cache.stem + "-calls-v2.npz"))
+    lc = LongCalls(build_long_calls(split, args.cache.with_name(args.cache.stem + "-longcalls-v1.npz")))
     lines: list[str] = []
 
     def say(s: str = "") -> None:
@@ -607,8 +789,9 @@ def main() -> None:
     say("# voicecheck.analysis benchmark (GE2E + shipped LDA back-end, simulated 8 kHz mu-law calls)")
     say("")
     say(
-        "Command: `python benchmarks/analysis.py` (embeddings cached in `benchmarks/.cache/`; the Scorer's cohort "
-        "is read from the `benchmarks/accuracy.py` cache). "
+        "Command: `python benchmarks/analysis.py` (embeddings cached in `benchmarks/.cache/`, the full-length ring "
+        "calls in `analysis-longcalls-v1.npz`; the Scorer's cohort is read from the `benchmarks/accuracy.py` "
+        "cache). "
         f"Speaker split: `benchmarks/common.py` seed 0, the one the shipped LDA was trained on (TRAIN "
         f"{len(split['train'])} / TUNE {len(split['tune'])} / EVAL {len(split['eval'])}). No TRAIN speaker appears "
         f"below, as borrower, intruder, impostor or background. Of this benchmark's clips: TUNE {n_part['tune']} "
@@ -758,6 +941,8 @@ def main() -> None:
     say("")
     say("## Rings (find_rings, k=20): impostor voices each speaking for 2-4 borrowers")
     say("")
+    say("### Short impostor clips (single clips; the harder condition)")
+    say("")
     v, ids, owners, voice, secs = ring_population(c, "eval", 0)
     imp = np.array([x is not None for x in voice])
     say(
@@ -792,9 +977,11 @@ def main() -> None:
             if scale == "product" and min_b == 3:
                 ok = re["precision"] >= 0.9 and re["recall"] >= 0.8
                 targets["rings"] = (
-                    f"| rings (min_borrowers 3, link {thr_r:.3f}): recall at precision >= 0.9 | recall >= 0.8 | "
+                    f"| rings, short impostor clips (median {np.median(secs[imp]):.1f} s of speech; min_borrowers 3, "
+                    f"link {thr_r:.3f}; {len(ids)} calls, {int(imp.sum())} impostor calls from "
+                    f"{len({x for x in voice if x})} voices per run, 10 runs) | P >= 0.9, R >= 0.8 | "
                     f"P {re['precision']:.2f}, R {re['recall']:.2f} (R {re['recall_long']:.2f} on impostor calls "
-                    f">= 6 s) | {'met' if ok else 'not met (short impostor clips)'} |"
+                    f">= 6 s) | {'met' if ok else 'not met'} |"
                 )
             name = "scoring-space cosine" if scale == "product" else "centred cosine (old)"
             say(
@@ -812,6 +999,131 @@ def main() -> None:
         say(
             f"| {thr_r:.2f} | {r2['precision']:.2f} | {r2['recall']:.2f} | {r3['precision']:.2f} | {r3['recall']:.2f} |"
         )
+
+    # --- rings on full-length calls
+    thr_l = A.RING_LINK_THRESHOLD
+    seeds_e, seeds_t = range(30), range(10)
+    lpops_e, lpops_t = long_pops(lc, "eval", prod, seeds_e), long_pops(lc, "tune", prod, seeds_t)
+    long_e = {mb: long_rings(lpops_e, thr_l, mb) for mb in (2, 3)}
+    long_t = {mb: long_rings(lpops_t, thr_l, mb) for mb in (2, 3)}
+    le = long_e[3]
+    pools_e = {k: len(v) for k, v in lc.pool["eval"].items()}
+    non_libri = {k: n for k, n in pools_e.items() if not k.startswith("librispeech")}
+    libri_pools = [n for k, n in pools_e.items() if k.startswith("librispeech")]
+    big = sorted(k.split("/")[-1] for k, n in non_libri.items() if n >= 3)
+    say("")
+    say(f"### Rings on calls of issue 3's length (every call >= 6 s of net speech), shipped link threshold {thr_l:.3f}")
+    say("")
+    say(
+        "The calls issue 3 defines (customer speech 6-30 s). A borrower's genuine call is the whole LibriSpeech "
+        "recording (one call each). An impostor call joins consecutive pieces of one voice (utterances, long "
+        f"ones cut at quiet frames into ~{PIECE_S:g} s pieces) with {PAUSE_S:g} s pauses until the simulated call "
+        f"has >= {LONG_MIN_S:g} s of net speech (<= {LONG_MAX_S:g} s of audio); each call is simulated and embedded "
+        "whole (300-3400 Hz, 8 kHz mu-law, 10-30 dB SNR). A voice's calls share no audio and each is used at "
+        "most once per run, so **0 calls reuse material**; the price is that a voice serves at most as many "
+        "borrowers as it has disjoint calls (it draws 2-4). EVAL material: "
+        + ", ".join(f"{k.split('/')[-1]} {n}" for k, n in sorted(non_libri.items()))
+        + f" disjoint calls, and 1-2 per LibriSpeech speaker ({sum(n == 2 for n in libri_pools)} of "
+        f"{len(libri_pools)} give 2). So only {len(big)} EVAL voices ({', '.join(big)}) can ever speak for "
+        f">= 3 borrowers: the min_borrowers 3 figures rest on those {len(big)} voices. Each run draws 5 of the "
+        f"{len(libri_pools)} LibriSpeech speakers as impostor voices (the rest are borrowers) and assigns voices "
+        f"to borrowers at random; {le['n_runs']} runs on EVAL, {long_t[3]['n_runs']} on TUNE (context only: no "
+        "choice is made here, the threshold is the shipped default chosen on TUNE above). Net speech per call, "
+        f"EVAL: impostor calls median {np.median(le['speech_imp']):.1f} s (min {le['speech_imp'].min():.1f}, max "
+        f"{le['speech_imp'].max():.1f}), genuine calls median {np.median(le['speech_gen']):.1f} s (min "
+        f"{le['speech_gen'].min():.1f}, max {le['speech_gen'].max():.1f})."
+    )
+    say("")
+    say(
+        "| min_borrowers | calls / run | impostor calls / run | positive calls / run (voices) | precision | recall | "
+        "per-run P: median [min, max] | per-run R: median [min, max] | voices found | calls flagged / run | "
+        "TUNE P / R |"
+    )
+    say("|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---|")
+
+    def spread(x):
+        x = x[~np.isnan(x)]
+        return f"{np.median(x):.2f} [{x.min():.2f}, {x.max():.2f}] ({len(x)} runs)" if len(x) else "–"
+
+    for mb in (2, 3):
+        r, rt = long_e[mb], long_t[mb]
+        say(
+            f"| {mb} | {r['calls']:.1f} | {r['impostor_calls']:.1f} | {r['positives']:.1f} "
+            f"({r['positive_voices']:.1f}) | {r['precision']:.2f} | {r['recall']:.2f} | {spread(r['runs'][:, 0])} | "
+            f"{spread(r['runs'][:, 1])} | {r['voice_recall']:.2f} | {r['flagged']:.1f} | "
+            f"{rt['precision']:.2f} / {rt['recall']:.2f} |"
+        )
+    say("")
+    say(
+        "Per-run P is over the calls flagged in that run (runs flagging nothing are left out); per-run R over "
+        "that run's positive calls (runs with no voice serving >= min_borrowers borrowers are left out). "
+        "Pooled precision / recall sum over runs. The runs share the same few voices, so the spread shows how "
+        "the assignment moves the figures, not how other voices would fare. Each impostor voice's calls most "
+        "likely come from one recording session (MEO069 is one AMI recording cut into calls, p225 VCTK "
+        "sentences), which flatters recall next to an impostor calling on different days and lines."
+    )
+    pools_t = {k: len(v) for k, v in lc.pool["tune"].items()}
+    big_t = sorted(k.split("/")[-1] for k, n in pools_t.items() if n >= 3)
+    grid_l = np.round(np.arange(0.50, 0.801, 0.025), 3)
+    best = None
+    for thr_r in grid_l:
+        r = long_rings(lpops_t, float(thr_r), 3)
+        f1 = 2 * r["precision"] * r["recall"] / max(1e-9, r["precision"] + r["recall"])
+        key = (r["precision"] >= 0.9, round(f1, 6), float(thr_r))
+        if best is None or key > best[0]:
+            best = (key, float(thr_r), r)
+    _, thr_lt, rlt = best
+    rle = long_rings(lpops_e, thr_lt, 3)
+
+    def cross(pops):
+        """Cosines between genuine calls of different borrowers, in each run's own scoring space:
+        99th percentile and share at/above the link."""
+        out = []
+        for x, _, owners, voice, _ in pops:
+            x = unit(x)
+            g = np.array([i for i, v in enumerate(voice) if v is None])
+            o = np.array(owners)[g]
+            sims = x[g] @ x[g].T
+            iu = np.triu_indices(len(g), 1)
+            out.append(sims[iu][o[iu[0]] != o[iu[1]]])
+        s = np.concatenate(out)
+        return float(np.percentile(s, 99)), float(np.mean(s >= thr_l))
+
+    cross_long = cross(lpops_e)
+    cross_short = cross([(x["product"], ids, owners, voice, secs) for x, ids, owners, voice, secs in pops_e])
+    say("")
+    say(
+        f"Why precision falls (min_borrowers 3, link {thr_l:.3f}): of the {le['flagged']:.1f} calls flagged per run, "
+        f"{le['positives'] * le['recall']:.1f} are true, {le['false_genuine']:.1f} are borrowers' genuine calls "
+        f"and {le['false_impostor']:.1f} impostor calls of a voice serving < 3 borrowers (mostly a LibriSpeech "
+        "impostor, which has material for two calls only, linked with a similar-sounding borrower). The false "
+        "rings are groups of two or three different LibriSpeech voices that sound alike. The cross-speaker "
+        "tail is heavier with the longer calls: between genuine calls of different borrowers (each run's own "
+        f"scoring space), the 99th percentile cosine is {cross_long[0]:.2f} and {pct(cross_long[1])} of pairs "
+        f"reach {thr_l:.3f} here, against {cross_short[0]:.2f} and {pct(cross_short[1])} in the short-clip "
+        "populations above. "
+        "Context, not a change to the shipped default: the "
+        f"same TUNE rule as above (best F1 with precision >= 0.9, min_borrowers 3) run on TUNE's full-length "
+        f"populations ({long_t[3]['n_runs']} runs; TUNE has {len(big_t)} voice(s) able to serve >= 3 borrowers: "
+        f"{', '.join(big_t)}) picks link {thr_lt:.3f} (TUNE P {rlt['precision']:.2f} / R {rlt['recall']:.2f}), "
+        f"where EVAL gets P {rle['precision']:.2f}, R {rle['recall']:.2f}. EVAL at fixed link thresholds "
+        "(descriptive only):"
+    )
+    say("")
+    say("| link_threshold | min 2: P | R | min 3: P | R |")
+    say("|---:|---:|---:|---:|---:|")
+    for thr_r in (0.55, 0.575, 0.60, 0.625, 0.65, 0.70, 0.75):
+        r2, r3 = long_rings(lpops_e, thr_r, 2), long_rings(lpops_e, thr_r, 3)
+        say(
+            f"| {thr_r:.3f} | {r2['precision']:.2f} | {r2['recall']:.2f} | {r3['precision']:.2f} | {r3['recall']:.2f} |"
+        )
+    ok_l = le["precision"] >= 0.9 and le["recall"] >= 0.8
+    targets["rings_long"] = (
+        f"| rings, calls >= 6 s of speech as issue 3 defines them (min_borrowers 3, link {thr_l:.3f}; "
+        f"{le['calls']:.0f} calls, {le['positives']:.1f} positive calls from {le['positive_voices']:.1f} voices per "
+        f"run, {len(big)} EVAL voices able to serve >= 3 borrowers, {le['n_runs']} runs) | P >= 0.9, R >= 0.8 | "
+        f"P {le['precision']:.2f}, R {le['recall']:.2f} | {'met' if ok_l else 'not met'} |"
+    )
 
     # --- voices per borrower
     say("")
@@ -910,14 +1222,18 @@ def main() -> None:
         "|---|---|---|---|",
         targets["takeover"],
         targets["rings"],
+        targets["rings_long"],
     ]
     say(
         "Notes: EVAL is 25 speakers (the split's EVAL fold, minus speakers without clips here), so every rate "
         "above rests on a few dozen calls or a few voices; TUNE is as small, which is why the choice rules prefer "
         "the cautious end where TUNE cannot tell values apart. Ring recall is held down by the impostor clips: "
         "most are single VCTK / AMI / CMU sentences or thirds of a LibriSpeech utterance (median 4.4 s of speech); "
-        "the few impostor calls with >= 6 s of speech are all found. Real calls are longer, but this benchmark "
-        "cannot show the >= 0.8 recall on data it does not have. Voices per borrower: the one-voice borrowers "
+        "the few impostor calls with >= 6 s of speech are all found. With every call >= 6 s of speech (the "
+        f"second rings table) recall at the shipped link {thr_l:.3f} is {le['recall']:.2f} but precision falls to "
+        f"{le['precision']:.2f}: similar-sounding LibriSpeech borrowers link once their calls are longer, and only "
+        f"{len(big)} EVAL voices have the material for >= 3 disjoint calls, so neither figure is firm. "
+        "Voices per borrower: the one-voice borrowers "
         "split wrongly are mostly one speaker with recordings from different sessions or rooms (the 'several "
         "recordings' rows) and LibriSpeech borrowers whose first call is the 5 s enrollment cut. The two-speaker "
         "split works on raw GE2E windows and is unchanged; the conversations are in no speaker set of the split."
