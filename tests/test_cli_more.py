@@ -3,6 +3,7 @@ the batch report and its option checks. Fake model, energy VAD, generated tone "
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -188,6 +189,12 @@ def test_batch_report_lists_flagged_calls_escaped(enrolled, tmp_path: Path) -> N
     assert res.exit_code == 0, res.output
     html = (tmp_path / "out" / "report.html").read_text()
     assert "BAD2" in html and "&lt;b&gt;x&lt;/b&gt;" in html and "<b>x</b>" not in html
+    with (tmp_path / "out" / "flagged.csv").open(newline="") as f:
+        flagged = list(csv.DictReader(f))
+    records = list(read_jsonl(tmp_path / "out" / RESULTS))
+    assert sorted(r["call_id"] for r in flagged) == sorted(r["call_id"] for r in records if r["verdict"] != "match")
+    assert {"OK1"} == {r["call_id"] for r in records if r["verdict"] == "match"}
+    assert all(r["verdict"] in ("mismatch", "inconclusive", "error") and r["reason"] for r in flagged)
 
 
 def test_batch_engine_options_are_checked(vc, tmp_path: Path) -> None:

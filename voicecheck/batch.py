@@ -347,11 +347,13 @@ def write_report(
     out_dir: str | Path, settings: Settings, summary: dict[str, Any], rings: bool = True, max_rows: int = 2000
 ) -> Path:
     """``out_dir/report.html``: counts, timing, score histogram, flagged calls, takeovers, watchlist hits
-    and (``rings``) the voices speaking for several borrowers across the whole call store."""
+    and (``rings``) the voices speaking for several borrowers across the whole call store; and
+    ``out_dir/flagged.csv``: every call that is not a match, for a spreadsheet."""
     from .crosscall import rings as find_rings
-    from .report import html_table, read_jsonl, write_html
+    from .report import FLAGGED, FLAGGED_CSV_COLUMNS, flagged_rows, html_table, read_jsonl, write_csv, write_html
 
     out = Path(out_dir)
+    write_csv(out / FLAGGED, flagged_rows(out / RESULTS), FLAGGED_CSV_COLUMNS)
     takeovers: list[dict[str, Any]] = []
     hits: list[dict[str, Any]] = []
     for r in read_jsonl(out / RESULTS):

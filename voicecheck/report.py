@@ -6,7 +6,7 @@ import csv
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -15,6 +15,29 @@ from .types import VERDICTS
 
 RESULTS = "results.jsonl"
 SUMMARY = "summary.json"
+FLAGGED = "flagged.csv"
+FLAGGED_CSV_COLUMNS = [
+    "call_id",
+    "borrower_id",
+    "verdict",
+    "reason",
+    "score",
+    "threshold",
+    "llr",
+    "speaker_change_s",
+    "watchlist",
+    "speech_seconds",
+    "duration_s",
+    "audio",
+    "row",
+]
+
+
+def flagged_rows(results_path: str | Path) -> Iterator[dict[str, Any]]:
+    """Every record that is not a match, flattened for a spreadsheet (watchlist labels joined)."""
+    for r in read_jsonl(results_path):
+        if r["verdict"] != "match":
+            yield {**r, "watchlist": "; ".join(h["label"] for h in r.get("watchlist_hits") or [])}
 
 
 class ResultsFile:
@@ -99,8 +122,8 @@ def write_json(path: str | Path, data: dict[str, Any]) -> None:
     os.replace(tmp, p)
 
 
-def write_csv(path: str | Path, records: list[dict[str, Any]], columns: list[str]) -> None:
-    """Selected columns of records as CSV."""
+def write_csv(path: str | Path, records: Iterable[dict[str, Any]], columns: list[str]) -> None:
+    """Selected columns of records as CSV (records are streamed)."""
     with Path(path).open("w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         w.writeheader()
