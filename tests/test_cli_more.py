@@ -202,3 +202,14 @@ def test_batch_engine_options_are_checked(vc, tmp_path: Path) -> None:
     _error(vc("batch", manifest, "--out", tmp_path / "o", "--engine", "bogus"), 2, "--engine", "bogus")
     _error(vc("batch", manifest, "--out", tmp_path / "o", "--address", "127.0.0.1:6379"), 2, "--engine ray")
     assert not (tmp_path / "o").exists()
+
+
+def test_cohort_build_reports_a_bad_channel_and_an_empty_audio_like_the_batch(vc, tmp_path: Path) -> None:
+    good = voice_file(tmp_path / "cohort" / "u0.wav", "A", 4.0)
+    lines = ["audio,customer_channel", f"cohort/{good.name},", f"cohort/{good.name},left", ",1"]
+    (tmp_path / "cohort.csv").write_text("\n".join(lines) + "\n")
+    res = vc("cohort", "build", tmp_path / "cohort.csv")
+    assert res.exit_code == 0, res.output
+    assert "cohort: 1 call(s) embedded, 2 skipped" in res.output
+    assert "row 2: skipped" in res.output and "customer_channel" in res.output
+    assert "row 3: skipped" in res.output and "empty audio" in res.output

@@ -69,20 +69,26 @@ def read_rows(path: str | Path, required: tuple[str, ...]) -> Iterator[tuple[int
             yield n, fields
 
 
+def customer_channel(fields: dict[str, str], default: int) -> tuple[int, str | None]:
+    """The row's ``customer_channel`` (``default`` when the column is empty), and the problem if it is bad."""
+    value = fields.get("customer_channel", "")
+    if not value:
+        return default, None
+    try:
+        channel = int(value)
+    except ValueError:
+        channel = -1
+    if channel < 0:
+        return default, f"customer_channel must be a channel number >= 0, got {value!r}"
+    return channel, None
+
+
 def call_rows(path: str | Path, default_channel: int) -> Iterator[Row]:
     """The rows of a call manifest, with per-row problems (empty fields, bad channel, repeated call id)."""
     seen: set[str] = set()
     for n, f in read_rows(path, CALL_COLUMNS):
-        problem = None
         missing = [c for c in CALL_COLUMNS if not f.get(c)]
-        channel: int | None = default_channel
-        if f.get("customer_channel"):
-            try:
-                channel = int(f["customer_channel"])
-                if channel < 0:
-                    raise ValueError
-            except ValueError:
-                problem = f"customer_channel must be a channel number >= 0, got {f['customer_channel']!r}"
+        channel, problem = customer_channel(f, default_channel)
         if missing:
             problem = f"row {n} has empty {', '.join(missing)}"
         elif f["call_id"] in seen:
@@ -319,13 +325,9 @@ def build_cohort(manifest: str | Path, settings: Settings, report: Callable[[str
     """Embed unlabelled calls (column ``audio``) into the call store; returns (added, skipped, stored)."""
     spec = model_spec(settings.model, settings.embeddings)
     tasks = (
-        Row(
-            n,
-            "",
-            "",
-            f["audio"],
-            int(f["customer_channel"]) if f.get("customer_channel", "").isdigit() else settings.channel,
-        )
+        Row(n, "", "", f["audio"], *customer_channel(f, settings.channel))
+        if f.get("audio")
+        else Row(n, "", "", "", settings.channel, f"row {n} has an empty audio")
         for n, f in read_rows(manifest, ("audio",))
     )
     calls = CallStore(settings.embeddings)
