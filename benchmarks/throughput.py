@@ -160,12 +160,15 @@ def child_naive(work: Path) -> dict[str, Any]:
 
 
 def child_profile(work: Path, n: int) -> dict[str, Any]:
-    """Time each stage of :meth:`voicecheck.pipeline.Engine.embed_audio` on ``n`` calls (after one warm-up call)."""
+    """Time each stage of the batch's per-task work (:meth:`voicecheck.pipeline.Engine.embed_many`) on
+    ``n`` calls (after one warm-up call): decode, VAD in lockstep over ``calls_per_task`` calls, then
+    per call resample+collect and embed."""
     from voicecheck.audio import at_rate, load
+    from voicecheck.batch import groups
     from voicecheck.config import load_settings
     from voicecheck.embedders import frame
     from voicecheck.pipeline import Engine
-    from voicecheck.vad import collect
+    from voicecheck.vad import collect, regions_of
 
     settings = load_settings(None, store=str(work / "store"), embeddings=str(work / "embeddings-profile"))
     engine = Engine(settings)
@@ -179,21 +182,25 @@ def child_profile(work: Path, n: int) -> dict[str, Any]:
         rows = list(csv.DictReader(f))[: n + 1]
     warm = rows.pop(0)  # first call untimed: lazy imports (librosa, soxr) and silero's first run
     engine.embed_call(work / warm["audio"], int(warm["customer_channel"]))
-    for r in rows:
+    for group in groups(rows, settings.calls_per_task):
         t = time.perf_counter()
-        a = load(work / r["audio"], int(r["customer_channel"]))
+        audios = [load(work / r["audio"], int(r["customer_channel"])) for r in group]
         t1 = time.perf_counter()
-        regions = engine.vad.regions(a.samples, a.sample_rate)
+        found = regions_of(engine.vad, [(a.samples, a.sample_rate) for a in audios])
         t2 = time.perf_counter()
-        speech = collect(at_rate(a, e.sample_rate).samples, e.sample_rate, regions)
-        t3 = time.perf_counter()
-        if len(speech) >= e.min_speech_s * e.sample_rate:
-            e.embed_batch(frame(speech, e.sample_rate, e.window_s, e.hop_s))
-        t4 = time.perf_counter()
-        for k, d in zip(stages, (t1 - t, t2 - t1, t3 - t2, t4 - t3), strict=True):
-            stages[k] += d
-        audio_s += a.duration_s
-        speech_s += len(speech) / e.sample_rate
+        stages["decode"] += t1 - t
+        stages["vad"] += t2 - t1
+        for a, regions in zip(audios, found, strict=True):
+            t2 = time.perf_counter()
+            speech = collect(at_rate(a, e.sample_rate).samples, e.sample_rate, regions)
+            t3 = time.perf_counter()
+            if len(speech) >= e.min_speech_s * e.sample_rate:
+                e.embed_batch(frame(speech, e.sample_rate, e.window_s, e.hop_s))
+            t4 = time.perf_counter()
+            stages["resample+collect"] += t3 - t2
+            stages["embed"] += t4 - t3
+            audio_s += a.duration_s
+            speech_s += len(speech) / e.sample_rate
     return {"stages_s": stages, "calls": len(rows), "audio_s": audio_s, "speech_s": speech_s}
 
 

@@ -159,6 +159,20 @@ def test_torn_last_line_is_repaired_and_rewritten_once(enrolled, tmp_path: Path)
     assert summary["calls"] == 15
 
 
+def test_calls_per_task_changes_no_result(enrolled, tmp_path: Path) -> None:
+    """One call per task or every row in one task (errors, silence and a repeated audio among them):
+    the same records, and the repeated audio is embedded once either way."""
+    settings, _, manifest = enrolled
+    results = {}
+    for size in (1, 15):
+        counter = tmp_path / f"count{size}.txt"
+        run = replace(settings, calls_per_task=size, embeddings=str(workspace(tmp_path / f"w{size}", counter)))
+        run_batch(manifest, tmp_path / f"out{size}", run)
+        assert counted(counter) == 7
+        results[size] = {r["row"]: (r["verdict"], r["score"], r["reason"]) for r in _records(tmp_path / f"out{size}")}
+    assert results[1] == results[15] and len(results[1]) == 15
+
+
 @pytest.mark.slow
 def test_two_spawned_workers_agree_with_one(enrolled, tmp_path: Path) -> None:
     """Same store, a fresh embeddings workspace per run, so both runs embed every call."""

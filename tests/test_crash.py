@@ -31,7 +31,7 @@ VOICED = ("C001", "C002", "C003", "C004", "C005", "C006", "C008")  # sample call
 
 
 def _make_calls(root: Path) -> Path:
-    """30 distinct short stereo 8 kHz mu-law calls cut from the sample calls, plus 4 rows with no file."""
+    """30 distinct 8 s stereo 8 kHz mu-law calls cut from the sample calls, plus 4 rows with no file."""
     sources = [sf.read(str(SAMPLES / "calls" / f"{c}.wav"), dtype="float32", always_2d=True) for c in VOICED]
     lines = ["call_id,borrower_id,audio,customer_channel"]
     for i in range(1, N_CALLS + 1):
@@ -41,7 +41,7 @@ def _make_calls(root: Path) -> Path:
             continue
         data, rate = sources[i % len(sources)]
         start = int((i // len(sources)) * 1.5 * rate)  # a different cut of the same call -> different audio
-        cut = data[start : start + int(4.0 * rate)]
+        cut = data[start : start + int(8.0 * rate)]
         path = root / "calls" / f"{call_id}.wav"
         path.parent.mkdir(parents=True, exist_ok=True)
         sf.write(str(path), cut, rate, subtype="ULAW")

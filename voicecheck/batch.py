@@ -1,8 +1,9 @@
 """The nightly batch: embed every call's customer side, then score each against its borrower.
 
-Phase 1 maps :func:`embed_task` over worker processes (each loads the model once and uses one torch
-thread) and stores every embedding in the call-embedding store as it arrives; phase 2 builds the
-in-domain cohort from that store (earlier nights plus tonight) and writes one verdict per manifest row.
+Phase 1 maps :func:`embed_tasks` (a few calls at a time) over worker processes (each loads the model
+once and uses one torch thread) and stores every embedding in the call-embedding store as it arrives;
+phase 2 builds the in-domain cohort from that store (earlier nights plus tonight) and writes one
+verdict per manifest row.
 Both phases are resumable: embeddings are keyed by audio content, results by manifest row.
 """
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .audio import load
 from .callstore import CallStore
 from .config import Settings
 from .embedders import model_spec
@@ -116,52 +118,96 @@ def init_worker(settings: Settings) -> None:
 Task = Row
 
 
-def embed_task(task: Task) -> dict[str, Any]:
-    """Embed one call's customer side, or find it already stored. Never raises for a bad call.
+def embed_tasks(tasks: list[Task]) -> list[dict[str, Any]]:
+    """Embed a few calls' customer sides, or find them already stored. Never raises for a bad call.
+
+    The calls are decoded one by one, their speech found in one lockstep VAD pass
+    (:meth:`voicecheck.pipeline.Engine.embed_many`), then each is embedded in one batched pass.
 
     Args:
-        task: the manifest row.
+        tasks: manifest rows (``Settings.calls_per_task`` of them from the batch).
 
     Returns:
-        ``{"task": row, "status": ...}`` with status "ok" (+ "embedding"), "cached" (this call id or
-        this audio is already in the call store), "insufficient_speech" (+ "speech_seconds") or
-        "error" (+ "error", a VoicecheckError); plus content_hash, channel and duration_s once decoded.
+        One dict per row, in order: ``{"task": row, "status": ...}`` with status "ok" (+ "embedding"),
+        "cached" (this call id or this audio is already in the call store), "insufficient_speech"
+        (+ "speech_seconds") or "error" (+ "error", a VoicecheckError); plus content_hash, channel
+        and duration_s once decoded, and "seconds" (the call's share of the group's time).
     """
     if _engine is None or _calls is None:
-        raise RuntimeError("init_worker must run in this process before embed_task")
+        raise RuntimeError("init_worker must run in this process before embed_tasks")
     start = time.perf_counter()
-    out: dict[str, Any] = {"task": task, "row": task.row}
-    try:
-        if task.problem:
-            raise UsageError(task.problem)
-        if task.call_id and _calls.linked(task.call_id, _engine.model) is not None:
-            out["status"] = "cached"
-            return out
-        from .audio import load
+    outs: list[dict[str, Any]] = []
+    pending: list[tuple[dict[str, Any], Any]] = []  # (output, decoded audio) still to embed
+    keys: set[tuple[str, int]] = set()  # (content hash, channel) of the audio in ``pending``
+    for task in tasks:
+        out: dict[str, Any] = {"task": task, "row": task.row}
+        outs.append(out)
+        try:
+            if task.problem:
+                raise UsageError(task.problem)
+            if task.call_id and _calls.linked(task.call_id, _engine.model) is not None:
+                out["status"] = "cached"
+                continue
+            decoded = load(task.audio, task.channel)
+            out.update(content_hash=decoded.content_hash, channel=decoded.channel, duration_s=decoded.duration_s)
+            key = (decoded.content_hash, decoded.channel)
+            if key in keys or _calls.has(*key, _engine.model):
+                out["status"] = "cached"  # stored, or embedded earlier in this group (its result comes first)
+            else:
+                keys.add(key)
+                pending.append((out, decoded))
+        except VoicecheckError as e:
+            out.update(status="error", error=e)
+    if pending:
+        try:
+            embedded = _engine.embed_many([audio for _, audio in pending])
+        except VoicecheckError:  # one call broke the group's pass: embed each alone to find which
+            embedded = [_embed_alone(audio) for _, audio in pending]
+        for (out, _), emb in zip(pending, embedded, strict=True):
+            if isinstance(emb, InsufficientSpeechError):
+                out.update(status="insufficient_speech", speech_seconds=emb.speech_seconds)
+            elif isinstance(emb, VoicecheckError):
+                out.update(status="error", error=emb)
+            else:
+                out.update(status="ok", embedding=emb)
+    share = (time.perf_counter() - start) / max(1, len(outs))
+    for out in outs:
+        out["seconds"] = share
+    return outs
 
-        decoded = load(task.audio, task.channel)
-        out.update(content_hash=decoded.content_hash, channel=decoded.channel, duration_s=decoded.duration_s)
-        if _calls.has(decoded.content_hash, decoded.channel, _engine.model):
-            out["status"] = "cached"
-        else:
-            out["embedding"] = _engine.embed_audio(decoded)
-            out["status"] = "ok"
-    except InsufficientSpeechError as e:
-        out.update(status="insufficient_speech", speech_seconds=e.speech_seconds)
+
+def _embed_alone(audio: Any) -> Any:
+    """One call's embedding, or the VoicecheckError it raises (returned, not raised)."""
+    assert _engine is not None
+    try:
+        return _engine.embed_audio(audio)
     except VoicecheckError as e:
-        out.update(status="error", error=e)
-    out["seconds"] = time.perf_counter() - start
-    return out
+        return e
+
+
+def groups(tasks: Iterable[Task], size: int) -> Iterator[list[Task]]:
+    """``tasks`` in lists of ``size`` (the last may be shorter), streamed."""
+    group: list[Task] = []
+    for task in tasks:
+        group.append(task)
+        if len(group) >= size:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 def _map_local(settings: Settings, tasks: Iterable[Task]) -> Iterator[dict[str, Any]]:
+    grouped = groups(tasks, max(1, settings.calls_per_task))
     if settings.workers <= 1:
         init_worker(settings)
-        yield from map(embed_task, tasks)
+        for outs in map(embed_tasks, grouped):
+            yield from outs
         return
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(settings.workers, initializer=init_worker, initargs=(settings,)) as pool:
-        yield from pool.imap_unordered(embed_task, tasks, chunksize=1)
+        for outs in pool.imap_unordered(embed_tasks, grouped, chunksize=1):
+            yield from outs
 
 
 # -- the batch ----------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """The Ray engine: phase 1 of a batch (embedding) on Ray actors, on one machine or a cluster.
 
 Each actor is one worker process that loads the model once (:func:`voicecheck.batch.init_worker`)
-and runs the same per-call function as the local process pool (:func:`voicecheck.batch.embed_task`).
-Results stream back as they finish; at most ``in_flight_per_actor`` calls per actor are queued, so
+and runs the same function as the local process pool (:func:`voicecheck.batch.embed_tasks`, a few calls
+at a time). Results stream back as they finish; at most ``in_flight_per_actor`` tasks per actor are queued, so
 the driver's memory stays flat however long the manifest is.
 
 Ray is optional (``pip install 'voicecheck[ray]'``) and imported only when this engine is used.
@@ -21,6 +21,7 @@ from dataclasses import is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .batch import groups
 from .config import Settings
 from .errors import BackendUnavailableError, UsageError, VoicecheckError
 
@@ -30,7 +31,7 @@ LOCAL_IP = "127.0.0.1"
 """A local Ray cluster binds here, never to the machine's external address."""
 
 Task = Any
-"""What :func:`voicecheck.batch.embed_task` takes: a manifest row (:class:`voicecheck.batch.Row`)."""
+"""A manifest row (:class:`voicecheck.batch.Row`); :func:`voicecheck.batch.embed_tasks` takes a list of them."""
 
 
 def _import_ray() -> Any:
@@ -52,10 +53,10 @@ class _EmbedActor:
 
         init_worker(settings)
 
-    def embed(self, task: Task) -> dict[str, Any]:
-        from .batch import embed_task
+    def embed(self, tasks: list[Task]) -> list[dict[str, Any]]:
+        from .batch import embed_tasks
 
-        return embed_task(task)
+        return embed_tasks(tasks)
 
     def pid(self) -> int:
         return os.getpid()
@@ -156,9 +157,10 @@ def map_ray(
     address: str | None = None,
     in_flight_per_actor: int = 2,
 ) -> Iterator[dict[str, Any]]:
-    """Run :func:`voicecheck.batch.embed_task` over ``tasks`` on ``settings.workers`` Ray actors.
+    """Run :func:`voicecheck.batch.embed_tasks` over ``tasks`` on ``settings.workers`` Ray actors.
 
-    Results come back in completion order (not task order), each the dict ``embed_task`` returns
+    Each actor call takes ``settings.calls_per_task`` rows. Results come back per row in completion
+    order (not task order), each the dict ``embed_tasks`` returns
     (numpy arrays and exceptions pickle across processes).
 
     Args:
@@ -167,7 +169,7 @@ def map_ray(
             before they are shipped, and each result's ``"task"`` is the row as given.
         address: a running cluster ("ray://host:10001" or "host:6379"); None starts a local Ray on
             127.0.0.1 with ``settings.workers`` CPUs, shut down when the iterator ends.
-        in_flight_per_actor: calls queued per actor (bounds driver and object-store memory).
+        in_flight_per_actor: tasks (groups of rows) queued per actor (bounds driver and object-store memory).
 
     Raises:
         BackendUnavailableError: ray is not installed.
@@ -182,29 +184,29 @@ def map_ray(
         remote_cls = ray.remote(num_cpus=1)(_EmbedActor)
         shipped = absolute_settings(settings)
         actors = [remote_cls.remote(shipped) for _ in range(settings.workers)]
-        todo = iter(tasks)
-        pending: dict[Any, tuple[Any, Task]] = {}  # object ref -> (actor, the task as given)
+        todo = groups(tasks, max(1, settings.calls_per_task))
+        pending: dict[Any, tuple[Any, list[Task]]] = {}  # object ref -> (actor, the rows as given)
         free: deque[Any] = deque(a for a in actors for _ in range(max(1, in_flight_per_actor)))
 
         def submit() -> None:
             while free:
-                task = next(todo, _END)
-                if task is _END:
+                group = next(todo, _END)
+                if group is _END:
                     return
                 actor = free.popleft()
-                pending[actor.embed.remote(_absolute(task))] = (actor, task)
+                pending[actor.embed.remote([_absolute(t) for t in group])] = (actor, group)
 
         submit()
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
-                actor, task = pending.pop(ref)
+                actor, group = pending.pop(ref)
                 free.append(actor)
-                result = _get(ray, ref)
-                if "task" in result:
-                    result["task"] = task  # the caller's row, with the audio path as the manifest gave it
+                results = _get(ray, ref)
                 submit()
-                yield result
+                for task, result in zip(group, results, strict=True):
+                    result["task"] = task  # the caller's row, with the audio path as the manifest gave it
+                    yield result
     finally:
         for a in actors:
             try:

@@ -182,8 +182,10 @@ def calibrate(
     calib = fit_calibration(tar, non, model=scorer.model, source=source)
     if at_llr is not None:
         if calib.a <= 0:
-            raise UsageError(f"the calibration fitted on {path} does not rise with the score (slope {calib.a:.3g}): "
-                             "the trials do not separate targets from non-targets; check their labels")
+            raise UsageError(
+                f"the calibration fitted on {path} does not rise with the score (slope {calib.a:.3g}): "
+                "the trials do not separate targets from non-targets; check their labels"
+            )
         threshold = (at_llr - calib.b) / calib.a
     elif max_false_flag is not None:
         threshold = threshold_at_false_flag(tar, max_false_flag)

@@ -23,7 +23,7 @@ from .enrollment import VoiceprintStore
 from .errors import InsufficientSpeechError, NotEnrolledError, UsageError, VoicecheckError
 from .scorer import Scorer
 from .types import Audio, CallEmbedding, CallResult, Voiceprint
-from .vad import SileroVad, Vad, collect, recording_time, speech_seconds
+from .vad import SileroVad, Vad, collect, recording_time, regions_of, speech_seconds
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +62,13 @@ class Engine:
     def model(self) -> str:
         return self.embedder.name
 
-    def speech(self, audio: Audio) -> tuple[np.ndarray, list, float]:
-        """Customer speech at the model's rate: (speech samples, regions, net speech seconds)."""
-        regions = self.vad.regions(audio.samples, audio.sample_rate)
+    def speech(self, audio: Audio, regions: list | None = None) -> tuple[np.ndarray, list, float]:
+        """Customer speech at the model's rate: (speech samples, regions, net speech seconds).
+
+        ``regions`` are the VAD's regions of ``audio`` when already found (see :meth:`embed_many`).
+        """
+        if regions is None:
+            regions = self.vad.regions(audio.samples, audio.sample_rate)
         model_audio = at_rate(audio, self.embedder.sample_rate)
         return collect(model_audio.samples, self.embedder.sample_rate, regions), regions, speech_seconds(regions)
 
@@ -76,13 +80,31 @@ class Engine:
                 seconds,
             )
 
-    def embed_audio(self, audio: Audio) -> CallEmbedding:
+    def embed_many(self, audios: list[Audio]) -> list[CallEmbedding | InsufficientSpeechError]:
+        """Embed several decoded calls; their speech is found in one lockstep VAD pass (:func:`regions_of`).
+
+        Returns:
+            One item per call, in order: its embedding, or the InsufficientSpeechError it raised.
+        """
+        found = regions_of(self.vad, [(a.samples, a.sample_rate) for a in audios])
+        out: list[CallEmbedding | InsufficientSpeechError] = []
+        for audio, regions in zip(audios, found, strict=True):
+            try:
+                out.append(self.embed_audio(audio, regions))
+            except InsufficientSpeechError as e:
+                out.append(e)
+        return out
+
+    def embed_audio(self, audio: Audio, regions: list | None = None) -> CallEmbedding:
         """Embed the customer side of a decoded call: window embeddings in one batched pass.
+
+        Args:
+            regions: the VAD's speech regions of ``audio`` if already found; None runs the VAD.
 
         Raises:
             InsufficientSpeechError: less net speech than the model's minimum.
         """
-        speech, regions, seconds = self.speech(audio)
+        speech, regions, seconds = self.speech(audio, regions)
         self._require(seconds, audio.path)
         rate, e = self.embedder.sample_rate, self.embedder
         windows = e.embed_batch(frame(speech, rate, e.window_s, e.hop_s))

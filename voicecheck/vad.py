@@ -166,27 +166,31 @@ class _OnnxSilero:
     def probabilities_many(self, frames: list[np.ndarray], sample_rate: int, streams: int) -> list[np.ndarray]:
         """Per-chunk probabilities of several recordings' chunks, ``streams`` at a time in lockstep.
 
-        Shorter recordings are padded with silence at their end; chunks after a recording's end
-        cannot change its earlier probabilities, and are dropped.
+        Recordings run longest first; a recording leaves the batch at its last chunk (the batch
+        shrinks), so no step is spent on padding and no recording sees chunks after its end.
         """
         context = 64 if sample_rate == 16000 else 32  # silero prepends the previous chunk's tail
         rate = np.array(sample_rate, dtype=np.int64)
         run = self._session.run
-        order = sorted(range(len(frames)), key=lambda i: -len(frames[i]))  # similar lengths together
+        order = sorted(range(len(frames)), key=lambda i: -len(frames[i]))  # active streams stay a prefix
         out: list[np.ndarray] = [np.zeros(0, dtype=np.float32)] * len(frames)
         for g in range(0, len(order), streams):
             group = order[g : g + streams]
-            steps = len(frames[group[0]])
+            lengths = np.array([len(frames[i]) for i in group])
+            steps = int(lengths[0])
             rows = np.zeros((steps, len(group), context + frames[group[0]].shape[1]), dtype=np.float32)
             for b, i in enumerate(group):
                 f = frames[i]
                 rows[: len(f), b, context:] = f
                 rows[1 : len(f), b, :context] = f[:-1, -context:]
+            active = (lengths[None, :] > np.arange(steps)[:, None]).sum(axis=1)  # streams still running
             state = np.zeros((2, len(group), 128), dtype=np.float32)
             probs = np.empty((steps, len(group)), dtype=np.float32)
             for t in range(steps):
-                p, state = run(None, {"input": rows[t], "state": state, "sr": rate})
-                probs[t] = p[:, 0]
+                a = int(active[t])
+                live = np.ascontiguousarray(state[:, :a])
+                p, state[:, :a] = run(None, {"input": rows[t, :a], "state": live, "sr": rate})
+                probs[t, :a] = p[:, 0]
             for b, i in enumerate(group):
                 out[i] = probs[: len(frames[i]), b].copy()
         return out
@@ -221,6 +225,14 @@ class _Replay:
         p = self._probs[self._i] if self._i < len(self._probs) else 0.0
         self._i += 1
         return torch.tensor(p)
+
+
+def regions_of(vad: Vad, recordings: list[tuple[np.ndarray, int]]) -> list[list[SpeechRegion]]:
+    """Speech regions of several recordings: in lockstep when the VAD can (silero), else one by one."""
+    many = getattr(vad, "regions_many", None)
+    if many is not None:
+        return many(recordings)
+    return [vad.regions(samples, rate) for samples, rate in recordings]
 
 
 def speech_seconds(regions: list[SpeechRegion]) -> float:
