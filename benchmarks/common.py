@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPEECH = ROOT.parent / "shared" / "speech"
 
 MODEL_KEY = "ge2e"
-CACHE_VERSION = "v2"
+CACHE_VERSION = "v3"  # v3: GE2E windows back to back (hop 1.6 s)
 SAMPLE_RATE = 16000
 DIM = 256
 """GE2E embedding size."""
