@@ -234,7 +234,7 @@ def ring_world(rng: np.random.Generator, n_borrowers: int = 150, n_impostors: in
 def test_rings_recovered(seed):
     rng = np.random.default_rng(500 + seed)
     v, calls, borrowers, truth = ring_world(rng)
-    rings = A.find_rings(v, calls, borrowers, min_borrowers=3, link_threshold=0.4, k=10)
+    rings = A.find_rings(v, calls, borrowers, min_borrowers=3, link_threshold=4.0, k=10)
     flagged = {c for r in rings for c in r.calls}
     assert flagged == set(truth)  # precision and recall 1.0
     assert len(rings) == len(set(truth.values()))
@@ -247,7 +247,7 @@ def test_rings_recovered(seed):
 def test_no_ring_when_every_voice_serves_one_borrower():
     rng = np.random.default_rng(600)
     v, calls, borrowers, _ = ring_world(rng, n_impostors=0)
-    assert A.find_rings(v, calls, borrowers, min_borrowers=2, link_threshold=0.4, k=10) == []
+    assert A.find_rings(v, calls, borrowers, min_borrowers=2, link_threshold=4.0, k=10) == []
 
 
 def test_rings_through_the_hnsw_path_match_the_exact_path(monkeypatch):
@@ -255,7 +255,7 @@ def test_rings_through_the_hnsw_path_match_the_exact_path(monkeypatch):
     rng = np.random.default_rng(700)
     v, calls, borrowers, truth = ring_world(rng, n_borrowers=300, n_impostors=5)
     monkeypatch.setattr(A, "EXACT_SEARCH_MAX", 10)
-    approx = A.find_rings(v, calls, borrowers, link_threshold=0.4, k=10)
+    approx = A.find_rings(v, calls, borrowers, link_threshold=4.0, k=10)
     assert {c for r in approx for c in r.calls} == set(truth)
 
 
@@ -274,7 +274,7 @@ def test_knn_exact_blocks_agree_with_brute_force():
 def test_large_component_is_split_not_materialised():
     rng = np.random.default_rng(900)
     v, calls, borrowers, truth = ring_world(rng, n_borrowers=120, n_impostors=3)
-    rings = A.find_rings(v, calls, borrowers, link_threshold=0.4, k=10, max_component=5)
+    rings = A.find_rings(v, calls, borrowers, link_threshold=4.0, k=10, max_component=5)
     assert {c for r in rings for c in r.calls} <= set(truth)
 
 
@@ -283,6 +283,74 @@ def test_find_rings_validates():
         A.find_rings(np.eye(3, dtype=np.float32), ["a", "b"], ["x", "y", "z"])
     with pytest.raises(UsageError, match="min_borrowers"):
         A.find_rings(np.eye(3, dtype=np.float32), ["a", "b", "c"], ["x", "y", "z"], min_borrowers=1)
+
+
+def test_cohort_stats_leave_out_the_calls_own_borrower():
+    rng = np.random.default_rng(950)
+    x = samples(centres(1, rng)[0], 12, rng, noise=0.6)
+    owners = ["a", "a", "b", "c", "c", "c", "d", "e", "f", "g", "h", "i"]
+    mean, sd, count = A.cohort_stats(x, owners, block=5)
+    cos = x.astype(np.float64) @ x.T.astype(np.float64)
+    for i, me in enumerate(owners):
+        others = [j for j, o in enumerate(owners) if o != me]
+        assert count[i] == len(others)
+        assert mean[i] == pytest.approx(cos[i, others].mean(), abs=1e-5)
+        assert sd[i] == pytest.approx(cos[i, others].std(), abs=1e-5)
+    # at most cohort_max calls, an even spread: rows 0, 3, 6, 9
+    mean4, _, count4 = A.cohort_stats(x, owners, cohort_max=4)
+    assert count4[2] == 4 and count4[0] == count4[1] == 3  # calls 0 and 1 share borrower "a" with row 0
+    assert mean4[2] == pytest.approx(cos[2, [0, 3, 6, 9]].mean(), abs=1e-5)
+    assert mean4[1] == pytest.approx(cos[1, [3, 6, 9]].mean(), abs=1e-5)
+
+
+def test_link_scores_are_in_standard_deviations_of_each_calls_cohort():
+    got = A.link_scores(np.array([0.5, 0.2]), np.array([0.1, 0.1]), np.array([0.2, 0.2]), 0.3, 0.1)
+    assert np.allclose(got, [0.5 * (2.0 + 2.0), 0.5 * (0.5 - 1.0)])
+
+
+def test_short_clips_of_one_voice_ring_while_long_look_alikes_do_not():
+    """Short noisy clips have every cosine shrunk (by a factor ``a`` here): their ring mates score
+    ``a**2``, below three long calls of different voices that merely sound alike (0.5). No cosine
+    threshold separates them; the link score, measured against each call's own cohort, does."""
+    rng = np.random.default_rng(960)
+    sub, d, a = 16, 48, 0.7
+    long_calls = np.zeros((80, d))
+    long_calls[:, :sub] = rng.standard_normal((80, sub))
+    long_calls /= np.linalg.norm(long_calls, axis=1, keepdims=True)
+    alike = np.zeros((3, d))  # three voices, pairwise cosine 0.5: a shared part and their own
+    alike[:, 0] = np.sqrt(0.5)
+    alike[:, 1:4] = np.sqrt(0.5) * np.eye(3)
+    w = np.zeros(d)
+    w[4:sub] = rng.standard_normal(sub - 4)
+    w /= np.linalg.norm(w)
+    clips = a * w + np.sqrt(1 - a**2) * np.eye(d)[sub : sub + 3]  # noise orthogonal to every voice
+    v = np.concatenate([long_calls, alike, clips]).astype(np.float32)
+    owners = [f"b{i}" for i in range(80)] + ["x0", "x1", "x2"] + ["y0", "y1", "y2"]
+    calls = owners[:83] + ["clip0", "clip1", "clip2"]
+    cos = v @ v.T
+    assert cos[83, 84] == pytest.approx(a**2, abs=1e-5) and cos[80, 81] == pytest.approx(0.5, abs=1e-5)
+    assert cos[83, 84] < cos[80, 81]  # by cosine the look-alikes come first
+    rings = A.find_rings(v, calls, owners, min_borrowers=3, link_threshold=2.3, k=10)
+    assert [sorted(r.calls) for r in rings] == [["clip0", "clip1", "clip2"]]
+    assert rings[0].cohesion == pytest.approx(a**2, abs=1e-3)  # cohesion stays a mean cosine
+
+
+def test_a_chain_of_look_alikes_is_not_one_voice():
+    """A sounds like B and B like C, but A only a little like C: every pair of a ring must link
+    (average linkage would join C to A and B: the mean of its two link scores clears the bar)."""
+    rng = np.random.default_rng(970)
+    background = samples(centres(1, rng)[0], 60, rng, noise=3.0)  # near-random directions
+    e = np.eye(D, dtype=np.float32)
+    chain = np.stack([np.cos(t) * e[0] + np.sin(t) * e[1] for t in np.deg2rad([0.0, 35.0, 70.0])])
+    v = np.concatenate([background, chain])
+    owners = [f"b{i}" for i in range(60)] + ["A", "B", "C"]
+    calls = owners[:60] + ["a", "b", "c"]
+    mean, sd, _ = A.cohort_stats(v, owners)
+    z = A.link_scores(v[60:] @ v[60:].T, mean[60:, None], sd[60:, None], mean[60:], sd[60:])
+    assert min(z[0, 1], z[1, 2]) > 4.5 and z[0, 2] < 3.0 and (z[0, 2] + z[1, 2]) / 2 > 3.5
+    assert A.find_rings(v, calls, owners, min_borrowers=3, link_threshold=3.5, k=10) == []
+    pairs = A.find_rings(v, calls, owners, min_borrowers=2, link_threshold=3.5, k=10)
+    assert len(pairs) == 1 and sorted(pairs[0].calls) in (["a", "b"], ["b", "c"])
 
 
 # --- watchlist ----------------------------------------------------------------------------------

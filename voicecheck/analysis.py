@@ -42,11 +42,22 @@ SPLIT_MAX_CENTROID_COSINE = 0.825
 SPLIT_MIN_SHARE = 0.10
 """Default: the smaller of two clusters must hold at least this fraction of the windows."""
 
-RING_LINK_THRESHOLD = 0.575
-"""Default link similarity for :func:`find_rings`: cosine of GE2E call vectors in the scoring space
-(:func:`voicecheck.crosscall.scoring_space`, shipped LDA), chosen for ``min_borrowers=3``."""
+RING_LINK_THRESHOLD = 1.8
+"""Default link score for :func:`find_rings`, on the scale of :func:`link_scores`: how many standard
+deviations two calls' cosine (GE2E call vectors in :func:`voicecheck.crosscall.scoring_space`,
+shipped LDA) stands above what each of them scores against other borrowers' calls. Chosen for
+``min_borrowers=3`` on TUNE speakers over short impostor clips and calls of >= 6 s of speech
+together (benchmarks/analysis.py)."""
 
-VOICES_THRESHOLD = 0.45
+RING_COHORT_MAX = 2000
+"""At most this many calls (an even spread of the population) form the cohort that
+:func:`cohort_stats` measures each call against."""
+
+RING_MIN_COHORT = 20
+"""Below this many calls of other borrowers in a call's cohort, :func:`find_rings` warns that its
+normalisation rests on too few calls."""
+
+VOICES_THRESHOLD = 0.425
 """Default average-link cut for :func:`voices_per_borrower`: cosine of GE2E call vectors in the
 scoring space (:func:`voicecheck.crosscall.scoring_space`, shipped LDA)."""
 
@@ -515,6 +526,80 @@ def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return connected_components(graph, directed=False)[1]
 
 
+def cohort_stats(
+    vectors: np.ndarray, borrower_ids: Sequence[str], cohort_max: int = RING_COHORT_MAX, block: int = 2048
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """How alike each call is to calls of other borrowers: the mean and spread of its cosines to them.
+
+    The cohort is the whole population up to ``cohort_max`` calls, else an even spread of
+    ``cohort_max`` of them; a call's own borrower's calls (and the call itself) are left out of its
+    statistics. These are population statistics, so they estimate the same thing in a store of 40
+    calls or of millions. Memory O(block * cohort_max), time O(n * cohort_max * d).
+
+    Args:
+        vectors: unit-norm call embeddings, shape (n, d).
+        borrower_ids: the borrower of each call, one per row.
+        cohort_max: most calls in the cohort.
+
+    Returns:
+        (mean, standard deviation, cohort size), each shape (n,): cosine statistics of each call
+        against the cohort's calls of other borrowers. A call with no such call gets mean 0 and
+        deviation 1 (its link scores are then plain cosines); a deviation is at least 1e-4.
+    """
+    x = _unit(_rows(vectors, "vectors"))
+    n = len(x)
+    if len(borrower_ids) != n:
+        raise UsageError(f"{len(borrower_ids)} borrower ids for {n} vectors; pass one per row.")
+    owner = np.unique(np.asarray(borrower_ids, dtype=object).astype(str), return_inverse=True)[1]
+    step = -(-n // cohort_max) if n else 1
+    cohort = np.arange(0, n, step)
+    mean, sd, count = np.zeros(n), np.ones(n), np.zeros(n, np.int64)
+    for s in range(0, n, block):
+        sims = (x[s : s + block] @ x[cohort].T).astype(np.float64)
+        other = owner[s : s + block, None] != owner[cohort][None, :]
+        m = other.sum(axis=1)
+        mu = np.where(other, sims, 0.0).sum(axis=1) / np.maximum(m, 1)
+        var = np.where(other, (sims - mu[:, None]) ** 2, 0.0).sum(axis=1) / np.maximum(m, 1)
+        mean[s : s + block] = np.where(m > 0, mu, 0.0)
+        sd[s : s + block] = np.where(m > 0, np.maximum(np.sqrt(var), 1e-4), 1.0)
+        count[s : s + block] = m
+    return mean, sd, count
+
+
+def link_scores(
+    cosines: np.ndarray, mean_a: np.ndarray, sd_a: np.ndarray, mean_b: np.ndarray, sd_b: np.ndarray
+) -> np.ndarray:
+    """Normalised similarity of call pairs (symmetric S-norm): ``0.5 * (z_a + z_b)``.
+
+    ``z_a = (cosine - mean_a) / sd_a`` says how far the pair's cosine stands above what call a
+    scores against other borrowers (:func:`cohort_stats`), in standard deviations; likewise for b.
+    A call that resembles everyone (a long, clean call) needs a higher cosine to link than a short
+    noisy clip whose cosines are all small, so one threshold serves calls of any length.
+
+    Args:
+        cosines: cosines of the pairs, any shape; the other arguments broadcast against it.
+
+    Returns:
+        Link scores, same shape as ``cosines`` (about 0 for a typical pair of different voices).
+    """
+    c = np.asarray(cosines, dtype=np.float64)
+    return 0.5 * ((c - mean_a) / sd_a + (c - mean_b) / sd_b)
+
+
+def _complete_link(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Complete-linkage clusters in which every pair has score >= threshold; labels (n,)."""
+    if len(scores) == 1:
+        return np.zeros(1, dtype=np.int64)
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    top = float(np.max(scores))
+    d = top - (scores + scores.T) / 2.0  # a distance >= 0 on the pairs; the diagonal is unused
+    np.fill_diagonal(d, 0.0)
+    z = linkage(squareform(np.maximum(d, 0.0), checks=False), method="complete")
+    return fcluster(z, t=top - threshold, criterion="distance").astype(np.int64) - 1
+
+
 def find_rings(
     vectors: np.ndarray,
     call_ids: Sequence[str],
@@ -526,15 +611,21 @@ def find_rings(
 ) -> list[Ring]:
     """Find voices that speak for several borrowers.
 
-    1. k-nearest-neighbour graph (:func:`knn`: exact for small n, HNSW for large n), keeping edges
-       with cosine >= ``link_threshold``; connected components of it.
-    2. Within each component with calls of at least ``min_borrowers`` borrowers, average-linkage
-       clustering cut at ``link_threshold`` (a cluster's calls are on average that alike, so one
-       chance link does not chain two voices together). A component larger than
-       ``max_component`` is first split again at a stricter link threshold.
-    3. Clusters whose calls span at least ``min_borrowers`` distinct borrowers are rings.
+    1. Normalise: each call's cosines to calls of other borrowers give it a mean and a spread
+       (:func:`cohort_stats`); two calls' link score (:func:`link_scores`) is how far their cosine
+       stands above those, in standard deviations. Long calls, whose cosines to similar-sounding
+       strangers run high, and short clips, whose cosines are all small, then share one threshold.
+    2. k-nearest-neighbour graph (:func:`knn` by cosine: exact for small n, HNSW for large n),
+       keeping edges with link score >= ``link_threshold``; connected components of it.
+    3. Within each component with calls of at least ``min_borrowers`` borrowers, complete-linkage
+       clustering: every pair of calls in a cluster has link score >= ``link_threshold`` (a chain of
+       pairwise look-alikes is not one voice). A component larger than ``max_component`` is first
+       split again at a link threshold one standard deviation stricter, until it fits.
+    4. Clusters whose calls span at least ``min_borrowers`` distinct borrowers are rings.
 
-    Memory is O(n k) plus O(c^2) for the largest component c; no n x n matrix is built.
+    Memory is O(n k) plus O(c^2) for the largest component c and O(2048 * cohort) for the
+    statistics; no n x n matrix is built. Only a call's k nearest neighbours by cosine can link to
+    it; its own link scores rank its neighbours in that same order.
 
     Args:
         vectors: call embeddings, shape (n, d); pass them through
@@ -542,11 +633,11 @@ def find_rings(
         call_ids: one id per row.
         borrower_ids: the borrower each call was made for, one per row.
         min_borrowers: least distinct borrowers of a ring (>= 2).
-        link_threshold: least cosine between linked calls and least mean cosine within a cluster.
+        link_threshold: least link score (:func:`link_scores`) between any two calls of a ring.
         k: neighbours per call.
 
     Returns:
-        Rings, most borrowers first.
+        Rings, most borrowers first; ``cohesion`` is the mean pairwise cosine of the ring's calls.
     """
     x = _unit(_rows(vectors, "vectors"))
     n = len(x)
@@ -557,11 +648,28 @@ def find_rings(
     if n < min_borrowers:
         return []
     borrowers = np.unique(np.asarray(borrower_ids, dtype=object).astype(str), return_inverse=True)[1]
-    sims, idx = knn(x, k)
-    keep = (sims >= link_threshold) & (idx >= 0)
-    rows = np.repeat(np.arange(n), idx.shape[1])[keep.ravel()]
-    cols = idx.ravel()[keep.ravel()]
-    todo = [(np.arange(n), _components(n, rows, cols), link_threshold)]
+    mean, sd, count = cohort_stats(x, borrower_ids)
+    if count.min() < RING_MIN_COHORT:
+        log.warning(
+            "rings: some calls have only %d calls of other borrowers to normalise against (want >= %d); "
+            "with so few stored calls the link scores are rough",
+            int(count.min()),
+            RING_MIN_COHORT,
+        )
+
+    def edges(members: np.ndarray, thr: float) -> np.ndarray:
+        """Component label of each member in the kNN graph of its members at link score >= thr."""
+        sims, idx = knn(x[members], k)
+        a = np.repeat(np.arange(len(members)), idx.shape[1])
+        b = idx.ravel()
+        ok = b >= 0
+        a, b = a[ok], b[ok]
+        g_a, g_b = members[a], members[b]
+        keep = link_scores(sims.ravel()[ok], mean[g_a], sd[g_a], mean[g_b], sd[g_b]) >= thr
+        return _components(len(members), a[keep], b[keep])
+
+    everyone = np.arange(n)
+    todo = [(everyone, edges(everyone, link_threshold), link_threshold)]
     rings: list[Ring] = []
     while todo:
         members_all, comp, thr = todo.pop()
@@ -570,21 +678,19 @@ def find_rings(
             if len(members) < 2 or len(np.unique(borrowers[members])) < min_borrowers:
                 continue
             if len(members) > max_component:
-                sub = x[members]
-                s2, i2 = knn(sub, k)
-                stricter = thr + 0.5 * (1.0 - thr)
-                ok = (s2 >= stricter) & (i2 >= 0)
-                r2 = np.repeat(np.arange(len(members)), i2.shape[1])[ok.ravel()]
-                todo.append((members, _components(len(members), r2, i2.ravel()[ok.ravel()]), stricter))
+                todo.append((members, edges(members, thr + 1.0), thr + 1.0))
                 continue
-            labels = _average_link(x[members], link_threshold)
+            g = x[members].astype(np.float64)
+            cos = g @ g.T
+            scores = link_scores(cos, mean[members][:, None], sd[members][:, None], mean[members], sd[members])
+            labels = _complete_link(scores, link_threshold)
             for lab in np.unique(labels):
-                group = members[labels == lab]
+                pick = np.flatnonzero(labels == lab)
+                group = members[pick]
                 if len(group) < 2 or len(np.unique(borrowers[group])) < min_borrowers:
                     continue
-                g = x[group].astype(np.float64)
                 m = len(group)
-                cohesion = float((np.sum(g @ g.T) - m) / (m * (m - 1)))
+                cohesion = float((np.sum(cos[np.ix_(pick, pick)]) - np.trace(cos[np.ix_(pick, pick)])) / (m * (m - 1)))
                 rings.append(
                     Ring(
                         calls=[call_ids[i] for i in group],

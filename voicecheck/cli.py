@@ -491,7 +491,11 @@ def rings_cmd(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Voices that speak as several different borrowers (approximate nearest-neighbour clustering)."""
+    """Voices that speak as several different borrowers (approximate nearest-neighbour clustering).
+
+    Two calls link when their similarity stands out against what each scores with other borrowers'
+    calls, so the store needs a population (a few dozen calls or more) for the search to be reliable.
+    """
     from .crosscall import rings
 
     if min_borrowers < 2:

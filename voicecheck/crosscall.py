@@ -3,8 +3,10 @@
 Vectors are the stored call embeddings in the telephone band, mapped into the product's scoring
 space (:func:`scoring_space`): the model's shipped back-end (LDA for GE2E) re-centred on the stored
 calls' own mean (the in-domain mean), or, for a model with no back-end, just centred on that mean.
-The cosine in that space is the scale the thresholds in :mod:`voicecheck.analysis` were chosen on
-(benchmarks/analysis.py).
+The cosine in that space is the scale of the voices-per-borrower threshold; rings link calls on
+that cosine normalised against each call's cosines to other borrowers' calls
+(:func:`voicecheck.analysis.link_scores`). Both defaults in :mod:`voicecheck.analysis` were chosen
+in benchmarks/analysis.py.
 """
 
 from __future__ import annotations
@@ -128,7 +130,9 @@ def rings(
     Args:
         settings: run settings.
         min_borrowers: least distinct borrowers of a ring.
-        link_threshold: least cosine between linked calls, in :func:`scoring_space`.
+        link_threshold: least link score between any two calls of a ring: their cosine in
+            :func:`scoring_space`, in standard deviations above each call's cosines to other
+            borrowers' calls (:func:`voicecheck.analysis.link_scores`).
     """
     calls = stored_calls(settings)
     if len(calls.call_ids) < 2:
