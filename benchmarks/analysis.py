@@ -21,13 +21,13 @@ What it measures (GE2E, every clip passed through voicecheck.channel.simulate_ca
   clips (median 4.4 s of speech); a second rings experiment uses calls of the length issue 3
   defines (>= 6 s of net speech, <= 30 s): each impostor call joins several pieces of one voice,
   no audio shared between two calls of a voice, genuine calls are whole LibriSpeech recordings;
-  cached in analysis-v3-longcalls-v1.npz. One link threshold is chosen on TUNE for both populations.
+  cached in analysis-hop<hop>-longcalls-v1.npz. One link threshold is chosen on TUNE for both populations.
 * voices per borrower: borrowers with 2-3 genuine calls, each also with one more call in another
   voice; the first should not split, the second should.
 * two speakers on one channel: AMI / pyannote conversations (RTTM beside each file), purity and
   coverage of split_two_speakers against the two main speakers; one-speaker calls wrongly split.
 
-Embeddings are cached in benchmarks/.cache/analysis-v3.npz (--cache) and the takeover calls in
+Embeddings are cached in benchmarks/.cache/analysis-hop<hop>.npz (--cache) and the takeover calls in
 analysis-takeovers-v2.npz beside it; the Scorer's cohort comes from the benchmarks/accuracy.py
 cache (benchmarks/.cache/accuracy/cache): run benchmarks/accuracy.py first, or this embeds every
 speaker for it (slow). With the caches in place a run takes seconds.
@@ -802,7 +802,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--speech", default=common.DEFAULT_SPEECH, type=Path)
     p.add_argument("--out", default=Path(__file__).parent / "results", type=Path)
-    default_cache = Path(__file__).parent / ".cache" / "analysis-v3.npz"  # v3: GE2E hop 1.6 s
+    from voicecheck.config import Settings
+    from voicecheck.embedders import model_spec
+
+    hop = model_spec("ge2e", Settings().embeddings).hop_s  # window embeddings depend on it: one cache per hop
+    default_cache = Path(__file__).parent / ".cache" / f"analysis-hop{hop:g}.npz"
     p.add_argument(
         "--cache",
         default=default_cache,
@@ -1271,7 +1275,8 @@ def main() -> None:
         f"min_borrowers 2 alone would pick {thr_l2:.2f}) "
         f"and VOICES_THRESHOLD {chosen[('voices', 'product')]:.3f} (scoring-space cosine). Shipped now: "
         f"TAKEOVER_MARGIN {A.TAKEOVER_MARGIN}, TAKEOVER_MAX_SIDE_COSINE {A.TAKEOVER_MAX_SIDE_COSINE}, "
-        f"RING_LINK_THRESHOLD {A.RING_LINK_THRESHOLD}, VOICES_THRESHOLD {A.VOICES_THRESHOLD}."
+        f"RING_LINK_THRESHOLD {A.RING_LINK_THRESHOLD} (min_borrowers >= 3), RING_PAIR_LINK_THRESHOLD "
+        f"{A.RING_PAIR_LINK_THRESHOLD} (min_borrowers 2), VOICES_THRESHOLD {A.VOICES_THRESHOLD}."
     )
     say("")
     lines[summary_at:summary_at] = [

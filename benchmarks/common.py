@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPEECH = ROOT.parent / "shared" / "speech"
 
 MODEL_KEY = "ge2e"
-CACHE_VERSION = "v3"  # v3: GE2E windows back to back (hop 1.6 s)
+CACHE_VERSION = "v2"
 SAMPLE_RATE = 16000
 DIM = 256
 """GE2E embedding size."""
@@ -312,7 +312,10 @@ class Embeddings:
         self.dir = Path(cache_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.seed = seed
-        self.path = self.dir / f"embeddings-{CACHE_VERSION}-seed{seed}.npz"
+        from voicecheck.embedders import model_spec
+
+        hop = model_spec(MODEL_KEY, self.dir).hop_s  # vectors depend on the window hop: one cache per hop
+        self.path = self.dir / f"embeddings-{CACHE_VERSION}-hop{hop:g}-seed{seed}.npz"
         self._cache: dict[str, np.ndarray] = {}
         if self.path.is_file():
             with np.load(self.path, allow_pickle=False) as data:

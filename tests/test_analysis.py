@@ -353,6 +353,31 @@ def test_a_chain_of_look_alikes_is_not_one_voice():
     assert len(pairs) == 1 and sorted(pairs[0].calls) in (["a", "b"], ["b", "c"])
 
 
+def test_default_link_is_stricter_for_pairs_than_for_three_borrowers():
+    """Three calls that all link at a score between the two defaults are a ring of three borrowers,
+    but no two of them are reported as a pair ring (min_borrowers 2 asks for a stronger link)."""
+    assert A.ring_link_threshold(2) == A.RING_PAIR_LINK_THRESHOLD > A.ring_link_threshold(3) == A.RING_LINK_THRESHOLD
+    e = np.eye(D, dtype=np.float32)
+    u = (e[1] + e[2] + e[3]) / np.sqrt(3.0)  # other borrowers' calls lean a little towards or away from the three
+    alpha = np.where(np.arange(60) % 2 == 0, 0.15, -0.15)[:, None]
+    background = alpha * u + np.sqrt(1 - alpha**2) * e[4:64]
+    owners = [f"b{i}" for i in range(60)] + ["A", "B", "C"]
+    calls = owners[:60] + ["a", "b", "c"]
+    for share in np.linspace(0.05, 0.95, 91):  # three calls with a common part of this weight
+        trio = np.sqrt(share) * e[0] + np.sqrt(1 - share) * e[1:4]
+        v = np.concatenate([background, trio]).astype(np.float32)
+        mean, sd, _ = A.cohort_stats(v, owners)
+        z = A.link_scores(v[60:] @ v[60:].T, mean[60:, None], sd[60:, None], mean[60:], sd[60:])
+        pair_z = z[np.triu_indices(3, 1)]
+        if pair_z.min() > A.RING_LINK_THRESHOLD + 0.1 and pair_z.max() < A.RING_PAIR_LINK_THRESHOLD - 0.1:
+            break
+    else:
+        pytest.fail("no trio with link scores between the two defaults")
+    trios = A.find_rings(v, calls, owners, min_borrowers=3, k=10)
+    assert [sorted(r.calls) for r in trios] == [["a", "b", "c"]]
+    assert A.find_rings(v, calls, owners, min_borrowers=2, k=10) == []
+
+
 # --- watchlist ----------------------------------------------------------------------------------
 
 

@@ -49,6 +49,17 @@ shipped LDA) stands above what each of them scores against other borrowers' call
 ``min_borrowers=3`` on TUNE speakers over short impostor clips and calls of >= 6 s of speech
 together (benchmarks/analysis.py)."""
 
+RING_PAIR_LINK_THRESHOLD = 2.55
+"""Default link score when a ring may be two borrowers (``min_borrowers=2``): a pair of calls is weaker
+evidence than three or more that all link, so it must link more strongly (chosen on TUNE for
+``min_borrowers=2`` the same way; at 1.8 pairs of sound-alike borrowers flood the list)."""
+
+
+def ring_link_threshold(min_borrowers: int) -> float:
+    """The default link score for :func:`find_rings` at ``min_borrowers``."""
+    return RING_PAIR_LINK_THRESHOLD if min_borrowers <= 2 else RING_LINK_THRESHOLD
+
+
 RING_COHORT_MAX = 2000
 """At most this many calls (an even spread of the population) form the cohort that
 :func:`cohort_stats` measures each call against."""
@@ -57,7 +68,7 @@ RING_MIN_COHORT = 20
 """Below this many calls of other borrowers in a call's cohort, :func:`find_rings` warns that its
 normalisation rests on too few calls."""
 
-VOICES_THRESHOLD = 0.425
+VOICES_THRESHOLD = 0.45
 """Default average-link cut for :func:`voices_per_borrower`: cosine of GE2E call vectors in the
 scoring space (:func:`voicecheck.crosscall.scoring_space`, shipped LDA)."""
 
@@ -605,7 +616,7 @@ def find_rings(
     call_ids: Sequence[str],
     borrower_ids: Sequence[str],
     min_borrowers: int = 3,
-    link_threshold: float = RING_LINK_THRESHOLD,
+    link_threshold: float | None = None,
     k: int = 20,
     max_component: int = 3000,
 ) -> list[Ring]:
@@ -633,7 +644,8 @@ def find_rings(
         call_ids: one id per row.
         borrower_ids: the borrower each call was made for, one per row.
         min_borrowers: least distinct borrowers of a ring (>= 2).
-        link_threshold: least link score (:func:`link_scores`) between any two calls of a ring.
+        link_threshold: least link score (:func:`link_scores`) between any two calls of a ring;
+            None: :func:`ring_link_threshold` of ``min_borrowers``.
         k: neighbours per call.
 
     Returns:
@@ -647,6 +659,8 @@ def find_rings(
         raise UsageError(f"min_borrowers must be at least 2, got {min_borrowers}.")
     if n < min_borrowers:
         return []
+    if link_threshold is None:
+        link_threshold = ring_link_threshold(min_borrowers)
     borrowers = np.unique(np.asarray(borrower_ids, dtype=object).astype(str), return_inverse=True)[1]
     mean, sd, count = cohort_stats(x, borrower_ids)
     if count.min() < RING_MIN_COHORT:

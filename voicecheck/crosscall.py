@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .analysis import RING_LINK_THRESHOLD, VOICES_THRESHOLD, centre, find_rings, voices_per_borrower
+from .analysis import VOICES_THRESHOLD, centre, find_rings, voices_per_borrower
 from .callstore import CallStore
 from .config import Settings
 from .embedders import model_spec
@@ -122,9 +122,7 @@ def inconsistent_borrowers(settings: Settings, threshold: float = VOICES_THRESHO
     return found
 
 
-def rings(
-    settings: Settings, min_borrowers: int = 3, link_threshold: float = RING_LINK_THRESHOLD
-) -> list[dict[str, Any]]:
+def rings(settings: Settings, min_borrowers: int = 3, link_threshold: float | None = None) -> list[dict[str, Any]]:
     """Voices that speak as ``min_borrowers`` or more different borrowers, most borrowers first.
 
     Args:
@@ -132,7 +130,8 @@ def rings(
         min_borrowers: least distinct borrowers of a ring.
         link_threshold: least link score between any two calls of a ring: their cosine in
             :func:`scoring_space`, in standard deviations above each call's cosines to other
-            borrowers' calls (:func:`voicecheck.analysis.link_scores`).
+            borrowers' calls (:func:`voicecheck.analysis.link_scores`); None: the default for
+            ``min_borrowers`` (:func:`voicecheck.analysis.ring_link_threshold`).
     """
     calls = stored_calls(settings)
     if len(calls.call_ids) < 2:

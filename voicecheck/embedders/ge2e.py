@@ -33,7 +33,7 @@ class GE2EEmbedder:
         sha256: str | None = None,
         min_speech_s: float = 3.0,
         window_s: float = 1.6,
-        hop_s: float = 1.6,
+        hop_s: float = 0.8,
         batch_size: int = 64,
     ) -> None:
         try:
