@@ -424,7 +424,7 @@ def ring_scores(rings, ids, owners, voice, min_b, secs=None, long_s: float = 6.0
     found = set()
     for r in rings:
         vs = [who[cid] for cid in r.calls]
-        top = max(set(vs), key=vs.count)
+        top = max(dict.fromkeys(vs), key=vs.count)  # ties: the first in call order (a set would vary per run)
         if top is not None:
             found.add(top)
     long = {i for i, x in zip(ids, secs if secs is not None else [0.0] * len(ids), strict=True) if x >= long_s} & pos
@@ -439,13 +439,15 @@ def ring_scores(rings, ids, owners, voice, min_b, secs=None, long_s: float = 6.0
     )
 
 
+def in_space(populations, prod: Product) -> list:
+    """Populations (vectors, ids, owners, voice, secs) with their vectors in the scoring space
+    (voicecheck.crosscall.scoring_space)."""
+    return [(prod.space(v), ids, owners, voice, secs) for v, ids, owners, voice, secs in populations]
+
+
 def ring_spaces(c: Clips, half: str, prod: Product, seeds) -> list:
-    """Each seed's population with its vectors in the scoring space (voicecheck.crosscall.scoring_space)."""
-    out = []
-    for seed in seeds:
-        v, ids, owners, voice, secs = ring_population(c, half, seed)
-        out.append((prod.space(v), ids, owners, voice, secs))
-    return out
+    """Each seed's short-clip population in the scoring space."""
+    return in_space((ring_population(c, half, seed) for seed in seeds), prod)
 
 
 def link_rings(x, ids, owners, min_b: int, thr: float) -> list:
@@ -644,12 +646,8 @@ def long_population(lc: LongCalls, part: str, seed: int, n_libri_impostors: int 
 
 
 def long_pops(lc: LongCalls, part: str, prod: Product, seeds) -> list:
-    """Each seed's full-length population with its vectors in the scoring space."""
-    out = []
-    for seed in seeds:
-        v, ids, owners, voice, secs = long_population(lc, part, seed)
-        out.append((prod.space(v), ids, owners, voice, secs))
-    return out
+    """Each seed's full-length population in the scoring space."""
+    return in_space((long_population(lc, part, seed) for seed in seeds), prod)
 
 
 def long_rings(pops: list, thr: float, min_b: int, finder=link_rings) -> dict:
