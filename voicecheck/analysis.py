@@ -564,10 +564,11 @@ def cohort_stats(
     owner = np.unique(np.asarray(borrower_ids, dtype=object).astype(str), return_inverse=True)[1]
     step = -(-n // cohort_max) if n else 1
     cohort = np.arange(0, n, step)
+    cohort_t, cohort_owner = np.ascontiguousarray(x[cohort].T), owner[cohort]  # gathered once, not per block
     mean, sd, count = np.zeros(n), np.ones(n), np.zeros(n, np.int64)
     for s in range(0, n, block):
-        sims = (x[s : s + block] @ x[cohort].T).astype(np.float64)
-        other = owner[s : s + block, None] != owner[cohort][None, :]
+        sims = (x[s : s + block] @ cohort_t).astype(np.float64)
+        other = owner[s : s + block, None] != cohort_owner[None, :]
         m = other.sum(axis=1)
         mu = np.where(other, sims, 0.0).sum(axis=1) / np.maximum(m, 1)
         var = np.where(other, (sims - mu[:, None]) ** 2, 0.0).sum(axis=1) / np.maximum(m, 1)
