@@ -180,14 +180,13 @@ def child_naive(work: Path) -> dict[str, Any]:
 
 def child_profile(work: Path, n: int, hop: str) -> dict[str, Any]:
     """Time each stage of the batch's per-task work (:meth:`voicecheck.pipeline.Engine.embed_many`) on
-    ``n`` calls (after one warm-up call): decode, VAD in lockstep over ``calls_per_task`` calls, then
-    per call resample+collect and embed."""
+    ``n`` calls (after one warm-up call): per call decode, VAD, resample+collect and embed."""
     from voicecheck.audio import at_rate, load
     from voicecheck.batch import groups
     from voicecheck.config import load_settings
     from voicecheck.embedders import frame
     from voicecheck.pipeline import Engine
-    from voicecheck.vad import collect, regions_of
+    from voicecheck.vad import collect
 
     emb = fresh_workspace(work / "embeddings-profile", hop)
     settings = load_settings(None, store=str(work / "store"), embeddings=str(emb))
@@ -206,7 +205,7 @@ def child_profile(work: Path, n: int, hop: str) -> dict[str, Any]:
         t = time.perf_counter()
         audios = [load(work / r["audio"], int(r["customer_channel"])) for r in group]
         t1 = time.perf_counter()
-        found = regions_of(engine.vad, [(a.samples, a.sample_rate) for a in audios])
+        found = [engine.vad.regions(a.samples, a.sample_rate) for a in audios]
         t2 = time.perf_counter()
         stages["decode"] += t1 - t
         stages["vad"] += t2 - t1

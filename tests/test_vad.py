@@ -103,10 +103,10 @@ def test_energy_vad_finds_the_loud_part() -> None:
 
 
 @pytest.mark.parametrize("rate", [8000, 16000])
-def test_onnx_and_torchscript_runtimes_agree(rate: int) -> None:
-    """The faster ONNX runtime gives silero's probabilities and regions, and the TorchScript path
-    gives exactly what silero's own ``get_speech_timestamps`` gives."""
-    pytest.importorskip("onnxruntime")
+def test_sequence_runtime_is_silero_streaming(rate: int) -> None:
+    """The default runtime (feature stack batched, LSTM over the sequence) gives silero's own
+    chunk-by-chunk probabilities and regions, and the streaming path gives exactly what silero's
+    ``get_speech_timestamps`` gives."""
     import torch
     from silero_vad import get_speech_timestamps
 
@@ -114,35 +114,42 @@ def test_onnx_and_torchscript_runtimes_agree(rate: int) -> None:
     from voicecheck.vad import SileroVad
 
     audio = load(CLIP)
-    x = resample(np.concatenate([silence(1.0), audio.samples, noise(1.0, amplitude=0.01)]), 16000, rate)
+    x = resample(np.concatenate([silence(1.0), audio.samples, noise(1.0, amplitude=0.01), audio.samples]), 16000, rate)
     x = x.astype(np.float32)
-    jit, onnx = SileroVad(runtime="jit"), SileroVad(runtime="onnx")
-    p_jit, p_onnx = jit.probabilities(x, rate), onnx.probabilities(x, rate)
-    assert p_jit.shape == p_onnx.shape == (int(np.ceil(len(x) / (rate // 31.25))),)
-    assert np.abs(p_jit - p_onnx).max() < 1e-3
-    assert p_jit.max() > 0.9 and p_jit[: int(0.8 * 31.25)].max() < 0.5  # speech found, leading silence not
-    assert onnx.regions(x, rate) == jit.regions(x, rate)
+    stream, sequence = SileroVad(runtime="stream"), SileroVad()
+    p_stream, p_seq = stream.probabilities(x, rate), sequence.probabilities(x, rate)
+    assert p_stream.shape == p_seq.shape == (int(np.ceil(len(x) / (rate // 31.25))),)
+    assert np.abs(p_stream - p_seq).max() < 1e-4
+    assert p_seq.max() > 0.9 and p_seq[: int(0.8 * 31.25)].max() < 0.5  # speech found, leading silence not
+    assert sequence.regions(x, rate) == stream.regions(x, rate)
     with torch.no_grad():
         stamps = get_speech_timestamps(
-            torch.from_numpy(x), jit._load(), sampling_rate=rate, threshold=0.5,
+            torch.from_numpy(x), stream._load(), sampling_rate=rate, threshold=0.5,
             min_silence_duration_ms=300, speech_pad_ms=50, min_speech_duration_ms=250,
         )
     expected = [(s["start"] / rate, s["end"] / rate) for s in stamps]
-    assert [(r.start_s, r.end_s) for r in jit.regions(x, rate)] == expected
+    assert [(r.start_s, r.end_s) for r in stream.regions(x, rate)] == expected
 
 
-def test_regions_many_is_regions_of_each(silero) -> None:
-    """Recordings of different lengths and rates run in lockstep give what each gives alone."""
+def test_sequence_runtime_over_blocks(monkeypatch) -> None:
+    """A recording longer than one feature-stack block gives the same probabilities as in one block."""
+    from voicecheck.vad import SileroVad, _SequenceSilero
+
+    x = resample_clip(8000)
+    vad = SileroVad()
+    whole = vad.probabilities(x, 8000)
+    monkeypatch.setattr(_SequenceSilero, "_BLOCK", 7)
+    assert np.abs(vad.probabilities(x, 8000) - whole).max() < 1e-5
+
+
+def test_unknown_runtime_is_refused() -> None:
+    from voicecheck.vad import SileroVad
+
+    with pytest.raises(ValueError, match="runtime"):
+        SileroVad(runtime="onnx").regions(noise(1.0), 16000)
+
+
+def resample_clip(rate: int) -> np.ndarray:
     from voicecheck.audio import resample
 
-    audio = load(CLIP)
-    recs = [
-        (np.concatenate([silence(2.0), audio.samples]), 16000),
-        (resample(audio.samples, 16000, 8000), 8000),
-        (silence(1.0), 16000),
-        (np.concatenate([audio.samples[: 16000 * 2], noise(1.0, amplitude=0.01)]), 16000),
-        (resample(audio.samples, 16000, 44100), 44100),
-    ]
-    got = silero.regions_many(recs, streams=2)
-    assert got == [silero.regions(x, rate) for x, rate in recs]
-    assert got[2] == [] and len(got[0]) > 0
+    return resample(load(CLIP).samples, 16000, rate).astype(np.float32)

@@ -106,12 +106,19 @@ _calls: CallStore | None = None
 
 
 def init_worker(settings: Settings) -> None:
-    """Load the model once per worker process, with the configured number of torch threads."""
+    """Load the model once per worker process, with the configured number of torch threads.
+
+    numpy's BLAS gets the same limit: by default it starts a thread per core, and with one worker
+    per core those threads only compete with the other workers (the mel spectrogram's einsum used
+    twice its CPU for the same wall time).
+    """
     global _engine, _calls
     import torch
+    from threadpoolctl import threadpool_limits
 
     _engine = Engine(settings)
     torch.set_num_threads(settings.torch_threads)
+    threadpool_limits(settings.torch_threads)
     _calls = CallStore(settings.embeddings)
 
 
@@ -121,8 +128,8 @@ Task = Row
 def embed_tasks(tasks: list[Task]) -> list[dict[str, Any]]:
     """Embed a few calls' customer sides, or find them already stored. Never raises for a bad call.
 
-    The calls are decoded one by one, their speech found in one lockstep VAD pass
-    (:meth:`voicecheck.pipeline.Engine.embed_many`), then each is embedded in one batched pass.
+    The calls are decoded one by one and embedded (:meth:`voicecheck.pipeline.Engine.embed_many`),
+    each call's windows in one batched pass; a task of several calls spreads the per-task overhead.
 
     Args:
         tasks: manifest rows (``Settings.calls_per_task`` of them from the batch).

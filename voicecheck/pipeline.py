@@ -23,7 +23,7 @@ from .enrollment import VoiceprintStore
 from .errors import InsufficientSpeechError, NotEnrolledError, UsageError, VoicecheckError
 from .scorer import Scorer
 from .types import Audio, CallEmbedding, CallResult, Voiceprint
-from .vad import SileroVad, Vad, collect, recording_time, regions_of, speech_seconds
+from .vad import SileroVad, Vad, collect, recording_time, speech_seconds
 
 log = logging.getLogger(__name__)
 
@@ -81,16 +81,15 @@ class Engine:
             )
 
     def embed_many(self, audios: list[Audio]) -> list[CallEmbedding | InsufficientSpeechError]:
-        """Embed several decoded calls; their speech is found in one lockstep VAD pass (:func:`regions_of`).
+        """Embed several decoded calls (a batch task).
 
         Returns:
             One item per call, in order: its embedding, or the InsufficientSpeechError it raised.
         """
-        found = regions_of(self.vad, [(a.samples, a.sample_rate) for a in audios])
         out: list[CallEmbedding | InsufficientSpeechError] = []
-        for audio, regions in zip(audios, found, strict=True):
+        for audio in audios:
             try:
-                out.append(self.embed_audio(audio, regions))
+                out.append(self.embed_audio(audio))
             except InsufficientSpeechError as e:
                 out.append(e)
         return out
