@@ -142,6 +142,22 @@ def test_sequence_runtime_over_blocks(monkeypatch) -> None:
     assert np.abs(vad.probabilities(x, 8000) - whole).max() < 1e-5
 
 
+def test_unknown_silero_layout_falls_back_to_streaming(monkeypatch) -> None:
+    """A silero release whose internals the fast path cannot read still gives silero's regions."""
+    from voicecheck.vad import SileroVad, _SequenceSilero
+
+    def moved(self, jit) -> None:
+        raise AttributeError("'RecursiveScriptModule' object has no attribute 'stft'")
+
+    x = resample_clip(8000)
+    expected = SileroVad(runtime="stream").regions(x, 8000)
+    monkeypatch.setattr(_SequenceSilero, "__init__", moved)
+    vad = SileroVad()
+    with pytest.warns(UserWarning, match="chunk by chunk"):
+        got = vad.regions(x, 8000)
+    assert got == expected and len(got) > 0
+
+
 def test_unknown_runtime_is_refused() -> None:
     from voicecheck.vad import SileroVad
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -54,7 +55,16 @@ class SileroVad:
             threads = torch.get_num_threads()
             jit = load_silero_vad()
             torch.set_num_threads(threads)  # importing silero_vad sets torch to one thread
-            self._model = _SequenceSilero(jit) if self.runtime == "sequence" else jit
+            self._model = jit
+            if self.runtime == "sequence":
+                try:
+                    self._model = _SequenceSilero(jit)
+                except AttributeError as e:  # a silero release with another internal layout
+                    warnings.warn(
+                        f"silero-vad's model layout is not the one voicecheck's fast path reads ({e}); "
+                        "running it chunk by chunk instead (same regions, about 3x the VAD time)",
+                        stacklevel=2,
+                    )
         return self._model
 
     def regions(self, samples: np.ndarray, sample_rate: int) -> list[SpeechRegion]:
