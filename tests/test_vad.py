@@ -132,7 +132,7 @@ def test_sequence_runtime_is_silero_streaming(rate: int) -> None:
 
 
 def test_sequence_runtime_over_blocks(monkeypatch) -> None:
-    """A recording longer than one feature-stack block gives the same probabilities as in one block."""
+    """Blocks carry the LSTM state and the previous chunk's tail: tiny blocks give the same probabilities."""
     from voicecheck.vad import SileroVad, _SequenceSilero
 
     x = resample_clip(8000)

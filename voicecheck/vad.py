@@ -120,14 +120,14 @@ class _SequenceSilero:
     """silero's TorchScript model run over a whole recording at once instead of chunk by chunk.
 
     silero (v5/v6) is a feature stack (STFT + convolutions) that sees only one chunk and the tail
-    of the previous one, then an LSTM cell that carries the state, then a small head. The feature
-    stack therefore runs on all of a recording's chunks in one batched call, and the LSTM cell's
-    weights run as ``torch.nn.LSTM`` over the whole sequence in one call; the head is per chunk.
-    Same weights and arithmetic as streaming, so the same probabilities to float rounding
-    (checked against the streaming model in the tests), at about a third of the CPU.
+    of the previous one, then an LSTM cell that carries the state, then a small head. So the feature
+    stack runs on a block of chunks (~65 s) in one batched call, and the LSTM cell's weights run as
+    ``torch.nn.LSTM`` over the block in one call, its state carried into the next block; the head
+    is per chunk. Same weights and arithmetic as streaming, so the same probabilities to float
+    rounding (checked against the streaming model in the tests), at about a third of the CPU.
     """
 
-    _BLOCK = 4096  # chunks per feature-stack call (~2 min of audio), bounds memory
+    _BLOCK = 2048  # chunks per block (~65 s of audio): bounds memory on long recordings
 
     def __init__(self, jit: Any) -> None:
         import torch
@@ -144,21 +144,29 @@ class _SequenceSilero:
             self._parts[rate] = (model.stft, model.encoder, lstm.eval(), model.decoder.decoder)
 
     def probabilities(self, frames: np.ndarray, sample_rate: int) -> np.ndarray:
-        """Per-chunk probabilities of one recording's ``frames`` (n, chunk), state from zero."""
+        """Per-chunk probabilities of one recording's ``frames`` (n, chunk), state from zero.
+
+        Runs in blocks of ``_BLOCK`` chunks, the LSTM state carried from block to block, so memory
+        stays bounded however long the recording.
+        """
         torch = self._torch
         stft, encoder, lstm, head = self._parts[sample_rate]
         context = 64 if sample_rate == 16000 else 32  # silero prepends the previous chunk's tail
-        rows = np.zeros((len(frames), context + frames.shape[1]), dtype=np.float32)
-        rows[:, context:] = frames
-        rows[1:, :context] = frames[:-1, -context:]
-        x = torch.from_numpy(rows)
+        out = np.empty(len(frames), dtype=np.float32)
+        state = None
         with torch.no_grad():
-            features = torch.cat(
-                [encoder(stft(x[i : i + self._BLOCK])) for i in range(0, len(x), self._BLOCK)]
-            ).squeeze(-1)
-            hidden, _ = lstm(features[:, None, :])
-            out = head(hidden[:, 0, :, None])  # (n, 1, 1): silero averages over the last axis
-        return out.squeeze(1).mean(dim=1).numpy().astype(np.float32)
+            for i in range(0, len(frames), self._BLOCK):
+                block = frames[i : i + self._BLOCK]
+                rows = np.zeros((len(block), context + block.shape[1]), dtype=np.float32)
+                rows[:, context:] = block
+                rows[1:, :context] = block[:-1, -context:]
+                if i:
+                    rows[0, :context] = frames[i - 1, -context:]
+                features = encoder(stft(torch.from_numpy(rows))).squeeze(-1)
+                hidden, state = lstm(features[:, None, :], state)
+                p = head(hidden[:, 0, :, None])  # (n, 1, 1): silero averages over the last axis
+                out[i : i + len(block)] = p.squeeze(1).mean(dim=1).numpy()
+        return out
 
 
 def _frames(x: np.ndarray, sample_rate: int) -> np.ndarray:
