@@ -12,6 +12,7 @@ makes ``--model fake`` work in the CLI and in spawned batch workers (run pytest 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,8 @@ class FakeEmbedder:
     Args:
         counter: when set, every ``embed_batch`` call appends one line (the number of windows) to
             this file, so tests can count model work across processes.
+        delay_s: seconds every ``embed_batch`` call sleeps, standing in for a real model's time
+            (the crash test needs a batch that is still running when it kills it).
     """
 
     def __init__(
@@ -43,6 +46,7 @@ class FakeEmbedder:
         window_s: float = 1.0,
         hop_s: float = 0.5,
         counter: str = "",
+        delay_s: float = 0.0,
     ) -> None:
         self.name = name
         self.device = device
@@ -52,6 +56,7 @@ class FakeEmbedder:
         self.window_s = float(window_s)
         self.hop_s = float(hop_s)
         self.counter = counter
+        self.delay_s = float(delay_s)
         win = int(round(self.window_s * self.sample_rate))
         freqs = np.fft.rfftfreq(win, 1.0 / self.sample_rate)
         edges = np.geomspace(60.0, self.sample_rate / 2, self.dimension + 1)
@@ -60,6 +65,8 @@ class FakeEmbedder:
     def embed_batch(self, windows: np.ndarray) -> np.ndarray:
         """(n, window_samples) float32 -> (n, dimension) unit-norm float32."""
         x = np.asarray(windows, dtype=np.float64)
+        if self.delay_s:
+            time.sleep(self.delay_s)
         if self.counter:
             with open(self.counter, "a", encoding="utf-8") as f:
                 f.write(f"{len(x)}\n")
@@ -150,14 +157,16 @@ def counted(counter: Path) -> int:
     return len(counter.read_text().splitlines()) if counter.exists() else 0
 
 
-def workspace(root: Path, counter: Path | None = None, extra: str = "") -> Path:
+def workspace(root: Path, counter: Path | None = None, extra: str = "", delay_s: float = 0.0) -> Path:
     """An embeddings workspace whose models.toml has the fake model(s); returns its directory.
 
     Keys: ``fake`` (name "fake-bands") and ``fake2`` (name "fake-bands-b", same maths, another model id).
+    ``delay_s`` slows the ``fake`` model's every ``embed_batch`` call (see :class:`FakeEmbedder`).
     """
     emb = root / "embeddings"
     emb.mkdir(parents=True, exist_ok=True)
     count = f'counter = "{counter}"\n' if counter else ""
+    count += f"delay_s = {delay_s}\n" if delay_s else ""
     (emb / "models.toml").write_text(
         '[fake]\nbackend = "tests.fakes:FakeEmbedder"\nname = "fake-bands"\nsample_rate = 16000\n'
         f"dimension = 32\nmin_speech_s = 1.0\nwindow_s = 1.0\nhop_s = 0.5\n{count}\n"

@@ -1,7 +1,9 @@
 """Crash safety: a ``voicecheck batch`` killed with SIGKILL at random moments, then re-run to the end,
 leaves exactly one valid record per manifest row, the same records an uninterrupted run writes.
 
-Real subprocesses, real silero VAD, the fake embedder; ~20-40 s (four process start-ups), so marked slow.
+Real subprocesses, real silero VAD, the fake embedder slowed to 0.1 s a call so that each kill lands
+while the batch is still at work, whatever the machine's speed; ~20-40 s (four process start-ups),
+so marked slow.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.fakes import REPO, SAMPLES, env_without_workspace, workspace
+from tests.fakes import REPO, SAMPLES, counted, env_without_workspace, workspace
 from voicecheck.batch import run_batch
 from voicecheck.config import load_settings
 from voicecheck.pipeline import enroll_recordings
@@ -82,24 +84,28 @@ def test_sigkilled_batch_resumes_without_losing_or_duplicating_records(tmp_path:
     want = {r["call_id"]: r for r in _records(tmp_path / "ref")}
     assert len(want) == N_CALLS
 
-    out, emb = tmp_path / "out", workspace(tmp_path / "ws")
+    counter = tmp_path / "embedded.txt"  # one line per call the subprocesses embed
+    out, emb = tmp_path / "out", workspace(tmp_path / "ws", counter=counter, delay_s=0.1)
     rng = random.Random(7)
     kills = 0
     for attempt in range(3):
-        before = _lines(out)
+        embedded = counted(counter)
         proc = _batch(manifest, out, emb, store)
         deadline = time.monotonic() + 60
-        while _lines(out) <= before and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.002)  # wait until this run has written a record of its own
-        if attempt < 2:
-            time.sleep(rng.uniform(0.0, 0.8))  # then a random moment: mid-embedding or mid-scoring
+        if attempt < 2:  # mid-embedding: once this run has embedded 1-12 calls (a task is 8 calls)
+            goal = embedded + rng.randint(1, 12)
+            while counted(counter) < goal and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.002)
+        else:  # mid-scoring, if the kill can catch it: once a record beyond the bad rows' is written
+            while _lines(out) <= len(BAD_ROWS) and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.001)
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
         proc.wait(timeout=30)
-        assert _lines(out) < N_CALLS or attempt > 0, "the first run finished before it could be killed"
-    assert kills >= 2, "the batch finished before the kills; make the calls longer"
-
+        if attempt < 2:
+            assert kills == attempt + 1, f"run {attempt} finished before it could be killed"
+            assert _lines(out) < N_CALLS
     final = _batch(manifest, out, emb, store)
     assert final.wait(timeout=120) == 0, final.stderr.read() if final.stderr else ""
 
