@@ -169,3 +169,43 @@ def resample_clip(rate: int) -> np.ndarray:
     from voicecheck.audio import resample
 
     return resample(load(CLIP).samples, 16000, rate).astype(np.float32)
+
+
+def test_many_recordings_at_once_are_each_as_found_alone(monkeypatch) -> None:
+    """regions_many (silero's LSTM over several recordings together, as a batch task runs it) finds
+    what each recording gives alone: different lengths, a silent one, another rate, and blocks so small
+    that the longer recordings carry their state across blocks while the shorter ones have ended."""
+    from voicecheck.vad import SileroVad, _SequenceSilero, regions_of
+
+    clip = resample_clip(8000)
+    items = [
+        (clip, 8000),
+        (np.concatenate([silence(2.0, 8000), clip, noise(0.7, 8000, 0.01), clip[: len(clip) // 2]]), 8000),
+        (silence(3.0, 8000), 8000),
+        (load(CLIP).samples, 16000),
+        (clip[: len(clip) // 3], 8000),
+    ]
+    vad = SileroVad()
+    alone = [vad.regions(x, rate) for x, rate in items]
+    assert sum(len(r) > 0 for r in alone) == 4 and alone[2] == []
+    assert vad.regions_many(items) == alone
+    monkeypatch.setattr(_SequenceSilero, "_BLOCK", 13)
+    assert vad.regions_many(items) == alone
+    many = vad.probabilities_many([x for x, rate in items if rate == 8000], 8000)
+    for (x, _), p in zip([i for i in items if i[1] == 8000], many, strict=True):
+        assert np.abs(p - vad.probabilities(x.astype(np.float32), 8000)).max() < 1e-5
+    assert regions_of(EnergyVad(), items) == [EnergyVad().regions(x, rate) for x, rate in items]  # no regions_many
+
+
+def test_engine_embeds_a_task_with_one_vad_pass(silero, tmp_path) -> None:
+    """Engine.embed_many gives each call what embed_audio gives it alone, too little speech included."""
+    audio = load(CLIP)
+    short = write(tmp_path / "short.wav", audio.samples[: int(1.0 * 16000)], 16000)
+    engine = Engine(Settings(), embedder=FakeEmbedder(min_speech_s=3.0), vad=silero)
+    calls = [load(CLIP), load(short), load(write(tmp_path / "long.wav", np.tile(audio.samples, 2), 16000))]
+    together = engine.embed_many(calls)
+    assert isinstance(together[1], InsufficientSpeechError)
+    for got, call in zip([together[0], together[2]], [calls[0], calls[2]], strict=True):
+        alone = engine.embed_audio(call)
+        assert got.regions == alone.regions
+        np.testing.assert_allclose(got.vector, alone.vector, atol=1e-6)

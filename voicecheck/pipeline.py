@@ -23,7 +23,7 @@ from .enrollment import VoiceprintStore
 from .errors import InsufficientSpeechError, NotEnrolledError, UsageError, VoicecheckError
 from .scorer import Scorer
 from .types import Audio, CallEmbedding, CallResult, Voiceprint
-from .vad import SileroVad, Vad, collect, recording_time, speech_seconds
+from .vad import SileroVad, Vad, collect, recording_time, regions_of, speech_seconds
 
 log = logging.getLogger(__name__)
 
@@ -81,15 +81,17 @@ class Engine:
             )
 
     def embed_many(self, audios: list[Audio]) -> list[CallEmbedding | InsufficientSpeechError]:
-        """Embed several decoded calls (a batch task).
+        """Embed several decoded calls (a batch task); their speech is found in one VAD pass
+        (:func:`voicecheck.vad.regions_of`: silero's LSTM runs over all of them together).
 
         Returns:
             One item per call, in order: its embedding, or the InsufficientSpeechError it raised.
         """
+        found = regions_of(self.vad, [(a.samples, a.sample_rate) for a in audios])
         out: list[CallEmbedding | InsufficientSpeechError] = []
-        for audio in audios:
+        for audio, regions in zip(audios, found, strict=True):
             try:
-                out.append(self.embed_audio(audio))
+                out.append(self.embed_audio(audio, regions))
             except InsufficientSpeechError as e:
                 out.append(e)
         return out
