@@ -80,10 +80,15 @@ def test_deterministic(embedder: Embedder) -> None:
 
 
 def test_batching_does_not_change_rows(embedder: Embedder) -> None:
+    """A window's embedding does not depend on the others in its batch: to float32 rounding, or in
+    bfloat16 (GE2E's "auto" on CPUs that have it) to its rounding, ~1e-3, which depends on the
+    batch's shape."""
     w = _windows(embedder)
     together = embedder.embed_batch(w)
     alone = np.concatenate([embedder.embed_batch(w[i : i + 1]) for i in range(len(w))])
-    np.testing.assert_allclose(together, alone, atol=1e-4)
+    low = getattr(embedder, "precision", "fp32") == "bf16"
+    np.testing.assert_allclose(together, alone, atol=1e-2 if low else 1e-4)
+    assert np.min(np.sum(together * alone, axis=1)) > (0.999 if low else 0.99999)
 
 
 def test_different_signals_differ(embedder: Embedder) -> None:

@@ -53,7 +53,9 @@ class Engine:
 
     def __init__(self, settings: Settings, embedder: Embedder | None = None, vad: Vad | None = None) -> None:
         self.settings = settings
-        self.embedder = embedder or load_embedder(settings.model, settings.embeddings, settings.device)
+        self.embedder = embedder or load_embedder(
+            settings.model, settings.embeddings, settings.device, settings.precision
+        )
         self.vad: Vad = vad or SileroVad(
             threshold=settings.vad_threshold, min_silence_s=settings.vad_min_silence_s, pad_s=settings.vad_pad_s
         )

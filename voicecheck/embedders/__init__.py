@@ -16,7 +16,7 @@ from typing import Any
 import tomllib
 
 from ..errors import BackendUnavailableError, UsageError
-from .base import Embedder, embed_speech, frame, unit
+from .base import PRECISIONS, Embedder, embed_speech, frame, unit
 
 __all__ = ["Embedder", "ModelSpec", "embed_speech", "frame", "load_embedder", "model_spec", "read_manifest", "unit"]
 
@@ -113,16 +113,20 @@ def model_spec(model: str, embeddings_dir: str | Path) -> ModelSpec:
     return specs[model]
 
 
-def load_embedder(model: str, embeddings_dir: str | Path, device: str = "cpu") -> Embedder:
+def load_embedder(model: str, embeddings_dir: str | Path, device: str = "cpu", precision: str = "auto") -> Embedder:
     """Build the embedder for manifest key ``model``.
 
     Relative ``source``/``weights`` paths in the manifest are taken relative to ``embeddings_dir``.
+    ``precision`` ("auto", "fp32", "bf16") reaches the backends that have a choice (ge2e); asking
+    another backend for "bf16" is an error.
 
     Raises:
         UsageError: unknown model or backend.
         BackendUnavailableError: the backend's packages or weights are missing.
     """
     spec = model_spec(model, embeddings_dir)
+    if precision not in PRECISIONS:
+        raise UsageError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     target = BACKENDS.get(spec.backend, spec.backend)
     if ":" not in target:
         raise UsageError(f"model {model!r} has unknown backend {spec.backend!r}; known: {', '.join(BACKENDS)}")
@@ -141,7 +145,11 @@ def load_embedder(model: str, embeddings_dir: str | Path, device: str = "cpu") -
         **spec.options,
     }
     if spec.backend == "ge2e":
-        kwargs.update(weights=_resolve(root, spec.weights) or None, sha256=spec.sha256 or None)
+        kwargs.update(weights=_resolve(root, spec.weights) or None, sha256=spec.sha256 or None, precision=precision)
+    elif precision == "bf16":
+        raise UsageError(
+            f"precision 'bf16' is available for the ge2e backend only, not {spec.backend!r}; use auto or fp32"
+        )
     elif spec.backend == "ecapa":
         local = _resolve(root, spec.source)
         kwargs.update(

@@ -8,6 +8,9 @@ import numpy as np
 
 from ..errors import InsufficientSpeechError
 
+PRECISIONS = ("auto", "fp32", "bf16")
+"""Values of ``Settings.precision``: the embedding network's arithmetic."""
+
 
 @runtime_checkable
 class Embedder(Protocol):

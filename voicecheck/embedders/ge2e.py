@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..errors import BackendUnavailableError
-from .base import unit
+from ..errors import BackendUnavailableError, UsageError
+from .base import PRECISIONS, unit
 
 _PARTIAL_FRAMES = 160  # GE2E was trained on 1.6 s partials of 10 ms mel frames
 
@@ -19,7 +20,14 @@ class GE2EEmbedder:
 
     Embeddings are 256-d, unit-norm and non-negative (final ReLU), so cosines lie in [0, 1].
     Each window is volume-normalised to -30 dBFS (gain raised only, as Resemblyzer does) before
-    its 40-band log-mel spectrogram goes through the network; windows are batched in one pass.
+    its 40-band mel spectrogram goes through the network; windows are batched in one pass.
+
+    ``precision`` "bf16" runs the LSTM (nearly all of the work) in bfloat16 and the rest in
+    float32: about twice as fast on CPUs with native bfloat16 (AVX512-BF16, AMX), window
+    embeddings within cosine 0.996 of float32 (mean 0.9996) and call embeddings within 0.9998
+    (``benchmarks/accuracy.py`` compares the two). "auto" picks bf16 on such a CPU, fp32 elsewhere
+    (on CPUs without it bf16 is slower) and on CUDA. Both give the same model id: the vectors are
+    interchangeable to well below the variation between two calls of one speaker.
     """
 
     sample_rate = 16000
@@ -35,6 +43,7 @@ class GE2EEmbedder:
         window_s: float = 1.6,
         hop_s: float = 0.8,
         batch_size: int = 64,
+        precision: str = "auto",
     ) -> None:
         try:
             import torch
@@ -51,6 +60,8 @@ class GE2EEmbedder:
             raise BackendUnavailableError(
                 f"device {device!r} asked for, but torch sees no CUDA device; use --device cpu"
             )
+        if precision not in PRECISIONS:
+            raise UsageError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
         path = Path(weights) if weights else Path(resemblyzer.__file__).parent / "pretrained.pt"
         if not path.is_file():
             raise BackendUnavailableError(f"GE2E weights not found at {path}; reinstall resemblyzer or fix models.toml")
@@ -67,19 +78,44 @@ class GE2EEmbedder:
         self.window_s = window_s
         self.hop_s = hop_s
         self.batch_size = batch_size
+        self.precision = resolve_precision(precision, device)
         self._torch = torch
         self._encoder = VoiceEncoder(device=device, verbose=False, weights_fpath=path)
+        self._lstm: Any = self._encoder.lstm
+        if self.precision == "bf16":
+            import copy
+
+            self._lstm = copy.deepcopy(self._encoder.lstm).to(torch.bfloat16)
 
     def embed_batch(self, windows: np.ndarray) -> np.ndarray:
         """(n, window_samples) float32 at 16 kHz -> (n, 256) unit-norm float32."""
         mels = _mel_batch(_normalise_volume(np.asarray(windows, dtype=np.float32)))
         mels = mels[:, : max(_PARTIAL_FRAMES, int(round(self.window_s * 100)))]
+        torch = self._torch
+        low = torch.bfloat16 if self.precision == "bf16" else torch.float32
         out = []
-        with self._torch.no_grad():
+        with torch.no_grad():
             for i in range(0, len(mels), self.batch_size):
-                chunk = self._torch.from_numpy(np.ascontiguousarray(mels[i : i + self.batch_size])).to(self.device)
-                out.append(self._encoder(chunk).cpu().numpy())
+                chunk = torch.from_numpy(np.ascontiguousarray(mels[i : i + self.batch_size])).to(self.device)
+                _, (hidden, _) = self._lstm(chunk.to(low))
+                raw = self._encoder.relu(self._encoder.linear(hidden[-1].float()))  # Resemblyzer's head
+                out.append(raw.cpu().numpy())
         return unit(np.concatenate(out))
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """ "fp32" or "bf16" for a ``precision`` setting ("auto" decides by the hardware, see the class)."""
+    if precision != "auto":
+        return precision
+    if not device.startswith("cpu"):
+        return "fp32"
+    import torch
+
+    try:
+        native = bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch without the oneDNN probe
+        native = False
+    return "bf16" if native else "fp32"
 
 
 def _normalise_volume(windows: np.ndarray, target_dbfs: float = -30.0) -> np.ndarray:
@@ -90,13 +126,28 @@ def _normalise_volume(windows: np.ndarray, target_dbfs: float = -30.0) -> np.nda
     return (windows * gain[:, None]).astype(np.float32)
 
 
+_N_FFT, _HOP, _N_MELS = 400, 160, 40
+_MEL_BASIS: dict[str, np.ndarray] = {}
+
+
 def _mel_batch(windows: np.ndarray) -> np.ndarray:
-    """Resemblyzer's 40-band mel spectrogram (25 ms windows, 10 ms hop) of every window in one call.
+    """Resemblyzer's 40-band mel power spectrogram (25 ms Hann frames, 10 ms hop, centred, zero
+    padding: ``librosa.feature.melspectrogram(sr=16000, n_fft=400, hop_length=160, n_mels=40)``)
+    of every window in one call, in float32 (same values as librosa to ~1e-6 relative, half the time).
 
     Returns:
-        float32, shape (n, frames, 40).
+        float32, shape (n, 1 + window_samples // 160, 40).
     """
-    import librosa
+    import scipy.fft
 
-    mel = librosa.feature.melspectrogram(y=windows, sr=16000, n_fft=400, hop_length=160, n_mels=40)
-    return np.transpose(mel, (0, 2, 1)).astype(np.float32)
+    if not _MEL_BASIS:
+        import librosa
+
+        _MEL_BASIS["mel"] = librosa.filters.mel(sr=16000, n_fft=_N_FFT, n_mels=_N_MELS).T.astype(np.float32)
+        _MEL_BASIS["window"] = librosa.filters.get_window("hann", _N_FFT, fftbins=True).astype(np.float32)
+    x = np.asarray(windows, dtype=np.float32)
+    padded = np.pad(x, ((0, 0), (_N_FFT // 2, _N_FFT // 2)))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, _N_FFT, axis=1)[:, ::_HOP][:, : 1 + x.shape[1] // _HOP]
+    spectrum = scipy.fft.rfft(frames * _MEL_BASIS["window"], axis=2, workers=1)
+    power = spectrum.real**2 + spectrum.imag**2
+    return np.ascontiguousarray(power @ _MEL_BASIS["mel"], dtype=np.float32)
