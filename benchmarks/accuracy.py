@@ -198,6 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=common.FOLDS, help="folds for the pooled cross-check (0: skip)")
     parser.add_argument("--no-grid", action="store_true", help="skip the back-end search on TUNE")
     parser.add_argument("--no-write", action="store_true", help="do not write benchmarks/results/accuracy.md")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16"),
+        help="GE2E arithmetic (Settings.precision; auto = what the product picks on this machine). "
+        "Other than fp32, the float32 embeddings are computed too and compared",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     import torch
@@ -214,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     split = common.split_speakers(speakers, args.seed)
     sizes = {k: len(v) for k, v in split.items()}
     print(f"speakers: {len(speakers)}; split (seed {args.seed}): " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
-    embs = common.Embeddings(out / "cache", args.seed).all(speakers)
+    cache = common.Embeddings(out / "cache", args.seed, args.precision)
+    embs = cache.all(speakers)
     t_embed = time.time() - started
 
     evaluation = Evaluation(embs, speakers, args.seed, 0, BACKEND, top_n, folds=args.folds or common.FOLDS)
@@ -257,9 +265,19 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(md))
 
     # ---- the product's Scorer on the same EVAL trials ---------------------------------------
-    check = product_check(embs, split, fold, out)
+    check = product_check(embs, split, fold, out, cache.precision)
     md += ["### Product check", "", *check, ""]
     print("\n".join(check))
+    if cache.precision != "fp32":
+        reference = common.Embeddings(out / "cache", args.seed, "fp32").all(speakers)
+        same = precision_check(embs, reference, split, out, cache.precision)
+        md += [
+            f"### {cache.precision} against float32 (the same EVAL trials, shipped back-end and profile)",
+            "",
+            *same,
+            "",
+        ]
+        print("\n".join(same))
 
     # ---- back-end search on TUNE --------------------------------------------------------------
     if not args.no_grid:
@@ -296,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         f"genuine calls be flagged (oracle threshold); and at the threshold chosen on TUNE at "
         f"{pct(common.FALSE_FLAG_TARGET)} genuine flagged (what the shipped profile does): the share of EVAL "
         "genuine calls flagged and of impostors flagged.",
-        f"Back-end: {BACKEND}; AS-norm top-N {top_n}.",
+        f"Back-end: {BACKEND}; AS-norm top-N {top_n}. GE2E arithmetic: {cache.precision} "
+        f"(`--precision {args.precision}`).",
         "",
     ]
     text = "\n".join(head + md)
@@ -310,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def product_check(embs, split, fold: Fold, out: Path) -> list[str]:  # noqa: ANN001
+def product_check(embs, split, fold: Fold, out: Path, embs_precision: str = "fp32") -> list[str]:  # noqa: ANN001
     """Does the product's Scorer reproduce the benchmark's numbers, with the shipped files?"""
     from voicecheck.config import Settings
     from voicecheck.embedders import BUILTIN
@@ -345,7 +364,16 @@ def product_check(embs, split, fold: Fold, out: Path) -> list[str]:  # noqa: ANN
         and np.allclose(backend.projection, fold.backend.projection, atol=1e-6)
         and np.allclose(backend.mean, fold.backend.mean, atol=1e-6)
     )
-    lines.append(f"- shipped back-end equals the one trained here on TRAIN: {'yes' if same else 'NO (retrain it)'}.")
+    if embs_precision == "fp32":
+        lines.append(
+            f"- shipped back-end equals the one trained here on TRAIN: {'yes' if same else 'NO (retrain it)'}."
+        )
+    else:  # the shipped back-end is trained on float32 embeddings (scripts/train_backend.py --precision fp32)
+        lines.append(
+            f"- shipped back-end (trained on float32 embeddings) vs the one trained here on {embs_precision} "
+            f"embeddings: {'equal' if same else 'slightly different, as expected'} (the precision check below "
+            "compares the decisions)."
+        )
     scorer = Scorer(settings, BUILTIN[common.MODEL_KEY].name, common.MODEL_KEY, backend, {"narrow": cohort})
     S = common.scorer_matrix(scorer, ev.enroll["matched"], ev.calls)[:, long]
     tar, non = S[mask], S[~mask]
@@ -361,6 +389,47 @@ def product_check(embs, split, fold: Fold, out: Path) -> list[str]:  # noqa: ANN
         f"profile source: {scorer.profile.source[:120]}..."
     )
     return lines
+
+
+def precision_check(embs, reference, split, out: Path, precision: str) -> list[str]:  # noqa: ANN001
+    """How far embeddings at ``precision`` are from float32 ones (``reference``), as vectors and as the
+    product's decisions: the shipped back-end and profile, each side with its own TRAIN cohort."""
+    from voicecheck.config import Settings
+    from voicecheck.embedders import BUILTIN
+    from voicecheck.metrics import eer
+    from voicecheck.scorer import Scorer, load_backend
+
+    settings = common.scorer_settings(out)
+    model = BUILTIN[common.MODEL_KEY].name
+    backend = load_backend(Settings(embeddings=str(out), backend_file="auto"), common.MODEL_KEY, model)
+    result = {}
+    for name, e in (("low", embs), ("fp32", reference)):
+        trials = common.build_trials(e, split["eval"])
+        scorer = Scorer(
+            settings, model, common.MODEL_KEY, backend, {"narrow": common.product_cohort(e, split["train"])}
+        )
+        long = trials.call_speech_s >= MIN_CALL_SPEECH_S
+        scores = common.scorer_matrix(scorer, trials.enroll["matched"], trials.calls)[:, long]
+        result[name] = (trials, scores, trials.target_mask[:, long], scorer.threshold("narrow"))
+    (t_low, s_low, mask, thr), (t_32, s_32, mask_32, _) = result["low"], result["fp32"]
+    assert t_low.speakers == t_32.speakers and np.array_equal(mask, mask_32)
+
+    def unit(x: np.ndarray) -> np.ndarray:
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    cos_calls = np.sum(unit(t_low.calls) * unit(t_32.calls), axis=1)
+    cos_enroll = np.sum(unit(t_low.enroll["matched"]) * unit(t_32.enroll["matched"]), axis=1)
+    diff = np.abs(s_low - s_32)
+    flips = int(np.sum((s_low < thr) != (s_32 < thr)))
+    return [
+        f"- cosine between {precision} and float32 vectors of the same audio: EVAL calls min "
+        f"{cos_calls.min():.5f}, median {np.median(cos_calls):.5f} ({len(cos_calls)}); channel-matched "
+        f"enrollments min {cos_enroll.min():.5f} ({len(cos_enroll)}).",
+        f"- product score (mode `lda+asnorm`, threshold {thr:.3f}) on {s_low.size} EVAL trials (calls >= "
+        f"{MIN_CALL_SPEECH_S:g} s): |difference| median {np.median(diff):.4f}, max {diff.max():.4f}; decisions that "
+        f"change at the shipped threshold: {flips}; EER {pct(eer(s_low[mask], s_low[~mask])[0])} "
+        f"({precision}) vs {pct(eer(s_32[mask], s_32[~mask])[0])} (float32).",
+    ]
 
 
 def search(embs, speakers, seed: int, folds: int, top_n: int) -> list[str]:  # noqa: ANN001

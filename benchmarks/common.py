@@ -308,14 +308,18 @@ class Embeddings:
         seed: seed mixed into the call simulation noise.
     """
 
-    def __init__(self, cache_dir: str | Path, seed: int = 0) -> None:
+    def __init__(self, cache_dir: str | Path, seed: int = 0, precision: str = "auto") -> None:
         self.dir = Path(cache_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.seed = seed
         from voicecheck.embedders import model_spec
+        from voicecheck.embedders.ge2e import resolve_precision
 
-        hop = model_spec(MODEL_KEY, self.dir).hop_s  # vectors depend on the window hop: one cache per hop
-        self.path = self.dir / f"embeddings-{CACHE_VERSION}-hop{hop:g}-seed{seed}.npz"
+        # vectors depend on the window hop and (slightly) on the network's arithmetic: one cache each
+        hop = model_spec(MODEL_KEY, self.dir).hop_s
+        self.precision = resolve_precision(precision, "cpu")
+        tag = "" if self.precision == "fp32" else f"-{self.precision}"
+        self.path = self.dir / f"embeddings-{CACHE_VERSION}-hop{hop:g}{tag}-seed{seed}.npz"
         self._cache: dict[str, np.ndarray] = {}
         if self.path.is_file():
             with np.load(self.path, allow_pickle=False) as data:
@@ -331,7 +335,7 @@ class Embeddings:
             from voicecheck.config import Settings
             from voicecheck.pipeline import Engine
 
-            self._engine = Engine(Settings(embeddings=str(self.dir)))
+            self._engine = Engine(Settings(embeddings=str(self.dir), precision=self.precision))
             torch.set_num_threads(1)
         return self._engine
 

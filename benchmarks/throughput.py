@@ -133,26 +133,44 @@ def fresh_workspace(path: Path, hop: str) -> Path:
     return path
 
 
-def child_batch(work: Path, workers: int, hop: str) -> dict[str, Any]:
+def child_batch(work: Path, workers: int, hop: str, precision: str) -> dict[str, Any]:
     from voicecheck.batch import run_batch
     from voicecheck.config import load_settings
 
     emb = fresh_workspace(work / f"embeddings-w{workers}", hop)
     out = work / f"out-w{workers}"
     shutil.rmtree(out, ignore_errors=True)
-    settings = load_settings(None, store=str(work / "store"), embeddings=str(emb), workers=workers)
+    settings = load_settings(None, store=str(work / "store"), embeddings=str(emb), workers=workers, precision=precision)
+    startup = 0.0
     if workers == 1:  # in-process: import and warm up first, as the naive loop does before its clock
         from voicecheck.pipeline import Engine
 
         Engine(settings).embed_call(warm_up_audio(work), None)
+    else:  # what starting the pool costs (spawn, imports, model loads), measured on a pool of its own
+        startup = pool_startup_s(settings)
     t0 = time.perf_counter()
     summary = run_batch(work / "calls.csv", out, settings)
     wall = time.perf_counter() - t0
     return {
         "wall_s": wall,
+        "startup_s": startup,
         "summary": {k: summary[k] for k in ("calls", "verdicts", "timings_s", "audio_seconds")},
         **_rusage(),
     }
+
+
+def pool_startup_s(settings: Any) -> float:
+    """Seconds to spawn ``settings.workers`` batch workers and have each load the models (the batch's
+    own pool start-up, :func:`voicecheck.batch.init_worker`), then shut them down."""
+    import multiprocessing
+
+    from voicecheck.batch import init_worker
+
+    t0 = time.perf_counter()
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(settings.workers, initializer=init_worker, initargs=(settings,)) as pool:
+        pool.map(os.getpid, range(settings.workers), chunksize=1)
+    return time.perf_counter() - t0
 
 
 def child_naive(work: Path) -> dict[str, Any]:
@@ -178,24 +196,27 @@ def child_naive(work: Path) -> dict[str, Any]:
     return {"wall_s": time.perf_counter() - t0, "model_load_s": load_s, "calls": n, **_rusage()}
 
 
-def child_profile(work: Path, n: int, hop: str) -> dict[str, Any]:
+def child_profile(work: Path, n: int, hop: str, precision: str) -> dict[str, Any]:
     """Time each stage of the batch's per-task work (:meth:`voicecheck.pipeline.Engine.embed_many`) on
-    ``n`` calls (after one warm-up call): per call decode, VAD, resample+collect and embed."""
+    ``n`` calls (after one warm-up call): decode, VAD (a task's calls together, as the batch runs it),
+    resample+collect, and embedding split into mel spectrograms and the network."""
     from voicecheck.audio import at_rate, load
     from voicecheck.batch import groups
     from voicecheck.config import load_settings
     from voicecheck.embedders import frame
     from voicecheck.pipeline import Engine
-    from voicecheck.vad import collect
+    from voicecheck.vad import collect, regions_of
 
     emb = fresh_workspace(work / "embeddings-profile", hop)
-    settings = load_settings(None, store=str(work / "store"), embeddings=str(emb))
+    settings = load_settings(None, store=str(work / "store"), embeddings=str(emb), precision=precision)
     engine = Engine(settings)
     import torch
 
     torch.set_num_threads(1)
     e = engine.embedder
-    stages = {"decode": 0.0, "vad": 0.0, "resample+collect": 0.0, "embed": 0.0}
+    mel = getattr(sys.modules[type(e).__module__], "_mel_batch", None)  # GE2E's front end, timed apart
+    norm = getattr(sys.modules[type(e).__module__], "_normalise_volume", lambda w: w)
+    stages = {"decode": 0.0, "vad": 0.0, "resample+collect": 0.0, "mel": 0.0, "network": 0.0}
     audio_s = speech_s = 0.0
     with (work / "calls.csv").open() as f:
         rows = list(csv.DictReader(f))[: n + 1]
@@ -205,7 +226,7 @@ def child_profile(work: Path, n: int, hop: str) -> dict[str, Any]:
         t = time.perf_counter()
         audios = [load(work / r["audio"], int(r["customer_channel"])) for r in group]
         t1 = time.perf_counter()
-        found = [engine.vad.regions(a.samples, a.sample_rate) for a in audios]
+        found = regions_of(engine.vad, [(a.samples, a.sample_rate) for a in audios])
         t2 = time.perf_counter()
         stages["decode"] += t1 - t
         stages["vad"] += t2 - t1
@@ -213,14 +234,26 @@ def child_profile(work: Path, n: int, hop: str) -> dict[str, Any]:
             t2 = time.perf_counter()
             speech = collect(at_rate(a, e.sample_rate).samples, e.sample_rate, regions)
             t3 = time.perf_counter()
-            if len(speech) >= e.min_speech_s * e.sample_rate:
-                e.embed_batch(frame(speech, e.sample_rate, e.window_s, e.hop_s))
-            t4 = time.perf_counter()
             stages["resample+collect"] += t3 - t2
-            stages["embed"] += t4 - t3
+            if len(speech) >= e.min_speech_s * e.sample_rate:
+                windows = frame(speech, e.sample_rate, e.window_s, e.hop_s)
+                t3 = time.perf_counter()
+                e.embed_batch(windows)
+                t4 = time.perf_counter()
+                if mel is not None:
+                    mel(norm(windows))
+                mel_s = time.perf_counter() - t4 if mel is not None else 0.0
+                stages["mel"] += mel_s
+                stages["network"] += t4 - t3 - mel_s
             audio_s += a.duration_s
             speech_s += len(speech) / e.sample_rate
-    return {"stages_s": stages, "calls": len(rows), "audio_s": audio_s, "speech_s": speech_s}
+    return {
+        "stages_s": stages,
+        "calls": len(rows),
+        "audio_s": audio_s,
+        "speech_s": speech_s,
+        "precision": getattr(e, "precision", "fp32"),
+    }
 
 
 def warm_up_audio(work: Path) -> Path:
@@ -252,17 +285,20 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=None, help="work folder (calls, stores); default a temp folder")
     p.add_argument("--profile-calls", type=int, default=12)
     p.add_argument("--hop", default="", help="GE2E window hop in seconds for the batch (default: the model's)")
+    p.add_argument(
+        "--precision", default="auto", choices=("auto", "fp32", "bf16"), help="GE2E arithmetic (Settings.precision)"
+    )
     p.add_argument("--results", type=Path, default=RESULTS_MD)
     p.add_argument("--_child", nargs="*", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a._child:
         kind, work = a._child[0], Path(a._child[1])
         if kind == "batch":
-            print(json.dumps(child_batch(work, int(a._child[2]), a._child[3])))
+            print(json.dumps(child_batch(work, int(a._child[2]), a._child[3], a._child[4])))
         elif kind == "naive":
             print(json.dumps(child_naive(work)))
         else:
-            print(json.dumps(child_profile(work, int(a._child[2]), a._child[3])))
+            print(json.dumps(child_profile(work, int(a._child[2]), a._child[3], a._child[4])))
         return
 
     work = a.out or Path(tempfile.mkdtemp(prefix="vc-throughput-"))
@@ -286,13 +322,13 @@ def main() -> None:
     loads: dict[str, tuple[float, float, float]] = {}
     for w in workers:
         print(f"batch, {w} worker(s) ...", flush=True)
-        runs[f"batch-{w}"] = run_child(["--_child", "batch", str(work), str(w), a.hop])
+        runs[f"batch-{w}"] = run_child(["--_child", "batch", str(work), str(w), a.hop, a.precision])
         loads[f"batch-{w}"] = os.getloadavg()
     print("naive loop ...", flush=True)
     runs["naive"] = run_child(["--_child", "naive", str(work)])
     loads["naive"] = os.getloadavg()
     print("profile ...", flush=True)
-    prof = run_child(["--_child", "profile", str(work), str(a.profile_calls), a.hop])
+    prof = run_child(["--_child", "profile", str(work), str(a.profile_calls), a.hop, a.precision])
 
     md = render(a, hours, workers, runs, loads, load_before, prof)
     print(md)
@@ -318,16 +354,18 @@ def render(
     lines = [
         "# Batch throughput",
         "",
-        f"`benchmarks/throughput.py --calls {a.calls} --workers {a.workers}{f' --hop {a.hop}' if a.hop else ''}` on "
+        f"`benchmarks/throughput.py --calls {a.calls} --workers {a.workers}{f' --hop {a.hop}' if a.hop else ''}"
+        f"{f' --precision {a.precision}' if a.precision != 'auto' else ''}` on "
         f"{platform.machine()}, "
         f"{cores} cores, Python {platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M')}.",
         "",
         f"{a.calls} simulated calls (stereo 8 kHz G.711 mu-law, customer on channel 1, 20-60 s each, "
         f"{hours * 60:.1f} min of audio in all) built from the real-speech corpus with "
-        "`voicecheck.channel.make_call`; every customer enrolled from two wideband recordings. GE2E, "
-        "silero VAD, torch 1 thread per worker; each batch run starts from an empty call-embedding "
-        "store. The naive loop is `preprocess_wav` + `VoiceEncoder.embed_utterance` on the customer "
-        "channel, file by file, one process, torch 1 thread (embedding only: no VAD of its own beyond "
+        "`voicecheck.channel.make_call`; every customer enrolled from two wideband recordings. GE2E "
+        f"(network in {prof['precision']}), silero VAD, torch 1 thread per worker; each batch run starts "
+        "from an empty call-embedding store. The naive loop is `preprocess_wav` + "
+        "`VoiceEncoder.embed_utterance` on the customer channel, file by file, one process, torch 1 "
+        "thread (embedding only: no VAD of its own beyond "
         "Resemblyzer's webrtcvad trim, no scoring).",
         "",
     ]
@@ -343,40 +381,46 @@ def render(
         "*Warm*: the clock starts once the process has imported its libraries, loaded its model and run "
         "it on one short warm-up signal (the naive loop and the 1-worker batch, which runs in-process); a "
         "2+ worker batch cannot be warmed, so its warm figure includes spawning the workers and their "
-        "model loading. *Cold*: the child process's whole life, interpreter start-up included, for "
-        "every run. A nightly batch of thousands of calls is near the warm figure.",
+        "model loading. *Workers running*: the warm time less that pool start-up, measured on a pool of "
+        "its own just before (a nightly batch of thousands of calls pays it once). *Cold*: the child "
+        "process's whole life, interpreter start-up included, for every run.",
         "",
-        "| run | wall s (warm) | audio h / wall h | audio h / core h (wall x workers) | x naive per core "
-        "| process s (cold) | audio h / core h, cold | x naive per core, cold | audio h / CPU h (used) "
-        "| peak RSS per worker MB | load avg after |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| run | wall s (warm) | pool start-up s | audio h / wall h | audio h / core h (wall x workers) "
+        "| x naive per core, warm | x naive per core, workers running | process s (cold) "
+        "| x naive per core, cold | audio h / CPU h (used) | peak RSS per worker MB | load avg after |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    base_wall = runs[f"batch-{workers[0]}"]["wall_s"]
     naive_core, naive_cold = hours / (naive["wall_s"] / 3600), hours / (naive["process_s"] / 3600)
+    running: dict[int, float] = {}
     for key, r in runs.items():
         w = int(key.split("-")[1]) if key.startswith("batch") else 1
-        wall, cpu, cold = r["wall_s"], r["cpu_s"], r["process_s"]
+        wall, cpu, cold, startup = r["wall_s"], r["cpu_s"], r["process_s"], r.get("startup_s", 0.0)
+        running[w] = wall - startup
         rss = r["rss_children_mb"] if w > 1 else r["rss_self_mb"]
         label = f"voicecheck batch, {w} worker{'s' if w > 1 else ''}" if key.startswith("batch") else "naive loop"
         per_core, per_core_cold = hours / (wall * w / 3600), hours / (cold * w / 3600)
+        per_core_running = hours / ((wall - startup) * w / 3600)
         lines.append(
-            f"| {label} | {wall:.1f} | {hours / (wall / 3600):.0f} | {per_core:.0f} | {per_core / naive_core:.2f} "
-            f"| {cold:.1f} | {per_core_cold:.0f} | {per_core_cold / naive_cold:.2f} | {hours / (cpu / 3600):.0f} "
-            f"| {rss:.0f} | {loads[key][0]:.1f} |"
+            f"| {label} | {wall:.1f} | {startup:.1f} | {hours / (wall / 3600):.0f} | {per_core:.0f} "
+            f"| {per_core / naive_core:.2f} | {per_core_running / naive_core:.2f} | {cold:.1f} "
+            f"| {per_core_cold / naive_cold:.2f} | {hours / (cpu / 3600):.0f} | {rss:.0f} | {loads[key][0]:.1f} |"
         )
     lines += [""]
+    base = workers[0]
     for w in workers[1:]:
-        speedup = base_wall / runs[f"batch-{w}"]["wall_s"]
+        warm = runs[f"batch-{base}"]["wall_s"] / runs[f"batch-{w}"]["wall_s"]
+        run_x = running[base] / running[w]
         lines.append(
-            f"- scaling {workers[0]} -> {w} workers: {speedup:.2f}x wall-clock "
-            f"({speedup / (w / workers[0]) * 100:.0f}% efficiency)."
+            f"- scaling {base} -> {w} workers: {run_x:.2f}x with the workers running "
+            f"({run_x / (w / base) * 100:.0f}% efficiency); {warm:.2f}x warm, pool start-up included."
         )
     for w in workers:
-        s = runs[f"batch-{w}"]["summary"]
-        lines.append(f"- batch, {w} worker(s): phases {s['timings_s']}; verdicts {s['verdicts']}.")
+        sm = runs[f"batch-{w}"]["summary"]
+        lines.append(f"- batch, {w} worker(s): phases {sm['timings_s']}; verdicts {sm['verdicts']}.")
     lines.append(
         f"- naive loop: model load {naive['model_load_s']:.1f} s (not in its warm time); "
-        "the batch's time includes the VAD, the cohort and scoring, and the durable results file."
+        "the batch's time includes the VAD, the cohort and scoring, and the durable results file; the "
+        "1-worker batch's includes loading its models once more (run_batch starts its own worker)."
     )
     lines.append(
         "- peak RSS: the worker process for 1 worker (the batch runs in-process), the largest "
@@ -387,32 +431,25 @@ def render(
     lines += [
         "",
         f"## Where a worker's time goes ({prof['calls']} calls, {prof['audio_s']:.0f} s audio, "
-        f"{prof['speech_s']:.0f} s customer speech, one process, torch 1 thread)",
+        f"{prof['speech_s']:.0f} s customer speech, one process, torch 1 thread, GE2E in {prof['precision']})",
         "",
-        "| stage | s | share | x real time (audio s / stage s) |",
+        "| stage | s | share | ms per audio s |",
         "|---|---:|---:|---:|",
     ]
     for k, v in st.items():
-        lines.append(f"| {k} | {v:.2f} | {v / total * 100:.0f}% | {prof['audio_s'] / max(v, 1e-9):.0f} |")
-    lines.append(f"| total | {total:.2f} | 100% | {prof['audio_s'] / total:.0f} |")
-    vad_share = st["vad"] / total
-    lines += [""]
-    if vad_share >= 0.4:
-        lines.append(
-            f"**silero VAD dominates**: {vad_share * 100:.0f}% of per-call time "
-            f"({st['vad']:.1f} s of {total:.1f} s; embedding {st['embed'] / total * 100:.0f}%)."
-        )
-    else:
-        lines.append(f"VAD is {vad_share * 100:.0f}% of per-call time, embedding {st['embed'] / total * 100:.0f}%.")
+        lines.append(f"| {k} | {v:.2f} | {v / total * 100:.0f}% | {v / prof['audio_s'] * 1000:.3f} |")
+    lines.append(f"| total | {total:.2f} | 100% | {total / prof['audio_s'] * 1000:.3f} |")
+    embed = st["mel"] + st["network"]
     naive_per_audio_s = naive["wall_s"] / (hours * 3600)
-    embed_per_audio_s = st["embed"] / prof["audio_s"]
+    embed_per_audio_s = embed / prof["audio_s"]
     lines += [
         "",
-        f"Ceiling at this window hop: the embedding stage alone (mel spectrograms + the GE2E network "
-        f"over the customer's speech, {embed_per_audio_s * 1000:.2f} ms per second of audio) against the "
-        f"naive loop's whole per-call time ({naive_per_audio_s * 1000:.2f} ms, warm) bounds the batch at "
-        f"**{naive_per_audio_s / embed_per_audio_s:.2f}x** the naive loop per core, even if decoding, "
-        "VAD and scoring cost nothing.",
+        f"VAD (a task's calls together, as the batch runs it) is {st['vad'] / total * 100:.0f}% of per-call "
+        f"time, embedding {embed / total * 100:.0f}% (mel {st['mel'] / total * 100:.0f}%, network "
+        f"{st['network'] / total * 100:.0f}%). The naive loop spends {naive_per_audio_s * 1000:.2f} ms per "
+        f"second of audio (warm); the embedding stage alone, {embed_per_audio_s * 1000:.2f} ms, bounds the "
+        f"batch at **{naive_per_audio_s / embed_per_audio_s:.2f}x** the naive loop per core at this window hop "
+        "and precision, even if decoding, VAD and scoring cost nothing.",
     ]
     return "\n".join(lines) + "\n"
 
