@@ -73,3 +73,20 @@ def test_precision_is_checked(tmp_path) -> None:
     with pytest.raises(UsageError, match="ge2e backend only"):
         load_embedder("fake", workspace(tmp_path), precision="bf16")
     assert load_embedder("fake", workspace(tmp_path), precision="fp32").name == "fake-bands"
+
+
+@pytest.mark.parametrize("seconds", [0.9, 1.6, 1.7, 2.41, 9.95])
+def test_shared_frames_give_the_windows_own_embeddings(seconds: float, tmp_path) -> None:
+    """embed_speech_windows (spectrogram frames shared by overlapping windows) is embed_batch over
+    the windows frame() cuts: short speech, one window exactly, the last window off the 10 ms grid,
+    and quiet speech whose windows get different volume gains."""
+    from voicecheck.embedders import embed_windows
+
+    e = load_embedder("ge2e", tmp_path, precision="fp32")
+    x = load(CLIP).samples
+    speech = np.concatenate([x, x])[: int(seconds * 16000)].copy()
+    speech[: len(speech) // 3] *= 0.01  # a quiet first third: windows differ in gain
+    want = e.embed_batch(frame(speech, e.sample_rate, e.window_s, e.hop_s))
+    got = embed_windows(e, speech)
+    assert got.shape == want.shape and got.dtype == np.float32
+    assert np.min(np.sum(got * want, axis=1)) > 0.99999

@@ -16,9 +16,19 @@ from typing import Any
 import tomllib
 
 from ..errors import BackendUnavailableError, UsageError
-from .base import PRECISIONS, Embedder, embed_speech, frame, unit
+from .base import PRECISIONS, Embedder, embed_speech, embed_windows, frame, unit
 
-__all__ = ["Embedder", "ModelSpec", "embed_speech", "frame", "load_embedder", "model_spec", "read_manifest", "unit"]
+__all__ = [
+    "Embedder",
+    "ModelSpec",
+    "embed_speech",
+    "embed_windows",
+    "frame",
+    "load_embedder",
+    "model_spec",
+    "read_manifest",
+    "unit",
+]
 
 BACKENDS: dict[str, str] = {
     "ge2e": "voicecheck.embedders.ge2e:GE2EEmbedder",

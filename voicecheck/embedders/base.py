@@ -83,6 +83,19 @@ def window_starts(n_samples: int, sample_rate: int, window_s: float, hop_s: floa
     return np.array(starts)
 
 
+def embed_windows(embedder: Embedder, speech: np.ndarray) -> np.ndarray:
+    """Embeddings of the windows :func:`frame` cuts from ``speech``, shape (n_windows, dimension).
+
+    A backend that can share work between overlapping windows (GE2E's spectrogram frames) does so
+    through an ``embed_speech_windows(speech)`` method of its own; the result is the same as
+    ``embed_batch(frame(speech, ...))`` to float rounding.
+    """
+    own = getattr(embedder, "embed_speech_windows", None)
+    if own is not None:
+        return np.asarray(own(speech))
+    return embedder.embed_batch(frame(speech, embedder.sample_rate, embedder.window_s, embedder.hop_s))
+
+
 def embed_speech(embedder: Embedder, speech: np.ndarray) -> np.ndarray:
     """One unit-norm embedding for a stretch of speech: the mean of its window embeddings.
 
@@ -95,5 +108,4 @@ def embed_speech(embedder: Embedder, speech: np.ndarray) -> np.ndarray:
             f"{seconds:.1f} s of speech; {embedder.name} needs at least {embedder.min_speech_s:.1f} s",
             seconds,
         )
-    windows = frame(speech, embedder.sample_rate, embedder.window_s, embedder.hop_s)
-    return unit(embedder.embed_batch(windows).mean(axis=0))
+    return unit(embed_windows(embedder, speech).mean(axis=0))

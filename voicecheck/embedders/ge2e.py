@@ -90,7 +90,64 @@ class GE2EEmbedder:
     def embed_batch(self, windows: np.ndarray) -> np.ndarray:
         """(n, window_samples) float32 at 16 kHz -> (n, 256) unit-norm float32."""
         mels = _mel_batch(_normalise_volume(np.asarray(windows, dtype=np.float32)))
-        mels = mels[:, : max(_PARTIAL_FRAMES, int(round(self.window_s * 100)))]
+        return self._network(mels[:, : self._frames_kept(windows.shape[1])])
+
+    def embed_speech_windows(self, speech: np.ndarray) -> np.ndarray:
+        """The windows :func:`voicecheck.embedders.frame` cuts from ``speech``, embedded: as
+        :meth:`embed_batch` on them, but overlapping windows share their spectrogram frames.
+
+        A window's mel frames are those of the whole stretch of speech at the same instants, scaled
+        by the window's volume gain squared (the mel spectrogram is linear in power), except the
+        frames at its two ends, which see the window's zero padding and are computed apart, as is
+        a window that does not start on the 10 ms frame grid (the last one, aligned to the end).
+
+        Args:
+            speech: mono float32 at 16 kHz, shape (n,).
+
+        Returns:
+            float32, shape (n_windows, 256), unit rows.
+        """
+        return self._network(self._speech_mels(speech))
+
+    def _speech_mels(self, speech: np.ndarray) -> np.ndarray:
+        """The network's input for :meth:`embed_speech_windows`: (n_windows, frames, 40) mel power."""
+        from .base import frame, window_starts
+
+        x = np.asarray(speech, dtype=np.float32)
+        win = int(round(self.window_s * self.sample_rate))
+        if len(x) <= win:
+            windows = frame(x, self.sample_rate, self.window_s, self.hop_s)
+            return _mel_batch(_normalise_volume(windows))[:, : self._frames_kept(windows.shape[1])]
+        starts = window_starts(len(x), self.sample_rate, self.window_s, self.hop_s)
+        kept = self._frames_kept(win)
+        gains = _volume_gain(np.sqrt(_window_energy(x, starts, win) / win)) ** 2
+        mels = np.empty((len(starts), kept, _N_MELS), dtype=np.float32)
+        aligned = starts % _HOP == 0
+        first, last = -(-(_N_FFT // 2) // _HOP), (win - _N_FFT // 2) // _HOP  # frames clear of the padding
+        # frames of the whole stretch, centred every 10 ms from frame ``first`` on (no padding needed)
+        shared = _mel_frames(np.lib.stride_tricks.sliding_window_view(x, _N_FFT)[first * _HOP - _N_FFT // 2 :: _HOP])
+        a_starts = starts[aligned]
+        inner = a_starts[:, None] // _HOP + np.arange(first, last + 1)[None, :] - first
+        mels[aligned, first : last + 1] = shared[inner]
+        edges = [j for j in range(kept) if j < first or j > last]
+        if len(a_starts) and edges:
+            pieces = np.zeros((len(a_starts), len(edges), _N_FFT), dtype=np.float32)
+            for e, j in enumerate(edges):
+                lo, hi = max(0, j * _HOP - _N_FFT // 2), min(win, j * _HOP + _N_FFT // 2)
+                at = lo - (j * _HOP - _N_FFT // 2)
+                pieces[:, e, at : at + hi - lo] = x[a_starts[:, None] + np.arange(lo, hi)[None, :]]
+            mels[np.ix_(aligned, edges)] = _mel_frames(pieces)
+        if not aligned.all():
+            rest = np.stack([x[s : s + win] for s in starts[~aligned]])
+            mels[~aligned] = _mel_batch(rest)[:, :kept]
+        return mels * gains[:, None, None].astype(np.float32)
+
+    def _frames_kept(self, window_samples: int) -> int:
+        """Mel frames per window given to the network (160 for GE2E's 1.6 s partials)."""
+        return min(1 + window_samples // _HOP, max(_PARTIAL_FRAMES, int(round(self.window_s * 100))))
+
+    def _network(self, mels: np.ndarray) -> np.ndarray:
+        """(n, frames, 40) mel power -> (n, 256) unit rows: the LSTM (at ``precision``) and the head."""
         torch = self._torch
         low = torch.bfloat16 if self.precision == "bf16" else torch.float32
         out = []
@@ -118,12 +175,31 @@ def resolve_precision(precision: str, device: str) -> str:
     return "bf16" if native else "fp32"
 
 
+def _window_energy(x: np.ndarray, starts: np.ndarray, win: int) -> np.ndarray:
+    """Sum of squares of ``x[s : s + win]`` for every start (float64): from sums over 10 ms blocks for
+    windows on the block grid, directly for the others."""
+    blocks = len(x) // _HOP
+    b = x[: blocks * _HOP].reshape(blocks, _HOP)
+    cum = np.concatenate([[0.0], np.cumsum(np.einsum("ij,ij->i", b, b, dtype=np.float64))])
+    out = np.empty(len(starts), dtype=np.float64)
+    grid = (starts % _HOP == 0) & (win % _HOP == 0)
+    out[grid] = cum[starts[grid] // _HOP + win // _HOP] - cum[starts[grid] // _HOP]
+    for i in np.flatnonzero(~grid):
+        w = x[starts[i] : starts[i] + win].astype(np.float64)
+        out[i] = float(w @ w)
+    return out
+
+
+def _volume_gain(rms: np.ndarray, target_dbfs: float = -30.0) -> np.ndarray:
+    """Resemblyzer's normalize_volume gain for signals of level ``rms``: up to ``target_dbfs``, never down."""
+    change_db = target_dbfs - 20 * np.log10(np.maximum(rms, 1e-10))
+    return np.where(change_db > 0, 10 ** (change_db / 20), 1.0)
+
+
 def _normalise_volume(windows: np.ndarray, target_dbfs: float = -30.0) -> np.ndarray:
     """Raise each window's level to ``target_dbfs`` (never lower it), as Resemblyzer's normalize_volume."""
     rms = np.sqrt(np.mean(np.square(windows, dtype=np.float64), axis=1))
-    change_db = target_dbfs - 20 * np.log10(np.maximum(rms, 1e-10))
-    gain = np.where(change_db > 0, 10 ** (change_db / 20), 1.0)
-    return (windows * gain[:, None]).astype(np.float32)
+    return (windows * _volume_gain(rms, target_dbfs)[:, None]).astype(np.float32)
 
 
 _N_FFT, _HOP, _N_MELS = 400, 160, 40
@@ -138,6 +214,14 @@ def _mel_batch(windows: np.ndarray) -> np.ndarray:
     Returns:
         float32, shape (n, 1 + window_samples // 160, 40).
     """
+    x = np.asarray(windows, dtype=np.float32)
+    padded = np.pad(x, ((0, 0), (_N_FFT // 2, _N_FFT // 2)))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, _N_FFT, axis=1)[:, ::_HOP][:, : 1 + x.shape[1] // _HOP]
+    return _mel_frames(frames)
+
+
+def _mel_frames(frames: np.ndarray) -> np.ndarray:
+    """Mel power of 400-sample frames (any leading shape): Hann window, |FFT|^2, 40 mel bands; float32."""
     import scipy.fft
 
     if not _MEL_BASIS:
@@ -145,9 +229,6 @@ def _mel_batch(windows: np.ndarray) -> np.ndarray:
 
         _MEL_BASIS["mel"] = librosa.filters.mel(sr=16000, n_fft=_N_FFT, n_mels=_N_MELS).T.astype(np.float32)
         _MEL_BASIS["window"] = librosa.filters.get_window("hann", _N_FFT, fftbins=True).astype(np.float32)
-    x = np.asarray(windows, dtype=np.float32)
-    padded = np.pad(x, ((0, 0), (_N_FFT // 2, _N_FFT // 2)))
-    frames = np.lib.stride_tricks.sliding_window_view(padded, _N_FFT, axis=1)[:, ::_HOP][:, : 1 + x.shape[1] // _HOP]
-    spectrum = scipy.fft.rfft(frames * _MEL_BASIS["window"], axis=2, workers=1)
+    spectrum = scipy.fft.rfft(frames * _MEL_BASIS["window"], axis=-1, workers=1)
     power = spectrum.real**2 + spectrum.imag**2
     return np.ascontiguousarray(power @ _MEL_BASIS["mel"], dtype=np.float32)
