@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.fakes import SAMPLES, noise, peak_hz, stereo, tone, write
+from tests.fakes import SAMPLES, SPEECH, noise, peak_hz, stereo, tone, write
 from voicecheck.audio import at_rate, load, resample
 from voicecheck.errors import AudioError, UsageError
 from voicecheck.types import Audio
@@ -167,3 +167,20 @@ def test_at_rate_keeps_provenance(tmp_path: Path) -> None:
     assert up.band == "narrow" and up.content_hash == audio.content_hash
     assert up.duration_s == pytest.approx(audio.duration_s, abs=1e-3)
     assert at_rate(audio, 8000) is audio
+
+
+@pytest.mark.parametrize("rates", [(8000, 16000), (16000, 8000), (16000, 44100), (16000, 16000)])
+def test_resampling_spans_is_resampling_the_whole_recording(rates) -> None:
+    """Only the speech is resampled (plus a margin): the same samples as resampling it all and cutting."""
+    from voicecheck.audio import resample, resample_spans
+
+    rate, target = rates
+    x = resample(load(SPEECH / "vctk_autovc" / "p225" / "p225_003.flac").samples, 16000, rate)
+    end = len(x) / rate
+    spans = [(0.0, 0.4), (0.35, 1.21), (1.5, 1.5), (end - 0.7, end)]  # the start, overlapping, empty, the end
+    whole = resample(x, rate, target)
+    got = resample_spans(x, rate, target, spans)
+    for (a, b), part in zip(spans, got, strict=True):
+        want = whole[int(a * target) : int(b * target)]
+        assert part.shape == want.shape and part.dtype == np.float32
+        assert np.abs(part - want).max(initial=0.0) < 1e-5

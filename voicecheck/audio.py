@@ -97,6 +97,41 @@ def resample(samples: np.ndarray, sample_rate: int, target_rate: int) -> np.ndar
     return librosa.resample(x, orig_sr=sample_rate, target_sr=target_rate, res_type="soxr_hq").astype(np.float32)
 
 
+def resample_spans(
+    samples: np.ndarray, sample_rate: int, target_rate: int, spans_s: list[tuple[float, float]], margin_s: float = 0.1
+) -> list[np.ndarray]:
+    """Parts of a recording at ``target_rate``: what resampling all of it and cutting the spans gives
+    (to float rounding), at the cost of resampling only the spans and ``margin_s`` around each.
+
+    Each span is resampled with its margin, starting on a sample both rates share, so its samples
+    fall on the same instants as in the whole recording resampled, and the resampler's edge effects
+    stay in the margin.
+
+    Args:
+        samples: mono float32 at ``sample_rate``.
+        spans_s: (start, end) in seconds, within the recording.
+
+    Returns:
+        One float32 array per span: ``resample(samples)[int(start * target) : int(end * target)]``.
+    """
+    from math import gcd
+
+    x = np.asarray(samples, dtype=np.float32)
+    if sample_rate == target_rate:
+        return [x[int(a * target_rate) : int(b * target_rate)] for a, b in spans_s]
+    step = sample_rate // gcd(sample_rate, target_rate)  # source samples between instants both rates share
+    out = []
+    for start, end in spans_s:
+        a0 = max(0, int((start - margin_s) * sample_rate)) // step * step
+        a1 = min(len(x), int(np.ceil((end + margin_s) * sample_rate)))
+        if a1 >= len(x) - step:  # reaching the end: resample to it, as the whole recording would be
+            a1 = len(x)
+        part = resample(x[a0:a1], sample_rate, target_rate)
+        t0 = a0 * target_rate // sample_rate
+        out.append(part[int(start * target_rate) - t0 : int(end * target_rate) - t0])
+    return out
+
+
 def at_rate(audio: Audio, target_rate: int) -> Audio:
     """The same audio resampled to ``target_rate`` (band and provenance kept)."""
     from dataclasses import replace

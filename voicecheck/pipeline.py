@@ -15,15 +15,15 @@ from typing import Any
 import numpy as np
 
 from . import channel as telephone
-from .audio import at_rate, load, resample
+from .audio import load, resample, resample_spans
 from .config import Settings
-from .embedders import Embedder, embed_speech, frame, load_embedder, unit
+from .embedders import Embedder, embed_speech, embed_windows, load_embedder, unit
 from .embedders.base import window_starts
 from .enrollment import VoiceprintStore
 from .errors import InsufficientSpeechError, NotEnrolledError, UsageError, VoicecheckError
 from .scorer import Scorer
 from .types import Audio, CallEmbedding, CallResult, Voiceprint
-from .vad import SileroVad, Vad, collect, recording_time, regions_of, speech_seconds
+from .vad import SileroVad, Vad, recording_time, regions_of, speech_seconds
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +68,16 @@ class Engine:
         """Customer speech at the model's rate: (speech samples, regions, net speech seconds).
 
         ``regions`` are the VAD's regions of ``audio`` when already found (see :meth:`embed_many`).
+        Only the regions are resampled (:func:`voicecheck.audio.resample_spans`: the same samples as
+        resampling the whole recording, for the speech's share of the work).
         """
         if regions is None:
             regions = self.vad.regions(audio.samples, audio.sample_rate)
-        model_audio = at_rate(audio, self.embedder.sample_rate)
-        return collect(model_audio.samples, self.embedder.sample_rate, regions), regions, speech_seconds(regions)
+        rate = self.embedder.sample_rate
+        parts = resample_spans(audio.samples, audio.sample_rate, rate, [(r.start_s, r.end_s) for r in regions])
+        parts = [part for part in parts if len(part)]
+        speech = np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, dtype=np.float32)
+        return speech, regions, speech_seconds(regions)
 
     def _require(self, seconds: float, path: str) -> None:
         if seconds < self.embedder.min_speech_s:
@@ -110,7 +115,7 @@ class Engine:
         speech, regions, seconds = self.speech(audio, regions)
         self._require(seconds, audio.path)
         rate, e = self.embedder.sample_rate, self.embedder
-        windows = e.embed_batch(frame(speech, rate, e.window_s, e.hop_s))
+        windows = embed_windows(e, speech)
         starts = window_starts(len(speech), rate, e.window_s, e.hop_s) / rate
         ends = np.minimum(starts + e.window_s, len(speech) / rate)
         times = np.stack([recording_time(starts, regions), recording_time(ends - 1e-6, regions)], axis=1)
