@@ -166,11 +166,12 @@ def pool_startup_s(settings: Any) -> float:
 
     from voicecheck.batch import init_worker
 
+    nap = 0.5  # a task per worker that waits, so a worker that is up cannot take a slow starter's task
     t0 = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(settings.workers, initializer=init_worker, initargs=(settings,)) as pool:
-        pool.map(os.getpid, range(settings.workers), chunksize=1)
-    return time.perf_counter() - t0
+        pool.map(time.sleep, [nap] * settings.workers, chunksize=1)
+    return time.perf_counter() - t0 - nap
 
 
 def child_naive(work: Path) -> dict[str, Any]:
@@ -199,13 +200,13 @@ def child_naive(work: Path) -> dict[str, Any]:
 def child_profile(work: Path, n: int, hop: str, precision: str) -> dict[str, Any]:
     """Time each stage of the batch's per-task work (:meth:`voicecheck.pipeline.Engine.embed_many`) on
     ``n`` calls (after one warm-up call): decode, VAD (a task's calls together, as the batch runs it),
-    resample+collect, and embedding split into mel spectrograms and the network."""
-    from voicecheck.audio import at_rate, load
+    resampling the speech, and embedding split into mel spectrograms and the network."""
+    from voicecheck.audio import load
     from voicecheck.batch import groups
     from voicecheck.config import load_settings
-    from voicecheck.embedders import frame
+    from voicecheck.embedders import embed_windows
     from voicecheck.pipeline import Engine
-    from voicecheck.vad import collect, regions_of
+    from voicecheck.vad import regions_of
 
     emb = fresh_workspace(work / "embeddings-profile", hop)
     settings = load_settings(None, store=str(work / "store"), embeddings=str(emb), precision=precision)
@@ -214,8 +215,7 @@ def child_profile(work: Path, n: int, hop: str, precision: str) -> dict[str, Any
 
     torch.set_num_threads(1)
     e = engine.embedder
-    mel = getattr(sys.modules[type(e).__module__], "_mel_batch", None)  # GE2E's front end, timed apart
-    norm = getattr(sys.modules[type(e).__module__], "_normalise_volume", lambda w: w)
+    split = hasattr(e, "_speech_mels") and hasattr(e, "_network")  # GE2E: the mel front end timed apart
     stages = {"decode": 0.0, "vad": 0.0, "resample+collect": 0.0, "mel": 0.0, "network": 0.0}
     audio_s = speech_s = 0.0
     with (work / "calls.csv").open() as f:
@@ -232,19 +232,19 @@ def child_profile(work: Path, n: int, hop: str, precision: str) -> dict[str, Any
         stages["vad"] += t2 - t1
         for a, regions in zip(audios, found, strict=True):
             t2 = time.perf_counter()
-            speech = collect(at_rate(a, e.sample_rate).samples, e.sample_rate, regions)
+            speech, _, _ = engine.speech(a, regions)
             t3 = time.perf_counter()
             stages["resample+collect"] += t3 - t2
             if len(speech) >= e.min_speech_s * e.sample_rate:
-                windows = frame(speech, e.sample_rate, e.window_s, e.hop_s)
-                t3 = time.perf_counter()
-                e.embed_batch(windows)
-                t4 = time.perf_counter()
-                if mel is not None:
-                    mel(norm(windows))
-                mel_s = time.perf_counter() - t4 if mel is not None else 0.0
-                stages["mel"] += mel_s
-                stages["network"] += t4 - t3 - mel_s
+                if split:
+                    mels = e._speech_mels(speech)
+                    t4 = time.perf_counter()
+                    e._network(mels)
+                    stages["mel"] += t4 - t3
+                    stages["network"] += time.perf_counter() - t4
+                else:
+                    embed_windows(e, speech)
+                    stages["network"] += time.perf_counter() - t3
             audio_s += a.duration_s
             speech_s += len(speech) / e.sample_rate
     return {
@@ -391,11 +391,11 @@ def render(
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     naive_core, naive_cold = hours / (naive["wall_s"] / 3600), hours / (naive["process_s"] / 3600)
-    running: dict[int, float] = {}
+    running: dict[str, float] = {}
     for key, r in runs.items():
         w = int(key.split("-")[1]) if key.startswith("batch") else 1
         wall, cpu, cold, startup = r["wall_s"], r["cpu_s"], r["process_s"], r.get("startup_s", 0.0)
-        running[w] = wall - startup
+        running[key] = wall - startup
         rss = r["rss_children_mb"] if w > 1 else r["rss_self_mb"]
         label = f"voicecheck batch, {w} worker{'s' if w > 1 else ''}" if key.startswith("batch") else "naive loop"
         per_core, per_core_cold = hours / (wall * w / 3600), hours / (cold * w / 3600)
@@ -409,7 +409,7 @@ def render(
     base = workers[0]
     for w in workers[1:]:
         warm = runs[f"batch-{base}"]["wall_s"] / runs[f"batch-{w}"]["wall_s"]
-        run_x = running[base] / running[w]
+        run_x = running[f"batch-{base}"] / running[f"batch-{w}"]
         lines.append(
             f"- scaling {base} -> {w} workers: {run_x:.2f}x with the workers running "
             f"({run_x / (w / base) * 100:.0f}% efficiency); {warm:.2f}x warm, pool start-up included."
