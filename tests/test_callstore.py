@@ -103,3 +103,28 @@ def test_persists_across_reopen(tmp_path: Path) -> None:
     c = CallStore(tmp_path)
     assert c.has("h7", 1, "m")
     c.close()
+
+
+def test_sync_puts_every_commit_in_the_database_file(calls: CallStore, tmp_path: Path) -> None:
+    """Commits go to the write-ahead log (safe from a killed process); sync() checkpoints them into
+    the database file itself, so a copy of that file alone, without the log, holds them."""
+    import shutil
+    import sqlite3
+
+    calls.put(_emb(1), content_hash="h1", channel=1, model="m")
+    calls.link("c1", "B1", "a.wav", "h1", 1, "m")
+
+    def rows_in_file_alone() -> int:
+        copy = tmp_path / f"copy{np.random.default_rng().integers(1 << 30)}.sqlite"
+        shutil.copy(tmp_path / "emb" / "calls.sqlite", copy)  # the -wal file is not copied
+        db = sqlite3.connect(copy)
+        try:
+            return db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+        except sqlite3.OperationalError:  # not even the schema is in the file yet
+            return 0
+        finally:
+            db.close()
+
+    assert rows_in_file_alone() == 0  # still only in the log
+    calls.sync()
+    assert rows_in_file_alone() == 1

@@ -283,6 +283,7 @@ def run_batch(
                     duration_s=res["duration_s"],
                 )
             calls.link(r.call_id, r.borrower_id, r.audio, key[0], key[1], model)
+        calls.sync()  # every embedding on disk before any verdict that rests on it is written
         timings["embed_seconds"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -393,6 +394,7 @@ def build_cohort(manifest: str | Path, settings: Settings, report: Callable[[str
             elif res["status"] != "cached":
                 failed += 1
                 report(f"row {res['row']}: skipped: {res.get('error') or res['status']}")
+        calls.sync()
         return added, failed, calls.count(spec.name)
     finally:
         calls.close()
