@@ -27,7 +27,7 @@ class Settings:
         embeddings: workspace folder with models.toml, weights, call embeddings (env VOICECHECK_EMBEDDINGS).
         model: key of the model in models.toml (or a built-in: "ge2e", "ecapa").
         device: "cpu" or "cuda".
-        precision: arithmetic of the embedding network: "auto" (bfloat16 on CPUs that do it natively,
+        precision: arithmetic of the embedding network: "auto" (bfloat16 on CPUs with AMX, where it is faster,
             float32 elsewhere), "fp32" or "bf16". GE2E only; see voicecheck.embedders.ge2e.
         channel: customer channel of stereo calls (0-based); mono files use channel 0.
         vad_threshold: silero-vad speech probability threshold, 0..1.

@@ -23,10 +23,11 @@ class GE2EEmbedder:
     its 40-band mel spectrogram goes through the network; windows are batched in one pass.
 
     ``precision`` "bf16" runs the LSTM (nearly all of the work) in bfloat16 and the rest in
-    float32: about twice as fast on CPUs with native bfloat16 (AVX512-BF16, AMX), window
+    float32: about twice as fast on a CPU with AMX (measured on an earlier machine), window
     embeddings within cosine 0.996 of float32 (mean 0.9996) and call embeddings within 0.9998
-    (``benchmarks/accuracy.py`` compares the two). "auto" picks bf16 on such a CPU, fp32 elsewhere
-    (on CPUs without it bf16 is slower) and on CUDA. Both give the same model id: the vectors are
+    (``benchmarks/accuracy.py`` compares the two). "auto" picks bf16 only on a CPU with AMX: with
+    AVX512-BF16 alone (no AMX) the LSTM ran ~1.6x slower in bf16 than in fp32 (5.5 vs 3.4 ms per
+    window, 1 thread); fp32 elsewhere and on CUDA. Both give the same model id: the vectors are
     interchangeable to well below the variation between two calls of one speaker.
     """
 
@@ -168,11 +169,11 @@ def resolve_precision(precision: str, device: str) -> str:
         return "fp32"
     import torch
 
-    try:
-        native = bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a torch without the oneDNN probe
-        native = False
-    return "bf16" if native else "fp32"
+    try:  # AMX's tile unit: with AVX512-BF16 alone the LSTM in bf16 measured ~1.6x slower than fp32
+        amx = bool(torch.backends.mkldnn.is_available() and torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):  # a torch without the probe
+        amx = False
+    return "bf16" if amx else "fp32"
 
 
 def _window_energy(x: np.ndarray, starts: np.ndarray, win: int) -> np.ndarray:
