@@ -456,3 +456,22 @@ def test_scoring_space_without_a_backend_centres(tmp_path):
     np.testing.assert_allclose(y, A.centre(x), atol=1e-5)
     with pytest.raises(UsageError):
         scoring_space(settings, x[0])
+
+
+def test_ineligible_calls_join_no_ring_but_the_rest_still_do():
+    rng = np.random.default_rng(1000)
+    v, calls, borrowers, truth = ring_world(rng)
+    out = calls.index(next(c for c in truth if truth[c] == 0))  # one call of voice 0 is verified
+    eligible = np.ones(len(calls), dtype=bool)
+    eligible[out] = False
+    rings = A.find_rings(v, calls, borrowers, min_borrowers=2, link_threshold=4.0, k=10, eligible=eligible)
+    flagged = {c for r in rings for c in r.calls}
+    assert flagged == set(truth) - {calls[out]}
+    every = np.ones(len(calls), dtype=bool)
+    all_in = A.find_rings(v, calls, borrowers, min_borrowers=2, link_threshold=4.0, k=10, eligible=every)
+    assert {c for r in all_in for c in r.calls} == set(truth)
+    none = np.zeros(len(calls), dtype=bool)
+    none[:1] = True
+    assert A.find_rings(v, calls, borrowers, min_borrowers=2, link_threshold=4.0, k=10, eligible=none) == []
+    with pytest.raises(UsageError, match="one flag per call"):
+        A.find_rings(v, calls, borrowers, eligible=eligible[:-1])

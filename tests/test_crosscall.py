@@ -93,3 +93,29 @@ def test_empty_store(vc) -> None:  # noqa: F811
     assert json.loads(vc("consistency", "--json").output) == []
     assert "no voice speaks for" in vc("rings").output
     assert "no borrower" in vc("consistency").output
+
+
+def test_calls_verified_as_their_borrower_join_no_ring(batch_done, tmp_path: Path) -> None:
+    """B1 enrolls with the ring's voice (a sound-alike borrower, or the agent enrolled as B1): R1
+    passes the 1:1 check, so by default it leaves the ring, which drops below three borrowers;
+    --include-verified brings it back."""
+    with (tmp_path / "voicecheck.toml").open("a", encoding="utf-8") as f:
+        f.write("threshold = 0.5\n")
+    x = chord(tuple(f * 1.002 for f in VOICES["X"]), 6.0)
+    assert batch_done("enroll", "B1", write(tmp_path / "b1.wav", x, 16000)).exit_code == 0
+    assert json.loads(batch_done("rings", "--min-borrowers", "3", "--json").output) == []
+    res = batch_done("rings", "--min-borrowers", "3", "--json", "--include-verified")
+    assert res.exit_code == 0, res.output
+    assert [sorted(r["calls"]) for r in json.loads(res.output)] == [["R1", "R2", "R3"]]
+
+
+def test_rings_without_a_threshold_verify_nothing(batch_done, tmp_path: Path, caplog) -> None:
+    """An enrolled borrower but no calibrated threshold (the fake model has none): a warning, and
+    every call stays eligible."""
+    x = chord(tuple(f * 1.002 for f in VOICES["X"]), 6.0)
+    assert batch_done("enroll", "B1", write(tmp_path / "b1.wav", x, 16000)).exit_code == 0
+    settings = load_settings(None)
+    with caplog.at_level("WARNING", logger="voicecheck.crosscall"):
+        found = rings(settings, 3)
+    assert [sorted(r["calls"]) for r in found] == [["R1", "R2", "R3"]]
+    assert "not checked against their borrowers' voiceprints" in caplog.text

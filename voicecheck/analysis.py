@@ -620,6 +620,7 @@ def find_rings(
     link_threshold: float | None = None,
     k: int = 20,
     max_component: int = 3000,
+    eligible: np.ndarray | None = None,
 ) -> list[Ring]:
     """Find voices that speak for several borrowers.
 
@@ -648,6 +649,10 @@ def find_rings(
         link_threshold: least link score (:func:`link_scores`) between any two calls of a ring;
             None: :func:`ring_link_threshold` of ``min_borrowers``.
         k: neighbours per call.
+        max_component: largest component clustered at once (see step 3).
+        eligible: which calls may join a ring, bool per row (None: all). The others still
+            normalise the link scores (step 1) but form no edge: e.g. calls already verified as
+            their own borrower's voice (:func:`voicecheck.crosscall.verified_calls`).
 
     Returns:
         Rings, most borrowers first; ``cohesion`` is the mean pairwise cosine of the ring's calls.
@@ -683,7 +688,15 @@ def find_rings(
         keep = link_scores(sims.ravel()[ok], mean[g_a], sd[g_a], mean[g_b], sd[g_b]) >= thr
         return _components(len(members), a[keep], b[keep])
 
-    everyone = np.arange(n)
+    if eligible is None:
+        everyone = np.arange(n)
+    else:
+        ok = np.asarray(eligible, dtype=bool).reshape(-1)
+        if ok.shape != (n,):
+            raise UsageError(f"eligible must have one flag per call ({n}), got shape {ok.shape}.")
+        everyone = np.flatnonzero(ok)
+        if len(everyone) < 2:
+            return []
     todo = [(everyone, edges(everyone, link_threshold), link_threshold)]
     rings: list[Ring] = []
     while todo:

@@ -486,7 +486,16 @@ def rings_cmd(
     min_borrowers: Annotated[
         int, typer.Option("--min-borrowers", help="Least distinct borrowers one voice speaks for.")
     ] = 3,
+    include_verified: Annotated[
+        bool,
+        typer.Option(
+            "--include-verified",
+            help="Let calls that match their own borrower's voiceprint join rings too (e.g. when an agent "
+            "may have enrolled as the borrower).",
+        ),
+    ] = False,
     embeddings: EmbOpt = None,
+    store: StoreOpt = None,
     model: ModelOpt = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
@@ -495,13 +504,15 @@ def rings_cmd(
 
     Two calls link when their similarity stands out against what each scores with other borrowers'
     calls, so the store needs a population (a few dozen calls or more) for the search to be reliable.
+    Calls that pass the 1:1 check against their own borrower's voiceprint join no ring unless
+    --include-verified is given.
     """
     from .crosscall import rings
 
     if min_borrowers < 2:
         fail(f"--min-borrowers must be at least 2, got {min_borrowers}")
-    settings = run(lambda: settings_from(config, embeddings=embeddings, model=model))
-    found = run(lambda: rings(settings, min_borrowers))
+    settings = run(lambda: settings_from(config, embeddings=embeddings, store=store, model=model))
+    found = run(lambda: rings(settings, min_borrowers, include_verified=include_verified))
     if as_json:
         typer.echo(json.dumps(found, indent=2, ensure_ascii=False))
         return

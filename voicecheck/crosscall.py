@@ -6,13 +6,16 @@ calls' own mean (the in-domain mean), or, for a model with no back-end, just cen
 The cosine in that space is the scale of the voices-per-borrower threshold; rings link calls on
 that cosine normalised against each call's cosines to other borrowers' calls
 (:func:`voicecheck.analysis.link_scores`). Both defaults in :mod:`voicecheck.analysis` were chosen
-in benchmarks/analysis.py.
+in benchmarks/analysis.py. Calls the 1:1 check accepts as their own borrower's enrolled voice
+(:func:`verified_calls`) join no ring: a sound-alike honest borrower is the commonest false ring.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from itertools import groupby
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,13 +28,15 @@ from .errors import UsageError
 from .scorer import load_backend
 from .scoring import with_domain_mean
 
+log = logging.getLogger(__name__)
+
 DOMAIN_MEAN_SAMPLE = 50000
 """At most this many stored calls (an even spread over the store) estimate the in-domain mean."""
 
 
 @dataclass(frozen=True)
 class Calls:
-    """Stored calls of one model with a telephone-band vector, in borrower order."""
+    """Stored calls of one model with a telephone-band vector, in call-id order."""
 
     call_ids: list[str]
     borrower_ids: list[str]
@@ -122,7 +127,56 @@ def inconsistent_borrowers(settings: Settings, threshold: float = VOICES_THRESHO
     return found
 
 
-def rings(settings: Settings, min_borrowers: int = 3, link_threshold: float | None = None) -> list[dict[str, Any]]:
+def verified_calls(settings: Settings, calls: Calls) -> np.ndarray:
+    """Which calls the 1:1 check accepts as their own borrower's voice, one flag per call.
+
+    A call is verified when its borrower has a voiceprint for the model and the call scores at or
+    above the match threshold against it: the product's Scorer and threshold (narrow band; cohort
+    from the call store, the borrower's own calls left out of it), as the batch scores the call.
+    Borrowers with no voiceprint for the model have no verified calls; with no calibrated threshold
+    nothing is verified (a warning says so).
+    """
+    from .enrollment import DB_NAME, VoiceprintStore
+    from .errors import ModelMismatchError, NotEnrolledError
+    from .scorer import Scorer
+
+    out = np.zeros(len(calls.call_ids), dtype=bool)
+    if not len(out) or not (Path(settings.store) / DB_NAME).is_file():
+        return out
+    spec = model_spec(settings.model, settings.embeddings)
+    store = CallStore(settings.embeddings)
+    try:
+        scorer = Scorer.build(settings, spec.name, spec.key, store)
+    finally:
+        store.close()
+    try:
+        threshold = scorer.threshold("narrow")
+    except UsageError as e:
+        log.warning("rings: calls are not checked against their borrowers' voiceprints: %s", e)
+        return out
+    voiceprints = VoiceprintStore(settings.store)
+    try:
+        order = sorted(range(len(out)), key=lambda i: calls.borrower_ids[i])
+        for borrower, members in groupby(order, key=lambda i: calls.borrower_ids[i]):
+            idx = list(members)
+            try:
+                enroll = voiceprints.get(borrower, spec.name).vectors.get("narrow")
+            except (NotEnrolledError, ModelMismatchError):
+                continue
+            if enroll is not None:
+                scores = scorer.scores(enroll, calls.vectors[idx], "narrow", exclude_owner=borrower)[0]
+                out[idx] = scores >= threshold
+    finally:
+        voiceprints.close()
+    return out
+
+
+def rings(
+    settings: Settings,
+    min_borrowers: int = 3,
+    link_threshold: float | None = None,
+    include_verified: bool = False,
+) -> list[dict[str, Any]]:
     """Voices that speak as ``min_borrowers`` or more different borrowers, most borrowers first.
 
     Args:
@@ -132,16 +186,27 @@ def rings(settings: Settings, min_borrowers: int = 3, link_threshold: float | No
             :func:`scoring_space`, in standard deviations above each call's cosines to other
             borrowers' calls (:func:`voicecheck.analysis.link_scores`); None: the default for
             ``min_borrowers`` (:func:`voicecheck.analysis.ring_link_threshold`).
+        include_verified: let calls the 1:1 check accepts as their own borrower's voice
+            (:func:`verified_calls`) join rings too. Off by default: such a call is the borrower
+            speaking, and sound-alike honest borrowers were most of the false rings measured; on
+            when an agent may have enrolled as the borrower.
     """
     calls = stored_calls(settings)
     if len(calls.call_ids) < 2:
         return []
+    eligible = None
+    if not include_verified:
+        verified = verified_calls(settings, calls)
+        if verified.any():
+            log.info("rings: %d calls verified as their own borrower's voice join no ring", int(verified.sum()))
+        eligible = ~verified
     found = find_rings(
         scoring_space(settings, calls.vectors),
         calls.call_ids,
         calls.borrower_ids,
         min_borrowers=min_borrowers,
         link_threshold=link_threshold,
+        eligible=eligible,
     )
     out = [
         {
