@@ -45,6 +45,7 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -379,8 +380,25 @@ def run_takeover(calls, prod: Product, margin: float, max_cos: float, min_seg: f
     ]
 
 
-def ring_population(c: Clips, half: str, seed: int):
-    """Call vectors, ids, borrower ids and the impostor voice of each call (None for genuine)."""
+class Pop(NamedTuple):
+    """One ring population: call vectors (raw, or in the scoring space after :func:`in_space`), call
+    ids, borrower ids, the impostor voice of each call (None for a borrower's own), net speech (s),
+    and which calls may join a ring (None: all; see :func:`enrolled`)."""
+
+    x: np.ndarray
+    ids: list
+    owners: list
+    voice: list
+    secs: np.ndarray
+    eligible: np.ndarray | None = None
+
+
+def ring_population(c: Clips, half: str, seed: int, second: bool = True) -> Pop:
+    """Call vectors, ids, borrower ids and the impostor voice of each call (None for genuine).
+
+    ``second``: half the borrowers also get their 5 s enrollment clip as a second call (left out when
+    borrowers are enrolled with that clip, :func:`enrolled`; the draw is kept so the rest is the same).
+    """
     rng = np.random.default_rng(seed)
     libri = [k for k in c.libri if split_of(k) == half]
     rng.shuffle(libri)
@@ -392,7 +410,7 @@ def ring_population(c: Clips, half: str, seed: int):
 
     for b in borrowers:
         add(c.vector(f"genuine/{b}"), f"{b}/genuine", b, None)
-        if rng.random() < 0.5:
+        if rng.random() < 0.5 and second:
             add(c.vector(f"enroll/{b}"), f"{b}/second", b, None)
     impostors: dict[str, list[tuple[np.ndarray, float]]] = {}
     for spk, clips in c.multi.items():
@@ -408,7 +426,26 @@ def ring_population(c: Clips, half: str, seed: int):
         served = rng.choice(len(borrowers), n, replace=False)
         for j, (b, p) in enumerate(zip(served, rng.permutation(len(pieces))[:n], strict=True)):
             add(pieces[p][0], f"{borrowers[b]}/by-{spk}-{j}", borrowers[b], spk, pieces[p][1])
-    return np.array(vecs), ids, owners, voice, np.array(secs)
+    return Pop(np.array(vecs), ids, owners, voice, np.array(secs))
+
+
+def enrolled(pop: Pop, c: Clips, prod: Product, share: float = 1.0, seed: int = 0) -> Pop:
+    """``pop`` with ``share`` of its borrowers enrolled, and the calls the product's 1:1 check accepts
+    as their own borrower's voice kept out of rings (what ``voicecheck rings`` does by default,
+    :func:`voicecheck.crosscall.verified_calls`).
+
+    A borrower enrolls with the 5 s telephone clip cut before their genuine call (no audio shared
+    with any call of the population); a call is verified when its product score against its
+    borrower's voiceprint is at or above the shipped threshold. Vectors must still be raw.
+    """
+    rng = np.random.default_rng(10_000 + seed)
+    borrowers = sorted(set(pop.owners))
+    chosen = [b for b in borrowers if rng.random() < share]
+    verified = np.zeros(len(pop.ids), dtype=bool)
+    for b in chosen:
+        idx = [i for i, o in enumerate(pop.owners) if o == b]
+        verified[idx] = prod.score_fn(c.vector(f"enroll/{b}"))(pop.x[idx]) >= prod.threshold
+    return pop._replace(eligible=~verified)
 
 
 def ring_scores(rings, ids, owners, voice, min_b, secs=None, long_s: float = 6.0):
@@ -442,7 +479,7 @@ def ring_scores(rings, ids, owners, voice, min_b, secs=None, long_s: float = 6.0
 def in_space(populations, prod: Product) -> list:
     """Populations (vectors, ids, owners, voice, secs) with their vectors in the scoring space
     (voicecheck.crosscall.scoring_space)."""
-    return [(prod.space(v), ids, owners, voice, secs) for v, ids, owners, voice, secs in populations]
+    return [p._replace(x=prod.space(p.x)) for p in populations]
 
 
 def ring_spaces(c: Clips, half: str, prod: Product, seeds) -> list:
@@ -450,14 +487,15 @@ def ring_spaces(c: Clips, half: str, prod: Product, seeds) -> list:
     return in_space((ring_population(c, half, seed) for seed in seeds), prod)
 
 
-def link_rings(x, ids, owners, min_b: int, thr: float) -> list:
+def link_rings(x, ids, owners, min_b: int, thr: float, eligible=None) -> list:
     """What the product runs: find_rings on link scores (cohort-normalised cosines), complete linkage."""
-    return A.find_rings(x, ids, owners, min_borrowers=min_b, link_threshold=thr, k=20)
+    return A.find_rings(x, ids, owners, min_borrowers=min_b, link_threshold=thr, k=20, eligible=eligible)
 
 
-def cosine_rings(x, ids, owners, min_b: int, thr: float) -> list:
+def cosine_rings(x, ids, owners, min_b: int, thr: float, eligible=None) -> list:
     """The previous find_rings, for comparison: kNN edges at cosine >= thr, connected components,
     average-linkage clusters cut at a mean cosine of thr."""
+    assert eligible is None, "the previous method is compared on populations without enrollments only"
     x = unit(x)
     n = len(x)
     sims, idx = A.knn(x, 20)
@@ -479,9 +517,9 @@ def cosine_rings(x, ids, owners, min_b: int, thr: float) -> list:
 
 def rings_eval(pops, thr: float, min_b: int, finder=link_rings):
     tot = np.zeros(7)
-    for x, ids, owners, voice, secs in pops:
-        rings = finder(x, ids, owners, min_b, thr)
-        tot += ring_scores(rings, ids, owners, voice, min_b, secs)
+    for p in pops:
+        rings = finder(p.x, p.ids, p.owners, min_b, thr, p.eligible)
+        tot += ring_scores(rings, p.ids, p.owners, p.voice, min_b, p.secs)
     tp, flagged, pos, vf, vp, tp_long, pos_long = tot
     return dict(
         precision=tp / flagged if flagged else 1.0,
@@ -617,21 +655,33 @@ class LongCalls:
                 self.pool[part][key].append(item)
 
 
-def long_population(lc: LongCalls, part: str, seed: int, n_libri_impostors: int = 5):
+def long_population(
+    lc: LongCalls, part: str, seed: int, n_libri_impostors: int = 5, genuine: dict[str, tuple] | None = None
+) -> Pop:
     """One ring population of full-length calls (same roles as :func:`ring_population`).
 
     LibriSpeech speakers: ``n_libri_impostors`` drawn as impostor voices, the rest are borrowers
     with their whole recording as one genuine call. Every other speaker of the part is an impostor
     voice. Each impostor voice draws 2-4 borrowers but serves at most as many as it has disjoint
     calls, each call used once: no material is shared between two calls of a voice.
+
+    ``genuine``: (vector, net speech s) per LibriSpeech speaker to use as a borrower's genuine call
+    instead of the whole recording (the recording after its 5 s enrollment cut, when borrowers are
+    enrolled: :func:`enrolled`); speakers without one of >= LONG_MIN_S take no part.
     """
     rng = np.random.default_rng(1000 + seed)
-    libri = sorted(k for k in lc.whole[part] if k.startswith("librispeech") and lc.whole[part][k][1] >= LONG_MIN_S)
+    libri = sorted(
+        k
+        for k in lc.whole[part]
+        if k.startswith("librispeech")
+        and lc.whole[part][k][1] >= LONG_MIN_S
+        and (genuine is None or (k in genuine and genuine[k][1] >= LONG_MIN_S))
+    )
     rng.shuffle(libri)
     libri_imp, borrowers = set(libri[:n_libri_impostors]), libri[n_libri_impostors:]
     vecs, ids, owners, voice, secs = [], [], [], [], []
     for b in borrowers:
-        v, s, _ = lc.whole[part][b]
+        v, s = genuine[b] if genuine is not None else lc.whole[part][b][:2]
         vecs.append(v), ids.append(f"{b}/genuine"), owners.append(b), voice.append(None), secs.append(s)
     for spk in sorted(lc.pool[part]):
         if spk.startswith("librispeech") and spk not in libri_imp:
@@ -642,7 +692,7 @@ def long_population(lc: LongCalls, part: str, seed: int, n_libri_impostors: int 
         for j, (b, p) in enumerate(zip(served, rng.permutation(len(pool))[:n], strict=True)):
             vecs.append(pool[p][0]), ids.append(f"{borrowers[b]}/by-{spk}-{j}"), owners.append(borrowers[b])
             voice.append(spk), secs.append(pool[p][1])
-    return np.array(vecs), ids, owners, voice, np.array(secs)
+    return Pop(np.array(vecs), ids, owners, voice, np.array(secs))
 
 
 def long_pops(lc: LongCalls, part: str, prod: Product, seeds) -> list:
@@ -653,8 +703,8 @@ def long_pops(lc: LongCalls, part: str, prod: Product, seeds) -> list:
 def long_rings(pops: list, thr: float, min_b: int, finder=link_rings) -> dict:
     """Rings over several populations: pooled precision / recall and the per-run spread."""
     tot, per_run, false_gen, false_imp = np.zeros(7), [], 0, 0
-    for x, ids, owners, voice, secs in pops:
-        rings = finder(x, ids, owners, min_b, thr)
+    for x, ids, owners, voice, secs, eligible in pops:
+        rings = finder(x, ids, owners, min_b, thr, eligible)
         served: dict[str, set] = defaultdict(set)
         for o, v in zip(owners, voice, strict=True):
             if v is not None:
@@ -802,9 +852,13 @@ def main() -> None:
     p.add_argument("--out", default=Path(__file__).parent / "results", type=Path)
     from voicecheck.config import Settings
     from voicecheck.embedders import model_spec
+    from voicecheck.embedders.ge2e import resolve_precision
 
-    hop = model_spec("ge2e", Settings().embeddings).hop_s  # window embeddings depend on it: one cache per hop
-    default_cache = Path(__file__).parent / ".cache" / f"analysis-hop{hop:g}.npz"
+    # window embeddings depend on the hop and (slightly) on the network's arithmetic: one cache each
+    hop = model_spec("ge2e", Settings().embeddings).hop_s
+    precision = resolve_precision(Settings().precision, "cpu")
+    tag = "" if precision == "fp32" else f"-{precision}"
+    default_cache = Path(__file__).parent / ".cache" / f"analysis-hop{hop:g}{tag}.npz"
     p.add_argument(
         "--cache",
         default=default_cache,
@@ -995,7 +1049,7 @@ def main() -> None:
     say("")
     say("## Rings (find_rings, k=20): impostor voices each speaking for 2-4 borrowers")
     say("")
-    v, ids, owners, voice, secs = ring_population(c, "eval", 0)
+    v, ids, owners, voice, secs, _ = ring_population(c, "eval", 0)
     imp = np.array([x is not None for x in voice])
     seeds_se, seeds_st, seeds_le, seeds_lt = range(10), range(20), range(30), range(30)
     pops_t, pops_e = ring_spaces(c, "tune", prod, seeds_st), ring_spaces(c, "eval", prod, seeds_se)
@@ -1164,7 +1218,7 @@ def main() -> None:
         """Between genuine calls of different borrowers (each run's own scoring space): the 99th
         percentile of cosine and of link score, and the share of pairs at/above the shipped link."""
         cos_all, z_all = [], []
-        for x, _, owners, voice, _ in pops:
+        for x, _, owners, voice, _, _ in pops:
             x = unit(x)
             mean, sd, _ = A.cohort_stats(x, owners)
             g = np.array([i for i, v in enumerate(voice) if v is None])
@@ -1212,6 +1266,89 @@ def main() -> None:
         f"LibriSpeech voices that sound alike; only {len(big)} EVAL voices have the material for >= 3 disjoint "
         "full-length calls, so neither figure is firm."
     )
+
+    # --- rings when borrowers are enrolled: calls the 1:1 check verifies join no ring (the default)
+    genuine_clips = {k: (c.vector(f"genuine/{k}"), c.speech_s(f"genuine/{k}")) for k in c.libri}
+
+    def short_enrolled(half, seeds, share):
+        return in_space(
+            (enrolled(ring_population(c, half, sd, second=False), c, prod, share, sd) for sd in seeds), prod
+        )
+
+    def long_enrolled(half, seeds, share):
+        return in_space(
+            (enrolled(long_population(lc, half, sd, genuine=genuine_clips), c, prod, share, sd) for sd in seeds),
+            prod,
+        )
+
+    def verified_share(pops):
+        gen = np.concatenate([[v is None for v in p.voice] for p in pops])
+        ver = np.concatenate([~p.eligible for p in pops])
+        return float(ver[gen].mean()), float(ver[~gen].mean())
+
+    enr = {
+        ("short", 1.0): (short_enrolled("eval", seeds_se, 1.0), short_enrolled("tune", seeds_st, 1.0)),
+        ("long", 1.0): (long_enrolled("eval", seeds_le, 1.0), long_enrolled("tune", seeds_lt, 1.0)),
+        ("short", 0.5): (short_enrolled("eval", seeds_se, 0.5), short_enrolled("tune", seeds_st, 0.5)),
+        ("long", 0.5): (long_enrolled("eval", seeds_le, 0.5), long_enrolled("tune", seeds_lt, 0.5)),
+    }
+    n_long = len(enr["long", 1.0][0][0].ids)
+    say("")
+    say("### Rings when borrowers are enrolled (what `voicecheck rings` does by default)")
+    say("")
+    say(
+        "A call that passes the 1:1 check against its own borrower's voiceprint is that borrower speaking, "
+        "so it joins no ring (`voicecheck.crosscall.verified_calls`; it still normalises the link scores); "
+        "`--include-verified` turns this off. Here each borrower enrolls with the 5 s telephone clip cut "
+        "before their genuine call, and a call is verified at the product score's shipped threshold "
+        f"({prod.threshold:.3f}). Same populations as above except that a borrower's genuine call never "
+        "shares audio with the enrollment: the short clips drop the 'second' call (the enrollment clip "
+        "itself), and in the full-length population a borrower's genuine call is the recording after the "
+        f"enrollment cut (>= {LONG_MIN_S:g} s of speech; {n_long} calls per run). 'Half enrolled': each borrower "
+        "enrolled with probability 0.5, the rest have no voiceprint. Link scores as shipped "
+        f"({A.RING_LINK_THRESHOLD} for min_borrowers 3, {A.RING_PAIR_LINK_THRESHOLD} for 2)."
+    )
+    say("")
+    say(
+        "| population | borrowers enrolled | min_borrowers | EVAL P / R, verified calls excluded | "
+        "EVAL P / R, same calls, none excluded | genuine calls verified | impostor calls verified (lost) | "
+        "TUNE P / R, excluded |"
+    )
+    say("|---|---|---:|---|---|---:|---:|---|")
+    res_enr = {}
+    for (kind, share), (pe, pt) in enr.items():
+        for mb in (3, 2):
+            thr_r = A.ring_link_threshold(mb)
+            plain = [q._replace(eligible=None) for q in pe]
+            if kind == "short":
+                r_x, r_0, r_t = rings_eval(pe, thr_r, mb), rings_eval(plain, thr_r, mb), rings_eval(pt, thr_r, mb)
+            else:
+                r_x, r_0, r_t = long_rings(pe, thr_r, mb), long_rings(plain, thr_r, mb), long_rings(pt, thr_r, mb)
+            res_enr[(kind, share, mb)] = r_x
+            g_v, i_v = verified_share(pe)
+            say(
+                f"| {'short impostor clips' if kind == 'short' else 'calls >= 6 s'} | "
+                f"{'all' if share == 1.0 else 'half'} | {mb} | {r_x['precision']:.2f} / {r_x['recall']:.2f} | "
+                f"{r_0['precision']:.2f} / {r_0['recall']:.2f} | {pct(g_v)} | {pct(i_v)} | "
+                f"{r_t['precision']:.2f} / {r_t['recall']:.2f} |"
+            )
+    thr_v, _, _ = choose_link(enr["short", 1.0][1], enr["long", 1.0][1], grid_z, 3)
+    s_v, l_v = rings_eval(enr["short", 1.0][0], thr_v, 3), long_rings(enr["long", 1.0][0], thr_v, 3)
+    say("")
+    say(
+        "The same TUNE rule as above, run on these enrolled TUNE populations, picks link score "
+        f"{thr_v:.2f} for min_borrowers 3 (EVAL there: short P {s_v['precision']:.2f} / R {s_v['recall']:.2f}, "
+        f"full-length P {l_v['precision']:.2f} / R {l_v['recall']:.2f}); the shipped {A.RING_LINK_THRESHOLD} "
+        "is kept: one link score serves stores with and without enrollments."
+    )
+    for kind, label in (("short", "short impostor clips"), ("long", "calls >= 6 s")):
+        r = res_enr[(kind, 1.0, 3)]
+        ok_e = r["precision"] >= 0.9 and r["recall"] >= 0.8
+        targets[f"rings_enrolled_{kind}"] = (
+            f"| rings, {label}, every borrower enrolled (verified calls join no ring; min_borrowers 3, link "
+            f"score {A.RING_LINK_THRESHOLD}) | P >= 0.9, R >= 0.8 | P {r['precision']:.2f}, R {r['recall']:.2f} | "
+            f"{'met' if ok_e else 'not met'} |"
+        )
 
     # --- voices per borrower
     say("")
@@ -1312,6 +1449,8 @@ def main() -> None:
         targets["takeover"],
         targets["rings"],
         targets["rings_long"],
+        targets["rings_enrolled_short"],
+        targets["rings_enrolled_long"],
     ]
     say(
         "Notes: EVAL is 25 speakers (the split's EVAL fold, minus speakers without clips here), so every rate "

@@ -381,7 +381,7 @@ def render(
         "it on one short warm-up signal (the naive loop and the 1-worker batch, which runs in-process); a "
         "2+ worker batch cannot be warmed, so its warm figure includes spawning the workers, their model "
         "loading and their first calls. *Steady state*: the batch's rate of embedded calls once every "
-        f"worker is past its first two tasks, until the last call is embedded (times the mean audio per "
+        "worker is past its first two tasks, until the last call is embedded (times the mean audio per "
         "call; the scoring phase, ~2% of the run, is left out): what a nightly batch of thousands of calls "
         "runs at. *Cold*: the child process's whole life, interpreter start-up included, for every run.",
         "",
