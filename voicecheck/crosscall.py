@@ -160,7 +160,7 @@ def verified_calls(settings: Settings, calls: Calls) -> np.ndarray:
         for borrower, members in groupby(order, key=lambda i: calls.borrower_ids[i]):
             idx = list(members)
             try:
-                enroll = voiceprints.get(borrower, spec.name).vectors.get("narrow")
+                enroll = voiceprints.get(borrower, spec.name).for_band("narrow")
             except (NotEnrolledError, ModelMismatchError):
                 continue
             if enroll is not None:
