@@ -682,7 +682,7 @@ def scorer_settings(workdir: str | Path):  # noqa: ANN201 - voicecheck.config.Se
     """Product settings whose workspace has no calibration override (so the shipped profile is read)."""
     from voicecheck.config import Settings
 
-    return Settings(embeddings=str(workdir), threshold=None)
+    return Settings(embeddings=str(workdir))
 
 
 def scorer_for_mode(mode: str, settings, backend, cohort):  # noqa: ANN001, ANN201

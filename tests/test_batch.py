@@ -44,7 +44,7 @@ def _manifest(tmp_path: Path) -> Path:
 
 def _settings(root: Path, counter: Path | None = None, **kw: object) -> Settings:
     emb = workspace(root, counter)
-    return load_settings(None, store=str(root / "store"), embeddings=str(emb), model="fake", threshold=0.8, **kw)
+    return load_settings(None, store=str(root / "store"), embeddings=str(emb), model="fake", thresholds={"cosine": 0.8}, **kw)
 
 
 @pytest.fixture()

@@ -102,20 +102,20 @@ def test_store_list_remove_and_env(cli, tmp_path: Path, monkeypatch: pytest.Monk
 def test_check_exit_codes_and_json(cli, tmp_path: Path) -> None:
     cli("enroll", "B1001", P225[0], P225[1])
     call = CALLS / "C001.wav"
-    res = cli("check", call, "--borrower", "B1001", "--threshold", "0", "--json")
+    res = cli("check", call, "--borrower", "B1001", "--threshold", "cosine=0", "--json")
     assert res.exit_code == 0, res.output
     record = json.loads(res.output)
     assert set(record) >= FIELDS
     assert (record["call_id"], record["borrower_id"], record["verdict"], record["model"]) == (
         "C001", "B1001", "match", "fake-bands")
     assert record["threshold"] == 0 and 0 < record["score"] <= 1 and record["speech_seconds"] > 3
-    res = cli("check", call, "--borrower", "B1001", "--threshold", "1.01", "--json")
+    res = cli("check", call, "--borrower", "B1001", "--threshold", "cosine=1", "--json")
     assert res.exit_code == 1 and json.loads(res.output)["reason"] == "voice_mismatch"
-    res = cli("check", call, "--borrower", "B404", "--threshold", "0.5", "--json")
+    res = cli("check", call, "--borrower", "B404", "--threshold", "cosine=0.5", "--json")
     assert res.exit_code == 3 and json.loads(res.output)["reason"] == "not_enrolled"
-    res = cli("check", CALLS / "C007.wav", "--borrower", "B1001", "--threshold", "0.5")
+    res = cli("check", CALLS / "C007.wav", "--borrower", "B1001", "--threshold", "cosine=0.5")
     assert res.exit_code == 3 and "INCONCLUSIVE (insufficient_speech)" in res.output
-    res = cli("check", call, "--borrower", "B1001", "--threshold", "0")
+    res = cli("check", call, "--borrower", "B1001", "--threshold", "cosine=0")
     assert res.exit_code == 0 and "MATCH" in res.output and "fake-bands" in res.output
 
 
@@ -128,22 +128,22 @@ def test_check_unreadable_audio_exit_2_one_line(cli, tmp_path: Path, make: str) 
         path.write_text("not audio at all\n" * 10)
     elif make == "header":
         path.write_bytes(write(tmp_path / "full.wav", silence(1.0), 16000).read_bytes()[:44])
-    res = cli("check", path, "--borrower", "B1", "--threshold", "0.5")
+    res = cli("check", path, "--borrower", "B1", "--threshold", "cosine=0.5")
     _one_error_line(res, f"{make}.wav", "unreadable_audio")
 
 
 def test_check_channel_override(cli) -> None:
     cli("enroll", "B1001", P225[0])
-    res = cli("check", CALLS / "C001.wav", "--borrower", "B1001", "--threshold", "0", "--channel", "0", "--json")
+    res = cli("check", CALLS / "C001.wav", "--borrower", "B1001", "--threshold", "cosine=0", "--channel", "0", "--json")
     assert res.exit_code == 0 and json.loads(res.output)["channel"] == 0
-    _one_error_line(cli("check", CALLS / "C001.wav", "--borrower", "B1001", "--threshold", "0", "--channel", "4"),
+    _one_error_line(cli("check", CALLS / "C001.wav", "--borrower", "B1001", "--threshold", "cosine=0", "--channel", "4"),
                     "channel 4")
 
 
 def test_check_with_another_model_is_model_mismatch(cli) -> None:
     """Enrolled with model A (fake2), checked with model B (fake): an error, never a score."""
     assert cli("enroll", "B1001", P225[0], model="fake2").exit_code == 0
-    res = cli("check", CALLS / "C001.wav", "--borrower", "B1001", "--threshold", "0", "--json")
+    res = cli("check", CALLS / "C001.wav", "--borrower", "B1001", "--threshold", "cosine=0", "--json")
     assert res.exit_code == 2
     record = json.loads(res.output.splitlines()[0])
     assert record["verdict"] == "error" and record["reason"].startswith("model_mismatch") and record["score"] is None
@@ -158,12 +158,12 @@ def test_fake_model_without_threshold_says_how_to_fix(cli) -> None:
 def test_batch_command(cli, tmp_path: Path) -> None:
     cli("enroll", "--manifest", SAMPLES / "enroll.csv")
     out = tmp_path / "out"
-    res = cli("batch", SAMPLES / "calls.csv", "--out", out, "--threshold", "0.8", "--quiet")
+    res = cli("batch", SAMPLES / "calls.csv", "--out", out, "--threshold", "cosine=0.8", "--quiet")
     assert res.exit_code == 0, res.output
     assert "8 calls:" in res.output and "1 inconclusive" in res.output
     assert len((out / "results.jsonl").read_text().splitlines()) == 8
     _one_error_line(cli("batch", SAMPLES / "calls.csv", "--out", out, "--workers", "0"), "--workers")
-    _one_error_line(cli("batch", tmp_path / "none.csv", "--out", out, "--threshold", "0.8"), "none.csv")
+    _one_error_line(cli("batch", tmp_path / "none.csv", "--out", out, "--threshold", "cosine=0.8"), "none.csv")
 
 
 def test_real_process_prints_no_traceback(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from voicecheck.errors import UsageError
 def test_defaults_without_file_or_env() -> None:
     s = load_settings()
     assert s == Settings()
-    assert (s.store, s.embeddings, s.model, s.channel, s.threshold) == ("enrollment", "embeddings", "ge2e", 1, None)
+    assert (s.store, s.embeddings, s.model, s.channel, s.thresholds) == ("enrollment", "embeddings", "ge2e", 1, {})
 
 
 def test_precedence_defaults_file_env_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -33,11 +33,11 @@ def test_precedence_defaults_file_env_cli(tmp_path: Path, monkeypatch: pytest.Mo
 def test_config_path_argument_and_env_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     Path("voicecheck.toml").write_text("workers = 3\n")
     other = tmp_path / "other.toml"
-    other.write_text("workers = 5\nthreshold = 0.8\n")
+    other.write_text("workers = 5\n[thresholds]\ncosine = 0.8\n")
     assert load_settings(other).workers == 5
     monkeypatch.setenv("VOICECHECK_CONFIG", str(other))
     s = load_settings()
-    assert (s.workers, s.threshold) == (5, 0.8)
+    assert (s.workers, s.thresholds) == (5, {"cosine": 0.8})
 
 
 @pytest.mark.parametrize(
@@ -45,7 +45,7 @@ def test_config_path_argument_and_env_var(tmp_path: Path, monkeypatch: pytest.Mo
     [
         ("modle = 'ge2e'\n", "unknown setting 'modle'"),
         ("workers = 'many'\n", "'workers'.*int"),
-        ("threshold = 'high'\n", "'threshold'.*number"),
+        ("[thresholds]\ncosine = 'high'\n", "'thresholds'.*number"),
         ("cohort = 'maybe'\n", "'cohort'.*true or false"),
         ("workers = [\n", "cannot be read"),
     ],
@@ -64,7 +64,7 @@ def test_missing_config_file(tmp_path: Path) -> None:
 
 
 def test_bad_override_type() -> None:
-    with pytest.raises(UsageError, match="'channel'"):
+    with pytest.raises(UsageError, match="--channel"):
         load_settings(None, channel="left")
     with pytest.raises(UsageError, match="unknown setting"):
         load_settings(None, colour="blue")

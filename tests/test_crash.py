@@ -55,7 +55,7 @@ def _make_calls(root: Path) -> Path:
 
 def _batch(manifest: Path, out: Path, embeddings: Path, store: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "voicecheck.cli", "batch", str(manifest), "--out", str(out), "--model", "fake",
-           "--embeddings", str(embeddings), "--store", str(store), "--threshold", "0.95", "--quiet"]
+           "--embeddings", str(embeddings), "--store", str(store), "--threshold", "cosine=0.95", "--threshold", "asnorm=0.95", "--quiet"]
     env = {**env_without_workspace(), "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -80,7 +80,7 @@ def test_sigkilled_batch_resumes_without_losing_or_duplicating_records(tmp_path:
 
     # reference: one uninterrupted run (in this process) with its own call-embedding store
     run_batch(manifest, tmp_path / "ref", replace(settings, embeddings=str(workspace(tmp_path / "ref_ws")),
-                                                   threshold=0.95))
+                                                   thresholds={"cosine": 0.95, "asnorm": 0.95}))
     want = {r["call_id"]: r for r in _records(tmp_path / "ref")}
     assert len(want) == N_CALLS
 

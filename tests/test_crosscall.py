@@ -39,7 +39,7 @@ def batch_done(vc, tmp_path: Path):  # noqa: F811
         write(tmp_path / "calls" / f"{call_id}.wav", stereo(silence(len(x) / 16000), x), 16000)
         lines.append(f"{call_id},{borrower},calls/{call_id}.wav")
     (tmp_path / "calls.csv").write_text("\n".join(lines) + "\n")
-    res = vc("batch", tmp_path / "calls.csv", "--out", tmp_path / "out", "--threshold", "0.5", "--quiet")
+    res = vc("batch", tmp_path / "calls.csv", "--out", tmp_path / "out", "--threshold", "cosine=0.5", "--quiet")
     assert res.exit_code == 0, res.output
     return vc
 
@@ -100,7 +100,7 @@ def test_calls_verified_as_their_borrower_join_no_ring(batch_done, tmp_path: Pat
     passes the 1:1 check, so by default it leaves the ring, which drops below three borrowers;
     --include-verified brings it back."""
     with (tmp_path / "voicecheck.toml").open("a", encoding="utf-8") as f:
-        f.write("threshold = 0.5\n")
+        f.write("[thresholds]\ncosine = 0.5\n")
     x = chord(tuple(f * 1.002 for f in VOICES["X"]), 6.0)
     assert batch_done("enroll", "B1", write(tmp_path / "b1.wav", x, 16000)).exit_code == 0
     assert json.loads(batch_done("rings", "--min-borrowers", "3", "--json").output) == []

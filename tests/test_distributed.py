@@ -27,7 +27,7 @@ LOOPBACK = "127.0.0.1"
 
 def _settings(root: Path, workers: int) -> Settings:
     return load_settings(None, store=str(root / "store"), embeddings=str(workspace(root)), model="fake",
-                         threshold=0.95, workers=workers)
+                         thresholds={"cosine": 0.95}, workers=workers)
 
 
 def _manifest(root: Path) -> Path:

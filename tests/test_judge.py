@@ -56,7 +56,7 @@ def test_takeover_halfway_is_a_speaker_change_near_the_true_time(parts) -> None:
     engine, _, _, judge = parts
     x = np.concatenate([silence(0.5), chord(VOICE_A, 8.0), chord(VOICE_B, 8.0), silence(0.5)])
     emb = engine.embed_audio(_audio(x, 16000, 2, "takeover"))
-    j = judge(threshold=0.5)
+    j = judge(thresholds={"cosine": 0.5})
     whole = j.scorer.score(j.voiceprints.get("B1", j.scorer.model), emb)
     assert whole.score >= 0.5  # the whole call alone would pass
     r = j("T1", "B1", "takeover.wav", emb, emb.speech_seconds, 1)
@@ -68,7 +68,7 @@ def test_takeover_halfway_is_a_speaker_change_near_the_true_time(parts) -> None:
 def test_one_voice_throughout_is_a_match(parts) -> None:
     engine, _, _, judge = parts
     emb = engine.embed_audio(_audio(chord(VOICE_A, 16.0), 16000, 2, "own"))
-    r = judge(threshold=0.5)("M1", "B1", "own.wav", emb, emb.speech_seconds, 1)
+    r = judge(thresholds={"cosine": 0.5})("M1", "B1", "own.wav", emb, emb.speech_seconds, 1)
     assert (r.verdict, r.reason, r.speaker_change_s) == ("match", None, None)
     assert r.watchlist_hits == []
 
@@ -81,7 +81,7 @@ def test_watchlist_hit_overrides_a_match_and_flags_an_unenrolled_borrower(parts,
     store.watch_add("AGENT-2", "case 8", engine.embed_audio(_audio(chord(VOICE_B, 6.0), 16000, 2, "b")).narrow_vector,
                     fake.name)
     emb = engine.embed_audio(_audio(chord(VOICE_A, 10.0), 16000, 2, "call"))
-    j = judge(threshold=0.5, watchlist_threshold=0.9)
+    j = judge(thresholds={"cosine": 0.5}, watchlist_thresholds={"cosine": 0.9})
     r = j("W1", "B1", "call.wav", emb, emb.speech_seconds, 1)
     assert r.score is not None and r.score >= 0.5  # the voice matches the borrower ...
     assert (r.verdict, r.reason) == ("mismatch", "watchlist_hit")  # ... but it is a known proxy agent
@@ -106,17 +106,17 @@ def test_mono_call_with_enrolled_collector_scores_only_the_customer(parts) -> No
     assert mono.band == "narrow"
     emb = engine.embed_audio(mono)
     # without a collector voiceprint the first voice is taken for the collector: the borrower is dropped
-    r = judge(threshold=0.5)("N1", "B1n", "mono.wav", emb, emb.speech_seconds, 0)
+    r = judge(thresholds={"cosine": 0.5})("N1", "B1n", "mono.wav", emb, emb.speech_seconds, 0)
     assert (r.verdict, r.reason) == ("mismatch", "voice_mismatch")
     enroll("AG1", VOICE_C, rate=8000, kind="agent")
-    j = judge(threshold=0.5)
+    j = judge(thresholds={"cosine": 0.5})
     assert j.agent_vectors is not None and len(j.agent_vectors) == 1
     r = j("N1", "B1n", "mono.wav", emb, emb.speech_seconds, 0)
     assert r.verdict == "match", r
     assert r.score is not None and r.score > 0.9
     assert r.speech_seconds == pytest.approx(6.0, abs=1.0)  # the collector's 6 s are gone
     # mono_split off: both voices scored together
-    r = judge(threshold=0.9, mono_split=False)("N1", "B1n", "mono.wav", emb, emb.speech_seconds, 0)
+    r = judge(thresholds={"cosine": 0.9}, mono_split=False)("N1", "B1n", "mono.wav", emb, emb.speech_seconds, 0)
     assert r.speech_seconds == pytest.approx(emb.speech_seconds, abs=0.01) and r.verdict == "mismatch"
 
 
@@ -124,7 +124,7 @@ def test_mono_call_of_the_collector_alone_is_inconclusive(parts) -> None:
     engine, _, enroll, judge = parts
     enroll("AG1", VOICE_C, rate=8000, kind="agent")
     emb = engine.embed_audio(_audio(chord(VOICE_C, 8.0, 8000), 8000, 1, "agent-only"))
-    r = judge(threshold=0.5)("N2", "B1", "agent-only.wav", emb, emb.speech_seconds, 0)
+    r = judge(thresholds={"cosine": 0.5})("N2", "B1", "agent-only.wav", emb, emb.speech_seconds, 0)
     assert (r.verdict, r.reason, r.speech_seconds) == ("inconclusive", "insufficient_speech", 0.0)
 
 
@@ -133,6 +133,6 @@ def test_a_call_that_cannot_be_judged_is_an_error_record_not_an_exception(parts)
     engine, _, _, judge = parts
     x = np.concatenate([chord(VOICE_C, 6.0), chord(VOICE_A, 6.0)])
     emb = engine.embed_audio(_audio(x, 16000, 1, "mono-uncalibrated"))
-    r = judge(threshold=None)("U1", "B1", "mono.wav", emb, emb.speech_seconds, 0)
+    r = judge(thresholds={})("U1", "B1", "mono.wav", emb, emb.speech_seconds, 0)
     assert r.verdict == "error"
     assert r.reason is not None and r.reason.startswith("usage_error") and "calibrate" in r.reason

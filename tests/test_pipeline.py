@@ -136,7 +136,7 @@ def test_scorer_refuses_vectors_of_another_model(settings: Settings, engine: Eng
 
 
 def test_check_one_match_and_unreadable(settings: Settings, engine: Engine, tmp_path: Path) -> None:
-    settings = replace(settings, threshold=0.5)  # telephone band + mu-law cost the fake some similarity
+    settings = replace(settings, thresholds={"cosine": 0.5})  # telephone band + mu-law cost the fake some similarity
     _enroll(settings, engine, "B1", write(tmp_path / "a.wav", chord(VOICE_A, 4.0), 16000))
     call = write(tmp_path / "C7.wav", stereo(chord(VOICE_B, 4.0, 8000), chord(VOICE_A, 4.0, 8000)), 8000, "ULAW")
     r = check_one(call, "B1", settings, engine=engine)

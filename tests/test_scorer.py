@@ -48,7 +48,7 @@ def _call(vec: np.ndarray, model: str = "fake-bands", content_hash: str = "callh
 
 def test_cosine_mode_without_cohort_or_backend_is_the_raw_cosine(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    scorer = Scorer(_settings(tmp_path, threshold=0.3), "fake-bands", "fake", None, {})
+    scorer = Scorer(_settings(tmp_path, thresholds={"cosine": 0.3}), "fake-bands", "fake", None, {})
     assert scorer.mode("narrow") == scorer.mode("wide") == "cosine"
     e, t = _unit_rows(rng, 1, 32)[0], _unit_rows(rng, 5, 32)
     s, raw = scorer.scores(e, t, "narrow")
@@ -88,7 +88,7 @@ def test_shipped_backend_refuses_another_model(tmp_path: Path) -> None:
 
 def test_asnorm_modes_need_cohort_min_calls(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
-    settings = _settings(tmp_path, threshold=0.0, cohort_min=20, cohort_top_n=10)
+    settings = _settings(tmp_path, thresholds={"cosine": 0.0, "asnorm": 0.0}, cohort_min=20, cohort_top_n=10)
     small = Scorer(settings, "fake-bands", "fake", None, {"narrow": _cohort(rng, 19, 32)})
     assert small.mode("narrow") == "cosine"
     scorer = Scorer(settings, "fake-bands", "fake", None, {"narrow": _cohort(rng, 30, 32)})
@@ -98,7 +98,9 @@ def test_asnorm_modes_need_cohort_min_calls(tmp_path: Path) -> None:
     assert np.all(np.isfinite(s)) and s[0] > np.max(s[1:])  # the enrollment itself scores highest
     assert s[0] > 2.0  # AS-norm scores are z-like, not bounded by 1
 
-    backend_settings = _settings(tmp_path, model="ge2e", backend_file="auto", threshold=0.0, cohort_min=20)
+    backend_settings = _settings(
+        tmp_path, model="ge2e", backend_file="auto", thresholds={"lda+asnorm": 0.0}, cohort_min=20
+    )
     lda = Scorer(backend_settings, GE2E_NAME, "ge2e", load_backend(backend_settings, "ge2e", GE2E_NAME),
                  {"narrow": _cohort(rng, 25, 256)})
     assert lda.mode("narrow") == "lda+asnorm" and lda.mode("wide") == "lda"
@@ -127,7 +129,7 @@ def test_build_takes_the_cohort_from_the_callstore(tmp_path: Path) -> None:
 
 def test_exclude_hash_and_owner(tmp_path: Path) -> None:
     rng = np.random.default_rng(4)
-    settings = _settings(tmp_path, threshold=0.0, cohort_min=20, cohort_top_n=10)
+    settings = _settings(tmp_path, thresholds={"cosine": 0.0, "asnorm": 0.0}, cohort_min=20, cohort_top_n=10)
     enroll = _unit_rows(rng, 1, 32)[0]
     test = enroll + 0.3 * _unit_rows(rng, 1, 32)[0]  # a genuine trial
     test /= np.linalg.norm(test)
@@ -163,7 +165,7 @@ def test_exclude_hash_and_owner(tmp_path: Path) -> None:
 
 def test_exclusion_leaving_too_small_a_cohort_falls_back_to_the_centred_score(tmp_path: Path) -> None:
     rng = np.random.default_rng(5)
-    settings = _settings(tmp_path, threshold=0.0, cohort_min=20, cohort_top_n=5)
+    settings = _settings(tmp_path, thresholds={"cosine": 0.0, "asnorm": 0.0}, cohort_min=20, cohort_top_n=5)
     vectors = _unit_rows(rng, 20, 32)
     cohort = Cohort(vectors, [f"h{i}" for i in range(20)], [{"B1"} if i == 0 else {f"X{i}"} for i in range(20)])
     scorer = Scorer(settings, "fake-bands", "fake", None, {"narrow": cohort})
@@ -203,7 +205,7 @@ def test_saved_profile_overrides_threshold_and_calibration(tmp_path: Path) -> No
     got = again.score(_voiceprint(v), _call(v))
     assert got.threshold == pytest.approx(0.42) and got.llr == pytest.approx(3.0 * got.score - 1.5, abs=1e-4)
     # --threshold still wins over the profile
-    assert Scorer(_settings(tmp_path, threshold=0.7), "fake-bands", "fake", None, {}).threshold("narrow") == 0.7
+    assert Scorer(_settings(tmp_path, thresholds={"cosine": 0.7}), "fake-bands", "fake", None, {}).threshold("narrow") == 0.7
 
 
 def test_saved_profile_overrides_one_shipped_mode_only(tmp_path: Path) -> None:
@@ -235,7 +237,7 @@ def test_unreadable_calibration_file_is_a_usage_error(tmp_path: Path) -> None:
     ("fake-bands-b", "fake-bands-b", "fake-bands"),
 ])
 def test_model_mismatch(tmp_path: Path, vp_model: str, call_model: str, scorer_model: str) -> None:
-    scorer = Scorer(_settings(tmp_path, threshold=0.5), scorer_model, "fake", None, {})
+    scorer = Scorer(_settings(tmp_path, thresholds={"cosine": 0.5}), scorer_model, "fake", None, {})
     v = np.eye(32, dtype=np.float32)[0]
     with pytest.raises(ModelMismatchError, match="different models"):
         scorer.score(_voiceprint(v, vp_model), _call(v, call_model))

@@ -63,7 +63,13 @@ ChannelOpt = Annotated[
     int | None, typer.Option("--channel", help="Customer channel of stereo audio, 0-based [default 1].")
 ]
 ThresholdOpt = Annotated[
-    float | None, typer.Option("--threshold", help="Decision threshold on the score (overrides the calibrated one).")
+    list[str] | None,
+    typer.Option(
+        "--threshold",
+        metavar="MODE=VALUE",
+        help="Decision threshold for one scoring mode, e.g. lda+asnorm=2.1 (overrides the calibrated one for "
+        "that mode only; repeat for several modes).",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
@@ -73,7 +79,11 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     raise typer.Exit(code)
 
 
-def settings_from(config: Path | None = None, **overrides: Any) -> Settings:
+def settings_from(config: Path | None = None, threshold: list[str] | None = None, **overrides: Any) -> Settings:
+    from .config import parse_thresholds
+
+    if threshold:
+        overrides["thresholds"] = {**load_settings(config).thresholds, **parse_thresholds(threshold)}
     return load_settings(config, **{k: (str(v) if isinstance(v, Path) else v) for k, v in overrides.items()})
 
 

@@ -1,13 +1,19 @@
 """Every default in one place. Precedence: defaults < config file < environment < CLI flags.
 
 The config file is TOML (``voicecheck.toml`` in the working directory, or the path in
-``VOICECHECK_CONFIG`` / ``--config``) with keys named as the fields of :class:`Settings`.
+``VOICECHECK_CONFIG`` / ``--config``) with keys named as the fields of :class:`Settings`. Every value
+is checked (type, finite, in range) wherever it comes from: a setting that cannot be validated is an
+error, never a quieter default. Decision thresholds belong to a scoring mode, so they are set per
+mode (``[thresholds]`` table: ``"lda+asnorm" = 2.1``; ``--threshold lda+asnorm=2.1``) and a
+threshold set for one mode never applies to another.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import asdict, dataclass, fields, replace
+import re
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +23,49 @@ from .errors import UsageError
 
 CONFIG_FILE = "voicecheck.toml"
 
+SCORE_RANGES: dict[str, tuple[float, float]] = {
+    "cosine": (-1.0, 1.0),
+    "lda": (-1.0, 1.0),
+    "asnorm": (-20.0, 20.0),
+    "lda+asnorm": (-20.0, 20.0),
+}
+"""The scoring modes and the range of their score scale (a threshold outside it is refused): cosines
+in [-1, 1]; AS-normalised scores are standard deviations above the cohort (see voicecheck.scoring)."""
+
+_RANGES: dict[str, tuple[float, float]] = {
+    "channel": (0, 63),
+    "vad_threshold": (0.01, 0.99),
+    "vad_min_silence_s": (0.0, 10.0),
+    "vad_pad_s": (0.0, 2.0),
+    "cohort_top_n": (2, 1_000_000),
+    "cohort_max": (1, 10_000_000),
+    "cohort_min": (2, 1_000_000),
+    "takeover_window_s": (0.5, 600.0),
+    "takeover_min_segment_s": (0.5, 3600.0),
+    "ring_min_borrowers": (2, 1_000_000),
+    "workers": (1, 1024),
+    "calls_per_task": (1, 1024),
+    "torch_threads": (1, 1024),
+    "max_audio_s": (1.0, 86400.0),
+    "max_audio_bytes": (1024, 1 << 40),
+}
+"""Inclusive bounds of every numeric setting."""
+
+_CHOICES: dict[str, tuple[str, ...]] = {"precision": ("auto", "fp32", "bf16")}
+_MODEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_DEVICE = re.compile(r"^(cpu|cuda(:\d{1,2})?)$")
+
 
 @dataclass(frozen=True)
 class Settings:
-    """Run-time settings. Every field can be set in the config file.
+    """Run-time settings. Every field can be set in the config file; every value is validated when
+    the settings are built (:class:`voicecheck.errors.UsageError` otherwise).
 
     Attributes:
         store: voiceprint store directory (env VOICECHECK_STORE).
         embeddings: workspace folder with models.toml, weights, call embeddings (env VOICECHECK_EMBEDDINGS).
         model: key of the model in models.toml (or a built-in: "ge2e", "ecapa").
-        device: "cpu" or "cuda".
+        device: "cpu", "cuda" or "cuda:N".
         precision: arithmetic of the embedding network: "auto" (bfloat16 on CPUs with AMX, where it is faster,
             float32 elsewhere), "fp32" or "bf16". GE2E only; see voicecheck.embedders.ge2e.
         channel: customer channel of stereo calls (0-based); mono files use channel 0.
@@ -39,17 +78,21 @@ class Settings:
         cohort_max: most call embeddings kept in a cohort (bounds memory).
         cohort_min: fewest call embeddings that make a usable cohort.
         backend_file: trained back-end (.npz) relative to the package's models dir or absolute; "" = none.
-        threshold: decision threshold on ``score``; None = the model's calibrated default.
+        thresholds: decision threshold per scoring mode (e.g. {"lda+asnorm": 2.1}), overriding the
+            calibrated one for that mode only; modes not named keep theirs.
         mono_split: in mono recordings, separate the two speakers and score only the customer's voice.
         takeover_window_s: span of speech averaged for the similarity timeline.
         takeover_min_segment_s: least speech on each side of a speaker change.
-        watchlist_threshold: score at or above which a watchlist entry is a hit; None = model default.
+        watchlist_thresholds: per scoring mode, the score at or above which a watchlist entry is a
+            hit; modes not named use the match threshold.
         ring_min_borrowers: least distinct borrowers of a voice the batch report lists as a ring.
         workers: worker processes for a batch.
         calls_per_task: calls a batch worker takes at a time; silero's LSTM runs over them together
             (about 30% less VAD CPU at 8 than one by one). Results still stream per call; a killed
             batch redoes at most this many calls per worker.
         torch_threads: torch threads per worker process.
+        max_audio_s: longest recording accepted (seconds); a longer one is an error, not a guess.
+        max_audio_bytes: largest audio file accepted (bytes).
     """
 
     store: str = "enrollment"
@@ -67,15 +110,24 @@ class Settings:
     cohort_max: int = 5000
     cohort_min: int = 20
     backend_file: str = "auto"
-    threshold: float | None = None
+    thresholds: dict[str, float] = field(default_factory=dict)
     mono_split: bool = True
     takeover_window_s: float = 4.0
     takeover_min_segment_s: float = 4.0
-    watchlist_threshold: float | None = None
+    watchlist_thresholds: dict[str, float] = field(default_factory=dict)
     ring_min_borrowers: int = 3
     workers: int = 1
     calls_per_task: int = 8
     torch_threads: int = 1
+    max_audio_s: float = 3600.0
+    max_audio_bytes: int = 256 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            try:
+                _check(f.name, getattr(self, f.name))
+            except UsageError as e:
+                raise UsageError(f"setting {f.name!r}: {e}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,17 +142,38 @@ def load_settings(config_path: str | Path | None = None, **overrides: Any) -> Se
     ``overrides`` whose value is None are ignored, so CLI options can pass through unset.
 
     Raises:
-        UsageError: unreadable config file, unknown key or a value of the wrong type.
+        UsageError: unreadable config file, unknown key, a value of the wrong type or out of range.
     """
     settings = Settings()
     path = config_path or os.environ.get("VOICECHECK_CONFIG")
     if path is None and Path(CONFIG_FILE).is_file():
         path = CONFIG_FILE
     if path is not None:
-        settings = _apply(settings, _read_toml(Path(path)), f"config file {path}")
+        settings = _apply(settings, _read_toml(Path(path)), f"config file {path}", strict=True)
     env = {key: os.environ[var] for key, var in _ENV.items() if os.environ.get(var)}
     settings = _apply(settings, env, "environment")
     return _apply(settings, {k: v for k, v in overrides.items() if v is not None}, "options")
+
+
+def parse_thresholds(values: list[str], option: str = "--threshold") -> dict[str, float]:
+    """``["lda+asnorm=2.1", "lda=0.5"]`` -> ``{"lda+asnorm": 2.1, "lda": 0.5}``.
+
+    Raises:
+        UsageError: a value without its mode, an unknown mode or a value that is not a number.
+    """
+    out: dict[str, float] = {}
+    for value in values:
+        mode, sep, number = value.partition("=")
+        if not sep:
+            raise UsageError(
+                f"{option} {value!r} does not say which scoring mode it is for; a threshold belongs to one "
+                f"mode's scale: give MODE=VALUE, e.g. {option} lda+asnorm={value} (modes: {', '.join(SCORE_RANGES)})"
+            )
+        try:
+            out[mode.strip()] = float(number)
+        except ValueError:
+            raise UsageError(f"{option} {value!r}: {number!r} is not a number") from None
+    return out
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -109,37 +182,95 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         raise UsageError(f"config file {path} does not exist; pass an existing file or drop --config") from None
-    except (OSError, tomllib.TOMLDecodeError) as e:
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise UsageError(f"config file {path} cannot be read: {e}") from None
 
 
-def _apply(settings: Settings, values: dict[str, Any], where: str) -> Settings:
+def _apply(settings: Settings, values: dict[str, Any], where: str, strict: bool = False) -> Settings:
     known = {f.name: f for f in fields(Settings)}
     clean: dict[str, Any] = {}
     for key, value in values.items():
+        if key == "threshold" or key == "watchlist_threshold":
+            raise UsageError(
+                f"setting {key!r} in {where} is not used any more: a threshold belongs to one scoring mode's "
+                f'scale; set it per mode, e.g. [{key}s] "lda+asnorm" = 2.1 (modes: {", ".join(SCORE_RANGES)})'
+            )
         if key not in known:
             raise UsageError(f"unknown setting {key!r} in {where}; known settings: {', '.join(sorted(known))}")
-        default = getattr(Settings(), key)
-        clean[key] = _coerce(key, value, default, where)
+        name = (
+            f"option --{key.replace('_', '-').rstrip('s') if key.endswith('thresholds') else key.replace('_', '-')}"
+            if where == "options"
+            else f"setting {key!r} in {where}"
+        )
+        try:
+            clean[key] = _coerce(key, value, getattr(Settings(), key), strict)
+            _check(key, clean[key])
+        except UsageError as e:
+            raise UsageError(f"{name}: {e}") from None
     return replace(settings, **clean)
 
 
-def _coerce(key: str, value: Any, default: Any, where: str) -> Any:
-    if default is None:  # optional floats
-        try:
-            return None if value in ("", None) else float(value)
-        except (TypeError, ValueError):
-            raise UsageError(f"setting {key!r} in {where} must be a number, got {value!r}") from None
+def _coerce(key: str, value: Any, default: Any, strict: bool) -> Any:
+    """``value`` as the type of ``default``; strings are parsed only where they are the natural form
+    (environment, command line), never in the typed config file."""
     kind = type(default)
+    if kind is dict:
+        if not isinstance(value, dict):
+            raise UsageError(f"must be a table of scoring mode = number, got {value!r}")
+        return {str(k): _number(v, float, strict) for k, v in value.items()}
     if kind is bool:
         if isinstance(value, bool):
             return value
-        if str(value).lower() in ("1", "true", "yes", "on"):
+        if not strict and str(value).lower() in ("1", "true", "yes", "on"):
             return True
-        if str(value).lower() in ("0", "false", "no", "off"):
+        if not strict and str(value).lower() in ("0", "false", "no", "off"):
             return False
-        raise UsageError(f"setting {key!r} in {where} must be true or false, got {value!r}")
+        raise UsageError(f"must be true or false, got {value!r}")
+    if kind in (int, float):
+        return _number(value, kind, strict)
+    if not isinstance(value, str):
+        raise UsageError(f"must be text, got {value!r}")
+    return value
+
+
+def _number(value: Any, kind: type, strict: bool) -> Any:
+    if isinstance(value, bool) or (strict and isinstance(value, str)):
+        raise UsageError(f"must be a number ({kind.__name__}), got {value!r}")
+    if kind is int and isinstance(value, float) and not value.is_integer():
+        raise UsageError(f"must be a whole number (int), got {value!r}")
     try:
-        return kind(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"setting {key!r} in {where} must be {kind.__name__}, got {value!r}") from None
+        number = kind(float(value)) if kind is int else kind(value)
+    except (TypeError, ValueError, OverflowError):
+        raise UsageError(f"must be a number ({kind.__name__}), got {value!r}") from None
+    return number
+
+
+def _check(key: str, value: Any) -> None:
+    """Raise UsageError unless ``value`` is a valid value of setting ``key``."""
+    if key in ("thresholds", "watchlist_thresholds"):
+        if not isinstance(value, dict):
+            raise UsageError(f"{key!r} must map scoring modes to numbers, got {value!r}")
+        for mode, number in value.items():
+            if mode not in SCORE_RANGES:
+                raise UsageError(f"unknown scoring mode {mode!r}; modes: {', '.join(SCORE_RANGES)}")
+            _in_range(f"the {mode} threshold", number, SCORE_RANGES[mode])
+    elif key in _RANGES:
+        _in_range("the value", value, _RANGES[key])
+    elif key in _CHOICES and value not in _CHOICES[key]:
+        raise UsageError(f"must be one of {', '.join(_CHOICES[key])}, got {value!r}")
+    elif key == "model" and not (isinstance(value, str) and _MODEL_KEY.match(value)):
+        raise UsageError(f"must be a model key such as ge2e (letters, digits, _ . -), got {value!r}")
+    elif key == "device" and not (isinstance(value, str) and _DEVICE.match(value)):
+        raise UsageError(f"must be cpu, cuda or cuda:N, got {value!r}")
+    elif key in ("store", "embeddings") and not (isinstance(value, str) and value.strip() and "\0" not in value):
+        raise UsageError(f"must be a folder path, got {value!r}")
+    elif key == "backend_file" and not (isinstance(value, str) and "\0" not in value):
+        raise UsageError(f"must be auto, empty or a file path, got {value!r}")
+
+
+def _in_range(key: str, value: Any, bounds: tuple[float, float]) -> None:
+    lo, hi = bounds
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UsageError(f"{key} must be a number, got {value!r}")
+    if not math.isfinite(value) or not lo <= value <= hi:
+        raise UsageError(f"{key} must be a finite number in [{lo:g}, {hi:g}], got {value!r}")

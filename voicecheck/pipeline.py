@@ -177,8 +177,6 @@ class Judge:
         watch = voiceprints.watch_list(scorer.model)
         self.watch_labels = [(w.label, w.source) for w in watch]
         self.watch_vectors = np.stack([w.vector for w in watch]) if watch else None
-        threshold = scorer.settings.watchlist_threshold
-        self.watch_threshold = None if threshold is None else float(threshold)
 
     def __call__(
         self,
@@ -312,7 +310,7 @@ class Judge:
         if vector is None:
             return []
         scores, _ = self.scorer.scores(vector, self.watch_vectors, "narrow", emb.content_hash)
-        limit = self.scorer.threshold("narrow") if self.watch_threshold is None else self.watch_threshold
+        limit = self.scorer.settings.watchlist_thresholds.get(self.scorer.mode("narrow"), self.scorer.threshold("narrow"))
         hits = [
             {"label": label, "source": source, "score": round(float(sc), 4), "threshold": round(limit, 4)}
             for (label, source), sc in zip(self.watch_labels, scores, strict=True)

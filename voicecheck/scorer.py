@@ -139,14 +139,14 @@ class Scorer:
         return "asnorm" if cohort else "cosine"
 
     def threshold(self, band: str) -> float:
-        if self.settings.threshold is not None:
-            return float(self.settings.threshold)
         mode = self.mode(band)
+        if mode in self.settings.thresholds:
+            return float(self.settings.thresholds[mode])
         values = self.profile.modes.get(mode, {})
         if "threshold" not in values:
             raise UsageError(
                 f"no calibrated threshold for model {self.key!r} in scoring mode {mode!r}; run "
-                "'voicecheck calibrate TRIALS.csv' or pass --threshold"
+                f"'voicecheck calibrate TRIALS.csv' or pass --threshold {mode}=VALUE"
             )
         return float(values["threshold"])
 
