@@ -49,7 +49,12 @@ def settings(tmp_path: Path) -> Settings:
     """Settings for the fake model in a fresh workspace (no cohort, explicit threshold)."""
     emb = workspace(tmp_path / "ws")
     return load_settings(
-        None, store=str(tmp_path / "ws" / "store"), embeddings=str(emb), model="fake", thresholds={"cosine": 0.9}, cohort=False
+        None,
+        store=str(tmp_path / "ws" / "store"),
+        embeddings=str(emb),
+        model="fake",
+        thresholds={"cosine": 0.9},
+        cohort=False,
     )
 
 

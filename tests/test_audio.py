@@ -60,8 +60,13 @@ def test_any_sample_rate_is_kept(tmp_path: Path, rate: int) -> None:
 
 @pytest.mark.parametrize(
     ("rate", "subtype", "band"),
-    [(8000, "PCM_16", "narrow"), (16000, "ULAW", "narrow"), (16000, "ALAW", "narrow"), (16000, "PCM_16", "wide"),
-     (44100, "FLOAT", "wide")],
+    [
+        (8000, "PCM_16", "narrow"),
+        (16000, "ULAW", "narrow"),
+        (16000, "ALAW", "narrow"),
+        (16000, "PCM_16", "wide"),
+        (44100, "FLOAT", "wide"),
+    ],
 )
 def test_band_follows_rate_and_codec(tmp_path: Path, rate: int, subtype: str, band: str) -> None:
     assert load(write(tmp_path / "t.wav", tone(300, 0.5, rate), rate, subtype)).band == band

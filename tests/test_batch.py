@@ -44,7 +44,9 @@ def _manifest(tmp_path: Path) -> Path:
 
 def _settings(root: Path, counter: Path | None = None, **kw: object) -> Settings:
     emb = workspace(root, counter)
-    return load_settings(None, store=str(root / "store"), embeddings=str(emb), model="fake", thresholds={"cosine": 0.8}, **kw)
+    return load_settings(
+        None, store=str(root / "store"), embeddings=str(emb), model="fake", thresholds={"cosine": 0.8}, **kw
+    )
 
 
 @pytest.fixture()
@@ -102,8 +104,10 @@ def test_batch_one_record_per_row_and_summary(enrolled, tmp_path: Path) -> None:
     assert by_row[10]["reason"].startswith("unreadable_audio") and "corrupt.wav" in by_row[10]["reason"]
     assert all(by_row[r]["reason"].startswith("usage_error") for r in (11, 12, 13, 14))
     assert "channel 5" in by_row[14]["reason"]
-    assert by_row[7]["call_id"] == "C007" and (by_row[7]["verdict"], by_row[7]["reason"]) == ("inconclusive",
-                                                                                             "insufficient_speech")
+    assert by_row[7]["call_id"] == "C007" and (by_row[7]["verdict"], by_row[7]["reason"]) == (
+        "inconclusive",
+        "insufficient_speech",
+    )
     assert (by_row[15]["verdict"], by_row[15]["reason"]) == ("inconclusive", "not_enrolled")
     for row in (1, 2, 3, 4, 5, 6, 8):
         r = by_row[row]

@@ -107,7 +107,11 @@ def test_check_exit_codes_and_json(cli, tmp_path: Path) -> None:
     record = json.loads(res.output)
     assert set(record) >= FIELDS
     assert (record["call_id"], record["borrower_id"], record["verdict"], record["model"]) == (
-        "C001", "B1001", "match", "fake-bands")
+        "C001",
+        "B1001",
+        "match",
+        "fake-bands",
+    )
     assert record["threshold"] == 0 and 0 < record["score"] <= 1 and record["speech_seconds"] > 3
     res = cli("check", call, "--borrower", "B1001", "--threshold", "cosine=1", "--json")
     assert res.exit_code == 1 and json.loads(res.output)["reason"] == "voice_mismatch"
@@ -136,8 +140,10 @@ def test_check_channel_override(cli) -> None:
     cli("enroll", "B1001", P225[0])
     res = cli("check", CALLS / "C001.wav", "--borrower", "B1001", "--threshold", "cosine=0", "--channel", "0", "--json")
     assert res.exit_code == 0 and json.loads(res.output)["channel"] == 0
-    _one_error_line(cli("check", CALLS / "C001.wav", "--borrower", "B1001", "--threshold", "cosine=0", "--channel", "4"),
-                    "channel 4")
+    _one_error_line(
+        cli("check", CALLS / "C001.wav", "--borrower", "B1001", "--threshold", "cosine=0", "--channel", "4"),
+        "channel 4",
+    )
 
 
 def test_check_with_another_model_is_model_mismatch(cli) -> None:
@@ -171,7 +177,11 @@ def test_real_process_prints_no_traceback(tmp_path: Path) -> None:
     empty.write_bytes(b"")
     proc = subprocess.run(
         [sys.executable, "-m", "voicecheck.cli", "check", str(empty), "--borrower", "B1"],
-        cwd=tmp_path, env=env_without_workspace(), capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        env=env_without_workspace(),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stdout + proc.stderr

@@ -42,8 +42,13 @@ def _manifest(tmp_path: Path, rows: list[tuple[str, str, str]], name: str = "cal
 @pytest.fixture()
 def enrolled(vc, tmp_path: Path):
     for who, voice in (("B1", "A"), ("B2", "B")):
-        res = vc("enroll", who, voice_file(tmp_path / "enroll" / f"{who}.wav", voice, 8.0, stereo_call=False),
-                 "--channel", "0")
+        res = vc(
+            "enroll",
+            who,
+            voice_file(tmp_path / "enroll" / f"{who}.wav", voice, 8.0, stereo_call=False),
+            "--channel",
+            "0",
+        )
         assert res.exit_code == 0, res.output
     return vc
 
@@ -71,7 +76,10 @@ def test_rescore_needs_no_audio_and_applies_a_new_threshold(enrolled, tmp_path: 
     res = vc("rescore", "--out", tmp_path / "loose", "--threshold", "cosine=0.5", "--manifest", manifest)
     assert res.exit_code == 0, res.output
     assert {r["call_id"]: r["verdict"] for r in read_jsonl(tmp_path / "loose" / RESULTS)} == {
-        "K1": "match", "K2": "match", "K3": "mismatch"}
+        "K1": "match",
+        "K2": "match",
+        "K3": "mismatch",
+    }
 
 
 # -- cohort build ----------------------------------------------------------------------------------------

@@ -54,8 +54,26 @@ def _make_calls(root: Path) -> Path:
 
 
 def _batch(manifest: Path, out: Path, embeddings: Path, store: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "voicecheck.cli", "batch", str(manifest), "--out", str(out), "--model", "fake",
-           "--embeddings", str(embeddings), "--store", str(store), "--threshold", "cosine=0.95", "--threshold", "asnorm=0.95", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "voicecheck.cli",
+        "batch",
+        str(manifest),
+        "--out",
+        str(out),
+        "--model",
+        "fake",
+        "--embeddings",
+        str(embeddings),
+        "--store",
+        str(store),
+        "--threshold",
+        "cosine=0.95",
+        "--threshold",
+        "asnorm=0.95",
+        "--quiet",
+    ]
     env = {**env_without_workspace(), "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -79,8 +97,11 @@ def test_sigkilled_batch_resumes_without_losing_or_duplicating_records(tmp_path:
     assert enroll_recordings([(f"B{k}", str(SAMPLES / "calls" / f"C00{k}.wav")) for k in (1, 3, 4)], settings) == 0
 
     # reference: one uninterrupted run (in this process) with its own call-embedding store
-    run_batch(manifest, tmp_path / "ref", replace(settings, embeddings=str(workspace(tmp_path / "ref_ws")),
-                                                   thresholds={"cosine": 0.95, "asnorm": 0.95}))
+    run_batch(
+        manifest,
+        tmp_path / "ref",
+        replace(settings, embeddings=str(workspace(tmp_path / "ref_ws")), thresholds={"cosine": 0.95, "asnorm": 0.95}),
+    )
     want = {r["call_id"]: r for r in _records(tmp_path / "ref")}
     assert len(want) == N_CALLS
 

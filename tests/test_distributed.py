@@ -26,8 +26,14 @@ LOOPBACK = "127.0.0.1"
 
 
 def _settings(root: Path, workers: int) -> Settings:
-    return load_settings(None, store=str(root / "store"), embeddings=str(workspace(root)), model="fake",
-                         thresholds={"cosine": 0.95}, workers=workers)
+    return load_settings(
+        None,
+        store=str(root / "store"),
+        embeddings=str(workspace(root)),
+        model="fake",
+        thresholds={"cosine": 0.95},
+        workers=workers,
+    )
 
 
 def _manifest(root: Path) -> Path:
@@ -41,8 +47,9 @@ def _manifest(root: Path) -> Path:
 
 
 def _by_call(out: Path) -> dict[str, tuple]:
-    return {r["call_id"]: (r["verdict"], r["score"], r["reason"], r["speech_seconds"])
-            for r in read_jsonl(out / RESULTS)}
+    return {
+        r["call_id"]: (r["verdict"], r["score"], r["reason"], r["speech_seconds"]) for r in read_jsonl(out / RESULTS)
+    }
 
 
 def test_missing_ray_says_what_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -65,8 +72,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
         for key, value in auth.items():
             mp.setenv(key, value)
         pytest.importorskip("ray")
-        env = {**env_without_workspace(), **auth, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0",
-               "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # else Ray on Linux swaps 127.0.0.1 for the LAN address
+        env = {
+            **env_without_workspace(),
+            **auth,
+            "PYTHONPATH": str(REPO),
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        }  # else Ray on Linux swaps 127.0.0.1 for the LAN address
         script = (
             "import sys, ray\n"
             f"ray.init(num_cpus=2, include_dashboard=False, _node_ip_address={LOOPBACK!r}, log_to_driver=False)\n"
@@ -74,8 +86,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
             "sys.stdin.read()\n"
             "ray.shutdown()\n"
         )
-        proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                text=True, env=env, cwd=str(tmp_path_factory.mktemp("ray")))
+        proc = subprocess.Popen(
+            [sys.executable, "-c", script],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=str(tmp_path_factory.mktemp("ray")),
+        )
         try:
             address = (proc.stdout.readline() if proc.stdout else "").strip()
             if not address:
@@ -92,8 +110,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.mark.ray
-def test_ray_engine_on_a_cluster_gives_the_local_results(cluster: str, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ray_engine_on_a_cluster_gives_the_local_results(
+    cluster: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import ray
 
     address = cluster

@@ -106,9 +106,7 @@ def test_module_import_is_light() -> None:
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
     }
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
-    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
     assert result.returncode == 0, result.stderr
 
 
@@ -127,9 +125,7 @@ def test_local_dir_is_read_in_place(tiny_dir: Path, offline: None) -> None:
     assert _listing(tiny_dir) == before  # nothing linked, copied or created
 
 
-def test_published_yaml_alone_would_ask_the_hub(
-    tiny_dir: Path, offline: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_published_yaml_alone_would_ask_the_hub(tiny_dir: Path, offline: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """Control: speechbrain without the pretrained_path override goes to the hub id."""
     import huggingface_hub
     from speechbrain.inference.classifiers import EncoderClassifier
@@ -181,9 +177,7 @@ def test_missing_file_is_named(tiny_dir: Path, tmp_path: Path, offline: None, re
     assert removed in message
 
 
-def test_corrupt_checkpoint_is_backend_unavailable(
-    tiny_dir: Path, tmp_path: Path, offline: None
-) -> None:
+def test_corrupt_checkpoint_is_backend_unavailable(tiny_dir: Path, tmp_path: Path, offline: None) -> None:
     copy = Path(shutil.copytree(tiny_dir, tmp_path / "corrupt"))
     (copy / "embedding_model.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises(BackendUnavailableError, match="could not load") as info:
@@ -241,17 +235,13 @@ def test_cuda_without_cuda(tiny_dir: Path, offline: None, monkeypatch: pytest.Mo
         EcapaEmbedder(source=str(tiny_dir), device="cuda")
 
 
-def test_missing_speechbrain_says_what_to_install(
-    tiny_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_missing_speechbrain_says_what_to_install(tiny_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "speechbrain.inference.classifiers", None)
     with pytest.raises(BackendUnavailableError, match=r"pip install 'voicecheck\[ecapa\]'"):
         EcapaEmbedder(source=str(tiny_dir))
 
 
-@pytest.mark.parametrize(
-    "settings", [{"batch_size": 0}, {"window_s": 0.0}, {"hop_s": -1.0}, {"sample_rate": 0}]
-)
+@pytest.mark.parametrize("settings", [{"batch_size": 0}, {"window_s": 0.0}, {"hop_s": -1.0}, {"sample_rate": 0}])
 def test_invalid_settings(tiny_dir: Path, settings: dict[str, float]) -> None:
     with pytest.raises(UsageError):
         EcapaEmbedder(source=str(tiny_dir), **settings)  # type: ignore[arg-type]
@@ -277,9 +267,7 @@ def test_chunking_does_not_change_results(tiny_dir: Path, offline: None) -> None
 
 def test_deterministic(embedder: EcapaEmbedder) -> None:
     windows = _windows()
-    np.testing.assert_allclose(
-        embedder.embed_batch(windows), embedder.embed_batch(windows), atol=1e-6
-    )
+    np.testing.assert_allclose(embedder.embed_batch(windows), embedder.embed_batch(windows), atol=1e-6)
 
 
 def test_same_seed_same_model(tmp_path: Path, offline: None) -> None:

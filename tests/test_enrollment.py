@@ -29,13 +29,15 @@ def store(tmp_path: Path):
     s.close()
 
 
-def _add(store: VoiceprintStore, owner: str, seed: int, seconds: float = 5.0, model: str = "m", wide: bool = True,
-         **kw) -> bool:
+def _add(
+    store: VoiceprintStore, owner: str, seed: int, seconds: float = 5.0, model: str = "m", wide: bool = True, **kw
+) -> bool:
     vectors = {"narrow": _unit(seed)}
     if wide:
         vectors["wide"] = _unit(seed + 100)
-    return store.add_recording(owner, model, f"{owner}-{seed}.wav", f"hash{seed}", "wide" if wide else "narrow",
-                               seconds, vectors, **kw)
+    return store.add_recording(
+        owner, model, f"{owner}-{seed}.wav", f"hash{seed}", "wide" if wide else "narrow", seconds, vectors, **kw
+    )
 
 
 def test_one_recording_makes_a_voiceprint(store: VoiceprintStore) -> None:
@@ -168,8 +170,15 @@ def test_watchlist(store: VoiceprintStore) -> None:
 def test_enroll_recordings_counts_and_skips(settings, tmp_path: Path) -> None:
     lines: list[str] = []
     short = write(tmp_path / "short.wav", silence(2.0), 16000)
-    items = [("B1", str(P225[0])), ("B1", str(P225[1])), ("B1", str(P225[0])), ("B2", str(P226)),
-             ("B3", str(short)), ("", str(P226)), ("B4", str(tmp_path / "missing.wav"))]
+    items = [
+        ("B1", str(P225[0])),
+        ("B1", str(P225[1])),
+        ("B1", str(P225[0])),
+        ("B2", str(P226)),
+        ("B3", str(short)),
+        ("", str(P226)),
+        ("B4", str(tmp_path / "missing.wav")),
+    ]
     failures = enroll_recordings(items, settings, report=lines.append)
     assert failures == 3  # silence, empty id, missing file; the rest are enrolled
     store = VoiceprintStore(settings.store)

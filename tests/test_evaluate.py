@@ -43,8 +43,18 @@ def test_eval_writes_metrics_scores_and_det(vc, trials: Path, tmp_path: Path) ->
     assert res.exit_code == 0, res.output
     m = json.loads((out / "metrics.json").read_text())
     assert m == json.loads(res.output)
-    assert {"eer", "min_dcf_0.01", "min_dcf_0.05", "detect_at_1pct_ff", "detect_at_5pct_ff", "n_target",
-            "n_nontarget", "model", "mode", "errors"} <= set(m)
+    assert {
+        "eer",
+        "min_dcf_0.01",
+        "min_dcf_0.05",
+        "detect_at_1pct_ff",
+        "detect_at_5pct_ff",
+        "n_target",
+        "n_nontarget",
+        "model",
+        "mode",
+        "errors",
+    } <= set(m)
     assert (m["n_target"], m["n_nontarget"], m["errors"]) == (4, 12, 0)
     assert m["model"] == "fake-bands" and m["mode"] == "cosine"
     assert 0 <= m["eer"] < 0.05 and m["detect_at_1pct_ff"] > 0.9  # clearly separated voices
@@ -72,7 +82,7 @@ def test_eval_against_the_store(vc, trials: Path, tmp_path: Path) -> None:  # no
     )
     res = vc("eval", d / "by_borrower.csv", "--out", tmp_path / "e", "--json")
     assert res.exit_code == 0, res.output
-    m = json.loads(res.output[res.output.index("{\n"):])  # after the skipped-row lines
+    m = json.loads(res.output[res.output.index("{\n") :])  # after the skipped-row lines
     assert (m["n_target"], m["n_nontarget"], m["errors"]) == (2, 6, 1)
     assert m["eer"] < 0.05
     assert "row 9: skipped" in res.output and "B404" in res.output
@@ -121,7 +131,9 @@ def test_calibrate_then_check_uses_the_threshold_and_reports_llr(vc, trials: Pat
     assert m["cllr"] is not None and m["cllr"] >= 0
 
 
-def test_calibrate_at_an_llr_puts_the_threshold_where_the_fitted_llr_equals_it(vc, trials: Path, tmp_path: Path) -> None:  # noqa: F811,E501
+def test_calibrate_at_an_llr_puts_the_threshold_where_the_fitted_llr_equals_it(
+    vc, trials: Path, tmp_path: Path
+) -> None:  # noqa: F811,E501
     res = vc("calibrate", trials, "--at-llr", "2.0")
     assert res.exit_code == 0, res.output
     assert "llr +2.00" in res.output

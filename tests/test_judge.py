@@ -22,8 +22,16 @@ VOICE_C = (470.0, 900.0, 2000.0)  # the collector
 
 
 def _audio(x: np.ndarray, rate: int, channels: int, tag: str) -> Audio:
-    return Audio(samples=x, sample_rate=rate, file_sample_rate=rate, subtype="PCM_16", channels=channels,
-                 channel=channels - 1, content_hash=f"{tag}-{len(x)}", path=f"{tag}.wav")
+    return Audio(
+        samples=x,
+        sample_rate=rate,
+        file_sample_rate=rate,
+        subtype="PCM_16",
+        channels=channels,
+        channel=channels - 1,
+        content_hash=f"{tag}-{len(x)}",
+        path=f"{tag}.wav",
+    )
 
 
 @pytest.fixture()
@@ -78,8 +86,9 @@ def test_watchlist_hit_overrides_a_match_and_flags_an_unenrolled_borrower(parts,
     proxy = engine.embed_audio(_audio(chord(VOICE_A, 6.0), 16000, 2, "proxy"))
     assert proxy.narrow_vector is not None
     store.watch_add("AGENT-1", "case 7", proxy.narrow_vector, fake.name)
-    store.watch_add("AGENT-2", "case 8", engine.embed_audio(_audio(chord(VOICE_B, 6.0), 16000, 2, "b")).narrow_vector,
-                    fake.name)
+    store.watch_add(
+        "AGENT-2", "case 8", engine.embed_audio(_audio(chord(VOICE_B, 6.0), 16000, 2, "b")).narrow_vector, fake.name
+    )
     emb = engine.embed_audio(_audio(chord(VOICE_A, 10.0), 16000, 2, "call"))
     j = judge(thresholds={"cosine": 0.5}, watchlist_thresholds={"cosine": 0.9})
     r = j("W1", "B1", "call.wav", emb, emb.speech_seconds, 1)

@@ -86,8 +86,9 @@ def test_embed_enrollment_bands(engine: Engine, settings: Settings, tmp_path: Pa
 def _enroll(settings: Settings, engine: Engine, owner: str, path: Path, model: str | None = None) -> None:
     got = engine.embed_enrollment(path, None)
     store = VoiceprintStore(settings.store)
-    store.add_recording(owner, model or engine.model, str(path), got.content_hash, got.band, got.speech_seconds,
-                        got.vectors)
+    store.add_recording(
+        owner, model or engine.model, str(path), got.content_hash, got.band, got.speech_seconds, got.vectors
+    )
     store.close()
 
 
@@ -109,8 +110,12 @@ def test_judge_verdicts(settings: Settings, engine: Engine, tmp_path: Path) -> N
     other = _judge(settings, engine, "B1", chord(VOICE_B, 3.0))
     assert other.verdict == "mismatch" and other.reason == "voice_mismatch" and other.score < same.score
     quiet = _judge(settings, engine, "B1", None)
-    assert (quiet.verdict, quiet.reason, quiet.score, quiet.model) == ("inconclusive", "insufficient_speech", None,
-                                                                        "fake-bands")
+    assert (quiet.verdict, quiet.reason, quiet.score, quiet.model) == (
+        "inconclusive",
+        "insufficient_speech",
+        None,
+        "fake-bands",
+    )
     unknown = _judge(settings, engine, "B404", chord(VOICE_A, 3.0))
     assert (unknown.verdict, unknown.reason) == ("inconclusive", "not_enrolled")
 

@@ -13,8 +13,14 @@ from voicecheck.report import ResultsFile, read_jsonl, summarise, write_csv, wri
 
 
 def _rec(row: int, verdict: str, reason: str | None = None, duration: float | None = 10.0) -> dict:
-    return {"row": row, "call_id": f"C{row}", "verdict": verdict, "reason": reason, "duration_s": duration,
-            "speech_seconds": 4.0}
+    return {
+        "row": row,
+        "call_id": f"C{row}",
+        "verdict": verdict,
+        "reason": reason,
+        "duration_s": duration,
+        "speech_seconds": 4.0,
+    }
 
 
 def test_append_and_read_back(tmp_path: Path) -> None:
@@ -56,8 +62,12 @@ def test_damaged_middle_line_is_a_usage_error(tmp_path: Path) -> None:
 def test_summarise(tmp_path: Path) -> None:
     path = tmp_path / "results.jsonl"
     f = ResultsFile(path)
-    for r in [_rec(1, "match"), _rec(2, "mismatch", "voice_mismatch"), _rec(3, "inconclusive", "not_enrolled"),
-              _rec(4, "error", "unreadable_audio: x.wav: empty file", None)]:
+    for r in [
+        _rec(1, "match"),
+        _rec(2, "mismatch", "voice_mismatch"),
+        _rec(3, "inconclusive", "not_enrolled"),
+        _rec(4, "error", "unreadable_audio: x.wav: empty file", None),
+    ]:
         f.append(r)
     f.close()
     s = summarise(path, wall_seconds=1.5)
@@ -75,5 +85,7 @@ def test_write_json_is_atomic_and_write_csv(tmp_path: Path) -> None:
     write_csv(tmp_path / "r.csv", [_rec(1, "match"), _rec(2, "error", "x")], ["call_id", "verdict", "reason"])
     with (tmp_path / "r.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
-    assert rows == [{"call_id": "C1", "verdict": "match", "reason": ""},
-                    {"call_id": "C2", "verdict": "error", "reason": "x"}]
+    assert rows == [
+        {"call_id": "C1", "verdict": "match", "reason": ""},
+        {"call_id": "C2", "verdict": "error", "reason": "x"},
+    ]

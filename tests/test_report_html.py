@@ -15,9 +15,18 @@ EVIL = '<script>alert("x")</script>'
 
 
 def _record(call_id: str, verdict: str, score: float | None = None, **extra: object) -> dict:
-    base = {"call_id": call_id, "borrower_id": f"B-{call_id}", "verdict": verdict, "score": score,
-            "threshold": 0.7 if score is not None else None, "reason": None, "audio": f"/calls/{call_id}.wav",
-            "speaker_change_s": None, "watchlist_hits": [], "timeline": [{"start_s": 0.0, "end_s": 4.0, "score": 0.9}]}
+    base = {
+        "call_id": call_id,
+        "borrower_id": f"B-{call_id}",
+        "verdict": verdict,
+        "score": score,
+        "threshold": 0.7 if score is not None else None,
+        "reason": None,
+        "audio": f"/calls/{call_id}.wav",
+        "speaker_change_s": None,
+        "watchlist_hits": [],
+        "timeline": [{"start_s": 0.0, "end_s": 4.0, "score": 0.9}],
+    }
     return {**base, **extra}
 
 
@@ -31,9 +40,15 @@ def results(tmp_path: Path) -> Path:
     records = [_record(f"M{i}", "match", 0.8 + i / 100) for i in range(5)]
     records += [
         _record("X1", "mismatch", 0.41, reason="voice_mismatch", speaker_change_s=12.5),
-        _record(EVIL, "mismatch", 0.22, reason="voice_mismatch", borrower_id="Smith & <Sons>",
-                audio="/calls/a b&c.wav",
-                watchlist_hits=[{"label": "fraud <ring> 7", "score": 0.812, "source": "case 1"}]),
+        _record(
+            EVIL,
+            "mismatch",
+            0.22,
+            reason="voice_mismatch",
+            borrower_id="Smith & <Sons>",
+            audio="/calls/a b&c.wav",
+            watchlist_hits=[{"label": "fraud <ring> 7", "score": 0.812, "source": "case 1"}],
+        ),
         _record("X3", "mismatch", 0.65, reason="voice_mismatch"),
         _record("I1", "inconclusive", reason="insufficient_speech", speech_seconds=1.2),
         _record("I2", "inconclusive", reason="not_enrolled"),
@@ -42,8 +57,15 @@ def results(tmp_path: Path) -> Path:
     return _write(tmp_path / "results.jsonl", records)
 
 
-SUMMARY = {"calls": 11, "audio_seconds": 7200.0, "model": "ge2e-resemblyzer-0.1.4", "engine": "local",
-           "workers": 2, "wall_seconds": 61.5, "timings_s": {"embed_seconds": 55.1, "score_seconds": 4.2}}
+SUMMARY = {
+    "calls": 11,
+    "audio_seconds": 7200.0,
+    "model": "ge2e-resemblyzer-0.1.4",
+    "engine": "local",
+    "workers": 2,
+    "wall_seconds": 61.5,
+    "timings_s": {"embed_seconds": 55.1, "score_seconds": 4.2},
+}
 
 
 def _tables(page: str) -> list[str]:
@@ -90,12 +112,13 @@ def test_histogram_counts_scores_by_verdict_and_marks_the_threshold(tmp_path: Pa
 def test_caps_flagged_rows_and_adds_extra_sections(tmp_path: Path, results: Path) -> None:
     rings = [Ring(calls=["C1", "C2", "C3"], borrowers=["B1", "B2", "<B3>"], cohesion=0.83)]
     takeovers = html_table([{"call_id": "X1", "change_s": 12.5}], ["call_id", "change_s"])
-    page = write_html(tmp_path, SUMMARY, results, rings=rings, sections=[("Takeovers <new>", takeovers)],
-                      max_rows=2).read_text(encoding="utf-8")
+    page = write_html(
+        tmp_path, SUMMARY, results, rings=rings, sections=[("Takeovers <new>", takeovers)], max_rows=2
+    ).read_text(encoding="utf-8")
     mismatches = _tables(page)[2]
     assert "2 of 3 shown" in page
     assert "&lt;script&gt;" in mismatches and "X1" in mismatches and "X3" not in mismatches  # the 2 lowest
-    extra = page[page.index("<!-- extra sections"): page.index("<!-- end of extra sections")]
+    extra = page[page.index("<!-- extra sections") : page.index("<!-- end of extra sections")]
     assert "Voice rings (1)" in extra and "&lt;B3&gt;" in extra and "0.83" in extra
     assert "Takeovers &lt;new&gt;" in extra and "<td>X1</td>" in extra
 

@@ -101,8 +101,13 @@ def test_asnorm_modes_need_cohort_min_calls(tmp_path: Path) -> None:
     backend_settings = _settings(
         tmp_path, model="ge2e", backend_file="auto", thresholds={"lda+asnorm": 0.0}, cohort_min=20
     )
-    lda = Scorer(backend_settings, GE2E_NAME, "ge2e", load_backend(backend_settings, "ge2e", GE2E_NAME),
-                 {"narrow": _cohort(rng, 25, 256)})
+    lda = Scorer(
+        backend_settings,
+        GE2E_NAME,
+        "ge2e",
+        load_backend(backend_settings, "ge2e", GE2E_NAME),
+        {"narrow": _cohort(rng, 25, 256)},
+    )
     assert lda.mode("narrow") == "lda+asnorm" and lda.mode("wide") == "lda"
     assert lda.threshold("narrow") == 0.0
 
@@ -119,8 +124,10 @@ def test_build_takes_the_cohort_from_the_callstore(tmp_path: Path) -> None:
             return np.zeros((0, 32), np.float32), [], []
 
     assert Scorer.build(_settings(tmp_path, cohort_min=20), "fake-bands", "fake", Store()).mode("narrow") == "asnorm"
-    assert Scorer.build(_settings(tmp_path, cohort_min=20, cohort_max=10), "fake-bands", "fake",
-                        Store()).mode("narrow") == "cosine"
+    assert (
+        Scorer.build(_settings(tmp_path, cohort_min=20, cohort_max=10), "fake-bands", "fake", Store()).mode("narrow")
+        == "cosine"
+    )
     assert Scorer.build(_settings(tmp_path, cohort=False), "fake-bands", "fake", Store()).mode("narrow") == "cosine"
 
 
@@ -185,16 +192,18 @@ def test_missing_threshold_names_calibrate(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="voicecheck calibrate"):
         scorer.score(_voiceprint(np.eye(32, dtype=np.float32)[0]), _call(np.eye(32, dtype=np.float32)[0]))
     # labelled trials are scored before any threshold exists (voicecheck calibrate needs this)
-    got = scorer.score(_voiceprint(np.eye(32, dtype=np.float32)[0]), _call(np.eye(32, dtype=np.float32)[0]),
-                       with_threshold=False)
+    got = scorer.score(
+        _voiceprint(np.eye(32, dtype=np.float32)[0]), _call(np.eye(32, dtype=np.float32)[0]), with_threshold=False
+    )
     assert got.score == pytest.approx(1.0, abs=1e-5) and np.isnan(got.threshold)
 
 
 def test_saved_profile_overrides_threshold_and_calibration(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
     scorer = Scorer(settings, "fake-bands", "fake", None, {})
-    path = scorer.profile.save_mode("fake", settings.embeddings, "cosine",
-                                    {"threshold": 0.42, "calibration": {"a": 3.0, "b": -1.5}}, "unit test")
+    path = scorer.profile.save_mode(
+        "fake", settings.embeddings, "cosine", {"threshold": 0.42, "calibration": {"a": 3.0, "b": -1.5}}, "unit test"
+    )
     assert path == Path(settings.embeddings) / "calibration" / "fake.json"
     again = Scorer(settings, "fake-bands", "fake", None, {})
     assert again.threshold("narrow") == pytest.approx(0.42)
@@ -205,7 +214,10 @@ def test_saved_profile_overrides_threshold_and_calibration(tmp_path: Path) -> No
     got = again.score(_voiceprint(v), _call(v))
     assert got.threshold == pytest.approx(0.42) and got.llr == pytest.approx(3.0 * got.score - 1.5, abs=1e-4)
     # --threshold still wins over the profile
-    assert Scorer(_settings(tmp_path, thresholds={"cosine": 0.7}), "fake-bands", "fake", None, {}).threshold("narrow") == 0.7
+    assert (
+        Scorer(_settings(tmp_path, thresholds={"cosine": 0.7}), "fake-bands", "fake", None, {}).threshold("narrow")
+        == 0.7
+    )
 
 
 def test_saved_profile_overrides_one_shipped_mode_only(tmp_path: Path) -> None:
@@ -231,11 +243,14 @@ def test_unreadable_calibration_file_is_a_usage_error(tmp_path: Path) -> None:
 # -- model mismatch ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("vp_model", "call_model", "scorer_model"), [
-    ("fake-bands", "fake-bands-b", "fake-bands"),
-    ("fake-bands-b", "fake-bands", "fake-bands"),
-    ("fake-bands-b", "fake-bands-b", "fake-bands"),
-])
+@pytest.mark.parametrize(
+    ("vp_model", "call_model", "scorer_model"),
+    [
+        ("fake-bands", "fake-bands-b", "fake-bands"),
+        ("fake-bands-b", "fake-bands", "fake-bands"),
+        ("fake-bands-b", "fake-bands-b", "fake-bands"),
+    ],
+)
 def test_model_mismatch(tmp_path: Path, vp_model: str, call_model: str, scorer_model: str) -> None:
     scorer = Scorer(_settings(tmp_path, thresholds={"cosine": 0.5}), scorer_model, "fake", None, {})
     v = np.eye(32, dtype=np.float32)[0]

@@ -124,8 +124,13 @@ def test_sequence_runtime_is_silero_streaming(rate: int) -> None:
     assert sequence.regions(x, rate) == stream.regions(x, rate)
     with torch.no_grad():
         stamps = get_speech_timestamps(
-            torch.from_numpy(x), stream._load(), sampling_rate=rate, threshold=0.5,
-            min_silence_duration_ms=300, speech_pad_ms=50, min_speech_duration_ms=250,
+            torch.from_numpy(x),
+            stream._load(),
+            sampling_rate=rate,
+            threshold=0.5,
+            min_silence_duration_ms=300,
+            speech_pad_ms=50,
+            min_speech_duration_ms=250,
         )
     expected = [(s["start"] / rate, s["end"] / rate) for s in stamps]
     assert [(r.start_s, r.end_s) for r in stream.regions(x, rate)] == expected

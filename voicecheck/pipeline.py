@@ -310,7 +310,9 @@ class Judge:
         if vector is None:
             return []
         scores, _ = self.scorer.scores(vector, self.watch_vectors, "narrow", emb.content_hash)
-        limit = self.scorer.settings.watchlist_thresholds.get(self.scorer.mode("narrow"), self.scorer.threshold("narrow"))
+        limit = self.scorer.settings.watchlist_thresholds.get(
+            self.scorer.mode("narrow"), self.scorer.threshold("narrow")
+        )
         hits = [
             {"label": label, "source": source, "score": round(float(sc), 4), "threshold": round(limit, 4)}
             for (label, source), sc in zip(self.watch_labels, scores, strict=True)
