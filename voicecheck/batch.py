@@ -21,7 +21,7 @@ from typing import Any
 from .audio import load
 from .callstore import CallStore
 from .config import Settings
-from .embedders import model_spec
+from .embedders import model_spec, registered
 from .enrollment import VoiceprintStore
 from .errors import AudioError, InsufficientSpeechError, UsageError, VoicecheckError
 from .pipeline import Engine, Judge, error_result
@@ -105,8 +105,11 @@ _engine: Engine | None = None
 _calls: CallStore | None = None
 
 
-def init_worker(settings: Settings) -> None:
+def init_worker(settings: Settings, plugins: dict[str, str] | None = None) -> None:
     """Load the model once per worker process, with the configured number of torch threads.
+
+    ``plugins`` are the backends the parent registered (:func:`voicecheck.embedders.registered`):
+    a spawned process starts without them.
 
     numpy's BLAS gets the same limit: by default it starts a thread per core, and with one worker
     per core those threads only compete with the other workers (the mel spectrogram's einsum used
@@ -114,6 +117,11 @@ def init_worker(settings: Settings) -> None:
     """
     global _engine, _calls
     import torch
+
+    from .embedders import register_backend
+
+    for name, target in (plugins or {}).items():
+        register_backend(name, target)
     from threadpoolctl import threadpool_limits
 
     _engine = Engine(settings)
@@ -212,7 +220,7 @@ def _map_local(settings: Settings, tasks: Iterable[Task]) -> Iterator[dict[str, 
             yield from outs
         return
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(settings.workers, initializer=init_worker, initargs=(settings,)) as pool:
+    with ctx.Pool(settings.workers, initializer=init_worker, initargs=(settings, registered())) as pool:
         for outs in pool.imap_unordered(embed_tasks, grouped, chunksize=1):
             yield from outs
 

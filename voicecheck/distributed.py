@@ -48,10 +48,10 @@ def _import_ray() -> Any:
 class _EmbedActor:
     """One Ray actor = one worker process with the model loaded once."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, plugins: dict[str, str]) -> None:
         from .batch import init_worker
 
-        init_worker(settings)
+        init_worker(settings, plugins)
 
     def embed(self, tasks: list[Task]) -> list[dict[str, Any]]:
         from .batch import embed_tasks
@@ -183,7 +183,9 @@ def map_ray(
     try:
         remote_cls = ray.remote(num_cpus=1)(_EmbedActor)
         shipped = absolute_settings(settings)
-        actors = [remote_cls.remote(shipped) for _ in range(settings.workers)]
+        from .embedders import registered
+
+        actors = [remote_cls.remote(shipped, registered()) for _ in range(settings.workers)]
         todo = groups(tasks, max(1, settings.calls_per_task))
         pending: dict[Any, tuple[Any, list[Task]]] = {}  # object ref -> (actor, the rows as given)
         free: deque[Any] = deque(a for a in actors for _ in range(max(1, in_flight_per_actor)))
