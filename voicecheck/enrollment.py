@@ -58,6 +58,23 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def check_id(value: str, what: str = "id") -> str:
+    """An id as stored: surrounding spaces removed; empty, over-long or control-character ids refused.
+
+    The same function cleans ids from the command line, manifests and shared files, so " B1" and
+    "B1" are one borrower wherever they come from.
+
+    Raises:
+        UsageError: naming ``what`` and the value.
+    """
+    clean = value.strip()
+    if not clean:
+        raise UsageError(f"{what} must not be empty")
+    if len(clean) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in clean):
+        raise UsageError(f"{what} {clean[:40]!r} must be at most 200 printable characters")
+    return clean
+
+
 def to_blob(vector: np.ndarray) -> bytes:
     return np.asarray(vector, dtype="<f4").tobytes()
 
@@ -133,8 +150,7 @@ class VoiceprintStore:
         Returns:
             False when this exact audio was already part of the voiceprint (nothing added).
         """
-        if not owner_id.strip():
-            raise UsageError("an id must not be empty")
+        owner_id = check_id(owner_id, f"{kind} id")
         dimension = int(len(vectors["narrow"]))
         with self._tx() as db:
             other = db.execute(
@@ -174,6 +190,7 @@ class VoiceprintStore:
             NotEnrolledError: no recordings for this owner.
             ModelMismatchError: enrolled, but only with another model.
         """
+        owner_id = check_id(owner_id, f"{kind} id")
         rows = self._db.execute(
             "SELECT model, dimension, band, speech_seconds, wide, narrow, added_at FROM recordings"
             " WHERE kind=? AND owner_id=? ORDER BY id",
@@ -225,6 +242,7 @@ class VoiceprintStore:
 
     def remove(self, owner_id: str, kind: str = "borrower") -> int:
         """Delete an owner's voiceprint; returns the number of recordings removed."""
+        owner_id = check_id(owner_id, f"{kind} id")
         with self._tx() as db:
             return db.execute("DELETE FROM recordings WHERE kind=? AND owner_id=?", (kind, owner_id)).rowcount
 
@@ -236,8 +254,9 @@ class VoiceprintStore:
     # -- watchlist ---------------------------------------------------------------------------
     def watch_add(self, label: str, source: str, vector: np.ndarray, model: str, added_on: str | None = None) -> None:
         """Add (or replace) a watchlist voice under ``label`` for ``model``."""
-        if not label.strip():
-            raise UsageError("a watchlist label must not be empty")
+        label = check_id(label, "watchlist label")
+        if vector.ndim != 1 or not np.all(np.isfinite(vector)) or not 0.5 <= float(np.linalg.norm(vector)) <= 2.0:
+            raise UsageError(f"watchlist entry {label}: not a unit embedding vector")
         with self._tx() as db:
             db.execute(
                 "INSERT OR REPLACE INTO watchlist (label, source, added_on, model, dimension, vector)"
@@ -289,51 +308,93 @@ def export_watchlist(store: VoiceprintStore, path: str | Path, model: str) -> in
     return len(entries)
 
 
-def import_watchlist(store: VoiceprintStore, path: str | Path, model: str, replace: bool = False) -> tuple[int, int]:
+MAX_WATCHLIST_BYTES = 64 * 1024 * 1024
+"""Largest watchlist file ``import`` reads (a 256-d entry takes about 3 KB of JSON)."""
+
+MAX_WATCHLIST_ENTRIES = 100_000
+"""Most entries one watchlist file may hold."""
+
+VECTOR_NORM_RANGE = (0.5, 2.0)
+"""Exported vectors are unit-norm (rounded); one far off that is not a voice embedding."""
+
+
+def import_watchlist(
+    store: VoiceprintStore, path: str | Path, model: str, dimension: int, replace: bool = False
+) -> tuple[int, int]:
     """Add a shared watchlist file's entries for ``model``; existing labels are kept unless ``replace``.
+
+    Every entry is checked before any is stored (all or nothing): a label, a list of ``dimension``
+    finite JSON numbers with a norm near 1. The file must be a regular file of at most
+    :data:`MAX_WATCHLIST_BYTES` with at most :data:`MAX_WATCHLIST_ENTRIES` entries.
 
     Returns:
         (entries added, entries skipped because the label exists).
 
     Raises:
-        UsageError: unreadable file or not a voicecheck watchlist.
+        UsageError: unreadable file, not a voicecheck watchlist, or an invalid entry (named).
         ModelMismatchError: the file's embeddings come from another model.
     """
     import json
 
+    from .files import read_regular
+
     p = Path(path)
+    if dimension <= 0:
+        raise UsageError(f"model {model} has no known dimension; set dimension in models.toml before importing")
+
+    def no_constant(name: str) -> object:
+        raise ValueError(f"{name} is not a number")
+
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UsageError(f"watchlist file {p} cannot be read: {e}") from None
+        data = json.loads(
+            read_regular(p, MAX_WATCHLIST_BYTES, "watchlist file").decode("utf-8"), parse_constant=no_constant
+        )
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise UsageError(f"watchlist file {p} is not valid JSON: {str(e)[:200]}") from None
     if not isinstance(data, dict) or data.get("format") != WATCHLIST_FORMAT:
         raise UsageError(f"{p} is not a voicecheck watchlist export (format {WATCHLIST_FORMAT!r})")
     if data.get("model") != model:
         raise ModelMismatchError(
-            f"watchlist {p} holds {data.get('model')} embeddings, not {model}: they cannot be compared; "
+            f"watchlist {p} holds {data.get('model')!r} embeddings, not {model}: they cannot be compared; "
             f"import it with --model set to the model it was made with"
         )
+    entries = data.get("entries")
+    if not isinstance(entries, list):
+        raise UsageError(f"watchlist {p}: 'entries' must be a list of entries")
+    if len(entries) > MAX_WATCHLIST_ENTRIES:
+        raise UsageError(f"watchlist {p}: {len(entries)} entries, more than the {MAX_WATCHLIST_ENTRIES} allowed")
+    checked = [_watch_entry(e, n, p, dimension) for n, e in enumerate(entries, 1)]
     existing = {e.label for e in store.watch_list(model)}
     added = skipped = 0
-    for n, entry in enumerate(data.get("entries", []), 1):
-        try:
-            vector = np.asarray(entry["vector"], dtype=np.float32)
-            label = str(entry["label"])
-        except (KeyError, TypeError, ValueError):
-            raise UsageError(f"watchlist {p}: entry {n} lacks a label or a numeric vector") from None
-        if vector.ndim != 1 or not np.all(np.isfinite(vector)) or not np.linalg.norm(vector) > 0:
-            raise UsageError(f"watchlist {p}: entry {n} ({label}) has an invalid vector")
-        if data.get("dimension") and len(vector) != data["dimension"]:
-            raise UsageError(f"watchlist {p}: entry {n} ({label}) has {len(vector)} values, not {data['dimension']}")
+    for label, source, added_on, vector in checked:
         if label in existing and not replace:
             skipped += 1
             continue
-        store.watch_add(
-            label,
-            str(entry.get("source", p.name)),
-            vector / np.linalg.norm(vector),
-            model,
-            str(entry.get("added_on") or now()[:10]),
-        )
+        store.watch_add(label, source or p.name, vector, model, added_on or now()[:10])
         added += 1
     return added, skipped
+
+
+def _watch_entry(entry: object, n: int, p: Path, dimension: int) -> tuple[str, str, str, np.ndarray]:
+    """(label, source, added_on, unit vector) of one watchlist entry, or UsageError naming it."""
+    where = f"watchlist {p}: entry {n}"
+    if not isinstance(entry, dict):
+        raise UsageError(f"{where} must be an object with label and vector")
+    label = entry.get("label")
+    if not isinstance(label, str):
+        raise UsageError(f"{where} lacks a text label")
+    label = check_id(label, "watchlist label")
+    where += f" ({label})"
+    values = entry.get("vector")
+    if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise UsageError(f"{where}: vector must be a list of numbers")
+    if len(values) != dimension:
+        raise UsageError(f"{where}: vector has {len(values)} values, the model's embeddings have {dimension}")
+    vector = np.asarray(values, dtype=np.float64)
+    norm = float(np.linalg.norm(vector)) if np.all(np.isfinite(vector)) else float("nan")
+    if not VECTOR_NORM_RANGE[0] <= norm <= VECTOR_NORM_RANGE[1]:
+        raise UsageError(f"{where}: vector norm {norm:.3g} is not that of an embedding (about 1); the file is damaged")
+    texts = [entry.get(k, "") for k in ("source", "added_on")]
+    if not all(isinstance(t, str) and len(t) <= 500 for t in texts):
+        raise UsageError(f"{where}: source and added_on must be short text")
+    return label, texts[0], texts[1], (vector / norm).astype(np.float32)

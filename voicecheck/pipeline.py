@@ -20,7 +20,7 @@ from .config import Settings
 from .embedders import Embedder, embed_speech, embed_windows, load_embedder, unit
 from .embedders.base import window_starts
 from .enrollment import VoiceprintStore
-from .errors import InsufficientSpeechError, NotEnrolledError, UsageError, VoicecheckError
+from .errors import InsufficientSpeechError, NotEnrolledError, StoreError, UsageError, VoicecheckError
 from .scorer import Scorer
 from .types import Audio, CallEmbedding, CallResult, Voiceprint
 from .vad import SileroVad, Vad, recording_time, regions_of, speech_seconds
@@ -176,6 +176,11 @@ class Judge:
         self.agent_vectors = np.stack([a.vectors["narrow"] for a in agents]) if agents else None
         watch = voiceprints.watch_list(scorer.model)
         self.watch_labels = [(w.label, w.source) for w in watch]
+        if len({len(w.vector) for w in watch}) > 1:
+            raise StoreError(
+                f"the watchlist for {scorer.model} holds vectors of different sizes; remove the damaged entries "
+                "(voicecheck watchlist list / remove)"
+            )
         self.watch_vectors = np.stack([w.vector for w in watch]) if watch else None
 
     def __call__(
@@ -309,6 +314,11 @@ class Judge:
         vector = emb.vector if emb.band == "narrow" else emb.narrow_vector
         if vector is None:
             return []
+        if self.watch_vectors.shape[1] != len(vector):
+            raise StoreError(
+                f"watchlist vectors have {self.watch_vectors.shape[1]} values, {emb.model} embeddings {len(vector)}: "
+                "the watchlist is damaged; remove its entries and import them again"
+            )
         scores, _ = self.scorer.scores(vector, self.watch_vectors, "narrow", emb.content_hash)
         limit = self.scorer.settings.watchlist_thresholds.get(
             self.scorer.mode("narrow"), self.scorer.threshold("narrow")
