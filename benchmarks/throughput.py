@@ -309,7 +309,7 @@ def main() -> None:
     hours = audio_seconds(calls_csv) / 3600
     print(f"{a.calls} calls, {hours * 60:.1f} min of audio, in {work} (built in {time.perf_counter() - t:.0f} s)")
     if not (work / "store").exists():
-        from voicecheck.batch import read_rows
+        from voicecheck.manifest import read_rows
         from voicecheck.config import load_settings
         from voicecheck.pipeline import enroll_recordings
 

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import REPO, SAMPLES, env_without_workspace, workspace
-from voicecheck.batch import Row, run_batch
+from voicecheck.batch import run_batch
 from voicecheck.config import Settings, load_settings
 from voicecheck.errors import BackendUnavailableError
+from voicecheck.manifest import Row
 from voicecheck.pipeline import enroll_recordings
 from voicecheck.report import RESULTS, read_jsonl
 

@@ -9,95 +9,24 @@ Both phases are resumable: embeddings are keyed by audio content, results by man
 
 from __future__ import annotations
 
-import csv
 import logging
 import multiprocessing
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .audio import load
 from .callstore import CallStore
 from .config import Settings
 from .embedders import model_spec, registered
 from .enrollment import VoiceprintStore
 from .errors import AudioError, InsufficientSpeechError, UsageError, VoicecheckError
-from .pipeline import Engine, Judge, error_result
+from .manifest import Row, call_rows, customer_channel, read_rows
+from .pipeline import Engine, Judge, decode, error_result
 from .report import RESULTS, SUMMARY, ResultsFile, summarise, write_json
 from .types import CallResult
 
 log = logging.getLogger(__name__)
-
-CALL_COLUMNS = ("call_id", "borrower_id", "audio")
-
-
-@dataclass(frozen=True)
-class Row:
-    """One manifest row; ``problem`` says why it cannot be processed."""
-
-    row: int
-    call_id: str
-    borrower_id: str
-    audio: str
-    channel: int | None
-    problem: str | None = None
-
-
-def read_rows(path: str | Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
-    """Stream a CSV manifest as (row number, cleaned fields); ``audio`` resolved against the CSV's folder.
-
-    Raises:
-        UsageError: missing or unreadable file, or a header without the required columns.
-    """
-    p = Path(path)
-    try:
-        f = p.open(newline="", encoding="utf-8-sig")
-    except OSError as e:
-        raise UsageError(f"manifest {p} cannot be opened: {e.strerror or e}") from None
-    with f:
-        reader = csv.DictReader(f)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        missing = [c for c in required if c not in header]
-        if missing:
-            raise UsageError(f"manifest {p} lacks column(s) {', '.join(missing)}; it needs {', '.join(required)}")
-        reader.fieldnames = header
-        for n, raw in enumerate(reader, 1):
-            fields = {k: (v or "").strip() for k, v in raw.items() if k is not None}
-            if fields.get("audio"):
-                a = Path(fields["audio"])
-                fields["audio"] = str(a if a.is_absolute() else p.parent / a)
-            yield n, fields
-
-
-def customer_channel(fields: dict[str, str], default: int) -> tuple[int, str | None]:
-    """The row's ``customer_channel`` (``default`` when the column is empty), and the problem if it is bad."""
-    value = fields.get("customer_channel", "")
-    if not value:
-        return default, None
-    try:
-        channel = int(value)
-    except ValueError:
-        channel = -1
-    if channel < 0:
-        return default, f"customer_channel must be a channel number >= 0, got {value!r}"
-    return channel, None
-
-
-def call_rows(path: str | Path, default_channel: int) -> Iterator[Row]:
-    """The rows of a call manifest, with per-row problems (empty fields, bad channel, repeated call id)."""
-    seen: set[str] = set()
-    for n, f in read_rows(path, CALL_COLUMNS):
-        missing = [c for c in CALL_COLUMNS if not f.get(c)]
-        channel, problem = customer_channel(f, default_channel)
-        if missing:
-            problem = f"row {n} has empty {', '.join(missing)}"
-        elif f["call_id"] in seen:
-            problem = f"call_id {f['call_id']!r} appears more than once in the manifest"
-        seen.add(f.get("call_id", ""))
-        yield Row(n, f.get("call_id", ""), f.get("borrower_id", ""), f.get("audio", ""), channel, problem)
-
 
 # -- phase 1: the per-call function every engine maps -----------------------------------------------
 
@@ -144,7 +73,8 @@ def embed_tasks(tasks: list[Task]) -> list[dict[str, Any]]:
 
     Returns:
         One dict per row, in order: ``{"task": row, "status": ...}`` with status "ok" (+ "embedding"),
-        "cached" (this call id or this audio is already in the call store), "insufficient_speech"
+        "cached" (this audio is already in the call store: a call is known by its content, never by its
+        id, so new audio under an old call id is embedded), "insufficient_speech"
         (+ "speech_seconds") or "error" (+ "error", a VoicecheckError); plus content_hash, channel
         and duration_s once decoded, and "seconds" (the call's share of the group's time).
     """
@@ -160,10 +90,7 @@ def embed_tasks(tasks: list[Task]) -> list[dict[str, Any]]:
         try:
             if task.problem:
                 raise UsageError(task.problem)
-            if task.call_id and _calls.linked(task.call_id, _engine.model) is not None:
-                out["status"] = "cached"
-                continue
-            decoded = load(task.audio, task.channel)
+            decoded = decode(task.audio, task.channel, _engine.settings)
             out.update(content_hash=decoded.content_hash, channel=decoded.channel, duration_s=decoded.duration_s)
             key = (decoded.content_hash, decoded.channel)
             if key in keys or _calls.has(*key, _engine.model):
@@ -276,8 +203,6 @@ def run_batch(
                 write(r, error_result(r.call_id, r.borrower_id, r.audio, res["error"], model))
                 failed.add(r.row)
                 continue
-            if status == "cached" and "content_hash" not in res:
-                continue  # this call id was linked by an earlier run
             key = (res["content_hash"], res["channel"], model)
             if status == "ok":
                 calls.put(res["embedding"], content_hash=key[0], channel=key[1], model=model)
@@ -290,7 +215,9 @@ def run_batch(
                     speech_seconds=res["speech_seconds"],
                     duration_s=res["duration_s"],
                 )
-            calls.link(r.call_id, r.borrower_id, r.audio, key[0], key[1], model)
+            relinked = calls.link(r.call_id, r.borrower_id, r.audio, key[0], key[1], model)
+            if relinked:
+                log.warning("call %s: new audio under this call id (was %s, now %s)", r.call_id, relinked, key[0][:12])
         calls.sync()  # every embedding on disk before any verdict that rests on it is written
         timings["embed_seconds"] = time.perf_counter() - t0
 

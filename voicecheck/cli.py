@@ -114,7 +114,7 @@ def enroll(
     config: ConfigOpt = None,
 ) -> None:
     """Build or extend borrowers' voiceprints from recordings of their voice."""
-    from .batch import read_rows
+    from .manifest import read_rows
 
     if manifest is None and (borrower_id is None or not audio):
         fail("give BORROWER_ID and one or more AUDIO files, or --manifest enroll.csv")
@@ -681,7 +681,7 @@ def why(r: dict[str, Any]) -> str:
 
 def count_rows(manifest: Path) -> int:
     """Rows of a call manifest (checks its header first, so a bad manifest fails before any model loads)."""
-    from .batch import CALL_COLUMNS, read_rows
+    from .manifest import CALL_COLUMNS, read_rows
 
     return sum(1 for _ in read_rows(manifest, CALL_COLUMNS))
 

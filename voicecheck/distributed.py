@@ -31,7 +31,7 @@ LOCAL_IP = "127.0.0.1"
 """A local Ray cluster binds here, never to the machine's external address."""
 
 Task = Any
-"""A manifest row (:class:`voicecheck.batch.Row`); :func:`voicecheck.batch.embed_tasks` takes a list of them."""
+"""A manifest row (:class:`voicecheck.manifest.Row`); :func:`voicecheck.batch.embed_tasks` takes a list of them."""
 
 
 def _import_ray() -> Any:
@@ -165,7 +165,7 @@ def map_ray(
 
     Args:
         settings: run settings; ``workers`` actors of 1 CPU each are created.
-        tasks: manifest rows (:class:`voicecheck.batch.Row`), streamed; audio paths are made absolute
+        tasks: manifest rows (:class:`voicecheck.manifest.Row`), streamed; audio paths are made absolute
             before they are shipped, and each result's ``"task"`` is the row as given.
         address: a running cluster ("ray://host:10001" or "host:6379"); None starts a local Ray on
             127.0.0.1 with ``settings.workers`` CPUs, shut down when the iterator ends.

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ModelMismatchError, NotEnrolledError, StoreError, UsageError
-from .types import Voiceprint
+from .types import Voiceprint, check_id
 
 DB_NAME = "voiceprints.sqlite"
 SCHEMA_VERSION = "1"
@@ -56,23 +56,6 @@ CREATE TABLE IF NOT EXISTS watchlist (
 def now() -> str:
     """UTC time as ISO 8601 with seconds."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def check_id(value: str, what: str = "id") -> str:
-    """An id as stored: surrounding spaces removed; empty, over-long or control-character ids refused.
-
-    The same function cleans ids from the command line, manifests and shared files, so " B1" and
-    "B1" are one borrower wherever they come from.
-
-    Raises:
-        UsageError: naming ``what`` and the value.
-    """
-    clean = value.strip()
-    if not clean:
-        raise UsageError(f"{what} must not be empty")
-    if len(clean) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in clean):
-        raise UsageError(f"{what} {clean[:40]!r} must be at most 200 printable characters")
-    return clean
 
 
 def to_blob(vector: np.ndarray) -> bytes:

@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from .batch import read_rows
 from .callstore import CallStore
 from .config import Settings
 from .embedders import model_spec
 from .enrollment import VoiceprintStore, now
 from .errors import UsageError, VoicecheckError
+from .manifest import read_rows
 from .pipeline import Engine
 from .scorer import Scorer
 from .types import CallEmbedding, Voiceprint

@@ -38,6 +38,11 @@ class Enrolled:
     band: str
 
 
+def decode(path: str | Path, channel: int | None, settings: Settings) -> Audio:
+    """:func:`voicecheck.audio.load` within the settings' size and duration limits."""
+    return load(path, channel, settings.max_audio_bytes, settings.max_audio_s)
+
+
 def to_narrow(speech: np.ndarray, sample_rate: int) -> np.ndarray:
     """Pass wideband speech through a G.711 telephone channel and back to ``sample_rate``.
 
@@ -82,8 +87,8 @@ class Engine:
     def _require(self, seconds: float, path: str) -> None:
         if seconds < self.embedder.min_speech_s:
             raise InsufficientSpeechError(
-                f"{path}: {seconds:.1f} s of speech found; {self.model} needs at least "
-                f"{self.embedder.min_speech_s:.1f} s",
+                f"{path}: {int(seconds * 100) / 100:.2f} s of speech found; {self.model} needs at least "
+                f"{self.embedder.min_speech_s:g} s",
                 seconds,
             )
 
@@ -139,11 +144,11 @@ class Engine:
 
     def embed_call(self, path: str | Path, channel: int | None) -> CallEmbedding:
         """Decode ``path``, take ``channel`` and embed it (see :meth:`embed_audio`)."""
-        return self.embed_audio(load(path, channel))
+        return self.embed_audio(decode(path, channel, self.settings))
 
     def embed_enrollment(self, path: str | Path, channel: int | None) -> Enrolled:
         """Embed an enrollment recording in its own band and, if wideband, in the telephone band too."""
-        audio = load(path, channel)
+        audio = decode(path, channel, self.settings)
         speech, _, seconds = self.speech(audio)
         self._require(seconds, audio.path)
         own = embed_speech(self.embedder, speech)
@@ -414,7 +419,7 @@ def check_one(
         model = judge.scorer.model
         call_id = Path(audio).stem
         try:
-            decoded = load(audio, settings.channel)
+            decoded = decode(audio, settings.channel, settings)
             stored = calls.lookup(decoded.content_hash, decoded.channel, model)
             if stored is not None and stored[1] is not None:
                 emb, speech_s = stored[1], stored[2]
