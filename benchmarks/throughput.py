@@ -201,7 +201,7 @@ def child_profile(work: Path, n: int, hop: str, precision: str) -> dict[str, Any
     ``n`` calls (after one warm-up call): decode, VAD (a task's calls together, as the batch runs it),
     resampling the speech, and embedding split into mel spectrograms and the network."""
     from voicecheck.audio import load
-    from voicecheck.batch import groups
+    from voicecheck.workers import groups
     from voicecheck.config import load_settings
     from voicecheck.embedders import embed_windows
     from voicecheck.pipeline import Engine
