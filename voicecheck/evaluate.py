@@ -123,11 +123,13 @@ def split_scores(trials: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_scores(path: Path, trials: list[dict[str, Any]]) -> None:
+    from .report import safe_cell
+
     cols = ["row", "enroll", "test", "label", "score", "raw_cosine", "llr", "band", "mode", "error"]
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
-        w.writerows(trials)
+        w.writerows({k: safe_cell(t.get(k)) for k in cols} for t in trials)
 
 
 def evaluate(

@@ -122,12 +122,25 @@ def write_json(path: str | Path, data: dict[str, Any]) -> None:
     os.replace(tmp, p)
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+"""A spreadsheet reads a cell starting with one of these as a formula (CSV injection)."""
+
+
+def safe_cell(value: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula, made inert with a leading apostrophe
+    (OWASP's advice); numbers and other values are kept as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 def write_csv(path: str | Path, records: Iterable[dict[str, Any]], columns: list[str]) -> None:
-    """Selected columns of records as CSV (records are streamed)."""
+    """Selected columns of records as CSV (records are streamed); text that a spreadsheet would
+    take for a formula (an id such as ``=HYPERLINK(...)``) is escaped (:func:`safe_cell`)."""
     with Path(path).open("w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         w.writeheader()
-        w.writerows(records)
+        w.writerows({k: safe_cell(r.get(k)) for k in columns} for r in records)
 
 
 def plot_timeline(record: dict[str, Any], path: str | Path) -> None:
@@ -160,7 +173,10 @@ def plot_timeline(record: dict[str, Any], path: str | Path) -> None:
     ax.set_title(f"{record['call_id']} vs {record['borrower_id']}: {record['verdict']}")
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
-    fig.savefig(str(path))
+    from .files import open_private
+
+    with open_private(path, "wb") as f:
+        fig.savefig(f, format="png")
 
 
 # -- HTML report --------------------------------------------------------------------------------------
