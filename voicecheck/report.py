@@ -48,14 +48,14 @@ class ResultsFile:
     """
 
     def __init__(self, path: str | Path) -> None:
+        from .files import open_private, private_dir
+
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
+        self._f: IO[str] = open_private(self.path, "a")  # 0600, refuses a symbolic link
         self._repair()
-        self._f: IO[str] = self.path.open("a", encoding="utf-8")
 
     def _repair(self) -> None:
-        if not self.path.exists():
-            return
         data = self.path.read_bytes()
         good = data.rfind(b"\n") + 1
         if good < len(data):  # a torn last line from a killed run
