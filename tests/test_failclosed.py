@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.fakes import chord, silence, stereo, write
 from tests.fakes import assert_error as _error
+from tests.fakes import chord, silence, stereo, write
 from voicecheck.files import FolderLock
 from voicecheck.report import FLAGGED, RESULTS, read_jsonl
 

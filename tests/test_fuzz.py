@@ -23,6 +23,8 @@ from voicecheck.enrollment import VoiceprintStore, import_watchlist
 from voicecheck.errors import VoicecheckError
 from voicecheck.manifest import call_rows
 
+pytestmark = pytest.mark.usefixtures("no_lazy_modules")
+
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
