@@ -377,7 +377,7 @@ def product_check(embs, split, fold: Fold, out: Path, embs_precision: str = "fp3
     scorer = Scorer(settings, BUILTIN[common.MODEL_KEY].name, common.MODEL_KEY, backend, {"narrow": cohort})
     S = common.scorer_matrix(scorer, ev.enroll["matched"], ev.calls)[:, long]
     tar, non = S[mask], S[~mask]
-    thr = scorer.threshold("narrow")
+    thr = scorer.threshold("narrow").value
     cal = scorer.calibration("narrow")
     from voicecheck.metrics import cllr
 
@@ -410,7 +410,7 @@ def precision_check(embs, reference, split, out: Path, precision: str) -> list[s
         )
         long = trials.call_speech_s >= MIN_CALL_SPEECH_S
         scores = common.scorer_matrix(scorer, trials.enroll["matched"], trials.calls)[:, long]
-        result[name] = (trials, scores, trials.target_mask[:, long], scorer.threshold("narrow"))
+        result[name] = (trials, scores, trials.target_mask[:, long], scorer.threshold("narrow").value)
     (t_low, s_low, mask, thr), (t_32, s_32, mask_32, _) = result["low"], result["fp32"]
     assert t_low.speakers == t_32.speakers and np.array_equal(mask, mask_32)
 

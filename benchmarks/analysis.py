@@ -248,7 +248,9 @@ def build_calls(split: dict[str, list], cache: Path) -> dict[str, np.ndarray]:
 
 
 def unit(x: np.ndarray) -> np.ndarray:
-    return A._unit(np.asarray(x, np.float32))
+    from voicecheck.scoring import unit as unit_rows
+
+    return unit_rows(np.asarray(x, np.float32))
 
 
 class Clips:
@@ -300,7 +302,7 @@ class Product:
         cohort = common.product_cohort(embs, train)
         self.scorer = Scorer(self.settings, model, common.MODEL_KEY, self.backend, {"narrow": cohort})
         self.mode = self.scorer.mode("narrow")
-        self.threshold = self.scorer.threshold("narrow")
+        self.threshold = self.scorer.threshold("narrow").value
         self.cohort_size = len(cohort)
 
     def score_fn(self, enroll: np.ndarray):

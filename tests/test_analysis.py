@@ -381,22 +381,6 @@ def test_default_link_is_stricter_for_pairs_than_for_three_borrowers():
 # --- watchlist ----------------------------------------------------------------------------------
 
 
-def test_watchlist_hits_best_first():
-    rng = np.random.default_rng(1000)
-    voices = centres(5, rng)
-    entries = np.concatenate([samples(v, 1, rng, 0.05) for v in voices])
-    call = samples(voices[2], 1, rng, 0.05)[0]
-    hits = A.search_watchlist(call, entries, ["a", "b", "c", "d", "e"], threshold=0.5)
-    assert [h["label"] for h in hits] == ["c"]
-    assert hits[0]["score"] > 0.5
-    everyone = A.search_watchlist(call, entries, list("abcde"), threshold=-1.0, top=3)
-    assert len(everyone) == 3 and everyone[0]["label"] == "c"
-    assert [h["score"] for h in everyone] == sorted((h["score"] for h in everyone), reverse=True)
-    assert A.search_watchlist(call, np.zeros((0, D)), [], threshold=0.5) == []
-    custom = A.search_watchlist(call, entries, list("abcde"), threshold=10.0, score_fn=lambda rows: 20 * rows @ call)
-    assert [h["label"] for h in custom] == ["c"]
-
-
 def test_centre_gives_unit_rows():
     rng = np.random.default_rng(1100)
     x = samples(centres(1, rng)[0], 20, rng)

@@ -11,7 +11,7 @@ import pytest
 from tests.fakes import workspace
 from voicecheck.config import Settings
 from voicecheck.errors import ModelMismatchError, UsageError
-from voicecheck.scorer import DATA, Cohort, Profile, Scorer, load_backend
+from voicecheck.scorer import DATA, Cohort, Profile, Scorer, Threshold, load_backend
 from voicecheck.types import CallEmbedding, Voiceprint
 
 GE2E_NAME = "ge2e-resemblyzer-0.1.4"
@@ -55,7 +55,7 @@ def test_cosine_mode_without_cohort_or_backend_is_the_raw_cosine(tmp_path: Path)
     assert s.shape == raw.shape == (5,)
     np.testing.assert_allclose(s, t @ e, atol=1e-5)
     np.testing.assert_allclose(raw, t @ e, atol=1e-5)
-    assert scorer.threshold("narrow") == 0.3
+    assert scorer.threshold("narrow").value == 0.3
     assert scorer.calibration("narrow") is None  # the fake model ships no profile
 
 
@@ -70,7 +70,7 @@ def test_lda_mode_with_the_shipped_ge2e_backend(tmp_path: Path) -> None:
     scorer = Scorer.build(settings, GE2E_NAME, "ge2e")
     assert scorer.mode("narrow") == "lda"
     shipped = Profile.load("ge2e", settings.embeddings).modes["lda"]
-    assert scorer.threshold("narrow") == pytest.approx(shipped["threshold"])
+    assert scorer.threshold("narrow").value == pytest.approx(shipped["threshold"])
     assert scorer.calibration("narrow") is not None
     rng = np.random.default_rng(1)
     e, t = _unit_rows(rng, 1, 256)[0], _unit_rows(rng, 4, 256)
@@ -109,7 +109,7 @@ def test_asnorm_modes_need_cohort_min_calls(tmp_path: Path) -> None:
         {"narrow": _cohort(rng, 25, 256)},
     )
     assert lda.mode("narrow") == "lda+asnorm" and lda.mode("wide") == "lda"
-    assert lda.threshold("narrow") == 0.0
+    assert lda.threshold("narrow").value == 0.0
 
 
 def test_build_takes_the_cohort_from_the_callstore(tmp_path: Path) -> None:
@@ -206,7 +206,7 @@ def test_saved_profile_overrides_threshold_and_calibration(tmp_path: Path) -> No
     )
     assert path == Path(settings.embeddings) / "calibration" / "fake.json"
     again = Scorer(settings, "fake-bands", "fake", None, {})
-    assert again.threshold("narrow") == pytest.approx(0.42)
+    assert again.threshold("narrow").value == pytest.approx(0.42)
     calib = again.calibration("narrow")
     assert calib is not None and (calib.a, calib.b) == (3.0, -1.5)
     assert again.profile.modes["cosine"]["source"] == "unit test"
@@ -214,10 +214,8 @@ def test_saved_profile_overrides_threshold_and_calibration(tmp_path: Path) -> No
     got = again.score(_voiceprint(v), _call(v))
     assert got.threshold == pytest.approx(0.42) and got.llr == pytest.approx(3.0 * got.score - 1.5, abs=1e-4)
     # --threshold still wins over the profile
-    assert (
-        Scorer(_settings(tmp_path, thresholds={"cosine": 0.7}), "fake-bands", "fake", None, {}).threshold("narrow")
-        == 0.7
-    )
+    override = Scorer(_settings(tmp_path, thresholds={"cosine": 0.7}), "fake-bands", "fake", None, {})
+    assert override.threshold("narrow") == Threshold(0.7, "settings: thresholds.cosine")
 
 
 def test_saved_profile_overrides_one_shipped_mode_only(tmp_path: Path) -> None:
@@ -225,10 +223,10 @@ def test_saved_profile_overrides_one_shipped_mode_only(tmp_path: Path) -> None:
     shipped = Profile.load("ge2e", settings.embeddings)
     shipped.save_mode("ge2e", settings.embeddings, "lda", {"threshold": 0.123}, "local")
     scorer = Scorer.build(settings, GE2E_NAME, "ge2e")
-    assert scorer.threshold("narrow") == pytest.approx(0.123)
+    assert scorer.threshold("narrow").value == pytest.approx(0.123)
     assert scorer.calibration("narrow") is not None  # merged: the shipped calibration of the mode stays
     plain = Scorer.build(_settings(tmp_path, model="ge2e", cohort=False), GE2E_NAME, "ge2e")
-    assert plain.threshold("narrow") == pytest.approx(shipped.modes["cosine"]["threshold"])
+    assert plain.threshold("narrow").value == pytest.approx(shipped.modes["cosine"]["threshold"])
 
 
 def test_unreadable_calibration_file_is_a_usage_error(tmp_path: Path) -> None:

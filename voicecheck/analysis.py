@@ -1,5 +1,5 @@
 """Checks a 1:1 comparison misses: a speaker change within a call, two voices on a mono recording,
-several voices behind one borrower, one voice behind many borrowers, and a watchlist (1:N).
+several voices behind one borrower, and one voice behind many borrowers.
 
 Everything here is numpy maths on embeddings the pipeline has already computed; no audio, no torch.
 Vectors are float arrays of unit-norm rows unless said otherwise. Scores passed in through a
@@ -23,6 +23,7 @@ from typing import Literal
 import numpy as np
 
 from .errors import UsageError
+from .scoring import unit
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +91,6 @@ def _rows(x: np.ndarray, what: str, dimension: int | None = None) -> np.ndarray:
     return a
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    n = np.linalg.norm(x, axis=-1, keepdims=True)
-    return np.where(n > 0, x / np.maximum(n, 1e-12), 0.0).astype(np.float32)
-
-
 def centre(vectors: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
     """Subtract a domain mean and rescale rows to unit norm (centred cosine).
 
@@ -108,7 +103,7 @@ def centre(vectors: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
     """
     v = _rows(vectors, "vectors")
     m = v.mean(axis=0) if mean is None else np.asarray(mean, dtype=np.float32)
-    return _unit(v - m)
+    return unit(v - m)
 
 
 def _speech_model(times_s: np.ndarray) -> tuple[float, float]:
@@ -249,7 +244,7 @@ def detect_speaker_change(
     if found is None:
         return None
     k, _ = found
-    sides = _unit(np.stack([w[:k].mean(axis=0), w[k:].mean(axis=0)]))
+    sides = unit(np.stack([w[:k].mean(axis=0), w[k:].mean(axis=0)]))
     side_cosine = float(sides[0] @ sides[1])
     before, after = (float(s) for s in np.asarray(score_fn(sides), dtype=np.float64).reshape(2))
     if side_cosine > max_side_cosine:
@@ -282,7 +277,7 @@ def similarity_timeline(
     starts = list(range(0, len(w) - per_span + 1, step))
     if starts[-1] != len(w) - per_span:
         starts.append(len(w) - per_span)
-    means = _unit(np.stack([w[s : s + per_span].mean(axis=0) for s in starts]))
+    means = unit(np.stack([w[s : s + per_span].mean(axis=0) for s in starts]))
     scores = np.asarray(score_fn(means), dtype=np.float64).reshape(len(starts))
     return [
         {
@@ -303,7 +298,7 @@ def _two_means(x: np.ndarray, init: np.ndarray, iterations: int = 30) -> np.ndar
     for _ in range(iterations):
         if labels.min() == labels.max():
             break
-        cents = _unit(np.stack([x[labels == c].mean(axis=0) for c in (0, 1)]))
+        cents = unit(np.stack([x[labels == c].mean(axis=0) for c in (0, 1)]))
         new = np.argmax(x @ cents.T, axis=1)
         if np.array_equal(new, labels):
             break
@@ -338,7 +333,7 @@ def split_two_speakers(
     n = len(w)
     if n < 4:
         return np.zeros(n, dtype=np.int64)
-    x = _unit(w - w.mean(axis=0))
+    x = unit(w - w.mean(axis=0))
     _, _, vt = np.linalg.svd(x.astype(np.float64), full_matrices=False)
     labels = _two_means(x, (x @ vt[0] > 0).astype(np.int64))
     if smooth > 0 and n > 2 * smooth + 1:
@@ -348,7 +343,7 @@ def split_two_speakers(
     counts = np.bincount(labels, minlength=2)
     if counts.min() < max(2, min_share * n):
         return np.zeros(n, dtype=np.int64)
-    cents = _unit(np.stack([w[labels == c].mean(axis=0) for c in (0, 1)]))
+    cents = unit(np.stack([w[labels == c].mean(axis=0) for c in (0, 1)]))
     if float(cents[0] @ cents[1]) > max_centroid_cosine:
         return np.zeros(n, dtype=np.int64)
     if labels[0] == 1:
@@ -398,8 +393,8 @@ def customer_windows(
     voices = [c for c in (0, 1) if np.any(lab == c)]
     if agent_voiceprints is not None and len(agent_voiceprints):
         agents = _rows(agent_voiceprints, "agent_voiceprints", w.shape[1])
-        score = agent_score_fn or (lambda a, rows: _unit(rows) @ _unit(a))
-        means = _unit(np.stack([w[lab == c].mean(axis=0) for c in voices]))
+        score = agent_score_fn or (lambda a, rows: unit(rows) @ unit(a))
+        means = unit(np.stack([w[lab == c].mean(axis=0) for c in voices]))
         voice_scores = np.array(
             [[float(np.asarray(score(a, means[i : i + 1])).reshape(-1)[0]) for a in agents] for i in range(len(voices))]
         ).max(axis=1)
@@ -458,7 +453,7 @@ def voices_per_borrower(
         raise UsageError(f"{len(call_ids)} call ids for {len(v)} vectors; pass one id per row.")
     if len(v) < 2:
         return []
-    labels = _average_link(_unit(v), threshold)
+    labels = _average_link(unit(v), threshold)
     groups = [[call_ids[int(i)] for i in np.flatnonzero(labels == c)] for c in np.unique(labels)]
     groups = sorted((g for g in groups if len(g) >= min_calls), key=lambda g: (-len(g), g[0]))
     return groups if len(groups) >= 2 else []
@@ -492,7 +487,7 @@ def knn(vectors: np.ndarray, k: int, exact_max: int | None = None, block: int = 
     Returns:
         (similarities, indices), each shape (n, min(k, n - 1)); missing neighbours have index -1.
     """
-    x = np.ascontiguousarray(_unit(_rows(vectors, "vectors")))
+    x = np.ascontiguousarray(unit(_rows(vectors, "vectors")))
     n = len(x)
     k = min(k, n - 1)
     if k <= 0:
@@ -557,7 +552,7 @@ def cohort_stats(
         against the cohort's calls of other borrowers. A call with no such call gets mean 0 and
         deviation 1 (its link scores are then plain cosines); a deviation is at least 1e-4.
     """
-    x = _unit(_rows(vectors, "vectors"))
+    x = unit(_rows(vectors, "vectors"))
     n = len(x)
     if len(borrower_ids) != n:
         raise UsageError(f"{len(borrower_ids)} borrower ids for {n} vectors; pass one per row.")
@@ -657,7 +652,7 @@ def find_rings(
     Returns:
         Rings, most borrowers first; ``cohesion`` is the mean pairwise cosine of the ring's calls.
     """
-    x = _unit(_rows(vectors, "vectors"))
+    x = unit(_rows(vectors, "vectors"))
     n = len(x)
     if len(call_ids) != n or len(borrower_ids) != n:
         raise UsageError(f"{n} vectors, {len(call_ids)} call ids, {len(borrower_ids)} borrower ids: pass one per row.")
@@ -728,41 +723,3 @@ def find_rings(
                 )
     rings.sort(key=lambda r: (-len(r.borrowers), -r.cohesion))
     return rings
-
-
-# --- 5. watchlist ---------------------------------------------------------------------------------
-
-
-def search_watchlist(
-    vector: np.ndarray,
-    entries: np.ndarray,
-    labels: Sequence[str],
-    threshold: float,
-    score_fn: ScoreFn | None = None,
-    top: int = 5,
-) -> list[dict[str, float | str]]:
-    """Compare one call with every watchlist entry (1:N).
-
-    Args:
-        vector: the call's embedding, shape (d,).
-        entries: watchlist voiceprints, shape (m, d).
-        labels: one label per entry.
-        threshold: score at or above which an entry is a hit.
-        score_fn: scores rows of ``entries`` against ``vector`` on the threshold's scale -> (m,);
-            None = cosine.
-        top: most hits returned.
-
-    Returns:
-        [{"label", "score"}] of the hits, best first.
-    """
-    e = _rows(entries, "entries") if len(entries) else np.zeros((0, len(np.ravel(vector))), np.float32)
-    v = np.asarray(vector, dtype=np.float32).reshape(-1)
-    if len(labels) != len(e):
-        raise UsageError(f"{len(labels)} labels for {len(e)} watchlist entries; pass one label per entry.")
-    if len(e) == 0:
-        return []
-    if e.shape[1] != v.shape[0]:
-        raise UsageError(f"watchlist entries have dimension {e.shape[1]}, the call {v.shape[0]}: different models?")
-    scores = np.asarray(score_fn(e) if score_fn else _unit(e) @ _unit(v), dtype=np.float64).reshape(len(e))
-    order = np.argsort(-scores)[:top]
-    return [{"label": str(labels[i]), "score": round(float(scores[i]), 4)} for i in order if scores[i] >= threshold]

@@ -1,8 +1,8 @@
 """Cross-call analyses over the call-embedding store: inconsistent borrowers and rings.
 
 Vectors are the stored call embeddings in the telephone band, mapped into the product's scoring
-space (:func:`scoring_space`): the model's shipped back-end (LDA for GE2E) re-centred on the stored
-calls' own mean (the in-domain mean), or, for a model with no back-end, just centred on that mean.
+space (:func:`scoring_space`: the Scorer's narrow-band :class:`voicecheck.scorer.Space` — the
+model's back-end, LDA for GE2E — re-centred on the stored calls' own mean, the in-domain mean).
 The cosine in that space is the scale of the voices-per-borrower threshold; rings link calls on
 that cosine normalised against each call's cosines to other borrowers' calls
 (:func:`voicecheck.analysis.link_scores`). Both defaults in :mod:`voicecheck.analysis` were chosen
@@ -20,13 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from .analysis import VOICES_THRESHOLD, centre, find_rings, voices_per_borrower
+from .analysis import VOICES_THRESHOLD, find_rings, voices_per_borrower
 from .callstore import CallStore
 from .config import Settings
 from .embedders import model_spec
 from .errors import UsageError
-from .scorer import load_backend
-from .scoring import with_domain_mean
+from .scorer import Scorer
 
 log = logging.getLogger(__name__)
 
@@ -36,44 +35,76 @@ DOMAIN_MEAN_SAMPLE = 50000
 
 @dataclass(frozen=True)
 class Calls:
-    """Stored calls of one model with a telephone-band vector, in call-id order."""
+    """Stored calls of one model with a telephone-band vector, in call-id order.
+
+    Attributes:
+        vectors: each call's telephone-band vector, (n, d) float32, raw unit-norm (what cross-call
+            analyses compare).
+        calls: each call as the 1:1 check scores it (own band, content hash), for :func:`verified_calls`.
+    """
 
     call_ids: list[str]
     borrower_ids: list[str]
-    vectors: np.ndarray  # (n, d) float32, raw unit-norm
+    vectors: np.ndarray
+    calls: list[CallVector]
+
+
+@dataclass(frozen=True)
+class CallVector:
+    """What the scorer reads of a stored call (:class:`voicecheck.scorer.Scorable`), without its windows."""
+
+    content_hash: str
+    model: str
+    band: str
+    vector: np.ndarray
+    narrow_vector: np.ndarray | None
 
 
 def stored_calls(settings: Settings) -> Calls:
-    """Every linked call with speech, its narrowband vector (float32; n x d floats in memory)."""
+    """Every linked call with speech and a telephone-band vector (float32; n x d floats in memory)."""
     model = model_spec(settings.model, settings.embeddings).name
     store = CallStore(settings.embeddings)
     ids: list[str] = []
     owners: list[str] = []
     rows: list[np.ndarray] = []
+    calls: list[CallVector] = []
     try:
         for c in store.calls(model):
             emb = c.embedding
             vector = None if emb is None else (emb.vector if emb.band == "narrow" else emb.narrow_vector)
-            if vector is not None:
+            if emb is not None and vector is not None:
                 ids.append(c.call_id)
                 owners.append(c.borrower_id)
                 rows.append(vector)
+                wide = emb.band == "wide"
+                calls.append(CallVector(emb.content_hash, model, emb.band, emb.vector, vector if wide else None))
     finally:
         store.close()
     dim = rows[0].shape[0] if rows else 0
-    return Calls(ids, owners, np.stack(rows) if rows else np.zeros((0, dim), np.float32))
+    return Calls(ids, owners, np.stack(rows) if rows else np.zeros((0, dim), np.float32), calls)
+
+
+def scorer_for(settings: Settings, with_cohort: bool = False) -> Scorer:
+    """The product's Scorer for the settings' model (cohort from the call store when asked)."""
+    spec = model_spec(settings.model, settings.embeddings)
+    if not with_cohort:
+        return Scorer.build(settings, spec.name, spec.key, None)
+    store = CallStore(settings.embeddings)
+    try:
+        return Scorer.build(settings, spec.name, spec.key, store)
+    finally:
+        store.close()
 
 
 def scoring_space(settings: Settings, vectors: np.ndarray, block: int = 8192) -> np.ndarray:
     """Map raw call vectors into the product's scoring space (unit rows; cosine = similarity there).
 
-    With a back-end for the model (:func:`voicecheck.scorer.load_backend`; GE2E ships an LDA) the
-    rows go through it, re-centred on the mean of ``vectors`` (at most :data:`DOMAIN_MEAN_SAMPLE`
-    of them, evenly spread) as the scorer re-centres on its cohort; without one they are centred
-    on that mean (:func:`voicecheck.analysis.centre`). With fewer than ``settings.cohort_min``
-    rows their mean is no domain mean (two calls centred on their own mean point in opposite
-    directions), so the back-end keeps its shipped mean, or the rows are only length-normalised.
-    Rows are transformed in blocks: memory O(n k) for output dimension k, no n x n matrix.
+    The Scorer's narrow-band space (:meth:`voicecheck.scorer.Space.recentred`): its back-end (GE2E
+    ships an LDA; none means plain centring) re-centred on the mean of ``vectors`` (at most
+    :data:`DOMAIN_MEAN_SAMPLE` of them, evenly spread), as the scorer re-centres on its cohort. With
+    fewer than ``settings.cohort_min`` rows their mean is no domain mean (two calls centred on their
+    own mean point in opposite directions), so the back-end keeps its shipped mean, or the rows are
+    only length-normalised. Rows are transformed in blocks: memory O(n k), no n x n matrix.
 
     Args:
         settings: run settings (model, embeddings folder, ``backend_file``, ``cohort_min``).
@@ -85,18 +116,14 @@ def scoring_space(settings: Settings, vectors: np.ndarray, block: int = 8192) ->
     x = np.asarray(vectors, dtype=np.float32)
     if x.ndim != 2:
         raise UsageError(f"vectors must have shape (n, d), got shape {x.shape}.")
-    step = -(-len(x) // DOMAIN_MEAN_SAMPLE) if len(x) else 1
-    sample = x[::step]
-    own_mean = len(x) >= max(2, settings.cohort_min)
-    spec = model_spec(settings.model, settings.embeddings)
-    backend = load_backend(settings, spec.key, spec.name)
-    if backend is None:
-        return centre(x, sample.mean(axis=0) if own_mean else np.zeros(x.shape[1], np.float32))
-    if own_mean:
-        backend = with_domain_mean(backend, sample)
-    out = np.empty((len(x), backend.output_dimension), np.float32)
+    space = scorer_for(settings).space("narrow")
+    if len(x) >= max(2, settings.cohort_min):
+        step = -(-len(x) // DOMAIN_MEAN_SAMPLE)
+        space = space.recentred(x[::step])
+    width = x.shape[1] if space.backend is None else space.backend.output_dimension
+    out = np.empty((len(x), width), np.float32)
     for s in range(0, len(x), block):
-        out[s : s + block] = backend.transform(x[s : s + block])
+        out[s : s + block] = space.transform(x[s : s + block])
     return out
 
 
@@ -130,42 +157,32 @@ def inconsistent_borrowers(settings: Settings, threshold: float = VOICES_THRESHO
 def verified_calls(settings: Settings, calls: Calls) -> np.ndarray:
     """Which calls the 1:1 check accepts as their own borrower's voice, one flag per call.
 
-    A call is verified when its borrower has a voiceprint for the model and the call scores at or
-    above the match threshold against it: the product's Scorer and threshold (narrow band; cohort
-    from the call store, the borrower's own calls left out of it), as the batch scores the call.
-    Borrowers with no voiceprint for the model have no verified calls; with no calibrated threshold
-    nothing is verified (a warning says so).
+    A call is verified when its borrower has a voiceprint for the model and the Scorer accepts the
+    call against it as the batch scores it (:meth:`voicecheck.scorer.Scorer.score_many`: the call's
+    own band, channel matching, the call store's cohort without the borrower's calls, the threshold
+    of that band's mode). Borrowers with no voiceprint for the model have no verified calls; with no
+    calibrated threshold nothing is verified (a warning says so).
     """
     from .enrollment import DB_NAME, VoiceprintStore
     from .errors import ModelMismatchError, NotEnrolledError
-    from .scorer import Scorer
 
     out = np.zeros(len(calls.call_ids), dtype=bool)
     if not len(out) or not (Path(settings.store) / DB_NAME).is_file():
         return out
-    spec = model_spec(settings.model, settings.embeddings)
-    store = CallStore(settings.embeddings)
-    try:
-        scorer = Scorer.build(settings, spec.name, spec.key, store)
-    finally:
-        store.close()
-    try:
-        threshold = scorer.threshold("narrow")
-    except UsageError as e:
-        log.warning("rings: calls are not checked against their borrowers' voiceprints: %s", e)
-        return out
+    scorer = scorer_for(settings, with_cohort=True)
     voiceprints = VoiceprintStore(settings.store)
     try:
         order = sorted(range(len(out)), key=lambda i: calls.borrower_ids[i])
         for borrower, members in groupby(order, key=lambda i: calls.borrower_ids[i]):
             idx = list(members)
             try:
-                enroll = voiceprints.get(borrower, spec.name).for_band("narrow")
+                voiceprint = voiceprints.get(borrower, scorer.model)
+                out[idx] = [s.accepted for s in scorer.score_many(voiceprint, [calls.calls[i] for i in idx])]
             except (NotEnrolledError, ModelMismatchError):
                 continue
-            if enroll is not None:
-                scores = scorer.scores(enroll, calls.vectors[idx], "narrow", exclude_owner=borrower)[0]
-                out[idx] = scores >= threshold
+            except UsageError as e:
+                log.warning("rings: calls are not checked against their borrowers' voiceprints: %s", e)
+                return np.zeros(len(out), dtype=bool)
     finally:
         voiceprints.close()
     return out

@@ -174,7 +174,8 @@ def calibrate(
     The threshold is where the fitted LLR equals ``at_llr`` when given; otherwise it flags at most
     ``max_false_flag`` of the genuine trials (None: at the EER).
     """
-    from .scoring import fit_calibration, threshold_at_eer, threshold_at_false_flag
+    from .metrics import threshold_at_eer
+    from .scoring import fit_calibration, threshold_at_false_flag
 
     trials, scorer = score_trials(path, settings, report)
     tar, non = split_scores(trials)

@@ -18,13 +18,52 @@ import numpy as np
 import numpy.typing as npt
 
 from .errors import UsageError
-from .scoring import _as_scores, _error_rates, threshold_at_eer, threshold_at_false_flag
+from .scoring import as_scores, threshold_at_false_flag
 
 _LN2 = math.log(2.0)
 
 
+def error_rates(
+    target_scores: npt.ArrayLike, nontarget_scores: npt.ArrayLike
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Empirical error rates at every distinct threshold.
+
+    Returns:
+        ``(thresholds, p_miss, p_fa)``, each shape (k,): thresholds ascending (the distinct scores,
+        then +inf); ``p_miss`` = fraction of targets below the threshold (genuine flagged, rising
+        from 0 to 1); ``p_fa`` = fraction of nontargets at or above it (impostors passed, falling
+        from 1 to 0).
+    """
+    tar = np.sort(as_scores(target_scores, "target scores"))
+    non = np.sort(as_scores(nontarget_scores, "nontarget scores"))
+    thresholds = np.append(np.unique(np.concatenate([tar, non])), np.inf)
+    p_miss = np.searchsorted(tar, thresholds, side="left") / tar.size
+    p_fa = (non.size - np.searchsorted(non, thresholds, side="left")) / non.size
+    return thresholds, p_miss, p_fa
+
+
+def threshold_at_eer(target_scores: npt.ArrayLike, nontarget_scores: npt.ArrayLike) -> float:
+    """Threshold where the genuine-flag and impostor-pass rates are closest to equal.
+
+    Picks, among the distinct scores, the threshold minimising ``max(p_miss, p_fa)``.
+
+    Args:
+        target_scores: genuine-trial scores, shape (n_t,).
+        nontarget_scores: impostor-trial scores, shape (n_n,).
+
+    Returns:
+        A threshold (one of the observed scores).
+
+    Raises:
+        UsageError: empty or non-finite inputs.
+    """
+    thresholds, p_miss, p_fa = error_rates(target_scores, nontarget_scores)
+    worst = np.maximum(p_miss, p_fa)[:-1]  # +inf (flag everything) is never the EER point
+    return float(thresholds[int(np.argmin(worst))])
+
+
 def _pair(target: npt.ArrayLike, nontarget: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    return _as_scores(target, "target scores"), _as_scores(nontarget, "nontarget scores")
+    return as_scores(target, "target scores"), as_scores(nontarget, "nontarget scores")
 
 
 def _pav(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -97,7 +136,7 @@ def eer(target: npt.ArrayLike, nontarget: npt.ArrayLike) -> tuple[float, float]:
 
     Returns:
         ``(eer, threshold)``: eer in [0, 0.5]; threshold an observed score minimising
-        ``max(p_miss, p_fa)`` (see :func:`voicecheck.scoring.threshold_at_eer`).
+        ``max(p_miss, p_fa)`` (see :func:`threshold_at_eer`).
 
     Raises:
         UsageError: empty or non-finite inputs.
@@ -145,7 +184,7 @@ def min_dcf(
         raise UsageError(f"costs must be positive; got c_miss={c_miss}, c_fa={c_fa}.")
     # the lowest threshold accepts everything and +inf rejects everything, so both trivial
     # decisions are among the candidates and the result is at most 1
-    _, p_miss, p_fa = _error_rates(target, nontarget)
+    _, p_miss, p_fa = error_rates(target, nontarget)
     cost = c_miss * p_target * p_miss + c_fa * (1.0 - p_target) * p_fa
     return float(cost.min() / min(c_miss * p_target, c_fa * (1.0 - p_target)))
 
@@ -223,7 +262,7 @@ def det_curve(target: npt.ArrayLike, nontarget: npt.ArrayLike) -> tuple[np.ndarr
         ``(p_miss, p_fa)``, each shape (k,), ordered by rising threshold: ``p_miss`` rises from
         0 to 1, ``p_fa`` falls from 1 to 0.
     """
-    _, p_miss, p_fa = _error_rates(target, nontarget)
+    _, p_miss, p_fa = error_rates(target, nontarget)
     return p_miss, p_fa
 
 
@@ -321,8 +360,8 @@ def summary(
     }
     if target_llr is not None and nontarget_llr is not None:
         t_llr, n_llr = (
-            _as_scores(target_llr, "target LLRs"),
-            _as_scores(nontarget_llr, "nontarget LLRs"),
+            as_scores(target_llr, "target LLRs"),
+            as_scores(nontarget_llr, "nontarget LLRs"),
         )
         if t_llr.size != tar.size or n_llr.size != non.size:
             raise UsageError(

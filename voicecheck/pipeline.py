@@ -232,12 +232,13 @@ class Judge:
             return
         s = self.scorer.score(voiceprint, emb)
         result.score, result.threshold = round(s.score, 4), round(s.threshold, 4)
+        result.threshold_source = s.threshold_source
         result.raw_cosine = round(s.raw_cosine, 4)
         result.llr = None if s.llr is None else round(s.llr, 3)
         result.band, result.scoring = s.band, s.mode
         if s.band == emb.band:  # window embeddings are in the call's own band
             self.within_call(result, voiceprint, emb, s.band, s.threshold)
-        if s.score < s.threshold:
+        if not s.accepted:
             result.verdict, result.reason = "mismatch", "voice_mismatch"
         elif result.speaker_change_s is not None:
             result.verdict, result.reason = "mismatch", "speaker_change"
@@ -288,7 +289,7 @@ class Judge:
             emb.window_times_s,
             agents,
             lambda a, rows: self.scorer.scores(a, rows, band)[0],
-            self.scorer.threshold(band),
+            self.scorer.threshold(band).value,
         )
         if mask.all():
             return emb
@@ -325,9 +326,7 @@ class Judge:
                 "the watchlist is damaged; remove its entries and import them again"
             )
         scores, _ = self.scorer.scores(vector, self.watch_vectors, "narrow", emb.content_hash)
-        limit = self.scorer.settings.watchlist_thresholds.get(
-            self.scorer.mode("narrow"), self.scorer.threshold("narrow")
-        )
+        limit = self.scorer.watchlist_threshold().value
         hits = [
             {"label": label, "source": source, "score": round(float(sc), 4), "threshold": round(limit, 4)}
             for (label, source), sc in zip(self.watch_labels, scores, strict=True)

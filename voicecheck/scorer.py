@@ -1,36 +1,55 @@
-"""Compose back-end, in-domain cohort, AS-norm, calibration and threshold for one model.
+"""THE scoring path: the scoring space per band, calibration, and the accept decision.
 
-The scoring *mode* names what was applied: ``cosine`` (raw), ``centred`` (in-domain mean removed),
-``asnorm`` (centred + AS-norm), ``lda`` and ``lda+asnorm`` (a trained projection first). Each mode has
-its own score scale, so thresholds and calibrations are kept per mode in a *profile*: shipped defaults
-in ``voicecheck/data/<model key>-profile.json`` (which say which data they came from), overridden by
-``<embeddings>/calibration/<model key>.json`` written by ``voicecheck calibrate``.
+Every decision that a score passes or fails goes through a :class:`Scorer`: the Judge's verdict,
+the watchlist search, the mono split's collector test, rings (calls verified as their borrower)
+and rescore. The cross-call analyses map vectors into the same :class:`Space` instead of
+rebuilding it.
+
+A **space** is what one band's vectors go through before they are compared: the trained back-end
+(LDA for GE2E) or none, centred on the in-domain mean when a cohort of the deployment's own calls
+exists, and AS-norm against that cohort. Its **mode** names what was applied: ``cosine`` (raw),
+``asnorm`` (centred + AS-norm), ``lda`` and ``lda+asnorm`` (a trained projection first). Each
+mode has its own score scale, so thresholds and calibrations are kept per mode in a *profile*:
+shipped defaults in ``voicecheck/data/<model key>-profile.json`` (which say which data they came
+from), overridden by ``<embeddings>/calibration/<model key>.json`` written by ``voicecheck
+calibrate``, and overridden in turn by a threshold the settings give for that mode.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from .config import Settings
-from .errors import UsageError
-from .scoring import Backend, Calibration, asnorm_matrix, with_domain_mean
-from .types import CallEmbedding, Voiceprint
+from .errors import ModelMismatchError, UsageError
+from .scoring import Backend, Calibration, asnorm_matrix, unit, with_domain_mean
+from .types import Voiceprint
 
 log = logging.getLogger(__name__)
 
 DATA = resources.files("voicecheck") / "data"
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(n, 1e-12)
+class Scorable(Protocol):
+    """What the scorer reads of a call (a :class:`voicecheck.types.CallEmbedding` is one)."""
+
+    @property
+    def content_hash(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def band(self) -> str: ...
+    @property
+    def vector(self) -> np.ndarray: ...
+    @property
+    def narrow_vector(self) -> np.ndarray | None: ...
 
 
 @dataclass
@@ -46,8 +65,81 @@ class Cohort:
 
 
 @dataclass(frozen=True)
+class Space:
+    """One band's scoring space: back-end (centred on the cohort's mean when there is a cohort) and
+    AS-norm against the cohort.
+
+    Attributes:
+        band: "narrow" or "wide".
+        mode: what is applied (see the module notes).
+        backend: the transform before cosine scoring, or None (plain length normalisation).
+        cohort: the in-domain cohort, or None (fewer than ``cohort_min`` calls).
+        top_n: AS-norm top-N.
+        cohort_min: fewest cohort calls (after exclusions) AS-norm runs with.
+    """
+
+    band: str
+    mode: str
+    backend: Backend | None
+    cohort: Cohort | None = None
+    top_n: int = 200
+    cohort_min: int = 20
+    _projected: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.cohort is not None and self._projected is None:
+            object.__setattr__(self, "_projected", self.transform(self.cohort.vectors))
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Rows (or one vector) mapped into the space: unit-norm, float32, cosine = similarity there."""
+        return unit(x) if self.backend is None else self.backend.transform(x)
+
+    def recentred(self, domain: np.ndarray) -> Space:
+        """The same space without AS-norm, centred on the mean of ``domain`` (raw vectors, (n, d)):
+        for cross-call analyses over a population of calls that is its own domain."""
+        base = self.backend or Backend.identity("", np.asarray(domain).shape[1])
+        return Space(self.band, self.mode, with_domain_mean(base, domain), None, self.top_n, self.cohort_min)
+
+    def scores(
+        self, enroll: np.ndarray, tests: np.ndarray, exclude_hash: str = "", exclude_owner: str = ""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Score one enrollment vector against rows of test vectors.
+
+        The cohort leaves out the call ``exclude_hash`` and every call of ``exclude_owner`` (a call
+        never normalises against itself or its own borrower's calls).
+
+        Returns:
+            (scores on this space's scale, raw cosines), each float64, shape (n,).
+        """
+        tests = np.atleast_2d(tests)
+        raw = tests @ enroll / (np.linalg.norm(tests, axis=1) * np.linalg.norm(enroll) + 1e-12)
+        e, t = self.transform(enroll[None, :]), self.transform(tests)
+        s = (t @ e[0]).astype(np.float64)
+        if self.cohort is not None and self._projected is not None:
+            keep = np.array(
+                [
+                    h != exclude_hash and exclude_owner not in o
+                    for h, o in zip(self.cohort.hashes, self.cohort.owners, strict=True)
+                ]
+            )
+            proj = self._projected[keep]
+            if len(proj) >= self.cohort_min:
+                top = min(self.top_n, len(proj))
+                s = asnorm_matrix(s[None, :], (proj @ e[0])[None, :], t @ proj.T, top)[0]
+        return np.asarray(s, dtype=np.float64), np.asarray(raw, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A decision threshold on one mode's scale and where it came from."""
+
+    value: float
+    source: str
+
+
+@dataclass(frozen=True)
 class Score:
-    """A comparison's outcome on the scorer's scale."""
+    """A comparison's outcome on the scorer's scale, and the decision on it."""
 
     score: float
     raw_cosine: float
@@ -55,6 +147,12 @@ class Score:
     threshold: float  # NaN when scored with ``with_threshold=False`` (labelled trials)
     band: str
     mode: str
+    threshold_source: str = ""
+
+    @property
+    def accepted(self) -> bool:
+        """The 1:1 decision: the score reaches the threshold (False when there is no threshold)."""
+        return bool(self.score >= self.threshold)
 
 
 @dataclass
@@ -69,7 +167,7 @@ class Profile:
     def load(cls, key: str, embeddings: str | Path) -> Profile:
         shipped = DATA / f"{key}-profile.json"
         data: dict[str, Any] = json.loads(shipped.read_text()) if shipped.is_file() else {"model": "", "source": ""}
-        modes = dict(data.get("modes", {}))
+        modes = {m: {**v, "source": f"shipped profile {key}-profile.json"} for m, v in data.get("modes", {}).items()}
         local = Path(embeddings) / "calibration" / f"{key}.json"
         if local.is_file():
             try:
@@ -77,7 +175,11 @@ class Profile:
             except (OSError, json.JSONDecodeError) as e:
                 raise UsageError(f"calibration file {local} cannot be read: {e}") from None
             for mode, values in over.get("modes", {}).items():
-                modes[mode] = {**modes.get(mode, {}), **values, "source": over.get("source", str(local))}
+                modes[mode] = {
+                    **modes.get(mode, {}),
+                    **values,
+                    "source": over.get("source", f"calibration file {local}"),
+                }
         return cls(data.get("model", ""), data.get("source", ""), modes)
 
     def save_mode(self, key: str, embeddings: str | Path, mode: str, values: dict[str, Any], source: str) -> Path:
@@ -92,7 +194,7 @@ class Profile:
 
 
 class Scorer:
-    """Scores embeddings of one model against voiceprints.
+    """Scores embeddings of one model against voiceprints, and decides.
 
     Args:
         settings: run settings (threshold overrides, AS-norm top-N, ...).
@@ -108,18 +210,15 @@ class Scorer:
         self.settings = settings
         self.model = model
         self.key = key
-        self.cohorts = {b: c for b, c in cohorts.items() if len(c) >= settings.cohort_min}
         self.profile = Profile.load(key, settings.embeddings)
-        self._backends: dict[str, Backend | None] = {}
-        self._projected: dict[str, np.ndarray] = {}
-        for band in ("narrow", "wide"):
-            cohort = self.cohorts.get(band)
-            b = backend
-            if cohort is not None:
-                b = with_domain_mean(backend or Backend.identity(model, cohort.vectors.shape[1]), cohort.vectors)
-                self._projected[band] = b.transform(cohort.vectors)
-            self._backends[band] = b
-        self._trained = backend is not None
+        self.spaces = {band: self._space(band, backend, cohorts.get(band)) for band in ("narrow", "wide")}
+
+    def _space(self, band: str, backend: Backend | None, cohort: Cohort | None) -> Space:
+        s = self.settings
+        if cohort is None or len(cohort) < s.cohort_min:
+            return Space(band, "lda" if backend else "cosine", backend, None, s.cohort_top_n, s.cohort_min)
+        centred = with_domain_mean(backend or Backend.identity(self.model, cohort.vectors.shape[1]), cohort.vectors)
+        return Space(band, "lda+asnorm" if backend else "asnorm", centred, cohort, s.cohort_top_n, s.cohort_min)
 
     @classmethod
     def build(cls, settings: Settings, model: str, key: str, callstore: Any | None = None) -> Scorer:
@@ -132,68 +231,92 @@ class Scorer:
                     cohorts[band] = Cohort(vectors, hashes, owners)
         return cls(settings, model, key, load_backend(settings, key, model), cohorts)
 
-    def mode(self, band: str) -> str:
-        cohort = band in self.cohorts
-        if self._trained:
-            return "lda+asnorm" if cohort else "lda"
-        return "asnorm" if cohort else "cosine"
+    def space(self, band: str) -> Space:
+        return self.spaces[band]
 
-    def threshold(self, band: str) -> float:
+    def mode(self, band: str) -> str:
+        return self.spaces[band].mode
+
+    def threshold(self, band: str) -> Threshold:
+        """The threshold of ``band``'s mode: the settings' for that mode, else the profile's.
+
+        Raises:
+            UsageError: the mode has neither (say how to get one).
+        """
         mode = self.mode(band)
         if mode in self.settings.thresholds:
-            return float(self.settings.thresholds[mode])
+            return Threshold(float(self.settings.thresholds[mode]), f"settings: thresholds.{mode}")
         values = self.profile.modes.get(mode, {})
         if "threshold" not in values:
             raise UsageError(
                 f"no calibrated threshold for model {self.key!r} in scoring mode {mode!r}; run "
                 f"'voicecheck calibrate TRIALS.csv' or pass --threshold {mode}=VALUE"
             )
-        return float(values["threshold"])
+        return Threshold(float(values["threshold"]), str(values.get("source", "profile")))
+
+    def watchlist_threshold(self) -> Threshold:
+        """Score at or above which a watchlist voice is a hit (narrow band): the settings' for the
+        narrow mode, else the match threshold."""
+        mode = self.mode("narrow")
+        if mode in self.settings.watchlist_thresholds:
+            return Threshold(float(self.settings.watchlist_thresholds[mode]), f"settings: watchlist_thresholds.{mode}")
+        return self.threshold("narrow")
 
     def calibration(self, band: str) -> Calibration | None:
         c = self.profile.modes.get(self.mode(band), {}).get("calibration")
         return Calibration(a=float(c["a"]), b=float(c["b"])) if c else None
 
-    def _transform(self, band: str, x: np.ndarray) -> np.ndarray:
-        b = self._backends[band]
-        return _unit(np.asarray(x, np.float32)) if b is None else b.transform(x)
-
     def scores(
         self, enroll: np.ndarray, tests: np.ndarray, band: str, exclude_hash: str = "", exclude_owner: str = ""
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Score one enrollment vector against rows of test vectors, all in ``band``.
+        """:meth:`Space.scores` in ``band``: (scores on this scorer's scale, raw cosines), each (n,)."""
+        return self.spaces[band].scores(enroll, tests, exclude_hash, exclude_owner)
 
-        Returns:
-            (scores on this scorer's scale, raw cosines), each shape (n,).
-        """
-        tests = np.atleast_2d(tests)
-        raw = tests @ enroll / (np.linalg.norm(tests, axis=1) * np.linalg.norm(enroll) + 1e-12)
-        e, t = self._transform(band, enroll[None, :]), self._transform(band, tests)
-        s = (t @ e[0]).astype(np.float64)
-        cohort = self.cohorts.get(band)
-        if cohort is not None:
-            keep = np.array(
-                [
-                    h != exclude_hash and exclude_owner not in o
-                    for h, o in zip(cohort.hashes, cohort.owners, strict=True)
-                ]
-            )
-            proj = self._projected[band][keep]
-            if len(proj) >= self.settings.cohort_min:
-                top = min(self.settings.cohort_top_n, len(proj))
-                s = asnorm_matrix(s[None, :], (proj @ e[0])[None, :], t @ proj.T, top)[0]
-        return np.asarray(s, dtype=np.float64), raw
-
-    def score(self, voiceprint: Voiceprint, call: CallEmbedding, with_threshold: bool = True) -> Score:
-        """Compare a call's customer embedding with a voiceprint in the call's band.
+    def score(self, voiceprint: Voiceprint, call: Scorable, with_threshold: bool = True) -> Score:
+        """Compare a call's customer embedding with a voiceprint in the call's band, and decide.
 
         Args:
             with_threshold: look up the decision threshold (raises UsageError when the mode has none);
                 False (``Score.threshold`` is then NaN) for scoring labelled trials, which must work
                 before any calibration exists.
         """
-        from .errors import ModelMismatchError
+        return self.score_many(voiceprint, [call], with_threshold, exclude_hash=call.content_hash)[0]
 
+    def score_many(
+        self, voiceprint: Voiceprint, calls: Sequence[Scorable], with_threshold: bool = True, exclude_hash: str = ""
+    ) -> list[Score]:
+        """:meth:`score` for several calls of one claimed borrower, vectorised per band.
+
+        The cohort leaves out the borrower's own calls (and ``exclude_hash``), as the batch does.
+        """
+        by_band: dict[str, list[tuple[int, np.ndarray]]] = {}
+        enrolls: dict[str, np.ndarray] = {}
+        for i, call in enumerate(calls):
+            band, test, enroll = self._sides(voiceprint, call)
+            by_band.setdefault(band, []).append((i, test))
+            enrolls[band] = enroll
+        out: list[Score | None] = [None] * len(calls)
+        for band, items in by_band.items():
+            s, raw = self.scores(
+                enrolls[band], np.stack([t for _, t in items]), band, exclude_hash, voiceprint.owner_id
+            )
+            calib = self.calibration(band)
+            limit = self.threshold(band) if with_threshold else Threshold(float("nan"), "")
+            for (i, _), value, cosine in zip(items, s, raw, strict=True):
+                out[i] = Score(
+                    score=float(value),
+                    raw_cosine=float(cosine),
+                    llr=None if calib is None else float(calib.llr(float(value))),
+                    threshold=limit.value,
+                    band=band,
+                    mode=self.mode(band),
+                    threshold_source=limit.source,
+                )
+        return [o for o in out if o is not None]
+
+    def _sides(self, voiceprint: Voiceprint, call: Scorable) -> tuple[str, np.ndarray, np.ndarray]:
+        """(band, call vector, enrollment vector) a call is compared in: its own band, or the
+        telephone band when the voiceprint has only that (channel matching)."""
         if voiceprint.model != call.model or call.model != self.model:
             raise ModelMismatchError(
                 f"voiceprint of model {voiceprint.model}, call of model {call.model}, scorer of model {self.model}:"
@@ -206,16 +329,7 @@ class Scorer:
             enroll = voiceprint.for_band("narrow")
         if enroll is None:
             raise UsageError(f"voiceprint {voiceprint.owner_id} has no {band}-band vector")
-        s, raw = self.scores(enroll, test[None, :], band, call.content_hash, voiceprint.owner_id)
-        calib = self.calibration(band)
-        return Score(
-            score=float(s[0]),
-            raw_cosine=float(raw[0]),
-            llr=None if calib is None else float(calib.llr(float(s[0]))),
-            threshold=self.threshold(band) if with_threshold else float("nan"),
-            band=band,
-            mode=self.mode(band),
-        )
+        return band, test, enroll
 
 
 def load_backend(settings: Settings, key: str, model: str) -> Backend | None:
@@ -230,4 +344,4 @@ def load_backend(settings: Settings, key: str, model: str) -> Backend | None:
         backend = Backend.load(p)
     if backend.model and backend.model != model:
         raise UsageError(f"back-end {path} was trained for model {backend.model}, not {model}")
-    return backend
+    return replace(backend)

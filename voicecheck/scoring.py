@@ -1,27 +1,20 @@
-"""Similarity, normalisation, calibration and decisions (numpy only, plus scipy.linalg for LDA).
+"""The maths the product scores with (numpy, scipy): vectors, back-end, normalisation, calibration.
 
 The score scale is defined here: a **score** is a similarity, higher means more alike. Raw scores
 are cosines in [-1, 1]; AS-normalised scores are unbounded z-like values; calibrated scores are
-natural-log likelihood ratios (LLR). A verdict is ``match`` when ``score >= threshold`` and
-``mismatch`` otherwise, so a *false flag* is a genuine (target) trial scoring below the threshold.
-
-Typical chain for one trial::
-
-    backend = Backend.load(path)  # or Backend.identity(model, dimension)
-    raw = cosine(backend.transform(enrolled), backend.transform(call))
-    score = asnorm(raw, enroll_cohort_scores, call_cohort_scores, top_n=200)
-    verdict = decide(score, threshold)
+natural-log likelihood ratios (LLR). A call is accepted (``match``) when ``score >= threshold``,
+so a *false flag* is a genuine (target) trial scoring below the threshold. Decisions are taken by
+:class:`voicecheck.scorer.Scorer`; evaluation figures live in :mod:`voicecheck.metrics`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal, overload
+from typing import overload
 
 import numpy as np
 import numpy.typing as npt
@@ -37,7 +30,6 @@ _MIN_STD = 1e-6
 """Floor on cohort standard deviations in AS-norm, so a degenerate cohort cannot divide by zero."""
 
 _BACKEND_FORMAT = "voicecheck-backend"
-_CALIBRATION_FORMAT = "voicecheck-calibration"
 _FORMAT_VERSION = 1
 
 
@@ -46,7 +38,7 @@ _FORMAT_VERSION = 1
 # --------------------------------------------------------------------------------------------
 
 
-def _as_scores(values: npt.ArrayLike, what: str) -> np.ndarray:
+def as_scores(values: npt.ArrayLike, what: str) -> np.ndarray:
     """A 1-D, finite, non-empty float64 array, or UsageError naming ``what``."""
     try:
         arr = np.asarray(values, dtype=np.float64)
@@ -64,7 +56,7 @@ def _as_scores(values: npt.ArrayLike, what: str) -> np.ndarray:
     return arr
 
 
-def _as_matrix(values: npt.ArrayLike, what: str) -> np.ndarray:
+def as_matrix(values: npt.ArrayLike, what: str) -> np.ndarray:
     """A 2-D finite float64 array (a 1-D input becomes one row), or UsageError."""
     try:
         arr = np.asarray(values, dtype=np.float64)
@@ -94,38 +86,20 @@ def _unit_rows(arr: np.ndarray, what: str) -> np.ndarray:
     return out
 
 
+def unit(vectors: npt.ArrayLike) -> np.ndarray:
+    """Rows (or one vector) scaled to unit L2 norm, float32; a zero row stays zero.
+
+    The one length normalisation of the product: embeddings, call means, back-end outputs.
+    """
+    v = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(v, axis=-1, keepdims=True)
+    out: np.ndarray = np.where(norms > 0, v / np.maximum(norms, _MIN_NORM), 0.0).astype(np.float32)
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # similarity
 # --------------------------------------------------------------------------------------------
-
-
-def cosine(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
-    """Cosine similarity of two vectors.
-
-    Args:
-        a: shape (d,).
-        b: shape (d,).
-
-    Returns:
-        Cosine in [-1, 1] (clipped against rounding).
-
-    Raises:
-        UsageError: different dimensions, not 1-D, non-finite, or a zero vector.
-    """
-    va = np.asarray(a, dtype=np.float64)
-    vb = np.asarray(b, dtype=np.float64)
-    if va.ndim != 1 or vb.ndim != 1:
-        raise UsageError(
-            f"cosine() takes two 1-D vectors; got shapes {va.shape} and {vb.shape}. "
-            "Use cosine_matrix() for sets of vectors."
-        )
-    if va.shape != vb.shape:
-        raise UsageError(
-            f"cannot compare vectors of dimension {va.shape[0]} and {vb.shape[0]}: they come "
-            "from different models or backends."
-        )
-    value = cosine_matrix(va, vb)[0, 0]
-    return float(value)
 
 
 def cosine_matrix(A: npt.ArrayLike, B: npt.ArrayLike) -> np.ndarray:
@@ -141,8 +115,8 @@ def cosine_matrix(A: npt.ArrayLike, B: npt.ArrayLike) -> np.ndarray:
     Raises:
         UsageError: dimension mismatch, non-finite values or zero vectors.
     """
-    ma = _as_matrix(A, "first set of vectors")
-    mb = _as_matrix(B, "second set of vectors")
+    ma = as_matrix(A, "first set of vectors")
+    mb = as_matrix(B, "second set of vectors")
     if ma.shape[1] != mb.shape[1]:
         raise UsageError(
             f"cannot compare vectors of dimension {ma.shape[1]} and {mb.shape[1]}: they come "
@@ -238,7 +212,7 @@ class Backend:
                 f"{model!r}; use the backend of that model or Backend.identity()."
             )
         single = np.ndim(X) == 1
-        arr = _as_matrix(X, "embeddings")
+        arr = as_matrix(X, "embeddings")
         if arr.shape[1] != self.dimension:
             raise UsageError(
                 f"embeddings have dimension {arr.shape[1]} but the backend expects "
@@ -345,7 +319,7 @@ def fit_lda(
     """
     from scipy.linalg import eigh
 
-    data = _as_matrix(X, "LDA training embeddings")
+    data = as_matrix(X, "LDA training embeddings")
     lab = np.asarray(labels)
     if lab.ndim != 1 or lab.shape[0] != data.shape[0]:
         raise UsageError(f"labels must have shape ({data.shape[0]},) to match the embeddings; got {lab.shape}.")
@@ -425,7 +399,7 @@ def with_domain_mean(backend: Backend, X_domain: npt.ArrayLike) -> Backend:
     Raises:
         UsageError: wrong dimension, empty or non-finite input.
     """
-    arr = _as_matrix(X_domain, "in-domain embeddings")
+    arr = as_matrix(X_domain, "in-domain embeddings")
     if arr.shape[1] != backend.dimension:
         raise UsageError(
             f"in-domain embeddings have dimension {arr.shape[1]} but the backend expects {backend.dimension}."
@@ -453,47 +427,13 @@ def _top_stats(cohort: np.ndarray, top_n: int) -> tuple[np.ndarray, np.ndarray]:
     return top.mean(axis=1), np.maximum(top.std(axis=1), _MIN_STD)
 
 
-def asnorm(
-    raw: float,
-    enroll_cohort_scores: npt.ArrayLike,
-    test_cohort_scores: npt.ArrayLike,
-    top_n: int,
-) -> float:
-    """Adaptive symmetric score normalisation (AS-norm1, Matejka et al. 2017).
-
-    ``0.5 * ((raw - mu_e) / sd_e + (raw - mu_t) / sd_t)`` where ``mu``/``sd`` are the mean and
-    standard deviation of the ``top_n`` highest scores of each side against an impostor cohort.
-    The result does not change when the raw score and all cohort scores undergo the same
-    increasing affine map.
-
-    Args:
-        raw: the trial's score (same scale as the cohort scores, e.g. cosine).
-        enroll_cohort_scores: enrolment vector vs each cohort vector, shape (c_e,).
-        test_cohort_scores: test vector vs each cohort vector, shape (c_t,).
-        top_n: cohort scores kept per side, >= 2 (clipped to the cohort size).
-
-    Returns:
-        Normalised score (unbounded; 0 is "as alike as a typical close impostor").
-
-    Raises:
-        UsageError: empty or non-finite inputs, fewer than 2 usable cohort scores.
-    """
-    if not math.isfinite(raw):
-        raise UsageError(f"raw score must be finite; got {raw}.")
-    enroll = _as_scores(enroll_cohort_scores, "enrolment cohort scores")
-    test = _as_scores(test_cohort_scores, "test cohort scores")
-    mu_e, sd_e = _top_stats(enroll[None, :], top_n)
-    mu_t, sd_t = _top_stats(test[None, :], top_n)
-    return float(0.5 * ((raw - mu_e[0]) / sd_e[0] + (raw - mu_t[0]) / sd_t[0]))
-
-
 def asnorm_matrix(
     raw: npt.ArrayLike,
     enroll_cohort_scores: npt.ArrayLike,
     test_cohort_scores: npt.ArrayLike,
     top_n: int,
 ) -> np.ndarray:
-    """AS-norm1 for a grid of trials (every enrolment vs every test).
+    """Adaptive symmetric score normalisation for a grid of trials (every enrolment vs every test).
 
     Args:
         raw: scores, shape (n, m): enrolment i vs test j.
@@ -502,14 +442,16 @@ def asnorm_matrix(
         top_n: cohort scores kept per side, >= 2 (clipped to the cohort size).
 
     Returns:
-        float64, shape (n, m), each entry equal to :func:`asnorm` of that trial.
+        float64, shape (n, m): ``0.5 * ((raw - mu_e) / sd_e + (raw - mu_t) / sd_t)`` where ``mu``/``sd``
+        are the mean and standard deviation of the ``top_n`` highest cohort scores of each side
+        (AS-norm1, Matejka et al. 2017; unchanged by one increasing affine map of all scores).
 
     Raises:
         UsageError: shapes that do not line up, empty or non-finite inputs.
     """
-    scores = _as_matrix(raw, "raw scores")
-    enroll = _as_matrix(enroll_cohort_scores, "enrolment cohort scores")
-    test = _as_matrix(test_cohort_scores, "test cohort scores")
+    scores = as_matrix(raw, "raw scores")
+    enroll = as_matrix(enroll_cohort_scores, "enrolment cohort scores")
+    test = as_matrix(test_cohort_scores, "test cohort scores")
     if enroll.shape[0] != scores.shape[0] or test.shape[0] != scores.shape[1]:
         raise UsageError(
             f"raw scores {scores.shape} need {scores.shape[0]} rows of enrolment cohort scores "
@@ -561,73 +503,9 @@ class Calibration:
             return float(self.a * float(score) + self.b)
         return self.a * np.asarray(score, dtype=np.float64) + self.b
 
-    def save(self, path: str | Path) -> None:
-        """Write the calibration as JSON at ``path``.
-
-        Raises:
-            UsageError: the file cannot be written.
-        """
-        payload = {
-            "format": _CALIBRATION_FORMAT,
-            "version": _FORMAT_VERSION,
-            "a": self.a,
-            "b": self.b,
-            "source": self.source,
-            "model": self.model,
-            "n_target": self.n_target,
-            "n_nontarget": self.n_nontarget,
-            "prior": self.prior,
-        }
-        try:
-            Path(path).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"cannot write calibration file {str(path)!r}: {exc}") from exc
-
-    @classmethod
-    def load(cls, path: str | Path) -> Calibration:
-        """Read a calibration written by :meth:`save`.
-
-        Raises:
-            UsageError: missing file, invalid JSON, or missing/ill-typed fields.
-        """
-        where = str(path)
-        try:
-            payload = json.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise UsageError(f"calibration file {where!r} does not exist.") from exc
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise UsageError(f"calibration file {where!r} is not valid JSON: {exc}") from exc
-        if not isinstance(payload, dict):
-            raise UsageError(f"calibration file {where!r} must hold a JSON object.")
-        try:
-            a = float(payload["a"])
-            b = float(payload["b"])
-            cal = cls(
-                a=a,
-                b=b,
-                source=str(payload.get("source", "")),
-                model=str(payload.get("model", "")),
-                n_target=int(payload.get("n_target", 0)),
-                n_nontarget=int(payload.get("n_nontarget", 0)),
-                prior=float(payload.get("prior", 0.5)),
-            )
-        except KeyError as exc:
-            raise UsageError(f"calibration file {where!r} lacks field {exc}.") from exc
-        except (TypeError, ValueError) as exc:
-            raise UsageError(f"calibration file {where!r} has an ill-typed field: {exc}") from exc
-        if not (math.isfinite(a) and math.isfinite(b)):
-            raise UsageError(f"calibration file {where!r} has non-finite a={a} or b={b}.")
-        if not 0.0 < cal.prior < 1.0:
-            raise UsageError(f"calibration file {where!r} has prior {cal.prior}, not in (0, 1).")
-        return cal
-
 
 def _logit(p: float) -> float:
     return math.log(p) - math.log1p(-p)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
 def fit_calibration(
@@ -640,9 +518,9 @@ def fit_calibration(
     """Fit ``llr = a * score + b`` by prior-weighted logistic regression (BOSARIS style).
 
     Minimises ``prior * mean_t log(1 + exp(-(llr + logit(prior)))) + (1 - prior) * mean_n
-    log(1 + exp(llr + logit(prior)))`` by Newton's method with a line search, on standardised
-    scores. A tiny L2 penalty on the slope keeps the solution finite when the classes are
-    perfectly separated.
+    log(1 + exp(llr + logit(prior)))`` (scipy's trust-region Newton method with the exact
+    gradient and Hessian) on standardised scores. A tiny L2 penalty on the slope keeps the
+    solution finite when the classes are perfectly separated.
 
     Args:
         target_scores: genuine-trial scores, shape (n_t,).
@@ -657,8 +535,11 @@ def fit_calibration(
     Raises:
         UsageError: empty/non-finite inputs, ``prior`` outside (0, 1), or scores with no spread.
     """
-    tar = _as_scores(target_scores, "target scores")
-    non = _as_scores(nontarget_scores, "nontarget scores")
+    from scipy.optimize import minimize
+    from scipy.special import expit
+
+    tar = as_scores(target_scores, "target scores")
+    non = as_scores(nontarget_scores, "nontarget scores")
     if not 0.0 < prior < 1.0:
         raise UsageError(f"prior must be in (0, 1); got {prior}.")
     scores = np.concatenate([tar, non])
@@ -672,33 +553,18 @@ def fit_calibration(
     offset = _logit(prior)
     ridge = 1e-6
 
-    def loss(p: np.ndarray) -> float:
+    def loss(p: np.ndarray) -> tuple[float, np.ndarray]:
         eta = p[0] * z + p[1] + offset
         per = np.where(y > 0, np.logaddexp(0.0, -eta), np.logaddexp(0.0, eta))
-        return float(np.sum(w * per) + 0.5 * ridge * p[0] ** 2)
+        g = w * (expit(eta) - y)
+        return float(np.sum(w * per) + 0.5 * ridge * p[0] ** 2), np.array([g @ z + ridge * p[0], g.sum()])
 
-    params = np.array([1.0, 0.0])
-    current = loss(params)
-    for _ in range(100):
-        eta = params[0] * z + params[1] + offset
-        post = _sigmoid(eta)
-        g = w * (post - y)
-        grad = np.array([np.dot(g, z) + ridge * params[0], g.sum()])
+    def hessian(p: np.ndarray) -> np.ndarray:
+        post = expit(p[0] * z + p[1] + offset)
         h = w * post * (1.0 - post)
-        hess = np.array([[np.dot(h, z * z) + ridge, np.dot(h, z)], [np.dot(h, z), h.sum() + 1e-12]])
-        if np.max(np.abs(grad)) < 1e-12:
-            break
-        step = np.linalg.solve(hess, -grad)
-        t = 1.0
-        while True:
-            trial = params + t * step
-            value = loss(trial)
-            if value <= current + 1e-4 * t * float(np.dot(grad, step)) or t < 1e-10:
-                break
-            t *= 0.5
-        params, previous, current = trial, current, value
-        if abs(previous - current) < 1e-15 and np.max(np.abs(t * step)) < 1e-10:
-            break
+        return np.array([[h @ (z * z) + ridge, h @ z], [h @ z, h.sum() + 1e-12]])
+
+    params = minimize(loss, np.array([1.0, 0.0]), jac=True, hess=hessian, method="trust-exact", tol=1e-12).x
     alpha, beta = float(params[0]), float(params[1])
     a = alpha / spread
     b = beta - alpha * centre / spread
@@ -737,58 +603,8 @@ def threshold_at_false_flag(target_scores: npt.ArrayLike, max_false_flag: float)
     Raises:
         UsageError: empty/non-finite scores or ``max_false_flag`` outside [0, 1).
     """
-    tar = np.sort(_as_scores(target_scores, "target scores"))
+    tar = np.sort(as_scores(target_scores, "target scores"))
     if not 0.0 <= max_false_flag < 1.0:
         raise UsageError(f"max_false_flag must be a fraction in [0, 1); got {max_false_flag}.")
     allowed = math.floor(max_false_flag * tar.size + 1e-9)
     return float(tar[min(allowed, tar.size - 1)])
-
-
-def _error_rates(
-    target_scores: npt.ArrayLike, nontarget_scores: npt.ArrayLike
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Empirical error rates at every distinct threshold.
-
-    Returns:
-        ``(thresholds, p_miss, p_fa)``, each shape (k,): thresholds ascending (the distinct scores,
-        then +inf); ``p_miss`` = fraction of targets below the threshold (genuine flagged, rising
-        from 0 to 1); ``p_fa`` = fraction of nontargets at or above it (impostors passed, falling
-        from 1 to 0).
-    """
-    tar = np.sort(_as_scores(target_scores, "target scores"))
-    non = np.sort(_as_scores(nontarget_scores, "nontarget scores"))
-    thresholds = np.append(np.unique(np.concatenate([tar, non])), np.inf)
-    p_miss = np.searchsorted(tar, thresholds, side="left") / tar.size
-    p_fa = (non.size - np.searchsorted(non, thresholds, side="left")) / non.size
-    return thresholds, p_miss, p_fa
-
-
-def threshold_at_eer(target_scores: npt.ArrayLike, nontarget_scores: npt.ArrayLike) -> float:
-    """Threshold where the genuine-flag and impostor-pass rates are closest to equal.
-
-    Picks, among the distinct scores, the threshold minimising ``max(p_miss, p_fa)``.
-
-    Args:
-        target_scores: genuine-trial scores, shape (n_t,).
-        nontarget_scores: impostor-trial scores, shape (n_n,).
-
-    Returns:
-        A threshold (one of the observed scores).
-
-    Raises:
-        UsageError: empty or non-finite inputs.
-    """
-    thresholds, p_miss, p_fa = _error_rates(target_scores, nontarget_scores)
-    worst = np.maximum(p_miss, p_fa)[:-1]  # +inf (flag everything) is never the EER point
-    return float(thresholds[int(np.argmin(worst))])
-
-
-def decide(score: float, threshold: float) -> Literal["match", "mismatch"]:
-    """``"match"`` if ``score >= threshold`` else ``"mismatch"``.
-
-    Raises:
-        UsageError: a NaN score or threshold (which would otherwise silently read as mismatch).
-    """
-    if math.isnan(score) or math.isnan(threshold):
-        raise UsageError(f"cannot decide on score={score} with threshold={threshold}.")
-    return "match" if score >= threshold else "mismatch"

@@ -129,6 +129,7 @@ class CallResult:
     verdict: Verdict
     score: float | None = None
     threshold: float | None = None
+    threshold_source: str | None = None
     speech_seconds: float | None = None
     reason: str | None = None
     model: str | None = None

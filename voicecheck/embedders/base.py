@@ -7,6 +7,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from ..errors import InsufficientSpeechError
+from ..scoring import unit
 
 PRECISIONS = ("auto", "fp32", "bf16")
 """Values of ``Settings.precision``: the embedding network's arithmetic."""
@@ -42,13 +43,6 @@ class Embedder(Protocol):
             float32, shape (n, dimension), each row unit-norm.
         """
         ...
-
-
-def unit(vectors: np.ndarray) -> np.ndarray:
-    """Scale rows (or one vector) to unit L2 norm; zero rows stay zero."""
-    v = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(v, axis=-1, keepdims=True)
-    return np.where(norms > 0, v / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
 
 
 def frame(speech: np.ndarray, sample_rate: int, window_s: float, hop_s: float) -> np.ndarray:
