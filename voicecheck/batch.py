@@ -21,6 +21,7 @@ from typing import Any
 from .audio import load
 from .callstore import CallStore
 from .config import Settings
+from .crypto import cipher_for
 from .embedders import model_spec
 from .enrollment import VoiceprintStore
 from .errors import AudioError, InsufficientSpeechError, UsageError, VoicecheckError
@@ -119,7 +120,7 @@ def init_worker(settings: Settings) -> None:
     _engine = Engine(settings)
     torch.set_num_threads(settings.torch_threads)
     threadpool_limits(settings.torch_threads)
-    _calls = CallStore(settings.embeddings)
+    _calls = CallStore(settings.embeddings, cipher_for(settings))
 
 
 Task = Row
@@ -240,20 +241,35 @@ def run_batch(
     Returns:
         The summary written to summary.json.
     """
+    from .audit import Trail, audit_log
+    from .erasure import apply_retention
+    from .pipeline import audit_reason
+
     started = time.perf_counter()
     out = Path(out_dir)
     spec = model_spec(settings.model, settings.embeddings)
+    cipher = cipher_for(settings)
+    purged = apply_retention(settings, cipher)
     results = ResultsFile(out / RESULTS)
     done = {r.get("row") for r in results.records()}
     tick = progress or (lambda n: None)
     tick(len(done))
-    calls = CallStore(settings.embeddings)
-    voiceprints = VoiceprintStore(settings.store)
+    calls = CallStore(settings.embeddings, cipher)
+    voiceprints = VoiceprintStore(settings.store, cipher)
+    trail = Trail(audit_log(settings, cipher))
     timings = {"embed_seconds": 0.0, "score_seconds": 0.0}
 
     def write(r: Row, result: CallResult) -> None:
         result.row = r.row
         results.append(result.to_dict())
+        trail.add(
+            "batch.call",
+            call_id=r.call_id,
+            borrower_id=r.borrower_id,
+            content_hash=result.content_hash,
+            verdict=result.verdict,
+            reason=audit_reason(result.reason),
+        )
 
     try:
         model = spec.name
@@ -296,6 +312,7 @@ def run_batch(
         results.close()
         calls.close()
         voiceprints.close()
+        trail.flush()
     summary = summarise(
         out / RESULTS,
         wall_seconds=round(time.perf_counter() - started, 2),
@@ -304,8 +321,13 @@ def run_batch(
         workers=settings.workers,
         timings_s={k: round(v, 2) for k, v in timings.items()},
         settings=settings.to_dict(),
+        encryption=cipher.describe(),
+        retention_purged=purged,
     )
     write_json(out / SUMMARY, summary)
+    trail.log.record(
+        "batch", manifest=str(manifest), out=str(out), calls=summary["calls"], verdicts=summary["verdicts"]
+    )
     return summary
 
 
@@ -337,11 +359,16 @@ def rescore(out_dir: str | Path, settings: Settings, manifest: str | Path | None
         out_dir: receives a fresh results.jsonl and summary.json (an existing results file is replaced).
         manifest: calls to rescore; None rescores every call in the call-embedding store.
     """
+    from .audit import Trail, audit_log
+    from .pipeline import audit_reason
+
     started = time.perf_counter()
     out = Path(out_dir)
     spec = model_spec(settings.model, settings.embeddings)
-    calls = CallStore(settings.embeddings)
-    voiceprints = VoiceprintStore(settings.store)
+    cipher = cipher_for(settings)
+    calls = CallStore(settings.embeddings, cipher)
+    voiceprints = VoiceprintStore(settings.store, cipher)
+    trail = Trail(audit_log(settings, cipher))
     tmp = out / (RESULTS + ".partial")
     tmp.unlink(missing_ok=True)
     results = ResultsFile(tmp)
@@ -359,10 +386,19 @@ def rescore(out_dir: str | Path, settings: Settings, manifest: str | Path | None
             )
             result.row = r.row or None
             results.append(result.to_dict())
+            trail.add(
+                "rescore.call",
+                call_id=r.call_id,
+                borrower_id=r.borrower_id,
+                content_hash=result.content_hash,
+                verdict=result.verdict,
+                reason=audit_reason(result.reason),
+            )
     finally:
         results.close()
         calls.close()
         voiceprints.close()
+        trail.flush()
     tmp.replace(out / RESULTS)
     summary = summarise(
         out / RESULTS,
@@ -370,8 +406,10 @@ def rescore(out_dir: str | Path, settings: Settings, manifest: str | Path | None
         model=spec.name,
         engine="rescore",
         settings=settings.to_dict(),
+        encryption=cipher.describe(),
     )
     write_json(out / SUMMARY, summary)
+    trail.log.record("rescore", out=str(out), calls=summary["calls"], verdicts=summary["verdicts"])
     return summary
 
 
@@ -384,7 +422,7 @@ def build_cohort(manifest: str | Path, settings: Settings, report: Callable[[str
         else Row(n, "", "", "", settings.channel, f"row {n} has an empty audio")
         for n, f in read_rows(manifest, ("audio",))
     )
-    calls = CallStore(settings.embeddings)
+    calls = CallStore(settings.embeddings, cipher_for(settings))
     added = failed = 0
     try:
         for res in _map_local(settings, tasks):

@@ -23,6 +23,7 @@ import numpy as np
 from .analysis import VOICES_THRESHOLD, centre, find_rings, voices_per_borrower
 from .callstore import CallStore
 from .config import Settings
+from .crypto import cipher_for
 from .embedders import model_spec
 from .errors import UsageError
 from .scorer import load_backend
@@ -46,7 +47,7 @@ class Calls:
 def stored_calls(settings: Settings) -> Calls:
     """Every linked call with speech, its narrowband vector (float32; n x d floats in memory)."""
     model = model_spec(settings.model, settings.embeddings).name
-    store = CallStore(settings.embeddings)
+    store = CallStore(settings.embeddings, cipher_for(settings))
     ids: list[str] = []
     owners: list[str] = []
     rows: list[np.ndarray] = []
@@ -144,7 +145,7 @@ def verified_calls(settings: Settings, calls: Calls) -> np.ndarray:
     if not len(out) or not (Path(settings.store) / DB_NAME).is_file():
         return out
     spec = model_spec(settings.model, settings.embeddings)
-    store = CallStore(settings.embeddings)
+    store = CallStore(settings.embeddings, cipher_for(settings))
     try:
         scorer = Scorer.build(settings, spec.name, spec.key, store)
     finally:
@@ -154,7 +155,7 @@ def verified_calls(settings: Settings, calls: Calls) -> np.ndarray:
     except UsageError as e:
         log.warning("rings: calls are not checked against their borrowers' voiceprints: %s", e)
         return out
-    voiceprints = VoiceprintStore(settings.store)
+    voiceprints = VoiceprintStore(settings.store, cipher_for(settings))
     try:
         order = sorted(range(len(out)), key=lambda i: calls.borrower_ids[i])
         for borrower, members in groupby(order, key=lambda i: calls.borrower_ids[i]):

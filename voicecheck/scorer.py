@@ -82,12 +82,13 @@ class Profile:
 
     def save_mode(self, key: str, embeddings: str | Path, mode: str, values: dict[str, Any], source: str) -> Path:
         """Write ``values`` for ``mode`` into the workspace's calibration file (other modes kept)."""
-        path = Path(embeddings) / "calibration" / f"{key}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from .files import private_dir, write_private
+
+        path = private_dir(Path(embeddings) / "calibration") / f"{key}.json"
         current: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {"model": self.model, "modes": {}}
         current["source"] = source
         current["modes"][mode] = values
-        path.write_text(json.dumps(current, indent=2) + "\n")
+        write_private(path, json.dumps(current, indent=2) + "\n")
         return path
 
 
