@@ -201,11 +201,11 @@ def child_profile(work: Path, n: int, hop: str, precision: str) -> dict[str, Any
     ``n`` calls (after one warm-up call): decode, VAD (a task's calls together, as the batch runs it),
     resampling the speech, and embedding split into mel spectrograms and the network."""
     from voicecheck.audio import load
-    from voicecheck.batch import groups
     from voicecheck.config import load_settings
     from voicecheck.embedders import embed_windows
     from voicecheck.pipeline import Engine
     from voicecheck.vad import regions_of
+    from voicecheck.workers import groups
 
     emb = fresh_workspace(work / "embeddings-profile", hop)
     settings = load_settings(None, store=str(work / "store"), embeddings=str(emb), precision=precision)
@@ -309,8 +309,8 @@ def main() -> None:
     hours = audio_seconds(calls_csv) / 3600
     print(f"{a.calls} calls, {hours * 60:.1f} min of audio, in {work} (built in {time.perf_counter() - t:.0f} s)")
     if not (work / "store").exists():
-        from voicecheck.batch import read_rows
         from voicecheck.config import load_settings
+        from voicecheck.manifest import read_rows
         from voicecheck.pipeline import enroll_recordings
 
         items = [

@@ -1,12 +1,14 @@
 """Deterministic stand-ins for the model and the VAD, and generated test signals.
 
-``FakeEmbedder`` is importable as ``tests.fakes:FakeEmbedder``, so a workspace ``models.toml`` entry
+``FakeEmbedder`` is registered as backend ``fake`` (:func:`voicecheck.embedders.register_backend`,
+done when this module is imported), so a workspace ``models.toml`` entry
 
     [fake]
-    backend = "tests.fakes:FakeEmbedder"
+    backend = "fake"
     name = "fake-bands"
 
-makes ``--model fake`` work in the CLI and in spawned batch workers (run pytest from the repo root).
+makes ``--model fake`` work in the CLI and in spawned batch workers (they receive the parent's
+registrations). A CLI subprocess runs ``python -m tests.fake_cli`` (run pytest from the repo root).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from voicecheck.embedders import register_backend, spec_kwargs
 from voicecheck.types import SpeechRegion
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,6 +65,14 @@ class FakeEmbedder:
         edges = np.geomspace(60.0, self.sample_rate / 2, self.dimension + 1)
         self._band = np.clip(np.searchsorted(edges, freqs, side="right") - 1, -1, self.dimension)
 
+    @classmethod
+    def from_spec(cls, spec: object, root: Path, device: str, precision: str) -> FakeEmbedder:
+        if precision == "bf16":
+            from voicecheck.errors import UsageError
+
+            raise UsageError("precision 'bf16' is available for the ge2e backend only, not fake; use auto or fp32")
+        return cls(**spec_kwargs(spec, device), sample_rate=spec.sample_rate, dimension=spec.dimension)  # type: ignore[arg-type, attr-defined]
+
     def embed_batch(self, windows: np.ndarray) -> np.ndarray:
         """(n, window_samples) float32 -> (n, dimension) unit-norm float32."""
         x = np.asarray(windows, dtype=np.float64)
@@ -79,6 +90,9 @@ class FakeEmbedder:
                 out[:, b] += power[:, sel].sum(axis=1)
         v = np.sqrt(out)
         return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+register_backend("fake", "tests.fakes:FakeEmbedder")
 
 
 class EnergyVad:
@@ -168,9 +182,9 @@ def workspace(root: Path, counter: Path | None = None, extra: str = "", delay_s:
     count = f'counter = "{counter}"\n' if counter else ""
     count += f"delay_s = {delay_s}\n" if delay_s else ""
     (emb / "models.toml").write_text(
-        '[fake]\nbackend = "tests.fakes:FakeEmbedder"\nname = "fake-bands"\nsample_rate = 16000\n'
+        '[fake]\nbackend = "fake"\nname = "fake-bands"\nsample_rate = 16000\n'
         f"dimension = 32\nmin_speech_s = 1.0\nwindow_s = 1.0\nhop_s = 0.5\n{count}\n"
-        '[fake2]\nbackend = "tests.fakes:FakeEmbedder"\nname = "fake-bands-b"\nmin_speech_s = 1.0\n'
+        '[fake2]\nbackend = "fake"\nname = "fake-bands-b"\nmin_speech_s = 1.0\n'
         f"window_s = 1.0\nhop_s = 0.5\n{extra}",
         encoding="utf-8",
     )

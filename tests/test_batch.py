@@ -11,9 +11,10 @@ import pytest
 
 from tests.fakes import SAMPLES, counted, workspace
 from voicecheck.audio import load
-from voicecheck.batch import call_rows, read_rows, run_batch
+from voicecheck.batch import run_batch
 from voicecheck.config import Settings, load_settings
 from voicecheck.errors import UsageError
+from voicecheck.manifest import call_rows, read_rows
 from voicecheck.pipeline import enroll_recordings
 from voicecheck.report import RESULTS, SUMMARY, read_jsonl
 

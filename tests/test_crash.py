@@ -57,7 +57,7 @@ def _batch(manifest: Path, out: Path, embeddings: Path, store: Path) -> subproce
     cmd = [
         sys.executable,
         "-m",
-        "voicecheck.cli",
+        "tests.fake_cli",
         "batch",
         str(manifest),
         "--out",

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import REPO, SAMPLES, env_without_workspace, workspace
-from voicecheck.batch import Row, run_batch
+from voicecheck.batch import run_batch
 from voicecheck.config import Settings, load_settings
 from voicecheck.errors import BackendUnavailableError
+from voicecheck.manifest import Row
 from voicecheck.pipeline import enroll_recordings
 from voicecheck.report import RESULTS, read_jsonl
 
@@ -168,8 +169,8 @@ def test_local_ray_started_by_map_ray_stays_on_loopback(tmp_path: Path, monkeypa
             assert len(nodes) == 1 and nodes[0]["NodeManagerAddress"] == LOOPBACK
             assert ray.cluster_resources().get("CPU") == 2
         seen.append(result)
-    assert sorted(r["row"] for r in seen) == list(range(1, 7))
-    assert all(r["task"] in tasks for r in seen)  # the rows as given (relative paths), not the shipped ones
-    assert all(r["status"] in ("ok", "insufficient_speech") for r in seen)
-    assert sum(r["status"] == "ok" for r in seen) >= 5
+    assert sorted(r.row.row for r in seen) == list(range(1, 7))
+    assert all(r.row in tasks for r in seen)  # the rows as given (relative paths), not the shipped ones
+    assert all(r.status in ("ok", "insufficient_speech") for r in seen)
+    assert sum(r.status == "ok" for r in seen) >= 5
     assert not ray.is_initialized()  # the instance map_ray started is gone

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import voicecheck.embedders as embedders
 from tests.fakes import SPEECH, FakeEmbedder, chord, noise, silence, tone, workspace, write
 from voicecheck.audio import load
 from voicecheck.config import Settings
@@ -116,15 +117,19 @@ def test_engine_refuses_silence_and_records_the_model(embedder: Embedder, silero
 
 def test_manifest_entry_for_the_fake(models_dir: Path) -> None:
     spec = model_spec("fake", models_dir)
-    assert spec.backend == "tests.fakes:FakeEmbedder" and spec.name == "fake-bands"
+    assert spec.backend == "fake" and spec.name == "fake-bands"
     e = load_embedder("fake2", models_dir)
     assert isinstance(e, FakeEmbedder) and e.name == "fake-bands-b"
 
 
-def test_unknown_model_and_backend(tmp_path: Path) -> None:
+def test_unknown_model_and_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(UsageError, match="unknown model 'nope'"):
         load_embedder("nope", tmp_path)
     (tmp_path / "models.toml").write_text('[x]\nbackend = "no.such.module:Thing"\nname = "x"\n')
+    with pytest.raises(UsageError, match="not a registered backend"):  # a manifest names no code
+        load_embedder("x", tmp_path)
+    monkeypatch.setitem(embedders._REGISTERED, "gone", "no.such.module:Thing")
+    (tmp_path / "models.toml").write_text('[x]\nbackend = "gone"\nname = "x"\n')
     with pytest.raises(BackendUnavailableError, match="no.such.module"):
         load_embedder("x", tmp_path)
     (tmp_path / "models.toml").write_text('[y]\nbackend = "y"\n')
@@ -146,3 +151,23 @@ def test_manifest_dimension_is_checked_for_ecapa(models_dir: Path, tmp_path: Pat
     (tmp_path / "models.toml").write_text(text.replace("dimension = 16", "dimension = 192"))
     with pytest.raises(UsageError, match="192"):
         load_embedder("ecapa", tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ('backend = "this:s"\nname = "x"', "not a registered backend"),
+        ('backend = "os:system"\nname = "x"', "not a registered backend"),
+        ('backend = "ge2e"\nname = "x"\nsample_rate = 0', "sample_rate must be a int"),
+        ('backend = "ge2e"\nname = "x"\nhop_s = nan', "hop_s must be a float"),
+        ('backend = "ge2e"\nname = "x"\nwindow_s = 1.0\nhop_s = 2.0', "must not exceed window_s"),
+        ('backend = "ge2e"\nname = "x"\nsha256 = "abc"', "64 lowercase hex"),
+        ('backend = "ge2e"\nname = "x y"', "name must be a model id"),
+        ('backend = true\nname = "x"', "backend must be text"),
+        ('backend = "ge2e"\nname = "x"\nbatch_size = [1, 2]', "plain finite value"),
+    ],
+)
+def test_a_manifest_names_no_code_and_is_validated(tmp_path: Path, entry: str, message: str) -> None:
+    (tmp_path / "models.toml").write_text(f"[x]\n{entry}\n")
+    with pytest.raises(UsageError, match=message):
+        model_spec("x", tmp_path)

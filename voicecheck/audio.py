@@ -17,39 +17,51 @@ _DATA_SIZE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE
 _UNSET_SIZES = (0, 0xFFFFFFFF)  # streaming writers leave the size unset; not a truncation
 
 
-def load(path: str | Path, channel: int | None = 1) -> Audio:
+MAX_AUDIO_BYTES = 256 * 1024 * 1024
+MAX_AUDIO_S = 3600.0
+"""Defaults of ``Settings.max_audio_bytes`` / ``max_audio_s``: a collection call lasts minutes."""
+
+
+def load(
+    path: str | Path, channel: int | None = 1, max_bytes: int = MAX_AUDIO_BYTES, max_s: float = MAX_AUDIO_S
+) -> Audio:
     """Read one channel of an audio file at its own sample rate.
 
     WAV (PCM 16/24/32, float, G.711 mu-law/A-law), FLAC, OGG and MP3 are read through soundfile.
+    Only a regular file of at most ``max_bytes`` and ``max_s`` is decoded: a pipe, a device or an
+    endless stream is an error at once, never a hang or gigabytes of memory.
 
     Args:
         path: the file.
         channel: channel to take from a multi-channel file (0-based); mono files ignore it.
             None takes channel 0.
+        max_bytes: largest file accepted.
+        max_s: longest recording accepted (seconds).
 
     Returns:
         The chosen channel as float32 in [-1, 1], with the file's sample rate and content hash.
 
     Raises:
-        AudioError: missing, empty, truncated or undecodable file, or non-finite samples.
+        AudioError: missing, empty, truncated, undecodable, not a regular file, over the limits, or
+            non-finite samples.
         UsageError: the requested channel does not exist in a multi-channel file.
     """
     import soundfile as sf
 
+    from .files import read_regular
+
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise AudioError(f"{p}: no such file") from None
-    except IsADirectoryError:
-        raise AudioError(f"{p}: is a directory, not an audio file") from None
-    except OSError as e:
-        raise AudioError(f"{p}: cannot be read ({e.strerror or e})") from None
+    data = read_regular(p, max_bytes, "audio file", AudioError)
     if not data:
         raise AudioError(f"{p}: empty file (0 bytes)")
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
             sample_rate, channels, subtype = f.samplerate, f.channels, f.subtype
+            if f.frames > max_s * sample_rate:
+                raise AudioError(
+                    f"{p}: {f.frames / sample_rate:.0f} s long, more than the {max_s:g} s limit for one call; "
+                    "raise max_audio_s in the settings if the recording is genuine"
+                )
             samples = f.read(dtype="float32", always_2d=True)
             cut = _DATA_SIZE.search(f.extra_info)
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, EOFError) as e:

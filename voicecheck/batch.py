@@ -1,224 +1,43 @@
 """The nightly batch: embed every call's customer side, then score each against its borrower.
 
-Phase 1 maps :func:`embed_tasks` (a few calls at a time) over worker processes (each loads the model
-once and uses one torch thread) and stores every embedding in the call-embedding store as it arrives;
-phase 2 builds the in-domain cohort from that store (earlier nights plus tonight) and writes one
-verdict per manifest row.
-Both phases are resumable: embeddings are keyed by audio content, results by manifest row.
+Phase 1 maps :meth:`voicecheck.workers.Worker.embed` (a few calls at a time) over worker processes
+or Ray actors (each loads the model once and uses one torch thread) and stores every embedding in
+the call-embedding store as it arrives; phase 2 builds the in-domain cohort from that store (earlier
+nights plus tonight) and writes one verdict per manifest row.
+
+Both phases are resumable: embeddings are keyed by audio content, results by the manifest's
+identity (its sha256, kept in ``<out>/run.json``) and row. One run at a time writes an ``--out``
+folder (a lock names the holder), and a folder holding another manifest's results is refused.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
-import multiprocessing
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .audio import load
 from .callstore import CallStore
 from .config import Settings
 from .crypto import cipher_for
 from .embedders import model_spec
 from .enrollment import VoiceprintStore
-from .errors import AudioError, InsufficientSpeechError, UsageError, VoicecheckError
-from .pipeline import Engine, Judge, error_result
+from .errors import AudioError, UsageError
+from .files import locked
+from .manifest import Row, call_rows, customer_channel, read_rows
+from .pipeline import Judge, error_result
 from .report import RESULTS, SUMMARY, ResultsFile, summarise, write_json
 from .types import CallResult
+from .workers import Embedded, as_error, map_local
 
 log = logging.getLogger(__name__)
 
-CALL_COLUMNS = ("call_id", "borrower_id", "audio")
-
-
-@dataclass(frozen=True)
-class Row:
-    """One manifest row; ``problem`` says why it cannot be processed."""
-
-    row: int
-    call_id: str
-    borrower_id: str
-    audio: str
-    channel: int | None
-    problem: str | None = None
-
-
-def read_rows(path: str | Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
-    """Stream a CSV manifest as (row number, cleaned fields); ``audio`` resolved against the CSV's folder.
-
-    Raises:
-        UsageError: missing or unreadable file, or a header without the required columns.
-    """
-    p = Path(path)
-    try:
-        f = p.open(newline="", encoding="utf-8-sig")
-    except OSError as e:
-        raise UsageError(f"manifest {p} cannot be opened: {e.strerror or e}") from None
-    with f:
-        reader = csv.DictReader(f)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        missing = [c for c in required if c not in header]
-        if missing:
-            raise UsageError(f"manifest {p} lacks column(s) {', '.join(missing)}; it needs {', '.join(required)}")
-        reader.fieldnames = header
-        for n, raw in enumerate(reader, 1):
-            fields = {k: (v or "").strip() for k, v in raw.items() if k is not None}
-            if fields.get("audio"):
-                a = Path(fields["audio"])
-                fields["audio"] = str(a if a.is_absolute() else p.parent / a)
-            yield n, fields
-
-
-def customer_channel(fields: dict[str, str], default: int) -> tuple[int, str | None]:
-    """The row's ``customer_channel`` (``default`` when the column is empty), and the problem if it is bad."""
-    value = fields.get("customer_channel", "")
-    if not value:
-        return default, None
-    try:
-        channel = int(value)
-    except ValueError:
-        channel = -1
-    if channel < 0:
-        return default, f"customer_channel must be a channel number >= 0, got {value!r}"
-    return channel, None
-
-
-def call_rows(path: str | Path, default_channel: int) -> Iterator[Row]:
-    """The rows of a call manifest, with per-row problems (empty fields, bad channel, repeated call id)."""
-    seen: set[str] = set()
-    for n, f in read_rows(path, CALL_COLUMNS):
-        missing = [c for c in CALL_COLUMNS if not f.get(c)]
-        channel, problem = customer_channel(f, default_channel)
-        if missing:
-            problem = f"row {n} has empty {', '.join(missing)}"
-        elif f["call_id"] in seen:
-            problem = f"call_id {f['call_id']!r} appears more than once in the manifest"
-        seen.add(f.get("call_id", ""))
-        yield Row(n, f.get("call_id", ""), f.get("borrower_id", ""), f.get("audio", ""), channel, problem)
-
-
-# -- phase 1: the per-call function every engine maps -----------------------------------------------
-
-_engine: Engine | None = None
-_calls: CallStore | None = None
-
-
-def init_worker(settings: Settings) -> None:
-    """Load the model once per worker process, with the configured number of torch threads.
-
-    numpy's BLAS gets the same limit: by default it starts a thread per core, and with one worker
-    per core those threads only compete with the other workers (the mel spectrogram's einsum used
-    twice its CPU for the same wall time).
-    """
-    global _engine, _calls
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    _engine = Engine(settings)
-    torch.set_num_threads(settings.torch_threads)
-    threadpool_limits(settings.torch_threads)
-    _calls = CallStore(settings.embeddings, cipher_for(settings))
-
-
-Task = Row
-
-
-def embed_tasks(tasks: list[Task]) -> list[dict[str, Any]]:
-    """Embed a few calls' customer sides, or find them already stored. Never raises for a bad call.
-
-    The calls are decoded one by one and embedded (:meth:`voicecheck.pipeline.Engine.embed_many`),
-    each call's windows in one batched pass; a task of several calls spreads the per-task overhead.
-
-    Args:
-        tasks: manifest rows (``Settings.calls_per_task`` of them from the batch).
-
-    Returns:
-        One dict per row, in order: ``{"task": row, "status": ...}`` with status "ok" (+ "embedding"),
-        "cached" (this call id or this audio is already in the call store), "insufficient_speech"
-        (+ "speech_seconds") or "error" (+ "error", a VoicecheckError); plus content_hash, channel
-        and duration_s once decoded, and "seconds" (the call's share of the group's time).
-    """
-    if _engine is None or _calls is None:
-        raise RuntimeError("init_worker must run in this process before embed_tasks")
-    start = time.perf_counter()
-    outs: list[dict[str, Any]] = []
-    pending: list[tuple[dict[str, Any], Any]] = []  # (output, decoded audio) still to embed
-    keys: set[tuple[str, int]] = set()  # (content hash, channel) of the audio in ``pending``
-    for task in tasks:
-        out: dict[str, Any] = {"task": task, "row": task.row}
-        outs.append(out)
-        try:
-            if task.problem:
-                raise UsageError(task.problem)
-            if task.call_id and _calls.linked(task.call_id, _engine.model) is not None:
-                out["status"] = "cached"
-                continue
-            decoded = load(task.audio, task.channel)
-            out.update(content_hash=decoded.content_hash, channel=decoded.channel, duration_s=decoded.duration_s)
-            key = (decoded.content_hash, decoded.channel)
-            if key in keys or _calls.has(*key, _engine.model):
-                out["status"] = "cached"  # stored, or embedded earlier in this group (its result comes first)
-            else:
-                keys.add(key)
-                pending.append((out, decoded))
-        except VoicecheckError as e:
-            out.update(status="error", error=e)
-    if pending:
-        try:
-            embedded = _engine.embed_many([audio for _, audio in pending])
-        except VoicecheckError:  # one call broke the group's pass: embed each alone to find which
-            embedded = [_embed_alone(audio) for _, audio in pending]
-        for (out, _), emb in zip(pending, embedded, strict=True):
-            if isinstance(emb, InsufficientSpeechError):
-                out.update(status="insufficient_speech", speech_seconds=emb.speech_seconds)
-            elif isinstance(emb, VoicecheckError):
-                out.update(status="error", error=emb)
-            else:
-                out.update(status="ok", embedding=emb)
-    share = (time.perf_counter() - start) / max(1, len(outs))
-    for out in outs:
-        out["seconds"] = share
-    return outs
-
-
-def _embed_alone(audio: Any) -> Any:
-    """One call's embedding, or the VoicecheckError it raises (returned, not raised)."""
-    assert _engine is not None
-    try:
-        return _engine.embed_audio(audio)
-    except VoicecheckError as e:
-        return e
-
-
-def groups(tasks: Iterable[Task], size: int) -> Iterator[list[Task]]:
-    """``tasks`` in lists of ``size`` (the last may be shorter), streamed."""
-    group: list[Task] = []
-    for task in tasks:
-        group.append(task)
-        if len(group) >= size:
-            yield group
-            group = []
-    if group:
-        yield group
-
-
-def _map_local(settings: Settings, tasks: Iterable[Task]) -> Iterator[dict[str, Any]]:
-    grouped = groups(tasks, max(1, settings.calls_per_task))
-    if settings.workers <= 1:
-        init_worker(settings)
-        for outs in map(embed_tasks, grouped):
-            yield from outs
-        return
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(settings.workers, initializer=init_worker, initargs=(settings,)) as pool:
-        for outs in pool.imap_unordered(embed_tasks, grouped, chunksize=1):
-            yield from outs
-
-
 # -- the batch ----------------------------------------------------------------------------------------
+
+
+RUN = "run.json"
+"""In an --out folder: which manifest (path, sha256) the results there belong to."""
 
 
 def run_batch(
@@ -231,8 +50,9 @@ def run_batch(
 ) -> dict[str, Any]:
     """Check every call of ``manifest``; write ``out_dir/results.jsonl`` and ``out_dir/summary.json``.
 
-    A re-run with the same ``out_dir`` skips rows already in results.jsonl, and audio already in the
-    call-embedding store is not embedded again.
+    A re-run of the same manifest into the same ``out_dir`` skips rows already in results.jsonl, and
+    audio already in the call-embedding store is not embedded again. A second run into a folder in
+    use, or another manifest into a folder holding results, is refused.
 
     Args:
         progress: called with the number of rows just embedded (for a progress bar over all rows).
@@ -240,116 +60,182 @@ def run_batch(
 
     Returns:
         The summary written to summary.json.
+
+    Raises:
+        UsageError: the folder is in use, holds another manifest's results, or cannot be written.
     """
     from .audit import Trail, audit_log
     from .erasure import apply_retention
-    from .pipeline import audit_reason
 
     started = time.perf_counter()
     out = Path(out_dir)
     spec = model_spec(settings.model, settings.embeddings)
     cipher = cipher_for(settings)
-    purged = apply_retention(settings, cipher)
-    results = ResultsFile(out / RESULTS)
-    done = {r.get("row") for r in results.records()}
-    tick = progress or (lambda n: None)
-    tick(len(done))
-    calls = CallStore(settings.embeddings, cipher)
-    voiceprints = VoiceprintStore(settings.store, cipher)
-    trail = Trail(audit_log(settings, cipher))
-    timings = {"embed_seconds": 0.0, "score_seconds": 0.0}
-
-    def write(r: Row, result: CallResult) -> None:
-        result.row = r.row
-        results.append(result.to_dict())
-        trail.add(
-            "batch.call",
-            call_id=r.call_id,
-            borrower_id=r.borrower_id,
-            content_hash=result.content_hash,
-            verdict=result.verdict,
-            reason=audit_reason(result.reason),
+    with locked(out, "batch"):
+        claim(out, manifest)
+        purged = apply_retention(settings, cipher)
+        trail = Trail(audit_log(settings, cipher))
+        results = AuditedResults(out / RESULTS, trail, "batch.call")
+        done = {r.get("row") for r in results.records()}
+        (progress or (lambda n: None))(len(done))
+        calls = CallStore(settings.embeddings, cipher)
+        voiceprints = VoiceprintStore(settings.store, cipher)
+        try:
+            t0 = time.perf_counter()
+            todo = (r for r in call_rows(manifest, settings.channel) if r.row not in done)
+            mapped = map_ray(settings, todo, address) if engine == "ray" else map_local(settings, todo)
+            failed = store_embeddings(mapped, calls, results, spec.name, progress)
+            timings = {"embed_seconds": time.perf_counter() - t0}
+            t0 = time.perf_counter()
+            judge = Judge.open(settings, voiceprints, calls)
+            for r in call_rows(manifest, settings.channel):
+                if r.row not in done and r.row not in failed:
+                    write_result(results, r, score_stored(r, calls, judge))
+            timings["score_seconds"] = time.perf_counter() - t0
+        finally:
+            results.close()
+            calls.close()
+            voiceprints.close()
+        summary = summarise(
+            out / RESULTS,
+            wall_seconds=round(time.perf_counter() - started, 2),
+            model=spec.name,
+            engine=engine,
+            workers=settings.workers,
+            timings_s={k: round(v, 2) for k, v in timings.items()},
+            settings=settings.to_dict(),
+            encryption=cipher.describe(),
+            retention_purged=purged,
         )
-
-    try:
-        model = spec.name
-        failed: set[int] = set()  # rows that got an error record in phase 1 (ints: memory stays small)
-        todo = (r for r in call_rows(manifest, settings.channel) if r.row not in done)
-        t0 = time.perf_counter()
-        mapper = _map_ray(settings, todo, address) if engine == "ray" else _map_local(settings, todo)
-        for res in mapper:
-            r, status = res["task"], res["status"]
-            tick(1)  # the bar follows the embedding phase; scoring afterwards takes milliseconds per call
-            if status == "error":
-                write(r, error_result(r.call_id, r.borrower_id, r.audio, res["error"], model))
-                failed.add(r.row)
-                continue
-            if status == "cached" and "content_hash" not in res:
-                continue  # this call id was linked by an earlier run
-            key = (res["content_hash"], res["channel"], model)
-            if status == "ok":
-                calls.put(res["embedding"], content_hash=key[0], channel=key[1], model=model)
-            elif status == "insufficient_speech":
-                calls.put(
-                    None,
-                    content_hash=key[0],
-                    channel=key[1],
-                    model=model,
-                    speech_seconds=res["speech_seconds"],
-                    duration_s=res["duration_s"],
-                )
-            calls.link(r.call_id, r.borrower_id, r.audio, key[0], key[1], model)
-        calls.sync()  # every embedding on disk before any verdict that rests on it is written
-        timings["embed_seconds"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        judge = Judge.open(settings, voiceprints, calls)
-        for r in call_rows(manifest, settings.channel):
-            if r.row not in done and r.row not in failed:
-                write(r, score_stored(r, calls, judge))
-        timings["score_seconds"] = time.perf_counter() - t0
-    finally:
-        results.close()
-        calls.close()
-        voiceprints.close()
-        trail.flush()
-    summary = summarise(
-        out / RESULTS,
-        wall_seconds=round(time.perf_counter() - started, 2),
-        model=model,
-        engine=engine,
-        workers=settings.workers,
-        timings_s={k: round(v, 2) for k, v in timings.items()},
-        settings=settings.to_dict(),
-        encryption=cipher.describe(),
-        retention_purged=purged,
-    )
-    write_json(out / SUMMARY, summary)
-    trail.log.record(
-        "batch", manifest=str(manifest), out=str(out), calls=summary["calls"], verdicts=summary["verdicts"]
-    )
+        write_json(out / SUMMARY, summary)
+        trail.log.record(
+            "batch", manifest=str(manifest), out=str(out), calls=summary["calls"], verdicts=summary["verdicts"]
+        )
     return summary
 
 
-def score_stored(r: Row, calls: CallStore, judge: Judge) -> CallResult:
-    """Judge a call from its stored embedding (no audio decoded)."""
-    link = calls.linked(r.call_id, judge.scorer.model)
-    if link is None:
-        return error_result(
-            r.call_id, r.borrower_id, r.audio, AudioError("no stored embedding; re-run the batch"), judge.scorer.model
+class AuditedResults(ResultsFile):
+    """A results file whose every record also lands in the audit log (ids, verdict, reason code; no
+    score), buffered by ``trail`` and flushed in chunks and on close."""
+
+    def __init__(self, path: str | Path, trail: Any, event: str) -> None:
+        super().__init__(path)
+        self.trail = trail
+        self.event = event
+
+    def append(self, record: dict[str, Any]) -> None:
+        from .pipeline import audit_reason
+
+        super().append(record)
+        self.trail.add(
+            self.event,
+            call_id=record.get("call_id"),
+            borrower_id=record.get("borrower_id"),
+            content_hash=record.get("content_hash"),
+            verdict=record.get("verdict"),
+            reason=audit_reason(record.get("reason")),
         )
-    _status, emb, speech_s = link
-    result = judge(r.call_id, r.borrower_id, r.audio, emb, speech_s, r.channel)
-    if result.duration_s is None:  # too little speech: no embedding, but its audio still counts
-        duration = calls.duration_s(r.call_id, judge.scorer.model)
-        result.duration_s = None if duration is None else round(duration, 2)
+
+    def close(self) -> None:
+        super().close()
+        self.trail.flush()
+
+
+def claim(out: Path, manifest: str | Path) -> None:
+    """Tie ``out`` to ``manifest`` (path and sha256 in ``out/run.json``), or refuse a folder whose
+    results came from another manifest (resuming keys on rows, which would then be another file's)."""
+    import json
+
+    from .manifest import sha256_of
+
+    digest = sha256_of(manifest)
+    mine = {"manifest": str(Path(manifest).resolve()), "manifest_sha256": digest}
+    run_file = out / RUN
+    if run_file.is_file():
+        try:
+            theirs = json.loads(run_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            theirs = {}
+        if theirs.get("manifest_sha256") != digest:
+            raise UsageError(
+                f"{out} holds the results of another manifest ({theirs.get('manifest', 'unknown')}, sha256 "
+                f"{str(theirs.get('manifest_sha256', '?'))[:12]}); this one ({manifest}) has sha256 {digest[:12]}: "
+                "use a new --out folder (a manifest edited since its run counts as another manifest)"
+            )
+        return
+    if (out / RESULTS).exists() and (out / RESULTS).stat().st_size:
+        raise UsageError(
+            f"{out} holds results that no run.json ties to a manifest; use a new --out folder for {manifest}"
+        )
+    write_json(run_file, mine)
+
+
+def store_embeddings(
+    mapped: Iterable[Embedded],
+    calls: CallStore,
+    results: ResultsFile,
+    model: str,
+    progress: Callable[[int], None] | None = None,
+) -> set[int]:
+    """Phase 1's results into the call store (embeddings, links); an error becomes the row's record.
+
+    Returns:
+        The rows that got an error record (ints: memory stays small).
+    """
+    failed: set[int] = set()
+    for res in mapped:
+        r = res.row
+        if progress:
+            progress(1)  # the bar follows the embedding phase; scoring afterwards takes milliseconds per call
+        if res.status == "error":
+            assert res.error is not None
+            write_result(results, r, error_result(r.call_id, r.borrower_id, r.audio, res.error, model))
+            failed.add(r.row)
+            continue
+        key = (res.content_hash, res.channel)
+        if res.status == "ok":
+            calls.put(res.embedding, content_hash=key[0], channel=key[1], model=model)
+        elif res.status == "insufficient_speech":
+            calls.put(
+                None,
+                content_hash=key[0],
+                channel=key[1],
+                model=model,
+                speech_seconds=res.speech_seconds,
+                duration_s=res.duration_s,
+            )
+        relinked = calls.link(r.call_id, r.borrower_id, r.audio, key[0], key[1], model)
+        if relinked:
+            log.warning("call %s: new audio under this call id (was %s, now %s)", r.call_id, relinked, key[0][:12])
+    calls.sync()  # every embedding on disk before any verdict that rests on it is written
+    return failed
+
+
+def write_result(results: ResultsFile, r: Row, result: CallResult) -> None:
+    result.row = r.row
+    results.append(result.to_dict())
+
+
+def score_stored(r: Row, calls: CallStore, judge: Judge) -> CallResult:
+    """Judge a call from its stored embedding (no audio decoded); never raises for one bad call."""
+    try:
+        link = calls.linked(r.call_id, judge.scorer.model)
+        if link is None:
+            raise AudioError("no stored embedding; re-run the batch")
+        _status, emb, speech_s = link
+        result = judge(r.call_id, r.borrower_id, r.audio, emb, speech_s, r.channel)
+        if result.duration_s is None:  # too little speech: no embedding, but its audio still counts
+            duration = calls.duration_s(r.call_id, judge.scorer.model)
+            result.duration_s = None if duration is None else round(duration, 2)
+    except Exception as e:  # noqa: BLE001 - one bad call becomes its error record, the run goes on
+        return error_result(r.call_id, r.borrower_id, r.audio, as_error(e, r.call_id), judge.scorer.model)
     return result
 
 
-def _map_ray(settings: Settings, tasks: Iterable[Task], address: str | None) -> Iterator[dict[str, Any]]:
-    from .distributed import map_ray
+def map_ray(settings: Settings, rows: Iterable[Row], address: str | None) -> Iterator[Embedded]:
+    from .distributed import map_ray as on_ray
 
-    return map_ray(settings, tasks, address)
+    return on_ray(settings, rows, address)
 
 
 def rescore(out_dir: str | Path, settings: Settings, manifest: str | Path | None = None) -> dict[str, Any]:
@@ -360,7 +246,6 @@ def rescore(out_dir: str | Path, settings: Settings, manifest: str | Path | None
         manifest: calls to rescore; None rescores every call in the call-embedding store.
     """
     from .audit import Trail, audit_log
-    from .pipeline import audit_reason
 
     started = time.perf_counter()
     out = Path(out_dir)
@@ -371,7 +256,7 @@ def rescore(out_dir: str | Path, settings: Settings, manifest: str | Path | None
     trail = Trail(audit_log(settings, cipher))
     tmp = out / (RESULTS + ".partial")
     tmp.unlink(missing_ok=True)
-    results = ResultsFile(tmp)
+    results = AuditedResults(tmp, trail, "rescore.call")
     try:
         judge = Judge.open(settings, voiceprints, calls)
         if manifest is not None:
@@ -386,19 +271,10 @@ def rescore(out_dir: str | Path, settings: Settings, manifest: str | Path | None
             )
             result.row = r.row or None
             results.append(result.to_dict())
-            trail.add(
-                "rescore.call",
-                call_id=r.call_id,
-                borrower_id=r.borrower_id,
-                content_hash=result.content_hash,
-                verdict=result.verdict,
-                reason=audit_reason(result.reason),
-            )
     finally:
         results.close()
         calls.close()
         voiceprints.close()
-        trail.flush()
     tmp.replace(out / RESULTS)
     summary = summarise(
         out / RESULTS,
@@ -425,13 +301,13 @@ def build_cohort(manifest: str | Path, settings: Settings, report: Callable[[str
     calls = CallStore(settings.embeddings, cipher_for(settings))
     added = failed = 0
     try:
-        for res in _map_local(settings, tasks):
-            if res["status"] == "ok":
-                calls.put(res["embedding"], content_hash=res["content_hash"], channel=res["channel"], model=spec.name)
+        for res in map_local(settings, tasks):
+            if res.status == "ok":
+                calls.put(res.embedding, content_hash=res.content_hash, channel=res.channel, model=spec.name)
                 added += 1
-            elif res["status"] != "cached":
+            elif res.status != "cached":
                 failed += 1
-                report(f"row {res['row']}: skipped: {res.get('error') or res['status']}")
+                report(f"row {res.row.row}: skipped: {res.error or res.status}")
         calls.sync()
         return added, failed, calls.count(spec.name)
     finally:

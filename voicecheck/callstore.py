@@ -190,8 +190,16 @@ class CallStore:
         except sqlite3.Error as e:
             raise StoreError(f"call-embedding store {self.directory}: {e}") from None
 
-    def link(self, call_id: str, borrower_id: str, audio: str, content_hash: str, channel: int, model: str) -> None:
-        """Record that ``call_id`` (of ``borrower_id``) is this audio."""
+    def link(self, call_id: str, borrower_id: str, audio: str, content_hash: str, channel: int, model: str) -> str:
+        """Record that ``call_id`` (of ``borrower_id``) is this audio.
+
+        Returns:
+            "" normally; when the call id was linked to other audio before, the start of that audio's
+            hash (the link now points at the new audio: a call is its content, not its id).
+        """
+        before = self._db.execute(
+            "SELECT content_hash, channel FROM calls WHERE call_id=? AND model=?", (call_id, model)
+        ).fetchone()
         try:
             with self._db:
                 self._db.execute(
@@ -200,6 +208,7 @@ class CallStore:
                 )
         except sqlite3.Error as e:
             raise StoreError(f"call-embedding store {self.directory}: {e}") from None
+        return before[0][:12] if before and tuple(before) != (content_hash, channel) else ""
 
     def lookup(self, content_hash: str, channel: int, model: str) -> tuple[str, CallEmbedding | None, float] | None:
         """(status, embedding or None, speech seconds) for this audio, or None if never processed."""

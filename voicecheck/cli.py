@@ -145,7 +145,7 @@ def enroll(
     A recording whose voice does not match the borrower's existing voiceprint, or that is already
     enrolled for someone else, is refused unless --force.
     """
-    from .batch import read_rows
+    from .manifest import read_rows
 
     if manifest is None and (borrower_id is None or not audio):
         fail("give BORROWER_ID and one or more AUDIO files, or --manifest enroll.csv")
@@ -765,15 +765,15 @@ def watch_add(
     typer.echo(f"watchlist: {label} added from {n} recording(s)/call(s)")
 
 
-def watch_store(config: Path | None, store: Path | None, embeddings: Path | None, model: str | None) -> tuple[Any, str]:
-    """The voiceprint store holding the watchlist, and the name of the model whose entries to use."""
+def watch_store(config: Path | None, store: Path | None, embeddings: Path | None, model: str | None) -> tuple[Any, Any]:
+    """The voiceprint store holding the watchlist, and the model spec whose entries to use."""
     from .crypto import cipher_for
     from .embedders import model_spec
     from .enrollment import VoiceprintStore
 
     settings = run(lambda: settings_from(config, store=store, embeddings=embeddings, model=model))
-    name = run(lambda: model_spec(settings.model, settings.embeddings)).name
-    return run(lambda: VoiceprintStore(settings.store, cipher_for(settings))), name
+    spec = run(lambda: model_spec(settings.model, settings.embeddings))
+    return run(lambda: VoiceprintStore(settings.store, cipher_for(settings))), spec
 
 
 @watch_app.command("list")
@@ -785,7 +785,8 @@ def watch_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List watchlist voices (label, source, date, model)."""
-    db, name = watch_store(config, store, embeddings, model)
+    db, spec = watch_store(config, store, embeddings, model)
+    name = spec.name
     rows = [
         {"label": e.label, "source": e.source, "added_on": e.added_on, "model": e.model}
         for e in run(lambda: db.watch_list(name))
@@ -817,7 +818,8 @@ def watch_export(
     """Write the watchlist as a shareable file of embeddings (model name, no audio)."""
     from .enrollment import export_watchlist
 
-    db, name = watch_store(config, store, embeddings, model)
+    db, spec = watch_store(config, store, embeddings, model)
+    name = spec.name
     n = run(lambda: export_watchlist(db, file, name))
     typer.echo(f"watchlist: exported {n} {name} voice(s) to {file}")
 
@@ -834,8 +836,8 @@ def watch_import(
     """Merge a watchlist file shared by another team or institution."""
     from .enrollment import import_watchlist
 
-    db, name = watch_store(config, store, embeddings, model)
-    added, skipped = run(lambda: import_watchlist(db, file, name, replace))
+    db, spec = watch_store(config, store, embeddings, model)
+    added, skipped = run(lambda: import_watchlist(db, file, spec.name, spec.dimension, replace))
     typer.echo(f"watchlist: imported {added} voice(s), {skipped} skipped (label exists; --replace to overwrite)")
 
 
@@ -893,7 +895,7 @@ def why(r: dict[str, Any]) -> str:
 
 def count_rows(manifest: Path) -> int:
     """Rows of a call manifest (checks its header first, so a bad manifest fails before any model loads)."""
-    from .batch import CALL_COLUMNS, read_rows
+    from .manifest import CALL_COLUMNS, read_rows
 
     return sum(1 for _ in read_rows(manifest, CALL_COLUMNS))
 

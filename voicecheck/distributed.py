@@ -1,8 +1,8 @@
 """The Ray engine: phase 1 of a batch (embedding) on Ray actors, on one machine or a cluster.
 
-Each actor is one worker process that loads the model once (:func:`voicecheck.batch.init_worker`)
-and runs the same function as the local process pool (:func:`voicecheck.batch.embed_tasks`, a few calls
-at a time). Results stream back as they finish; at most ``in_flight_per_actor`` tasks per actor are queued, so
+Each actor is one :class:`voicecheck.workers.Worker` (the model loaded once) and runs the same
+method as the local process pool (:meth:`voicecheck.workers.Worker.embed`, a few calls at a time).
+Results stream back as they finish; at most ``in_flight_per_actor`` tasks per actor are queued, so
 the driver's memory stays flat however long the manifest is.
 
 Ray is optional (``pip install 'voicecheck[ray]'``) and imported only when this engine is used.
@@ -17,21 +17,19 @@ import logging
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import is_dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .batch import groups
 from .config import Settings
 from .errors import BackendUnavailableError, UsageError, VoicecheckError
+from .manifest import Row
+from .workers import Embedded, Worker, groups
 
 log = logging.getLogger(__name__)
 
 LOCAL_IP = "127.0.0.1"
 """A local Ray cluster binds here, never to the machine's external address."""
-
-Task = Any
-"""A manifest row (:class:`voicecheck.batch.Row`); :func:`voicecheck.batch.embed_tasks` takes a list of them."""
 
 
 def _import_ray() -> Any:
@@ -48,15 +46,11 @@ def _import_ray() -> Any:
 class _EmbedActor:
     """One Ray actor = one worker process with the model loaded once."""
 
-    def __init__(self, settings: Settings) -> None:
-        from .batch import init_worker
+    def __init__(self, settings: Settings, plugins: dict[str, str]) -> None:
+        self.worker = Worker(settings, plugins)
 
-        init_worker(settings)
-
-    def embed(self, tasks: list[Task]) -> list[dict[str, Any]]:
-        from .batch import embed_tasks
-
-        return embed_tasks(tasks)
+    def embed(self, rows: list[Row]) -> list[Embedded]:
+        return self.worker.embed(rows)
 
     def pid(self) -> int:
         return os.getpid()
@@ -123,18 +117,12 @@ def _loopback_only(ray: Any) -> None:
         constants.ENABLE_RAY_CLUSTER = False
 
 
-_END = object()
+def _absolute(row: Row) -> Row:
+    """The row with its audio path made absolute (an actor's working directory is not the driver's)."""
+    return replace(row, audio=str(Path(row.audio).resolve())) if row.audio else row
 
 
-def _absolute(task: Task) -> Task:
-    """The task with its audio path made absolute (an actor's working directory is not the driver's)."""
-    audio = getattr(task, "audio", None)
-    if is_dataclass(task) and not isinstance(task, type) and isinstance(audio, str) and audio:
-        return replace(task, audio=str(Path(audio).resolve()))
-    return task
-
-
-def _get(ray: Any, ref: Any) -> dict[str, Any]:
+def _get(ray: Any, ref: Any) -> list[Embedded]:
     """``ray.get`` that surfaces a voicecheck error raised in an actor (e.g. a missing model) as itself."""
     try:
         return ray.get(ref)
@@ -153,20 +141,20 @@ def _get(ray: Any, ref: Any) -> dict[str, Any]:
 
 def map_ray(
     settings: Settings,
-    tasks: Iterable[Task],
+    tasks: Iterable[Row],
     address: str | None = None,
     in_flight_per_actor: int = 2,
-) -> Iterator[dict[str, Any]]:
-    """Run :func:`voicecheck.batch.embed_tasks` over ``tasks`` on ``settings.workers`` Ray actors.
+) -> Iterator[Embedded]:
+    """Run :meth:`voicecheck.workers.Worker.embed` over ``tasks`` on ``settings.workers`` Ray actors.
 
     Each actor call takes ``settings.calls_per_task`` rows. Results come back per row in completion
-    order (not task order), each the dict ``embed_tasks`` returns
+    order (not task order), each an :class:`voicecheck.workers.Embedded`
     (numpy arrays and exceptions pickle across processes).
 
     Args:
         settings: run settings; ``workers`` actors of 1 CPU each are created.
-        tasks: manifest rows (:class:`voicecheck.batch.Row`), streamed; audio paths are made absolute
-            before they are shipped, and each result's ``"task"`` is the row as given.
+        tasks: manifest rows (:class:`voicecheck.manifest.Row`), streamed; audio paths are made absolute
+            before they are shipped, and each result's ``row`` is the row as given.
         address: a running cluster ("ray://host:10001" or "host:6379"); None starts a local Ray on
             127.0.0.1 with ``settings.workers`` CPUs, shut down when the iterator ends.
         in_flight_per_actor: tasks (groups of rows) queued per actor (bounds driver and object-store memory).
@@ -183,15 +171,17 @@ def map_ray(
     try:
         remote_cls = ray.remote(num_cpus=1)(_EmbedActor)
         shipped = absolute_settings(settings)
-        actors = [remote_cls.remote(shipped) for _ in range(settings.workers)]
+        from .embedders import registered
+
+        actors = [remote_cls.remote(shipped, registered()) for _ in range(settings.workers)]
         todo = groups(tasks, max(1, settings.calls_per_task))
-        pending: dict[Any, tuple[Any, list[Task]]] = {}  # object ref -> (actor, the rows as given)
+        pending: dict[Any, tuple[Any, list[Row]]] = {}  # object ref -> (actor, the rows as given)
         free: deque[Any] = deque(a for a in actors for _ in range(max(1, in_flight_per_actor)))
 
         def submit() -> None:
             while free:
-                group = next(todo, _END)
-                if group is _END:
+                group = next(todo, None)
+                if group is None:
                     return
                 actor = free.popleft()
                 pending[actor.embed.remote([_absolute(t) for t in group])] = (actor, group)
@@ -204,9 +194,8 @@ def map_ray(
                 free.append(actor)
                 results = _get(ray, ref)
                 submit()
-                for task, result in zip(group, results, strict=True):
-                    result["task"] = task  # the caller's row, with the audio path as the manifest gave it
-                    yield result
+                for row, result in zip(group, results, strict=True):
+                    yield replace(result, row=row)  # the caller's row, with the audio path as the manifest gave it
     finally:
         for a in actors:
             try:

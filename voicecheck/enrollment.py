@@ -24,7 +24,7 @@ import numpy as np
 from . import storage
 from .crypto import Cipher, default_cipher
 from .errors import ModelMismatchError, NotEnrolledError, StoreError, UsageError
-from .types import Voiceprint
+from .types import Voiceprint, check_id
 
 DB_NAME = "voiceprints.sqlite"
 SCHEMA_VERSION = "2"
@@ -206,8 +206,7 @@ class VoiceprintStore:
         Returns:
             False when this exact audio was already part of the voiceprint (nothing added).
         """
-        if not owner_id.strip():
-            raise UsageError("an id must not be empty")
+        owner_id = check_id(owner_id, f"{kind} id")
         if not consent.strip():
             raise UsageError(f"{kind} {owner_id}: a consent reference is required for every enrollment recording")
         dimension = int(len(vectors["narrow"]))
@@ -256,6 +255,7 @@ class VoiceprintStore:
             ModelMismatchError: enrolled, but only with another model.
             StoreError: a vector that fails authentication or is damaged.
         """
+        owner_id = check_id(owner_id, f"{kind} id")
         rows = self._db.execute(
             "SELECT model, dimension, band, speech_seconds, wide, narrow, added_at, content_hash FROM recordings"
             " WHERE kind=? AND owner_id=? ORDER BY id",
@@ -327,6 +327,7 @@ class VoiceprintStore:
 
     def remove(self, owner_id: str, kind: str = "borrower") -> int:
         """Delete an owner's voiceprint (overwritten on disk, WAL emptied); returns the recordings removed."""
+        owner_id = check_id(owner_id, f"{kind} id")
         with self._tx() as db:
             n = db.execute("DELETE FROM recordings WHERE kind=? AND owner_id=?", (kind, owner_id)).rowcount
         self.checkpoint()
@@ -352,8 +353,9 @@ class VoiceprintStore:
         Args:
             provenance: the calls and recordings the voice was made from (kept for erasure).
         """
-        if not label.strip():
-            raise UsageError("a watchlist label must not be empty")
+        label = check_id(label, "watchlist label")
+        if vector.ndim != 1 or not np.all(np.isfinite(vector)) or not 0.5 <= float(np.linalg.norm(vector)) <= 2.0:
+            raise UsageError(f"watchlist entry {label}: not a unit embedding vector")
         dimension = int(len(vector))
         with self._tx() as db:
             db.execute(
@@ -608,53 +610,101 @@ def _audit(store: VoiceprintStore, event: str, **fields: Any) -> None:
     AuditLog(store.directory / AUDIT_LOG, store.cipher).record(event, **fields)
 
 
-def import_watchlist(store: VoiceprintStore, path: str | Path, model: str, replace: bool = False) -> tuple[int, int]:
+MAX_WATCHLIST_BYTES = 64 * 1024 * 1024
+"""Largest watchlist file ``import`` reads (a 256-d entry takes about 3 KB of JSON)."""
+
+MAX_WATCHLIST_ENTRIES = 100_000
+"""Most entries one watchlist file may hold."""
+
+VECTOR_NORM_RANGE = (0.5, 2.0)
+"""Exported vectors are unit-norm (rounded); one far off that is not a voice embedding."""
+
+
+def import_watchlist(
+    store: VoiceprintStore, path: str | Path, model: str, dimension: int, replace: bool = False
+) -> tuple[int, int]:
     """Add a shared watchlist file's entries for ``model``; existing labels are kept unless ``replace``.
+
+    Every entry is checked before any is stored (all or nothing): a label, a list of ``dimension``
+    finite JSON numbers with a norm near 1. The file must be a regular file of at most
+    :data:`MAX_WATCHLIST_BYTES` with at most :data:`MAX_WATCHLIST_ENTRIES` entries.
 
     Returns:
         (entries added, entries skipped because the label exists).
 
     Raises:
-        UsageError: unreadable file or not a voicecheck watchlist.
+        UsageError: unreadable file, not a voicecheck watchlist, or an invalid entry (named).
         ModelMismatchError: the file's embeddings come from another model.
     """
     import json
 
+    from .files import read_regular
+
     p = Path(path)
+    if dimension <= 0:
+        raise UsageError(f"model {model} has no known dimension; set dimension in models.toml before importing")
+
+    def no_constant(name: str) -> object:
+        raise ValueError(f"{name} is not a number")
+
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UsageError(f"watchlist file {p} cannot be read: {e}") from None
+        data = json.loads(
+            read_regular(p, MAX_WATCHLIST_BYTES, "watchlist file").decode("utf-8"), parse_constant=no_constant
+        )
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise UsageError(f"watchlist file {p} is not valid JSON: {str(e)[:200]}") from None
     if not isinstance(data, dict) or data.get("format") != WATCHLIST_FORMAT:
         raise UsageError(f"{p} is not a voicecheck watchlist export (format {WATCHLIST_FORMAT!r})")
     if data.get("model") != model:
         raise ModelMismatchError(
-            f"watchlist {p} holds {data.get('model')} embeddings, not {model}: they cannot be compared; "
+            f"watchlist {p} holds {data.get('model')!r} embeddings, not {model}: they cannot be compared; "
             f"import it with --model set to the model it was made with"
         )
+    entries = data.get("entries")
+    if not isinstance(entries, list):
+        raise UsageError(f"watchlist {p}: 'entries' must be a list of entries")
+    if len(entries) > MAX_WATCHLIST_ENTRIES:
+        raise UsageError(f"watchlist {p}: {len(entries)} entries, more than the {MAX_WATCHLIST_ENTRIES} allowed")
+    checked = [_watch_entry(e, n, p, dimension) for n, e in enumerate(entries, 1)]
     existing = {e.label for e in store.watch_list(model)}
     added = skipped = 0
-    for n, entry in enumerate(data.get("entries", []), 1):
-        try:
-            vector = np.asarray(entry["vector"], dtype=np.float32)
-            label = str(entry["label"])
-        except (KeyError, TypeError, ValueError):
-            raise UsageError(f"watchlist {p}: entry {n} lacks a label or a numeric vector") from None
-        if vector.ndim != 1 or not np.all(np.isfinite(vector)) or not np.linalg.norm(vector) > 0:
-            raise UsageError(f"watchlist {p}: entry {n} ({label}) has an invalid vector")
-        if data.get("dimension") and len(vector) != data["dimension"]:
-            raise UsageError(f"watchlist {p}: entry {n} ({label}) has {len(vector)} values, not {data['dimension']}")
+    for label, source, added_on, vector in checked:
         if label in existing and not replace:
             skipped += 1
             continue
         store.watch_add(
             label,
-            str(entry.get("source", p.name)),
-            vector / np.linalg.norm(vector),
+            source or p.name,
+            vector,
             model,
-            str(entry.get("added_on") or now()[:10]),
+            added_on or now()[:10],
             provenance=[WatchSource(audio=f"imported from {p}")],
         )
         added += 1
     _audit(store, "watchlist.import", file=str(p), model=model, counts={"added": added, "skipped": skipped})
     return added, skipped
+
+
+def _watch_entry(entry: object, n: int, p: Path, dimension: int) -> tuple[str, str, str, np.ndarray]:
+    """(label, source, added_on, unit vector) of one watchlist entry, or UsageError naming it."""
+    where = f"watchlist {p}: entry {n}"
+    if not isinstance(entry, dict):
+        raise UsageError(f"{where} must be an object with label and vector")
+    label = entry.get("label")
+    if not isinstance(label, str):
+        raise UsageError(f"{where} lacks a text label")
+    label = check_id(label, "watchlist label")
+    where += f" ({label})"
+    values = entry.get("vector")
+    if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise UsageError(f"{where}: vector must be a list of numbers")
+    if len(values) != dimension:
+        raise UsageError(f"{where}: vector has {len(values)} values, the model's embeddings have {dimension}")
+    vector = np.asarray(values, dtype=np.float64)
+    norm = float(np.linalg.norm(vector)) if np.all(np.isfinite(vector)) else float("nan")
+    if not VECTOR_NORM_RANGE[0] <= norm <= VECTOR_NORM_RANGE[1]:
+        raise UsageError(f"{where}: vector norm {norm:.3g} is not that of an embedding (about 1); the file is damaged")
+    texts = [entry.get(k, "") for k in ("source", "added_on")]
+    if not all(isinstance(t, str) and len(t) <= 500 for t in texts):
+        raise UsageError(f"{where}: source and added_on must be short text")
+    return label, texts[0], texts[1], (vector / norm).astype(np.float32)

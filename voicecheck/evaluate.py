@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from .batch import read_rows
 from .callstore import CallStore
 from .config import Settings
 from .crypto import cipher_for
@@ -21,6 +20,7 @@ from .embedders import model_spec
 from .enrollment import VoiceprintStore, now
 from .errors import UsageError, VoicecheckError
 from .files import private_dir
+from .manifest import read_rows
 from .pipeline import Engine
 from .scorer import Scorer
 from .types import CallEmbedding, Voiceprint

@@ -20,7 +20,7 @@ from .config import Settings
 from .embedders import Embedder, embed_speech, embed_windows, load_embedder, unit
 from .embedders.base import window_starts
 from .enrollment import VoiceprintStore
-from .errors import InsufficientSpeechError, NotEnrolledError, UsageError, VoicecheckError
+from .errors import InsufficientSpeechError, NotEnrolledError, StoreError, UsageError, VoicecheckError
 from .scorer import Scorer
 from .types import Audio, CallEmbedding, CallResult, Voiceprint
 from .vad import SileroVad, Vad, recording_time, regions_of, speech_seconds
@@ -36,6 +36,11 @@ class Enrolled:
     speech_seconds: float
     content_hash: str
     band: str
+
+
+def decode(path: str | Path, channel: int | None, settings: Settings) -> Audio:
+    """:func:`voicecheck.audio.load` within the settings' size and duration limits."""
+    return load(path, channel, settings.max_audio_bytes, settings.max_audio_s)
 
 
 def to_narrow(speech: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -82,8 +87,8 @@ class Engine:
     def _require(self, seconds: float, path: str) -> None:
         if seconds < self.embedder.min_speech_s:
             raise InsufficientSpeechError(
-                f"{path}: {seconds:.1f} s of speech found; {self.model} needs at least "
-                f"{self.embedder.min_speech_s:.1f} s",
+                f"{path}: {int(seconds * 100) / 100:.2f} s of speech found; {self.model} needs at least "
+                f"{self.embedder.min_speech_s:g} s",
                 seconds,
             )
 
@@ -139,11 +144,11 @@ class Engine:
 
     def embed_call(self, path: str | Path, channel: int | None) -> CallEmbedding:
         """Decode ``path``, take ``channel`` and embed it (see :meth:`embed_audio`)."""
-        return self.embed_audio(load(path, channel))
+        return self.embed_audio(decode(path, channel, self.settings))
 
     def embed_enrollment(self, path: str | Path, channel: int | None) -> Enrolled:
         """Embed an enrollment recording in its own band and, if wideband, in the telephone band too."""
-        audio = load(path, channel)
+        audio = decode(path, channel, self.settings)
         speech, _, seconds = self.speech(audio)
         self._require(seconds, audio.path)
         own = embed_speech(self.embedder, speech)
@@ -176,6 +181,11 @@ class Judge:
         self.agent_vectors = np.stack([a.vectors["narrow"] for a in agents]) if agents else None
         watch = voiceprints.watch_list(scorer.model)
         self.watch_labels = [(w.label, w.source) for w in watch]
+        if len({len(w.vector) for w in watch}) > 1:
+            raise StoreError(
+                f"the watchlist for {scorer.model} holds vectors of different sizes; remove the damaged entries "
+                "(voicecheck watchlist list / remove)"
+            )
         self.watch_vectors = np.stack([w.vector for w in watch]) if watch else None
 
     def __call__(
@@ -309,6 +319,11 @@ class Judge:
         vector = emb.vector if emb.band == "narrow" else emb.narrow_vector
         if vector is None:
             return []
+        if self.watch_vectors.shape[1] != len(vector):
+            raise StoreError(
+                f"watchlist vectors have {self.watch_vectors.shape[1]} values, {emb.model} embeddings {len(vector)}: "
+                "the watchlist is damaged; remove its entries and import them again"
+            )
         scores, _ = self.scorer.scores(vector, self.watch_vectors, "narrow", emb.content_hash)
         limit = self.scorer.settings.watchlist_thresholds.get(
             self.scorer.mode("narrow"), self.scorer.threshold("narrow")
@@ -512,7 +527,7 @@ def check_one(
         model = judge.scorer.model
         call_id = Path(audio).stem
         try:
-            decoded = load(audio, settings.channel)
+            decoded = decode(audio, settings.channel, settings)
             stored = calls.lookup(decoded.content_hash, decoded.channel, model)
             if stored is not None and stored[1] is not None:
                 emb, speech_s = stored[1], stored[2]

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .errors import UsageError
+
 Verdict = Literal["match", "mismatch", "inconclusive", "error"]
 VERDICTS: tuple[str, ...] = ("match", "mismatch", "inconclusive", "error")
 
@@ -149,3 +151,20 @@ class CallResult:
         from dataclasses import asdict
 
         return asdict(self)
+
+
+def check_id(value: str, what: str = "id") -> str:
+    """An id as stored: surrounding spaces removed; empty, over-long or control-character ids refused.
+
+    The same function cleans ids from the command line, manifests and shared files, so " B1" and
+    "B1" are one borrower wherever they come from.
+
+    Raises:
+        UsageError: naming ``what`` and the value.
+    """
+    clean = value.strip()
+    if not clean:
+        raise UsageError(f"{what} must not be empty")
+    if len(clean) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in clean):
+        raise UsageError(f"{what} {clean[:40]!r} must be at most 200 printable characters")
+    return clean

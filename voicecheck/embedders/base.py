@@ -105,7 +105,7 @@ def embed_speech(embedder: Embedder, speech: np.ndarray) -> np.ndarray:
     seconds = len(speech) / embedder.sample_rate
     if seconds < embedder.min_speech_s:
         raise InsufficientSpeechError(
-            f"{seconds:.1f} s of speech; {embedder.name} needs at least {embedder.min_speech_s:.1f} s",
+            f"{int(seconds * 100) / 100:.2f} s of speech; {embedder.name} needs at least {embedder.min_speech_s:g} s",
             seconds,
         )
     return unit(embed_windows(embedder, speech).mean(axis=0))

@@ -57,6 +57,21 @@ class EcapaEmbedder:
         batch_size: windows per forward pass.
     """
 
+    @classmethod
+    def from_spec(cls, spec: Any, root: Path, device: str, precision: str) -> EcapaEmbedder:
+        """Build from a manifest entry (:class:`voicecheck.embedders.ModelSpec`); ``root`` is the manifest's folder."""
+        from . import resolve, spec_kwargs
+
+        if precision == "bf16":
+            raise UsageError("precision 'bf16' is available for the ge2e backend only, not ecapa; use auto or fp32")
+        local = resolve(root, spec.source)
+        return cls(
+            **spec_kwargs(spec, device),
+            source=local if Path(local).exists() else spec.source,
+            savedir=str(root / "weights" / spec.key),
+            dimension=spec.dimension or None,
+        )
+
     def __init__(
         self,
         source: str,

@@ -34,6 +34,14 @@ class GE2EEmbedder:
     sample_rate = 16000
     dimension = 256
 
+    @classmethod
+    def from_spec(cls, spec: Any, root: Path, device: str, precision: str) -> GE2EEmbedder:
+        """Build from a manifest entry (:class:`voicecheck.embedders.ModelSpec`); ``root`` is the manifest's folder."""
+        from . import resolve, spec_kwargs
+
+        weights = resolve(root, spec.weights) or None
+        return cls(**spec_kwargs(spec, device), weights=weights, sha256=spec.sha256 or None, precision=precision)
+
     def __init__(
         self,
         name: str = "ge2e-resemblyzer-0.1.4",

@@ -1,0 +1,203 @@
+"""Phase 1 of a batch, the part every engine (local processes, Ray actors) runs: embed a few calls.
+
+A :class:`Worker` holds one loaded model and a connection to the call store; :meth:`Worker.embed`
+takes a few manifest rows and returns one :class:`Embedded` per row. It never raises for a bad call:
+the call's result says ``error``. :func:`map_local` maps it over a process pool; the Ray engine
+(:mod:`voicecheck.distributed`) over actors. Neither this module nor the engines import the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from .callstore import CallStore
+from .config import Settings
+from .crypto import cipher_for
+from .errors import InsufficientSpeechError, UsageError, VoicecheckError
+from .manifest import Row
+from .pipeline import Engine, decode
+from .types import Audio, CallEmbedding
+
+log = logging.getLogger(__name__)
+
+Status = Literal["ok", "cached", "insufficient_speech", "error"]
+
+
+class InternalError(VoicecheckError):
+    """An unexpected failure on one call (a bug or a library error), turned into that call's record."""
+
+    code = "internal_error"
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """What phase 1 found for one manifest row.
+
+    Attributes:
+        row: the manifest row.
+        status: "ok" (``embedding`` set), "cached" (this audio is already in the call store: a call
+            is known by its content, never by its id), "insufficient_speech" or "error" (``error``).
+        content_hash, channel, duration_s: the decoded audio's identity and length ("" / 0 before decoding).
+        speech_seconds: net speech, for "insufficient_speech".
+        seconds: the call's share of its task's time.
+    """
+
+    row: Row
+    status: Status
+    embedding: CallEmbedding | None = None
+    error: VoicecheckError | None = None
+    content_hash: str = ""
+    channel: int = 0
+    duration_s: float = 0.0
+    speech_seconds: float = 0.0
+    seconds: float = 0.0
+
+
+class Worker:
+    """One process's model and call-store connection (see :func:`configure` for the thread limits)."""
+
+    def __init__(self, settings: Settings, plugins: dict[str, str] | None = None) -> None:
+        configure(settings, plugins)
+        self.engine = Engine(settings)
+        self.calls = CallStore(settings.embeddings, cipher_for(settings))
+
+    def embed(self, rows: list[Row]) -> list[Embedded]:
+        """Embed a few calls' customer sides (one VAD pass over them together), or find them stored.
+
+        Returns:
+            One :class:`Embedded` per row, in order; a row that fails has status "error".
+        """
+        start = time.perf_counter()
+        found: list[Embedded] = []
+        pending: list[tuple[int, Audio]] = []  # (index into found, decoded audio) still to embed
+        keys: set[tuple[str, int]] = set()  # (content hash, channel) of the audio in ``pending``
+        for row in rows:
+            item = self._decoded(row, keys)
+            if isinstance(item, Embedded):
+                found.append(item)
+            else:
+                found.append(Embedded(row, "ok", content_hash=item.content_hash, channel=item.channel))
+                pending.append((len(found) - 1, item))
+                keys.add((item.content_hash, item.channel))
+        for (i, audio), emb in zip(pending, self._embed_many([a for _, a in pending]), strict=True):
+            found[i] = _outcome(found[i], audio, emb)
+        share = (time.perf_counter() - start) / max(1, len(found))
+        return [replace(e, seconds=share) for e in found]
+
+    def _decoded(self, row: Row, keys: set[tuple[str, int]]) -> Embedded | Audio:
+        """The row's decoded audio when it needs embedding, else its final result."""
+        try:
+            if row.problem:
+                raise UsageError(row.problem)
+            audio = decode(row.audio, row.channel, self.engine.settings)
+        except Exception as e:  # noqa: BLE001 - one bad call must not stop the batch
+            return Embedded(row, "error", error=as_error(e, row.call_id))
+        key = (audio.content_hash, audio.channel)
+        if key in keys or self.calls.has(*key, self.engine.model):  # stored, or earlier in this task
+            return Embedded(row, "cached", content_hash=key[0], channel=key[1], duration_s=audio.duration_s)
+        return audio
+
+    def _embed_many(self, audios: list[Audio]) -> list[CallEmbedding | VoicecheckError]:
+        if not audios:
+            return []
+        try:
+            return list(self.engine.embed_many(audios))
+        except Exception:  # noqa: BLE001 - one call broke the task's pass: embed each alone to find which
+            return [self._embed_alone(a) for a in audios]
+
+    def _embed_alone(self, audio: Audio) -> CallEmbedding | VoicecheckError:
+        try:
+            return self.engine.embed_audio(audio)
+        except Exception as e:  # noqa: BLE001 - returned as this call's error
+            return as_error(e, None)
+
+    def close(self) -> None:
+        self.calls.close()
+
+
+def _outcome(item: Embedded, audio: Audio, emb: CallEmbedding | VoicecheckError) -> Embedded:
+    if isinstance(emb, InsufficientSpeechError):
+        return replace(
+            item, status="insufficient_speech", speech_seconds=emb.speech_seconds, duration_s=audio.duration_s
+        )
+    if isinstance(emb, VoicecheckError):
+        return replace(item, status="error", error=emb)
+    return replace(item, embedding=emb, duration_s=audio.duration_s)
+
+
+def as_error(e: Exception, call_id: str | None) -> VoicecheckError:
+    """``e`` itself if it is a VoicecheckError, else an :class:`InternalError` that says what happened."""
+    if isinstance(e, VoicecheckError):
+        return e
+    where = f"call {call_id}" if call_id else "a call"
+    log.debug("unexpected error on %s", where, exc_info=True)
+    return InternalError(f"unexpected {type(e).__name__} while processing {where}: {str(e)[:300]}")
+
+
+def configure(settings: Settings, plugins: dict[str, str] | None = None) -> None:
+    """Set up a worker process: the parent's registered backends (a spawned process starts without
+    them), ``settings.torch_threads`` torch threads, and numpy's BLAS capped at the same number (by
+    default it starts a thread per core, and with one worker per core those threads only compete)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from .embedders import register_backend
+
+    for name, target in (plugins or {}).items():
+        register_backend(name, target)
+    torch.set_num_threads(settings.torch_threads)
+    threadpool_limits(settings.torch_threads)
+
+
+def groups(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
+    """``rows`` in lists of ``size`` (the last may be shorter), streamed."""
+    group: list[Row] = []
+    for row in rows:
+        group.append(row)
+        if len(group) >= size:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+_WORKER: Worker | None = None
+"""The worker of a pool process (a process pool's initializer can only leave it here)."""
+
+
+def _init_pool_worker(settings: Settings, plugins: dict[str, str]) -> None:
+    global _WORKER
+    _WORKER = Worker(settings, plugins)
+
+
+def _pool_embed(rows: list[Row]) -> list[Embedded]:
+    if _WORKER is None:
+        raise RuntimeError("a pool worker embeds only after _init_pool_worker")
+    return _WORKER.embed(rows)
+
+
+def map_local(settings: Settings, rows: Iterable[Row]) -> Iterator[Embedded]:
+    """Embed ``rows`` on ``settings.workers`` processes (or in this one), ``calls_per_task`` at a time.
+
+    Results stream in completion order, one per row.
+    """
+    from .embedders import registered
+
+    grouped = groups(rows, settings.calls_per_task)
+    if settings.workers <= 1:
+        worker = Worker(settings)
+        try:
+            for group in grouped:
+                yield from worker.embed(group)
+        finally:
+            worker.close()
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(settings.workers, initializer=_init_pool_worker, initargs=(settings, registered())) as pool:
+        for found in pool.imap_unordered(_pool_embed, grouped, chunksize=1):
+            yield from found
