@@ -46,7 +46,6 @@ PLAINTEXT = "none"
 KEY_FORMAT = "voicecheck-key"
 MAX_KEY_FILE_BYTES = 64 * 1024
 INIT_HINT = "run 'voicecheck key init' to create one"
-_warned: set[str] = set()
 
 
 def key_id(key: bytes) -> str:
@@ -291,20 +290,12 @@ def _aad(header: bytes, context: tuple[Any, ...]) -> bytes:
 
 def cipher_for(settings: Any) -> Cipher:
     """The cipher the settings ask for: encrypted with the key (default), or plaintext when
-    ``settings.encryption`` is False (logged as a warning once per process and folder).
+    ``settings.encryption`` is False (each store opened so then logs a warning that it is unencrypted).
 
     Raises:
         UsageError: encryption on and no usable key (the message says to run ``voicecheck key init``).
     """
     if not settings.encryption:
-        where = f"{settings.store} and {settings.embeddings}"
-        if where not in _warned:
-            _warned.add(where)
-            log.warning(
-                "biometric data in %s is stored UNENCRYPTED (encryption = false); remove the opt-out, run "
-                "'voicecheck key init' and 'voicecheck store migrate' to encrypt it",
-                where,
-            )
         return Cipher(None)
     return Cipher(keyring_for(settings))
 

@@ -579,7 +579,7 @@ def export_watchlist(store: VoiceprintStore, path: str | Path, model: str) -> in
     """
     import json
 
-    from .files import write_private
+    from .files import private_dir, write_private
 
     entries = store.watch_list(model)
     data = {
@@ -598,6 +598,7 @@ def export_watchlist(store: VoiceprintStore, path: str | Path, model: str) -> in
             for e in entries
         ],
     }
+    private_dir(Path(path).parent)
     write_private(path, json.dumps(data, ensure_ascii=False, indent=1) + "\n")
     _audit(store, "watchlist.export", file=str(path), model=model, labels=[e.label for e in entries])
     return len(entries)

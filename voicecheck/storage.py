@@ -127,7 +127,12 @@ _warned: set[str] = set()
 def warn_plaintext(path: Path, what: str) -> None:
     if str(path) not in _warned:
         _warned.add(str(path))
-        log.warning("%s %s holds biometric data UNENCRYPTED (encryption = false)", what, path)
+        log.warning(
+            "%s %s holds biometric data UNENCRYPTED (encryption = false); to encrypt it, remove the opt-out, "
+            "run 'voicecheck key init' and 'voicecheck store migrate'",
+            what,
+            path,
+        )
 
 
 def checkpoint(db: sqlite3.Connection, path: Path) -> bool:
