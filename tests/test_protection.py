@@ -441,6 +441,11 @@ def test_everything_voicecheck_creates_is_private_under_umask_0(vc, tmp_path: Pa
         from voicecheck.report import write_csv, write_json
         from voicecheck.scorer import Profile
 
+        live = CallStore(tmp_path / "embeddings")  # while a store is open its -wal and -shm exist: 0600 too
+        live.put(_emb("h-live"), content_hash="h-live", channel=1, model="m")
+        sides = [tmp_path / "embeddings" / f"calls.sqlite{x}" for x in ("-wal", "-shm")]
+        assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in sides)
+        live.close()
         write_csv(tmp_path / "exports" / "t.csv", [{"a": 1}], ["a"])
         write_json(tmp_path / "exports" / "t.json", {"a": 1})
         Profile("m", "s").save_mode("fake", tmp_path / "embeddings", "cosine", {"threshold": 0.5}, "test")
