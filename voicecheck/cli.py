@@ -219,12 +219,14 @@ def remove_voiceprint(kind: str, owner_id: str, store: Path | None, config: Path
 @store_app.command("show")
 def store_show(borrower_id: str, store: StoreOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Show one borrower's voiceprint: model, recordings, speech (never the vector)."""
+    from .audit import audit_log
     from .crypto import cipher_for
     from .enrollment import VoiceprintStore
 
     settings = run(lambda: settings_from(config, store=store))
     db = run(lambda: VoiceprintStore(settings.store, cipher_for(settings)))
     recs = db.recordings(borrower_id)
+    run(lambda: audit_log(settings, db.cipher).record("store.show", borrower_id=borrower_id, recordings=len(recs)))
     if not recs:
         fail(f"borrower {borrower_id!r} has no voiceprint in {settings.store}", EXIT_INCONCLUSIVE)
     summary = [s for s in db.summaries("borrower") if s["id"] == borrower_id]

@@ -112,6 +112,20 @@ def inconsistent_borrowers(settings: Settings, threshold: float = VOICES_THRESHO
     if len(calls.call_ids) == 0:
         return []
     vectors = scoring_space(settings, calls.vectors)
+    found = _voices(calls, vectors, threshold)
+    _audited("consistency", settings, [b["borrower_id"] for b in found], len(calls.call_ids))
+    return found
+
+
+def _audited(event: str, settings: Settings, borrowers: list[str], calls: int) -> None:
+    """Record a cross-call analysis in the audit log: who it listed (ids only) and over how many calls."""
+    from .audit import audit_log
+
+    audit_log(settings).record(event, borrower_ids=sorted(set(borrowers)), counts={"calls": calls})
+
+
+def _voices(calls: Calls, vectors: np.ndarray, threshold: float) -> list[dict[str, Any]]:
+    """The borrowers among ``calls`` whose calls hold two or more voices (``vectors`` in the scoring space)."""
     order = sorted(range(len(calls.call_ids)), key=lambda i: (calls.borrower_ids[i], calls.call_ids[i]))
     found = []
     for borrower, members in groupby(order, key=lambda i: calls.borrower_ids[i]):
@@ -218,4 +232,5 @@ def rings(
         }
         for n, r in enumerate(found)
     ]
+    _audited("rings", settings, [b for r in found for b in r.borrowers], len(calls.call_ids))
     return sorted(out, key=lambda r: (-len(r["borrowers"]), -r["cohesion"]))

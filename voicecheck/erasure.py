@@ -125,7 +125,9 @@ def cutoff(days: float) -> str:
     return (datetime.now(timezone.utc) - timedelta(days=days)).isoformat(timespec="seconds")
 
 
-def purge(settings: Settings, older_than_days: float, trigger: str = "purge", cipher: Cipher | None = None) -> dict:
+def purge(
+    settings: Settings, older_than_days: float, trigger: str = "purge", cipher: Cipher | None = None
+) -> dict[str, Any]:
     """Remove call embeddings stored more than ``older_than_days`` ago, and their call links; audited.
 
     Returns:
@@ -149,14 +151,14 @@ def purge(settings: Settings, older_than_days: float, trigger: str = "purge", ci
     return counts
 
 
-def apply_retention(settings: Settings, cipher: Cipher | None = None) -> dict | None:
+def apply_retention(settings: Settings, cipher: Cipher | None = None) -> dict[str, Any] | None:
     """Purge by the ``retention_days`` setting (the nightly batch calls this first); None when it is 0."""
     if settings.retention_days <= 0:
         return None
     counts = purge(settings, settings.retention_days, "retention_days", cipher)
-    if counts["embeddings"] or counts["calls"]:
-        log.info("retention: %d call embeddings and %d call links older than %d days removed", counts["embeddings"],
-                 counts["calls"], settings.retention_days)  # fmt: skip
+    removed, links, days = counts["embeddings"], counts["calls"], settings.retention_days
+    if removed or links:
+        log.info("retention: %d call embeddings and %d call links older than %d days removed", removed, links, days)
     return counts
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from . import channel as telephone
 from .audio import load, resample, resample_spans
 from .config import Settings
+from .crypto import Cipher
 from .embedders import Embedder, embed_speech, embed_windows, load_embedder, unit
 from .embedders.base import window_starts
 from .enrollment import VoiceprintStore
@@ -407,10 +408,20 @@ def enroll_recordings(
                 trail.record("enroll", **event, outcome="refused", reason=refusal)
                 failures += 1
                 continue
+            vectors, seconds = got.vectors, got.speech_seconds
             added = store.add_recording(
-                owner, engine.model, path, got.content_hash, got.band, got.speech_seconds, got.vectors,
-                replace=fresh, kind=kind, consent=ref, forced=forced,
-            )  # fmt: skip
+                owner,
+                engine.model,
+                path,
+                got.content_hash,
+                got.band,
+                seconds,
+                vectors,
+                fresh,
+                kind,
+                consent=ref,
+                forced=forced,
+            )
             started.add(owner)
             outcome = "added" if added else "already enrolled, skipped"
             trail.record(
@@ -463,7 +474,7 @@ class _VoiceGate:
     band, cohort without the owner's own calls, the match threshold, as the batch would judge a call.
     """
 
-    def __init__(self, settings: Settings, cipher: Any) -> None:
+    def __init__(self, settings: Settings, cipher: Cipher) -> None:
         self.settings = settings
         self.cipher = cipher
         self._scorer: Scorer | None = None

@@ -16,7 +16,17 @@ from typing import Any
 
 from . import audit, callstore, enrollment
 from .config import Settings
-from .crypto import Cipher, Keyring, cipher_for, create_key_file, key_path, keyring_for, new_key, refuse_beside_data
+from .crypto import (
+    Cipher,
+    Keyring,
+    cipher_for,
+    create_key_file,
+    key_id,
+    key_path,
+    keyring_for,
+    new_key,
+    refuse_beside_data,
+)
 from .crypto import write_key_file as _write_key_file
 from .errors import StoreError, UsageError
 
@@ -108,11 +118,15 @@ def rotate_key(settings: Settings, keep_old: bool = False) -> dict[str, Any]:
     lines = audit.rechain(log_path, Cipher(both), fresh)
     if not keep_old:
         _write_key_file(old.path, [key])
-    result = {"old": list(old.keys), "new": fresh.keyring.current if fresh.keyring else "", "blobs": blobs}
-    result.update(audit_lines=lines, dropped_old=not keep_old)
-    audit.AuditLog(log_path, fresh).record("key.rotate", counts={"blobs": blobs, "audit_lines": lines}, **{
-        "old_key_ids": result["old"], "new_key_id": result["new"], "dropped_old": not keep_old})  # fmt: skip
-    return result
+    new_id = key_id(key)
+    audit.AuditLog(log_path, fresh).record(
+        "key.rotate",
+        old_key_ids=list(old.keys),
+        new_key_id=new_id,
+        dropped_old=not keep_old,
+        counts={"blobs": blobs, "audit_lines": lines},
+    )
+    return {"old": list(old.keys), "new": new_id, "blobs": blobs, "audit_lines": lines, "dropped_old": not keep_old}
 
 
 def migrate_stores(settings: Settings) -> list[str]:

@@ -81,12 +81,11 @@ def check_version(version: str | None, current: str, path: Path, what: str) -> N
 
 def init_meta(db: sqlite3.Connection, cipher: Cipher, current: str, context: str) -> None:
     """Record the schema version, the encryption mode and (encrypted) the key check in a new store."""
-    with db:
+    with db:  # one transaction: a second process creating the same store sees all of it or none
         db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (current,))
-        if db.execute("SELECT 1 FROM meta WHERE key='encryption'").fetchone() is None:
-            db.execute("INSERT INTO meta VALUES ('encryption', ?)", (cipher.mode,))
-            if cipher.encrypted:
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('key_check', ?)", (seal_check(cipher, context),))
+        new = db.execute("INSERT OR IGNORE INTO meta VALUES ('encryption', ?)", (cipher.mode,)).rowcount == 1
+        if new and cipher.encrypted:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('key_check', ?)", (seal_check(cipher, context),))
 
 
 def seal_check(cipher: Cipher, context: str) -> str:
