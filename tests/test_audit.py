@@ -173,3 +173,13 @@ def test_two_processes_appending_keep_one_valid_chain(tmp_path: Path) -> None:
 def test_audit_verify_of_no_log_is_fine(vc) -> None:
     res = vc("audit", "verify")
     assert res.exit_code == 0 and "0 line(s)" in res.output
+
+
+def test_cross_call_analyses_and_store_show_are_audited(history, tmp_path: Path) -> None:
+    assert history("consistency").exit_code == 0
+    assert history("rings", "--min-borrowers", "2").exit_code == 0
+    assert history("store", "show", "B1").exit_code == 0
+    events = {e["event"]: e for e in _lines(tmp_path)}
+    assert {"consistency", "rings", "store.show"} <= set(events)
+    assert events["store.show"]["borrower_id"] == "B1" and events["rings"]["counts"]["calls"] >= 1
+    assert history("audit", "verify").exit_code == 0
