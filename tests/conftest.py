@@ -123,3 +123,25 @@ def vc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         return runner.invoke(app, argv)
 
     return invoke
+
+
+def _hide_lazy_modules() -> None:
+    """hypothesis reads ``__file__`` of every loaded module to collect constants; speechbrain's lazy
+    modules raise ImportError on any attribute (k2 and other optional integrations are not
+    installed). Mark them as already seen so hypothesis skips them."""
+    from hypothesis.internal.conjecture import providers
+
+    for module in list(sys.modules.values()):
+        if type(module).__name__ in ("LazyModule", "DeprecatedModuleRedirect"):
+            providers._seen_modules.add(id(module))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems() -> None:
+    _hide_lazy_modules()
+
+
+@pytest.fixture()
+def no_lazy_modules() -> None:
+    """For hypothesis tests: run after speechbrain may have been imported by earlier tests."""
+    _hide_lazy_modules()

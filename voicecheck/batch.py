@@ -163,6 +163,8 @@ def claim(out: Path, manifest: str | Path) -> None:
                 "use a new --out folder (a manifest edited since its run counts as another manifest)"
             )
         return
+    if (out / RESULTS).is_symlink():
+        raise UsageError(f"{out / RESULTS} is a symbolic link; voicecheck does not write through links")
     if (out / RESULTS).exists() and (out / RESULTS).stat().st_size:
         raise UsageError(
             f"{out} holds results that no run.json ties to a manifest; use a new --out folder for {manifest}"

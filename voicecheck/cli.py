@@ -9,13 +9,42 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from .config import Settings, load_settings
 from .errors import VoicecheckError
 
+EXIT_MATCH, EXIT_MISMATCH, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+
+
+class Commands(TyperGroup):
+    """The command group: the one place an error becomes a message and an exit code.
+
+    A VoicecheckError is one line on stderr and exit 2; anything unexpected too (never a traceback,
+    never exit 1, which means "mismatch"): the traceback goes to the debug log only.
+    """
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, TyperException):
+            raise
+        except VoicecheckError as e:
+            fail(str(e))
+        except Exception as e:  # noqa: BLE001 - the CLI boundary: one line, exit 2, never a traceback
+            logging.getLogger("voicecheck").debug("unexpected error", exc_info=True)
+            fail(
+                f"unexpected {type(e).__name__}: {str(e)[:300]} (a bug or a broken installation; run with "
+                "VOICECHECK_DEBUG=1 for details)"
+            )
+
+
 app = typer.Typer(
+    cls=Commands,
     help="Voiceprint consistency checks for call-centre recordings: is the customer on this call the borrower?",
     no_args_is_help=True,
+    pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
@@ -38,7 +67,6 @@ app.add_typer(key_app, name="key")
 audit_app = typer.Typer(help="The audit log: who checked, enrolled or erased whom.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 
-EXIT_MATCH, EXIT_MISMATCH, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 NOUN = {"borrower": "borrower", "agent": "collector"}
 EXIT_BY_VERDICT = {
     "match": EXIT_MATCH,
@@ -441,18 +469,22 @@ def check(
             config, store=store, embeddings=embeddings, model=model, device=device, channel=channel, threshold=threshold
         )
     )
-    result = run(lambda: check_one(audio, borrower, settings, timeline=plot is not None))
-    if plot is not None and result.timeline:
-        from .report import plot_timeline
+    if plot is not None:
+        from .files import check_writable
 
-        run(lambda: plot_timeline(result.to_dict(), plot))
-        typer.echo(f"timeline drawn to {plot}", err=True)
+        check_writable(plot)  # before any work: a bad --plot path must not cost the verdict
+    result = check_one(audio, borrower, settings, timeline=plot is not None)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
     else:
         typer.echo(render_result(result.to_dict()))
     if result.verdict == "error":
         typer.echo(f"voicecheck: error: {result.reason}", err=True)
+    if plot is not None and result.timeline:
+        from .report import plot_timeline
+
+        plot_timeline(result.to_dict(), plot)
+        typer.echo(f"timeline drawn to {plot}", err=True)
     raise typer.Exit(EXIT_BY_VERDICT[result.verdict])
 
 
@@ -903,7 +935,10 @@ def count_rows(manifest: Path) -> int:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="voicecheck: %(levelname)s: %(message)s")
+    import os
+
+    level = logging.DEBUG if os.environ.get("VOICECHECK_DEBUG") else logging.WARNING
+    logging.basicConfig(level=level, format="voicecheck: %(levelname)s: %(message)s")
     app()
 
 

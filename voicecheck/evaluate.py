@@ -125,6 +125,7 @@ def split_scores(trials: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_scores(path: Path, trials: list[dict[str, Any]]) -> None:
+
     cols = ["row", "enroll", "test", "label", "score", "raw_cosine", "llr", "band", "mode", "error"]
     from .report import write_csv
 

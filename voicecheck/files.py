@@ -108,6 +108,26 @@ def write_private(path: str | Path, data: str | bytes) -> None:
             tmp.unlink()
 
 
+def check_writable(path: str | Path) -> Path:
+    """Check, before any work, that a file can be written at ``path`` (its folder exists and is
+    writable; the path is no folder and no symbolic link).
+
+    Raises:
+        UsageError: saying which of these fails.
+    """
+    p = Path(path)
+    if p.is_symlink():
+        raise UsageError(f"{p} is a symbolic link; voicecheck does not write through links")
+    if p.is_dir():
+        raise UsageError(f"{p} is a folder; give a file path")
+    folder = p.parent
+    if not folder.is_dir():
+        raise UsageError(f"cannot write {p}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write {p}: folder {folder} is not writable")
+    return p
+
+
 def ensure_private_file(path: str | Path) -> Path:
     """Create ``path`` empty as a 0600 file if it does not exist (e.g. before SQLite opens it, so the
     database and the journal files SQLite derives from it are private); never follows a link."""

@@ -51,14 +51,10 @@ class ResultsFile:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         private_dir(self.path.parent)
+        self._f: IO[str] = open_private(self.path, "a")  # 0600, refuses a symbolic link
         self._repair()
-        self._f: IO[str] = open_private(self.path, "a")
 
     def _repair(self) -> None:
-        if self.path.is_symlink():
-            raise UsageError(f"{self.path} is a symbolic link; voicecheck does not write through links")
-        if not self.path.exists():
-            return
         data = self.path.read_bytes()
         good = data.rfind(b"\n") + 1
         if good < len(data):  # a torn last line from a killed run
@@ -122,6 +118,18 @@ def write_json(path: str | Path, data: dict[str, Any]) -> None:
     write_private(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+"""A spreadsheet reads a cell starting with one of these as a formula (CSV injection)."""
+
+
+def safe_cell(value: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula, made inert with a leading apostrophe
+    (OWASP's advice); numbers and other values are kept as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 def write_csv(path: str | Path, records: Iterable[dict[str, Any]], columns: list[str]) -> None:
     """Selected columns of records as CSV (records are streamed; a 0600 file, never through a link)."""
     import io
@@ -129,7 +137,7 @@ def write_csv(path: str | Path, records: Iterable[dict[str, Any]], columns: list
     with io.TextIOWrapper(open_private(path, "wb"), encoding="utf-8", newline="") as f:
         w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         w.writeheader()
-        w.writerows(records)
+        w.writerows({k: safe_cell(r.get(k)) for k in columns} for r in records)
 
 
 def plot_timeline(record: dict[str, Any], path: str | Path) -> None:
