@@ -461,3 +461,19 @@ def test_everything_voicecheck_creates_is_private_under_umask_0(vc, tmp_path: Pa
         assert mode == (0o700 if p.is_dir() else 0o600), f"{p}: {mode:o}"
     for d in made[:-1]:
         assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
+
+
+def test_a_store_folder_of_its_own_is_tightened_a_shared_one_left_alone(tmp_path: Path, caplog) -> None:
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "README.md").write_text("store")
+    os.chmod(own, 0o755)
+    VoiceprintStore(own, _cipher()).close()
+    assert stat.S_IMODE(own.stat().st_mode) == 0o700
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "notes.txt").write_text("someone else's")
+    os.chmod(shared, 0o755)
+    VoiceprintStore(shared, _cipher()).close()
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o755 and "leaves its mode alone" in caplog.text
+    assert stat.S_IMODE((shared / "voiceprints.sqlite").stat().st_mode) == 0o600

@@ -24,17 +24,37 @@ from .files import DIR_MODE, FILE_MODE, ensure_private_file, private_dir
 log = logging.getLogger(__name__)
 
 KEY_CHECK = b"voicecheck key check"
+_warned: set[str] = set()
 MIGRATE_HINT = "run 'voicecheck store migrate'"
 
 
+DATA_FOLDER_ENTRIES = frozenset(
+    {"voiceprints.sqlite", "calls.sqlite", "audit.log", "audit.log.rechain", ".voicecheck.lock", "README.md"}
+    | {"models.toml", "weights", "backends", "calibration"}
+)
+"""What a store or embeddings folder holds (besides the databases' -wal, -shm and -journal files)."""
+
+
 def private_folder(directory: Path) -> Path:
-    """``directory`` as a 0700 folder: created so, or tightened when it exists with wider permissions
-    and belongs to this user (biometric data must not be listable by other users)."""
+    """``directory`` as a 0700 folder: created so, or tightened when it exists with wider permissions,
+    belongs to this user and holds only voicecheck's own files (a shared folder such as the home
+    folder or /tmp is never changed: a warning says the files in it are 0600 but listable)."""
     private_dir(directory)
     info = directory.stat()
-    if info.st_mode & 0o077 and info.st_uid == os.getuid():
+    if not info.st_mode & 0o077 or info.st_uid != os.getuid():
+        return directory
+    names = {n.removesuffix("-wal").removesuffix("-shm").removesuffix("-journal") for n in os.listdir(directory)}
+    if names <= DATA_FOLDER_ENTRIES and not info.st_mode & stat.S_ISVTX:
         os.chmod(directory, DIR_MODE)
         log.info("folder %s made private (mode %04o -> 0700)", directory, stat.S_IMODE(info.st_mode))
+    elif str(directory) not in _warned:
+        _warned.add(str(directory))
+        log.warning(
+            "folder %s (mode %04o) holds other files, so voicecheck leaves its mode alone: its files are 0600 "
+            "but other users can list them; keep biometric data in a folder of its own",
+            directory,
+            stat.S_IMODE(info.st_mode),
+        )
     return directory
 
 
@@ -118,9 +138,6 @@ def check_encryption(db: sqlite3.Connection, cipher: Cipher, path: Path, what: s
         cipher.open(base64.b64decode(check[0]), ("meta", "key_check", context), f"{what} {path}: key check")
     else:
         warn_plaintext(path, what)
-
-
-_warned: set[str] = set()
 
 
 def warn_plaintext(path: Path, what: str) -> None:
