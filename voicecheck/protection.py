@@ -110,11 +110,18 @@ def rotate_key(settings: Settings, keep_old: bool = False) -> dict[str, Any]:
             blobs += store.reseal(fresh)
         finally:
             store.close()
-    for store in _open_stores(settings, fresh):  # every blob must open with the new key alone
-        try:
-            store.verify_all()
-        finally:
-            store.close()
+    try:
+        for store in _open_stores(settings, fresh):  # every blob must open with the new key alone
+            try:
+                store.verify_all()
+            finally:
+                store.close()
+    except StoreError as e:
+        raise StoreError(
+            f"key rotation not finished: a blob still needs an old key ({e}); was another voicecheck run writing? "
+            f"{old.path} keeps the old and new keys, so everything stays readable: run 'voicecheck key rotate' "
+            "again when no other run is writing"
+        ) from None
     lines = audit.rechain(log_path, Cipher(both), fresh)
     if not keep_old:
         _write_key_file(old.path, [key])
