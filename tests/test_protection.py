@@ -477,3 +477,26 @@ def test_a_store_folder_of_its_own_is_tightened_a_shared_one_left_alone(tmp_path
     VoiceprintStore(shared, _cipher()).close()
     assert stat.S_IMODE(shared.stat().st_mode) == 0o755 and "leaves its mode alone" in caplog.text
     assert stat.S_IMODE((shared / "voiceprints.sqlite").stat().st_mode) == 0o600
+
+
+def test_an_unfinished_rotation_keeps_both_keys_and_a_second_run_finishes(vc, tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("VOICECHECK_KEY")
+    key = tmp_path / "keys" / "key"
+    first = create_key_file(key)
+    monkeypatch.setenv("VOICECHECK_KEY_FILE", str(key))
+    _populated(vc, tmp_path)
+    settings = Settings(store=str(tmp_path / "store"), embeddings=str(tmp_path / "embeddings"))
+    before = _everything(settings, Cipher(read_key_file(key)))
+    with monkeypatch.context() as m:  # the call store keeps blobs under the old key, as a concurrent run would
+        m.setattr(CallStore, "reseal", lambda self, new, chunk=500: 0)
+        assert_error(vc("key", "rotate"), 2, "not finished", "again")
+    ring = read_key_file(key)
+    assert len(ring.keys) == 2 and first in ring.keys and ring.current != first
+    for k, v in _everything(settings, Cipher(ring)).items():
+        np.testing.assert_array_equal(v, before[k])
+    assert vc("key", "rotate").exit_code == 0
+    ring = read_key_file(key)
+    assert len(ring.keys) == 1 and first not in ring.keys
+    for k, v in _everything(settings, Cipher(ring)).items():
+        np.testing.assert_array_equal(v, before[k])
+    assert vc("audit", "verify").exit_code == 0
