@@ -313,7 +313,10 @@ def main() -> None:
         from voicecheck.manifest import read_rows
         from voicecheck.pipeline import enroll_recordings
 
-        items = [(f["borrower_id"], f["audio"]) for _, f in read_rows(enroll_csv, ("borrower_id", "audio"))]
+        items = [
+            (f["borrower_id"], f["audio"], f.get("consent", ""))
+            for _, f in read_rows(enroll_csv, ("borrower_id", "audio", "consent"))
+        ]
         s = load_settings(None, store=str(work / "store"), embeddings=str(work / "embeddings-enroll"))
         enroll_recordings(items, s)
 

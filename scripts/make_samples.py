@@ -289,17 +289,21 @@ def quiet_cut(samples: np.ndarray, sample_rate: int, near_s: float) -> int:
     return int(starts[int(np.argmin(energy))]) + frame // 2
 
 
+SAMPLE_CONSENT = "public corpus recording, published under the licence in samples/SOURCES.md (no consent form)"
+"""The consent reference of the sample enrollments: they are public-corpus recordings, not customers."""
+
+
 def build(samples_dir: Path, seed: int) -> None:
     calls_dir = samples_dir / "calls"
     calls_dir.mkdir(parents=True, exist_ok=True)
 
     with open(samples_dir / "enroll.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["borrower_id", "audio"])
+        writer.writerow(["borrower_id", "audio", "consent"])
         for borrower_id, group in ENROLL.items():
             for utt in group:
                 load(samples_dir, utt)  # fail early on a missing copy
-                writer.writerow([borrower_id, f"speech/{utt.relative}"])
+                writer.writerow([borrower_id, f"speech/{utt.relative}", SAMPLE_CONSENT])
 
     call_rows: list[list[str]] = []
     truth_rows: list[list[str]] = []

@@ -27,6 +27,32 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
 
+TEST_KEY = ""
+"""A random encryption key for the session (base64), set in VOICECHECK_KEY for every test."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_key(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The session's key in VOICECHECK_KEY (and a config folder of its own) from the start, so that
+    module-scoped fixtures, which run before the per-test fixtures, have a key too."""
+    import base64
+
+    from voicecheck.crypto import new_key
+
+    global TEST_KEY
+    TEST_KEY = base64.b64encode(new_key()).decode("ascii")
+    os.environ["VOICECHECK_KEY"] = TEST_KEY
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("xdg-config"))
+
+
+@pytest.fixture(autouse=True)
+def _key(_isolated: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test has the encryption key (VOICECHECK_KEY, also seen by spawned workers) and a per-user
+    config folder of its own, so no test reads or writes the developer's real key."""
+    monkeypatch.setenv("VOICECHECK_KEY", TEST_KEY)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _one_thread() -> None:
     import torch
@@ -91,7 +117,10 @@ def vc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     runner = CliRunner()
 
     def invoke(*args: object):
-        return runner.invoke(app, [str(a) for a in args])
+        argv = [str(a) for a in args]
+        if "enroll" in argv[:2] and "--consent" not in argv:
+            argv += ["--consent", "test consent"]
+        return runner.invoke(app, argv)
 
     return invoke
 

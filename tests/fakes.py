@@ -192,8 +192,9 @@ def workspace(root: Path, counter: Path | None = None, extra: str = "", delay_s:
 
 
 def env_without_workspace() -> dict[str, str]:
-    """os.environ minus VOICECHECK_* so a developer's own settings do not leak into a test."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("VOICECHECK_")}
+    """os.environ minus VOICECHECK_* so a developer's own settings do not leak into a test; the test's
+    encryption key (set for every test by conftest) is kept."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("VOICECHECK_") or k == "VOICECHECK_KEY"}
 
 
 PNG = b"\x89PNG\r\n\x1a\n"

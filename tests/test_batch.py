@@ -55,7 +55,7 @@ def enrolled(tmp_path: Path) -> tuple[Settings, Path, Path]:
     counter = tmp_path / "embed_calls.txt"
     settings = _settings(tmp_path / "ws", counter)
     items = [(f["borrower_id"], f["audio"]) for _, f in read_rows(SAMPLES / "enroll.csv", ("borrower_id", "audio"))]
-    assert enroll_recordings(items, settings, report=lambda _: None) == 0
+    assert enroll_recordings(items, settings, report=lambda _: None, consent="test consent") == 0
     return settings, counter, _manifest(tmp_path)
 
 

@@ -30,6 +30,10 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         argv = [str(a) for a in args]
         if model and argv[0] in ("enroll", "check", "batch"):
             argv += ["--model", model]
+        if argv[0] == "enroll" and "--consent" not in argv:
+            argv += ["--consent", "test consent"]
+        if argv[0] == "enroll" and "--threshold" not in argv:
+            argv += ["--threshold", "cosine=0.95"]  # the fake model: same speaker >= 0.96, others <= 0.94 here
         return runner.invoke(app, argv)
 
     return invoke

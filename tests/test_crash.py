@@ -94,7 +94,12 @@ def test_sigkilled_batch_resumes_without_losing_or_duplicating_records(tmp_path:
     manifest = _make_calls(tmp_path)
     store = tmp_path / "store"
     settings = load_settings(None, store=str(store), embeddings=str(workspace(tmp_path / "enroll_ws")), model="fake")
-    assert enroll_recordings([(f"B{k}", str(SAMPLES / "calls" / f"C00{k}.wav")) for k in (1, 3, 4)], settings) == 0
+    assert (
+        enroll_recordings(
+            [(f"B{k}", str(SAMPLES / "calls" / f"C00{k}.wav")) for k in (1, 3, 4)], settings, consent="test consent"
+        )
+        == 0
+    )
 
     # reference: one uninterrupted run (in this process) with its own call-embedding store
     run_batch(

@@ -120,7 +120,7 @@ def test_ray_engine_on_a_cluster_gives_the_local_results(
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     settings = _settings(tmp_path, workers=2)
     pairs = [("B1001", "C008.wav"), ("B1002", "C002.wav"), ("B1003", "C003.wav"), ("B1004", "C004.wav")]
-    assert enroll_recordings([(b, str(SAMPLES / "calls" / c)) for b, c in pairs], settings) == 0
+    assert enroll_recordings([(b, str(SAMPLES / "calls" / c)) for b, c in pairs], settings, consent="test consent") == 0
     manifest = _manifest(tmp_path)
 
     local = run_batch(manifest, tmp_path / "local", replace(settings, workers=1))

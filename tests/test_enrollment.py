@@ -35,6 +35,7 @@ def _add(
     vectors = {"narrow": _unit(seed)}
     if wide:
         vectors["wide"] = _unit(seed + 100)
+    kw.setdefault("consent", "test consent")
     return store.add_recording(
         owner, model, f"{owner}-{seed}.wav", f"hash{seed}", "wide" if wide else "narrow", seconds, vectors, **kw
     )
@@ -179,7 +180,7 @@ def test_enroll_recordings_counts_and_skips(settings, tmp_path: Path) -> None:
         ("", str(P226)),
         ("B4", str(tmp_path / "missing.wav")),
     ]
-    failures = enroll_recordings(items, settings, report=lines.append)
+    failures = enroll_recordings(items, settings, report=lines.append, consent="test consent")
     assert failures == 3  # silence, empty id, missing file; the rest are enrolled
     store = VoiceprintStore(settings.store)
     try:
@@ -197,8 +198,8 @@ def test_enroll_recordings_counts_and_skips(settings, tmp_path: Path) -> None:
 
 
 def test_enroll_recordings_replace(settings) -> None:
-    enroll_recordings([("B1", str(P225[0])), ("B1", str(P225[1]))], settings, report=lambda _: None)
-    enroll_recordings([("B1", str(P226))], settings, replace=True, report=lambda _: None)
+    enroll_recordings([("B1", str(P225[0])), ("B1", str(P225[1]))], settings, report=lambda _: None, consent="c")
+    enroll_recordings([("B1", str(P226))], settings, replace=True, report=lambda _: None, consent="c")
     store = VoiceprintStore(settings.store)
     try:
         assert [r["audio"] for r in store.recordings("B1")] == [str(P226)]

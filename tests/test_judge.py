@@ -48,7 +48,9 @@ def parts(settings: Settings, fake: FakeEmbedder, energy_vad: EnergyVad):
         vectors = {"narrow": vecs.vector if band == "narrow" else embed_speech(fake, to_narrow(speech, 16000))}
         if band == "wide":
             vectors["wide"] = vecs.vector
-        store.add_recording(owner, fake.name, f"{owner}.wav", f"h-{owner}", band, 8.0, vectors, kind=kind)
+        store.add_recording(
+            owner, fake.name, f"{owner}.wav", f"h-{owner}", band, 8.0, vectors, kind=kind, consent="test consent"
+        )
 
     enroll("B1", VOICE_A)
 

@@ -87,7 +87,14 @@ def _enroll(settings: Settings, engine: Engine, owner: str, path: Path, model: s
     got = engine.embed_enrollment(path, None)
     store = VoiceprintStore(settings.store)
     store.add_recording(
-        owner, model or engine.model, str(path), got.content_hash, got.band, got.speech_seconds, got.vectors
+        owner,
+        model or engine.model,
+        str(path),
+        got.content_hash,
+        got.band,
+        got.speech_seconds,
+        got.vectors,
+        consent="test consent",
     )
     store.close()
 

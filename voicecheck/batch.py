@@ -20,6 +20,7 @@ from typing import Any
 
 from .callstore import CallStore
 from .config import Settings
+from .crypto import cipher_for
 from .embedders import model_spec
 from .enrollment import VoiceprintStore
 from .errors import AudioError, UsageError
@@ -63,16 +64,22 @@ def run_batch(
     Raises:
         UsageError: the folder is in use, holds another manifest's results, or cannot be written.
     """
+    from .audit import Trail, audit_log
+    from .erasure import apply_retention
+
     started = time.perf_counter()
     out = Path(out_dir)
     spec = model_spec(settings.model, settings.embeddings)
+    cipher = cipher_for(settings)
     with locked(out, "batch"):
         claim(out, manifest)
-        results = ResultsFile(out / RESULTS)
+        purged = apply_retention(settings, cipher)
+        trail = Trail(audit_log(settings, cipher))
+        results = AuditedResults(out / RESULTS, trail, "batch.call")
         done = {r.get("row") for r in results.records()}
         (progress or (lambda n: None))(len(done))
-        calls = CallStore(settings.embeddings)
-        voiceprints = VoiceprintStore(settings.store)
+        calls = CallStore(settings.embeddings, cipher)
+        voiceprints = VoiceprintStore(settings.store, cipher)
         try:
             t0 = time.perf_counter()
             todo = (r for r in call_rows(manifest, settings.channel) if r.row not in done)
@@ -97,9 +104,41 @@ def run_batch(
             workers=settings.workers,
             timings_s={k: round(v, 2) for k, v in timings.items()},
             settings=settings.to_dict(),
+            encryption=cipher.describe(),
+            retention_purged=purged,
         )
         write_json(out / SUMMARY, summary)
+        trail.log.record(
+            "batch", manifest=str(manifest), out=str(out), calls=summary["calls"], verdicts=summary["verdicts"]
+        )
     return summary
+
+
+class AuditedResults(ResultsFile):
+    """A results file whose every record also lands in the audit log (ids, verdict, reason code; no
+    score), buffered by ``trail`` and flushed in chunks and on close."""
+
+    def __init__(self, path: str | Path, trail: Any, event: str) -> None:
+        super().__init__(path)
+        self.trail = trail
+        self.event = event
+
+    def append(self, record: dict[str, Any]) -> None:
+        from .pipeline import audit_reason
+
+        super().append(record)
+        self.trail.add(
+            self.event,
+            call_id=record.get("call_id"),
+            borrower_id=record.get("borrower_id"),
+            content_hash=record.get("content_hash"),
+            verdict=record.get("verdict"),
+            reason=audit_reason(record.get("reason")),
+        )
+
+    def close(self) -> None:
+        super().close()
+        self.trail.flush()
 
 
 def claim(out: Path, manifest: str | Path) -> None:
@@ -208,14 +247,18 @@ def rescore(out_dir: str | Path, settings: Settings, manifest: str | Path | None
         out_dir: receives a fresh results.jsonl and summary.json (an existing results file is replaced).
         manifest: calls to rescore; None rescores every call in the call-embedding store.
     """
+    from .audit import Trail, audit_log
+
     started = time.perf_counter()
     out = Path(out_dir)
     spec = model_spec(settings.model, settings.embeddings)
-    calls = CallStore(settings.embeddings)
-    voiceprints = VoiceprintStore(settings.store)
+    cipher = cipher_for(settings)
+    calls = CallStore(settings.embeddings, cipher)
+    voiceprints = VoiceprintStore(settings.store, cipher)
+    trail = Trail(audit_log(settings, cipher))
     tmp = out / (RESULTS + ".partial")
     tmp.unlink(missing_ok=True)
-    results = ResultsFile(tmp)
+    results = AuditedResults(tmp, trail, "rescore.call")
     try:
         judge = Judge.open(settings, voiceprints, calls)
         if manifest is not None:
@@ -241,8 +284,10 @@ def rescore(out_dir: str | Path, settings: Settings, manifest: str | Path | None
         model=spec.name,
         engine="rescore",
         settings=settings.to_dict(),
+        encryption=cipher.describe(),
     )
     write_json(out / SUMMARY, summary)
+    trail.log.record("rescore", out=str(out), calls=summary["calls"], verdicts=summary["verdicts"])
     return summary
 
 
@@ -255,7 +300,7 @@ def build_cohort(manifest: str | Path, settings: Settings, report: Callable[[str
         else Row(n, "", "", "", settings.channel, f"row {n} has an empty audio")
         for n, f in read_rows(manifest, ("audio",))
     )
-    calls = CallStore(settings.embeddings)
+    calls = CallStore(settings.embeddings, cipher_for(settings))
     added = failed = 0
     try:
         for res in map_local(settings, tasks):

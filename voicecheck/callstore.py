@@ -2,6 +2,10 @@
 
 SQLite at ``<embeddings>/calls.sqlite``. The same audio (sha256 of the file, channel, model) is never
 embedded twice; ``rescore`` and the cross-call analyses read vectors from here without decoding audio.
+Every vector, the window embeddings, their times and the speech regions are sealed with the store's
+cipher (:mod:`voicecheck.crypto`), each bound to its row (content hash, channel, model, column).
+Erasure (:meth:`CallStore.erase_borrower`) and retention (:meth:`CallStore.purge`) delete with
+``secure_delete`` and empty the write-ahead log.
 """
 
 from __future__ import annotations
@@ -14,12 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
+from . import storage
+from .crypto import Cipher, default_cipher
 from .enrollment import from_blob, now, to_blob
-from .errors import StoreError
+from .errors import StoreError, UsageError
 from .types import CallEmbedding, SpeechRegion
 
 DB_NAME = "calls.sqlite"
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
+WHAT = "call-embedding store"
+SEALED = ("vector", "narrow_vector", "windows", "window_times", "regions")
+"""The sealed columns of ``embeddings`` (``regions``: JSON of [start_s, end_s] pairs, as bytes)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -36,7 +45,7 @@ CREATE TABLE IF NOT EXISTS embeddings (
     narrow_vector BLOB,
     windows BLOB,
     window_times BLOB,
-    regions TEXT NOT NULL,
+    regions BLOB NOT NULL,
     channels INTEGER NOT NULL,
     created_at TEXT NOT NULL,
     PRIMARY KEY (content_hash, channel, model)
@@ -67,32 +76,54 @@ class StoredCall:
     speech_seconds: float
 
 
-class CallStore:
-    """Call embeddings in ``<directory>/calls.sqlite``; one writer process at a time."""
+def embedding_context(column: str, content_hash: str, channel: int, model: str, dimension: int) -> tuple:
+    """What a sealed column of an ``embeddings`` row is bound to (the associated data of its seal)."""
+    return ("embeddings", column, content_hash, int(channel), model, int(dimension))
 
-    def __init__(self, directory: str | Path) -> None:
+
+class CallStore:
+    """Call embeddings in ``<directory>/calls.sqlite``; one writer process at a time.
+
+    Args:
+        directory: the embeddings folder (made 0700).
+        cipher: seals the vectors; None takes the environment's key (:func:`voicecheck.crypto.default_cipher`).
+
+    Raises:
+        StoreError: unreadable, of another schema (``voicecheck store migrate`` upgrades an older one),
+            of the other encryption mode, or the key does not open it.
+        UsageError: no key (the message says to run ``voicecheck key init``).
+    """
+
+    def __init__(self, directory: str | Path, cipher: Cipher | None = None) -> None:
         self.directory = Path(directory)
+        self.cipher = cipher if cipher is not None else default_cipher()
+        self.cipher.check_folder(self.directory, "embeddings")
+        self.path = self.directory / DB_NAME
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.directory / DB_NAME, timeout=60)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db = storage.connect(self.path, 60)
             # a commit survives the process being killed; against power loss the batch calls sync()
             # once its embedding phase ends (an fsync per call cost ~4% of a one-worker batch)
             self._db.execute("PRAGMA synchronous=NORMAL")
+            storage.check_version(storage.stored_version(self._db), SCHEMA_VERSION, self.path, WHAT)
             self._db.executescript(_SCHEMA)
-            with self._db:
-                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
-            version = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
-        except (OSError, sqlite3.Error) as e:
+            storage.init_meta(self._db, self.cipher, SCHEMA_VERSION, DB_NAME)
+            storage.check_encryption(self._db, self.cipher, self.path, WHAT, DB_NAME)
+        except (OSError, sqlite3.Error, UsageError) as e:
             raise StoreError(f"call-embedding store {self.directory} cannot be opened: {e}") from None
-        if version != SCHEMA_VERSION:
-            raise StoreError(
-                f"call-embedding store {self.directory / DB_NAME} has schema {version}, this voicecheck uses "
-                f"{SCHEMA_VERSION}; move the file aside (calls are embedded again on the next batch)"
-            )
+        except BaseException:
+            if hasattr(self, "_db"):
+                self._db.close()
+            raise
 
     def close(self) -> None:
         self._db.close()
+
+    def checkpoint(self) -> bool:
+        """Empty the write-ahead log into the database (see :func:`voicecheck.storage.checkpoint`)."""
+        return storage.checkpoint(self._db, self.path)
+
+    def _seal(self, data: bytes | None, column: str, key: tuple[str, int, str], dimension: int) -> bytes | None:
+        return None if data is None else self.cipher.seal(data, embedding_context(column, *key, dimension))
 
     def sync(self) -> None:
         """Make every commit so far durable on disk (a WAL checkpoint, which fsyncs), not only
@@ -113,6 +144,7 @@ class CallStore:
         duration_s: float = 0.0,
     ) -> None:
         """Store an embedding, or (``emb`` None) the fact that this audio has too little speech."""
+        key = (content_hash, channel, model)
         if emb is None:
             row: tuple[object, ...] = (
                 content_hash,
@@ -127,25 +159,28 @@ class CallStore:
                 None,
                 None,
                 None,
-                "[]",
+                self._seal(b"[]", "regions", key, 0),
                 0,
                 now(),
             )
         else:
+            dim = int(emb.vector.shape[0])
             row = (
                 content_hash,
                 channel,
                 model,
                 "ok",
                 emb.band,
-                int(emb.vector.shape[0]),
+                dim,
                 float(emb.speech_seconds),
                 float(emb.duration_s),
-                to_blob(emb.vector),
-                None if emb.narrow_vector is None else to_blob(emb.narrow_vector),
-                np.asarray(emb.windows, "<f2").tobytes(),
-                np.asarray(emb.window_times_s, "<f4").tobytes(),
-                json.dumps([[r.start_s, r.end_s] for r in emb.regions]),
+                self._seal(to_blob(emb.vector), "vector", key, dim),
+                self._seal(
+                    None if emb.narrow_vector is None else to_blob(emb.narrow_vector), "narrow_vector", key, dim
+                ),
+                self._seal(np.asarray(emb.windows, "<f2").tobytes(), "windows", key, dim),
+                self._seal(np.asarray(emb.window_times_s, "<f4").tobytes(), "window_times", key, dim),
+                self._seal(json.dumps([[r.start_s, r.end_s] for r in emb.regions]).encode(), "regions", key, dim),
                 emb.channels,
                 now(),
             )
@@ -182,7 +217,7 @@ class CallStore:
         ).fetchone()
         if row is None:
             return None
-        return row[3], _embedding(row), float(row[6])
+        return row[3], self._embedding(row), float(row[6])
 
     def linked(self, call_id: str, model: str) -> tuple[str, CallEmbedding | None, float] | None:
         """(status, embedding or None, speech seconds) of a call id already processed, else None."""
@@ -190,6 +225,11 @@ class CallStore:
             "SELECT content_hash, channel FROM calls WHERE call_id=? AND model=?", (call_id, model)
         ).fetchone()
         return None if row is None else self.lookup(row[0], row[1], model)
+
+    def borrower_of(self, call_id: str, model: str) -> str:
+        """The borrower a stored call is linked to ('' when the call id is not linked)."""
+        row = self._db.execute("SELECT borrower_id FROM calls WHERE call_id=? AND model=?", (call_id, model)).fetchone()
+        return "" if row is None else str(row[0])
 
     def duration_s(self, call_id: str, model: str) -> float | None:
         """Length of a linked call's recording (known also when it had too little speech), else None."""
@@ -222,8 +262,9 @@ class CallStore:
             vectors (n, d) float32, their content hashes, and the borrowers each was linked to.
         """
         col = "vector" if band == "wide" else "CASE WHEN band='narrow' THEN vector ELSE narrow_vector END"
+        name = "'vector'" if band == "wide" else "CASE WHEN band='narrow' THEN 'vector' ELSE 'narrow_vector' END"
         rows = self._db.execute(
-            f"SELECT content_hash, dimension, {col} FROM embeddings WHERE model=? AND status='ok'"
+            f"SELECT content_hash, dimension, {col}, {name}, channel FROM embeddings WHERE model=? AND status='ok'"
             f" AND {col} IS NOT NULL"
             + (" AND band='wide'" if band == "wide" else "")
             + " ORDER BY content_hash LIMIT ?",
@@ -236,8 +277,13 @@ class CallStore:
         for h, b in self._db.execute("SELECT content_hash, borrower_id FROM calls WHERE model=?", (model,)):
             if h in owners:
                 owners[h].add(b)
-        vectors = np.stack([from_blob(r[2], r[1]) for r in rows])
+        vectors = np.stack([self._cohort_vector(r, band, model) for r in rows])
         return vectors, hashes, [owners[h] for h in hashes]
+
+    def _cohort_vector(self, row: tuple, band: str, model: str) -> np.ndarray:
+        content_hash, dimension, blob, column, channel = row
+        ctx = embedding_context(column, content_hash, channel, model, dimension)
+        return from_blob(self.cipher.open(blob, ctx, f"{WHAT} {self.path}: call {content_hash[:12]}"), dimension)
 
     def calls(self, model: str, borrower_id: str | None = None) -> Iterator[StoredCall]:
         """Every linked call for ``model`` (optionally one borrower's), streamed in call-id order."""
@@ -250,10 +296,212 @@ class CallStore:
             sql += " AND c.borrower_id=?"
             args = (model, borrower_id)
         for row in self._db.execute(sql + " ORDER BY c.call_id", args):
-            yield StoredCall(row[0], row[1], row[2], _embedding(row[3:]), float(row[3 + 6]))
+            yield StoredCall(row[0], row[1], row[2], self._embedding(row[3:]), float(row[3 + 6]))
+
+    # -- erasure, retention, key rotation ------------------------------------------------------
+    def borrower_calls(self, borrower_id: str) -> tuple[list[str], set[str]]:
+        """(call ids, content hashes) of every call linked to ``borrower_id``, any model."""
+        rows = self._db.execute(
+            "SELECT call_id, content_hash FROM calls WHERE borrower_id=? ORDER BY call_id", (borrower_id,)
+        ).fetchall()
+        return [str(r[0]) for r in rows], {str(r[1]) for r in rows}
+
+    def erase_borrower(self, borrower_id: str, content_hashes: set[str]) -> dict[str, int]:
+        """Delete every call linked to ``borrower_id`` and the embeddings of that audio, plus the
+        embeddings of ``content_hashes`` (e.g. the borrower's enrollment recordings embedded as calls
+        or cohort entries); overwritten on disk, WAL emptied.
+
+        Returns:
+            ``{"calls": links removed, "embeddings": embeddings removed, "shared_calls": other borrowers'
+            calls of the same audio (kept; their embedding is gone, so the next batch embeds them again)}``.
+        """
+        try:
+            with self._db as db:
+                keys = db.execute(
+                    "SELECT DISTINCT content_hash, channel, model FROM calls WHERE borrower_id=?", (borrower_id,)
+                ).fetchall()
+                hashes = sorted({str(k[0]) for k in keys} | set(content_hashes))
+                links = db.execute("DELETE FROM calls WHERE borrower_id=?", (borrower_id,)).rowcount
+                removed = shared = 0
+                for h, channel, model in keys:
+                    removed += db.execute(
+                        "DELETE FROM embeddings WHERE content_hash=? AND channel=? AND model=?", (h, channel, model)
+                    ).rowcount
+                for i in range(0, len(hashes), 500):
+                    chunk = hashes[i : i + 500]
+                    marks = ",".join("?" * len(chunk))
+                    removed += db.execute(f"DELETE FROM embeddings WHERE content_hash IN ({marks})", chunk).rowcount
+                    shared += db.execute(
+                        f"SELECT COUNT(*) FROM calls WHERE content_hash IN ({marks})", chunk
+                    ).fetchone()[0]
+        except sqlite3.Error as e:
+            raise StoreError(f"{WHAT} {self.directory}: {e}") from None
+        self.checkpoint()
+        return {"calls": int(links), "embeddings": int(removed), "shared_calls": int(shared)}
+
+    def purge(self, cutoff: str) -> dict[str, int]:
+        """Delete embeddings created before ``cutoff`` (ISO 8601 UTC), and every call link that is
+        older or points to no embedding any more; overwritten on disk, WAL emptied.
+
+        Returns:
+            ``{"embeddings": n, "calls": n}`` removed.
+        """
+        try:
+            with self._db as db:
+                emb = db.execute("DELETE FROM embeddings WHERE created_at < ?", (cutoff,)).rowcount
+                links = db.execute(
+                    "DELETE FROM calls WHERE seen_at < ? OR NOT EXISTS (SELECT 1 FROM embeddings e WHERE"
+                    " e.content_hash=calls.content_hash AND e.channel=calls.channel AND e.model=calls.model)",
+                    (cutoff,),
+                ).rowcount
+        except sqlite3.Error as e:
+            raise StoreError(f"{WHAT} {self.directory}: {e}") from None
+        self.checkpoint()
+        return {"embeddings": int(emb), "calls": int(links)}
+
+    def _sealed_rows(self, after: int, limit: int) -> list[tuple]:
+        return _sealed_rows(self._db, after, limit)
+
+    def reseal(self, new: Cipher, chunk: int = 500) -> int:
+        """Re-encrypt every sealed column and the key check under ``new`` (key rotation), committing
+        every ``chunk`` rows (each blob names its key, so a store rotated halfway stays readable with
+        both keys, and a second run finishes it). Returns the number of blobs re-encrypted."""
+        n, after = 0, 0
+        try:
+            while rows := self._sealed_rows(after, chunk):
+                with self._db as db:
+                    n += _reseal_rows(db, rows, self.cipher, new, self.path)
+                after = rows[-1][0]
+            with self._db as db:
+                db.execute("UPDATE meta SET value=? WHERE key='key_check'", (storage.seal_check(new, DB_NAME),))
+        except sqlite3.Error as e:
+            raise StoreError(f"{WHAT} {self.directory}: {e}") from None
+        self.cipher = new
+        self.checkpoint()
+        return n
+
+    def verify_all(self, chunk: int = 500) -> int:
+        """Open every sealed blob (StoreError on the first that fails); returns how many were checked."""
+        n, after = 0, 0
+        while rows := self._sealed_rows(after, chunk):
+            for _rowid, h, channel, model, dim, *blobs in rows:
+                for col, blob in zip(SEALED, blobs, strict=True):
+                    if blob is not None:
+                        self.cipher.open(blob, embedding_context(col, h, channel, model, dim), f"call {h[:12]} {col}")
+                        n += 1
+            after = rows[-1][0]
+        return n
+
+    def _embedding(self, row: tuple) -> CallEmbedding | None:
+        """A stored ``embeddings`` row as a CallEmbedding (None when it had too little speech); every
+        sealed column is opened (StoreError when one fails authentication)."""
+        if row[3] != "ok":
+            return None
+        content_hash, channel, model, dimension = row[0], row[1], row[2], row[5]
+        what = f"{WHAT} {self.path}: call {content_hash[:12]}"
+        opened = [
+            None
+            if blob is None
+            else self.cipher.open(
+                blob, embedding_context(col, content_hash, channel, model, dimension), f"{what} {col}"
+            )
+            for col, blob in zip(SEALED, row[8:13], strict=True)
+        ]
+        try:
+            return _embedding(row, *opened)
+        except (ValueError, TypeError) as e:
+            raise StoreError(f"{what}: damaged ({e})") from None
 
 
-def _embedding(row: tuple) -> CallEmbedding | None:
+def _sealed_rows(db: sqlite3.Connection, after: int, limit: int) -> list[tuple]:
+    """Up to ``limit`` embeddings rows after ``rowid``: (rowid, hash, channel, model, dimension, *sealed)."""
+    return db.execute(
+        "SELECT rowid, content_hash, channel, model, dimension, " + ", ".join(SEALED) + " FROM embeddings"
+        " WHERE rowid > ? ORDER BY rowid LIMIT ?",
+        (after, limit),
+    ).fetchall()
+
+
+def _reseal_rows(db: sqlite3.Connection, rows: list[tuple], old: Cipher, new: Cipher, path: Path) -> int:
+    """Open the sealed columns of ``rows`` with ``old``, seal them with ``new``; returns the blobs done."""
+    n = 0
+    for rowid, h, channel, model, dim, *blobs in rows:
+        out = []
+        for col, blob in zip(SEALED, blobs, strict=True):
+            ctx = embedding_context(col, h, channel, model, dim)
+            data = blob.encode("utf-8") if isinstance(blob, str) else blob  # schema 2 kept regions as text
+            out.append(
+                None if data is None else new.seal(old.open(data, ctx, f"{WHAT} {path}: call {h[:12]} {col}"), ctx)
+            )
+            n += data is not None
+        db.execute("UPDATE embeddings SET " + ", ".join(f"{c}=?" for c in SEALED) + " WHERE rowid=?", (*out, rowid))
+    return n
+
+
+def migrate(directory: str | Path, cipher: Cipher) -> str:
+    """Bring the call store in ``directory`` to this schema and to ``cipher``'s encryption, in place.
+
+    Schema 2 (plaintext vectors, regions as text) has every sealed column sealed under ``cipher`` in
+    one transaction; the file is then rewritten (VACUUM) and the WAL truncated, so no plaintext vector
+    stays in it. An unencrypted schema-3 store is encrypted the same way.
+
+    Returns:
+        What was done ("" when there is no store; "up to date" when nothing was needed).
+
+    Raises:
+        StoreError: an encrypted store and ``cipher`` plaintext, a schema it cannot migrate, or damage.
+    """
+    path = Path(directory) / DB_NAME
+    if not path.exists():
+        return ""
+    try:
+        db = storage.connect(path, 60)
+    except sqlite3.Error as e:
+        raise StoreError(f"{WHAT} {path} cannot be opened: {e}") from None
+    try:
+        version = storage.stored_version(db)
+        mode = db.execute("SELECT value FROM meta WHERE key='encryption'").fetchone() if version else None
+        current = "none" if mode is None else str(mode[0])
+        if version not in ("2", SCHEMA_VERSION):
+            storage.check_version(version, SCHEMA_VERSION, path, WHAT)
+            raise StoreError(
+                f"{WHAT} {path} has schema {version!r}, which this voicecheck cannot migrate; move the file aside "
+                "(calls are embedded again on the next batch)"
+            )
+        if current != "none" and not cipher.encrypted:
+            raise StoreError(f"{WHAT} {path} is encrypted; voicecheck never turns an encrypted store into plaintext")
+        if version == SCHEMA_VERSION and current == cipher.mode:
+            if cipher.encrypted:
+                storage.check_encryption(db, cipher, path, WHAT, DB_NAME)
+            return "up to date"
+        n, after = 0, 0
+        with db:
+            while rows := _sealed_rows(db, after, 500):
+                n += _reseal_rows(db, rows, Cipher(None), cipher, path)
+                after = rows[-1][0]
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('encryption', ?)", (cipher.mode,))
+            db.execute("DELETE FROM meta WHERE key='key_check'")
+            if cipher.encrypted:
+                db.execute("INSERT INTO meta VALUES ('key_check', ?)", (storage.seal_check(cipher, DB_NAME),))
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+        db.execute("VACUUM")
+        storage.checkpoint(db, path)
+    except sqlite3.Error as e:
+        raise StoreError(f"{WHAT} {path}: migration failed, nothing changed: {e}") from None
+    finally:
+        db.close()
+    done = "encrypted" if cipher.encrypted else "kept unencrypted"
+    return f"schema {version} -> {SCHEMA_VERSION}, {n} blob(s) {done}"
+
+
+def _embedding(
+    row: tuple,
+    vector: bytes | None,
+    narrow: bytes | None,
+    windows: bytes | None,
+    times: bytes | None,
+    regions: bytes | None,
+) -> CallEmbedding | None:
     (
         content_hash,
         channel,
@@ -263,16 +511,18 @@ def _embedding(row: tuple) -> CallEmbedding | None:
         dimension,
         speech,
         duration,
-        vector,
-        narrow,
-        windows,
-        times,
-        regions,
+        _vector,
+        _narrow,
+        _windows,
+        _times,
+        _regions,
         channels,
         _created,
     ) = row
     if status != "ok":
         return None
+    if vector is None or windows is None or times is None or regions is None:
+        raise ValueError("an embedding row without its vector, windows or times")
     return CallEmbedding(
         content_hash=content_hash,
         model=model,
@@ -284,6 +534,6 @@ def _embedding(row: tuple) -> CallEmbedding | None:
         window_times_s=np.frombuffer(times, "<f4").astype(np.float64).reshape(-1, 2),
         speech_seconds=speech,
         duration_s=duration,
-        regions=tuple(SpeechRegion(a, b) for a, b in json.loads(regions)),
+        regions=tuple(SpeechRegion(a, b) for a, b in json.loads(regions.decode("utf-8"))),
         channels=channels,
     )

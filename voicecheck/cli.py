@@ -60,6 +60,12 @@ agents_app = typer.Typer(
 app.add_typer(agents_app, name="agents")
 cohort_app = typer.Typer(help="In-domain cohort of unlabelled call embeddings.", no_args_is_help=True)
 app.add_typer(cohort_app, name="cohort")
+key_app = typer.Typer(
+    help="The encryption key of the biometric data (voiceprints, call embeddings, watchlist).", no_args_is_help=True
+)
+app.add_typer(key_app, name="key")
+audit_app = typer.Typer(help="The audit log: who checked, enrolled or erased whom.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 
 NOUN = {"borrower": "borrower", "agent": "collector"}
 EXIT_BY_VERDICT = {
@@ -100,6 +106,22 @@ ThresholdOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+ConsentOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--consent",
+        help="Consent reference for these recordings (e.g. the signed form's id); required: voiceprints are "
+        "biometric data. A manifest may give one per row in a consent column instead.",
+    ),
+]
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Enroll recordings the checks refuse (a voice that does not match the existing voiceprint, or audio "
+        "already enrolled for someone else); every forced recording is recorded in the store and the audit log.",
+    ),
+]
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -130,7 +152,11 @@ def run(fn: Any) -> Any:
 def enroll(
     borrower_id: Annotated[str | None, typer.Argument(help="Borrower to enroll.")] = None,
     audio: Annotated[list[Path] | None, typer.Argument(help="Recordings of the borrower's voice.")] = None,
-    manifest: Annotated[Path | None, typer.Option("--manifest", help="CSV with columns borrower_id,audio.")] = None,
+    manifest: Annotated[
+        Path | None, typer.Option("--manifest", help="CSV with columns borrower_id,audio[,consent].")
+    ] = None,
+    consent: ConsentOpt = None,
+    force: ForceOpt = False,
     replace: Annotated[
         bool, typer.Option("--replace", help="Forget earlier recordings of these borrowers first.")
     ] = False,
@@ -139,9 +165,14 @@ def enroll(
     embeddings: EmbOpt = None,
     model: ModelOpt = None,
     device: DeviceOpt = None,
+    threshold: ThresholdOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Build or extend borrowers' voiceprints from recordings of their voice."""
+    """Build or extend borrowers' voiceprints from recordings of their voice (with their consent).
+
+    A recording whose voice does not match the borrower's existing voiceprint, or that is already
+    enrolled for someone else, is refused unless --force.
+    """
     from .manifest import read_rows
 
     if manifest is None and (borrower_id is None or not audio):
@@ -149,18 +180,21 @@ def enroll(
     if manifest is not None and (borrower_id or audio):
         fail("give either BORROWER_ID AUDIO... or --manifest, not both")
     settings = run(
-        lambda: settings_from(config, store=store, embeddings=embeddings, model=model, device=device, channel=channel)
+        lambda: settings_from(
+            config, store=store, embeddings=embeddings, model=model, device=device, channel=channel, threshold=threshold
+        )
     )
+    items: list[tuple[str, str, str]]
     if manifest is not None:
         items = [
-            (f.get("borrower_id", ""), f.get("audio", ""))
+            (f.get("borrower_id", ""), f.get("audio", ""), f.get("consent", ""))
             for _, f in run(lambda: list(read_rows(manifest, ("borrower_id", "audio"))))
         ]
     else:
-        items = [(str(borrower_id), str(a)) for a in audio or []]
+        items = [(str(borrower_id), str(a), "") for a in audio or []]
     from .pipeline import enroll_recordings
 
-    failures = run(lambda: enroll_recordings(items, settings, replace, typer.echo))
+    failures = run(lambda: enroll_recordings(items, settings, replace, typer.echo, consent=consent or "", force=force))
     if failures:
         typer.echo(f"voicecheck: {failures} recording(s) not enrolled; see above", err=True)
         raise typer.Exit(EXIT_USAGE)
@@ -177,10 +211,11 @@ def store_list(store: StoreOpt = None, config: ConfigOpt = None, as_json: JsonOp
 
 def list_voiceprints(kind: str, store: Path | None, config: Path | None, as_json: bool) -> None:
     """Print the voiceprints of one kind (borrower or agent): counts and times, never vectors."""
+    from .crypto import cipher_for
     from .enrollment import VoiceprintStore
 
     settings = run(lambda: settings_from(config, store=store))
-    rows = run(lambda: VoiceprintStore(settings.store).summaries(kind))
+    rows = run(lambda: VoiceprintStore(settings.store, cipher_for(settings)).summaries(kind))
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -198,23 +233,28 @@ def list_voiceprints(kind: str, store: Path | None, config: Path | None, as_json
 
 def remove_voiceprint(kind: str, owner_id: str, store: Path | None, config: Path | None) -> None:
     """Delete one voiceprint of a kind; exit 3 when there is none."""
-    from .enrollment import VoiceprintStore
+    from .erasure import remove_voiceprint as remove
 
     settings = run(lambda: settings_from(config, store=store))
-    n = run(lambda: VoiceprintStore(settings.store).remove(owner_id, kind=kind))
+    n = run(lambda: remove(settings, owner_id, kind))
     if n == 0:
         fail(f"{NOUN[kind]} {owner_id!r} has no voiceprint in {settings.store}", EXIT_INCONCLUSIVE)
     typer.echo(f"removed {'collector ' if kind == 'agent' else ''}{owner_id} ({n} recording(s))")
+    if kind == "borrower":
+        typer.echo(f"(their call embeddings are kept; 'voicecheck erase {owner_id}' removes everything)")
 
 
 @store_app.command("show")
 def store_show(borrower_id: str, store: StoreOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Show one borrower's voiceprint: model, recordings, speech (never the vector)."""
+    from .audit import audit_log
+    from .crypto import cipher_for
     from .enrollment import VoiceprintStore
 
     settings = run(lambda: settings_from(config, store=store))
-    db = run(lambda: VoiceprintStore(settings.store))
+    db = run(lambda: VoiceprintStore(settings.store, cipher_for(settings)))
     recs = db.recordings(borrower_id)
+    run(lambda: audit_log(settings, db.cipher).record("store.show", borrower_id=borrower_id, recordings=len(recs)))
     if not recs:
         fail(f"borrower {borrower_id!r} has no voiceprint in {settings.store}", EXIT_INCONCLUSIVE)
     summary = [s for s in db.summaries("borrower") if s["id"] == borrower_id]
@@ -227,15 +267,181 @@ def store_show(borrower_id: str, store: StoreOpt = None, config: ConfigOpt = Non
             f"{s['speech_seconds']:.1f} s speech, created {s['created_at']}, updated {s['updated_at']}"
         )
     for r in recs:
+        forced = f"  FORCED: {r['forced']}" if r.get("forced") else ""
         typer.echo(
             f"  {r['audio']}  {r['band']}band  {r['speech_seconds']:.1f} s  sha256 {str(r['content_hash'])[:12]}"
+            f"  consent {r['consent']}{forced}"
         )
 
 
 @store_app.command("remove")
 def store_remove(borrower_id: str, store: StoreOpt = None, config: ConfigOpt = None) -> None:
-    """Delete a borrower's voiceprint."""
+    """Delete a borrower's voiceprint (their call embeddings stay: 'voicecheck erase' removes everything)."""
     remove_voiceprint("borrower", borrower_id, store, config)
+
+
+@store_app.command("migrate")
+def store_migrate(store: StoreOpt = None, embeddings: EmbOpt = None, config: ConfigOpt = None) -> None:
+    """Upgrade older stores in place: encrypt their vectors with the key, add the consent columns."""
+    from .protection import migrate_stores
+
+    settings = run(lambda: settings_from(config, store=store, embeddings=embeddings))
+    for line in run(lambda: migrate_stores(settings)):
+        typer.echo(line)
+
+
+# -- data protection: key, erase, purge, audit ----------------------------------------------------
+
+
+@key_app.command("init")
+def key_init(config: ConfigOpt = None, store: StoreOpt = None, embeddings: EmbOpt = None) -> None:
+    """Create the encryption key (0600 file; default $XDG_CONFIG_HOME/voicecheck/key); never overwrites one."""
+    from .protection import init_key
+
+    settings = run(lambda: settings_from(config, store=store, embeddings=embeddings))
+    path, kid = run(lambda: init_key(settings))
+    typer.echo(f"key {kid} created in {path} (0600). Back it up somewhere safe: without it the stores cannot be read.")
+
+
+@key_app.command("show")
+def key_show(config: ConfigOpt = None, store: StoreOpt = None, embeddings: EmbOpt = None) -> None:
+    """Where the key comes from and its id (never the key itself)."""
+    from .protection import describe_key
+
+    settings = run(lambda: settings_from(config, store=store, embeddings=embeddings))
+    d = run(lambda: describe_key(settings))
+    if d["source"] is None:
+        typer.echo(f"encryption: {d['encryption']}")
+        return
+    retired = [k for k in d["keys"] if k != d["current"]]
+    typer.echo(f"encryption: {d['encryption']}; key {d['current']} from {d['source']}")
+    if retired:
+        typer.echo(f"older keys kept for decryption only: {', '.join(retired)}")
+
+
+@key_app.command("rotate")
+def key_rotate(
+    keep_old: Annotated[
+        bool, typer.Option("--keep-old", help="Keep the old key in the key file (other folders still use it).")
+    ] = False,
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+    embeddings: EmbOpt = None,
+) -> None:
+    """Re-encrypt the voiceprint and call stores and re-sign the audit log under a new key."""
+    from .protection import rotate_key
+
+    settings = run(lambda: settings_from(config, store=store, embeddings=embeddings))
+    r = run(lambda: rotate_key(settings, keep_old))
+    typer.echo(
+        f"key rotated: {r['blobs']} blob(s) re-encrypted and {r['audit_lines']} audit line(s) re-signed under key "
+        f"{r['new']}; old key(s) {', '.join(r['old'])} " + ("dropped" if r["dropped_old"] else "kept for decryption")
+    )
+
+
+@app.command()
+def erase(
+    borrower_id: Annotated[str, typer.Argument(help="Borrower whose voice data is to be erased.")],
+    store: StoreOpt = None,
+    embeddings: EmbOpt = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Erase a borrower's voice data: voiceprint, calls and their embeddings, watchlist entries made from them."""
+    from .erasure import erase as erase_borrower
+
+    settings = run(lambda: settings_from(config, store=store, embeddings=embeddings))
+    c = run(lambda: erase_borrower(settings, borrower_id))
+    if as_json:
+        typer.echo(json.dumps({"borrower_id": borrower_id, **c}, ensure_ascii=False))
+        return
+    labels = f" ({', '.join(c['watchlist_labels'])})" if c["watchlist_labels"] else ""
+    typer.echo(
+        f"erased {borrower_id}: {c['recordings']} enrollment recording(s), {c['calls']} call(s), "
+        f"{c['embeddings']} call embedding(s), {c['watchlist_entries']} watchlist entr(y/ies){labels}"
+    )
+    if c["shared_calls"]:
+        typer.echo(
+            f"note: {c['shared_calls']} other borrower(s)' call(s) had the same audio; their embedding is gone and "
+            "the next batch embeds them again"
+        )
+
+
+@app.command()
+def purge(
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="Age past which call embeddings are removed, e.g. 90d (days).")
+    ],
+    embeddings: EmbOpt = None,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Remove call embeddings (and their call links) stored longer ago than --older-than."""
+    from .erasure import purge as purge_calls
+
+    days = run(lambda: parse_days(older_than))
+    settings = run(lambda: settings_from(config, store=store, embeddings=embeddings))
+    c = run(lambda: purge_calls(settings, days))
+    typer.echo(f"purged {c['embeddings']} call embedding(s) and {c['calls']} call link(s) older than {days:g} days")
+
+
+def parse_days(value: str) -> float:
+    """``"90d"`` or ``"90"`` -> 90.0 days.
+
+    Raises:
+        UsageError: anything else, or a negative or non-finite number.
+    """
+    import math
+
+    from .errors import UsageError
+
+    text = value.strip().lower()
+    number = text[:-1] if text.endswith("d") else text
+    try:
+        days = float(number)
+    except ValueError:
+        days = float("nan")
+    if not (math.isfinite(days) and days >= 0):
+        raise UsageError(f"--older-than {value!r}: give an age in days such as 90d")
+    return days
+
+
+@audit_app.command("verify")
+def audit_verify(store: StoreOpt = None, config: ConfigOpt = None) -> None:
+    """Check the audit log's hash chain: exit 0 when intact, 1 naming the first bad line."""
+    from .audit import audit_path, verify
+    from .crypto import cipher_for
+
+    settings = run(lambda: settings_from(config, store=store))
+    path = audit_path(settings)
+    result = run(lambda: verify(path, cipher_for(settings)))
+    if not result.ok:
+        typer.echo(f"voicecheck: error: audit log {path}: line {result.bad_line} {result.problem}", err=True)
+        raise typer.Exit(EXIT_MISMATCH)
+    typer.echo(f"audit log {path}: {result.lines} line(s), chain intact; last hash {result.last_hash}")
+
+
+@audit_app.command("show")
+def audit_show(
+    borrower: Annotated[str, typer.Option("--borrower", help="The borrower whose history to list.")],
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List every audited event that concerns one borrower (for a subject-access request)."""
+    from .audit import audit_path, entries
+
+    settings = run(lambda: settings_from(config, store=store))
+    found = run(lambda: list(entries(audit_path(settings), borrower)))
+    if as_json:
+        typer.echo(json.dumps(found, indent=2, ensure_ascii=False))
+        return
+    if not found:
+        typer.echo(f"no audited event concerns {borrower}")
+    skip = {"seq", "time", "user", "host", "pid", "program", "event", "prev", "hash", "alg", "kid", "borrower_id"}
+    for e in found:
+        rest = ", ".join(f"{k}={v}" for k, v in e.items() if k not in skip)
+        typer.echo(f"{e.get('time')}  {e.get('event'):<16} by {e.get('user')}@{e.get('host')}  {rest}")
 
 
 # -- check -------------------------------------------------------------------------------------------
@@ -463,6 +669,8 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
         f"{summary['calls']} calls: {v['match']} match, {v['mismatch']} mismatch, {v['inconclusive']} inconclusive, "
         f"{v['error']} error; {summary['audio_seconds'] / 3600:.2f} h audio in {summary['wall_seconds']:.1f} s -> {out}"
     )
+    if str(summary.get("encryption", "")).startswith("none"):
+        typer.echo("WARNING: biometric data is stored UNENCRYPTED (encryption = false)")
     flagged = [r for r in read_jsonl(out / RESULTS) if r["verdict"] != "match"]
     flagged.sort(key=lambda r: ("mismatch", "error", "inconclusive").index(r["verdict"]))
     if flagged:
@@ -593,12 +801,13 @@ def watch_add(
 
 def watch_store(config: Path | None, store: Path | None, embeddings: Path | None, model: str | None) -> tuple[Any, Any]:
     """The voiceprint store holding the watchlist, and the model spec whose entries to use."""
+    from .crypto import cipher_for
     from .embedders import model_spec
     from .enrollment import VoiceprintStore
 
     settings = run(lambda: settings_from(config, store=store, embeddings=embeddings, model=model))
     spec = run(lambda: model_spec(settings.model, settings.embeddings))
-    return run(lambda: VoiceprintStore(settings.store)), spec
+    return run(lambda: VoiceprintStore(settings.store, cipher_for(settings))), spec
 
 
 @watch_app.command("list")
@@ -628,10 +837,10 @@ def watch_list(
 @watch_app.command("remove")
 def watch_remove(label: str, store: StoreOpt = None, config: ConfigOpt = None) -> None:
     """Remove a voice from the watchlist."""
-    from .enrollment import VoiceprintStore
+    from .erasure import remove_watch_entry
 
     settings = run(lambda: settings_from(config, store=store))
-    if run(lambda: VoiceprintStore(settings.store).watch_remove(label)) == 0:
+    if run(lambda: remove_watch_entry(settings, label)) == 0:
         fail(f"no watchlist entry labelled {label!r}", EXIT_INCONCLUSIVE)
     typer.echo(f"watchlist: removed {label}")
 
@@ -670,19 +879,26 @@ def watch_import(
 def agents_enroll(
     agent_id: str,
     audio: Annotated[list[Path], typer.Argument(help="Recordings of the collector's voice.")],
+    consent: ConsentOpt = None,
+    force: ForceOpt = False,
     replace: Annotated[bool, typer.Option("--replace", help="Start this collector's voiceprint over.")] = False,
     channel: ChannelOpt = None,
     store: StoreOpt = None,
     embeddings: EmbOpt = None,
     model: ModelOpt = None,
+    threshold: ThresholdOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Enroll a collector's voice, so it can be removed from mono recordings."""
+    """Enroll a collector's voice (with their consent), so it can be removed from mono recordings."""
     from .pipeline import enroll_recordings
 
-    settings = run(lambda: settings_from(config, store=store, embeddings=embeddings, model=model, channel=channel))
+    settings = run(
+        lambda: settings_from(
+            config, store=store, embeddings=embeddings, model=model, channel=channel, threshold=threshold
+        )
+    )
     items = [(agent_id, str(a)) for a in audio]
-    if run(lambda: enroll_recordings(items, settings, replace, typer.echo, kind="agent")):
+    if run(lambda: enroll_recordings(items, settings, replace, typer.echo, "agent", consent or "", force)):
         raise typer.Exit(EXIT_USAGE)
 
 

@@ -48,6 +48,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "torch_threads": (1, 1024),
     "max_audio_s": (1.0, 86400.0),
     "max_audio_bytes": (1024, 1 << 40),
+    "retention_days": (0, 36500),
 }
 """Inclusive bounds of every numeric setting."""
 
@@ -93,6 +94,11 @@ class Settings:
         torch_threads: torch threads per worker process.
         max_audio_s: longest recording accepted (seconds); a longer one is an error, not a guess.
         max_audio_bytes: largest audio file accepted (bytes).
+        encryption: encrypt biometric data at rest (AES-256-GCM; see voicecheck.crypto). False is the
+            explicit opt-out: stores are then created unencrypted, and every run warns.
+        key_file: the encryption key file (env VOICECHECK_KEY_FILE); "" = $XDG_CONFIG_HOME/voicecheck/key.
+            VOICECHECK_KEY (base64 of 32 bytes) takes precedence. Never inside the store or embeddings folder.
+        retention_days: call embeddings older than this are purged at the start of every batch; 0 keeps them.
     """
 
     store: str = "enrollment"
@@ -121,6 +127,9 @@ class Settings:
     torch_threads: int = 1
     max_audio_s: float = 3600.0
     max_audio_bytes: int = 256 * 1024 * 1024
+    encryption: bool = True
+    key_file: str = ""
+    retention_days: int = 0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -133,7 +142,7 @@ class Settings:
         return asdict(self)
 
 
-_ENV = {"store": "VOICECHECK_STORE", "embeddings": "VOICECHECK_EMBEDDINGS"}
+_ENV = {"store": "VOICECHECK_STORE", "embeddings": "VOICECHECK_EMBEDDINGS", "key_file": "VOICECHECK_KEY_FILE"}
 
 
 def load_settings(config_path: str | Path | None = None, **overrides: Any) -> Settings:
@@ -264,6 +273,8 @@ def _check(key: str, value: Any) -> None:
         raise UsageError(f"must be cpu, cuda or cuda:N, got {value!r}")
     elif key in ("store", "embeddings") and not (isinstance(value, str) and value.strip() and "\0" not in value):
         raise UsageError(f"must be a folder path, got {value!r}")
+    elif key == "key_file" and not (isinstance(value, str) and "\0" not in value):
+        raise UsageError(f"must be empty (the per-user default) or a file path, got {value!r}")
     elif key == "backend_file" and not (isinstance(value, str) and "\0" not in value):
         raise UsageError(f"must be auto, empty or a file path, got {value!r}")
 

@@ -23,9 +23,10 @@ import numpy as np
 from .analysis import VOICES_THRESHOLD, find_rings, voices_per_borrower
 from .callstore import CallStore
 from .config import Settings
+from .crypto import cipher_for
 from .embedders import model_spec
 from .errors import UsageError
-from .scorer import Scorer
+from .scorer import CallVector, Scorer
 
 log = logging.getLogger(__name__)
 
@@ -49,21 +50,10 @@ class Calls:
     calls: list[CallVector]
 
 
-@dataclass(frozen=True)
-class CallVector:
-    """What the scorer reads of a stored call (:class:`voicecheck.scorer.Scorable`), without its windows."""
-
-    content_hash: str
-    model: str
-    band: str
-    vector: np.ndarray
-    narrow_vector: np.ndarray | None
-
-
 def stored_calls(settings: Settings) -> Calls:
     """Every linked call with speech and a telephone-band vector (float32; n x d floats in memory)."""
     model = model_spec(settings.model, settings.embeddings).name
-    store = CallStore(settings.embeddings)
+    store = CallStore(settings.embeddings, cipher_for(settings))
     ids: list[str] = []
     owners: list[str] = []
     rows: list[np.ndarray] = []
@@ -89,7 +79,7 @@ def scorer_for(settings: Settings, with_cohort: bool = False) -> Scorer:
     spec = model_spec(settings.model, settings.embeddings)
     if not with_cohort:
         return Scorer.build(settings, spec.name, spec.key, None)
-    store = CallStore(settings.embeddings)
+    store = CallStore(settings.embeddings, cipher_for(settings))
     try:
         return Scorer.build(settings, spec.name, spec.key, store)
     finally:
@@ -138,6 +128,20 @@ def inconsistent_borrowers(settings: Settings, threshold: float = VOICES_THRESHO
     if len(calls.call_ids) == 0:
         return []
     vectors = scoring_space(settings, calls.vectors)
+    found = _voices(calls, vectors, threshold)
+    _audited("consistency", settings, [b["borrower_id"] for b in found], len(calls.call_ids))
+    return found
+
+
+def _audited(event: str, settings: Settings, borrowers: list[str], calls: int) -> None:
+    """Record a cross-call analysis in the audit log: who it listed (ids only) and over how many calls."""
+    from .audit import audit_log
+
+    audit_log(settings).record(event, borrower_ids=sorted(set(borrowers)), counts={"calls": calls})
+
+
+def _voices(calls: Calls, vectors: np.ndarray, threshold: float) -> list[dict[str, Any]]:
+    """The borrowers among ``calls`` whose calls hold two or more voices (``vectors`` in the scoring space)."""
     order = sorted(range(len(calls.call_ids)), key=lambda i: (calls.borrower_ids[i], calls.call_ids[i]))
     found = []
     for borrower, members in groupby(order, key=lambda i: calls.borrower_ids[i]):
@@ -170,7 +174,7 @@ def verified_calls(settings: Settings, calls: Calls) -> np.ndarray:
     if not len(out) or not (Path(settings.store) / DB_NAME).is_file():
         return out
     scorer = scorer_for(settings, with_cohort=True)
-    voiceprints = VoiceprintStore(settings.store)
+    voiceprints = VoiceprintStore(settings.store, cipher_for(settings))
     try:
         order = sorted(range(len(out)), key=lambda i: calls.borrower_ids[i])
         for borrower, members in groupby(order, key=lambda i: calls.borrower_ids[i]):
@@ -234,4 +238,5 @@ def rings(
         }
         for n, r in enumerate(found)
     ]
+    _audited("rings", settings, [b for r in found for b in r.borrowers], len(calls.call_ids))
     return sorted(out, key=lambda r: (-len(r["borrowers"]), -r["cohesion"]))

@@ -7,7 +7,6 @@ scored against the voiceprint store and the call-embedding store.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,11 @@ import numpy as np
 
 from .callstore import CallStore
 from .config import Settings
+from .crypto import cipher_for
 from .embedders import model_spec
 from .enrollment import VoiceprintStore, now
 from .errors import UsageError, VoicecheckError
+from .files import private_dir
 from .manifest import read_rows
 from .pipeline import Engine
 from .scorer import Scorer
@@ -54,8 +55,9 @@ def score_trials(
     if not by_audio and "borrower_id" not in cols:
         raise UsageError(f"trials file {p} needs columns enroll_audio,test_audio,label or borrower_id,audio,label")
     spec = model_spec(settings.model, settings.embeddings)
-    calls = CallStore(settings.embeddings)
-    store = VoiceprintStore(settings.store)
+    cipher = cipher_for(settings)
+    calls = CallStore(settings.embeddings, cipher)
+    store = VoiceprintStore(settings.store, cipher)
     engine: Engine | None = None
     enrolled: dict[str, Voiceprint] = {}
     tested: dict[str, CallEmbedding] = {}
@@ -123,13 +125,11 @@ def split_scores(trials: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_scores(path: Path, trials: list[dict[str, Any]]) -> None:
-    from .report import safe_cell
 
     cols = ["row", "enroll", "test", "label", "score", "raw_cosine", "llr", "band", "mode", "error"]
-    with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
-        w.writeheader()
-        w.writerows({k: safe_cell(t.get(k)) for k in cols} for t in trials)
+    from .report import write_csv
+
+    write_csv(path, trials, cols)
 
 
 def evaluate(
@@ -150,8 +150,7 @@ def evaluate(
             if "score" in t:
                 t["llr"] = float(calib.llr(t["score"]))
         tar_llr, non_llr = calib.llr(tar), calib.llr(non)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = private_dir(out_dir)
     result = metrics.summary(tar, non, tar_llr, non_llr)
     result.update(
         model=scorer.model, mode=scorer.mode(band), trials=str(path), errors=sum(1 for t in trials if "error" in t)

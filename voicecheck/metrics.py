@@ -315,7 +315,9 @@ def plot_det(
     ax.grid(True, color="0.9")
     ax.legend(loc="upper right", fontsize="small")
     try:
-        fig.savefig(str(path), format="png", dpi=120, bbox_inches="tight")
+        from .report import save_figure
+
+        save_figure(fig, path, dpi=120, bbox_inches="tight")
     except OSError as exc:
         raise UsageError(f"cannot write DET plot {str(path)!r}: {exc}") from exc
 

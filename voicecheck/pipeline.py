@@ -17,11 +17,12 @@ import numpy as np
 from . import channel as telephone
 from .audio import load, resample, resample_spans
 from .config import Settings
+from .crypto import Cipher
 from .embedders import Embedder, embed_speech, embed_windows, load_embedder, unit
 from .embedders.base import window_starts
 from .enrollment import VoiceprintStore
 from .errors import InsufficientSpeechError, NotEnrolledError, StoreError, UsageError, VoicecheckError
-from .scorer import Scorer
+from .scorer import CallVector, Scorer
 from .types import Audio, CallEmbedding, CallResult, Voiceprint
 from .vad import SileroVad, Vad, recording_time, regions_of, speech_seconds
 
@@ -348,56 +349,171 @@ def error_result(call_id: str, borrower_id: str, audio: str, error: VoicecheckEr
 
 
 def enroll_recordings(
-    items: list[tuple[str, str]],
+    items: list[tuple[str, str]] | list[tuple[str, str, str]],
     settings: Settings,
     replace: bool = False,
     report: Callable[[str], None] = log.info,
     kind: str = "borrower",
+    consent: str = "",
+    force: bool = False,
 ) -> int:
-    """Embed and store enrollment recordings; a bad recording is reported and the rest go on.
+    """Embed and store enrollment recordings; a bad or refused recording is reported and the rest go on.
+
+    Each recording records its source (the path given) and a consent reference. A recording is refused
+    (unless ``force``) when its voice does not match the owner's existing voiceprint — the product's
+    accept decision (:class:`voicecheck.scorer.Scorer`, narrow band, the match threshold) — or when the
+    same audio is already enrolled for someone else; when that decision cannot be made (no calibrated
+    threshold) it is refused too. Every recording, and every forced one, lands in the audit log.
 
     Args:
-        items: (owner id, audio path) pairs.
+        items: (owner id, audio path) or (owner id, audio path, consent reference) tuples.
         replace: start each owner's voiceprint over with the first recording of this call.
         report: receives one line per recording.
+        consent: the consent reference of items that carry none (required: no consent, no enrollment).
+        force: add recordings the checks refuse (recorded in the store and the audit log).
 
     Returns:
         The number of recordings that were not enrolled.
     """
+    from .audit import audit_log
+    from .crypto import cipher_for
+
+    cipher = cipher_for(settings)
     engine = Engine(settings)
-    store = VoiceprintStore(settings.store)
+    store = VoiceprintStore(settings.store, cipher)
+    trail = audit_log(settings, cipher)
+    gate = _VoiceGate(settings, cipher)
     failures = 0
     started: set[str] = set()
     try:
-        for owner, path in items:
-            if not owner or not path:
-                report(f"{owner or '?'}: {path or '?'}: refused: empty id or audio path")
-                failures += 1
-                continue
-            try:
-                got = engine.embed_enrollment(path, settings.channel)
-            except VoicecheckError as e:
-                report(f"{owner}: refused: {e}")
-                failures += 1
-                continue
+        for item in items:
+            owner, path = str(item[0]).strip(), str(item[1])
+            ref = (str(item[2]) if len(item) > 2 else "").strip() or consent.strip()
+            event = {"kind": kind, "borrower_id": owner, "source": path, "consent": ref or None}
+            refusal = _refuse_early(owner, path, ref)
+            where = f"{owner or '?'}: {path or '?'}"
+            got = None
+            if refusal is None:
+                try:
+                    got = engine.embed_enrollment(path, settings.channel)
+                except VoicecheckError as e:
+                    refusal, where = str(e), owner  # the message names the file
             fresh = replace and owner not in started
+            forced = ""
+            if got is not None and refusal is None:
+                forced, refusal = _admit(store, gate, owner, kind, got, fresh, force)
+            if refusal is not None or got is None:
+                report(f"{where}: refused: {refusal}")
+                trail.record("enroll", **event, outcome="refused", reason=refusal)
+                failures += 1
+                continue
+            vectors, seconds = got.vectors, got.speech_seconds
             added = store.add_recording(
                 owner,
                 engine.model,
-                str(path),
+                path,
                 got.content_hash,
                 got.band,
-                got.speech_seconds,
-                got.vectors,
-                replace=fresh,
-                kind=kind,
+                seconds,
+                vectors,
+                fresh,
+                kind,
+                consent=ref,
+                forced=forced,
             )
             started.add(owner)
-            what = "added" if added else "already enrolled, skipped"
-            report(f"{owner}: {path}: {what} ({got.speech_seconds:.1f} s speech, {got.band}band)")
+            outcome = "added" if added else "already enrolled, skipped"
+            trail.record(
+                "enroll", **event, content_hash=got.content_hash, outcome=outcome, forced=forced or None, replace=fresh
+            )
+            note = f"; forced past: {forced}" if forced else ""
+            report(f"{owner}: {path}: {outcome} ({got.speech_seconds:.1f} s speech, {got.band}band){note}")
     finally:
         store.close()
     return failures
+
+
+def _refuse_early(owner: str, path: str, consent: str) -> str | None:
+    """Why a recording is refused before it is decoded (empty id or path, no consent), else None."""
+    if not owner or not path:
+        return "empty id or audio path"
+    if not consent:
+        return (
+            "no consent reference: voiceprints are biometric data and are enrolled only with the person's "
+            "consent; pass --consent REF (or a consent column in the manifest)"
+        )
+    return None
+
+
+def _admit(
+    store: VoiceprintStore, gate: _VoiceGate, owner: str, kind: str, got: Enrolled, fresh: bool, force: bool
+) -> tuple[str, str | None]:
+    """(what was forced, why refused) for an embedded recording: the same audio under someone else,
+    or a voice that does not match the owner's existing voiceprint. Forced problems are returned in
+    the first item and let through; without ``force`` the first problem is the refusal."""
+    problems = []
+    others = [f"{k} {o}" for k, o in store.owners_of(got.content_hash) if (k, o) != (kind, owner)]
+    if others:
+        problems.append(f"the same recording is already enrolled for {', '.join(others)}")
+    if not fresh:
+        mismatch = gate.mismatch(store, owner, kind, got)
+        if mismatch:
+            problems.append(mismatch)
+    if not problems:
+        return "", None
+    if force:
+        return "; ".join(problems), None
+    return "", f"{problems[0]}; if this is right, pass --force (the override is audited)"
+
+
+class _VoiceGate:
+    """The accept decision at enrollment: does a new recording's voice match the owner's voiceprint?
+
+    Built on first use (the scorer needs the call store's cohort): the product's Scorer in the narrow
+    band, cohort without the owner's own calls, the match threshold, as the batch would judge a call.
+    """
+
+    def __init__(self, settings: Settings, cipher: Cipher) -> None:
+        self.settings = settings
+        self.cipher = cipher
+        self._scorer: Scorer | None = None
+
+    def mismatch(self, store: VoiceprintStore, owner: str, kind: str, got: Enrolled) -> str:
+        """'' when the voice matches or the owner has no voiceprint yet; else why it is refused."""
+        from .errors import ModelMismatchError
+
+        scorer = self._scorer or self._build()
+        try:
+            voiceprint = store.get(owner, scorer.model, kind)
+        except NotEnrolledError:
+            return ""
+        except ModelMismatchError:
+            return ""  # add_recording refuses another model with its own message
+        if voiceprint.for_band("narrow") is None:
+            return ""
+        probe = CallVector(got.content_hash, scorer.model, "narrow", got.vectors["narrow"], None)
+        try:
+            s = scorer.score(voiceprint, probe)
+        except UsageError as e:
+            return f"cannot check that this is {owner}'s voice ({e})"
+        if s.accepted:
+            return ""
+        return (
+            f"the voice does not match {owner}'s voiceprint (score {s.score:.3f} < threshold {s.threshold:.3f}, "
+            f"{s.mode})"
+        )
+
+    def _build(self) -> Scorer:
+        from .callstore import CallStore
+        from .embedders import model_spec
+
+        spec = model_spec(self.settings.model, self.settings.embeddings)
+        calls = CallStore(self.settings.embeddings, self.cipher)
+        try:
+            self._scorer = Scorer.build(self.settings, spec.name, spec.key, calls)
+        finally:
+            calls.close()
+        return self._scorer
 
 
 def check_one(
@@ -409,10 +525,13 @@ def check_one(
     caller can print it; a store that cannot be opened raises. The call's embedding is reused from
     the call store when this audio was processed before.
     """
+    from .audit import audit_log
     from .callstore import CallStore
+    from .crypto import cipher_for
 
-    voiceprints = VoiceprintStore(settings.store)
-    calls = CallStore(settings.embeddings)
+    cipher = cipher_for(settings)
+    voiceprints = VoiceprintStore(settings.store, cipher)
+    calls = CallStore(settings.embeddings, cipher)
     try:
         judge = Judge.open(settings, voiceprints, calls, timeline)
         model = judge.scorer.model
@@ -428,17 +547,39 @@ def check_one(
         except InsufficientSpeechError as e:
             emb, speech_s = None, e.speech_seconds
         except VoicecheckError as e:
-            return error_result(call_id, borrower_id, str(audio), e, model)
+            return audited_check(audit_log(settings, cipher), error_result(call_id, borrower_id, str(audio), e, model))
         result = judge(call_id, borrower_id, str(audio), emb, speech_s, decoded.channel)
         result.duration_s = round(decoded.duration_s, 2)
-        return result
+        return audited_check(audit_log(settings, cipher), result)
     finally:
         voiceprints.close()
         calls.close()
 
 
+def audited_check(trail: Any, result: CallResult) -> CallResult:
+    """Record a one-call check in the audit log (ids, verdict, reason code; no score) and return it."""
+    trail.record(
+        "check",
+        borrower_id=result.borrower_id,
+        call_id=result.call_id,
+        audio=result.audio,
+        content_hash=result.content_hash,
+        verdict=result.verdict,
+        reason=audit_reason(result.reason),
+    )
+    return result
+
+
+def audit_reason(reason: str | None) -> str | None:
+    """A result's reason as the audit log keeps it: the code before the first colon (no file paths)."""
+    return None if not reason else reason.split(":")[0]
+
+
 def watch_from(label: str, audio: list[str], call_ids: list[str], source: str, settings: Settings) -> int:
     """Add a watchlist voice: the mean telephone-band embedding of recordings and/or stored calls.
+
+    The entry records where it came from (each call's id, borrower and content hash; each
+    recording's path and hash), so erasing a borrower also removes voices made from their calls.
 
     Returns:
         How many recordings and calls went into it.
@@ -446,15 +587,23 @@ def watch_from(label: str, audio: list[str], call_ids: list[str], source: str, s
     Raises:
         VoicecheckError: unreadable audio, too little speech, or a call id with no stored embedding.
     """
+    from .audit import audit_log
     from .callstore import CallStore
+    from .crypto import cipher_for
     from .embedders import model_spec
+    from .enrollment import WatchSource
 
+    cipher = cipher_for(settings)
     model = model_spec(settings.model, settings.embeddings).name
     vectors: list[np.ndarray] = []
+    provenance: list[WatchSource] = []
     if audio:
         engine = Engine(settings)
-        vectors += [engine.embed_enrollment(a, settings.channel).vectors["narrow"] for a in audio]
-    calls = CallStore(settings.embeddings)
+        for a in audio:
+            got = engine.embed_enrollment(a, settings.channel)
+            vectors.append(got.vectors["narrow"])
+            provenance.append(WatchSource(content_hash=got.content_hash, audio=str(a)))
+    calls = CallStore(settings.embeddings, cipher)
     try:
         for call_id in call_ids:
             link = calls.linked(call_id, model)
@@ -465,11 +614,21 @@ def watch_from(label: str, audio: list[str], call_ids: list[str], source: str, s
             if vector is None:
                 raise UsageError(f"call {call_id!r} is wideband and was stored without a telephone-band vector")
             vectors.append(vector)
+            borrower = calls.borrower_of(call_id, model)
+            provenance.append(WatchSource(call_id=call_id, borrower_id=borrower, content_hash=emb.content_hash))
     finally:
         calls.close()
-    store = VoiceprintStore(settings.store)
+    store = VoiceprintStore(settings.store, cipher)
     try:
-        store.watch_add(label, source, unit(np.mean(vectors, axis=0)), model)
+        store.watch_add(label, source, unit(np.mean(vectors, axis=0)), model, provenance=provenance)
     finally:
         store.close()
+    audit_log(settings, cipher).record(
+        "watchlist.add",
+        label=label,
+        source=source,
+        call_ids=list(call_ids) or None,
+        borrower_ids=sorted({p.borrower_id for p in provenance if p.borrower_id}) or None,
+        recordings=len(audio),
+    )
     return len(vectors)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .errors import UsageError
+from .files import open_private, private_dir, write_private
 from .types import VERDICTS
 
 RESULTS = "results.jsonl"
@@ -48,8 +49,6 @@ class ResultsFile:
     """
 
     def __init__(self, path: str | Path) -> None:
-        from .files import open_private, private_dir
-
         self.path = Path(path)
         private_dir(self.path.parent)
         self._f: IO[str] = open_private(self.path, "a")  # 0600, refuses a symbolic link
@@ -115,11 +114,8 @@ def summarise(path: str | Path, **extra: Any) -> dict[str, Any]:
 
 
 def write_json(path: str | Path, data: dict[str, Any]) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    p = Path(path)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, p)
+    """Write JSON atomically (a 0600 temp file + rename; never through a link)."""
+    write_private(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -135,9 +131,10 @@ def safe_cell(value: Any) -> Any:
 
 
 def write_csv(path: str | Path, records: Iterable[dict[str, Any]], columns: list[str]) -> None:
-    """Selected columns of records as CSV (records are streamed); text that a spreadsheet would
-    take for a formula (an id such as ``=HYPERLINK(...)``) is escaped (:func:`safe_cell`)."""
-    with Path(path).open("w", newline="", encoding="utf-8") as f:
+    """Selected columns of records as CSV (records are streamed; a 0600 file, never through a link)."""
+    import io
+
+    with io.TextIOWrapper(open_private(path, "wb"), encoding="utf-8", newline="") as f:
         w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         w.writeheader()
         w.writerows({k: safe_cell(r.get(k)) for k in columns} for r in records)
@@ -173,10 +170,16 @@ def plot_timeline(record: dict[str, Any], path: str | Path) -> None:
     ax.set_title(f"{record['call_id']} vs {record['borrower_id']}: {record['verdict']}")
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
-    from .files import open_private
+    save_figure(fig, path)
 
-    with open_private(path, "wb") as f:
-        fig.savefig(f, format="png")
+
+def save_figure(fig: Any, path: str | Path, **options: Any) -> None:
+    """Render a matplotlib figure to PNG bytes and write them as a 0600 file (never through a link)."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", **options)
+    write_private(path, buffer.getvalue())
 
 
 # -- HTML report --------------------------------------------------------------------------------------
@@ -288,11 +291,8 @@ def write_html(
     for title, body in sections or []:
         parts += [f'<section class="extra"><h2>{esc(title)}</h2>', body, "</section>"]
     parts += ["<!-- end of extra sections -->", "</body></html>"]
-    out = Path(out_dir) / REPORT_HTML
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".html.tmp")
-    tmp.write_text("\n".join(parts) + "\n", encoding="utf-8")
-    os.replace(tmp, out)
+    out = private_dir(out_dir) / REPORT_HTML
+    write_private(out, "\n".join(parts) + "\n")
     return out
 
 

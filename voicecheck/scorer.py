@@ -52,6 +52,18 @@ class Scorable(Protocol):
     def narrow_vector(self) -> np.ndarray | None: ...
 
 
+@dataclass(frozen=True)
+class CallVector:
+    """A :class:`Scorable` without windows: a stored call's vectors, or an enrollment recording
+    checked against a voiceprint."""
+
+    content_hash: str
+    model: str
+    band: str
+    vector: np.ndarray
+    narrow_vector: np.ndarray | None
+
+
 @dataclass
 class Cohort:
     """Unlabelled in-domain call embeddings of one band: the centring mean and the AS-norm cohort."""
@@ -184,12 +196,13 @@ class Profile:
 
     def save_mode(self, key: str, embeddings: str | Path, mode: str, values: dict[str, Any], source: str) -> Path:
         """Write ``values`` for ``mode`` into the workspace's calibration file (other modes kept)."""
-        path = Path(embeddings) / "calibration" / f"{key}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from .files import private_dir, write_private
+
+        path = private_dir(Path(embeddings) / "calibration") / f"{key}.json"
         current: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {"model": self.model, "modes": {}}
         current["source"] = source
         current["modes"][mode] = values
-        path.write_text(json.dumps(current, indent=2) + "\n")
+        write_private(path, json.dumps(current, indent=2) + "\n")
         return path
 
 

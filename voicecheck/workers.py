@@ -17,6 +17,7 @@ from typing import Literal
 
 from .callstore import CallStore
 from .config import Settings
+from .crypto import cipher_for
 from .errors import InsufficientSpeechError, UsageError, VoicecheckError
 from .manifest import Row
 from .pipeline import Engine, decode
@@ -63,7 +64,7 @@ class Worker:
     def __init__(self, settings: Settings, plugins: dict[str, str] | None = None) -> None:
         configure(settings, plugins)
         self.engine = Engine(settings)
-        self.calls = CallStore(settings.embeddings)
+        self.calls = CallStore(settings.embeddings, cipher_for(settings))
 
     def embed(self, rows: list[Row]) -> list[Embedded]:
         """Embed a few calls' customer sides (one VAD pass over them together), or find them stored.
