@@ -762,6 +762,19 @@ def estimator_figures(
     return rows
 
 
+def flagged_by_speaker(ns: list[Night], t: CorpusTrials, mfa: float) -> list[dict]:
+    """Whose genuine calls S1 flags: per speaker, genuine calls and the mean number flagged per night."""
+    counts: dict[str, list[float]] = {}
+    for n in ns:
+        flagged = n.genuine < op.nontarget_threshold(n.sample, mfa)
+        for call, f in zip(n.genuine_call, flagged, strict=True):
+            c = counts.setdefault(t.speakers[t.owner[call]], [0.0, 0.0])
+            c[0] += 1 / len(ns)
+            c[1] += float(f) / len(ns)
+    rows = [{"speaker": k, "calls": round(v[0]), "flagged": v[1]} for k, v in counts.items()]
+    return sorted(rows, key=lambda r: -r["flagged"])
+
+
 def band_figures(ns: list[Night], mfa: float, widths=(1.0, 1.5, 2.0, 3.0)) -> list[dict]:  # noqa: ANN001
     """An ``inconclusive`` band: mismatch below the threshold for ``mfa * w``, match from ``mfa / w``."""
     rows = []
@@ -977,6 +990,7 @@ def evaluate_corpus(loco: Loco, corpus: str, seed: int, workdir: Path) -> dict:
         res["guard"] = guard_figures(ns, mfa, seed)
         res["estimator"] = estimator_figures(ns, mfa, choose_anchor(loco, corpus, mfa, seed), seed)
         res["band"] = band_figures(ns, mfa)
+        res["by_speaker"] = flagged_by_speaker(ns, scored.trials, mfa)
         res["needed"] = trials_needed(scored, mfa, seed)
         res["conditions"] = {
             system: condition_counts(scored, system, fit_qmf(loco, corpus, system), res["s1"][system]["chosen"], seed)
@@ -1247,6 +1261,19 @@ def estimator_table(results: dict) -> list[str]:
     return _table(header, rows)
 
 
+def by_speaker_table(results: dict) -> list[str]:
+    rows = []
+    for name, r in results.items():
+        got = r.get("by_speaker", []) if r["judged"] else []
+        total = sum(x["flagged"] for x in got)
+        if not got:
+            continue
+        top = [x for x in got if x["flagged"] >= 0.5][:6]
+        cells = ", ".join(f"{x['speaker'].split('/')[-1]} {x['flagged']:.1f} of {x['calls']}" for x in top)
+        rows.append([name, f"{total:.1f} of {sum(x['calls'] for x in got)}", cells or "–"])
+    return _table(["held-out corpus", "genuine calls flagged per night", "whose (flagged per night of calls)"], rows)
+
+
 def band_table(results: dict) -> list[str]:
     rows = []
     for name, r in results.items():
@@ -1404,6 +1431,11 @@ def report(results: dict, shipped: dict, cmd: str, elapsed: float) -> str:
     md += ["Same targets in mode `lda` (no cohort):", "", *targets_table(results, "lda")]
     md += ["## Corpora", "", *corpus_table(results)]
     md += ["## Spread across the judged held-out corpora (product condition)", "", *spread_table(results)]
+    md += [
+        f"## Whose genuine calls S1 flags (`{PRIMARY}`, chosen max_false_accept, mean over nights)",
+        "",
+        *by_speaker_table(results),
+    ]
     md += ["## Ranking and operating points per corpus (product condition)", "", *s0_s1_table(results)]
     md += [
         f"## S1: max_false_accept swept (genuine / impostors flagged), `{PRIMARY}`",
