@@ -205,28 +205,43 @@ def _quiet_cut(x: np.ndarray, at: int, search_s: float = 0.6) -> int:
     return int(starts[int(np.argmin(energy))] + hop // 2)
 
 
-def speaker_material(utts: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Enrollment audio and call audio (16 kHz) for one speaker.
+def enrollment_split(utts: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A speaker's enrollment audio and the speech left after it (16 kHz).
 
-    One utterance: split it, keeping about :data:`CALL_TARGET_S` for the call and at least
-    :data:`ENROLL_MIN_S` for the enrollment (cut at a quiet frame). Several: whole utterances up
-    to :data:`MULTI_ENROLL_S` enroll, the rest are grouped into up to :data:`CALLS_PER_SPEAKER`
-    calls of :data:`CALL_MIN_S`-:data:`CALL_MAX_S`.
+    One utterance (or too little beyond the first): join everything and cut at a quiet frame,
+    keeping about :data:`CALL_TARGET_S` after the cut and at least :data:`ENROLL_MIN_S` before
+    it. Several: whole utterances up to :data:`MULTI_ENROLL_S` enroll (at least one is left).
 
     Returns:
-        (enrollment samples, list of call samples), all float32 at 16 kHz.
+        (enrollment samples, the remaining utterances: one piece after a cut, else whole ones),
+        all float32 at 16 kHz; the remainder may be empty or shorter than a second.
     """
     if len(utts) == 1 or sum(len(u) for u in utts[1:]) < CALL_TARGET_S * SAMPLE_RATE:
         x = _join(utts)
         total_s = len(x) / SAMPLE_RATE
         enroll_s = max(ENROLL_MIN_S, min(total_s - CALL_TARGET_S, total_s / 2))
         cut = _quiet_cut(x, int(enroll_s * SAMPLE_RATE))
-        calls = [x[cut:]] if len(x) - cut >= SAMPLE_RATE else []
-        return x[:cut], calls
+        return x[:cut], [x[cut:]]
     enroll: list[np.ndarray] = []
     rest = list(utts)
     while rest and sum(len(u) for u in enroll) < MULTI_ENROLL_S * SAMPLE_RATE and len(rest) > 1:
         enroll.append(rest.pop(0))
+    return _join(enroll), rest
+
+
+def speaker_material(utts: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Enrollment audio and call audio (16 kHz) for one speaker.
+
+    The enrollment is :func:`enrollment_split`'s. After a cut, the remainder is the one call (if
+    at least a second long). After whole utterances, the rest are grouped into up to
+    :data:`CALLS_PER_SPEAKER` calls of :data:`CALL_MIN_S`-:data:`CALL_MAX_S`.
+
+    Returns:
+        (enrollment samples, list of call samples), all float32 at 16 kHz.
+    """
+    enroll, rest = enrollment_split(utts)
+    if len(utts) == 1 or sum(len(u) for u in utts[1:]) < CALL_TARGET_S * SAMPLE_RATE:
+        return enroll, [rest[0]] if len(rest[0]) >= SAMPLE_RATE else []
     calls: list[np.ndarray] = []
     current: list[np.ndarray] = []
     for u in rest:
@@ -244,7 +259,7 @@ def speaker_material(utts: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarra
             calls[-1] = _join([calls[-1], *current])[: int(CALL_MAX_S * SAMPLE_RATE)]
         else:
             calls.append(_join(current))
-    return _join(enroll), calls
+    return enroll, calls
 
 
 def segments(utts: list[np.ndarray]) -> list[np.ndarray]:
@@ -352,13 +367,40 @@ class Embeddings:
             tmp.replace(self.path)
             self._dirty = 0
 
-    def _embed(self, samples: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray | None, float]:
-        """(vector, channel-matched vector or None, net speech s) via Engine.embed_audio."""
+    def embed_call(self, samples: np.ndarray, rate: int):  # noqa: ANN201 - voicecheck.types.CallEmbedding
+        """The product's ``Engine.embed_audio`` of mono ``samples`` at ``rate`` (8000 Hz: mu-law coded).
+
+        Raises:
+            InsufficientSpeechError: less net speech than the model needs.
+        """
         from voicecheck.types import Audio
 
         audio = Audio(samples=samples, sample_rate=rate, subtype="ULAW" if rate == 8000 else "PCM_16")
-        emb = self.engine.embed_audio(audio)
+        return self.engine.embed_audio(audio)
+
+    def _embed(self, samples: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray | None, float]:
+        """(vector, channel-matched vector or None, net speech s) via Engine.embed_audio."""
+        emb = self.embed_call(samples, rate)
         return emb.vector, emb.narrow_vector, emb.speech_seconds
+
+    def cached(self, prefix: str, names: tuple[str, ...], compute) -> dict[str, np.ndarray]:  # noqa: ANN001
+        """Arrays ``prefix + name`` for each of ``names``: from the cache, or ``compute()`` (then cached).
+
+        For material other benchmarks add (e.g. ``benchmarks/transfer.py``'s extra calls): put
+        everything that changes the vectors into ``prefix`` so a changed recipe is embedded anew.
+
+        Args:
+            prefix: cache key prefix, e.g. ``"source/speaker|t1-...|"``.
+            names: the arrays ``compute`` returns.
+            compute: () -> {name: array}, called only when one of ``names`` is missing.
+        """
+        if not self._cached(prefix, names):
+            values = compute()
+            self._cache.update({prefix + n: np.asarray(values[n]) for n in names})
+            self._dirty += 1
+            if self._dirty >= 10:
+                self.save()
+        return {n: self._cache[prefix + n] for n in names}
 
     def _material(self, spk: Speaker, utts: list[np.ndarray]) -> dict[str, np.ndarray]:
         """Enrollment (wide, matched, telephone) and call embeddings of one speaker."""
