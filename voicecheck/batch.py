@@ -224,11 +224,9 @@ def score_stored(r: Row, calls: CallStore, judge: Judge) -> CallResult:
         link = calls.linked(r.call_id, judge.scorer.model)
         if link is None:
             raise AudioError("no stored embedding; re-run the batch")
-        _status, emb, speech_s = link
-        result = judge(r.call_id, r.borrower_id, r.audio, emb, speech_s, r.channel)
+        result = judge(r.call_id, r.borrower_id, r.audio, link.embedding, link.speech_seconds, r.channel)
         if result.duration_s is None:  # too little speech: no embedding, but its audio still counts
-            duration = calls.duration_s(r.call_id, judge.scorer.model)
-            result.duration_s = None if duration is None else round(duration, 2)
+            result.duration_s = round(link.duration_s, 2)
     except Exception as e:  # noqa: BLE001 - one bad call becomes its error record, the run goes on
         return error_result(r.call_id, r.borrower_id, r.audio, as_error(e, r.call_id), judge.scorer.model)
     return result

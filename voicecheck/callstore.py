@@ -66,14 +66,41 @@ CREATE INDEX IF NOT EXISTS calls_content ON calls (content_hash, channel, model)
 
 
 @dataclass(frozen=True)
+class StoredAudio:
+    """What the store holds for one audio (content hash, channel, model).
+
+    Attributes:
+        status: "ok", or "insufficient_speech" when the audio had too little speech to embed.
+        embedding: the customer side's embedding; None when the status is not "ok".
+        speech_seconds: net speech the VAD found.
+        duration_s: length of the recording (known also when it had too little speech).
+    """
+
+    status: str
+    embedding: CallEmbedding | None
+    speech_seconds: float
+    duration_s: float
+
+
+@dataclass(frozen=True)
 class StoredCall:
-    """A call as the store knows it: ids plus its embedding (None when it had too little speech)."""
+    """A call as the store knows it: ids plus what is stored of its audio (see :class:`StoredAudio`)."""
 
     call_id: str
     borrower_id: str
     audio: str
     embedding: CallEmbedding | None
     speech_seconds: float
+    duration_s: float = 0.0
+    status: str = "ok"
+    content_hash: str = ""
+
+
+_CALL_SQL = (
+    "SELECT c.call_id, c.borrower_id, c.audio, e.* FROM calls c JOIN embeddings e"
+    " ON e.content_hash=c.content_hash AND e.channel=c.channel AND e.model=c.model WHERE c.model=?"
+)
+"""Linked calls of one model with their embeddings rows: call id, borrower, audio, then ``embeddings.*``."""
 
 
 def embedding_context(column: str, content_hash: str, channel: int, model: str, dimension: int) -> tuple:
@@ -210,35 +237,22 @@ class CallStore:
             raise StoreError(f"call-embedding store {self.directory}: {e}") from None
         return before[0][:12] if before and tuple(before) != (content_hash, channel) else ""
 
-    def lookup(self, content_hash: str, channel: int, model: str) -> tuple[str, CallEmbedding | None, float] | None:
-        """(status, embedding or None, speech seconds) for this audio, or None if never processed."""
+    def lookup(self, content_hash: str, channel: int, model: str) -> StoredAudio | None:
+        """What is stored for this audio, or None if it was never processed."""
         row = self._db.execute(
             "SELECT * FROM embeddings WHERE content_hash=? AND channel=? AND model=?", (content_hash, channel, model)
         ).fetchone()
-        if row is None:
-            return None
-        return row[3], self._embedding(row), float(row[6])
+        return None if row is None else StoredAudio(row[3], self._embedding(row), float(row[6]), float(row[7]))
 
-    def linked(self, call_id: str, model: str) -> tuple[str, CallEmbedding | None, float] | None:
-        """(status, embedding or None, speech seconds) of a call id already processed, else None."""
-        row = self._db.execute(
-            "SELECT content_hash, channel FROM calls WHERE call_id=? AND model=?", (call_id, model)
-        ).fetchone()
-        return None if row is None else self.lookup(row[0], row[1], model)
+    def linked(self, call_id: str, model: str) -> StoredCall | None:
+        """A call id already processed (its borrower, path and what is stored of its audio), else None."""
+        row = self._db.execute(_CALL_SQL + " AND c.call_id=?", (model, call_id)).fetchone()
+        return None if row is None else self._stored_call(row)
 
-    def borrower_of(self, call_id: str, model: str) -> str:
-        """The borrower a stored call is linked to ('' when the call id is not linked)."""
-        row = self._db.execute("SELECT borrower_id FROM calls WHERE call_id=? AND model=?", (call_id, model)).fetchone()
-        return "" if row is None else str(row[0])
-
-    def duration_s(self, call_id: str, model: str) -> float | None:
-        """Length of a linked call's recording (known also when it had too little speech), else None."""
-        row = self._db.execute(
-            "SELECT e.duration_s FROM calls c JOIN embeddings e ON e.content_hash=c.content_hash"
-            " AND e.channel=c.channel AND e.model=c.model WHERE c.call_id=? AND c.model=?",
-            (call_id, model),
-        ).fetchone()
-        return None if row is None else float(row[0])
+    def _stored_call(self, row: tuple) -> StoredCall:
+        """A row of :data:`_CALL_SQL` as a StoredCall (every sealed column opened)."""
+        e = row[3:]
+        return StoredCall(row[0], row[1], row[2], self._embedding(e), float(e[6]), float(e[7]), e[3], e[0])
 
     def has(self, content_hash: str, channel: int, model: str) -> bool:
         return (
@@ -287,16 +301,11 @@ class CallStore:
 
     def calls(self, model: str, borrower_id: str | None = None) -> Iterator[StoredCall]:
         """Every linked call for ``model`` (optionally one borrower's), streamed in call-id order."""
-        sql = (
-            "SELECT c.call_id, c.borrower_id, c.audio, e.* FROM calls c JOIN embeddings e"
-            " ON e.content_hash=c.content_hash AND e.channel=c.channel AND e.model=c.model WHERE c.model=?"
-        )
-        args: tuple[str, ...] = (model,)
+        sql, args = _CALL_SQL, [model]
         if borrower_id is not None:
-            sql += " AND c.borrower_id=?"
-            args = (model, borrower_id)
+            sql, args = sql + " AND c.borrower_id=?", [model, borrower_id]
         for row in self._db.execute(sql + " ORDER BY c.call_id", args):
-            yield StoredCall(row[0], row[1], row[2], self._embedding(row[3:]), float(row[3 + 6]))
+            yield self._stored_call(row)
 
     # -- erasure, retention, key rotation ------------------------------------------------------
     def borrower_calls(self, borrower_id: str) -> tuple[list[str], set[str]]:

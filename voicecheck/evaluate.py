@@ -90,9 +90,9 @@ def score_trials(
                     test_path = f.get("audio", "")
                     if not test_path and f.get("call_id"):
                         linked = calls.linked(f["call_id"], spec.name)
-                        if linked is None or linked[1] is None:
+                        if linked is None or linked.embedding is None:
                             raise UsageError(f"call {f['call_id']!r} has no stored embedding")
-                        tested[f["call_id"]] = linked[1]
+                        tested[f["call_id"]] = linked.embedding
                         test_path = f["call_id"]
                 if test_path not in tested:
                     engine = engine or Engine(settings)

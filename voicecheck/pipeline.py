@@ -539,8 +539,8 @@ def check_one(
         try:
             decoded = decode(audio, settings.channel, settings)
             stored = calls.lookup(decoded.content_hash, decoded.channel, model)
-            if stored is not None and stored[1] is not None:
-                emb, speech_s = stored[1], stored[2]
+            if stored is not None and stored.embedding is not None:
+                emb, speech_s = stored.embedding, stored.speech_seconds
             else:
                 emb = (engine or Engine(settings)).embed_audio(decoded)
                 speech_s = emb.speech_seconds
@@ -607,15 +607,15 @@ def watch_from(label: str, audio: list[str], call_ids: list[str], source: str, s
     try:
         for call_id in call_ids:
             link = calls.linked(call_id, model)
-            emb = None if link is None else link[1]
+            emb = None if link is None else link.embedding
             if emb is None:
                 raise UsageError(f"call {call_id!r} has no stored {model} embedding with speech; run the batch first")
             vector = emb.vector if emb.band == "narrow" else emb.narrow_vector
             if vector is None:
                 raise UsageError(f"call {call_id!r} is wideband and was stored without a telephone-band vector")
             vectors.append(vector)
-            borrower = calls.borrower_of(call_id, model)
-            provenance.append(WatchSource(call_id=call_id, borrower_id=borrower, content_hash=emb.content_hash))
+            assert link is not None
+            provenance.append(WatchSource(call_id=call_id, borrower_id=link.borrower_id, content_hash=emb.content_hash))
     finally:
         calls.close()
     store = VoiceprintStore(settings.store, cipher)

@@ -202,9 +202,9 @@ def write_html(
     """Write ``out_dir/report.html``: one static page, no server, no external assets.
 
     Counts per verdict, time per stage, a score histogram split by verdict with the threshold
-    marked (inline SVG), the mismatches, and the error/inconclusive calls. The results file is
-    streamed: scores are counted into fixed buckets as they are read and only flagged calls are
-    kept (at most ``max_rows`` per table: the lowest-scoring mismatches, the first others).
+    marked (matplotlib, inline SVG), the mismatches, and the error/inconclusive calls. The results
+    file is streamed once: scores are counted into fixed buckets as they are read and only flagged
+    calls are kept (at most ``max_rows`` per table: the lowest-scoring mismatches, the first others).
 
     Args:
         out_dir: folder of the batch run; the report is written there.
@@ -219,40 +219,14 @@ def write_html(
     Returns:
         The path of the report.
     """
-    import heapq
     import html
-    import math
 
     esc = html.escape
-    verdicts: Counter[str] = Counter({v: 0 for v in VERDICTS})
-    buckets: dict[str, Counter[int]] = {v: Counter() for v in VERDICTS}
-    thresholds: Counter[float] = Counter()
-    mismatches: list[tuple[float, int, dict[str, Any]]] = []  # max-heap on score via negation
-    others: list[dict[str, Any]] = []
-    n_mismatch = n_other = 0
-    for n, r in enumerate(read_jsonl(results_path)):
-        verdict = str(r.get("verdict"))
-        verdicts[verdict] += 1
-        score = r.get("score")
-        if isinstance(score, (int, float)):
-            buckets.setdefault(verdict, Counter())[math.floor(score / _BUCKET)] += 1
-        if isinstance(r.get("threshold"), (int, float)):
-            thresholds[round(float(r["threshold"]), 4)] += 1
-        if verdict == "mismatch":
-            n_mismatch += 1
-            key = -float(score) if isinstance(score, (int, float)) else float("-inf")
-            item = (key, n, _flagged(r))
-            if len(mismatches) < max_rows:
-                heapq.heappush(mismatches, item)
-            elif item > mismatches[0]:
-                heapq.heapreplace(mismatches, item)
-        elif verdict in ("error", "inconclusive"):
-            n_other += 1
-            if len(others) < max_rows:
-                others.append(_flagged(r))
-    flagged = [m[2] for m in sorted(mismatches, key=lambda m: (-m[0], m[1]))]
-
-    total = sum(verdicts.values())
+    scan = Scan(max_rows)
+    for r in read_jsonl(results_path):
+        scan.add(r)
+    flagged = scan.mismatches()
+    total = sum(scan.verdicts.values())
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -263,7 +237,7 @@ def write_html(
         html_table(
             [
                 {"verdict": v, "calls": c, "share": f"{(c / total * 100 if total else 0):.1f}%"}
-                for v, c in verdicts.items()
+                for v, c in scan.verdicts.items()
             ],
             ["verdict", "calls", "share"],
         ),
@@ -274,13 +248,13 @@ def write_html(
             ["stage", "seconds"],
         ),
         "<h2>Scores</h2>",
-        _histogram_svg(buckets, thresholds, bins),
-        f"<h2>Mismatches ({n_mismatch})</h2>",
-        _flag_note(n_mismatch, len(flagged), "lowest scores first"),
+        histogram_svg(*histogram_counts(scan.buckets, scan.thresholds, bins), scan.thresholds),
+        f"<h2>Mismatches ({scan.n_mismatch})</h2>",
+        _flag_note(scan.n_mismatch, len(flagged), "lowest scores first"),
         html_table(flagged, FLAG_COLUMNS, link="audio"),
-        f"<h2>Errors and inconclusive calls ({n_other})</h2>",
-        _flag_note(n_other, len(others), "in results order"),
-        html_table(others, FLAG_COLUMNS, link="audio"),
+        f"<h2>Errors and inconclusive calls ({scan.n_other})</h2>",
+        _flag_note(scan.n_other, len(scan.others), "in results order"),
+        html_table(scan.others, FLAG_COLUMNS, link="audio"),
         "<!-- extra sections: takeovers, rings, watchlist hits -->",
     ]
     if rings is not None:
@@ -294,6 +268,51 @@ def write_html(
     out = private_dir(out_dir) / REPORT_HTML
     write_private(out, "\n".join(parts) + "\n")
     return out
+
+
+class Scan:
+    """What the report keeps of a results file read once: counts per verdict, scores counted into
+    fixed buckets per verdict, the thresholds seen, and the flagged calls (at most ``max_rows`` of
+    each kind: the lowest-scoring mismatches, the first error/inconclusive calls)."""
+
+    def __init__(self, max_rows: int) -> None:
+        self.max_rows = max_rows
+        self.verdicts: Counter[str] = Counter({v: 0 for v in VERDICTS})
+        self.buckets: dict[str, Counter[int]] = {v: Counter() for v in VERDICTS}
+        self.thresholds: Counter[float] = Counter()
+        self._mismatches: list[tuple[float, int, dict[str, Any]]] = []  # max-heap on score via negation
+        self.others: list[dict[str, Any]] = []
+        self.n_mismatch = self.n_other = self._n = 0
+
+    def add(self, r: dict[str, Any]) -> None:
+        """Count one record."""
+        import heapq
+        import math
+
+        verdict = str(r.get("verdict"))
+        self.verdicts[verdict] += 1
+        score = r.get("score")
+        if isinstance(score, (int, float)):
+            self.buckets.setdefault(verdict, Counter())[math.floor(score / _BUCKET)] += 1
+        if isinstance(r.get("threshold"), (int, float)):
+            self.thresholds[round(float(r["threshold"]), 4)] += 1
+        self._n += 1
+        if verdict == "mismatch":
+            self.n_mismatch += 1
+            key = -float(score) if isinstance(score, (int, float)) else float("-inf")
+            item = (key, self._n, _flagged(r))
+            if len(self._mismatches) < self.max_rows:
+                heapq.heappush(self._mismatches, item)
+            elif item > self._mismatches[0]:
+                heapq.heapreplace(self._mismatches, item)
+        elif verdict in ("error", "inconclusive"):
+            self.n_other += 1
+            if len(self.others) < self.max_rows:
+                self.others.append(_flagged(r))
+
+    def mismatches(self) -> list[dict[str, Any]]:
+        """The mismatches kept, lowest score first (results order among equal scores)."""
+        return [m[2] for m in sorted(self._mismatches, key=lambda m: (-m[0], m[1]))]
 
 
 FLAG_COLUMNS = [
@@ -386,66 +405,61 @@ def _meta(summary: dict[str, Any]) -> str:
     return " · ".join(bits)
 
 
-def _histogram_svg(buckets: dict[str, Counter[int]], thresholds: Counter[float], bins: int) -> str:
-    """Stacked bars per verdict over the score range, the threshold(s) as dashed lines (inline SVG)."""
+def histogram_counts(
+    buckets: dict[str, Counter[int]], thresholds: Counter[float], bins: int
+) -> tuple[Any, dict[str, Any]]:
+    """Merge the streamed score buckets into ``bins`` bars over the range of the scores and thresholds.
+
+    Returns:
+        The bar edges (``bins + 1`` scores, ascending) and, per verdict with scores, the calls per bar.
+    """
     import numpy as np
 
     keys = [k for c in buckets.values() for k in c]
     if not keys:
-        return "<p class=none>no scores</p>"
+        return np.zeros(0), {}
     lo, hi = min(keys) * _BUCKET, (max(keys) + 1) * _BUCKET
     for t in thresholds:
         lo, hi = min(lo, t), max(hi, t)
     span = max(hi - lo, _BUCKET)
-    counts = {v: np.zeros(bins) for v in buckets}
-    for v, c in buckets.items():
-        for k, n in c.items():
+    counts = {v: np.zeros(bins) for v, c in buckets.items() if c}
+    for v in counts:
+        for k, n in buckets[v].items():
             counts[v][min(bins - 1, int((k * _BUCKET + _BUCKET / 2 - lo) / span * bins))] += n
-    stacked = sum(counts.values())
-    top = max(1.0, float(np.max(stacked)))
-    width, height, left, bottom = 720, 240, 50, 30
-    plot_w, plot_h = width - left - 10, height - bottom - 10
-    bar_w = plot_w / bins
-    x_of = lambda s: left + (s - lo) / span * plot_w  # noqa: E731
-    svg = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 20}" role="img" '
-        f'aria-label="score histogram by verdict">',
-        f'<line x1="{left}" y1="{10 + plot_h}" x2="{left + plot_w}" y2="{10 + plot_h}" stroke="#444"/>',
-    ]
-    base = np.zeros(bins)
-    for v in VERDICTS:
-        if v not in counts:
-            continue
-        for i, count in enumerate(counts[v]):
-            if count:
-                bar_h = count / top * plot_h
-                y = 10 + plot_h - (base[i] + count) / top * plot_h
-                svg.append(
-                    f'<rect x="{left + i * bar_w:.1f}" y="{y:.1f}" width="{max(bar_w - 1, 1):.1f}" '
-                    f'height="{bar_h:.1f}" fill="{VERDICT_COLOURS[v]}"><title>{v}: {int(count)}</title></rect>'
-                )
-        base += counts[v]
+    return np.linspace(lo, lo + span, bins + 1), counts
+
+
+def histogram_svg(edges: Any, counts: dict[str, Any], thresholds: Counter[float]) -> str:
+    """Stacked bars of calls per score by verdict, the (three most common) thresholds as dashed lines:
+    a matplotlib figure as inline SVG (text kept as text, no external reference)."""
+    import io
+
+    import matplotlib
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    if not counts:
+        return "<p class=none>no scores</p>"
+    fig = Figure(figsize=(7.5, 2.8), dpi=96)
+    ax = fig.add_subplot()
+    base = np.zeros(len(edges) - 1)
+    for v in [v for v in VERDICTS if v in counts] + [v for v in counts if v not in VERDICTS]:
+        n = counts[v]
+        label = f"{v} ({int(n.sum())})"
+        colour = VERDICT_COLOURS.get(v, "#555555")
+        ax.bar(edges[:-1], n, width=np.diff(edges), bottom=base, align="edge", color=colour, label=label, lw=0)
+        base = base + n
     for t, n in thresholds.most_common(3):
-        x = x_of(t)
-        svg.append(
-            f'<line x1="{x:.1f}" y1="10" x2="{x:.1f}" y2="{10 + plot_h}" stroke="#000" '
-            f'stroke-dasharray="5,3"><title>threshold {t} ({n} calls)</title></line>'
-        )
-        svg.append(f'<text x="{x + 3:.1f}" y="22" font-size="11">threshold {t:g}</text>')
-    for s in np.linspace(lo, hi, 5):
-        svg.append(f'<text x="{x_of(s):.1f}" y="{height - 8}" font-size="11" text-anchor="middle">{s:.2f}</text>')
-    svg.append(f'<text x="{left - 5}" y="18" font-size="11" text-anchor="end">{int(top)}</text>')
-    svg.append(f'<text x="{left - 5}" y="{10 + plot_h}" font-size="11" text-anchor="end">0</text>')
-    legend_x = left
-    for v in VERDICTS:
-        if buckets.get(v):
-            svg.append(
-                f'<rect x="{legend_x}" y="{height + 6}" width="10" height="10" fill="{VERDICT_COLOURS[v]}"/>'
-                f'<text x="{legend_x + 14}" y="{height + 15}" font-size="11">{v}</text>'
-            )
-            legend_x += 110
-    svg.append("</svg>")
-    return "".join(svg)
+        ax.axvline(t, color="#000000", ls="--", lw=1, label=f"threshold {t:g} ({n} calls)")
+    ax.set_xlabel("score (higher = more alike)")
+    ax.set_ylabel("calls")
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "voicecheck-histogram"}):
+        fig.savefig(buffer, format="svg", metadata={"Date": None})
+    svg = buffer.getvalue()
+    return svg[svg.index("<svg") :].replace("<svg ", '<svg role="img" aria-label="score histogram by verdict" ', 1)
 
 
 _CSS = (
