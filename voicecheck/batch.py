@@ -28,6 +28,7 @@ from .files import locked
 from .manifest import Row, call_rows, customer_channel, read_rows
 from .pipeline import Judge, error_result
 from .report import RESULTS, SUMMARY, ResultsFile, summarise, write_json
+from .reviews import in_record, of_audio
 from .types import CallResult
 from .workers import Embedded, as_error, map_local
 
@@ -87,7 +88,7 @@ def run_batch(
             failed = store_embeddings(mapped, calls, results, spec.name, progress)
             timings = {"embed_seconds": time.perf_counter() - t0}
             t0 = time.perf_counter()
-            judge = Judge.open(settings, voiceprints, calls)
+            judge = Judge.open(settings, voiceprints, calls, timeline=True)
             for r in call_rows(manifest, settings.channel):
                 if r.row not in done and r.row not in failed:
                     write_result(results, r, score_stored(r, calls, judge))
@@ -215,7 +216,16 @@ def store_embeddings(
 
 def write_result(results: ResultsFile, r: Row, result: CallResult) -> None:
     result.row = r.row
-    results.append(result.to_dict())
+    results.append(record_of(result))
+
+
+def record_of(result: CallResult) -> dict[str, Any]:
+    """A result as results.jsonl keeps it: the similarity timeline and speech regions only for calls
+    that are not a match (the report's review queue draws them; matches would only make the file big)."""
+    record = result.to_dict()
+    if result.verdict == "match":
+        record["timeline"] = record["speech_regions"] = None
+    return record
 
 
 def score_stored(r: Row, calls: CallStore, judge: Judge) -> CallResult:
@@ -227,6 +237,8 @@ def score_stored(r: Row, calls: CallStore, judge: Judge) -> CallResult:
         result = judge(r.call_id, r.borrower_id, r.audio, link.embedding, link.speech_seconds, r.channel)
         if result.duration_s is None:  # too little speech: no embedding, but its audio still counts
             result.duration_s = round(link.duration_s, 2)
+        result.content_hash = result.content_hash or link.content_hash
+        result.review = in_record(of_audio(calls.review(r.call_id), link.content_hash))
     except Exception as e:  # noqa: BLE001 - one bad call becomes its error record, the run goes on
         return error_result(r.call_id, r.borrower_id, r.audio, as_error(e, r.call_id), judge.scorer.model)
     return result
@@ -258,7 +270,7 @@ def rescore(out_dir: str | Path, settings: Settings, manifest: str | Path | None
     tmp.unlink(missing_ok=True)
     results = AuditedResults(tmp, trail, "rescore.call")
     try:
-        judge = Judge.open(settings, voiceprints, calls)
+        judge = Judge.open(settings, voiceprints, calls, timeline=True)
         if manifest is not None:
             rows: Iterable[Row] = call_rows(manifest, settings.channel)
         else:
@@ -270,7 +282,7 @@ def rescore(out_dir: str | Path, settings: Settings, manifest: str | Path | None
                 else score_stored(r, calls, judge)
             )
             result.row = r.row or None
-            results.append(result.to_dict())
+            results.append(record_of(result))
     finally:
         results.close()
         calls.close()
@@ -357,4 +369,4 @@ def write_report(
         ),
     ]
     found = find_rings(settings, settings.ring_min_borrowers) if rings else None
-    return write_html(out, summary, out / RESULTS, rings=found, sections=sections, max_rows=max_rows)
+    return write_html(out, summary, out / RESULTS, found, sections, max_rows, settings=settings)

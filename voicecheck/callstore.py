@@ -62,7 +62,20 @@ CREATE TABLE IF NOT EXISTS calls (
 );
 CREATE INDEX IF NOT EXISTS calls_borrower ON calls (model, borrower_id);
 CREATE INDEX IF NOT EXISTS calls_content ON calls (content_hash, channel, model);
+CREATE TABLE IF NOT EXISTS reviews (
+    call_id TEXT PRIMARY KEY,
+    borrower_id TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    label BLOB NOT NULL,
+    note BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    reviewer TEXT NOT NULL,
+    reviewed_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reviews_borrower ON reviews (borrower_id);
 """
+REVIEW_SEALED = ("label", "note")
+"""The sealed columns of ``reviews`` (a QA reviewer's decision and note about a call)."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +114,36 @@ _CALL_SQL = (
     " ON e.content_hash=c.content_hash AND e.channel=c.channel AND e.model=c.model WHERE c.model=?"
 )
 """Linked calls of one model with their embeddings rows: call id, borrower, audio, then ``embeddings.*``."""
+
+
+@dataclass(frozen=True)
+class Review:
+    """A person's decision about one call (see :mod:`voicecheck.reviews`).
+
+    Attributes:
+        call_id: the call reviewed.
+        borrower_id: whose call it is.
+        content_hash: sha256 of the audio the reviewer heard (a review holds for that audio only).
+        label: "genuine" (the borrower spoke), "impostor" (someone else did) or "unsure".
+        note: the reviewer's free text ("" for none).
+        reason: the flag's reason code the reviewer looked at ("" when not known).
+        reviewer: OS user who recorded the decision.
+        reviewed_at: when (ISO 8601 UTC).
+    """
+
+    call_id: str
+    borrower_id: str
+    content_hash: str
+    label: str
+    note: str
+    reason: str
+    reviewer: str
+    reviewed_at: str
+
+
+def review_context(column: str, call_id: str, borrower_id: str, content_hash: str) -> tuple:
+    """What a sealed column of a ``reviews`` row is bound to."""
+    return ("reviews", column, call_id, borrower_id, content_hash)
 
 
 def embedding_context(column: str, content_hash: str, channel: int, model: str, dimension: int) -> tuple:
@@ -307,6 +350,78 @@ class CallStore:
         for row in self._db.execute(sql + " ORDER BY c.call_id", args):
             yield self._stored_call(row)
 
+    # -- reviews -------------------------------------------------------------------------------
+    def link_of(self, call_id: str) -> tuple[str, str] | None:
+        """(borrower, content hash) the call id was last linked to, any model; None when never."""
+        row = self._db.execute(
+            "SELECT borrower_id, content_hash FROM calls WHERE call_id=? ORDER BY seen_at DESC LIMIT 1", (call_id,)
+        ).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]))
+
+    def put_reviews(self, reviews: list[Review]) -> None:
+        """Store reviews (one transaction), each replacing an earlier review of its call."""
+        rows = [
+            (
+                r.call_id,
+                r.borrower_id,
+                r.content_hash,
+                *(
+                    self.cipher.seal(getattr(r, c).encode("utf-8"), review_context(c, *_review_key(r)))
+                    for c in REVIEW_SEALED
+                ),
+                r.reason,
+                r.reviewer,
+                r.reviewed_at,
+            )
+            for r in reviews
+        ]
+        try:
+            with self._db:
+                self._db.executemany("INSERT OR REPLACE INTO reviews VALUES (?,?,?,?,?,?,?,?)", rows)
+        except sqlite3.Error as e:
+            raise StoreError(f"{WHAT} {self.directory}: {e}") from None
+
+    def review(self, call_id: str) -> Review | None:
+        """The review of a call id, or None."""
+        row = self._db.execute("SELECT * FROM reviews WHERE call_id=?", (call_id,)).fetchone()
+        return None if row is None else self._review(row)
+
+    def reviews(self, borrower_id: str | None = None) -> Iterator[Review]:
+        """Every review (optionally one borrower's), in call-id order."""
+        sql, args = "SELECT * FROM reviews", []
+        if borrower_id is not None:
+            sql, args = sql + " WHERE borrower_id=?", [borrower_id]
+        for row in self._db.execute(sql + " ORDER BY call_id", args).fetchall():
+            yield self._review(row)
+
+    def _review(self, row: tuple) -> Review:
+        call_id, borrower_id, content_hash, label, note, reason, reviewer, reviewed_at = row
+        opened = [
+            self.cipher.open(
+                blob,
+                review_context(col, call_id, borrower_id, content_hash),
+                f"{WHAT} {self.path}: review of call {call_id!r} {col}",
+            ).decode("utf-8")
+            for col, blob in zip(REVIEW_SEALED, (label, note), strict=True)
+        ]
+        return Review(call_id, borrower_id, content_hash, opened[0], opened[1], reason, reviewer, reviewed_at)
+
+    def erase_reviews(self, borrower_id: str, call_ids: list[str], content_hashes: set[str]) -> int:
+        """Delete the reviews of ``borrower_id``, of ``call_ids`` and of audio ``content_hashes``
+        (overwritten on disk, WAL emptied). Returns the number removed."""
+        try:
+            with self._db as db:
+                n = db.execute("DELETE FROM reviews WHERE borrower_id=?", (borrower_id,)).rowcount
+                for column, values in (("call_id", sorted(call_ids)), ("content_hash", sorted(content_hashes))):
+                    for i in range(0, len(values), 500):
+                        chunk = values[i : i + 500]
+                        marks = ",".join("?" * len(chunk))
+                        n += db.execute(f"DELETE FROM reviews WHERE {column} IN ({marks})", chunk).rowcount
+        except sqlite3.Error as e:
+            raise StoreError(f"{WHAT} {self.directory}: {e}") from None
+        self.checkpoint()
+        return int(n)
+
     # -- erasure, retention, key rotation ------------------------------------------------------
     def borrower_calls(self, borrower_id: str) -> tuple[list[str], set[str]]:
         """(call ids, content hashes) of every call linked to ``borrower_id``, any model."""
@@ -382,6 +497,7 @@ class CallStore:
                     n += _reseal_rows(db, rows, self.cipher, new, self.path)
                 after = rows[-1][0]
             with self._db as db:
+                n += _reseal_reviews(db, self.cipher, new, self.path)
                 db.execute("UPDATE meta SET value=? WHERE key='key_check'", (storage.seal_check(new, DB_NAME),))
         except sqlite3.Error as e:
             raise StoreError(f"{WHAT} {self.directory}: {e}") from None
@@ -399,7 +515,7 @@ class CallStore:
                         self.cipher.open(blob, embedding_context(col, h, channel, model, dim), f"call {h[:12]} {col}")
                         n += 1
             after = rows[-1][0]
-        return n
+        return n + sum(1 for _ in self.reviews()) * len(REVIEW_SEALED)
 
     def _embedding(self, row: tuple) -> CallEmbedding | None:
         """A stored ``embeddings`` row as a CallEmbedding (None when it had too little speech); every
@@ -447,6 +563,26 @@ def _reseal_rows(db: sqlite3.Connection, rows: list[tuple], old: Cipher, new: Ci
     return n
 
 
+def _review_key(r: Review) -> tuple[str, str, str]:
+    return r.call_id, r.borrower_id, r.content_hash
+
+
+def _reseal_reviews(db: sqlite3.Connection, old: Cipher, new: Cipher, path: Path) -> int:
+    """Open the sealed review columns with ``old``, seal them with ``new``; returns the blobs done."""
+    n = 0
+    cols = ", ".join(REVIEW_SEALED)
+    for rowid, call_id, borrower_id, content_hash, *blobs in db.execute(
+        f"SELECT rowid, call_id, borrower_id, content_hash, {cols} FROM reviews"
+    ).fetchall():
+        out = []
+        for col, blob in zip(REVIEW_SEALED, blobs, strict=True):
+            ctx = review_context(col, call_id, borrower_id, content_hash)
+            out.append(new.seal(old.open(blob, ctx, f"{WHAT} {path}: review of call {call_id!r} {col}"), ctx))
+            n += 1
+        db.execute(f"UPDATE reviews SET {', '.join(f'{c}=?' for c in REVIEW_SEALED)} WHERE rowid=?", (*out, rowid))
+    return n
+
+
 def migrate(directory: str | Path, cipher: Cipher) -> str:
     """Bring the call store in ``directory`` to this schema and to ``cipher``'s encryption, in place.
 
@@ -488,6 +624,8 @@ def migrate(directory: str | Path, cipher: Cipher) -> str:
             while rows := _sealed_rows(db, after, 500):
                 n += _reseal_rows(db, rows, Cipher(None), cipher, path)
                 after = rows[-1][0]
+            if db.execute("SELECT 1 FROM sqlite_master WHERE name='reviews'").fetchone():
+                n += _reseal_reviews(db, Cipher(None), cipher, path)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('encryption', ?)", (cipher.mode,))
             db.execute("DELETE FROM meta WHERE key='key_check'")
             if cipher.encrypted:

@@ -57,11 +57,21 @@ class Commands(TyperGroup):
             )
 
 
-def group(help: str) -> typer.Typer:
+class ReviewCommands(Commands):
+    """``voicecheck review``: ``review CALL_ID --label ...`` is short for ``review call CALL_ID --label ...``;
+    ``list``, ``export`` and ``import`` are its other commands."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["call", *args]
+        return super().parse_args(ctx, args)
+
+
+def group(help: str, cls: type[Commands] = Commands) -> typer.Typer:
     """A command group under the one error handler (help printed as plain text: option help keeps its
     brackets, flags show no type)."""
     return typer.Typer(
-        cls=Commands,
+        cls=cls,
         help=help,
         no_args_is_help=True,
         rich_markup_mode=None,
@@ -78,7 +88,13 @@ agents_app = group("Collectors' own voiceprints, removed from mono recordings be
 cohort_app = group("In-domain cohort of unlabelled call embeddings.")
 key_app = group("The encryption key of the biometric data (voiceprints, call embeddings, watchlist).")
 audit_app = group("The audit log: who checked, enrolled or erased whom.")
+review_app = group(
+    "QA review of flagged calls: voicecheck review CALL_ID --label genuine|impostor|unsure [--note TEXT] records "
+    "a decision; list, export and import decisions (CSV; the report's review queue downloads one).",
+    ReviewCommands,
+)
 for _sub, _name in (
+    (review_app, "review"),
     (store_app, "store"),
     (watch_app, "watchlist"),
     (agents_app, "agents"),
@@ -187,6 +203,9 @@ def build_settings(config: Path | None = None, threshold: list[str] | None = Non
 
 BorrowerArg = Annotated[str, typer.Argument(help="The borrower.", metavar="BORROWER_ID")]
 AgentArg = Annotated[str, typer.Argument(help="The collector.", metavar="AGENT_ID")]
+NoteOpt = Annotated[
+    str, typer.Option("--note", help="A note with the decision (kept encrypted, never in the audit log).")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 ConsentOpt = Annotated[
     str | None,
@@ -471,17 +490,35 @@ def check(
     borrower: Annotated[str, typer.Option("--borrower", help="Borrower the customer claims to be.")],
     as_json: JsonOpt = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="Draw the similarity timeline to this PNG.")] = None,
+    review: Annotated[
+        str | None,
+        typer.Option(
+            "--review",
+            metavar="genuine|impostor|unsure",
+            help="Record your decision about this call at once (as voicecheck review does; audited).",
+        ),
+    ] = None,
+    note: NoteOpt = "",
 ) -> None:
-    """Check one call: is the customer's voice the borrower's? Exit 0 match, 1 mismatch, 3 inconclusive, 2 error."""
+    """Check one call: is the customer's voice the borrower's? Exit 0 match, 1 mismatch, 3 inconclusive, 2 error.
+
+    Prints where the evidence is (the stretch where the voice is least like the borrower's, the voice
+    change, the --plot picture), so the call can be listened to there.
+    """
     from .pipeline import check_one
+    from .reviews import check_label, check_note
 
     if plot is not None:
         from .files import check_writable
 
         check_writable(plot)  # before any work: a bad --plot path must not cost the verdict
-    result = check_one(audio, borrower, settings, timeline=plot is not None)
+    if review is not None:
+        review, note = check_label(review), check_note(note)
+    result = check_one(audio, borrower, settings, timeline=True)
+    if review is not None:
+        record_check_review(settings, result, review, note)
     record = result.to_dict()
-    show(record, as_json, lambda: render.result_text(record), indent=None)
+    show(record, as_json, lambda: render.check_text(record, plot), indent=None)
     if result.verdict == "error":
         typer.echo(f"voicecheck: error: {result.reason}", err=True)
     if plot is not None and result.timeline:
@@ -490,6 +527,26 @@ def check(
         plot_timeline(record, plot)
         typer.echo(f"timeline drawn to {plot}", err=True)
     raise typer.Exit(EXIT_BY_VERDICT[result.verdict])
+
+
+def record_check_review(settings: Settings, result: Any, label: str, note: str) -> None:
+    """``check --review``: record the decision about the call just checked (its audio, its borrower)."""
+    from .reviews import in_record, record
+
+    if result.verdict == "error" or not result.content_hash:
+        fail(f"the review was not recorded: the call could not be checked ({result.reason})")
+    done = record(
+        settings,
+        result.call_id,
+        label,
+        note,
+        reason=result.reason or "",
+        borrower_id=result.borrower_id,
+        content_hash=result.content_hash,
+        source="check",
+    )
+    result.review = in_record(done)
+    typer.echo(f"review recorded: {done.call_id} {done.label} by {done.reviewer}", err=True)
 
 
 # -- batch -------------------------------------------------------------------------------------------
@@ -785,6 +842,68 @@ def agents_list(settings: Settings, as_json: JsonOpt = False) -> None:
 def agents_remove(settings: Settings, agent_id: AgentArg) -> None:
     """Delete a collector's voiceprint."""
     remove_voiceprint("agent", agent_id, settings)
+
+
+# -- QA review ---------------------------------------------------------------------------------------
+
+LabelOpt = Annotated[
+    str, typer.Option("--label", metavar="genuine|impostor|unsure", help="Your decision: who spoke as the borrower.")
+]
+FileArg = Annotated[Path, typer.Argument(help="A review CSV.", metavar="FILE")]
+
+
+@review_app.command("call")
+@uses(DATA)
+def review_call(
+    settings: Settings,
+    call_id: Annotated[str, typer.Argument(help="The call reviewed.", metavar="CALL_ID")],
+    label: LabelOpt,
+    note: NoteOpt = "",
+) -> None:
+    """Record a decision about one call (short form: voicecheck review CALL_ID --label ...)."""
+    from .reviews import record
+
+    done = record(settings, call_id, label, note)
+    typer.echo(f"review recorded: {done.call_id} (borrower {done.borrower_id}) {done.label} by {done.reviewer}")
+
+
+@review_app.command("list")
+@uses(DATA)
+def review_list(
+    settings: Settings,
+    results: Annotated[
+        Path | None,
+        typer.Option("--results", help="A batch's --out folder: list its mismatches, each with its review if any."),
+    ] = None,
+    unreviewed: Annotated[bool, typer.Option("--unreviewed", help="Only flagged calls without a review.")] = False,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Only calls flagged for this reason, e.g. speaker_change.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List recorded decisions, or (--results) a run's flagged calls with their decisions."""
+    from .reviews import listing
+
+    rows = listing(settings, results, unreviewed, reason)
+    show(rows, as_json, lambda: render.review_lines(rows, results is not None))
+
+
+@review_app.command("export")
+@uses(DATA)
+def review_export(settings: Settings, file: FileArg) -> None:
+    """Write every recorded decision to a CSV file (0600; cells a spreadsheet would run are escaped)."""
+    from .reviews import export_csv
+
+    typer.echo(f"review: exported {export_csv(settings, file)} decision(s) to {file}")
+
+
+@review_app.command("import")
+@uses(DATA)
+def review_import(settings: Settings, file: FileArg) -> None:
+    """Record the decisions in a CSV (from review export or the report page); nothing if any row is bad."""
+    from .reviews import import_csv
+
+    typer.echo(f"review: recorded {import_csv(settings, file)} decision(s) from {file}")
 
 
 def main() -> None:

@@ -528,6 +528,7 @@ def check_one(
     from .audit import audit_log
     from .callstore import CallStore
     from .crypto import cipher_for
+    from .reviews import in_record, of_audio
 
     cipher = cipher_for(settings)
     voiceprints = VoiceprintStore(settings.store, cipher)
@@ -550,6 +551,8 @@ def check_one(
             return audited_check(audit_log(settings, cipher), error_result(call_id, borrower_id, str(audio), e, model))
         result = judge(call_id, borrower_id, str(audio), emb, speech_s, decoded.channel)
         result.duration_s = round(decoded.duration_s, 2)
+        result.content_hash = result.content_hash or decoded.content_hash
+        result.review = in_record(of_audio(calls.review(call_id), decoded.content_hash))
         return audited_check(audit_log(settings, cipher), result)
     finally:
         voiceprints.close()

@@ -56,6 +56,31 @@ def result_text(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def check_text(r: dict[str, Any], plot: Path | None = None) -> str:
+    """``check``'s text: the result, where the evidence is (for the QA agent), and its review."""
+    from .desk import evidence_lines
+
+    lines = [result_text(r), *evidence_lines(r, plot)]
+    review = r.get("review")
+    if review:
+        lines.append(f"review     {review['label']} by {review['reviewer']} at {review['reviewed_at']}")
+    return "\n".join(lines)
+
+
+def review_lines(rows: list[dict[str, Any]], with_verdicts: bool) -> Iterator[str]:
+    """Reviews (``review list``), or a run's flagged calls with their reviews (``--results``)."""
+    if not rows:
+        yield "no flagged call matches" if with_verdicts else "no review recorded"
+        return
+    yield f"{'call':<14} {'borrower':<12} {'reason':<16} {'label':<9} {'reviewer':<12} {'reviewed at':<26} note"
+    for r in rows:
+        note = " ".join(str(r.get("note") or "").split())
+        yield (
+            f"{r['call_id']!s:<14} {r['borrower_id']!s:<12} {r['reason'] or '-':<16} {r['label'] or '-':<9} "
+            f"{r['reviewer'] or '-':<12} {r['reviewed_at'] or '-':<26} {note[:60]}"
+        )
+
+
 def summary_lines(
     summary: dict[str, Any], out: Path, records: Iterable[dict[str, Any]], shown: int = 50
 ) -> Iterator[str]:
@@ -114,9 +139,10 @@ def voiceprint_detail(
 def erase_lines(borrower_id: str, c: dict[str, Any]) -> Iterator[str]:
     """What ``erase`` removed."""
     labels = f" ({', '.join(c['watchlist_labels'])})" if c["watchlist_labels"] else ""
+    reviews = f", {c['reviews']} review(s)" if c.get("reviews") else ""
     yield (
         f"erased {borrower_id}: {c['recordings']} enrollment recording(s), {c['calls']} call(s), "
-        f"{c['embeddings']} call embedding(s), {c['watchlist_entries']} watchlist entr(y/ies){labels}"
+        f"{c['embeddings']} call embedding(s), {c['watchlist_entries']} watchlist entr(y/ies){labels}{reviews}"
     )
     if c["shared_calls"]:
         yield (

@@ -147,6 +147,9 @@ class CallResult:
     content_hash: str | None = None
     row: int | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
+    review: dict[str, Any] | None = None
+    """A QA reviewer's decision about this call (same id and audio), if one was recorded: label,
+    reason, reviewer, reviewed_at, whether there is a note (see voicecheck.reviews)."""
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
