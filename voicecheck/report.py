@@ -604,6 +604,7 @@ def histogram_svg(edges: Any, counts: dict[str, Any], thresholds: Counter[float]
     import matplotlib
     import numpy as np
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     if not counts:
         return "<p class=none>no scores</p>"
@@ -620,7 +621,7 @@ def histogram_svg(edges: Any, counts: dict[str, Any], thresholds: Counter[float]
         ax.axvline(t, color="#000000", ls="--", lw=1, label=f"threshold {t:g} ({n} calls)")
     ax.set_xlabel("score (higher = more alike)")
     ax.set_ylabel("calls")
-    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     buffer = io.StringIO()
