@@ -207,4 +207,5 @@
     if (window.confirm("Forget every decision made on this page?")) { decisions = {}; save(); render(); }
   });
   render();
+  window.voicecheckReadyMs = performance.now(); // the first page of cards is there (ms since navigation)
 })();
