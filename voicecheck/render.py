@@ -99,6 +99,7 @@ def summary_lines(
     )
     if str(summary.get("encryption", "")).startswith("none"):
         yield "WARNING: biometric data is stored UNENCRYPTED (encryption = false)"
+    yield from operating_lines(summary.get("operating_point") or {})
     flagged = [r for r in records if r["verdict"] != "match"]
     flagged.sort(key=lambda r: FLAG_ORDER.index(r["verdict"]))
     if flagged:
@@ -107,6 +108,22 @@ def summary_lines(
         yield f"  {r['call_id']:<12} {r['borrower_id']:<12} {r['verdict']:<12} {why(r)}"
     if len(flagged) > shown:
         yield f"  ... and {len(flagged) - shown} more in {out / RESULTS}"
+
+
+def operating_lines(bands: dict[str, Any]) -> list[str]:
+    """The thresholds a run used, per band, and tonight's estimated share of honest borrowers flagged."""
+    lines = []
+    for band, p in bands.items():
+        estimate = ""
+        if p.get("estimated_false_flag_rate") is not None:
+            estimate = (
+                f"; estimated honest borrowers flagged {100 * p['estimated_false_flag_rate']:.1f}% "
+                f"(all calls flagged {100 * p['flagged_share']:.1f}%)"
+            )
+        lines.append(f"{band} band, {p.get('mode')}: threshold {p.get('threshold')} from {p.get('source')}{estimate}")
+        if p.get("warning"):
+            lines.append(f"WARNING: {p['warning']}")
+    return lines
 
 
 def voiceprint_lines(kind: str, rows: list[dict[str, Any]], store: str) -> Iterator[str]:
