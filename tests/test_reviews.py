@@ -236,3 +236,17 @@ def test_review_record_field_never_holds_the_note() -> None:
         "note": True,
     }
     assert reviews.in_record(None) is None and reviews.in_record(dataclasses.replace(r, note=""))["note"] is False
+
+
+def test_retention_purges_old_reviews(store: Settings) -> None:
+    from voicecheck.erasure import purge
+
+    reviews.record(store, "C1", "impostor", NOTE)
+    assert purge(store, 1.0)["reviews"] == 0  # recorded just now: kept
+    calls = CallStore(store.embeddings, cipher_for(store))
+    try:
+        old = dataclasses.replace(calls.review("C1"), reviewed_at="2020-01-01T00:00:00+00:00")
+        calls.put_reviews([old])
+    finally:
+        calls.close()
+    assert purge(store, 1.0)["reviews"] == 1 and reviews.stored(store) == []

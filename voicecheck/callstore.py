@@ -475,11 +475,12 @@ class CallStore:
         return {"calls": int(links), "embeddings": int(removed), "shared_calls": int(shared)}
 
     def purge(self, cutoff: str) -> dict[str, int]:
-        """Delete embeddings created before ``cutoff`` (ISO 8601 UTC), and every call link that is
-        older or points to no embedding any more; overwritten on disk, WAL emptied.
+        """Delete embeddings created before ``cutoff`` (ISO 8601 UTC), every call link that is
+        older or points to no embedding any more, and reviews recorded before it; overwritten on
+        disk, WAL emptied.
 
         Returns:
-            ``{"embeddings": n, "calls": n}`` removed.
+            ``{"embeddings": n, "calls": n, "reviews": n}`` removed.
         """
         try:
             with self._db as db:
@@ -489,10 +490,11 @@ class CallStore:
                     " e.content_hash=calls.content_hash AND e.channel=calls.channel AND e.model=calls.model)",
                     (cutoff,),
                 ).rowcount
+                reviews = db.execute("DELETE FROM reviews WHERE reviewed_at < ?", (cutoff,)).rowcount
         except sqlite3.Error as e:
             raise StoreError(f"{WHAT} {self.directory}: {e}") from None
         self.checkpoint()
-        return {"embeddings": int(emb), "calls": int(links)}
+        return {"embeddings": int(emb), "calls": int(links), "reviews": int(reviews)}
 
     def _sealed_rows(self, after: int, limit: int) -> list[tuple]:
         return _sealed_rows(self._db, after, limit)

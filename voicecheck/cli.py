@@ -418,12 +418,15 @@ def purge(
         str, typer.Option("--older-than", help="Age past which call embeddings are removed, e.g. 90d (days).")
     ],
 ) -> None:
-    """Remove call embeddings (and their call links) stored longer ago than --older-than."""
+    """Remove call embeddings (and their call links) and QA reviews stored longer ago than --older-than."""
     from .erasure import purge as purge_calls
 
     days = parse_days(older_than)
     c = purge_calls(settings, days)
-    typer.echo(f"purged {c['embeddings']} call embedding(s) and {c['calls']} call link(s) older than {days:g} days")
+    reviews = f" and {c['reviews']} review(s)" if c.get("reviews") else ""
+    typer.echo(
+        f"purged {c['embeddings']} call embedding(s) and {c['calls']} call link(s){reviews} older than {days:g} days"
+    )
 
 
 def parse_days(value: str) -> float:

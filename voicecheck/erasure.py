@@ -139,10 +139,11 @@ def cutoff(days: float) -> str:
 def purge(
     settings: Settings, older_than_days: float, trigger: str = "purge", cipher: Cipher | None = None
 ) -> dict[str, Any]:
-    """Remove call embeddings stored more than ``older_than_days`` ago, and their call links; audited.
+    """Remove call embeddings stored more than ``older_than_days`` ago, their call links, and QA reviews
+    recorded before then; audited.
 
     Returns:
-        ``{"embeddings": n, "calls": n, "older_than_days": d}``.
+        ``{"embeddings": n, "calls": n, "reviews": n, "older_than_days": d}``.
 
     Raises:
         UsageError: a negative or non-finite age.
