@@ -211,11 +211,19 @@ class Queue:
             if len(heap) < self.limit:
                 heapq.heappush(heap, item)
             elif item > heap[0]:
-                heapq.heapreplace(heap, item)
+                self._drop(heapq.heapreplace(heap, item)[2], group)
             else:
                 continue
             entry = self.items.setdefault(call_id, {"record": r, "evidence": {}})
             entry["evidence"][group] = [round(strength, 4), text]
+
+    def _drop(self, call_id: str, group: str) -> None:
+        """Forget a call pushed out of ``group`` (and its record, when no other group keeps it)."""
+        entry = self.items.get(call_id)
+        if entry is not None:
+            entry["evidence"].pop(group, None)
+            if not entry["evidence"]:
+                del self.items[call_id]
 
     def order(self) -> dict[str, list[str]]:
         """Per group (page order), the call ids kept, strongest evidence first."""
