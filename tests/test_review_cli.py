@@ -130,6 +130,14 @@ def test_check_shows_the_evidence_and_records_the_decision(enrolled, tmp_path: P
     )
     again = json.loads(vc("check", call, "--borrower", "B1", "--threshold", "cosine=0.5", "--json").output)
     assert again["review"]["label"] == "impostor" and again["timeline"]
+    # the file's name is its call id: a batch call of that id is another borrower's, so the decision is
+    # refused (after the verdict is printed), never filed under the wrong person
+    other = _takeover(tmp_path / "K2.wav")
+    manifest = _manifest(tmp_path, [("K2", "B2", "A")], name="one.csv")
+    assert vc("batch", manifest, "--out", tmp_path / "one", "--quiet").exit_code == 0
+    res = vc("check", other, "--borrower", "B1", "--threshold", "cosine=0.5", "--review", "genuine")
+    assert "verdict" in res.output and "belongs to borrower 'B2'" in res.output
+    assert_error(res, 2, "the review was not recorded")
     before = (tmp_path / "store" / "audit.log").read_text()
     assert_error(vc("check", call, "--borrower", "B1", "--review", "perhaps"), 2, "perhaps")
     assert (tmp_path / "store" / "audit.log").read_text() == before  # refused before any work

@@ -518,8 +518,7 @@ def check(
     if review is not None:
         review, note = check_label(review), check_note(note)
     result = check_one(audio, borrower, settings, timeline=True)
-    if review is not None:
-        record_check_review(settings, result, review, note)
+    unrecorded = record_check_review(settings, result, review, note) if review is not None else None
     record = result.to_dict()
     show(record, as_json, lambda: render.check_text(record, plot), indent=None)
     if result.verdict == "error":
@@ -529,27 +528,38 @@ def check(
 
         plot_timeline(record, plot)
         typer.echo(f"timeline drawn to {plot}", err=True)
+    if unrecorded:
+        fail(f"the review was not recorded: {unrecorded}")
     raise typer.Exit(EXIT_BY_VERDICT[result.verdict])
 
 
-def record_check_review(settings: Settings, result: Any, label: str, note: str) -> None:
-    """``check --review``: record the decision about the call just checked (its audio, its borrower)."""
+def record_check_review(settings: Settings, result: Any, label: str, note: str) -> str | None:
+    """``check --review``: record the decision about the call just checked (its audio, its borrower).
+
+    Returns:
+        None when recorded (``result.review`` then carries it), else why not (the verdict is still
+        printed; the command then exits 2).
+    """
     from .reviews import in_record, record
 
     if result.verdict == "error" or not result.content_hash:
-        fail(f"the review was not recorded: the call could not be checked ({result.reason})")
-    done = record(
-        settings,
-        result.call_id,
-        label,
-        note,
-        reason=result.reason or "",
-        borrower_id=result.borrower_id,
-        content_hash=result.content_hash,
-        source="check",
-    )
+        return f"the call could not be checked ({result.reason})"
+    try:
+        done = record(
+            settings,
+            result.call_id,
+            label,
+            note,
+            reason=result.reason or "",
+            borrower_id=result.borrower_id,
+            content_hash=result.content_hash,
+            source="check",
+        )
+    except VoicecheckError as e:
+        return str(e)
     result.review = in_record(done)
     typer.echo(f"review recorded: {done.call_id} {done.label} by {done.reviewer}", err=True)
+    return None
 
 
 # -- batch -------------------------------------------------------------------------------------------
