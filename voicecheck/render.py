@@ -10,8 +10,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .report import RESULTS
-
 NOUN = {"borrower": "borrower", "agent": "collector"}
 FLAG_ORDER = ("mismatch", "error", "inconclusive")
 """Flagged verdicts in the order a summary lists them."""
@@ -107,7 +105,7 @@ def summary_lines(
     for r in flagged[:shown]:
         yield f"  {r['call_id']:<12} {r['borrower_id']:<12} {r['verdict']:<12} {why(r)}"
     if len(flagged) > shown:
-        yield f"  ... and {len(flagged) - shown} more in {out / RESULTS}"
+        yield f"  ... and {len(flagged) - shown} more in {out / 'results.jsonl'}"
 
 
 def operating_lines(bands: dict[str, Any]) -> list[str]:
