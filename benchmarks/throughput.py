@@ -47,6 +47,8 @@ NOTES_MARK = "<!-- notes: everything from this line on is kept when benchmarks/t
 CALL_MIN_S, CALL_MAX_S = 20.0, 60.0
 CUSTOMER_SHARE = (0.45, 0.7)
 """Fraction of a call's speech that is the customer's."""
+CONSENT = "public corpus recording (shared/speech MANIFEST.csv licences), benchmarks/throughput.py"
+"""Consent reference of the benchmark's enrollments: every voice comes from a public corpus."""
 
 
 # -- building the calls -------------------------------------------------------------------------------
@@ -67,7 +69,8 @@ def build_calls(speech: Path, n_calls: int, work: Path, seed: int = 0) -> tuple[
     rows, enroll = [], []
     for s in speakers:
         borrower = s.key.replace("/", "_")
-        enroll += [(borrower, str(p)) for p in s.files[:2]]
+        # absolute: the manifest resolves a relative path against its own folder, not the --speech one
+        enroll += [(borrower, str(p.resolve()), CONSENT) for p in s.files[:2]]
     for i in range(n_calls):
         spk = speakers[i % len(speakers)]
         agent = speakers[(i + 1 + int(rng.integers(len(speakers) - 1))) % len(speakers)]
@@ -85,7 +88,7 @@ def build_calls(speech: Path, n_calls: int, work: Path, seed: int = 0) -> tuple[
         w.writerows(rows)
     with enroll_csv.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["borrower_id", "audio"])
+        w.writerow(["borrower_id", "audio", "consent"])
         w.writerows(enroll)
     return calls_csv, enroll_csv
 
@@ -169,7 +172,10 @@ def steady_rate(arrived: list[tuple[float, int]], skip: int) -> dict[str, float]
     are embedded to the last one (the pool's start-up and each worker's warm-up left out, as a
     nightly batch of thousands of calls amortises them; the scoring phase after it is left out too).
     """
-    (t_a, n_a), (t_b, n_b) = next(a for a in arrived if a[1] >= skip), arrived[-1]
+    past = [a for a in arrived if a[1] >= skip]
+    if not past:  # fewer calls than the warm-up takes (a smoke run such as --calls 4): no steady state
+        return {"calls_per_s": float("nan"), "calls": 0, "seconds": 0.0}
+    (t_a, n_a), (t_b, n_b) = past[0], arrived[-1]
     return {"calls_per_s": (n_b - n_a) / max(t_b - t_a, 1e-9), "calls": n_b - n_a, "seconds": t_b - t_a}
 
 
@@ -301,6 +307,7 @@ def main(argv: list[str] | None = None) -> None:
     work.mkdir(parents=True, exist_ok=True)
     workers = [int(w) for w in a.workers.split(",")]
     load_before = os.getloadavg()
+    use_work_key(work)
     hours = prepare(a.speech, a.calls, work)
     runs, loads = time_runs(work, workers, a.hop, a.precision)
     print("profile ...", flush=True)
@@ -320,6 +327,17 @@ def child(argv: list[str]) -> dict[str, Any]:
     return child_profile(work, int(argv[2]), argv[3], argv[4])
 
 
+def use_work_key(work: Path) -> None:
+    """A throwaway encryption key for the benchmark's stores (``work/keys/key``, made once), named in
+    ``VOICECHECK_KEY_FILE`` so this process and every child run seal and open with it."""
+    from voicecheck.crypto import create_key_file
+
+    path = work / "keys" / "key"
+    if not path.exists():
+        create_key_file(path)
+    os.environ["VOICECHECK_KEY_FILE"] = str(path)
+
+
 def prepare(speech: Path, n_calls: int, work: Path) -> float:
     """The calls and their manifests in ``work``, every customer enrolled; returns the hours of audio."""
     t = time.perf_counter()
@@ -333,10 +351,10 @@ def prepare(speech: Path, n_calls: int, work: Path) -> float:
 
         items = [
             (f["borrower_id"], f["audio"], f.get("consent", ""))
-            for _, f in read_rows(enroll_csv, ("borrower_id", "audio", "consent"))
+            for _, f in read_rows(enroll_csv, ("borrower_id", "audio"))
         ]
         s = load_settings(None, store=str(work / "store"), embeddings=str(work / "embeddings-enroll"))
-        enroll_recordings(items, s)
+        enroll_recordings(items, s, consent=CONSENT)  # work folders from before the consent column
     return hours
 
 
