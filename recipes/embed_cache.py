@@ -110,7 +110,7 @@ class Embeddings:
     def save(self) -> None:
         if self._dirty:
             tmp = self.path.with_suffix(".tmp.npz")
-            np.savez(tmp, **self._cache)
+            np.savez(tmp, **self._cache)  # type: ignore[arg-type]  # numpy's stub types **kwds as its bool flag
             tmp.replace(self.path)
             self._dirty = 0
 
@@ -157,6 +157,7 @@ class Embeddings:
         c: dict[str, np.ndarray] = {}
         try:
             wide, matched, speech_s = self._embed(enroll, SAMPLE_RATE)
+            assert matched is not None, "a wideband enrollment always has its channel-matched vector"
             tel, _, _ = self._embed(telephone(enroll, self.seed, spk.key, "enroll"), 8000)
             c["enroll"] = np.stack([wide, matched, tel])
             c["enroll_speech_s"] = np.array(speech_s)
@@ -186,6 +187,7 @@ class Embeddings:
                 t, _, _ = self._embed(telephone(piece, self.seed, spk.key, "seg", i), 8000)
             except InsufficientSpeechError:
                 continue
+            assert m is not None, "a wideband segment always has its band-limited vector"
             seg["wide"].append(v)
             seg["band"].append(m)
             seg["tel"].append(t)

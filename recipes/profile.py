@@ -54,14 +54,14 @@ def build_profile(
             non.append(S[~mask])
     modes = {}
     for mode, (tar_list, non_list) in pooled.items():
-        tar, non = np.concatenate(tar_list), np.concatenate(non_list)
-        cal = fit_calibration(tar, non)
+        targets, nontargets = np.concatenate(tar_list), np.concatenate(non_list)
+        cal = fit_calibration(targets, nontargets)
         modes[mode] = {
-            "threshold": round(threshold_at_false_flag(tar, FALSE_FLAG_TARGET), 5),
+            "threshold": round(threshold_at_false_flag(targets, FALSE_FLAG_TARGET), 5),
             "false_flag_target": FALSE_FLAG_TARGET,
             "calibration": {"a": round(cal.a, 6), "b": round(cal.b, 6)},
-            "tune_eer": round(eer(tar, non)[0], 4),
-            "n_target": int(tar.size),
-            "n_nontarget": int(non.size),
+            "tune_eer": round(eer(targets, nontargets)[0], 4),
+            "n_target": int(targets.size),
+            "n_nontarget": int(nontargets.size),
         }
     return {"model": BUILTIN[MODEL_KEY].name, "source": source, "modes": modes}

@@ -43,7 +43,9 @@ class Trials:
 
 def build_trials(embs: dict[str, SpeakerEmbeddings], speakers: list[Speaker]) -> Trials:
     """Trials among ``speakers`` that have both an enrollment and at least one call."""
-    keys, wide, matched, tel, calls, owner, secs = [], [], [], [], [], [], []
+    keys: list[str] = []
+    owner: list[int] = []
+    wide, matched, tel, calls, secs = [], [], [], [], []
     for s in speakers:
         e = embs.get(s.key)
         if e is None or not np.any(e.enroll_wide) or len(e.calls) == 0:
@@ -91,6 +93,8 @@ def score_matrix(
     if system == "lda":
         b = backend
     else:
+        if cohort is None:
+            raise ValueError(f"system {system!r} needs a cohort (its centring mean)")
         base = backend if system.startswith("lda") else Backend.identity("", enroll.shape[1])
         b = with_domain_mean(base, cohort)
     e, c = b.transform(enroll).astype(np.float64), b.transform(calls).astype(np.float64)

@@ -8,5 +8,5 @@ EXTRAS=${EXTRAS:-ecapa,rings,ray,dev} scripts/install.sh
 export HF_HUB_OFFLINE=1
 .venv/bin/ruff check voicecheck tests scripts benchmarks recipes
 .venv/bin/ruff format --check voicecheck tests scripts benchmarks recipes
-.venv/bin/mypy voicecheck
+.venv/bin/mypy voicecheck recipes
 exec .venv/bin/python -m pytest -q "$@"
