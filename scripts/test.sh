@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 # the tests also start a real local Ray cluster (on 127.0.0.1), so the ray extra is installed too
 EXTRAS=${EXTRAS:-ecapa,rings,ray,dev} scripts/install.sh
 export HF_HUB_OFFLINE=1
-.venv/bin/ruff check voicecheck tests scripts benchmarks
-.venv/bin/ruff format --check voicecheck tests scripts
-.venv/bin/mypy voicecheck
+.venv/bin/ruff check voicecheck tests scripts benchmarks recipes
+.venv/bin/ruff format --check voicecheck tests scripts benchmarks recipes
+.venv/bin/mypy voicecheck recipes
 exec .venv/bin/python -m pytest -q "$@"
