@@ -30,8 +30,20 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import common  # noqa: E402
-from benchmarks.common import BACKEND, SYSTEMS, BackendConfig  # noqa: E402
+from recipes.backend import BACKEND, BackendConfig, cohort_calls, train_backend  # noqa: E402
+from recipes.corpus import DEFAULT_SPEECH, FOLDS, MIN_EVAL_SECONDS, ROOT, Speaker, read_corpus, split_speakers  # noqa: E402
+from recipes.embed_cache import DEFAULT_CACHE, MODEL_KEY, Embeddings, SpeakerEmbeddings  # noqa: E402
+from recipes.profile import FALSE_FLAG_TARGET  # noqa: E402
+from recipes.trials import (  # noqa: E402
+    SYSTEMS,
+    Trials,
+    build_trials,
+    product_cohort,
+    score_matrix,
+    scorer_for_mode,
+    scorer_matrix,
+    scorer_settings,
+)
 
 log = logging.getLogger("benchmarks")
 
@@ -52,7 +64,7 @@ TEL_LABELS = {
 }
 
 
-def enrollment_for(trials: common.Trials, system: str, condition: str) -> np.ndarray:
+def enrollment_for(trials: Trials, system: str, condition: str) -> np.ndarray:
     """Enrollment vectors a system compares: wideband as recorded only for the unmatched raw row."""
     if condition == "tel":
         return trials.enroll["tel"]
@@ -73,22 +85,22 @@ class Fold:
 
     def __init__(
         self,
-        embs: dict[str, common.SpeakerEmbeddings],
-        split: dict[str, list[common.Speaker]],
+        embs: dict[str, SpeakerEmbeddings],
+        split: dict[str, list[Speaker]],
         config: BackendConfig,
         top_n: int,
         systems: tuple[str, ...] = SYSTEMS,
         parts: tuple[str, ...] = ("tune", "eval"),
     ) -> None:
-        self.backend = common.train_backend(embs, split["train"], config)
-        self.cohort, _ = common.cohort_calls(embs, split["train"])
-        self.trials = {p: common.build_trials(embs, split[p]) for p in parts}
+        self.backend = train_backend(embs, split["train"], config)
+        self.cohort, _ = cohort_calls(embs, split["train"])
+        self.trials = {p: build_trials(embs, split[p]) for p in parts}
         self.scores: dict[tuple[str, str, str], np.ndarray] = {}
         for p, cond, system in product(parts, ("wide", "tel"), systems):
             if cond == "tel" and system == "matched":
                 continue
             t = self.trials[p]
-            self.scores[p, cond, system] = common.score_matrix(
+            self.scores[p, cond, system] = score_matrix(
                 system, enrollment_for(t, system, cond), t.calls, self.cohort, self.backend, top_n
             )
 
@@ -112,18 +124,18 @@ class Evaluation:
 
     def __init__(
         self,
-        embs: dict[str, common.SpeakerEmbeddings],
-        speakers: list[common.Speaker],
+        embs: dict[str, SpeakerEmbeddings],
+        speakers: list[Speaker],
         seed: int,
         eval_fold: int,
         config: BackendConfig,
         top_n: int,
         systems: tuple[str, ...] = SYSTEMS,
         with_eval: bool = True,
-        folds: int = common.FOLDS,
+        folds: int = FOLDS,
     ) -> None:
         tune_folds = [(eval_fold + 1 + i) % folds for i in range(folds - 1)]
-        self.splits = [common.split_speakers(speakers, seed, eval_fold, folds, tune_fold=j) for j in tune_folds]
+        self.splits = [split_speakers(speakers, seed, eval_fold, folds, tune_fold=j) for j in tune_folds]
         self.folds = [
             Fold(embs, sp, config, top_n, systems, parts=("tune", "eval") if (with_eval and i == 0) else ("tune",))
             for i, sp in enumerate(self.splits)
@@ -147,7 +159,7 @@ def row_metrics(ev: Evaluation, cond: str, system: str, min_speech_s: float) -> 
     tar, non = ev.eval_pairs(cond, system, min_speech_s)
     t_tar, t_non = ev.tune_pairs("wide", calibration_key(system, cond))
     cal = fit_calibration(t_tar, t_non)
-    threshold = threshold_at_false_flag(t_tar, common.FALSE_FLAG_TARGET)
+    threshold = threshold_at_false_flag(t_tar, FALSE_FLAG_TARGET)
     out = summary(tar, non)
     out["cllr"] = cllr(cal.llr(tar), cal.llr(non))
     out["llr"] = (cal.llr(tar), cal.llr(non))
@@ -188,14 +200,12 @@ def table(rows: list[tuple[str, dict]]) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--speech", default=str(common.DEFAULT_SPEECH), help="real-speech corpus folder (MANIFEST.csv)")
-    parser.add_argument(
-        "--out", default=str(common.ROOT / "benchmarks" / ".cache" / "accuracy"), help="cache and outputs folder"
-    )
+    parser.add_argument("--speech", default=str(DEFAULT_SPEECH), help="real-speech corpus folder (MANIFEST.csv)")
+    parser.add_argument("--out", default=str(DEFAULT_CACHE.parent), help="cache and outputs folder")
     parser.add_argument("--seed", type=int, default=0, help="speaker split and noise seed")
-    parser.add_argument("--folds", type=int, default=common.FOLDS, help="folds for the pooled cross-check (0: skip)")
+    parser.add_argument("--folds", type=int, default=FOLDS, help="folds for the pooled cross-check (0: skip)")
     parser.add_argument("--no-grid", action="store_true", help="skip the back-end search on TUNE")
     parser.add_argument("--no-write", action="store_true", help="do not write benchmarks/results/accuracy.md")
     parser.add_argument(
@@ -205,7 +215,11 @@ def main(argv: list[str] | None = None) -> int:
         help="GE2E arithmetic (Settings.precision; auto = what the product picks on this machine). "
         "Other than fp32, the float32 embeddings are computed too and compared",
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     import torch
 
@@ -216,23 +230,56 @@ def main(argv: list[str] | None = None) -> int:
     from voicecheck.config import Settings
 
     top_n = Settings().cohort_top_n
+    folds = args.folds or FOLDS
 
-    speakers = common.read_corpus(args.speech)
-    split = common.split_speakers(speakers, args.seed)
+    speakers = read_corpus(args.speech)
+    split = split_speakers(speakers, args.seed)
     sizes = {k: len(v) for k, v in split.items()}
     print(f"speakers: {len(speakers)}; split (seed {args.seed}): " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
-    cache = common.Embeddings(out / "cache", args.seed, args.precision)
+    cache = Embeddings(out / "cache", args.seed, args.precision)
     embs = cache.all(speakers)
     t_embed = time.time() - started
 
-    evaluation = Evaluation(embs, speakers, args.seed, 0, BACKEND, top_n, folds=args.folds or common.FOLDS)
+    evaluation = Evaluation(embs, speakers, args.seed, 0, BACKEND, top_n, folds=folds)
+    counts = trial_counts(evaluation)
+    print(counts)
+    results: dict = {"split": sizes, "seed": args.seed, "backend": asdict(BACKEND), "top_n": top_n, "rows": {}}
+    md = eval_tables(evaluation, results["rows"])
+    print("\n".join(md))
+    md += shown("Product check", product_check(embs, split, evaluation.main, out, cache.precision))
+    if cache.precision != "fp32":
+        reference = Embeddings(out / "cache", args.seed, "fp32").all(speakers)
+        same = precision_check(embs, reference, split, out, cache.precision)
+        title = f"{cache.precision} against float32 (the same EVAL trials, shipped back-end and profile)"
+        md += shown(title, same)
+    if not args.no_grid:
+        grid = search(embs, speakers, args.seed, folds, top_n)
+        md += shown("Back-end choices searched on TUNE (EVAL not looked at)", grid)
+    if args.folds > 1:
+        pooled = pooled_folds(embs, speakers, args.seed, args.folds, top_n)
+        md += shown(f"Cross-check: EVAL rotated over {args.folds} folds, figures pooled", pooled)
+
+    elapsed = time.time() - started
+    head = header(args, argv, len(speakers), sizes, counts, (elapsed, t_embed), top_n, cache.precision)
+    write_outputs(out, results, "\n".join(head + md), args.no_write)
+    print(f"total {elapsed:.0f} s")
+    return 0
+
+
+def shown(title: str, lines: list[str]) -> list[str]:
+    """Print ``lines`` and return them as a markdown section under ``### title``."""
+    print("\n".join(lines))
+    return [f"### {title}", "", *lines, ""]
+
+
+def trial_counts(evaluation: Evaluation) -> str:
+    """One paragraph: EVAL and TUNE speakers, calls and trials, and the cohort size."""
     fold = evaluation.main
-    md: list[str] = []
     ev = fold.trials["eval"]
     n_e = len(ev.speakers)
     long = ev.call_speech_s >= MIN_CALL_SPEECH_S
     tune_t = [f.trials["tune"] for f in evaluation.folds]
-    counts = (
+    return (
         f"EVAL: {n_e} speakers, {len(ev.calls)} calls ({int(long.sum())} with >= {MIN_CALL_SPEECH_S:g} s net speech; "
         f"median {np.median(ev.call_speech_s):.1f} s); trials with >= {MIN_CALL_SPEECH_S:g} s: "
         f"{int(ev.target_mask[:, long].sum())} target, {int((~ev.target_mask[:, long]).sum())} impostor. "
@@ -242,9 +289,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{sum(int((~t.target_mask).sum()) for t in tune_t)} impostor trials (all calls). "
         f"Cohort: {len(fold.cohort)} TRAIN calls."
     )
-    print(counts)
 
-    results: dict = {"split": sizes, "seed": args.seed, "backend": asdict(BACKEND), "top_n": top_n, "rows": {}}
+
+def eval_tables(evaluation: Evaluation, rows_out: dict) -> list[str]:
+    """The two EVAL tables (wideband and telephone enrollment), one row per scoring system.
+
+    Each row's figures (without the LLRs) also go into ``rows_out`` under "<condition>/<system>".
+    """
+    md: list[str] = []
     groups = [
         ("wide", "Wideband enrollment (16 kHz) vs 8 kHz mu-law call", LABELS),
         ("tel", "Telephone enrollment (through the same channel) vs call", TEL_LABELS),
@@ -255,78 +307,66 @@ def main(argv: list[str] | None = None) -> int:
             if system not in labels:
                 continue
             m = row_metrics(evaluation, cond, system, MIN_CALL_SPEECH_S)
-            results["rows"][f"{cond}/{system}"] = {k: v for k, v in m.items() if k != "llr"}
+            rows_out[f"{cond}/{system}"] = {k: v for k, v in m.items() if k != "llr"}
             rows.append((labels[system], m))
         md += [f"### {title} — EVAL speakers, calls with >= {MIN_CALL_SPEECH_S:g} s speech", "", *table(rows), ""]
         if cond == "wide":
             m_all = row_metrics(evaluation, cond, "lda+asnorm", 0.0)
-            results["rows"]["wide/lda+asnorm/all-calls"] = {k: v for k, v in m_all.items() if k != "llr"}
+            rows_out["wide/lda+asnorm/all-calls"] = {k: v for k, v in m_all.items() if k != "llr"}
             md[-1:-1] = table([("lda+asnorm, all EVAL calls (incl. < 6 s)", m_all)])[2:]
-    print("\n".join(md))
+    return md
 
-    # ---- the product's Scorer on the same EVAL trials ---------------------------------------
-    check = product_check(embs, split, fold, out, cache.precision)
-    md += ["### Product check", "", *check, ""]
-    print("\n".join(check))
-    if cache.precision != "fp32":
-        reference = common.Embeddings(out / "cache", args.seed, "fp32").all(speakers)
-        same = precision_check(embs, reference, split, out, cache.precision)
-        md += [
-            f"### {cache.precision} against float32 (the same EVAL trials, shipped back-end and profile)",
-            "",
-            *same,
-            "",
-        ]
-        print("\n".join(same))
 
-    # ---- back-end search on TUNE --------------------------------------------------------------
-    if not args.no_grid:
-        grid = search(embs, speakers, args.seed, args.folds or common.FOLDS, top_n)
-        md += ["### Back-end choices searched on TUNE (EVAL not looked at)", "", *grid, ""]
-        print("\n".join(grid))
+def header(
+    args: argparse.Namespace,
+    argv: list[str] | None,
+    n_speakers: int,
+    sizes: dict[str, int],
+    counts: str,
+    times_s: tuple[float, float],
+    top_n: int,
+    precision: str,
+) -> list[str]:
+    """The top of accuracy.md: command, corpus and split, trial counts, what the columns mean.
 
-    # ---- pooled cross-check over folds ----------------------------------------------------------
-    if args.folds > 1:
-        pooled = pooled_folds(embs, speakers, args.seed, args.folds, top_n)
-        md += [f"### Cross-check: EVAL rotated over {args.folds} folds, figures pooled", "", *pooled, ""]
-        print("\n".join(pooled))
-
-    elapsed = time.time() - started
+    ``times_s``: (whole run, embedding) in seconds.
+    """
+    elapsed, t_embed = times_s
     cmd = "python benchmarks/accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    head = [
+    return [
         "# Accuracy on simulated telephone calls (GE2E, Resemblyzer 0.1.4)",
         "",
         f"Command: `{cmd.strip()}` — {time.strftime('%Y-%m-%d')}, {elapsed:.0f} s "
         f"({t_embed:.0f} s embedding, cached after the first run).",
         "",
         "Corpus: `shared/speech` (real speakers; `conversations_*` left out; Asterisk en/es_MX merged). "
-        f"Speakers {len(speakers)}; split (seed {args.seed}): TRAIN {sizes['train']} "
-        f"(LDA + cohort; includes the narrowband Asterisk voices and speakers with < {common.MIN_EVAL_SECONDS:g} s), "
+        f"Speakers {n_speakers}; split (seed {args.seed}): TRAIN {sizes['train']} "
+        f"(LDA + cohort; includes the narrowband Asterisk voices and speakers with < {MIN_EVAL_SECONDS:g} s), "
         f"TUNE {sizes['tune']} (back-end choices, thresholds, calibration), EVAL {sizes['eval']} (these figures only). "
         "No speaker is in two sets.",
         "",
         counts,
         "",
         "Calls: the speech after the enrollment part, 300–3400 Hz, 8 kHz, G.711 mu-law, pink noise at 10–30 dB "
-        "SNR (`voicecheck.channel.simulate_call_side`); embedded by the product's `Engine` (silero VAD, 1.6 s "
+        "SNR (`recipes.simulate.simulate_call_side`); embedded by the product's `Engine` (silero VAD, 1.6 s "
         "windows, GE2E). Columns: EER; minDCF at target prior 0.01 / 0.05; Cllr after the calibration fitted on "
         "TUNE (the product's `fit_calibration`); impostors flagged when the threshold lets 1% / 5% of EVAL "
         f"genuine calls be flagged (oracle threshold); and at the threshold chosen on TUNE at "
-        f"{pct(common.FALSE_FLAG_TARGET)} genuine flagged (what the shipped profile does): the share of EVAL "
+        f"{pct(FALSE_FLAG_TARGET)} genuine flagged (what the shipped profile does): the share of EVAL "
         "genuine calls flagged and of impostors flagged.",
-        f"Back-end: {BACKEND}; AS-norm top-N {top_n}. GE2E arithmetic: {cache.precision} "
-        f"(`--precision {args.precision}`).",
+        f"Back-end: {BACKEND}; AS-norm top-N {top_n}. GE2E arithmetic: {precision} (`--precision {args.precision}`).",
         "",
     ]
-    text = "\n".join(head + md)
+
+
+def write_outputs(out: Path, results: dict, text: str, no_write: bool) -> None:
+    """``<out>/accuracy.json`` always; ``benchmarks/results/accuracy.md`` unless ``no_write``."""
     (out / "accuracy.json").write_text(json.dumps(results, indent=2) + "\n")
-    if not args.no_write:
-        dest = common.ROOT / "benchmarks" / "results" / "accuracy.md"
+    if not no_write:
+        dest = ROOT / "benchmarks" / "results" / "accuracy.md"
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_text(text)
         print(f"wrote {dest}")
-    print(f"total {elapsed:.0f} s")
-    return 0
 
 
 def product_check(embs, split, fold: Fold, out: Path, embs_precision: str = "fp32") -> list[str]:  # noqa: ANN001
@@ -337,28 +377,26 @@ def product_check(embs, split, fold: Fold, out: Path, embs_precision: str = "fp3
     from voicecheck.scorer import Scorer, load_backend
 
     lines = []
-    settings = common.scorer_settings(out)
-    cohort = common.product_cohort(embs, split["train"])
+    settings = scorer_settings(out)
+    cohort = product_cohort(embs, split["train"])
     ev = fold.trials["eval"]
     long = ev.call_speech_s >= MIN_CALL_SPEECH_S
     mask = ev.target_mask[:, long]
     # 1) same maths: Scorer with the benchmark's own back-end
     for mode, system in (("cosine", "matched"), ("asnorm", "asnorm"), ("lda", "lda"), ("lda+asnorm", "lda+asnorm")):
-        scorer = common.scorer_for_mode(mode, settings, fold.backend, cohort)
-        S = common.scorer_matrix(scorer, ev.enroll["matched"], ev.calls)
+        scorer = scorer_for_mode(mode, settings, fold.backend, cohort)
+        S = scorer_matrix(scorer, ev.enroll["matched"], ev.calls)
         diff = float(np.max(np.abs(S - fold.scores["eval", "wide", system])))
         lines.append(
             f"- Scorer mode `{mode}` vs benchmark row `{system}`: max |score difference| {diff:.1e} "
             f"over {S.size} trials."
         )
     # 2) the shipped back-end and profile, as Scorer.build loads them
-    shipped = common.ROOT / "voicecheck" / "data" / f"{common.MODEL_KEY}-backend.npz"
+    shipped = ROOT / "voicecheck" / "data" / f"{MODEL_KEY}-backend.npz"
     if not shipped.is_file():
-        lines.append(f"- {shipped.relative_to(common.ROOT)} is missing: run scripts/train_backend.py.")
+        lines.append(f"- {shipped.relative_to(ROOT)} is missing: run scripts/train_backend.py.")
         return lines
-    backend = load_backend(
-        Settings(embeddings=str(out), backend_file="auto"), common.MODEL_KEY, BUILTIN[common.MODEL_KEY].name
-    )
+    backend = load_backend(Settings(embeddings=str(out), backend_file="auto"), MODEL_KEY, BUILTIN[MODEL_KEY].name)
     same = (
         backend is not None
         and np.allclose(backend.projection, fold.backend.projection, atol=1e-6)
@@ -374,8 +412,8 @@ def product_check(embs, split, fold: Fold, out: Path, embs_precision: str = "fp3
             f"embeddings: {'equal' if same else 'slightly different, as expected'} (the precision check below "
             "compares the decisions)."
         )
-    scorer = Scorer(settings, BUILTIN[common.MODEL_KEY].name, common.MODEL_KEY, backend, {"narrow": cohort})
-    S = common.scorer_matrix(scorer, ev.enroll["matched"], ev.calls)[:, long]
+    scorer = Scorer(settings, BUILTIN[MODEL_KEY].name, MODEL_KEY, backend, {"narrow": cohort})
+    S = scorer_matrix(scorer, ev.enroll["matched"], ev.calls)[:, long]
     tar, non = S[mask], S[~mask]
     thr = scorer.threshold("narrow").value
     cal = scorer.calibration("narrow")
@@ -399,17 +437,15 @@ def precision_check(embs, reference, split, out: Path, precision: str) -> list[s
     from voicecheck.metrics import eer
     from voicecheck.scorer import Scorer, load_backend
 
-    settings = common.scorer_settings(out)
-    model = BUILTIN[common.MODEL_KEY].name
-    backend = load_backend(Settings(embeddings=str(out), backend_file="auto"), common.MODEL_KEY, model)
+    settings = scorer_settings(out)
+    model = BUILTIN[MODEL_KEY].name
+    backend = load_backend(Settings(embeddings=str(out), backend_file="auto"), MODEL_KEY, model)
     result = {}
     for name, e in (("low", embs), ("fp32", reference)):
-        trials = common.build_trials(e, split["eval"])
-        scorer = Scorer(
-            settings, model, common.MODEL_KEY, backend, {"narrow": common.product_cohort(e, split["train"])}
-        )
+        trials = build_trials(e, split["eval"])
+        scorer = Scorer(settings, model, MODEL_KEY, backend, {"narrow": product_cohort(e, split["train"])})
         long = trials.call_speech_s >= MIN_CALL_SPEECH_S
-        scores = common.scorer_matrix(scorer, trials.enroll["matched"], trials.calls)[:, long]
+        scores = scorer_matrix(scorer, trials.enroll["matched"], trials.calls)[:, long]
         result[name] = (trials, scores, trials.target_mask[:, long], scorer.threshold("narrow").value)
     (t_low, s_low, mask, thr), (t_32, s_32, mask_32, _) = result["low"], result["fp32"]
     assert t_low.speakers == t_32.speakers and np.array_equal(mask, mask_32)
@@ -432,13 +468,8 @@ def precision_check(embs, reference, split, out: Path, precision: str) -> list[s
     ]
 
 
-def search(embs, speakers, seed: int, folds: int, top_n: int) -> list[str]:  # noqa: ANN001
-    """Back-end choices compared by inner cross-validation on the non-EVAL speakers.
-
-    EVAL (fold 0) is set aside; TUNE rotates over the other ``folds - 1`` folds, each time with a
-    back-end trained on the remaining non-EVAL speakers. Figures are means over those rotations
-    and over both enrollment conditions, so no EVAL speaker is looked at.
-    """
+def search_configs() -> list[BackendConfig]:
+    """The back-end settings compared: the shipped one, then one change at a time (duplicates dropped)."""
     configs: list[BackendConfig] = [BACKEND]
     configs += [replace(BACKEND, dim=d) for d in (32, 48, 64, 96, 128)]
     configs += [replace(BACKEND, wccn=not BACKEND.wccn)]
@@ -448,12 +479,18 @@ def search(embs, speakers, seed: int, folds: int, top_n: int) -> list[str]:  # n
         for v in ("wide,band,tel", "wide,band,tel,tel2", "band,tel,tel2", "band,tel", "wide,tel", "tel")
     ]
     configs += [replace(BACKEND, mean=m) for m in ("tel", "train")]
+    return list(dict.fromkeys(configs))
+
+
+def search(embs, speakers, seed: int, folds: int, top_n: int) -> list[str]:  # noqa: ANN001
+    """Back-end choices compared by inner cross-validation on the non-EVAL speakers.
+
+    EVAL (fold 0) is set aside; TUNE rotates over the other ``folds - 1`` folds, each time with a
+    back-end trained on the remaining non-EVAL speakers. Figures are means over those rotations
+    and over both enrollment conditions, so no EVAL speaker is looked at.
+    """
     rows = []
-    seen = set()
-    for cfg in configs:
-        if cfg in seen:
-            continue
-        seen.add(cfg)
+    for cfg in search_configs():
         ev = Evaluation(
             embs, speakers, seed, 0, cfg, top_n, systems=("lda", "lda+asnorm"), with_eval=False, folds=folds
         )
@@ -463,28 +500,37 @@ def search(embs, speakers, seed: int, folds: int, top_n: int) -> list[str]:  # n
         rows.append(
             (f"AS-norm top-N {n} (shipped back-end)", *tune_criterion(ev, "lda+asnorm"), float("nan"), float("nan"))
         )
-    # wideband + channel-matched enrollment scored against the call, both lda+asnorm, averaged
-    # (not a product mode: Scorer scores one enrollment vector per band)
+    rows.append(fusion_row(embs, speakers, seed, folds, top_n))
+    return search_table(rows, folds, top_n)
+
+
+def fusion_row(embs, speakers, seed: int, folds: int, top_n: int) -> tuple:  # noqa: ANN001
+    """Wideband and channel-matched enrollment scored against the call (both lda+asnorm), averaged.
+
+    Not a product mode (the Scorer scores one enrollment vector per band): a search row only.
+    """
     ev = Evaluation(embs, speakers, seed, 0, BACKEND, top_n, systems=("lda+asnorm",), with_eval=False, folds=folds)
     tar_f, non_f = [], []
     for f in ev.folds:
         t = f.trials["tune"]
-        wide = common.score_matrix("lda+asnorm", t.enroll["wide"], t.calls, f.cohort, f.backend, top_n)
+        wide = score_matrix("lda+asnorm", t.enroll["wide"], t.calls, f.cohort, f.backend, top_n)
         fused = 0.5 * (wide + f.scores["tune", "wide", "lda+asnorm"])
         tar_f.append(fused[t.target_mask])
         non_f.append(fused[~t.target_mask])
     from voicecheck.metrics import eer, min_dcf
 
     tar_f, non_f = np.concatenate(tar_f), np.concatenate(non_f)
-    rows.append(
-        (
-            "fusion of wideband and matched enrollment scores (wide condition only; not in the product)",
-            eer(tar_f, non_f)[0],
-            min_dcf(tar_f, non_f, 0.05),
-            float("nan"),
-            float("nan"),
-        )
+    return (
+        "fusion of wideband and matched enrollment scores (wide condition only; not in the product)",
+        eer(tar_f, non_f)[0],
+        min_dcf(tar_f, non_f, 0.05),
+        float("nan"),
+        float("nan"),
     )
+
+
+def search_table(rows: list[tuple], folds: int, top_n: int) -> list[str]:
+    """The search rows as markdown: (config or label, EER, minDCF of lda+asnorm, EER, minDCF of lda)."""
     best = min((r for r in rows if not isinstance(r[0], str)), key=lambda r: r[1] + r[2] / 10)
     lines = [
         f"Inner cross-validation: EVAL set aside, TUNE rotated over the other {folds - 1} folds (back-end trained "

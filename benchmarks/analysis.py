@@ -1,13 +1,13 @@
 """Benchmark of voicecheck.analysis on real speech through a simulated telephone channel.
 
-Speakers are those of the ``benchmarks/common.py`` split (seed 0) that the shipped LDA back-end
+Speakers are those of the ``recipes/corpus.py`` split (seed 0) that the shipped LDA back-end
 was trained with: its TRAIN speakers are left out entirely; every threshold and parameter is chosen
 on TUNE speakers and the figures are of EVAL speakers. Everything is scored the way the product
 scores it: the product's ``Scorer`` (shipped back-end and profile, a cohort of TRAIN calls, as
 benchmarks/accuracy.py builds it) for takeovers, and ``voicecheck.crosscall.scoring_space`` (shipped
 LDA re-centred on the population's calls) for rings and voices per borrower.
 
-What it measures (GE2E, every clip passed through voicecheck.channel.simulate_call_side: 300-3400 Hz,
+What it measures (GE2E, every clip passed through recipes.simulate.simulate_call_side: 300-3400 Hz,
 8 kHz, noise at 10-30 dB SNR, G.711 mu-law; windows embedded with voicecheck.pipeline.Engine):
 
 * takeovers: LibriSpeech speakers, enrolled on the first 5 s of their utterance; a genuine call is
@@ -27,10 +27,12 @@ What it measures (GE2E, every clip passed through voicecheck.channel.simulate_ca
 * two speakers on one channel: AMI / pyannote conversations (RTTM beside each file), purity and
   coverage of split_two_speakers against the two main speakers; one-speaker calls wrongly split.
 
-Embeddings are cached in benchmarks/.cache/analysis-hop<hop>.npz (--cache) and the takeover calls in
-analysis-takeovers-v2.npz beside it; the Scorer's cohort comes from the benchmarks/accuracy.py
+What is embedded and how it is cached is in benchmarks/analysis_clips.py: the clips in
+benchmarks/.cache/analysis-hop<hop>.npz (--cache), the takeover calls, the accuracy benchmark's calls
+and the full-length ring calls beside it; the Scorer's cohort comes from the benchmarks/accuracy.py
 cache (benchmarks/.cache/accuracy/cache): run benchmarks/accuracy.py first, or this embeds every
-speaker for it (slow). With the caches in place a run takes seconds.
+speaker for it (slow). With the caches in place a run takes about a minute. This file measures and
+reports: main() runs one function per section of results/analysis.md.
 
 Usage: python benchmarks/analysis.py [--speech ../shared/speech] [--out benchmarks/results]
 """
@@ -38,8 +40,6 @@ Usage: python benchmarks/analysis.py [--speech ../shared/speech] [--out benchmar
 from __future__ import annotations
 
 import argparse
-import csv
-import hashlib
 import os
 import sys
 import time
@@ -54,265 +54,24 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import common  # noqa: E402
+from benchmarks.analysis_clips import (  # noqa: E402
+    LONG_MAX_S,
+    LONG_MIN_S,
+    PAUSE_S,
+    PIECE_S,
+    Clips,
+    Inputs,
+    LongCalls,
+    Product,
+    default_cache,
+    load_inputs,
+    split_of,
+    unit,
+)
+from recipes.corpus import DEFAULT_SPEECH  # noqa: E402
 from voicecheck import analysis as A  # noqa: E402
 
-RATE = 16000
-ENROLL_S = 5.0
-MULTI_SOURCES = {
-    "vctk_autovc",
-    "telephone_asterisk_prompts_debian",
-    "ami_segments_pyannote_tests",
-    "sherpa_sr-data",
-    "picovoice_eagle_samples",
-    "cmu_arctic_pyroomacoustics",
-}
-
-
-def speaker_key(source: str, speaker: str) -> str:
-    if speaker.startswith("allison_smith"):
-        speaker = "allison_smith"  # the same voice talent in two folders
-    if source == "sherpa_sr-data" and speaker.startswith("3dspk_"):
-        speaker = speaker.rsplit("_", 1)[0]  # same person in English and Mandarin
-    return f"{source}/{speaker}"
-
-
-def rng_for(*parts: object) -> np.random.Generator:
-    return np.random.default_rng(int(hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:12], 16))
-
-
-# --- embedding (cached) ---------------------------------------------------------------------------
-
-
-class Embedder:
-    def __init__(self) -> None:
-        import torch
-
-        from voicecheck.config import Settings
-        from voicecheck.pipeline import Engine
-
-        self.engine = Engine(Settings())
-        torch.set_num_threads(1)
-
-    def call(self, samples_16k: np.ndarray, seed: tuple) -> tuple[np.ndarray, np.ndarray] | None:
-        """Telephone-simulate 16 kHz speech and embed it: (windows (n,d), times (n,2)) or None."""
-        from voicecheck.channel import simulate_call_side
-        from voicecheck.errors import InsufficientSpeechError
-        from voicecheck.types import Audio
-
-        narrow = simulate_call_side(samples_16k, RATE, rng_for(*seed))
-        try:
-            e = self.engine.embed_audio(Audio(narrow, 8000, file_sample_rate=8000, subtype="ULAW"))
-        except InsufficientSpeechError:
-            return None
-        return e.windows.astype(np.float32), e.window_times_s.astype(np.float32)
-
-
-def read(path: Path) -> np.ndarray:
-    import soundfile as sf
-
-    x, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    assert rate == RATE, path
-    return x[:, 0]
-
-
-def build_cache(speech: Path, cache: Path) -> dict[str, np.ndarray]:
-    if cache.exists():
-        return dict(np.load(cache, allow_pickle=False))
-    with open(speech / "MANIFEST.csv", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    emb = Embedder()
-    out: dict[str, np.ndarray] = {}
-    t0 = time.time()
-
-    def put(name: str, got: tuple[np.ndarray, np.ndarray] | None) -> None:
-        if got is not None:
-            out[f"{name}|w"], out[f"{name}|t"] = got
-
-    libri = [r for r in rows if r["source"].startswith("librispeech") and float(r["seconds"]) >= 12.0]
-    libri.sort(key=lambda r: r["speaker"])
-    audio = {r["speaker"]: read(speech / r["file"]) for r in libri}
-    speakers = list(audio)
-    for i, spk in enumerate(speakers):
-        x = audio[spk]
-        key = speaker_key(libri[0]["source"], spk)
-        cut = int(ENROLL_S * RATE)
-        put(f"enroll/{key}", emb.call(x[:cut], ("enroll", key)))
-        put(f"genuine/{key}", emb.call(x[cut:], ("genuine", key)))
-        if i % 20 == 0:
-            print(f"  libri {i}/{len(speakers)} {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
-    multi = [r for r in rows if r["source"] in MULTI_SOURCES]
-    for i, r in enumerate(multi):
-        key = speaker_key(r["source"], r["speaker"])
-        put(f"multi/{key}/{r['utterance']}", emb.call(read(speech / r["file"]), ("multi", r["file"])))
-        if i % 40 == 0:
-            print(f"  multi {i}/{len(multi)} {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
-    for rttm in sorted(speech.glob("conversations_*/*/*.rttm")):
-        flac = rttm.with_suffix(".flac")
-        put(f"conv/{rttm.parent.parent.name}/{rttm.stem}", emb.call(read(flac), ("conv", str(flac))))
-    print(f"  embedded {len(out) // 2} clips in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(cache, **out)
-    return out
-
-
-# --- the split, shared with the back-end ----------------------------------------------------------
-
-_PART: dict[str, str] = {}
-
-
-def load_split(speech: Path, seed: int = 0) -> dict[str, list]:
-    """The TRAIN / TUNE / EVAL split of benchmarks/common.py (the one the shipped LDA was trained on)."""
-    speakers = common.read_corpus(speech)
-    split = common.split_speakers(speakers, seed)
-    _PART.clear()
-    _PART.update({s.key: part for part, group in split.items() for s in group})
-    return {"speakers": speakers, **split}
-
-
-def split_of(key: str) -> str | None:
-    """ "train", "tune" or "eval" for a speaker key of this benchmark; None when the split does not
-    name the speaker (the sherpa English/Mandarin folders merged here but not there: left out)."""
-    src, spk = key.split("/", 1)
-    if src == "telephone_asterisk_prompts_debian" and spk == "allison_smith":
-        spk = "allison_smith_en"
-    return _PART.get(f"{src}/{spk}")
-
-
-def build_takeovers(speech: Path, cache: Path, libri_keys: list[str], per_borrower: int = 3) -> dict[str, np.ndarray]:
-    """Takeover calls of TUNE and EVAL LibriSpeech borrowers, the intruder from the same part.
-
-    Each: 5-7 s of the borrower (right after the 5 s enrollment), 0.3 s of silence, 5-8 s of
-    another speaker; ``per_borrower`` different intruders. Cached in ``cache``.
-    """
-    if cache.exists():
-        return dict(np.load(cache, allow_pickle=False))
-    with open(speech / "MANIFEST.csv", encoding="utf-8") as f:
-        rows = {r["speaker"]: r for r in csv.DictReader(f) if r["source"].startswith("librispeech")}
-    keys = [k for k in libri_keys if split_of(k) in ("tune", "eval")]
-    audio = {k: read(speech / rows[k.split("/", 1)[1]]["file"]) for k in keys}
-    emb = Embedder()
-    out: dict[str, np.ndarray] = {}
-    t0 = time.time()
-    cut = int(ENROLL_S * RATE)
-    for i, key in enumerate(keys):
-        same = [k for k in keys if k != key and split_of(k) == split_of(key)]
-        r = rng_for("takeover-v2", key)
-        for other in r.choice(same, min(per_borrower, len(same)), replace=False):
-            x, y = audio[key], audio[other]
-            own = x[cut : cut + int(r.uniform(5.0, 7.0) * RATE)]
-            take = int(r.uniform(5.0, 8.0) * RATE)
-            start = int(r.integers(0, max(1, len(y) - take)))
-            gap = np.zeros(int(0.3 * RATE), np.float32)
-            got = emb.call(np.concatenate([own, gap, y[start : start + take]]), ("takeover-v2", key, other))
-            if got is not None:
-                name = f"takeover/{key}|{other.split('/', 1)[1]}|{len(own) / RATE:.3f}"
-                out[f"{name}|w"], out[f"{name}|t"] = got
-        if i % 10 == 0:
-            print(f"  takeovers {i}/{len(keys)} {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(cache, **out)
-    return out
-
-
-def build_calls(split: dict[str, list], cache: Path) -> dict[str, np.ndarray]:
-    """Window embeddings of the TUNE and EVAL speakers' simulated calls of benchmarks/common.py.
-
-    The same audio and noise as the accuracy benchmark's calls (so their mean vectors are that
-    benchmark's call vectors); enrolled with the speaker's wideband enrollment, channel-matched
-    (what the product stores), read from the accuracy cache. Cached in ``cache``.
-    """
-    if cache.exists():
-        return dict(np.load(cache, allow_pickle=False))
-    from voicecheck.errors import InsufficientSpeechError
-    from voicecheck.types import Audio
-
-    emb = Embedder()
-    out: dict[str, np.ndarray] = {}
-    for spk in split["tune"] + split["eval"]:
-        _, calls = common.speaker_material(common.load_utterances(spk))
-        for i, call in enumerate(calls):
-            audio = Audio(common.telephone(call, 0, spk.key, "call", i), 8000, file_sample_rate=8000, subtype="ULAW")
-            try:
-                e = emb.engine.embed_audio(audio)
-            except InsufficientSpeechError:
-                continue
-            out[f"call/{spk.key}/{i}|w"] = e.windows.astype(np.float32)
-            out[f"call/{spk.key}/{i}|t"] = e.window_times_s.astype(np.float32)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(cache, **out)
-    return out
-
-
 # --- evaluation ----------------------------------------------------------------------------------
-
-
-def unit(x: np.ndarray) -> np.ndarray:
-    from voicecheck.scoring import unit as unit_rows
-
-    return unit_rows(np.asarray(x, np.float32))
-
-
-class Clips:
-    """The cached windows, organised by role; speakers outside TUNE/EVAL are dropped."""
-
-    def __init__(self, data: dict[str, np.ndarray], takeovers: dict[str, np.ndarray]) -> None:
-        self.w = {k[:-2]: v for k, v in data.items() if k.endswith("|w") and not k.startswith("takeover/")}
-        self.w.update({k[:-2]: v for k, v in takeovers.items() if k.endswith("|w")})
-        self.t = {k: {**data, **takeovers}[k + "|t"] for k in self.w}
-        self.libri = sorted(
-            k.split("/", 1)[1]
-            for k in self.w
-            if k.startswith("genuine/") and f"enroll/{k[8:]}" in self.w and split_of(k[8:]) in ("tune", "eval")
-        )
-        self.takeovers = sorted(k for k in self.w if k.startswith("takeover/"))
-        multi: dict[str, list[str]] = defaultdict(list)
-        for k in sorted(self.w):
-            if k.startswith("multi/"):
-                _, src, spk, _ = k.split("/", 3)
-                if split_of(f"{src}/{spk}") in ("tune", "eval"):
-                    multi[f"{src}/{spk}"].append(k)
-        self.multi = {spk: clips for spk, clips in multi.items() if len(clips) >= 2}
-        self.conv = sorted(k for k in self.w if k.startswith("conv/"))
-
-    def vector(self, name: str, sl: slice = slice(None)) -> np.ndarray:
-        return unit(self.w[name][sl].mean(axis=0))
-
-    def speech_s(self, name: str, n: int | None = None) -> float:
-        """Net speech of a clip (or of its first ``n`` windows), seconds."""
-        window_s, hop_s = A._speech_model(self.t[name])
-        return float(A._side_s(len(self.w[name]) if n is None else n, window_s, hop_s))
-
-
-class Product:
-    """The product's scoring pieces: Scorer (shipped back-end + profile, TRAIN calls as cohort) and
-    the cross-call scoring space (voicecheck.crosscall.scoring_space)."""
-
-    def __init__(self, speakers: list, train: list, workdir: Path) -> None:
-        from voicecheck.embedders import BUILTIN
-        from voicecheck.scorer import Scorer, load_backend
-
-        embs = common.Embeddings(common.ROOT / "benchmarks" / ".cache" / "accuracy" / "cache", 0).all(
-            speakers, progress=False
-        )
-        self.enroll_matched = {k: e.enroll_matched for k, e in embs.items() if np.any(e.enroll_matched)}
-        self.settings = common.scorer_settings(workdir)
-        model = BUILTIN[common.MODEL_KEY].name
-        self.backend = load_backend(self.settings, common.MODEL_KEY, model)
-        cohort = common.product_cohort(embs, train)
-        self.scorer = Scorer(self.settings, model, common.MODEL_KEY, self.backend, {"narrow": cohort})
-        self.mode = self.scorer.mode("narrow")
-        self.threshold = self.scorer.threshold("narrow").value
-        self.cohort_size = len(cohort)
-
-    def score_fn(self, enroll: np.ndarray):
-        e = np.asarray(enroll, np.float32)
-        return lambda rows: self.scorer.scores(e, np.atleast_2d(rows).astype(np.float32), "narrow")[0]
-
-    def space(self, vectors: np.ndarray) -> np.ndarray:
-        from voicecheck.crosscall import scoring_space
-
-        return scoring_space(self.settings, vectors)
 
 
 def takeover_sets(c: Clips, half: str, rng: np.random.Generator, calls: dict[str, np.ndarray], prod: Product):
@@ -494,6 +253,28 @@ def link_rings(x, ids, owners, min_b: int, thr: float, eligible=None) -> list:
     return A.find_rings(x, ids, owners, min_borrowers=min_b, link_threshold=thr, k=20, eligible=eligible)
 
 
+def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Connected-component label of each of ``n`` nodes of the undirected graph with edges a[i]-b[i]."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+def average_link(x: np.ndarray, threshold: float) -> np.ndarray:
+    """Average-linkage clusters of unit rows whose mean pairwise cosine stays >= threshold; labels (n,)."""
+    if len(x) == 1:
+        return np.zeros(1, dtype=np.int64)
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    d = 1.0 - np.clip(x.astype(np.float64) @ x.astype(np.float64).T, -1.0, 1.0)
+    np.fill_diagonal(d, 0.0)
+    z = linkage(squareform((d + d.T) / 2.0, checks=False), method="average")
+    return fcluster(z, t=1.0 - threshold, criterion="distance").astype(np.int64) - 1
+
+
 def cosine_rings(x, ids, owners, min_b: int, thr: float, eligible=None) -> list:
     """The previous find_rings, for comparison: kNN edges at cosine >= thr, connected components,
     average-linkage clusters cut at a mean cosine of thr."""
@@ -502,14 +283,14 @@ def cosine_rings(x, ids, owners, min_b: int, thr: float, eligible=None) -> list:
     n = len(x)
     sims, idx = A.knn(x, 20)
     keep = sims.ravel() >= thr
-    comp = A._components(n, np.repeat(np.arange(n), idx.shape[1])[keep], idx.ravel()[keep])
+    comp = components(n, np.repeat(np.arange(n), idx.shape[1])[keep], idx.ravel()[keep])
     owner = np.unique(np.asarray(owners), return_inverse=True)[1]
     rings = []
     for cc in np.unique(comp):
         members = np.flatnonzero(comp == cc)
         if len(members) < 2 or len(np.unique(owner[members])) < min_b:
             continue
-        labels = A._average_link(x[members], thr)
+        labels = average_link(x[members], thr)
         for lab in np.unique(labels):
             group = members[labels == lab]
             if len(group) >= 2 and len(np.unique(owner[group])) >= min_b:
@@ -553,108 +334,6 @@ def choose_link(short_pops: list, long_pops_: list, grid, min_b: int, finder=lin
         if best is None or key > best[0]:
             best = (key, float(thr), s, lr)
     return best[1:]
-
-
-# --- rings on calls of issue 3's length (>= 6 s of net speech) -------------------------------------
-
-LONG_MIN_S, LONG_MAX_S, PIECE_S, PAUSE_S = 6.0, 30.0, 3.5, 0.4
-"""Rings on full-length calls: least net speech and most audio of a call (s), the piece a long
-utterance is cut into before packing (s), and the pause put between joined pieces (s)."""
-
-
-def net_speech_s(times_s: np.ndarray) -> float:
-    """Net speech of a call from its window times (the measure of ``Clips.speech_s``), seconds."""
-    window_s, hop_s = A._speech_model(times_s)
-    return float(A._side_s(len(times_s), window_s, hop_s))
-
-
-def long_pieces(utterances: list[np.ndarray]) -> list[np.ndarray]:
-    """A voice's utterances, those longer than 2 * PIECE_S cut at quiet frames into ~PIECE_S pieces."""
-    out = []
-    for x in utterances:
-        while len(x) > 2 * PIECE_S * RATE:
-            at = common._quiet_cut(x, int(PIECE_S * RATE))
-            out.append(x[:at])
-            x = x[at:]
-        out.append(x)
-    return out
-
-
-def pack_calls(emb: Embedder, pieces: list[np.ndarray], seed: tuple) -> list[tuple[np.ndarray, np.ndarray, float]]:
-    """Disjoint calls of one voice: consecutive pieces joined with PAUSE_S pauses until the simulated
-    call has >= LONG_MIN_S of net speech (at most LONG_MAX_S of audio). No piece is in two calls;
-    pieces left over that cannot make one more such call are dropped. (windows, times, audio s) each."""
-    gap = np.zeros(int(PAUSE_S * RATE), np.float32)
-
-    def join(ps):
-        return np.concatenate([y for p in ps for y in (gap, p)][1:]).astype(np.float32)
-
-    calls, i = [], 0
-    while i < len(pieces):
-        j = i + 1
-        while j < len(pieces) and sum(len(p) for p in pieces[i:j]) < LONG_MIN_S * RATE:
-            j += 1
-        while True:
-            audio = join(pieces[i:j])
-            if len(audio) > LONG_MAX_S * RATE:
-                return calls
-            got = emb.call(audio, ("long-v1", *seed, i, j))
-            if got is not None and net_speech_s(got[1]) >= LONG_MIN_S:
-                calls.append((got[0], got[1], len(audio) / RATE))
-                i = j
-                break
-            if j == len(pieces):
-                return calls
-            j += 1
-    return calls
-
-
-def build_long_calls(split: dict[str, list], cache: Path) -> dict[str, np.ndarray]:
-    """Full-length ring calls of every TUNE and EVAL speaker (no TRAIN speaker), cached in ``cache``.
-
-    Per speaker: ``long/<part>/<key>/whole`` (all its audio as one call, when <= LONG_MAX_S; a
-    borrower's genuine call) and ``long/<part>/<key>/imp<j>`` (its disjoint impostor calls from
-    :func:`pack_calls`). Keys end in ``|w`` (windows), ``|t`` (times), ``|a`` (audio seconds).
-    """
-    if cache.exists():
-        return dict(np.load(cache, allow_pickle=False))
-    emb = Embedder()
-    out: dict[str, np.ndarray] = {}
-    t0 = time.time()
-
-    def put(name, w, t, audio_s):
-        out[f"{name}|w"], out[f"{name}|t"], out[f"{name}|a"] = w, t, np.array([audio_s], np.float32)
-
-    for part in ("tune", "eval"):
-        for spk in split[part]:
-            utts = common.load_utterances(spk)
-            whole = np.concatenate(utts).astype(np.float32)
-            if len(whole) <= LONG_MAX_S * RATE:
-                got = emb.call(whole, ("long-v1", spk.key, "whole"))
-                if got is not None:
-                    put(f"long/{part}/{spk.key}/whole", *got, len(whole) / RATE)
-            for j, (w, t, a) in enumerate(pack_calls(emb, long_pieces(utts), (spk.key,))):
-                put(f"long/{part}/{spk.key}/imp{j}", w, t, a)
-        print(f"  long calls {part} {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(cache, **out)
-    return out
-
-
-class LongCalls:
-    """The cached full-length calls by part: genuine ('whole') calls and impostor pools per voice."""
-
-    def __init__(self, data: dict[str, np.ndarray]) -> None:
-        self.whole: dict[str, dict[str, tuple]] = {"tune": {}, "eval": {}}
-        self.pool: dict[str, dict[str, list]] = {"tune": defaultdict(list), "eval": defaultdict(list)}
-        for k in sorted(x[:-2] for x in data if x.endswith("|w")):
-            _, part, rest = k.split("/", 2)
-            key, role = rest.rsplit("/", 1)
-            item = (unit(data[k + "|w"].mean(axis=0)), net_speech_s(data[k + "|t"]), float(data[k + "|a"][0]))
-            if role == "whole":
-                self.whole[part][key] = item
-            else:
-                self.pool[part][key].append(item)
 
 
 def long_population(
@@ -848,59 +527,79 @@ def pct(x: float) -> str:
     return "–" if np.isnan(x) else f"{100 * x:.1f}%"
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--speech", default=common.DEFAULT_SPEECH, type=Path)
-    p.add_argument("--out", default=Path(__file__).parent / "results", type=Path)
-    from voicecheck.config import Settings
-    from voicecheck.embedders import model_spec
-    from voicecheck.embedders.ge2e import resolve_precision
+# --- the report ------------------------------------------------------------------------------------
 
-    # window embeddings depend on the hop and (slightly) on the network's arithmetic: one cache each
-    hop = model_spec("ge2e", Settings().embeddings).hop_s
-    precision = resolve_precision(Settings().precision, "cpu")
-    tag = "" if precision == "fp32" else f"-{precision}"
-    default_cache = Path(__file__).parent / ".cache" / f"analysis-hop{hop:g}{tag}.npz"
+
+class Report:
+    """The markdown of results/analysis.md, each line printed as it is added."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def say(self, s: str = "") -> None:
+        print(s, flush=True)
+        self.lines.append(s)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--speech", default=DEFAULT_SPEECH, type=Path)
+    p.add_argument("--out", default=Path(__file__).parent / "results", type=Path)
     p.add_argument(
         "--cache",
-        default=default_cache,
+        default=default_cache(),
         type=Path,
         help="window-embeddings cache (not to be committed); takeovers go beside it",
     )
-    args = p.parse_args()
-    import tempfile
+    return p.parse_args(argv)
 
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
     t0 = time.time()
-    split = load_split(args.speech)
-    data = build_cache(args.speech, args.cache)
-    libri_keys = sorted(k[8:-2] for k in data if k.startswith("genuine/") and k.endswith("|w"))
-    takeovers = build_takeovers(args.speech, args.cache.with_name(args.cache.stem + "-takeovers-v2.npz"), libri_keys)
-    c = Clips(data, takeovers)
-    workdir = Path(tempfile.mkdtemp(prefix="vc-analysis-"))
-    prod = Product(split["speakers"], split["train"], workdir)
-    calls = build_calls(split, args.cache.with_name(args.cache.stem + "-calls-v2.npz"))
-    lc = LongCalls(build_long_calls(split, args.cache.with_name(args.cache.stem + "-longcalls-v1.npz")))
-    lines: list[str] = []
+    inp = load_inputs(args.speech, args.cache)
+    r = Report()
+    header(r, inp, args.cache)
+    summary_at = len(r.lines)
+    one_to_one_section(r, inp)
+    takeover = takeover_section(r, inp)
+    runs = ring_runs(inp)
+    targets = [takeover.target, rings_section(r, runs)]
+    rings_fixed_links(r, runs)
+    rings_roles_swapped(r, runs)
+    long_target, rings_note = long_rings_section(r, runs, inp.long_calls)
+    targets += [long_target, *enrolled_rings_section(r, inp, runs)]
+    voices = voices_section(r, inp)
+    two_speakers_section(r, inp.clips, args.speech)
+    defaults_section(r, takeover, runs, voices)
+    insert_targets(r, summary_at, targets)
+    closing_notes(r, rings_note)
+    r.say(f"Run time {time.time() - t0:.0f} s ({time.strftime('%Y-%m-%d')}).")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "analysis.md").write_text("\n".join(r.lines) + "\n", encoding="utf-8")
 
-    def say(s: str = "") -> None:
-        print(s, flush=True)
-        lines.append(s)
 
+# --- header and 1:1 context -----------------------------------------------------------------------
+
+
+def header(r: Report, inp: Inputs, cache: Path) -> None:
+    """Title, command, the split and what each score scale is."""
+    c, split, prod = inp.clips, inp.split, inp.prod
     n_part = {
         h: sum(split_of(k) == h for k in c.libri) + sum(split_of(k) == h for k in c.multi) for h in ("tune", "eval")
     }
-    say("# voicecheck.analysis benchmark (GE2E + shipped LDA back-end, simulated 8 kHz mu-law calls)")
-    say("")
-    say(
+    r.say("# voicecheck.analysis benchmark (GE2E + shipped LDA back-end, simulated 8 kHz mu-law calls)")
+    r.say("")
+    r.say(
         "Command: `python benchmarks/analysis.py"
-        + ("" if args.cache == default_cache else f" --cache benchmarks/.cache/{args.cache.name}")
-        + f"` (embeddings cached in `benchmarks/.cache/{args.cache.name}`, the full-length ring "
-        f"calls in `{args.cache.stem}-longcalls-v1.npz`; the Scorer's cohort is read from the `benchmarks/accuracy.py` "
+        + ("" if cache == default_cache() else f" --cache benchmarks/.cache/{cache.name}")
+        + f"` (embeddings cached in `benchmarks/.cache/{cache.name}`, the full-length ring "
+        f"calls in `{cache.stem}-longcalls-v1.npz`; the Scorer's cohort is read from the `benchmarks/accuracy.py` "
         "cache). "
-        f"Speaker split: `benchmarks/common.py` seed 0, the one the shipped LDA was trained on (TRAIN "
+        f"Speaker split: `recipes/corpus.py` seed 0, the one the shipped LDA was trained on (TRAIN "
         f"{len(split['train'])} / TUNE {len(split['tune'])} / EVAL {len(split['eval'])}). No TRAIN speaker appears "
         f"below, as borrower, intruder, impostor or background. Of this benchmark's clips: TUNE {n_part['tune']} "
         f"speakers, EVAL {n_part['eval']} speakers ({sum(split_of(k) == 'eval' for k in c.libri)} LibriSpeech with "
@@ -908,8 +607,8 @@ def main() -> None:
         "Thresholds and parameters chosen on TUNE; figures on EVAL unless marked. These sets are small: one call "
         "moves a takeover rate by 1-2 points, so read differences of a few points as noise."
     )
-    say("")
-    say(
+    r.say("")
+    r.say(
         f"Scales. *Product score*: `Scorer.scores` in mode `{prod.mode}` (shipped back-end and profile, cohort of "
         f"{prod.cohort_size} TRAIN calls), threshold `Scorer.threshold('narrow')` = {prod.threshold:.3f}. "
         "*Scoring-space cosine*: cosine after `voicecheck.crosscall.scoring_space` (shipped LDA, re-centred on the "
@@ -919,150 +618,230 @@ def main() -> None:
         "population mean), kept for comparison."
     )
 
-    summary_at = len(lines)
-    targets: dict[str, str] = {}
 
-    # 1:1 context on the product scale
-    def one_to_one(half):
-        keys = [k for k in c.libri if split_of(k) == half]
-        g, i = [], []
-        for a in keys:
-            fn = prod.score_fn(c.vector(f"enroll/{a}"))
-            s = fn(np.array([c.vector(f"genuine/{b}") for b in keys]))
-            g.append(s[keys.index(a)])
-            i += [x for b, x in zip(keys, s, strict=True) if b != a]
-        return np.array(g), np.array(i)
+def one_to_one_scores(c: Clips, prod: Product, half: str) -> tuple[np.ndarray, np.ndarray]:
+    """Product scores of each LibriSpeech enrollment against its own call and everyone else's."""
+    keys = [k for k in c.libri if split_of(k) == half]
+    g, i = [], []
+    for a in keys:
+        fn = prod.score_fn(c.vector(f"enroll/{a}"))
+        s = fn(np.array([c.vector(f"genuine/{b}") for b in keys]))
+        g.append(s[keys.index(a)])
+        i += [x for b, x in zip(keys, s, strict=True) if b != a]
+    return np.array(g), np.array(i)
 
-    g_e, i_e = one_to_one("eval")
-    say("")
-    say(
+
+def one_to_one_section(r: Report, inp: Inputs) -> None:
+    g_e, i_e = one_to_one_scores(inp.clips, inp.prod, "eval")
+    thr = inp.prod.threshold
+    r.say("")
+    r.say(
         f"## 1:1 check (context)\n\nEVAL LibriSpeech, 5 s telephone enrollment vs 7-12 s call, product score at the "
-        f"shipped threshold: genuine below threshold {pct(np.mean(g_e < prod.threshold))} ({len(g_e)}), other "
-        f"speakers at/above {pct(np.mean(i_e >= prod.threshold))} ({len(i_e)})."
+        f"shipped threshold: genuine below threshold {pct(np.mean(g_e < thr))} ({len(g_e)}), other "
+        f"speakers at/above {pct(np.mean(i_e >= thr))} ({len(i_e)})."
     )
 
-    # --- takeovers
-    rng = np.random.default_rng(1)
-    gen_t, take_t = takeover_sets(c, "tune", rng, calls, prod)
-    gen_e, take_e = takeover_sets(c, "eval", rng, calls, prod)
-    st_gt, st_tt = takeover_stats(gen_t, prod), takeover_stats(take_t, prod)
-    margins = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
-    cosines = np.round(np.concatenate([np.arange(0.70, 0.951, 0.01), [1.0]]), 3)
+
+# --- takeovers --------------------------------------------------------------------------------------
+
+TAKEOVER_MARGINS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
+"""Margins searched on TUNE (product-score scale)."""
+
+TAKEOVER_COSINES = np.round(np.concatenate([np.arange(0.70, 0.951, 0.01), [1.0]]), 3)
+"""max_side_cosine values searched on TUNE (raw GE2E window cosine; 1.0 = the side test off)."""
+
+
+class Takeover(NamedTuple):
+    """The TUNE choice for detect_speaker_change and the targets row of its EVAL figures."""
+
+    margin: float
+    max_cos: float
+    target: str
+
+
+def choose_takeover(st_gen: np.ndarray, st_take: np.ndarray, threshold: float) -> tuple[float, float, float, float]:
+    """The TUNE rule: most takeovers flagged with <= 2% genuine flagged (then fewer genuine flagged,
+    the larger margin, the smaller max_side_cosine).
+
+    Returns:
+        (margin, max_side_cosine, takeovers flagged, genuine flagged).
+    """
     best = None
-    for margin in margins:
-        for max_cos in cosines:
-            ff = flagged_by(st_gt, prod.threshold, margin, max_cos).mean()
-            hit = flagged_by(st_tt, prod.threshold, margin, max_cos).mean()
+    for margin in TAKEOVER_MARGINS:
+        for max_cos in TAKEOVER_COSINES:
+            ff = flagged_by(st_gen, threshold, margin, max_cos).mean()
+            hit = flagged_by(st_take, threshold, margin, max_cos).mean()
             key = (ff <= 0.02, round(hit, 6), -ff, margin, -max_cos)
             if best is None or key > best[0]:
                 best = (key, margin, float(max_cos), hit, ff)
-    _, margin, max_cos, hit_t, ff_t = best
+    return best[1:]
+
+
+def takeover_section(r: Report, inp: Inputs) -> Takeover:
+    """Takeover calls and genuine calls: the margin and side cosine chosen on TUNE, EVAL flag rates."""
+    c, prod = inp.clips, inp.prod
+    rng = np.random.default_rng(1)
+    gen_t, take_t = takeover_sets(c, "tune", rng, inp.calls, prod)
+    gen_e, take_e = takeover_sets(c, "eval", rng, inp.calls, prod)
+    st_gt, st_tt = takeover_stats(gen_t, prod), takeover_stats(take_t, prod)
+    margin, max_cos, hit_t, ff_t = choose_takeover(st_gt, st_tt, prod.threshold)
     res_take = run_takeover(take_e, prod, margin, max_cos)
     res_gen = run_takeover(gen_e, prod, margin, max_cos)
     st_te, st_ge = takeover_stats(take_e, prod), takeover_stats(gen_e, prod)
-    assert np.array_equal(flagged_by(st_te, prod.threshold, margin, max_cos), [r is not None for r in res_take])
-    whole = st_te[:, 2]
-    flagged = np.array([r is not None for r in res_take])
-    errors = [abs(r.change_s - t["change_s"]) for r, t in zip(res_take, take_e, strict=True) if r is not None]
-    later = np.mean([r.which == "later" for r in res_take if r is not None]) if flagged.any() else float("nan")
-    gen_flag = np.array([r is not None for r in res_gen])
-    kinds = np.array([g["kind"] for g in gen_e])
-    fails = whole < prod.threshold
-    say("")
-    say("## Takeover within a call (detect_speaker_change as Judge.within_call runs it, min_segment_s=4)")
-    say("")
-    say(
-        f"Grid on TUNE ({len(take_t)} takeovers, {len(gen_t)} genuine calls): margin in {list(margins)} (product-score "
-        f"scale), max_side_cosine 0.70-0.95 and 1.0 = off (raw GE2E window cosine); rule: most takeovers flagged "
-        f"with <= 2% genuine flagged. Chosen: margin={margin:.2f}, max_side_cosine={max_cos:.2f}; TUNE: takeovers "
-        f"flagged {pct(hit_t)}, genuine flagged {pct(ff_t)}."
+    assert np.array_equal(flagged_by(st_te, prod.threshold, margin, max_cos), [x is not None for x in res_take])
+    r.say("")
+    r.say("## Takeover within a call (detect_speaker_change as Judge.within_call runs it, min_segment_s=4)")
+    r.say("")
+    r.say(
+        f"Grid on TUNE ({len(take_t)} takeovers, {len(gen_t)} genuine calls): margin in {list(TAKEOVER_MARGINS)} "
+        f"(product-score scale), max_side_cosine 0.70-0.95 and 1.0 = off (raw GE2E window cosine); rule: most "
+        f"takeovers flagged with <= 2% genuine flagged. Chosen: margin={margin:.2f}, max_side_cosine={max_cos:.2f}; "
+        f"TUNE: takeovers flagged {pct(hit_t)}, genuine flagged {pct(ff_t)}."
     )
-    say("")
-    say("| EVAL | n | flagged |")
-    say("|---|---:|---:|")
-    say(f"| takeover calls (borrower 5-7 s, then another EVAL speaker 5-8 s) | {len(take_e)} | {pct(flagged.mean())} |")
-    say(
-        f"| - of which the whole-call 1:1 check already fails | {int(fails.sum())} | "
-        f"{pct(flagged[fails].mean() if fails.any() else np.nan)} |"
-    )
-    say(
-        f"| - of which the 1:1 check passes (what this check adds) | {int((~fails).sum())} | "
-        f"{pct(flagged[~fails].mean() if (~fails).any() else np.nan)} |"
-    )
-    say(
-        f"| takeovers caught by 1:1 or speaker change (the call's verdict is mismatch) | {len(take_e)} | "
-        f"{pct(np.mean(flagged | fails))} |"
-    )
-    say(f"| genuine calls, all | {len(gen_e)} | {pct(gen_flag.mean())} |")
-    passes = st_ge[:, 2] >= prod.threshold
-    say(
-        f"| - of which the 1:1 check passes (false mismatches this check adds) | {int(passes.sum())} | "
-        f"{pct(gen_flag[passes].mean() if passes.any() else np.nan)} |"
-    )
-    say(
-        f"| - LibriSpeech 7-12 s, one recording | {int((kinds == 'libri').sum())} | "
-        f"{pct(gen_flag[kinds == 'libri'].mean())} |"
-    )
-    say(
-        f"| - the accuracy benchmark's calls (6-30 s), wideband enrollment channel-matched | "
-        f"{int((kinds == 'product').sum())} | {pct(gen_flag[kinds == 'product'].mean())} |"
-    )
-    say(
-        f"| - two recordings of one voice back to back | {int((kinds == 'multi').sum())} | "
-        f"{pct(gen_flag[kinds == 'multi'].mean() if (kinds == 'multi').any() else np.nan)} |"
-    )
-    say(
-        f"| genuine calls failing the whole-call 1:1 check (context) | {len(gen_e)} | "
-        f"{pct(np.mean(st_ge[:, 2] < prod.threshold))} |"
-    )
-    say("")
+    r.say("")
+    flagged, gen_flag = takeover_table(r, take_e, gen_e, st_te, st_ge, res_take, res_gen, prod.threshold)
+    r.say("")
+    errors = [abs(x.change_s - t["change_s"]) for x, t in zip(res_take, take_e, strict=True) if x is not None]
+    later = np.mean([x.which == "later" for x in res_take if x is not None]) if flagged.any() else float("nan")
     old = flagged_by(st_te, prod.threshold, 0.0, 0.83).mean(), flagged_by(st_ge, prod.threshold, 0.0, 0.83).mean()
-    say(
+    r.say(
         f"change time error on flagged takeovers: median {np.median(errors):.2f} s, 90th pct "
         f"{np.percentile(errors, 90):.2f} s; side reported 'later' in {later:.0%}. For comparison, the previous "
         f"defaults (margin 0, max_side_cosine 0.83) on EVAL with the product score: takeovers {pct(old[0])}, "
         f"genuine {pct(old[1])}."
     )
-    say("")
-    say("Sensitivity on EVAL (takeovers / genuine flagged) around the choice:")
-    say("")
-    say("| max_side_cosine | " + " | ".join(f"margin {m:g}" for m in margins[:5]) + " |")
-    say("|---|" + "---:|" * 5)
-    for mc in (0.80, 0.83, 0.86, 0.90, 0.95, 1.0):
-        say(
-            f"| {mc:.2f} | "
-            + " | ".join(
-                f"{pct(flagged_by(st_te, prod.threshold, m, mc).mean())} / "
-                f"{pct(flagged_by(st_ge, prod.threshold, m, mc).mean())}"
-                for m in margins[:5]
-            )
-            + " |"
-        )
-    chosen = {"margin": margin, "max_cos": max_cos}
-    targets["takeover"] = (
+    r.say("")
+    takeover_sensitivity(r, st_te, st_ge, prod.threshold)
+    target = (
         f"| takeovers flagged (speaker change) | >= 80% | {pct(flagged.mean())} of {len(take_e)} | "
         f"{'met' if flagged.mean() >= 0.8 else 'not met'} |\n"
         f"| genuine calls flagged for a speaker change | <= 2% | {pct(gen_flag.mean())} of {len(gen_e)} "
         f"({int(gen_flag.sum())} call{'s' if gen_flag.sum() != 1 else ''}) | "
         f"{'met' if gen_flag.mean() <= 0.02 else 'not met'} (small n) |"
     )
+    return Takeover(margin, max_cos, target)
 
-    # --- rings
-    say("")
-    say("## Rings (find_rings, k=20): impostor voices each speaking for 2-4 borrowers")
-    say("")
-    v, ids, owners, voice, secs, _ = ring_population(c, "eval", 0)
+
+def takeover_table(
+    r: Report, take_e, gen_e, st_te, st_ge, res_take, res_gen, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The EVAL table of takeover and genuine calls flagged; returns (takeovers flagged, genuine flagged)."""
+    flagged = np.array([x is not None for x in res_take])
+    gen_flag = np.array([x is not None for x in res_gen])
+    kinds = np.array([g["kind"] for g in gen_e])
+    fails = st_te[:, 2] < threshold
+    passes = st_ge[:, 2] >= threshold
+
+    def share(flags: np.ndarray, where: np.ndarray) -> str:
+        return pct(flags[where].mean() if where.any() else np.nan)
+
+    r.say("| EVAL | n | flagged |")
+    r.say("|---|---:|---:|")
+    r.say(
+        f"| takeover calls (borrower 5-7 s, then another EVAL speaker 5-8 s) | {len(take_e)} | {pct(flagged.mean())} |"
+    )
+    r.say(f"| - of which the whole-call 1:1 check already fails | {int(fails.sum())} | {share(flagged, fails)} |")
+    r.say(
+        f"| - of which the 1:1 check passes (what this check adds) | {int((~fails).sum())} | {share(flagged, ~fails)} |"
+    )
+    r.say(
+        f"| takeovers caught by 1:1 or speaker change (the call's verdict is mismatch) | {len(take_e)} | "
+        f"{pct(np.mean(flagged | fails))} |"
+    )
+    r.say(f"| genuine calls, all | {len(gen_e)} | {pct(gen_flag.mean())} |")
+    r.say(
+        f"| - of which the 1:1 check passes (false mismatches this check adds) | {int(passes.sum())} | "
+        f"{share(gen_flag, passes)} |"
+    )
+    r.say(
+        f"| - LibriSpeech 7-12 s, one recording | {int((kinds == 'libri').sum())} | "
+        f"{pct(gen_flag[kinds == 'libri'].mean())} |"
+    )
+    r.say(
+        f"| - the accuracy benchmark's calls (6-30 s), wideband enrollment channel-matched | "
+        f"{int((kinds == 'product').sum())} | {pct(gen_flag[kinds == 'product'].mean())} |"
+    )
+    r.say(
+        f"| - two recordings of one voice back to back | {int((kinds == 'multi').sum())} | "
+        f"{share(gen_flag, kinds == 'multi')} |"
+    )
+    r.say(
+        f"| genuine calls failing the whole-call 1:1 check (context) | {len(gen_e)} | "
+        f"{pct(np.mean(st_ge[:, 2] < threshold))} |"
+    )
+    return flagged, gen_flag
+
+
+def takeover_sensitivity(r: Report, st_te: np.ndarray, st_ge: np.ndarray, threshold: float) -> None:
+    """EVAL takeovers / genuine flagged over a grid of max_side_cosine and margin."""
+    margins = TAKEOVER_MARGINS[:5]
+    r.say("Sensitivity on EVAL (takeovers / genuine flagged) around the choice:")
+    r.say("")
+    r.say("| max_side_cosine | " + " | ".join(f"margin {m:g}" for m in margins) + " |")
+    r.say("|---|" + "---:|" * 5)
+    for mc in (0.80, 0.83, 0.86, 0.90, 0.95, 1.0):
+        r.say(
+            f"| {mc:.2f} | "
+            + " | ".join(
+                f"{pct(flagged_by(st_te, threshold, m, mc).mean())} / {pct(flagged_by(st_ge, threshold, m, mc).mean())}"
+                for m in margins
+            )
+            + " |"
+        )
+
+
+# --- rings ------------------------------------------------------------------------------------------
+
+GRID_LINK = np.round(np.arange(1.0, 4.001, 0.05), 3)
+"""Link-score thresholds searched on TUNE."""
+
+GRID_COSINE = np.round(np.arange(0.40, 0.801, 0.0125), 4)
+"""Cosine thresholds searched on TUNE for the previous method."""
+
+PREVIOUS = "cosine, average linkage (previous default)"
+"""The previous rings method's row in the results."""
+
+
+class RingRuns(NamedTuple):
+    """The ring populations of every run in the scoring space, and the TUNE choices made on them.
+
+    Attributes:
+        short / long: {"tune": pops, "eval": pops}: short impostor clips / calls of issue 3's length.
+        link: link score chosen on TUNE for min_borrowers 3 (both populations together).
+        link_pairs: what the same rule picks for min_borrowers 2.
+        cosine: the previous method's cosine threshold under the same rule.
+        results: {(method row, min_borrowers): (EVAL short result, EVAL full-length result)}, filled by
+            :func:`rings_section`.
+    """
+
+    short: dict[str, list[Pop]]
+    long: dict[str, list[Pop]]
+    link: float
+    link_pairs: float
+    cosine: float
+    results: dict
+
+
+def ring_runs(inp: Inputs) -> RingRuns:
+    """Both ring populations over their seeds (short: 20 TUNE / 10 EVAL runs; full-length: 30 each),
+    and the link scores the TUNE rule picks."""
+    c, prod, lc = inp.clips, inp.prod, inp.long_calls
+    short = {"tune": ring_spaces(c, "tune", prod, range(20)), "eval": ring_spaces(c, "eval", prod, range(10))}
+    long = {"eval": long_pops(lc, "eval", prod, range(30)), "tune": long_pops(lc, "tune", prod, range(30))}
+    link, _, _ = choose_link(short["tune"], long["tune"], GRID_LINK, 3)
+    link_pairs, _, _ = choose_link(short["tune"], long["tune"], GRID_LINK, 2)
+    cosine, _, _ = choose_link(short["tune"], long["tune"], GRID_COSINE, 3, cosine_rings)
+    return RingRuns(short, long, link, link_pairs, cosine, {})
+
+
+def rings_section(r: Report, runs: RingRuns) -> str:
+    """The methods compared on both populations (fills ``runs.results``); returns the targets row."""
+    _, ids, owners, voice, secs, _ = runs.short["eval"][0]
     imp = np.array([x is not None for x in voice])
-    seeds_se, seeds_st, seeds_le, seeds_lt = range(10), range(20), range(30), range(30)
-    pops_t, pops_e = ring_spaces(c, "tune", prod, seeds_st), ring_spaces(c, "eval", prod, seeds_se)
-    lpops_e, lpops_t = long_pops(lc, "eval", prod, seeds_le), long_pops(lc, "tune", prod, seeds_lt)
-    grid_z = np.round(np.arange(1.0, 4.001, 0.05), 3)
-    grid_cos = np.round(np.arange(0.40, 0.801, 0.0125), 4)
-    thr_l, rst, rlt = choose_link(pops_t, lpops_t, grid_z, 3)
-    thr_l2, _, _ = choose_link(pops_t, lpops_t, grid_z, 2)
-    thr_c, cst, clt = choose_link(pops_t, lpops_t, grid_cos, 3, cosine_rings)
-    chosen["rings"] = thr_l
-    say(
+    r.say("")
+    r.say("## Rings (find_rings, k=20): impostor voices each speaking for 2-4 borrowers")
+    r.say("")
+    r.say(
         "Link score: `find_rings` compares two calls by how far their cosine (scoring space) stands above what "
         "each of them scores against other borrowers' calls, in standard deviations (`cohort_stats`, "
         "`link_scores`: symmetric S-norm against the whole population), and keeps a cluster only when every "
@@ -1070,82 +849,97 @@ def main() -> None:
         "more, short clips resemble everything less; the normalisation puts both on one scale. The previous "
         "method (cosine link, average linkage, shipped at 0.575) is run beside it as `cosine_rings`."
     )
-    say("")
-    say(
+    r.say("")
+    r.say(
         f"Two populations. *Short impostor clips*: one EVAL population has {len(ids)} calls, {len(set(owners))} "
         f"borrowers, {int(imp.sum())} impostor calls from {len({x for x in voice if x})} voices (impostor calls' "
         f"net speech: median {np.median(secs[imp]):.1f} s, {np.mean(secs[imp] >= 6.0):.0%} with >= 6 s); "
-        f"{len(seeds_se)} random assignments on EVAL, {len(seeds_st)} on TUNE. *Calls of issue 3's length* "
-        f"(every call >= 6 s of net speech; described below): {len(seeds_le)} runs on EVAL, {len(seeds_lt)} on "
-        "TUNE. Rule on TUNE, written before the runs, for one threshold serving both populations: precision >= "
-        "0.9 in both first, then the larger of the two populations' smaller F1, then the stricter threshold; "
-        "chosen for min_borrowers 3 (the CLI default) and used for min_borrowers 2 as well. Link-score grid "
-        f"{grid_z[0]:g}-{grid_z[-1]:g} step 0.05; cosine grid {grid_cos[0]:g}-{grid_cos[-1]:g} step 0.0125. "
-        "Recall counts the calls of voices that serve >= min_borrowers borrowers; 'R >= 6 s' only those "
-        "short-population impostor calls with >= 6 s of speech."
+        f"{len(runs.short['eval'])} random assignments on EVAL, {len(runs.short['tune'])} on TUNE. *Calls of issue "
+        f"3's length* (every call >= 6 s of net speech; described below): {len(runs.long['eval'])} runs on EVAL, "
+        f"{len(runs.long['tune'])} on TUNE. Rule on TUNE, written before the runs, for one threshold serving both "
+        "populations: precision >= 0.9 in both first, then the larger of the two populations' smaller F1, then the "
+        "stricter threshold; chosen for min_borrowers 3 (the CLI default) and used for min_borrowers 2 as well. "
+        f"Link-score grid {GRID_LINK[0]:g}-{GRID_LINK[-1]:g} step 0.05; cosine grid {GRID_COSINE[0]:g}-"
+        f"{GRID_COSINE[-1]:g} step 0.0125. Recall counts the calls of voices that serve >= min_borrowers "
+        "borrowers; 'R >= 6 s' only those short-population impostor calls with >= 6 s of speech."
     )
-    say("")
-    say(
+    r.say("")
+    r.say(
         "| method | link (TUNE) | min_borrowers | short: P | R | R >= 6 s | voices found | full-length: P | R | "
         "voices found | TUNE short P / R | TUNE full-length P / R |"
     )
-    say("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
-    rows_r = [
-        ("link score, TUNE choice", thr_l, link_rings),
-        ("link score, min_borrowers 2's own TUNE choice", thr_l2, link_rings),
-        ("cosine, average linkage (previous default)", 0.575, cosine_rings),
-        ("cosine, average linkage, same TUNE rule", thr_c, cosine_rings),
+    r.say("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+    rows = [
+        ("link score, TUNE choice", runs.link, link_rings),
+        ("link score, min_borrowers 2's own TUNE choice", runs.link_pairs, link_rings),
+        (PREVIOUS, 0.575, cosine_rings),
+        ("cosine, average linkage, same TUNE rule", runs.cosine, cosine_rings),
     ]
-    res_rings = {}
-    for name, thr_r, finder in rows_r:
+    for name, thr_r, finder in rows:
         for min_b in (2,) if "min_borrowers 2" in name else (3, 2):
-            s_e, l_e = rings_eval(pops_e, thr_r, min_b, finder), long_rings(lpops_e, thr_r, min_b, finder)
-            s_t, l_t = rings_eval(pops_t, thr_r, min_b, finder), long_rings(lpops_t, thr_r, min_b, finder)
-            res_rings[(name, min_b)] = (s_e, l_e)
-            say(
+            s_e, l_e = (
+                rings_eval(runs.short["eval"], thr_r, min_b, finder),
+                long_rings(runs.long["eval"], thr_r, min_b, finder),
+            )
+            s_t, l_t = (
+                rings_eval(runs.short["tune"], thr_r, min_b, finder),
+                long_rings(runs.long["tune"], thr_r, min_b, finder),
+            )
+            runs.results[(name, min_b)] = (s_e, l_e)
+            r.say(
                 f"| {name} | {thr_r:.3f} | {min_b} | {s_e['precision']:.2f} | {s_e['recall']:.2f} | "
                 f"{s_e['recall_long']:.2f} ({s_e['positives_long']:.1f}/run) | {s_e['voice_recall']:.2f} | "
                 f"{l_e['precision']:.2f} | {l_e['recall']:.2f} | {l_e['voice_recall']:.2f} | "
                 f"{s_t['precision']:.2f} / {s_t['recall']:.2f} | {l_t['precision']:.2f} / {l_t['recall']:.2f} |"
             )
-    re, le = res_rings[("link score, TUNE choice", 3)]
-    ok = re["precision"] >= 0.9 and re["recall"] >= 0.8
-    targets["rings"] = (
+    re_ = runs.results[("link score, TUNE choice", 3)][0]
+    ok = re_["precision"] >= 0.9 and re_["recall"] >= 0.8
+    return (
         f"| rings, short impostor clips (median {np.median(secs[imp]):.1f} s of speech; min_borrowers 3, "
-        f"link score {thr_l:.2f}; {len(ids)} calls, {int(imp.sum())} impostor calls from "
-        f"{len({x for x in voice if x})} voices per run, {len(seeds_se)} runs) | P >= 0.9, R >= 0.8 | "
-        f"P {re['precision']:.2f}, R {re['recall']:.2f} (R {re['recall_long']:.2f} on impostor calls "
+        f"link score {runs.link:.2f}; {len(ids)} calls, {int(imp.sum())} impostor calls from "
+        f"{len({x for x in voice if x})} voices per run, {len(runs.short['eval'])} runs) | P >= 0.9, R >= 0.8 | "
+        f"P {re_['precision']:.2f}, R {re_['recall']:.2f} (R {re_['recall_long']:.2f} on impostor calls "
         f">= 6 s) | {'met' if ok else 'not met'} |"
     )
-    say("")
-    say("EVAL at fixed link scores (descriptive only; short clips / full-length calls, precision / recall):")
-    say("")
-    say("| link score | min 3: short P / R | full-length P / R | min 2: short P / R | full-length P / R |")
-    say("|---:|---|---|---|---|")
+
+
+def rings_fixed_links(r: Report, runs: RingRuns) -> None:
+    """EVAL precision / recall at a few fixed link scores (descriptive)."""
+    r.say("")
+    r.say("EVAL at fixed link scores (descriptive only; short clips / full-length calls, precision / recall):")
+    r.say("")
+    r.say("| link score | min 3: short P / R | full-length P / R | min 2: short P / R | full-length P / R |")
+    r.say("|---:|---|---|---|---|")
     for thr_r in (1.5, 1.75, 2.0, 2.25, 2.5, 2.75, 3.0):
         cells = []
         for min_b in (3, 2):
-            a_, b_ = rings_eval(pops_e, thr_r, min_b), long_rings(lpops_e, thr_r, min_b)
+            a_, b_ = rings_eval(runs.short["eval"], thr_r, min_b), long_rings(runs.long["eval"], thr_r, min_b)
             cells += [f"{a_['precision']:.2f} / {a_['recall']:.2f}", f"{b_['precision']:.2f} / {b_['recall']:.2f}"]
-        say(f"| {thr_r:.2f} | " + " | ".join(cells) + " |")
-    # Roles swapped, a two-fold check of the TUNE rule: the rule run on EVAL, its pick reported on TUNE.
-    # Nothing here is chosen or shipped; it shows how far the TUNE pick is from what EVAL would want.
-    thr_sw, _, _ = choose_link(pops_e, lpops_e, grid_z, 3)
-    s_sw, l_sw = rings_eval(pops_t, thr_sw, 3), long_rings(lpops_t, thr_sw, 3)
+        r.say(f"| {thr_r:.2f} | " + " | ".join(cells) + " |")
+
+
+def rings_roles_swapped(r: Report, runs: RingRuns) -> None:
+    """A two-fold check of the TUNE rule: the rule run on EVAL, its pick reported on TUNE.
+
+    Nothing here is chosen or shipped; it shows how far the TUNE pick is from what EVAL would want.
+    """
+    short, long = runs.short, runs.long
+    thr_sw, _, _ = choose_link(short["eval"], long["eval"], GRID_LINK, 3)
+    s_sw, l_sw = rings_eval(short["tune"], thr_sw, 3), long_rings(long["tune"], thr_sw, 3)
     meets = [
         float(t)
-        for t in grid_z
+        for t in GRID_LINK
         if all(
-            r["precision"] >= 0.9 and r["recall"] >= 0.8
-            for r in (rings_eval(pops_e, float(t), 3), long_rings(lpops_e, float(t), 3))
+            x["precision"] >= 0.9 and x["recall"] >= 0.8
+            for x in (rings_eval(short["eval"], float(t), 3), long_rings(long["eval"], float(t), 3))
         )
     ]
-    say("")
-    say(
+    r.say("")
+    r.say(
         "Roles swapped (a two-fold check of the rule, min_borrowers 3; nothing is chosen from it): the same rule "
         f"run on EVAL picks link score {thr_sw:.2f}, which on TUNE gives short P {s_sw['precision']:.2f} / R "
         f"{s_sw['recall']:.2f} and full-length P {l_sw['precision']:.2f} / R {l_sw['recall']:.2f} (TUNE's own "
-        f"pick {thr_l:.2f}). "
+        f"pick {runs.link:.2f}). "
         + (
             f"On EVAL, link scores {meets[0]:.2f}-{meets[-1]:.2f} of the grid would meet P >= 0.9 and R >= 0.8 in "
             "both populations."
@@ -1155,9 +949,41 @@ def main() -> None:
         )
     )
 
-    # --- the full-length population in detail
-    long_e = {mb: long_rings(lpops_e, thr_l, mb) for mb in (2, 3)}
-    long_t = {mb: long_rings(lpops_t, thr_l, mb) for mb in (2, 3)}
+
+def spread(x: np.ndarray) -> str:
+    """Median [min, max] of per-run figures, NaN runs left out."""
+    x = x[~np.isnan(x)]
+    return f"{np.median(x):.2f} [{x.min():.2f}, {x.max():.2f}] ({len(x)} runs)" if len(x) else "–"
+
+
+def cross_borrower(pops: list[Pop], link: float) -> tuple[float, float, float]:
+    """Between genuine calls of different borrowers (each run's own scoring space): the 99th
+    percentile of cosine and of link score, and the share of pairs at/above ``link``."""
+    cos_all, z_all = [], []
+    for x, _, owners, voice, _, _ in pops:
+        x = unit(x)
+        mean, sd, _ = A.cohort_stats(x, owners)
+        g = np.array([i for i, v in enumerate(voice) if v is None])
+        o = np.array(owners)[g]
+        sims = x[g] @ x[g].T
+        z = A.link_scores(sims, mean[g][:, None], sd[g][:, None], mean[g], sd[g])
+        iu = np.triu_indices(len(g), 1)
+        other = o[iu[0]] != o[iu[1]]
+        cos_all.append(sims[iu][other])
+        z_all.append(z[iu][other])
+    cs, zs = np.concatenate(cos_all), np.concatenate(z_all)
+    return float(np.percentile(cs, 99)), float(np.percentile(zs, 99)), float(np.mean(zs >= link))
+
+
+def long_rings_section(r: Report, runs: RingRuns, lc: LongCalls) -> tuple[str, str]:
+    """The full-length population in detail at the chosen link score.
+
+    Returns:
+        (the targets row, the rings paragraph of the closing notes).
+    """
+    thr_l = runs.link
+    long_e = {mb: long_rings(runs.long["eval"], thr_l, mb) for mb in (2, 3)}
+    long_t = {mb: long_rings(runs.long["tune"], thr_l, mb) for mb in (2, 3)}
     le = long_e[3]
     pools_e = {k: len(v) for k, v in lc.pool["eval"].items()}
     non_libri = {k: n for k, n in pools_e.items() if not k.startswith("librispeech")}
@@ -1165,10 +991,10 @@ def main() -> None:
     big = sorted(k.split("/")[-1] for k, n in non_libri.items() if n >= 3)
     pools_t = {k: len(v) for k, v in lc.pool["tune"].items()}
     big_t = sorted(k.split("/")[-1] for k, n in pools_t.items() if n >= 3)
-    say("")
-    say(f"### Rings on calls of issue 3's length (every call >= 6 s of net speech), shipped link score {thr_l:.2f}")
-    say("")
-    say(
+    r.say("")
+    r.say(f"### Rings on calls of issue 3's length (every call >= 6 s of net speech), shipped link score {thr_l:.2f}")
+    r.say("")
+    r.say(
         "The calls issue 3 defines (customer speech 6-30 s). A borrower's genuine call is the whole LibriSpeech "
         "recording (one call each). An impostor call joins consecutive pieces of one voice (utterances, long "
         f"ones cut at quiet frames into ~{PIECE_S:g} s pieces) with {PAUSE_S:g} s pauses until the simulated call "
@@ -1186,28 +1012,23 @@ def main() -> None:
         f"{le['speech_imp'].max():.1f}), genuine calls median {np.median(le['speech_gen']):.1f} s (min "
         f"{le['speech_gen'].min():.1f}, max {le['speech_gen'].max():.1f})."
     )
-    say("")
-    say(
+    r.say("")
+    r.say(
         "| min_borrowers | calls / run | impostor calls / run | positive calls / run (voices) | precision | recall | "
         "per-run P: median [min, max] | per-run R: median [min, max] | voices found | calls flagged / run | "
         "TUNE P / R |"
     )
-    say("|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---|")
-
-    def spread(x):
-        x = x[~np.isnan(x)]
-        return f"{np.median(x):.2f} [{x.min():.2f}, {x.max():.2f}] ({len(x)} runs)" if len(x) else "–"
-
+    r.say("|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---|")
     for mb in (2, 3):
-        r, rt = long_e[mb], long_t[mb]
-        say(
-            f"| {mb} | {r['calls']:.1f} | {r['impostor_calls']:.1f} | {r['positives']:.1f} "
-            f"({r['positive_voices']:.1f}) | {r['precision']:.2f} | {r['recall']:.2f} | {spread(r['runs'][:, 0])} | "
-            f"{spread(r['runs'][:, 1])} | {r['voice_recall']:.2f} | {r['flagged']:.1f} | "
-            f"{rt['precision']:.2f} / {rt['recall']:.2f} |"
+        x, xt = long_e[mb], long_t[mb]
+        r.say(
+            f"| {mb} | {x['calls']:.1f} | {x['impostor_calls']:.1f} | {x['positives']:.1f} "
+            f"({x['positive_voices']:.1f}) | {x['precision']:.2f} | {x['recall']:.2f} | {spread(x['runs'][:, 0])} | "
+            f"{spread(x['runs'][:, 1])} | {x['voice_recall']:.2f} | {x['flagged']:.1f} | "
+            f"{xt['precision']:.2f} / {xt['recall']:.2f} |"
         )
-    say("")
-    say(
+    r.say("")
+    r.say(
         "Per-run P is over the calls flagged in that run (runs flagging nothing are left out); per-run R over "
         "that run's positive calls (runs with no voice serving >= min_borrowers borrowers are left out). "
         "Pooled precision / recall sum over runs. The runs share the same few voices, so the spread shows how "
@@ -1215,29 +1036,25 @@ def main() -> None:
         "likely come from one recording session (MEO069 is one AMI recording cut into calls, p225 VCTK "
         "sentences), which flatters recall next to an impostor calling on different days and lines."
     )
+    what_is_left(r, runs, le)
+    ok_l = le["precision"] >= 0.9 and le["recall"] >= 0.8
+    target = (
+        f"| rings, calls >= 6 s of speech as issue 3 defines them (min_borrowers 3, link score {thr_l:.2f}; "
+        f"{le['calls']:.0f} calls, {le['positives']:.1f} positive calls from {le['positive_voices']:.1f} voices per "
+        f"run, {len(big)} EVAL voices able to serve >= 3 borrowers, {le['n_runs']} runs) | P >= 0.9, R >= 0.8 | "
+        f"P {le['precision']:.2f}, R {le['recall']:.2f} | {'met' if ok_l else 'not met'} |"
+    )
+    return target, rings_closing_note(runs, le, len(big))
 
-    def cross(pops):
-        """Between genuine calls of different borrowers (each run's own scoring space): the 99th
-        percentile of cosine and of link score, and the share of pairs at/above the shipped link."""
-        cos_all, z_all = [], []
-        for x, _, owners, voice, _, _ in pops:
-            x = unit(x)
-            mean, sd, _ = A.cohort_stats(x, owners)
-            g = np.array([i for i, v in enumerate(voice) if v is None])
-            o = np.array(owners)[g]
-            sims = x[g] @ x[g].T
-            z = A.link_scores(sims, mean[g][:, None], sd[g][:, None], mean[g], sd[g])
-            iu = np.triu_indices(len(g), 1)
-            other = o[iu[0]] != o[iu[1]]
-            cos_all.append(sims[iu][other])
-            z_all.append(z[iu][other])
-        cs, zs = np.concatenate(cos_all), np.concatenate(z_all)
-        return float(np.percentile(cs, 99)), float(np.percentile(zs, 99)), float(np.mean(zs >= thr_l))
 
-    cross_long, cross_short = cross(lpops_e), cross(pops_e)
-    ce = res_rings[("cosine, average linkage (previous default)", 3)][1]
-    say("")
-    say(
+def what_is_left(r: Report, runs: RingRuns, le: dict) -> None:
+    """Where the false rings of the full-length population come from, and the cosine / link-score
+    spread between different borrowers' genuine calls in both populations."""
+    thr_l = runs.link
+    cross_long, cross_short = cross_borrower(runs.long["eval"], thr_l), cross_borrower(runs.short["eval"], thr_l)
+    ce = runs.results[(PREVIOUS, 3)][1]
+    r.say("")
+    r.say(
         f"What is left (min_borrowers 3, link score {thr_l:.2f}): of the {le['flagged']:.1f} calls flagged per run, "
         f"{le['positives'] * le['recall']:.1f} are true, {le['false_genuine']:.1f} are borrowers' genuine calls "
         f"and {le['false_impostor']:.1f} impostor calls of a voice serving < 3 borrowers (mostly a LibriSpeech "
@@ -1250,211 +1067,245 @@ def main() -> None:
         f"{cross_long[1]:.2f} and {cross_short[1]:.2f} ({pct(cross_long[2])} and {pct(cross_short[2])} of pairs "
         f"reach {thr_l:.2f})."
     )
-    ok_l = le["precision"] >= 0.9 and le["recall"] >= 0.8
-    targets["rings_long"] = (
-        f"| rings, calls >= 6 s of speech as issue 3 defines them (min_borrowers 3, link score {thr_l:.2f}; "
-        f"{le['calls']:.0f} calls, {le['positives']:.1f} positive calls from {le['positive_voices']:.1f} voices per "
-        f"run, {len(big)} EVAL voices able to serve >= 3 borrowers, {le['n_runs']} runs) | P >= 0.9, R >= 0.8 | "
-        f"P {le['precision']:.2f}, R {le['recall']:.2f} | {'met' if ok_l else 'not met'} |"
-    )
-    rings_note = (
-        f"Rings: one link score ({thr_l:.2f}, chosen on TUNE over both populations) gives EVAL P "
-        f"{re['precision']:.2f} / R {re['recall']:.2f} on short impostor clips and P {le['precision']:.2f} / R "
+
+
+def rings_closing_note(runs: RingRuns, le: dict, n_big: int) -> str:
+    """The rings sentences of the closing notes."""
+    re_ = runs.results[("link score, TUNE choice", 3)][0]
+    prev_short, prev_long = runs.results[(PREVIOUS, 3)]
+    return (
+        f"Rings: one link score ({runs.link:.2f}, chosen on TUNE over both populations) gives EVAL P "
+        f"{re_['precision']:.2f} / R {re_['recall']:.2f} on short impostor clips and P {le['precision']:.2f} / R "
         f"{le['recall']:.2f} on full-length calls (min_borrowers 3); the previous cosine default 0.575 gave P "
-        f"{res_rings[('cosine, average linkage (previous default)', 3)][0]['precision']:.2f} / R "
-        f"{res_rings[('cosine, average linkage (previous default)', 3)][0]['recall']:.2f} and P "
-        f"{ce['precision']:.2f} / R {ce['recall']:.2f}. Short-clip recall is held down by clips of a few seconds "
-        "(single VCTK / AMI / CMU sentences, thirds of a LibriSpeech utterance); precision by a few EVAL "
-        f"LibriSpeech voices that sound alike; only {len(big)} EVAL voices have the material for >= 3 disjoint "
+        f"{prev_short['precision']:.2f} / R {prev_short['recall']:.2f} and P "
+        f"{prev_long['precision']:.2f} / R {prev_long['recall']:.2f}. Short-clip recall is held down by clips of a "
+        "few seconds (single VCTK / AMI / CMU sentences, thirds of a LibriSpeech utterance); precision by a few "
+        f"EVAL LibriSpeech voices that sound alike; only {n_big} EVAL voices have the material for >= 3 disjoint "
         "full-length calls, so neither figure is firm."
     )
 
-    # --- rings when borrowers are enrolled: calls the 1:1 check verifies join no ring (the default)
+
+# --- rings with borrowers enrolled ----------------------------------------------------------------
+
+
+def enrolled_populations(inp: Inputs, share: float) -> dict[str, tuple[list[Pop], list[Pop]]]:
+    """Both populations with ``share`` of the borrowers enrolled (verified calls not eligible), in the
+    scoring space: {"short" | "long": (EVAL pops, TUNE pops)}, over the seeds of :func:`ring_runs`."""
+    c, prod, lc = inp.clips, inp.prod, inp.long_calls
     genuine_clips = {k: (c.vector(f"genuine/{k}"), c.speech_s(f"genuine/{k}")) for k in c.libri}
 
-    def short_enrolled(half, seeds, share):
+    def short(half: str, seeds: range) -> list[Pop]:
         return in_space(
             (enrolled(ring_population(c, half, sd, second=False), c, prod, share, sd) for sd in seeds), prod
         )
 
-    def long_enrolled(half, seeds, share):
+    def long(half: str, seeds: range) -> list[Pop]:
         return in_space(
             (enrolled(long_population(lc, half, sd, genuine=genuine_clips), c, prod, share, sd) for sd in seeds),
             prod,
         )
 
-    def verified_share(pops):
-        gen = np.concatenate([[v is None for v in p.voice] for p in pops])
-        ver = np.concatenate([~p.eligible for p in pops])
-        return float(ver[gen].mean()), float(ver[~gen].mean())
+    return {
+        "short": (short("eval", range(10)), short("tune", range(20))),
+        "long": (long("eval", range(30)), long("tune", range(30))),
+    }
 
+
+def verified_share(pops: list[Pop]) -> tuple[float, float]:
+    """(genuine calls verified, impostor calls verified) over ``pops``."""
+    gen = np.concatenate([[v is None for v in p.voice] for p in pops])
+    ver = np.concatenate([~p.eligible for p in pops])
+    return float(ver[gen].mean()), float(ver[~gen].mean())
+
+
+def enrolled_rings_section(r: Report, inp: Inputs, runs: RingRuns) -> list[str]:
+    """Rings when calls that pass the 1:1 check join none (the CLI default); returns two targets rows."""
+    full, half = enrolled_populations(inp, 1.0), enrolled_populations(inp, 0.5)
     enr = {
-        ("short", 1.0): (short_enrolled("eval", seeds_se, 1.0), short_enrolled("tune", seeds_st, 1.0)),
-        ("long", 1.0): (long_enrolled("eval", seeds_le, 1.0), long_enrolled("tune", seeds_lt, 1.0)),
-        ("short", 0.5): (short_enrolled("eval", seeds_se, 0.5), short_enrolled("tune", seeds_st, 0.5)),
-        ("long", 0.5): (long_enrolled("eval", seeds_le, 0.5), long_enrolled("tune", seeds_lt, 0.5)),
+        ("short", 1.0): full["short"],
+        ("long", 1.0): full["long"],
+        ("short", 0.5): half["short"],
+        ("long", 0.5): half["long"],
     }
     n_long = len(enr["long", 1.0][0][0].ids)
-    say("")
-    say("### Rings when borrowers are enrolled (what `voicecheck rings` does by default)")
-    say("")
-    say(
+    r.say("")
+    r.say("### Rings when borrowers are enrolled (what `voicecheck rings` does by default)")
+    r.say("")
+    r.say(
         "A call that passes the 1:1 check against its own borrower's voiceprint is that borrower speaking, "
         "so it joins no ring (`voicecheck.crosscall.verified_calls`; it still normalises the link scores); "
         "`--include-verified` turns this off. Here each borrower enrolls with the 5 s telephone clip cut "
         "before their genuine call, and a call is verified at the product score's shipped threshold "
-        f"({prod.threshold:.3f}). Same populations as above except that a borrower's genuine call never "
+        f"({inp.prod.threshold:.3f}). Same populations as above except that a borrower's genuine call never "
         "shares audio with the enrollment: the short clips drop the 'second' call (the enrollment clip "
         "itself), and in the full-length population a borrower's genuine call is the recording after the "
         f"enrollment cut (>= {LONG_MIN_S:g} s of speech; {n_long} calls per run). 'Half enrolled': each borrower "
         "enrolled with probability 0.5, the rest have no voiceprint. Link scores as shipped "
         f"({A.RING_LINK_THRESHOLD} for min_borrowers 3, {A.RING_PAIR_LINK_THRESHOLD} for 2)."
     )
-    say("")
-    say(
+    r.say("")
+    r.say(
         "| population | borrowers enrolled | min_borrowers | EVAL P / R, verified calls excluded | "
         "EVAL P / R, same calls, none excluded | genuine calls verified | impostor calls verified (lost) | "
         "TUNE P / R, excluded |"
     )
-    say("|---|---|---:|---|---|---:|---:|---|")
+    r.say("|---|---|---:|---|---|---:|---:|---|")
     res_enr = {}
     for (kind, share), (pe, pt) in enr.items():
+        evaluate = rings_eval if kind == "short" else long_rings
         for mb in (3, 2):
             thr_r = A.ring_link_threshold(mb)
             plain = [q._replace(eligible=None) for q in pe]
-            if kind == "short":
-                r_x, r_0, r_t = rings_eval(pe, thr_r, mb), rings_eval(plain, thr_r, mb), rings_eval(pt, thr_r, mb)
-            else:
-                r_x, r_0, r_t = long_rings(pe, thr_r, mb), long_rings(plain, thr_r, mb), long_rings(pt, thr_r, mb)
+            r_x, r_0, r_t = evaluate(pe, thr_r, mb), evaluate(plain, thr_r, mb), evaluate(pt, thr_r, mb)
             res_enr[(kind, share, mb)] = r_x
             g_v, i_v = verified_share(pe)
-            say(
+            r.say(
                 f"| {'short impostor clips' if kind == 'short' else 'calls >= 6 s'} | "
                 f"{'all' if share == 1.0 else 'half'} | {mb} | {r_x['precision']:.2f} / {r_x['recall']:.2f} | "
                 f"{r_0['precision']:.2f} / {r_0['recall']:.2f} | {pct(g_v)} | {pct(i_v)} | "
                 f"{r_t['precision']:.2f} / {r_t['recall']:.2f} |"
             )
-    thr_v, _, _ = choose_link(enr["short", 1.0][1], enr["long", 1.0][1], grid_z, 3)
+    thr_v, _, _ = choose_link(enr["short", 1.0][1], enr["long", 1.0][1], GRID_LINK, 3)
     s_v, l_v = rings_eval(enr["short", 1.0][0], thr_v, 3), long_rings(enr["long", 1.0][0], thr_v, 3)
-    say("")
-    say(
+    r.say("")
+    r.say(
         "The same TUNE rule as above, run on these enrolled TUNE populations, picks link score "
         f"{thr_v:.2f} for min_borrowers 3 (EVAL there: short P {s_v['precision']:.2f} / R {s_v['recall']:.2f}, "
         f"full-length P {l_v['precision']:.2f} / R {l_v['recall']:.2f}); the shipped {A.RING_LINK_THRESHOLD} "
         "is kept: one link score serves stores with and without enrollments."
     )
+    targets = []
     for kind, label in (("short", "short impostor clips"), ("long", "calls >= 6 s")):
-        r = res_enr[(kind, 1.0, 3)]
-        ok_e = r["precision"] >= 0.9 and r["recall"] >= 0.8
-        targets[f"rings_enrolled_{kind}"] = (
+        x = res_enr[(kind, 1.0, 3)]
+        ok_e = x["precision"] >= 0.9 and x["recall"] >= 0.8
+        targets.append(
             f"| rings, {label}, every borrower enrolled (verified calls join no ring; min_borrowers 3, link "
-            f"score {A.RING_LINK_THRESHOLD}) | P >= 0.9, R >= 0.8 | P {r['precision']:.2f}, R {r['recall']:.2f} | "
+            f"score {A.RING_LINK_THRESHOLD}) | P >= 0.9, R >= 0.8 | P {x['precision']:.2f}, R {x['recall']:.2f} | "
             f"{'met' if ok_e else 'not met'} |"
         )
+    return targets
 
-    # --- voices per borrower
-    say("")
-    say("## Voices per borrower (voices_per_borrower, average linkage)")
-    say("")
-    say(
+
+# --- voices per borrower, two speakers on one channel -----------------------------------------------
+
+
+def voices_section(r: Report, inp: Inputs) -> float:
+    """voices_per_borrower thresholds chosen on TUNE per scale; returns the scoring-space choice."""
+    r.say("")
+    r.say("## Voices per borrower (voices_per_borrower, average linkage)")
+    r.say("")
+    r.say(
         "Rule on TUNE: among thresholds with <= 5% of one-voice borrowers split, the lowest (most cautious) one "
         "that splits within 2 points as many two-voice borrowers as the best. (No TUNE one-voice borrower splits "
         "anywhere from 0.2 to 0.525, so TUNE cannot place the edge of that range.)"
     )
-    say("")
-    say(
+    r.say("")
+    r.say(
         "| scale | threshold (TUNE) | EVAL: two-voice borrowers split | one-voice borrowers split | n (each) | "
         "TUNE split / false |"
     )
-    say("|---|---:|---:|---:|---:|---|")
+    r.say("|---|---:|---:|---:|---:|---|")
+    c, prod = inp.clips, inp.prod
     vt, ve = voices_spaces(c, "tune", prod, range(3)), voices_spaces(c, "eval", prod, range(5))
+    chosen = {}
     for scale, grid in (("product", np.arange(-0.2, 0.8, 0.025)), ("centred", np.arange(0.1, 0.9, 0.025))):
         curve = [(float(th), *voices_eval(vt, scale, float(th))[:2]) for th in grid]
         feasible = [x for x in curve if x[2] <= 0.05]
         top = max(x[1] for x in feasible)
         th, hit_t2, false_t = min(x for x in feasible if x[1] >= top - 0.02)
         hit, false, n = voices_eval(ve, scale, th)
-        chosen[("voices", scale)] = th
+        chosen[scale] = th
         name = "scoring-space cosine" if scale == "product" else "centred cosine (old)"
-        say(f"| {name} | {th:.3f} | {pct(hit)} | {pct(false)} | {n} | {pct(hit_t2)} / {pct(false_t)} |")
+        r.say(f"| {name} | {th:.3f} | {pct(hit)} | {pct(false)} | {n} | {pct(hit_t2)} / {pct(false_t)} |")
         for kind, label in (
             ("libri", "LibriSpeech: 2 calls (enrollment + call)"),
             ("multi", "several recordings: 3 calls"),
         ):
             h, f, n = voices_eval(ve, scale, th, kind)
-            say(f"| - {label} | | {pct(h)} | {pct(f)} | {n} | |")
+            r.say(f"| - {label} | | {pct(h)} | {pct(f)} | {n} | |")
+    return chosen["product"]
 
-    # --- two speakers on one channel
-    say("")
-    say("## Two speakers on one channel (split_two_speakers, raw GE2E windows)")
-    say("")
+
+def choose_split_cosine(c: Clips) -> float:
+    """TUNE rule for split_two_speakers: <= 5% one-speaker calls split, then most split + purity."""
     best = None
     for mc in np.arange(0.6, 0.96, 0.025):
-        one, split_r, pur, cov = split_eval(c, "tune", float(mc))
+        one, split_r, pur, _ = split_eval(c, "tune", float(mc))
         key = (one <= 0.05, split_r + pur)
         if best is None or key > best[0]:
             best = (key, float(mc))
-    mc_t = best[1]
-    say(
+    return best[1]
+
+
+def two_speakers_section(r: Report, c: Clips, speech: Path) -> None:
+    """split_two_speakers on one-speaker calls, synthetic two-voice calls and real conversations."""
+    r.say("")
+    r.say("## Two speakers on one channel (split_two_speakers, raw GE2E windows)")
+    r.say("")
+    mc_t = choose_split_cosine(c)
+    r.say(
         f"max_centroid_cosine chosen on TUNE: {mc_t:.3f}; the shipped default "
         f"{A.SPLIT_MAX_CENTROID_COSINE:.3f} (chosen on the earlier hash split) is reported beside it."
     )
-    say("")
-    say("| EVAL data | n | max_centroid_cosine | split found | purity | coverage |")
-    say("|---|---:|---:|---:|---:|---:|")
+    r.say("")
+    r.say("| EVAL data | n | max_centroid_cosine | split found | purity | coverage |")
+    r.say("|---|---:|---:|---:|---:|---:|")
     n_one = sum(split_of(k) == "eval" for k in c.libri)
     for mc in sorted({round(mc_t, 3), A.SPLIT_MAX_CENTROID_COSINE}):
         one, split_r, pur, cov = split_eval(c, "eval", mc)
-        say(f"| one-speaker calls (LibriSpeech, 7-12 s) | {n_one} | {mc:.3f} | {pct(one)} | | |")
-        say(
+        r.say(f"| one-speaker calls (LibriSpeech, 7-12 s) | {n_one} | {mc:.3f} | {pct(one)} | | |")
+        r.say(
             f"| two LibriSpeech voices, alternating turns of 2.4-4.8 s | 60 | {mc:.3f} | {pct(split_r)} | "
             f"{pur:.2f} | {cov:.2f} |"
         )
     rows = []
     for name in c.conv:
         src = name.split("/")[1]
-        rttm = args.speech / src / "mix" / f"{name.split('/')[2]}.rttm"
+        rttm = speech / src / "mix" / f"{name.split('/')[2]}.rttm"
         truth, n_spk = rttm_truth(rttm, c.t[name])
         lab = A.split_two_speakers(c.w[name], c.t[name], A.SPLIT_MAX_CENTROID_COSINE)
         pr, cv = purity_coverage(lab, truth)
         rows.append((pr, cv, bool(lab.any()), n_spk, name))
-    say(
+    r.say(
         f"| AMI / pyannote conversations, 30 s, vs the 2 main RTTM speakers (no speaker of the split) | {len(rows)} | "
-        f"{A.SPLIT_MAX_CENTROID_COSINE:.3f} | {np.mean([r[2] for r in rows]):.0%} | "
-        f"{np.nanmean([r[0] for r in rows]):.2f} | "
-        f"{np.nanmean([r[1] for r in rows]):.2f} |"
+        f"{A.SPLIT_MAX_CENTROID_COSINE:.3f} | {np.mean([x[2] for x in rows]):.0%} | "
+        f"{np.nanmean([x[0] for x in rows]):.2f} | "
+        f"{np.nanmean([x[1] for x in rows]):.2f} |"
     )
-    say("")
-    say("Conversations (purity / coverage on windows with one main speaker; 'one' = kept as one voice):")
-    say("")
-    say(", ".join(f"{r[4].split('/')[-1]} ({r[3]} spk) {r[0]:.2f}/{r[1]:.2f}{'' if r[2] else ' one'}" for r in rows))
-    say("")
-    say("## Defaults (voicecheck/analysis.py)")
-    say("")
-    say(
-        f"TUNE choices in this run: TAKEOVER_MARGIN {chosen['margin']:.2f} (product-score scale), "
-        f"TAKEOVER_MAX_SIDE_COSINE {chosen['max_cos']:.2f} (raw GE2E window cosine), RING_LINK_THRESHOLD "
-        f"{chosen['rings']:.2f} (link score, min_borrowers 3, short clips and full-length calls together; "
-        f"min_borrowers 2 alone would pick {thr_l2:.2f}) "
-        f"and VOICES_THRESHOLD {chosen[('voices', 'product')]:.3f} (scoring-space cosine). Shipped now: "
+    r.say("")
+    r.say("Conversations (purity / coverage on windows with one main speaker; 'one' = kept as one voice):")
+    r.say("")
+    r.say(", ".join(f"{x[4].split('/')[-1]} ({x[3]} spk) {x[0]:.2f}/{x[1]:.2f}{'' if x[2] else ' one'}" for x in rows))
+
+
+# --- defaults and notes -----------------------------------------------------------------------------
+
+
+def defaults_section(r: Report, takeover: Takeover, runs: RingRuns, voices_threshold: float) -> None:
+    """This run's TUNE choices beside the defaults voicecheck/analysis.py ships."""
+    r.say("")
+    r.say("## Defaults (voicecheck/analysis.py)")
+    r.say("")
+    r.say(
+        f"TUNE choices in this run: TAKEOVER_MARGIN {takeover.margin:.2f} (product-score scale), "
+        f"TAKEOVER_MAX_SIDE_COSINE {takeover.max_cos:.2f} (raw GE2E window cosine), RING_LINK_THRESHOLD "
+        f"{runs.link:.2f} (link score, min_borrowers 3, short clips and full-length calls together; "
+        f"min_borrowers 2 alone would pick {runs.link_pairs:.2f}) "
+        f"and VOICES_THRESHOLD {voices_threshold:.3f} (scoring-space cosine). Shipped now: "
         f"TAKEOVER_MARGIN {A.TAKEOVER_MARGIN}, TAKEOVER_MAX_SIDE_COSINE {A.TAKEOVER_MAX_SIDE_COSINE}, "
         f"RING_LINK_THRESHOLD {A.RING_LINK_THRESHOLD} (min_borrowers >= 3), RING_PAIR_LINK_THRESHOLD "
         f"{A.RING_PAIR_LINK_THRESHOLD} (min_borrowers 2), VOICES_THRESHOLD {A.VOICES_THRESHOLD}."
     )
-    say("")
-    lines[summary_at:summary_at] = [
-        "",
-        "## Issue 5 targets (EVAL)",
-        "",
-        "| target | wanted | EVAL | |",
-        "|---|---|---|---|",
-        targets["takeover"],
-        targets["rings"],
-        targets["rings_long"],
-        targets["rings_enrolled_short"],
-        targets["rings_enrolled_long"],
-    ]
-    say(
+    r.say("")
+
+
+def insert_targets(r: Report, at: int, rows: list[str]) -> None:
+    """The issue 5 targets table, put into the file (not printed) at line ``at``, under the header."""
+    r.lines[at:at] = ["", "## Issue 5 targets (EVAL)", "", "| target | wanted | EVAL | |", "|---|---|---|---|", *rows]
+
+
+def closing_notes(r: Report, rings_note: str) -> None:
+    r.say(
         "Notes: EVAL is 25 speakers (the split's EVAL fold, minus speakers without clips here), so every rate "
         "above rests on a few dozen calls or a few voices; TUNE is as small, which is why the choice rules prefer "
         "the cautious end where TUNE cannot tell values apart. "
@@ -1464,10 +1315,7 @@ def main() -> None:
         "recordings' rows) and LibriSpeech borrowers whose first call is the 5 s enrollment cut. The two-speaker "
         "split works on raw GE2E windows and is unchanged; the conversations are in no speaker set of the split."
     )
-    say("")
-    say(f"Run time {time.time() - t0:.0f} s ({time.strftime('%Y-%m-%d')}).")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "analysis.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    r.say("")
 
 
 if __name__ == "__main__":

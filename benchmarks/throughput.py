@@ -1,7 +1,7 @@
 """Batch throughput on real speech: voicecheck's batch vs a naive Resemblyzer loop.
 
 Builds N simulated two-party phone calls (stereo 8 kHz G.711 mu-law, customer on channel 1, 20-60 s)
-from the real-speech corpus with :func:`voicecheck.channel.make_call`, enrolls each customer
+from the real-speech corpus with :func:`recipes.simulate.make_call`, enrolls each customer
 (two wideband recordings), then times
 
 * ``voicecheck.batch.run_batch`` with 1..W worker processes (GE2E, silero VAD, cohort scoring), each
@@ -40,13 +40,15 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.common import DEFAULT_SPEECH, load_utterances, read_corpus  # noqa: E402
+from recipes.corpus import DEFAULT_SPEECH, load_utterances, read_corpus  # noqa: E402
 
 RESULTS_MD = ROOT / "benchmarks" / "results" / "throughput.md"
 NOTES_MARK = "<!-- notes: everything from this line on is kept when benchmarks/throughput.py rewrites the file -->"
 CALL_MIN_S, CALL_MAX_S = 20.0, 60.0
 CUSTOMER_SHARE = (0.45, 0.7)
 """Fraction of a call's speech that is the customer's."""
+CONSENT = "public corpus recording (shared/speech MANIFEST.csv licences), benchmarks/throughput.py"
+"""Consent reference of the benchmark's enrollments: every voice comes from a public corpus."""
 
 
 # -- building the calls -------------------------------------------------------------------------------
@@ -57,7 +59,7 @@ def build_calls(speech: Path, n_calls: int, work: Path, seed: int = 0) -> tuple[
     calls_csv, enroll_csv = work / "calls.csv", work / "enroll.csv"
     if calls_csv.exists() and enroll_csv.exists() and sum(1 for _ in calls_csv.open()) == n_calls + 1:
         return calls_csv, enroll_csv
-    from voicecheck.channel import make_call, write_call
+    from recipes.simulate import make_call, write_call
 
     rng = np.random.default_rng(seed)
     speakers = [s for s in read_corpus(speech) if s.wideband and len(s.files) >= 3 and s.seconds >= 15]
@@ -67,7 +69,8 @@ def build_calls(speech: Path, n_calls: int, work: Path, seed: int = 0) -> tuple[
     rows, enroll = [], []
     for s in speakers:
         borrower = s.key.replace("/", "_")
-        enroll += [(borrower, str(p)) for p in s.files[:2]]
+        # absolute: the manifest resolves a relative path against its own folder, not the --speech one
+        enroll += [(borrower, str(p.resolve()), CONSENT) for p in s.files[:2]]
     for i in range(n_calls):
         spk = speakers[i % len(speakers)]
         agent = speakers[(i + 1 + int(rng.integers(len(speakers) - 1))) % len(speakers)]
@@ -85,7 +88,7 @@ def build_calls(speech: Path, n_calls: int, work: Path, seed: int = 0) -> tuple[
         w.writerows(rows)
     with enroll_csv.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["borrower_id", "audio"])
+        w.writerow(["borrower_id", "audio", "consent"])
         w.writerows(enroll)
     return calls_csv, enroll_csv
 
@@ -169,7 +172,10 @@ def steady_rate(arrived: list[tuple[float, int]], skip: int) -> dict[str, float]
     are embedded to the last one (the pool's start-up and each worker's warm-up left out, as a
     nightly batch of thousands of calls amortises them; the scoring phase after it is left out too).
     """
-    (t_a, n_a), (t_b, n_b) = next(a for a in arrived if a[1] >= skip), arrived[-1]
+    past = [a for a in arrived if a[1] >= skip]
+    if not past:  # fewer calls than the warm-up takes (a smoke run such as --calls 4): no steady state
+        return {"calls_per_s": float("nan"), "calls": 0, "seconds": 0.0}
+    (t_a, n_a), (t_b, n_b) = past[0], arrived[-1]
     return {"calls_per_s": (n_b - n_a) / max(t_b - t_a, 1e-9), "calls": n_b - n_a, "seconds": t_b - t_a}
 
 
@@ -276,7 +282,7 @@ def run_child(args: list[str]) -> dict[str, Any]:
 # -- report -------------------------------------------------------------------------------------------
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--speech", type=Path, default=DEFAULT_SPEECH)
     p.add_argument("--calls", type=int, default=40)
@@ -289,25 +295,55 @@ def main() -> None:
     )
     p.add_argument("--results", type=Path, default=RESULTS_MD)
     p.add_argument("--_child", nargs="*", help=argparse.SUPPRESS)
-    a = p.parse_args()
-    if a._child:
-        kind, work = a._child[0], Path(a._child[1])
-        if kind == "batch":
-            print(json.dumps(child_batch(work, int(a._child[2]), a._child[3], a._child[4])))
-        elif kind == "naive":
-            print(json.dumps(child_naive(work)))
-        else:
-            print(json.dumps(child_profile(work, int(a._child[2]), a._child[3], a._child[4])))
-        return
+    return p.parse_args(argv)
 
+
+def main(argv: list[str] | None = None) -> None:
+    a = parse_args(argv)
+    if a._child:
+        print(json.dumps(child(a._child)))
+        return
     work = a.out or Path(tempfile.mkdtemp(prefix="vc-throughput-"))
     work.mkdir(parents=True, exist_ok=True)
     workers = [int(w) for w in a.workers.split(",")]
     load_before = os.getloadavg()
+    use_work_key(work)
+    hours = prepare(a.speech, a.calls, work)
+    runs, loads = time_runs(work, workers, a.hop, a.precision)
+    print("profile ...", flush=True)
+    prof = run_child(["--_child", "profile", str(work), str(a.profile_calls), a.hop, a.precision])
+    md = render(a, hours, workers, runs, loads, load_before, prof)
+    print(md)
+    write_results(a.results, md)
+
+
+def child(argv: list[str]) -> dict[str, Any]:
+    """One child run: ``batch WORK WORKERS HOP PRECISION``, ``naive WORK`` or ``profile WORK N HOP PRECISION``."""
+    kind, work = argv[0], Path(argv[1])
+    if kind == "batch":
+        return child_batch(work, int(argv[2]), argv[3], argv[4])
+    if kind == "naive":
+        return child_naive(work)
+    return child_profile(work, int(argv[2]), argv[3], argv[4])
+
+
+def use_work_key(work: Path) -> None:
+    """A throwaway encryption key for the benchmark's stores (``work/keys/key``, made once), named in
+    ``VOICECHECK_KEY_FILE`` so this process and every child run seal and open with it."""
+    from voicecheck.crypto import create_key_file
+
+    path = work / "keys" / "key"
+    if not path.exists():
+        create_key_file(path)
+    os.environ["VOICECHECK_KEY_FILE"] = str(path)
+
+
+def prepare(speech: Path, n_calls: int, work: Path) -> float:
+    """The calls and their manifests in ``work``, every customer enrolled; returns the hours of audio."""
     t = time.perf_counter()
-    calls_csv, enroll_csv = build_calls(a.speech, a.calls, work)
+    calls_csv, enroll_csv = build_calls(speech, n_calls, work)
     hours = audio_seconds(calls_csv) / 3600
-    print(f"{a.calls} calls, {hours * 60:.1f} min of audio, in {work} (built in {time.perf_counter() - t:.0f} s)")
+    print(f"{n_calls} calls, {hours * 60:.1f} min of audio, in {work} (built in {time.perf_counter() - t:.0f} s)")
     if not (work / "store").exists():
         from voicecheck.config import load_settings
         from voicecheck.manifest import read_rows
@@ -315,31 +351,41 @@ def main() -> None:
 
         items = [
             (f["borrower_id"], f["audio"], f.get("consent", ""))
-            for _, f in read_rows(enroll_csv, ("borrower_id", "audio", "consent"))
+            for _, f in read_rows(enroll_csv, ("borrower_id", "audio"))
         ]
         s = load_settings(None, store=str(work / "store"), embeddings=str(work / "embeddings-enroll"))
-        enroll_recordings(items, s)
+        enroll_recordings(items, s, consent=CONSENT)  # work folders from before the consent column
+    return hours
 
+
+def time_runs(
+    work: Path, workers: list[int], hop: str, precision: str
+) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[float, float, float]]]:
+    """The batch with each worker count, then the naive loop, each in its own child process.
+
+    Returns:
+        (each run's figures by "batch-<w>" / "naive", the load average after each run).
+    """
     runs: dict[str, dict[str, Any]] = {}
     loads: dict[str, tuple[float, float, float]] = {}
     for w in workers:
         print(f"batch, {w} worker(s) ...", flush=True)
-        runs[f"batch-{w}"] = run_child(["--_child", "batch", str(work), str(w), a.hop, a.precision])
+        runs[f"batch-{w}"] = run_child(["--_child", "batch", str(work), str(w), hop, precision])
         loads[f"batch-{w}"] = os.getloadavg()
     print("naive loop ...", flush=True)
     runs["naive"] = run_child(["--_child", "naive", str(work)])
     loads["naive"] = os.getloadavg()
-    print("profile ...", flush=True)
-    prof = run_child(["--_child", "profile", str(work), str(a.profile_calls), a.hop, a.precision])
+    return runs, loads
 
-    md = render(a, hours, workers, runs, loads, load_before, prof)
-    print(md)
-    a.results.parent.mkdir(parents=True, exist_ok=True)
-    old = a.results.read_text(encoding="utf-8") if a.results.exists() else ""
+
+def write_results(path: Path, md: str) -> None:
+    """Write ``md`` to ``path``, keeping the hand-written notes below :data:`NOTES_MARK` of the old file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
     if NOTES_MARK in old:  # hand-written notes below the mark survive a re-run
         md += "\n" + old[old.index(NOTES_MARK) :]
-    a.results.write_text(md, encoding="utf-8")
-    print(f"written {a.results}")
+    path.write_text(md, encoding="utf-8")
+    print(f"written {path}")
 
 
 def render(
@@ -351,35 +397,57 @@ def render(
     load_before: tuple[float, float, float],
     prof: dict[str, Any],
 ) -> str:
-    cores = os.cpu_count() or 1
-    naive = runs["naive"]
-    lines = [
+    """results/throughput.md: set-up, the runs table, scaling notes, and where a worker's time goes."""
+    lines = render_setup(a, hours, prof["precision"])
+    lines += render_busy(loads, load_before)
+    table, steady = render_runs(a.calls, hours, runs, loads)
+    lines += table
+    lines += render_notes(workers, runs, steady)
+    lines += render_profile(prof, runs["naive"], hours)
+    return "\n".join(lines) + "\n"
+
+
+def render_setup(a: argparse.Namespace, hours: float, precision: str) -> list[str]:
+    """The command, machine and how the calls and runs were made."""
+    return [
         "# Batch throughput",
         "",
         f"`benchmarks/throughput.py --calls {a.calls} --workers {a.workers}{f' --hop {a.hop}' if a.hop else ''}"
         f"{f' --precision {a.precision}' if a.precision != 'auto' else ''}` on "
         f"{platform.machine()}, "
-        f"{cores} cores, Python {platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M')}.",
+        f"{os.cpu_count() or 1} cores, Python {platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M')}.",
         "",
         f"{a.calls} simulated calls (stereo 8 kHz G.711 mu-law, customer on channel 1, 20-60 s each, "
         f"{hours * 60:.1f} min of audio in all) built from the real-speech corpus with "
-        "`voicecheck.channel.make_call`; every customer enrolled from two wideband recordings. GE2E "
-        f"(network in {prof['precision']}), silero VAD, torch 1 thread per worker; each batch run starts "
+        "`recipes.simulate.make_call`; every customer enrolled from two wideband recordings. GE2E "
+        f"(network in {precision}), silero VAD, torch 1 thread per worker; each batch run starts "
         "from an empty call-embedding store. The naive loop is `preprocess_wav` + "
         "`VoiceEncoder.embed_utterance` on the customer channel, file by file, one process, torch 1 "
         "thread (embedding only: no VAD of its own beyond "
         "Resemblyzer's webrtcvad trim, no scoring).",
         "",
     ]
+
+
+def render_busy(loads: dict[str, tuple[float, float, float]], load_before: tuple[float, float, float]) -> list[str]:
+    """A warning when other jobs loaded the machine during the runs (empty otherwise)."""
+    cores = os.cpu_count() or 1
     busy = max(max(v) for v in [*loads.values(), load_before])
-    if busy > 0.75 * cores:
-        lines += [
-            f"**The machine was busy**: load average up to {busy:.1f} on {cores} cores (before: "
-            f"{load_before[0]:.1f}) — other jobs shared the CPUs, so wall-clock figures are pessimistic "
-            "and scaling across workers is understated. CPU-hour figures are less affected.",
-            "",
-        ]
-    lines += [
+    if busy <= 0.75 * cores:
+        return []
+    return [
+        f"**The machine was busy**: load average up to {busy:.1f} on {cores} cores (before: "
+        f"{load_before[0]:.1f}) — other jobs shared the CPUs, so wall-clock figures are pessimistic "
+        "and scaling across workers is understated. CPU-hour figures are less affected.",
+        "",
+    ]
+
+
+def render_runs(
+    n_calls: int, hours: float, runs: dict[str, dict[str, Any]], loads: dict[str, tuple[float, float, float]]
+) -> tuple[list[str], dict[str, float]]:
+    """The runs table; also returns each run's steady-state audio hours per core hour."""
+    lines = [
         "*Warm*: the clock starts once the process has imported its libraries, loaded its model and run "
         "it on one short warm-up signal (the naive loop and the 1-worker batch, which runs in-process); a "
         "2+ worker batch cannot be warmed, so its warm figure includes spawning the workers, their model "
@@ -393,8 +461,9 @@ def render(
         "| x naive per core, cold | audio h / CPU h (used) | peak RSS per worker MB | load avg after |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    naive = runs["naive"]
     naive_core, naive_cold = hours / (naive["wall_s"] / 3600), hours / (naive["process_s"] / 3600)
-    per_call_s = hours * 3600 / a.calls
+    per_call_s = hours * 3600 / n_calls
     steady: dict[str, float] = {}  # audio h per core h once running
     for key, r in runs.items():
         w = int(key.split("-")[1]) if key.startswith("batch") else 1
@@ -408,7 +477,12 @@ def render(
             f"| {per_core / naive_core:.2f} | {steady[key] / naive_core:.2f} | {cold:.1f} "
             f"| {per_core_cold / naive_cold:.2f} | {hours / (cpu / 3600):.0f} | {rss:.0f} | {loads[key][0]:.1f} |"
         )
-    lines += [""]
+    return lines + [""], steady
+
+
+def render_notes(workers: list[int], runs: dict[str, dict[str, Any]], steady: dict[str, float]) -> list[str]:
+    """Scaling from the first worker count to the others, the batch phases, what the runs include."""
+    lines = []
     base = workers[0]
     for w in workers[1:]:
         warm = runs[f"batch-{base}"]["wall_s"] / runs[f"batch-{w}"]["wall_s"]
@@ -421,7 +495,7 @@ def render(
         sm = runs[f"batch-{w}"]["summary"]
         lines.append(f"- batch, {w} worker(s): phases {sm['timings_s']}; verdicts {sm['verdicts']}.")
     lines.append(
-        f"- naive loop: model load {naive['model_load_s']:.1f} s (not in its warm time); "
+        f"- naive loop: model load {runs['naive']['model_load_s']:.1f} s (not in its warm time); "
         "the batch's time includes the VAD, the cohort and scoring, and the durable results file; the "
         "1-worker batch's includes loading its models once more (run_batch starts its own worker)."
     )
@@ -429,9 +503,14 @@ def render(
         "- peak RSS: the worker process for 1 worker (the batch runs in-process), the largest "
         "pool worker for 2+ (`getrusage(RUSAGE_CHILDREN)`)."
     )
+    return lines
+
+
+def render_profile(prof: dict[str, Any], naive: dict[str, Any], hours: float) -> list[str]:
+    """Per-stage time of one worker, and the bound the embedding stage puts on the batch."""
     st = prof["stages_s"]
     total = sum(st.values())
-    lines += [
+    lines = [
         "",
         f"## Where a worker's time goes ({prof['calls']} calls, {prof['audio_s']:.0f} s audio, "
         f"{prof['speech_s']:.0f} s customer speech, one process, torch 1 thread, GE2E in {prof['precision']})",
@@ -454,7 +533,7 @@ def render(
         f"batch at **{naive_per_audio_s / embed_per_audio_s:.2f}x** the naive loop per core at this window hop "
         "and precision, even if decoding, VAD and scoring cost nothing.",
     ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 if __name__ == "__main__":

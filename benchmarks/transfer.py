@@ -7,7 +7,7 @@ too: nested leave-one-corpus-out). Then genuine calls flagged and impostor calls
 measured on the held-out corpus at the chosen operating point. Operating-point strategies:
 
 * S0 — today's: threshold at 5% genuine flagged on the other corpora (the shipped profile's recipe,
-  ``common.build_profile``), modes ``lda`` and ``lda+asnorm``.
+  ``build_profile``), modes ``lda`` and ``lda+asnorm``.
 * S1 — label-free: threshold = the (1 - ``max_false_accept``) quantile of the held-out corpus's own
   non-target scores (its calls against OTHER held-out borrowers' voiceprints, a sample per call, as
   a batch would do), with the default ``max_false_accept`` chosen on the other corpora.
@@ -39,8 +39,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import common  # noqa: E402
 from benchmarks import operating_point as op  # noqa: E402
+from recipes.backend import train_backend  # noqa: E402
+from recipes.corpus import DEFAULT_SPEECH, ROOT, SAMPLE_RATE, Speaker, load_utterances, read_corpus, split_speakers  # noqa: E402
+from recipes.embed_cache import DIM, Embeddings, SpeakerEmbeddings  # noqa: E402
+from recipes.material import MATERIAL_KEY, enrollment_split, join_utterances, quiet_cut, rng_for  # noqa: E402
+from recipes.profile import build_profile  # noqa: E402
+from recipes.trials import COHORT_MIN_CALLS, scorer_for_mode, scorer_settings  # noqa: E402
 
 log = logging.getLogger("benchmarks")
 
@@ -94,7 +99,7 @@ TAIL_MIN_S = 4.0
 """Least audio (s) a call is cut with; a shorter remainder joins the call before it."""
 CROPS_S = (4.5, 7.0)
 """Short calls: the first this-many seconds of each call at least 2 s longer (the duration study)."""
-TRANSFER_KEY = f"t1-{common.MATERIAL_KEY}-{'_'.join(map(str, CYCLE_S))}-{TAIL_MIN_S}-{'_'.join(map(str, CROPS_S))}"
+TRANSFER_KEY = f"t1-{MATERIAL_KEY}-{'_'.join(map(str, CYCLE_S))}-{TAIL_MIN_S}-{'_'.join(map(str, CROPS_S))}"
 """Cache key part of the extra material: changing a parameter re-embeds only this material."""
 
 
@@ -103,7 +108,7 @@ TRANSFER_KEY = f"t1-{common.MATERIAL_KEY}-{'_'.join(map(str, CYCLE_S))}-{TAIL_MI
 # --------------------------------------------------------------------------------------------
 
 
-def corpus_of(speaker: common.Speaker) -> str:
+def corpus_of(speaker: Speaker) -> str:
     """The corpus (a key of :data:`CORPORA`) of a speaker."""
     source = speaker.key.split("/")[0]
     for name, sources in CORPORA.items():
@@ -118,12 +123,12 @@ def cut_calls(rest: list[np.ndarray]) -> list[np.ndarray]:
     Cuts are at the quietest frame near each length; a remainder under :data:`TAIL_MIN_S` joins
     the last call.
     """
-    rate = common.SAMPLE_RATE
-    x = common._join(rest) if rest else np.zeros(0, np.float32)
+    rate = SAMPLE_RATE
+    x = join_utterances(rest) if rest else np.zeros(0, np.float32)
     calls, start, i = [], 0, 0
     while len(x) - start >= TAIL_MIN_S * rate:
         length = int(CYCLE_S[i % len(CYCLE_S)] * rate)
-        end = len(x) if len(x) - start - length < TAIL_MIN_S * rate else common._quiet_cut(x, start + length)
+        end = len(x) if len(x) - start - length < TAIL_MIN_S * rate else quiet_cut(x, start + length)
         calls.append(x[start:end])
         start, i = end, i + 1
     return calls
@@ -144,13 +149,13 @@ def measured_snr_db(samples: np.ndarray, sample_rate: int, regions: tuple) -> fl
     return float(10 * np.log10(max(speech - noise, 1e-12) / max(noise, 1e-12)))
 
 
-def transfer_material(cache: common.Embeddings, spk: common.Speaker, seed: int) -> dict[str, np.ndarray]:
+def transfer_material(cache: Embeddings, spk: Speaker, seed: int) -> dict[str, np.ndarray]:
     """Extra simulated calls of one speaker (cached): every part of the speech after the enrollment.
 
-    The enrollment is the accuracy benchmark's (``common.enrollment_split``, so its cached vectors
+    The enrollment is the accuracy benchmark's (``enrollment_split``, so its cached vectors
     are reused); the rest is cut by :func:`cut_calls`, and each call at least 2 s longer than a crop
     length also gives that crop (its first seconds). Each goes through the simulated telephone
-    channel (``voicecheck.channel.simulate_call_side``: 8 kHz mu-law, pink noise at an SNR drawn
+    channel (``recipes.simulate.simulate_call_side``: 8 kHz mu-law, pink noise at an SNR drawn
     from 10-30 dB; seeded by speaker, call and crop) and the product's ``Engine.embed_audio``.
 
     Returns:
@@ -159,21 +164,21 @@ def transfer_material(cache: common.Embeddings, spk: common.Speaker, seed: int) 
     """
 
     def compute() -> dict[str, np.ndarray]:
-        from voicecheck.channel import simulate_call_side
+        from recipes.simulate import simulate_call_side
         from voicecheck.errors import InsufficientSpeechError
 
-        _, rest = common.enrollment_split(common.load_utterances(spk))
+        _, rest = enrollment_split(load_utterances(spk))
         items: list[tuple[np.ndarray, int, tuple]] = []
         for i, call in enumerate(cut_calls(rest)):
             items.append((call, -1, (seed, spk.key, "tcall", i)))
             for crop_s in CROPS_S:
-                if len(call) >= (crop_s + 2.0) * common.SAMPLE_RATE:
-                    items.append((call[: int(crop_s * common.SAMPLE_RATE)], i, (seed, spk.key, "tcrop", i, crop_s)))
+                if len(call) >= (crop_s + 2.0) * SAMPLE_RATE:
+                    items.append((call[: int(crop_s * SAMPLE_RATE)], i, (seed, spk.key, "tcrop", i, crop_s)))
         out: dict[str, list] = {k: [] for k in ("calls", "speech_s", "audio_s", "crop_of", "snr_db", "snr_measured_db")}
         for audio, crop_of, parts in items:
-            rng = common.rng_for(*parts)
+            rng = rng_for(*parts)
             snr_db = float(rng.uniform(10.0, 30.0))
-            tel = simulate_call_side(audio, common.SAMPLE_RATE, rng, snr_db=snr_db)
+            tel = simulate_call_side(audio, SAMPLE_RATE, rng, snr_db=snr_db)
             try:
                 emb = cache.embed_call(tel, 8000)
             except InsufficientSpeechError:
@@ -183,7 +188,7 @@ def transfer_material(cache: common.Embeddings, spk: common.Speaker, seed: int) 
                 (
                     emb.vector,
                     emb.speech_seconds,
-                    len(audio) / common.SAMPLE_RATE,
+                    len(audio) / SAMPLE_RATE,
                     crop_of,
                     snr_db,
                     measured_snr_db(tel, 8000, emb.regions),
@@ -192,7 +197,7 @@ def transfer_material(cache: common.Embeddings, spk: common.Speaker, seed: int) 
             ):
                 out[k].append(v)
         return {
-            "calls": np.array(out["calls"], np.float32).reshape(-1, common.DIM),
+            "calls": np.array(out["calls"], np.float32).reshape(-1, DIM),
             **{k: np.array(out[k], np.int64 if k == "crop_of" else np.float64) for k in out if k != "calls"},
         }
 
@@ -261,11 +266,11 @@ class CorpusTrials:
                 if seen[o] <= per_speaker:
                     keep.append(i)
             vectors, owners = [vectors[i] for i in keep], [owners[i] for i in keep]
-        return np.array(vectors, np.float32).reshape(-1, common.DIM), owners
+        return np.array(vectors, np.float32).reshape(-1, DIM), owners
 
 
 def corpus_trials(
-    name: str, speakers: list[common.Speaker], embs: dict[str, common.SpeakerEmbeddings], extra: dict[str, dict]
+    name: str, speakers: list[Speaker], embs: dict[str, SpeakerEmbeddings], extra: dict[str, dict]
 ) -> CorpusTrials:
     """Voiceprints (speakers with an enrollment) and their extra calls for one corpus."""
     keys, enroll, tel, e_speech, calls, owner, speech, crop, snr, snr_m, hist, hist_owner = ([] for _ in range(12))
@@ -367,21 +372,21 @@ class Loco:
 
     def __init__(self, embs, speakers, trials: dict[str, CorpusTrials], workdir: Path, seed: int) -> None:  # noqa: ANN001
         self.embs, self.speakers, self.trials, self.seed = embs, speakers, trials, seed
-        self.settings = common.scorer_settings(workdir)
+        self.settings = scorer_settings(workdir)
         self._backends: dict[frozenset, object] = {}
         self._scored: dict[tuple[str, frozenset], Scored] = {}
 
     def backend(self, out: frozenset):  # noqa: ANN201 - voicecheck.scoring.Backend
-        """The LDA back-end (shipped recipe, ``common.train_backend``) trained without corpora ``out``."""
+        """The LDA back-end (shipped recipe, ``train_backend``) trained without corpora ``out``."""
         if out not in self._backends:
             train = [s for s in self.speakers if corpus_of(s) not in out]
-            self._backends[out] = common.train_backend(self.embs, train, source=f"LOCO without {sorted(out)}")
+            self._backends[out] = train_backend(self.embs, train, source=f"LOCO without {sorted(out)}")
         return self._backends[out]
 
     def _pick(self, vectors: np.ndarray, owners: list[str], size: int, *seed: object) -> tuple[np.ndarray, list[str]]:
         if len(vectors) <= size:
             return vectors, owners
-        pick = np.sort(common.rng_for(self.seed, *seed).permutation(len(vectors))[:size])
+        pick = np.sort(rng_for(self.seed, *seed).permutation(len(vectors))[:size])
         return vectors[pick], [owners[i] for i in pick]
 
     def tonight(self, corpus: str, out: frozenset) -> tuple[np.ndarray, list[str]]:
@@ -418,10 +423,10 @@ class Loco:
         product_cohort = None
         if cohort is not None:
             vectors, owners = cohort
-            if smallest_cohort(t, owners) < self.settings.cohort_min:
+            if smallest_cohort(t, owners) < COHORT_MIN_CALLS:
                 return None
             product_cohort = Cohort(vectors, list(owners), [{o} for o in owners])
-        scorer = common.scorer_for_mode(mode, self.settings, self.backend(out), product_cohort)
+        scorer = scorer_for_mode(mode, self.settings, self.backend(out), product_cohort)
         return score_grid(scorer, t.enroll_tel if tel else t.enroll, t)
 
     def scored(self, corpus: str, also_out: frozenset = frozenset()) -> Scored:
@@ -526,7 +531,7 @@ def nights(
 ) -> list[Night]:
     """``repeats`` nights (independent non-target samples) over ``calls`` (default: the product condition)."""
     idx = np.flatnonzero(scored.trials.main) if calls is None else calls
-    rng = common.rng_for(seed, scored.trials.name, system, "nights", len(idx))
+    rng = rng_for(seed, scored.trials.name, system, "nights", len(idx))
     return [night(scored, system, idx, rng) for _ in range(repeats)]
 
 
@@ -586,11 +591,11 @@ def choose_max_false_accept(loco: Loco, held_out: str, system: str, seed: int) -
 
 
 def today_thresholds(loco: Loco, held_out: str, seed: int, workdir: Path) -> dict[str, float]:
-    """S0: the shipped profile's recipe (``common.build_profile``) on the other corpora's speakers."""
+    """S0: the shipped profile's recipe (``build_profile``) on the other corpora's speakers."""
     others = [s for s in loco.speakers if corpus_of(s) != held_out]
-    split = common.split_speakers(others, seed)
-    backend = common.train_backend(loco.embs, split["train"])
-    profile = common.build_profile(loco.embs, others, seed, backend, workdir, f"LOCO without {held_out}")
+    split = split_speakers(others, seed)
+    backend = train_backend(loco.embs, split["train"])
+    profile = build_profile(loco.embs, others, seed, backend, workdir, f"LOCO without {held_out}")
     return {mode: v["threshold"] for mode, v in profile["modes"].items()}
 
 
@@ -643,7 +648,7 @@ def trials_needed(scored: Scored, mfa: float, seed: int, sizes=(100, 300, 1000, 
     condition; the realised rates are measured on all of them and on all genuine calls; 200 draws.
     """
     tar, non = trial_pairs(scored, PRIMARY)
-    rng = common.rng_for(seed, scored.trials.name, "needed")
+    rng = rng_for(seed, scored.trials.name, "needed")
     rows = []
     for n in sizes:
         fa, ff = [], []
@@ -671,7 +676,7 @@ def guard_figures(ns: list[Night], mfa: float, seed: int, shares=(0.0, 0.005, 0.
     telephone channel), as when one agent is enrolled as two borrowers. Judged impostor trials
     and genuine calls are left as they are.
     """
-    rng = common.rng_for(seed, "guard")
+    rng = rng_for(seed, "guard")
     rows = []
     for delta in shares:
         plain, guarded, estimates = [], [], []
@@ -719,7 +724,7 @@ def estimate_errors(
 
 def choose_anchor(loco: Loco, held_out: str, mfa: float, seed: int) -> float:
     """The estimator's anchor with the smallest worst-corpus 90th-percentile error on the other judged corpora."""
-    rng = common.rng_for(seed, held_out, "anchor")
+    rng = rng_for(seed, held_out, "anchor")
     worst = {a: 0.0 for a in ANCHORS}
     for corpus, t in loco.trials.items():
         sc = loco.scored(corpus, frozenset({held_out})) if corpus != held_out and judged(t) else None
@@ -740,7 +745,7 @@ def estimator_figures(
     counts every flagged impostor as an honest borrower: an upper bound when genuine calls are flagged
     less often than impostors).
     """
-    rng = common.rng_for(seed, "estimator")
+    rng = rng_for(seed, "estimator")
     rows = []
     for pi in shares:
         err, flag_err = estimate_errors(ns, mfa, pi, anchor, rng)
@@ -984,6 +989,9 @@ def evaluate_corpus(loco: Loco, corpus: str, seed: int, workdir: Path) -> dict:
             "sample_size": int(ns[0].sample.size),
             "judge_size": int(ns[0].judge.size),
         }
+    res["product"] = {system: product_path(loco, corpus, system, seed) for system in SYSTEMS if system != "lda"}
+    if res["judged"]:
+        res["renderings"] = enrollment_renderings(loco, corpus)
     if scored.scores[PRIMARY] is not None and res["judged"]:
         mfa = res["s1"][PRIMARY]["chosen"]
         ns = nights(scored, PRIMARY, seed)
@@ -1005,14 +1013,121 @@ def evaluate_corpus(loco: Loco, corpus: str, seed: int, workdir: Path) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
+# the product's own operating point (voicecheck.scorer.Scorer.measure_operating_points)
+# --------------------------------------------------------------------------------------------
+
+
+class VoiceprintPool:
+    """The two VoiceprintStore methods the product's operating point reads, over benchmark voiceprints."""
+
+    def __init__(self, model: str, voices: dict[str, np.ndarray]) -> None:
+        self.model, self.voices = model, voices
+
+    def summaries(self, kind: str, model: str) -> list[dict[str, object]]:
+        return [{"id": k} for k in sorted(self.voices)]
+
+    def get(self, owner: str, model: str, kind: str = "borrower"):  # noqa: ANN201 - voicecheck.types.Voiceprint
+        from voicecheck.errors import NotEnrolledError
+        from voicecheck.types import Voiceprint
+
+        if owner not in self.voices:
+            raise NotEnrolledError(f"{owner} has no voiceprint in the pool")
+        v = self.voices[owner]
+        return Voiceprint(owner, self.model, len(v), {"narrow": v}, 1, 0.0, "", "")
+
+
+def product_path(loco: Loco, corpus: str, system: str, seed: int) -> dict:
+    """The shipped defaults end to end on a held-out corpus: the product's Scorer, cohort and
+    operating point (its own sampling, guard and minimums), judged on trials it never sampled.
+
+    The corpus's speakers are split in two: half A's voiceprints form the store's other borrowers
+    the operating point samples; half B's voiceprints are the borrowers judged — each of half B's
+    main calls against its own voiceprint (genuine) and every call of the corpus against half B's
+    other voiceprints (impostors). No judged pair can be in the product's sample.
+    """
+    from voicecheck.scorer import CallVector, Cohort
+
+    t = loco.trials[corpus]
+    out = frozenset({corpus})
+    rng = rng_for(seed, corpus, "product-halves")
+    order = rng.permutation(len(t.speakers))
+    half_a, half_b = sorted(order[: len(order) // 2]), sorted(order[len(order) // 2 :])
+    vectors, owners = loco.tonight(corpus, out) if system.endswith("small") else loco.store(corpus, out)
+    cohort = Cohort(vectors, [f"cohort-{i}" for i in range(len(owners))], [{o} for o in owners])
+    from voicecheck.config import Settings
+
+    shipped = Settings(embeddings=str(loco.settings.embeddings))  # the product's defaults, cohort_min included
+    mode = system.split("/")[0] if cohort.people >= shipped.cohort_min else "lda"
+    scorer = scorer_for_mode(mode, shipped, loco.backend(out), cohort)
+    model = scorer.model
+    scorer.measure_operating_points(VoiceprintPool(model, {t.speakers[i]: t.enroll[i] for i in half_a}))
+    point = scorer.operating["narrow"]
+    res: dict = {"source": point.source if not isinstance(point, str) else point, "voiceprints": len(half_a)}
+    try:
+        limit = scorer.threshold("narrow")
+    except Exception as e:  # noqa: BLE001 - no profile for the mode: reported, not raised
+        return {**res, "error": str(e)}
+    res["threshold"] = limit.value
+    stored = {v.tobytes(): h for v, h in zip(vectors, cohort.hashes, strict=True)}  # a call in the store is its hash
+    calls = np.flatnonzero(t.main)
+    probes = [
+        CallVector(stored.get(t.calls[j].tobytes(), f"call-{j}"), model, "narrow", t.calls[j], None) for j in calls
+    ]
+    decisions: dict[str, list[tuple[bool, bool]]] = {"genuine": [], "impostor": []}
+    for i in half_b:
+        vp = VoiceprintPool(model, {t.speakers[i]: t.enroll[i]}).get(t.speakers[i], model)
+        for j, probe in zip(calls, probes, strict=True):
+            g = scorer.score(vp, probe)
+            decisions["genuine" if t.owner[j] == i else "impostor"].append((g.accepted, g.weak))
+    for kind, rows in decisions.items():
+        arr = np.array(rows, dtype=bool).reshape(-1, 2)
+        res[kind] = {"n": len(arr), "match": float(arr[:, 0].mean()), "weak": float(arr[:, 1].mean())}
+    return res
+
+
+def enrollment_renderings(loco: Loco, corpus: str) -> dict:
+    """Issue 11.6: does matching the enrollment to the call's condition help? EER (product condition,
+    LOCO back-end) with the voiceprint as shipped (channel-matched: through the G.711 band), through
+    the simulated call channel (codec + noise), and the mean of the two renderings."""
+    from voicecheck.metrics import eer
+    from voicecheck.scorer import Cohort
+    from voicecheck.scoring import unit
+
+    t, out = loco.trials[corpus], frozenset({corpus})
+    idx = np.flatnonzero(t.main)
+    mask = t.target_mask[:, idx]
+    res: dict = {}
+    for system in ("lda", "lda+asnorm/large"):
+        cohort = None
+        if system != "lda":
+            vectors, owners = loco.store(corpus, out)
+            cohort = Cohort(vectors, list(owners), [{o} for o in owners])
+        scorer = scorer_for_mode(system.split("/")[0], loco.settings, loco.backend(out), cohort)
+        renderings = {"matched": t.enroll, "call channel": t.enroll_tel, "mean of both": unit(t.enroll + t.enroll_tel)}
+        res[system] = {}
+        for name, enroll in renderings.items():
+            S = score_grid(scorer, enroll, t)[:, idx]
+            res[system][name] = eer(S[mask], S[~mask])[0]
+    return res
+
+
+def renderings_table(results: dict) -> list[str]:
+    rows = []
+    for name, r in results.items():
+        for system, by in (r.get("renderings") or {}).items():
+            rows.append([name, system, *(pct(v) for v in by.values())])
+    return _table(["held-out", "system", "EER: matched (shipped)", "call channel", "mean of both"], rows)
+
+
+# --------------------------------------------------------------------------------------------
 # main
 # --------------------------------------------------------------------------------------------
 
 
-def load_material(speech: str, out: Path, seed: int) -> tuple[list[common.Speaker], dict, dict[str, CorpusTrials]]:
+def load_material(speech: str, out: Path, seed: int) -> tuple[list[Speaker], dict, dict[str, CorpusTrials]]:
     """Speakers, their (cached) embeddings and extra calls, and each corpus as a night's batch."""
-    speakers = common.read_corpus(speech)
-    cache = common.Embeddings(out / "cache", seed)
+    speakers = read_corpus(speech)
+    cache = Embeddings(out / "cache", seed)
     embs = cache.all(speakers)
     started, extra = time.time(), {}
     for i, s in enumerate(speakers):
@@ -1021,7 +1136,7 @@ def load_material(speech: str, out: Path, seed: int) -> tuple[list[common.Speake
         if (i + 1) % 25 == 0:
             log.info("extra calls: %d/%d speakers (%.0f s)", i + 1, len(speakers), time.time() - started)
     cache.save()
-    by_corpus: dict[str, list[common.Speaker]] = {}
+    by_corpus: dict[str, list[Speaker]] = {}
     for s in speakers:
         by_corpus.setdefault(corpus_of(s), []).append(s)
     trials = {name: corpus_trials(name, by_corpus[name], embs, extra) for name in CORPORA}
@@ -1030,10 +1145,10 @@ def load_material(speech: str, out: Path, seed: int) -> tuple[list[common.Speake
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--speech", default=str(common.DEFAULT_SPEECH), help="real-speech corpus folder (MANIFEST.csv)")
+    parser.add_argument("--speech", default=str(DEFAULT_SPEECH), help="real-speech corpus folder (MANIFEST.csv)")
     parser.add_argument(
         "--out",
-        default=str(common.ROOT / "benchmarks" / ".cache" / "accuracy"),
+        default=str(ROOT / "benchmarks" / ".cache" / "accuracy"),
         help="cache folder (shared with accuracy.py)",
     )
     parser.add_argument("--seed", type=int, default=0, help="noise, cohort and sampling seed")
@@ -1061,7 +1176,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "transfer.json").write_text(json.dumps({"results": results, "shipped_default": shipped}, indent=1) + "\n")
     print(text)
     if not args.no_write:
-        dest = common.ROOT / "benchmarks" / "results" / "transfer.md"
+        dest = ROOT / "benchmarks" / "results" / "transfer.md"
         dest.write_text(text)
         print(f"wrote {dest}")
     return 0
@@ -1088,12 +1203,12 @@ def cohort_diversity(loco: Loco, corpus: str, mfa: float, seed: int, speakers=(7
     ``k - 2`` remain for some trials).
     """
     vectors, owners = loco.trials[corpus].material()
-    order = list(common.rng_for(seed, corpus, "diversity").permutation(sorted(set(owners))))
+    order = list(rng_for(seed, corpus, "diversity").permutation(sorted(set(owners))))
     rows = []
     for k in speakers:
         chosen = set(order[: k or len(order)])
         pick = [i for i, o in enumerate(owners) if o in chosen]
-        pick = sorted(common.rng_for(seed, corpus, k).permutation(pick)[:SMALL_COHORT])
+        pick = sorted(rng_for(seed, corpus, k).permutation(pick)[:SMALL_COHORT])
         rows.append(_primary_figures(loco, corpus, (vectors[pick], [owners[i] for i in pick]), mfa, seed))
     return rows
 
@@ -1396,7 +1511,7 @@ def report(results: dict, shipped: dict, cmd: str, elapsed: float) -> str:
         f"Command: `{cmd}` — {time.strftime('%Y-%m-%d')}, {elapsed:.0f} s (embeddings cached).",
         "",
         "Each corpus of `shared/speech` is held out in turn: the LDA back-end is retrained without its speakers "
-        "(`common.train_backend`, the shipped recipe), and every threshold, calibration and rule parameter is chosen "
+        "(`train_backend`, the shipped recipe), and every threshold, calibration and rule parameter is chosen "
         "on the other corpora, each of them scored as held out too (nested: its back-end trained without it *and* "
         "without the outer held-out corpus). Figures are then measured on the held-out corpus. Scores are the "
         "product's `voicecheck.scorer.Scorer` (each trial's two speakers left out of the cohort). Calls: every part "
@@ -1429,6 +1544,16 @@ def report(results: dict, shipped: dict, cmd: str, elapsed: float) -> str:
     ]
     md += ["Same targets with the large cohort:", "", *targets_table(results, "lda+asnorm/large")]
     md += ["Same targets in mode `lda` (no cohort):", "", *targets_table(results, "lda")]
+    md += ["## The product's own operating point (shipped defaults)", "", product_note(), "", *product_table(results)]
+    md += [
+        "## Matching the enrollment to the call (issue 11.6)",
+        "",
+        "The voiceprint's narrow-band vector as shipped (the enrollment through the G.711 band), through the "
+        "simulated call channel (mu-law and noise at 10-30 dB SNR), and the mean of the two renderings; EER in the "
+        "product condition. Kept only where it helps on every held-out corpus.",
+        "",
+        *renderings_table(results),
+    ]
     md += ["## Corpora", "", *corpus_table(results)]
     md += ["## Spread across the judged held-out corpora (product condition)", "", *spread_table(results)]
     md += [
@@ -1461,6 +1586,37 @@ def report(results: dict, shipped: dict, cmd: str, elapsed: float) -> str:
     md += ["## Cohort composition", "", composition_note(), "", *composition_table(results)]
     md += ["### Cohort speaker diversity", "", diversity_note(), "", *diversity_table(results)]
     return "\n".join(md)
+
+
+def product_note() -> str:
+    return (
+        "`voicecheck.scorer.Scorer.measure_operating_points` as shipped (max_false_accept 0.04; its own sample of "
+        "cohort calls against other borrowers' voiceprints; pairs of two borrowers whose voiceprints are as alike "
+        "as a call and its own voiceprint left out as one person enrolled twice; at least 100/max_false_accept "
+        "trials, 100 calls and 25 voiceprints), with the LOCO back-end. The held-out corpus's speakers are split "
+        "in two: half A's voiceprints are the store's other borrowers the operating point samples, half B's the "
+        "borrowers judged (their own main calls: genuine; every main call of the corpus against them: impostors), "
+        "so no judged pair is in the product's sample. A corpus with fewer than 50 voiceprints leaves half A under "
+        "the minimum: the product then keeps the profile threshold and says so (source column)."
+    )
+
+
+def product_table(results: dict) -> list[str]:
+    rows = []
+    for name, r in results.items():
+        for system, p in (r.get("product") or {}).items():
+            if "genuine" not in p:
+                rows.append([name, system, p.get("error", "")[:60], "", "", "", ""])
+                continue
+            g, i = p["genuine"], p["impostor"]
+            rows.append([
+                name, system, p["source"][:90], f"{p['threshold']:.3f}",
+                f"{pct(1 - g['match'] - g['weak'])} ({g['n']})", pct(1 - i["match"] - i["weak"]), pct(i["match"]),
+            ])  # fmt: skip
+    return _table(
+        ["held-out", "system", "threshold source", "threshold", "genuine flagged (n)", "impostors flagged",
+         "impostors passed"], rows,
+    )  # fmt: skip
 
 
 def guard_note() -> str:

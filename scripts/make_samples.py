@@ -37,7 +37,7 @@ import soundfile as sf
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-channel = importlib.import_module("voicecheck.channel")
+simulate = importlib.import_module("recipes.simulate")
 
 log = logging.getLogger("make_samples")
 
@@ -252,7 +252,7 @@ def load(samples_dir: Path, utt: Utterance) -> tuple[np.ndarray, int]:
 
 def to_level(samples: np.ndarray, level_db: float = TARGET_LEVEL_DB) -> np.ndarray:
     """Scale to the given active speech level (like a phone's AGC), never clipping."""
-    power = channel.active_power(samples)
+    power = simulate.active_power(samples)
     if power <= 0.0:
         return samples
     scaled = samples * np.sqrt(10.0 ** (level_db / 10.0) / power)
@@ -331,10 +331,10 @@ def build(samples_dir: Path, seed: int) -> None:
         if customer_rate != rate:
             raise SystemExit(f"{plan.call_id}: customer and collector rates differ")
 
-        stereo, turns = channel.make_call_with_turns(customer, collector, rate, rng, customer_channel=1)
+        stereo, turns = simulate.make_call_with_turns(customer, collector, rate, rng, customer_channel=1)
         audio = f"calls/{plan.call_id}.wav"
-        channel.write_call(samples_dir / audio, stereo)
-        log.info("wrote %s (%.1f s)", audio, stereo.shape[0] / channel.CALL_SAMPLE_RATE)
+        simulate.write_call(samples_dir / audio, stereo)
+        log.info("wrote %s (%.1f s)", audio, stereo.shape[0] / simulate.CALL_SAMPLE_RATE)
 
         takeover_s = ""
         if takeover_at >= 0:

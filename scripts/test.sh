@@ -14,7 +14,7 @@ if ! command -v chromium >/dev/null 2>&1 && [ -z "${VOICECHECK_CHROMIUM:-}" ] &&
         || echo "test.sh: chromium could not be installed; the browser test will be skipped" >&2
 fi
 export HF_HUB_OFFLINE=1
-.venv/bin/ruff check voicecheck tests scripts benchmarks
-.venv/bin/ruff format --check voicecheck tests scripts
-.venv/bin/mypy voicecheck
+.venv/bin/ruff check voicecheck tests scripts benchmarks recipes
+.venv/bin/ruff format --check voicecheck tests scripts benchmarks recipes
+.venv/bin/mypy voicecheck recipes
 exec .venv/bin/python -m pytest -q "$@"

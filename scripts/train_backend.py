@@ -4,8 +4,8 @@ Writes ``voicecheck/data/ge2e-backend.npz`` (LDA + WCCN trained on the TRAIN spe
 benchmark split, telephone augmented) and ``voicecheck/data/ge2e-profile.json`` (per scoring mode:
 threshold at 5% genuine calls flagged and calibration, both from the TUNE speakers, scored by the
 product's own ``voicecheck.scorer.Scorer`` with the TRAIN speakers' simulated calls as cohort).
-The split, the call simulation and the back-end settings are those of ``benchmarks/accuracy.py``
-(``benchmarks/common.py``), so the EVAL speakers the benchmark reports on are never seen here.
+The split, the call simulation and the back-end settings are the recipes' (``recipes/``), the same
+as ``benchmarks/accuracy.py`` uses, so the EVAL speakers the benchmark reports on are never seen here.
 
 Usage::
 
@@ -26,19 +26,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import common  # noqa: E402
+from recipes.backend import BACKEND, cohort_calls, lda_training_set, train_backend  # noqa: E402
+from recipes.corpus import DEFAULT_SPEECH, FOLDS, ROOT, read_corpus, split_speakers  # noqa: E402
+from recipes.embed_cache import DEFAULT_CACHE, MODEL_KEY, Embeddings  # noqa: E402
+from recipes.profile import FALSE_FLAG_TARGET, build_profile  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train the shipped GE2E back-end and profile.")
-    parser.add_argument("--speech", default=str(common.DEFAULT_SPEECH), help="real-speech corpus folder (MANIFEST.csv)")
+    parser.add_argument("--speech", default=str(DEFAULT_SPEECH), help="real-speech corpus folder (MANIFEST.csv)")
     parser.add_argument("--seed", type=int, default=0, help="speaker split and noise seed (0 = the shipped split)")
     parser.add_argument(
         "--cache",
-        default=str(common.ROOT / "benchmarks" / ".cache" / "accuracy" / "cache"),
+        default=str(DEFAULT_CACHE),
         help="embedding cache (shared with the benchmark)",
     )
-    parser.add_argument("--data", default=str(common.ROOT / "voicecheck" / "data"), help="where to write the files")
+    parser.add_argument("--data", default=str(ROOT / "voicecheck" / "data"), help="where to write the files")
     parser.add_argument(
         "--precision",
         default="fp32",
@@ -51,40 +54,40 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
 
-    speakers = common.read_corpus(args.speech)
-    split = common.split_speakers(speakers, args.seed)
-    embs = common.Embeddings(args.cache, args.seed, args.precision).all(speakers)
-    X, _ = common.lda_training_set(embs, split["train"], common.BACKEND.views)
-    cohort, _ = common.cohort_calls(embs, split["train"])
+    speakers = read_corpus(args.speech)
+    split = split_speakers(speakers, args.seed)
+    embs = Embeddings(args.cache, args.seed, args.precision).all(speakers)
+    X, _ = lda_training_set(embs, split["train"], BACKEND.views)
+    cohort, _ = cohort_calls(embs, split["train"])
     command = "python scripts/train_backend.py " + " ".join(argv if argv is not None else sys.argv[1:])
     today = time.strftime("%Y-%m-%d")
     data = (
         f"shared/speech real speakers (LibriSpeech train-clean-100, VCTK, CMU ARCTIC, AMI, Asterisk prompts, ...; "
-        f"benchmarks/common.py split seed {args.seed}: TRAIN {len(split['train'])} / TUNE {len(split['tune'])} / "
+        f"recipes/corpus.py split seed {args.seed}: TRAIN {len(split['train'])} / TUNE {len(split['tune'])} / "
         f"EVAL {len(split['eval'])} speakers)"
     )
     backend_source = (
-        f"LDA(dim={common.BACKEND.dim}, wccn={common.BACKEND.wccn}, shrink={common.BACKEND.shrink}) on {len(X)} "
-        f"segment embeddings ({common.BACKEND.views}: wideband, band-limited, 2 simulated 8 kHz mu-law copies) "
-        f"of the {len(split['train'])} TRAIN speakers; mean = {common.BACKEND.mean} ({len(cohort)} TRAIN calls); "
+        f"LDA(dim={BACKEND.dim}, wccn={BACKEND.wccn}, shrink={BACKEND.shrink}) on {len(X)} "
+        f"segment embeddings ({BACKEND.views}: wideband, band-limited, 2 simulated 8 kHz mu-law copies) "
+        f"of the {len(split['train'])} TRAIN speakers; mean = {BACKEND.mean} ({len(cohort)} TRAIN calls); "
         f"{data}; {today}; {command.strip()}"
     )
-    backend = common.train_backend(embs, split["train"], common.BACKEND, source=backend_source)
+    backend = train_backend(embs, split["train"], BACKEND, source=backend_source)
     out = Path(args.data)
     out.mkdir(parents=True, exist_ok=True)
-    backend_path = out / f"{common.MODEL_KEY}-backend.npz"
+    backend_path = out / f"{MODEL_KEY}-backend.npz"
     backend.save(backend_path)
 
     profile_source = (
-        f"thresholds at {100 * common.FALSE_FLAG_TARGET:g}% genuine calls flagged (threshold_at_false_flag) and "
+        f"thresholds at {100 * FALSE_FLAG_TARGET:g}% genuine calls flagged (threshold_at_false_flag) and "
         f"calibrations (fit_calibration, prior 0.5) from TUNE speakers: wideband enrollment (channel-matched) vs "
         f"simulated 8 kHz mu-law calls at 10-30 dB SNR, all call lengths, scored by voicecheck.scorer.Scorer with a "
         f"cohort of TRAIN calls ({len(cohort)} in the main split) and the shipped back-end; TUNE rotated over the "
-        f"{common.FOLDS - 1} non-EVAL folds (each with the back-end of its own TRAIN speakers), scores pooled; "
+        f"{FOLDS - 1} non-EVAL folds (each with the back-end of its own TRAIN speakers), scores pooled; "
         f"{data}; {today}; {command.strip()}"
     )
-    profile = common.build_profile(embs, speakers, args.seed, backend, args.cache, profile_source)
-    profile_path = out / f"{common.MODEL_KEY}-profile.json"
+    profile = build_profile(embs, speakers, args.seed, backend, args.cache, profile_source)
+    profile_path = out / f"{MODEL_KEY}-profile.json"
     profile_path.write_text(json.dumps(profile, indent=2) + "\n")
     print(f"wrote {backend_path} ({backend_path.stat().st_size} bytes) and {profile_path}")
     for mode, values in profile["modes"].items():

@@ -100,6 +100,21 @@ def test_too_short_for_two_sides():
     assert A.change_point(windows, window_times(8), min_segment_s=3.5)[0] == 4
 
 
+def test_net_speech_counts_windows_as_a_side_does():
+    times = window_times(8)  # 1.6 s windows every 0.8 s
+    assert A.net_speech_s(times) == pytest.approx(7 * 0.8 + (1.6 + 0.8) / 2)
+    assert A.net_speech_s(times, 8) == pytest.approx(A.net_speech_s(times))
+    assert A.net_speech_s(times, 0) == 0.0
+    # the two sides of any split add up to the speech the windows span (7 hops + one window)
+    for k in range(1, 8):
+        assert A.net_speech_s(times, k) + A.net_speech_s(times, 8 - k) == pytest.approx(7 * 0.8 + 1.6)
+    # 3.6 s a side: too short for min_segment_s=4 (test_too_short_for_two_sides), enough for 3.5
+    assert A.net_speech_s(times, 4) == pytest.approx(3.6)
+    # pauses in the recording are not speech
+    assert A.net_speech_s(window_times(8, gap_after=4)) == pytest.approx(A.net_speech_s(times))
+    assert A.net_speech_s(np.zeros((0, 2))) == 0.0
+
+
 def test_change_point_with_a_pause_reports_recording_time():
     rng = np.random.default_rng(5)
     borrower, impostor = centres(2, rng)

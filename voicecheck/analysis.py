@@ -9,7 +9,7 @@ space first (:func:`voicecheck.crosscall.scoring_space`: the shipped LDA back-en
 calls' own mean; :func:`centre` for a model without a back-end).
 
 Defaults were tuned in ``benchmarks/analysis.py`` on the TUNE speakers of the split the shipped
-GE2E back-end was trained with (``benchmarks/common.py``, seed 0; 8 kHz mu-law simulated calls)
+GE2E back-end was trained with (``recipes/corpus.py``, seed 0; 8 kHz mu-law simulated calls)
 and checked on its EVAL speakers; see ``benchmarks/results/analysis.md``.
 """
 
@@ -125,6 +125,26 @@ def _side_s(count: np.ndarray, window_s: float, hop_s: float) -> np.ndarray:
     """
     count = np.asarray(count, dtype=np.float64)
     return np.where(count > 0, (count - 1) * hop_s + (window_s + hop_s) / 2.0, 0.0)
+
+
+def net_speech_s(times_s: np.ndarray, count: int | None = None) -> float:
+    """Net speech (s) of a call's first ``count`` windows, measured as ``min_segment_s`` measures a side.
+
+    The measure :func:`change_point` applies to each side of a split: ``(count - 1) * hop +
+    (window + hop) / 2``, the side ending in the middle of its last window's overlap with the next
+    (so the two sides of a split add up to the speech the windows span). Window length and hop are
+    the medians of the window times, so pauses in the recording do not count.
+
+    Args:
+        times_s: (start, end) of each window in seconds, shape (n, 2), in call order.
+        count: windows counted from the first, 0 <= count <= n; None counts all n.
+
+    Returns:
+        Seconds of speech, >= 0 (0.0 for no windows).
+    """
+    t = np.asarray(times_s, dtype=np.float64).reshape(-1, 2)
+    window_s, hop_s = _speech_model(t)
+    return float(_side_s(np.asarray(len(t) if count is None else count), window_s, hop_s))
 
 
 def _check_windows(windows: np.ndarray, times_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
