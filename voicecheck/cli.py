@@ -509,6 +509,8 @@ def render_result(r: dict[str, Any]) -> str:
         lines.append(f"takeover   voice changes at {r['speaker_change_s']:.1f} s")
     for hit in r.get("watchlist_hits") or []:
         lines.append(f"watchlist  {hit['label']} (score {hit['score']:.3f}, source {hit.get('source')})")
+    if r.get("spoof_score") is not None:
+        lines.append(f"liveness   spoof score {r['spoof_score']:+.2f}  (log-likelihood ratio, synthetic vs live)")
     lines.append(f"model      {r.get('model')}")
     return "\n".join(lines)
 
@@ -921,6 +923,8 @@ def why(r: dict[str, Any]) -> str:
         return f"{reason} (score {r['score']:.3f} < {r['threshold']:.3f})"
     if reason == "speaker_change":
         return f"{reason} at {r['speaker_change_s']:.1f} s"
+    if reason == "synthetic_voice":
+        return f"{reason} (spoof score {r['spoof_score']:+.2f})"
     if r.get("watchlist_hits"):
         hit = r["watchlist_hits"][0]
         return f"{reason} ({hit['label']}, score {hit['score']:.3f})"
