@@ -806,4 +806,12 @@ def build_profile(
             "n_target": int(tar.size),
             "n_nontarget": int(non.size),
         }
-    return {"model": BUILTIN[MODEL_KEY].name, "source": source, "modes": modes}
+    from voicecheck.analysis import TAKEOVER_MAX_SIDE_COSINE
+
+    takeover = {
+        "max_side_cosine": TAKEOVER_MAX_SIDE_COSINE,
+        "source": "benchmarks/analysis.py: TUNE speakers of the shipped back-end's split (seed 0), 8 kHz mu-law "
+        "simulated calls: halves of one speaker's call mostly have raw GE2E window cosine >= 0.87, a borrower and "
+        "another speaker mostly 0.6-0.85 (voicecheck.analysis.TAKEOVER_MAX_SIDE_COSINE)",
+    }
+    return {"model": BUILTIN[MODEL_KEY].name, "source": source, "modes": modes, "takeover": takeover}

@@ -660,6 +660,17 @@ def calibrate(
         f"{100 * c['impostors_flagged']:.1f}%), llr = {c['calibration']['a']:.3f} * score + "
         f"{c['calibration']['b']:.3f}; saved to {c['path']}"
     )
+    t = c.get("takeover")
+    if t is not None:
+        typer.echo(
+            f"takeover limit: max side cosine {t['max_side_cosine']:.4f} ({100 * t['genuine_share_below']:.0f}% of "
+            f"{t['n_calls']} genuine calls' halves are less alike)"
+        )
+    else:
+        typer.echo(
+            "takeover limit: not fitted (fewer than 20 genuine test calls with two sides of "
+            f"{settings.takeover_min_segment_s:g} s of speech); the model's profile keeps its own, if any"
+        )
 
 
 def print_summary(summary: dict[str, Any], out: Path) -> None:

@@ -214,6 +214,7 @@ class Judge:
         self.min_speech_s = min_speech_s
         self.timeline = timeline
         self.liveness = liveness
+        self.takeover_limit = scorer.takeover_max_side_cosine().value
         agents = voiceprints.all(scorer.model, "agent")
         self.agent_vectors = np.stack([a.vectors["narrow"] for a in agents]) if agents else None
         watch = voiceprints.watch_list(scorer.model)
@@ -301,7 +302,13 @@ class Judge:
 
         settings = self.scorer.settings
         change = detect_speaker_change(
-            emb.windows, emb.window_times_s, enroll, score_fn, threshold, min_segment_s=settings.takeover_min_segment_s
+            emb.windows,
+            emb.window_times_s,
+            enroll,
+            score_fn,
+            threshold,
+            min_segment_s=settings.takeover_min_segment_s,
+            max_side_cosine=self.takeover_limit,
         )
         if change is not None:
             result.speaker_change_s = round(change.change_s, 2)
