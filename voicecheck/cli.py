@@ -87,7 +87,10 @@ EmbOpt = Annotated[
     ),
 ]
 ModelOpt = Annotated[
-    str | None, typer.Option("--model", help="Model key in models.toml: ge2e (default, offline) or ecapa.")
+    str | None,
+    typer.Option(
+        "--model", help="Model key in models.toml: ge2e (default, offline), ecapa, or one you declare (onnx)."
+    ),
 ]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu or cuda.")]
 ConfigOpt = Annotated[

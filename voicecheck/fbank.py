@@ -117,6 +117,9 @@ class Fbank:
         self.fft_size = 1 << (self.frame_samples - 1).bit_length()
         self.window = window_function(o.window_type, self.frame_samples).astype(np.float32)
         self.mel = mel_banks(o.num_mel_bins, self.fft_size, self.sample_rate, o.low_freq_hz, o.high_freq_hz)
+        # each filter weight twice, for the real and imaginary parts of a complex64 spectrum viewed as float32
+        # pairs: the squared view times this is the power spectrum through the filters in one matrix product
+        self._mel_pairs = np.ascontiguousarray(np.repeat(self.mel.T, 2, axis=0))
 
     def num_frames(self, num_samples: int) -> int:
         """Frames Kaldi makes of ``num_samples`` samples (snip edges): 0 when shorter than one frame."""
@@ -154,19 +157,24 @@ class Fbank:
         emphasised[..., 1:] -= np.float32(PREEMPHASIS) * framed[..., :-1]
         emphasised[..., 0] *= np.float32(1.0 - PREEMPHASIS)  # the first sample against itself
         emphasised *= self.window
-        out = log_mel(emphasised, self.fft_size, self.mel)
+        out = log_mel(emphasised, self.fft_size, self._mel_pairs)
         if self.options.cmn:
             out -= out.mean(axis=1, keepdims=True)
         return out[0] if one else out
 
 
-def log_mel(framed: np.ndarray, fft_size: int, mel: np.ndarray) -> np.ndarray:
-    """Log mel energies of windowed frames (..., frame) zero-padded to ``fft_size``; float32 (..., bins)."""
+def log_mel(framed: np.ndarray, fft_size: int, mel_pairs: np.ndarray) -> np.ndarray:
+    """Log mel energies of windowed frames (..., frame) zero-padded to ``fft_size``; float32 (..., bins).
+
+    ``mel_pairs`` is :func:`mel_banks` transposed with every row repeated, shape (fft_size + 2, bins):
+    it weights the real and imaginary part of each FFT bin alike.
+    """
     import scipy.fft
 
-    spectrum = scipy.fft.rfft(framed, n=fft_size, axis=-1)
-    power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
-    energies = power @ mel.T
+    spectrum = scipy.fft.rfft(np.asarray(framed, np.float32), n=fft_size, axis=-1)
+    pairs = spectrum.view(np.float32)  # (..., 2 * (fft_size // 2 + 1)): re, im, re, im, ...
+    pairs = pairs * pairs
+    energies = (pairs.reshape(-1, pairs.shape[-1]) @ mel_pairs).reshape(*pairs.shape[:-1], mel_pairs.shape[1])
     return np.log(np.maximum(energies, np.float32(LOG_FLOOR)), dtype=np.float32)
 
 
