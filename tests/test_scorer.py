@@ -117,7 +117,7 @@ def test_build_takes_the_cohort_from_the_callstore(tmp_path: Path) -> None:
     vectors = _unit_rows(rng, 25, 32)
 
     class Store:
-        def cohort(self, model: str, band: str, limit: int):
+        def cohort(self, model: str, band: str, limit: int, per_borrower: int = 3):
             assert model == "fake-bands"
             if band == "narrow":
                 return vectors[:limit], [f"h{i}" for i in range(len(vectors))][:limit], [set()] * min(limit, 25)
@@ -170,15 +170,25 @@ def test_exclude_hash_and_owner(tmp_path: Path) -> None:
     assert got.raw_cosine == pytest.approx(float(enroll @ test), abs=1e-5)
 
 
-def test_exclusion_leaving_too_small_a_cohort_falls_back_to_the_centred_score(tmp_path: Path) -> None:
+def test_exclusions_never_switch_the_score_to_another_scale(tmp_path: Path) -> None:
+    """Leaving a borrower's calls out of the cohort keeps the score AS-normalised (the mode's scale,
+    which its threshold is on) over what is left; it never falls back silently to a cosine."""
+    from voicecheck.scoring import asnorm_matrix, unit
+
     rng = np.random.default_rng(5)
-    settings = _settings(tmp_path, thresholds={"cosine": 0.0, "asnorm": 0.0}, cohort_min=20, cohort_top_n=5)
-    vectors = _unit_rows(rng, 20, 32)
-    cohort = Cohort(vectors, [f"h{i}" for i in range(20)], [{"B1"} if i == 0 else {f"X{i}"} for i in range(20)])
-    scorer = Scorer(settings, "fake-bands", "fake", None, {"narrow": cohort})
+    settings = _settings(tmp_path, thresholds={"asnorm": 0.0}, cohort_min=20, cohort_top_n=5)
+    vectors = _unit_rows(rng, 22, 32)
+    owners = [{"B1"} if i < 3 else {f"X{i}"} for i in range(22)]
+    scorer = Scorer(
+        settings, "fake-bands", "fake", None, {"narrow": Cohort(vectors, [f"h{i}" for i in range(22)], owners)}
+    )
+    assert scorer.mode("narrow") == "asnorm"
     enroll, test = _unit_rows(rng, 2, 32)
     s, _ = scorer.scores(enroll, test[None, :], "narrow", exclude_owner="B1")
-    assert -1.0 - 1e-6 <= s[0] <= 1.0 + 1e-6  # 19 left < cohort_min: a cosine (centred), not a z-score
+    mean = vectors.mean(axis=0)
+    e, t, rest = unit(enroll - mean), unit(test - mean), unit(vectors[3:] - mean)
+    want = asnorm_matrix([[float(e @ t)]], (rest @ e)[None, :], (rest @ t)[None, :], 5)[0, 0]
+    assert s[0] == pytest.approx(want, abs=1e-5)
 
 
 # -- profile overrides and missing thresholds ------------------------------------------------------------

@@ -27,8 +27,10 @@ from .enrollment import VoiceprintStore
 from .errors import AudioError, UsageError
 from .files import locked
 from .manifest import Row, call_rows, customer_channel, read_rows
+from .operating import OperatingPoint
 from .pipeline import Judge, error_result
-from .report import RESULTS, SUMMARY, ResultsFile, summarise, write_json
+from .report import RESULTS, SUMMARY, ResultsFile, read_jsonl, summarise, write_json
+from .scorer import Scorer
 from .types import CallResult
 from .workers import Embedded, as_error, map_local
 
@@ -81,6 +83,7 @@ def run_batch(
         (progress or (lambda n: None))(len(done))
         calls = CallStore(settings.embeddings, cipher)
         voiceprints = VoiceprintStore(settings.store, cipher)
+        judge: Judge | None = None
         try:
             t0 = time.perf_counter()
             todo = (r for r in call_rows(manifest, settings.channel) if r.row not in done)
@@ -108,6 +111,7 @@ def run_batch(
             encryption=cipher.describe(),
             retention_purged=purged,
             liveness=describe(read_liveness(settings.embeddings)),
+            operating_point=None if judge is None else decision_report(judge.scorer, out / RESULTS),
         )
         write_json(out / SUMMARY, summary)
         trail.log.record(
@@ -141,6 +145,29 @@ class AuditedResults(ResultsFile):
     def close(self) -> None:
         super().close()
         self.trail.flush()
+
+
+def decision_report(scorer: Scorer, results_path: Path) -> dict[str, Any]:
+    """Per band: the threshold's source and, for an operating point, tonight's estimated share of
+    honest borrowers flagged (:meth:`voicecheck.operating.OperatingPoint.report`) from the run's
+    claimed-identity scores in that band and mode."""
+    claimed: dict[str, list[float]] = {}
+    for r in read_jsonl(results_path):
+        if r.get("score") is not None and r.get("scoring") == scorer.mode(str(r.get("band"))):
+            claimed.setdefault(str(r["band"]), []).append(float(r["score"]))
+    out: dict[str, Any] = {}
+    for band in sorted(claimed):
+        point = scorer.operating.get(band)
+        try:
+            used = scorer.threshold(band)
+        except UsageError as e:
+            out[band] = {"mode": scorer.mode(band), "source": str(e)}
+            continue
+        if isinstance(point, OperatingPoint):
+            out[band] = point.report(claimed[band], scorer.settings.false_flag_alarm, used)
+        else:
+            out[band] = {"mode": scorer.mode(band), "threshold": round(used.value, 4), "source": used.source}
+    return out
 
 
 def claim(out: Path, manifest: str | Path) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -303,30 +304,40 @@ class CallStore:
             self._db.execute("SELECT COUNT(*) FROM embeddings WHERE model=? AND status='ok'", (model,)).fetchone()[0]
         )
 
-    def cohort(self, model: str, band: str, limit: int) -> tuple[np.ndarray, list[str], list[set[str]]]:
-        """Up to ``limit`` call vectors of one band for a cohort, chosen by hash (deterministic, unbiased).
+    def cohort(
+        self, model: str, band: str, limit: int, per_borrower: int = 3
+    ) -> tuple[np.ndarray, list[str], list[set[str]]]:
+        """Up to ``limit`` call vectors of one band for a cohort, chosen by hash (deterministic, unbiased),
+        at most ``per_borrower`` of any one borrower's calls (a cohort measures many people, not a
+        few people's many calls; unlinked calls from ``cohort build`` each count as their own).
 
         Returns:
             vectors (n, d) float32, their content hashes, and the borrowers each was linked to.
         """
         col = "vector" if band == "wide" else "CASE WHEN band='narrow' THEN vector ELSE narrow_vector END"
         name = "'vector'" if band == "wide" else "CASE WHEN band='narrow' THEN 'vector' ELSE 'narrow_vector' END"
+        owners: dict[str, set[str]] = {}
+        for h, b in self._db.execute("SELECT content_hash, borrower_id FROM calls WHERE model=?", (model,)):
+            owners.setdefault(h, set()).add(b)
+        kept: list[tuple] = []
+        taken: Counter[str] = Counter()
         rows = self._db.execute(
             f"SELECT content_hash, dimension, {col}, {name}, channel FROM embeddings WHERE model=? AND status='ok'"
-            f" AND {col} IS NOT NULL"
-            + (" AND band='wide'" if band == "wide" else "")
-            + " ORDER BY content_hash LIMIT ?",
-            (model, limit),
-        ).fetchall()
-        if not rows:
+            f" AND {col} IS NOT NULL" + (" AND band='wide'" if band == "wide" else "") + " ORDER BY content_hash",
+            (model,),
+        )
+        for row in rows:
+            who = owners.get(row[0], set())
+            if any(taken[b] >= per_borrower for b in who):
+                continue
+            kept.append(row)
+            taken.update(who)
+            if len(kept) >= limit:
+                break
+        if not kept:
             return np.zeros((0, 0), np.float32), [], []
-        hashes = [r[0] for r in rows]
-        owners: dict[str, set[str]] = {h: set() for h in hashes}
-        for h, b in self._db.execute("SELECT content_hash, borrower_id FROM calls WHERE model=?", (model,)):
-            if h in owners:
-                owners[h].add(b)
-        vectors = np.stack([self._cohort_vector(r, band, model) for r in rows])
-        return vectors, hashes, [owners[h] for h in hashes]
+        vectors = np.stack([self._cohort_vector(r, band, model) for r in kept])
+        return vectors, [r[0] for r in kept], [owners.get(r[0], set()) for r in kept]
 
     def _cohort_vector(self, row: tuple, band: str, model: str) -> np.ndarray:
         content_hash, dimension, blob, column, channel = row

@@ -687,6 +687,8 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
     )
     if str(summary.get("encryption", "")).startswith("none"):
         typer.echo("WARNING: biometric data is stored UNENCRYPTED (encryption = false)")
+    for line in operating_lines(summary.get("operating_point") or {}):
+        typer.echo(line)
     flagged = [r for r in read_jsonl(out / RESULTS) if r["verdict"] != "match"]
     flagged.sort(key=lambda r: ("mismatch", "error", "inconclusive").index(r["verdict"]))
     if flagged:
@@ -695,6 +697,22 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
         typer.echo(f"  {r['call_id']:<12} {r['borrower_id']:<12} {r['verdict']:<12} {why(r)}")
     if len(flagged) > 50:
         typer.echo(f"  ... and {len(flagged) - 50} more in {out / RESULTS}")
+
+
+def operating_lines(bands: dict[str, Any]) -> list[str]:
+    """The thresholds a run used, per band, and tonight's estimated share of honest borrowers flagged."""
+    lines = []
+    for band, p in bands.items():
+        estimate = ""
+        if p.get("estimated_false_flag_rate") is not None:
+            estimate = (
+                f"; estimated honest borrowers flagged {100 * p['estimated_false_flag_rate']:.1f}% "
+                f"(all calls flagged {100 * p['flagged_share']:.1f}%)"
+            )
+        lines.append(f"{band} band, {p.get('mode')}: threshold {p.get('threshold')} from {p.get('source')}{estimate}")
+        if p.get("warning"):
+            lines.append(f"WARNING: {p['warning']}")
+    return lines
 
 
 @cohort_app.command("build")

@@ -40,6 +40,13 @@ _RANGES: dict[str, tuple[float, float]] = {
     "cohort_top_n": (2, 1_000_000),
     "cohort_max": (1, 10_000_000),
     "cohort_min": (2, 1_000_000),
+    "cohort_per_borrower": (1, 1_000_000),
+    "max_false_accept": (0.001, 0.5),
+    "weak_evidence_band": (1.0, 10.0),
+    "nontarget_calls": (10, 10_000_000),
+    "nontarget_voiceprints": (2, 10_000_000),
+    "nontarget_per_call": (1, 10_000),
+    "false_flag_alarm": (0.0, 1.0),
     "takeover_window_s": (0.5, 600.0),
     "takeover_min_segment_s": (0.5, 3600.0),
     "ring_min_borrowers": (2, 1_000_000),
@@ -77,8 +84,24 @@ class Settings:
         cohort: use in-domain call embeddings for centring and AS-norm.
         cohort_top_n: AS-norm top-N.
         cohort_max: most call embeddings kept in a cohort (bounds memory).
-        cohort_min: fewest call embeddings that make a usable cohort.
+        cohort_min: fewest distinct people (borrowers; an unlinked call counts as one) that make a usable
+            cohort: AS-norm against a few people's calls moves the score scale (benchmarks/transfer.py:
+            cohorts of 7-12 people gave EER 7-8%, of 25 or more 4-5%).
+        cohort_per_borrower: most calls of one borrower in a cohort.
         backend_file: trained back-end (.npz) relative to the package's models dir or absolute; "" = none.
+        operating_point: set each band's threshold from the deployment's own calls (a share
+            ``max_false_accept`` of calls scored against other borrowers' voiceprints may pass) once
+            there are enough of them; off, or below that, the profile's threshold (voicecheck.operating).
+        max_false_accept: the operating point's false-accept rate (chosen leave-one-corpus-out in
+            benchmarks/transfer.py: 0.04 keeps >= 95% of impostors flagged with sampling noise).
+        weak_evidence_band: w > 1 makes calls between the thresholds for ``max_false_accept * w`` and
+            ``max_false_accept / w`` inconclusive (reason weak_evidence) instead of a coin-flip verdict;
+            1 = no band (the default: see the README for what the band costs and buys).
+        nontarget_calls: most stored calls sampled for the operating point.
+        nontarget_voiceprints: other borrowers' voiceprints sampled for the operating point.
+        nontarget_per_call: voiceprints each sampled call is scored against.
+        false_flag_alarm: warn (summary, report) when tonight's estimated share of honest borrowers
+            flagged exceeds this.
         thresholds: decision threshold per scoring mode (e.g. {"lda+asnorm": 2.1}), overriding the
             calibrated one for that mode only; modes not named keep theirs.
         mono_split: in mono recordings, separate the two speakers and score only the customer's voice.
@@ -114,8 +137,16 @@ class Settings:
     cohort: bool = True
     cohort_top_n: int = 200
     cohort_max: int = 5000
-    cohort_min: int = 20
+    cohort_min: int = 25
+    cohort_per_borrower: int = 3
     backend_file: str = "auto"
+    operating_point: bool = True
+    max_false_accept: float = 0.04
+    weak_evidence_band: float = 1.0
+    nontarget_calls: int = 2000
+    nontarget_voiceprints: int = 200
+    nontarget_per_call: int = 20
+    false_flag_alarm: float = 0.08
     thresholds: dict[str, float] = field(default_factory=dict)
     mono_split: bool = True
     takeover_window_s: float = 4.0

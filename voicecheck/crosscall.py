@@ -74,14 +74,15 @@ def stored_calls(settings: Settings) -> Calls:
     return Calls(ids, owners, np.stack(rows) if rows else np.zeros((0, dim), np.float32), calls)
 
 
-def scorer_for(settings: Settings, with_cohort: bool = False) -> Scorer:
-    """The product's Scorer for the settings' model (cohort from the call store when asked)."""
+def scorer_for(settings: Settings, voiceprints: Any | None = None) -> Scorer:
+    """The product's Scorer for the settings' model; with ``voiceprints`` (the store), the cohort
+    from the call store and each band's operating point, as the batch builds it."""
     spec = model_spec(settings.model, settings.embeddings)
-    if not with_cohort:
+    if voiceprints is None:
         return Scorer.build(settings, spec.name, spec.key, None)
     store = CallStore(settings.embeddings, cipher_for(settings))
     try:
-        return Scorer.build(settings, spec.name, spec.key, store)
+        return Scorer.build(settings, spec.name, spec.key, store, voiceprints)
     finally:
         store.close()
 
@@ -173,9 +174,9 @@ def verified_calls(settings: Settings, calls: Calls) -> np.ndarray:
     out = np.zeros(len(calls.call_ids), dtype=bool)
     if not len(out) or not (Path(settings.store) / DB_NAME).is_file():
         return out
-    scorer = scorer_for(settings, with_cohort=True)
     voiceprints = VoiceprintStore(settings.store, cipher_for(settings))
     try:
+        scorer = scorer_for(settings, voiceprints)
         order = sorted(range(len(out)), key=lambda i: calls.borrower_ids[i])
         for borrower, members in groupby(order, key=lambda i: calls.borrower_ids[i]):
             idx = list(members)

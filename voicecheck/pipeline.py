@@ -275,12 +275,15 @@ class Judge:
         s = self.scorer.score(voiceprint, emb)
         result.score, result.threshold = round(s.score, 4), round(s.threshold, 4)
         result.threshold_source = s.threshold_source
+        result.mismatch_below = None if s.mismatch_below is None else round(s.mismatch_below, 4)
         result.raw_cosine = round(s.raw_cosine, 4)
         result.llr = None if s.llr is None else round(s.llr, 3)
         result.band, result.scoring = s.band, s.mode
         if s.band == emb.band:  # window embeddings are in the call's own band
             self.within_call(result, voiceprint, emb, s.band, s.threshold)
-        if not s.accepted:
+        if s.weak:
+            result.verdict, result.reason = "inconclusive", "weak_evidence"
+        elif not s.accepted:
             result.verdict, result.reason = "mismatch", "voice_mismatch"
         elif result.speaker_change_s is not None:
             result.verdict, result.reason = "mismatch", "speaker_change"
@@ -355,11 +358,12 @@ class Judge:
 
     @classmethod
     def open(cls, settings: Settings, voiceprints: VoiceprintStore, calls: Any, timeline: bool = False) -> Judge:
-        """The judge for the settings' model, with the cohort from the call store ``calls``."""
+        """The judge for the settings' model: the cohort from the call store ``calls`` and each band's
+        operating point from the stores (:meth:`voicecheck.scorer.Scorer.measure_operating_points`)."""
         from .embedders import model_spec
 
         spec = model_spec(settings.model, settings.embeddings)
-        scorer = Scorer.build(settings, spec.name, spec.key, calls)
+        scorer = Scorer.build(settings, spec.name, spec.key, calls, voiceprints)
         return cls(voiceprints, scorer, spec.min_speech_s, timeline, read_liveness(settings.embeddings))
 
     def watchlist_hits(self, emb: CallEmbedding) -> list[dict[str, Any]]:
@@ -530,7 +534,7 @@ class _VoiceGate:
         """'' when the voice matches or the owner has no voiceprint yet; else why it is refused."""
         from .errors import ModelMismatchError
 
-        scorer = self._scorer or self._build()
+        scorer = self._scorer or self._build(store)
         try:
             voiceprint = store.get(owner, scorer.model, kind)
         except NotEnrolledError:
@@ -551,14 +555,14 @@ class _VoiceGate:
             f"{s.mode})"
         )
 
-    def _build(self) -> Scorer:
+    def _build(self, store: VoiceprintStore) -> Scorer:
         from .callstore import CallStore
         from .embedders import model_spec
 
         spec = model_spec(self.settings.model, self.settings.embeddings)
         calls = CallStore(self.settings.embeddings, self.cipher)
         try:
-            self._scorer = Scorer.build(self.settings, spec.name, spec.key, calls)
+            self._scorer = Scorer.build(self.settings, spec.name, spec.key, calls, store)
         finally:
             calls.close()
         return self._scorer

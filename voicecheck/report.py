@@ -385,6 +385,12 @@ def _meta(summary: dict[str, Any]) -> str:
     for key in ("model", "engine", "workers", "wall_seconds"):
         if summary.get(key) is not None:
             bits.append(f"{key.replace('_', ' ')} {summary[key]}")
+    for band, p in (summary.get("operating_point") or {}).items():
+        bits.append(f"{band} band threshold {p.get('threshold')} ({p.get('source')})")
+        if p.get("estimated_false_flag_rate") is not None:
+            bits.append(f"estimated honest borrowers flagged {100 * p['estimated_false_flag_rate']:.1f}%")
+        if p.get("warning"):
+            bits.append(f"WARNING: {p['warning']}")
     return " · ".join(bits)
 
 

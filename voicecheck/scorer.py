@@ -29,7 +29,8 @@ import numpy as np
 
 from .config import Settings
 from .errors import ModelMismatchError, UsageError
-from .scoring import Backend, Calibration, asnorm_matrix, unit, with_domain_mean
+from .operating import OperatingPoint, choose_pairs, operating_point
+from .scoring import Backend, Calibration, asnorm_matrix, top_stats, unit, with_domain_mean
 from .types import Voiceprint
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,11 @@ class Cohort:
     def __len__(self) -> int:
         return len(self.vectors)
 
+    @property
+    def people(self) -> int:
+        """Distinct borrowers among the calls (an unlinked call counts as one person)."""
+        return len({b for o in self.owners for b in o}) + sum(1 for o in self.owners if not o)
+
 
 @dataclass(frozen=True)
 class Space:
@@ -87,7 +93,7 @@ class Space:
         backend: the transform before cosine scoring, or None (plain length normalisation).
         cohort: the in-domain cohort, or None (fewer than ``cohort_min`` calls).
         top_n: AS-norm top-N.
-        cohort_min: fewest cohort calls (after exclusions) AS-norm runs with.
+        cohort_min: fewest distinct people a cohort needs (checked when the space is built).
     """
 
     band: str
@@ -135,18 +141,64 @@ class Space:
                 ]
             )
             proj = self._projected[keep]
-            if len(proj) >= self.cohort_min:
-                top = min(self.top_n, len(proj))
-                s = asnorm_matrix(s[None, :], (proj @ e[0])[None, :], t @ proj.T, top)[0]
+            s = asnorm_matrix(s[None, :], (proj @ e[0])[None, :], t @ proj.T, min(self.top_n, len(proj)))[0]
         return np.asarray(s, dtype=np.float64), np.asarray(raw, dtype=np.float64)
+
+    def pair_scores(
+        self, enrolls: np.ndarray, owners: list[str], rows: np.ndarray, pairs: tuple[np.ndarray, np.ndarray]
+    ) -> np.ndarray:
+        """Scores of cohort calls against other voiceprints, as :meth:`scores` would give each pair.
+
+        Each enrollment side leaves out its owner's calls, each call side leaves out the call itself
+        (a call in the cohort would otherwise match itself); the borrower's own calls of the call
+        stay, as an impostor's other calls stay in a real impostor trial.
+
+        Args:
+            enrolls: voiceprint vectors, shape (v, d); ``owners`` their borrowers, (v,).
+            rows: cohort rows of the calls, shape (c,).
+            pairs: (index into ``enrolls``, index into ``rows``) of each trial, each shape (n,).
+
+        Returns:
+            float64, shape (n,).
+        """
+        if self.cohort is None or self._projected is None:
+            raise UsageError(f"the {self.band}-band space has no cohort: its calls cannot be paired")
+        e = self.transform(enrolls).astype(np.float64)
+        proj, t = self._projected.astype(np.float64), self._projected[rows].astype(np.float64)
+        vp, call = pairs
+        raw = np.sum(e[vp] * t[call], axis=1)
+        if self.mode in ("cosine", "lda"):
+            return raw
+        rows_of: dict[str, list[int]] = {}
+        for j, who in enumerate(self.cohort.owners):
+            for b in who:
+                rows_of.setdefault(b, []).append(j)
+        enroll_side, most = e @ proj.T, 0
+        for i, owner in enumerate(owners):
+            mine = rows_of.get(owner, [])
+            enroll_side[i, mine] = -np.inf
+            most = max(most, len(mine))
+        call_side = t @ proj.T
+        call_side[np.arange(len(rows)), rows] = -np.inf
+        mu_e, sd_e = top_stats(enroll_side, min(self.top_n, len(proj) - most))
+        mu_t, sd_t = top_stats(call_side, min(self.top_n, len(proj) - 1))
+        return np.asarray(0.5 * ((raw - mu_e[vp]) / sd_e[vp] + (raw - mu_t[call]) / sd_t[call]), dtype=np.float64)
 
 
 @dataclass(frozen=True)
 class Threshold:
-    """A decision threshold on one mode's scale and where it came from."""
+    """A decision threshold on one mode's scale and where it came from.
+
+    ``lower`` < ``value`` marks a weak-evidence band: a score in [lower, value) is inconclusive.
+    """
 
     value: float
     source: str
+    lower: float | None = None
+
+    @property
+    def mismatch_below(self) -> float:
+        return self.value if self.lower is None else self.lower
 
 
 @dataclass(frozen=True)
@@ -160,11 +212,17 @@ class Score:
     band: str
     mode: str
     threshold_source: str = ""
+    mismatch_below: float | None = None
 
     @property
     def accepted(self) -> bool:
         """The 1:1 decision: the score reaches the threshold (False when there is no threshold)."""
         return bool(self.score >= self.threshold)
+
+    @property
+    def weak(self) -> bool:
+        """Not accepted, but not below the mismatch threshold either: too weak evidence either way."""
+        return self.mismatch_below is not None and self.mismatch_below <= self.score < self.threshold
 
 
 @dataclass
@@ -242,24 +300,88 @@ class Scorer:
         self.key = key
         self.profile = Profile.load(key, settings.embeddings)
         self.spaces = {band: self._space(band, backend, cohorts.get(band)) for band in ("narrow", "wide")}
+        self.operating: dict[str, OperatingPoint | str] = {}
 
     def _space(self, band: str, backend: Backend | None, cohort: Cohort | None) -> Space:
         s = self.settings
-        if cohort is None or len(cohort) < s.cohort_min:
+        if cohort is None or cohort.people < s.cohort_min:
             return Space(band, "lda" if backend else "cosine", backend, None, s.cohort_top_n, s.cohort_min)
         centred = with_domain_mean(backend or Backend.identity(self.model, cohort.vectors.shape[1]), cohort.vectors)
         return Space(band, "lda+asnorm" if backend else "asnorm", centred, cohort, s.cohort_top_n, s.cohort_min)
 
     @classmethod
-    def build(cls, settings: Settings, model: str, key: str, callstore: Any | None = None) -> Scorer:
-        """Load the back-end named by the settings and, if enabled, the cohort from ``callstore``."""
+    def build(
+        cls, settings: Settings, model: str, key: str, callstore: Any | None = None, voiceprints: Any | None = None
+    ) -> Scorer:
+        """Load the back-end named by the settings and, if enabled, the cohort from ``callstore``;
+        with ``voiceprints`` (the store) and ``settings.operating_point``, measure each band's
+        operating point (:meth:`measure_operating_points`)."""
         cohorts: dict[str, Cohort] = {}
         if settings.cohort and callstore is not None:
             for band in ("narrow", "wide"):
-                vectors, hashes, owners = callstore.cohort(model, band, settings.cohort_max)
+                vectors, hashes, owners = callstore.cohort(
+                    model, band, settings.cohort_max, settings.cohort_per_borrower
+                )
                 if len(vectors):
                     cohorts[band] = Cohort(vectors, hashes, owners)
-        return cls(settings, model, key, load_backend(settings, key, model), cohorts)
+        scorer = cls(settings, model, key, load_backend(settings, key, model), cohorts)
+        if voiceprints is not None and settings.operating_point:
+            scorer.measure_operating_points(voiceprints)
+        return scorer
+
+    def measure_operating_points(self, voiceprints: Any, seed: int = 0) -> None:
+        """Each band's threshold from the deployment's own calls (:mod:`voicecheck.operating`).
+
+        The calls are the band's cohort members linked to a borrower (tonight's and earlier nights'
+        calls; at most ``settings.nontarget_calls``, evenly spread); each is scored, in the band's
+        space and normalisation, against ``settings.nontarget_per_call`` voiceprints of other
+        borrowers drawn from a pool of ``settings.nontarget_voiceprints``. The same calls against
+        their own borrowers give the claimed scores the same-person guard reads. Deterministic for
+        a given store. A band without enough trials keeps its profile threshold (:meth:`threshold`
+        says why in the source).
+        """
+        s = self.settings
+        rng = np.random.default_rng(seed)
+        enrolled = sorted(str(r["id"]) for r in voiceprints.summaries("borrower", self.model))
+        for band, space in self.spaces.items():
+            if space.cohort is None:
+                self.operating[band] = "no in-domain cohort of enough people yet"
+                continue
+            linked = np.array([i for i, o in enumerate(space.cohort.owners) if o], dtype=np.int64)
+            rows = linked[:: max(1, -(-len(linked) // s.nontarget_calls))]
+            pool_ids = [enrolled[i] for i in np.sort(rng.permutation(len(enrolled))[: s.nontarget_voiceprints])]
+            pool = _vectors(voiceprints, pool_ids, self.model, band)
+            owners = [space.cohort.owners[r] for r in rows]
+            call, vp = choose_pairs(owners, [o for o, _ in pool], s.nontarget_per_call, rng)
+            non = np.zeros(0)
+            if len(vp):
+                enrolls = np.stack([v for _, v in pool])
+                non = space.pair_scores(enrolls, [o for o, _ in pool], rows, (vp, call))
+            claimed = self._claimed(space, voiceprints, rows[:500])
+            self.operating[band] = operating_point(
+                band,
+                space.mode,
+                non,
+                claimed,
+                len(set(call.tolist())),
+                len(set(vp.tolist())),
+                s.max_false_accept,
+                s.weak_evidence_band,
+            )
+
+    def _claimed(self, space: Space, voiceprints: Any, rows: np.ndarray) -> np.ndarray:
+        """The cohort calls ``rows`` scored against their own borrowers (where enrolled)."""
+        assert space.cohort is not None
+        mine = [(r, sorted(space.cohort.owners[r])[0]) for r in rows if len(space.cohort.owners[r]) == 1]
+        pool = dict(_vectors(voiceprints, sorted({o for _, o in mine}), self.model, space.band))
+        by_owner: dict[str, list[int]] = {}
+        for r, o in mine:
+            if o in pool:
+                by_owner.setdefault(o, []).append(int(r))
+        scores = [
+            space.scores(pool[o], space.cohort.vectors[rs], exclude_owner=o)[0] for o, rs in sorted(by_owner.items())
+        ]
+        return np.concatenate(scores) if scores else np.zeros(0)
 
     def space(self, band: str) -> Space:
         return self.spaces[band]
@@ -276,13 +398,18 @@ class Scorer:
         mode = self.mode(band)
         if mode in self.settings.thresholds:
             return Threshold(float(self.settings.thresholds[mode]), f"settings: thresholds.{mode}")
+        point = self.operating.get(band)
+        if isinstance(point, OperatingPoint) and point.mode == mode:
+            lower = point.lower if point.lower < point.threshold else None
+            return Threshold(point.threshold, point.source, lower)
         values = self.profile.modes.get(mode, {})
         if "threshold" not in values:
             raise UsageError(
                 f"no calibrated threshold for model {self.key!r} in scoring mode {mode!r}; run "
                 f"'voicecheck calibrate TRIALS.csv' or pass --threshold {mode}=VALUE"
             )
-        return Threshold(float(values["threshold"]), str(values.get("source", "profile")))
+        why = f" ({point})" if isinstance(point, str) else ""
+        return Threshold(float(values["threshold"]), str(values.get("source", "profile")) + why)
 
     def watchlist_threshold(self) -> Threshold:
         """Score at or above which a watchlist voice is a hit (narrow band): the settings' for the
@@ -341,6 +468,7 @@ class Scorer:
                     band=band,
                     mode=self.mode(band),
                     threshold_source=limit.source,
+                    mismatch_below=limit.lower,
                 )
         return [o for o in out if o is not None]
 
@@ -379,6 +507,16 @@ class Scorer:
         if enroll is None:
             raise UsageError(f"voiceprint {voiceprint.owner_id} has no {band}-band vector")
         return band, test, enroll
+
+
+def _vectors(voiceprints: Any, owners: list[str], model: str, band: str) -> list[tuple[str, np.ndarray]]:
+    """(owner, vector in ``band``) of each owner's voiceprint that has one."""
+    out = []
+    for owner in owners:
+        vector = voiceprints.get(owner, model).for_band(band)
+        if vector is not None:
+            out.append((owner, vector))
+    return out
 
 
 def load_backend(settings: Settings, key: str, model: str) -> Backend | None:

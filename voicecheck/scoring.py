@@ -414,7 +414,7 @@ def with_domain_mean(backend: Backend, X_domain: npt.ArrayLike) -> Backend:
 # --------------------------------------------------------------------------------------------
 
 
-def _top_stats(cohort: np.ndarray, top_n: int) -> tuple[np.ndarray, np.ndarray]:
+def top_stats(cohort: np.ndarray, top_n: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean and (floored) std of the ``top_n`` highest scores of each row of ``cohort`` (r, c)."""
     size = cohort.shape[1]
     use = min(top_n, size)
@@ -458,8 +458,8 @@ def asnorm_matrix(
             f"and {scores.shape[1]} rows of test cohort scores; got {enroll.shape[0]} and "
             f"{test.shape[0]}."
         )
-    mu_e, sd_e = _top_stats(enroll, top_n)
-    mu_t, sd_t = _top_stats(test, top_n)
+    mu_e, sd_e = top_stats(enroll, top_n)
+    mu_t, sd_t = top_stats(test, top_n)
     out: np.ndarray = 0.5 * ((scores - mu_e[:, None]) / sd_e[:, None] + (scores - mu_t) / sd_t)
     return out
 

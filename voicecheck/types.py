@@ -134,6 +134,7 @@ class CallResult:
     score: float | None = None
     threshold: float | None = None
     threshold_source: str | None = None
+    mismatch_below: float | None = None
     speech_seconds: float | None = None
     reason: str | None = None
     model: str | None = None

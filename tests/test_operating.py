@@ -1,0 +1,167 @@
+"""The operating point in the product: thresholds set from the deployment's own calls (label-free),
+the weak-evidence band, tonight's estimated false-flag rate, and the cohort's composition.
+
+Synthetic voices: each borrower is a random direction, calls and voiceprints are noisy copies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.fakes import workspace
+from voicecheck.batch import decision_report
+from voicecheck.config import load_settings
+from voicecheck.operating import MIN_VOICEPRINTS, OperatingPoint
+from voicecheck.scorer import CallVector, Cohort, Scorer
+from voicecheck.scoring import unit
+from voicecheck.types import Voiceprint
+
+D = 32
+
+
+class Store:
+    """The two methods of VoiceprintStore the scorer reads."""
+
+    def __init__(self, voices: dict[str, np.ndarray]) -> None:
+        self.voices = voices
+
+    def summaries(self, kind: str, model: str) -> list[dict[str, object]]:
+        return [{"id": b} for b in sorted(self.voices)]
+
+    def get(self, owner: str, model: str, kind: str = "borrower") -> Voiceprint:
+        return voiceprint(owner, self.voices[owner])
+
+
+def voiceprint(owner: str, vector: np.ndarray) -> Voiceprint:
+    return Voiceprint(owner, "fake-bands", D, {"narrow": vector}, 1, 8.0, "", "")
+
+
+def population(n: int, calls_each: int, rng: np.random.Generator, noise: float = 0.6):
+    """(voices, voiceprints, cohort of calls) of n borrowers."""
+    voices = {f"B{i:03d}": unit(rng.standard_normal(D)) for i in range(n)}
+    prints = {b: unit(v + 0.3 * noise * unit(rng.standard_normal(D))) for b, v in voices.items()}
+    rows, hashes, owners = [], [], []
+    for b, v in voices.items():
+        for k in range(calls_each):
+            rows.append(unit(v + noise * unit(rng.standard_normal(D))))
+            hashes.append(f"{b}-{k}")
+            owners.append({b})
+    return voices, prints, Cohort(np.stack(rows), hashes, owners)
+
+
+def scorer(tmp_path: Path, cohort: Cohort, **kw: object) -> Scorer:
+    settings = load_settings(None, embeddings=str(workspace(tmp_path)), model="fake", **kw)
+    return Scorer(settings, "fake-bands", "fake", None, {"narrow": cohort})
+
+
+def fresh_calls(voices: dict[str, np.ndarray], rng: np.random.Generator, noise: float = 0.6) -> dict[str, np.ndarray]:
+    return {b: unit(v + noise * unit(rng.standard_normal(D))) for b, v in voices.items()}
+
+
+def test_the_threshold_holds_the_false_accept_rate_on_new_impostor_calls(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    voices, prints, cohort = population(150, 2, rng)
+    s = scorer(tmp_path, cohort, max_false_accept=0.05)
+    s.measure_operating_points(Store(prints))
+    point = s.operating["narrow"]
+    assert isinstance(point, OperatingPoint) and point.mode == "asnorm"
+    assert point.n_trials >= 2000 and point.n_voiceprints >= MIN_VOICEPRINTS
+    limit = s.threshold("narrow")
+    assert limit.value == point.threshold and limit.source.startswith("operating point: 5.0% of")
+    owners = sorted(voices)
+    passed = genuine_ok = trials = 0
+    for i, b in enumerate(owners):  # tonight's new calls, each answering as another borrower
+        call = fresh_calls({b: voices[b]}, rng)[b]
+        other = owners[(i + 1 + rng.integers(len(owners) - 1)) % len(owners)]
+        for claimed, genuine in ((other, False), (b, True)):
+            got = s.score(
+                voiceprint(claimed, prints[claimed]), CallVector(f"new-{b}", "fake-bands", "narrow", call, None)
+            )
+            if genuine:
+                genuine_ok += got.accepted
+            else:
+                passed += got.accepted
+                trials += 1
+    assert passed / trials <= 0.12  # 5% asked; 150 trials: within sampling noise, far from the 50% of chance
+    assert genuine_ok / len(owners) >= 0.8
+
+
+def test_too_few_trials_keep_the_profile_threshold_and_say_why(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    _, prints, cohort = population(30, 2, rng)
+    s = scorer(tmp_path, cohort, thresholds={"asnorm": 1.5})
+    s.measure_operating_points(Store(prints))
+    assert isinstance(s.operating["narrow"], str) and "too few non-target trials" in s.operating["narrow"]
+    assert s.threshold("narrow").value == 1.5  # the settings' threshold for the mode
+    plain = scorer(tmp_path, cohort)
+    plain.measure_operating_points(Store(prints))
+    with pytest.raises(Exception, match="no calibrated threshold"):  # no profile for the fake model: fail closed
+        plain.threshold("narrow")
+
+
+def test_a_threshold_set_for_the_mode_wins_over_the_operating_point(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    _, prints, cohort = population(150, 2, rng)
+    s = scorer(tmp_path, cohort, thresholds={"asnorm": 0.7})
+    s.measure_operating_points(Store(prints))
+    assert isinstance(s.operating["narrow"], OperatingPoint)
+    assert s.threshold("narrow").value == 0.7 and s.threshold("narrow").source == "settings: thresholds.asnorm"
+
+
+def test_a_weak_evidence_band_makes_the_middle_inconclusive(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    voices, prints, cohort = population(150, 2, rng)
+    s = scorer(tmp_path, cohort, max_false_accept=0.05, weak_evidence_band=2.0)
+    s.measure_operating_points(Store(prints))
+    limit = s.threshold("narrow")
+    assert limit.lower is not None and limit.lower < limit.value
+    b = sorted(voices)[0]
+    weak = strong = 0
+    for k in range(300):
+        other = sorted(voices)[1 + k % 149]
+        call = fresh_calls({other: voices[other]}, rng)[other]
+        got = s.score(voiceprint(b, prints[b]), CallVector(f"x{k}", "fake-bands", "narrow", call, None))
+        assert got.weak == (limit.lower <= got.score < limit.value)
+        assert not (got.weak and got.accepted)
+        weak += got.weak
+        strong += got.accepted
+    assert weak > 0  # some impostor calls land in the band instead of a verdict
+
+
+def test_the_cohort_counts_people_not_calls(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    _, _, few = population(10, 5, rng)  # 50 calls of 10 people
+    assert len(few) == 50 and few.people == 10
+    assert scorer(tmp_path, few, cohort_min=25).mode("narrow") == "cosine"
+    _, _, many = population(30, 1, rng)
+    assert scorer(tmp_path, many, cohort_min=25).mode("narrow") == "asnorm"
+
+
+def test_tonights_false_flag_rate_is_estimated_and_an_alarm_raised(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    non = rng.normal(0.0, 1.0, 4000)
+    point = OperatingPoint("narrow", "asnorm", 1.75, 1.75, 0.04, 4000, 200, 100, 0.0, non)
+    honest = rng.normal(5.0, 1.0, 950)
+    impostors = rng.normal(0.0, 1.0, 50)
+    report = point.report(np.concatenate([honest, impostors]), alarm=0.08)
+    measured = float(np.mean(honest < 1.75))
+    assert abs(report["estimated_false_flag_rate"] - measured) < 0.03 and "warning" not in report
+    drifted = point.report(np.concatenate([honest - 3.0, impostors]), alarm=0.08)  # a new channel tonight
+    assert drifted["estimated_false_flag_rate"] > 0.08 and "alarm" in drifted["warning"]
+
+
+def test_the_batch_summary_reports_each_bands_threshold_and_estimate(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    _, prints, cohort = population(150, 2, rng)
+    s = scorer(tmp_path, cohort)
+    s.measure_operating_points(Store(prints))
+    results = tmp_path / "results.jsonl"
+    records = [{"score": float(x), "band": "narrow", "scoring": "asnorm"} for x in rng.normal(6.0, 1.0, 200)]
+    results.write_text("".join(json.dumps(r) + "\n" for r in records))
+    report = decision_report(s, results)
+    assert set(report) == {"narrow"}
+    assert report["narrow"]["source"].startswith("operating point") and report["narrow"]["claimed_calls"] == 200
+    assert 0.0 <= report["narrow"]["estimated_false_flag_rate"] <= 0.05
