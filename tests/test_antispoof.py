@@ -252,10 +252,16 @@ def test_a_detector_that_cannot_run_makes_the_call_an_error(
     invoke("batch", manifest, "--out", tmp_path / "run", "--quiet")
     (rec,) = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
     assert rec["verdict"] == "error" and "the model failed" in rec["reason"]
-    # a detector file that is gone: nothing is checked without it
+    # a detector file that is gone: nothing is checked without it, and the rest of the batch goes on
     (emb / "models.toml").write_text(text.replace(str(detector_file[0]), str(tmp_path / "gone.onnx")))
     res = invoke("check", calls["live"], "--borrower", "B1")
     assert res.exit_code == 2 and "gone.onnx does not exist" in res.output
+    manifest.write_text(f"call_id,borrower_id,audio\nL1,B1,{calls['live']}\nS1,B2,{calls['synthetic']}\n")
+    assert invoke("batch", manifest, "--out", tmp_path / "run2", "--quiet").exit_code == 0
+    recs = [json.loads(line) for line in (tmp_path / "run2" / "results.jsonl").read_text().splitlines()]
+    assert len(recs) == 2 and all(r["verdict"] == "error" and "gone.onnx does not exist" in r["reason"] for r in recs)
+    # ... while enrollment, which needs no detector, works
+    assert invoke("enroll", "B3", tmp_path / "enroll_live.wav", "--consent", "test", "--force").exit_code == 0
 
 
 def test_spoof_scores_are_erased_and_purged_with_the_calls(vcl, tmp_path: Path) -> None:

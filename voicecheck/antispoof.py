@@ -26,7 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .errors import BackendUnavailableError, InsufficientSpeechError, UsageError
+from .errors import BackendUnavailableError, InsufficientSpeechError, UsageError, VoicecheckError
 from .fbank import Fbank, FbankOptions
 from .types import CallResult
 
@@ -297,10 +297,42 @@ def describe(spec: LivenessSpec | None) -> dict[str, Any] | None:
     }
 
 
+class LazyDetector:
+    """The declared detector, loaded on its first :meth:`score` (an Engine that never scores a call,
+    e.g. one enrolling recordings, never loads it). A detector that cannot be loaded raises the same
+    error on every call it should score, so each of those calls becomes an error record.
+    """
+
+    def __init__(self, spec: LivenessSpec, device: str = "cpu") -> None:
+        self.spec = spec
+        self.device = device
+        self.name = spec.name
+        self.sample_rate = spec.sample_rate
+        self.threshold = spec.threshold
+        self._detector: OnnxSpoofDetector | None = None
+        self._failure: VoicecheckError | None = None
+
+    def score(self, speech: np.ndarray, sample_rate: int) -> float:
+        """See :meth:`SpoofDetector.score`; raises the load error when the detector cannot be loaded."""
+        if self._detector is None:
+            if self._failure is not None:
+                raise type(self._failure)(str(self._failure))
+            try:
+                self._detector = OnnxSpoofDetector(self.spec, self.device)
+            except VoicecheckError as e:
+                self._failure = e
+                raise
+        return self._detector.score(speech, sample_rate)
+
+
 def load_detector(embeddings_dir: str | Path, device: str = "cpu") -> SpoofDetector | None:
-    """The workspace's detector, loaded, or None when models.toml declares none."""
+    """The workspace's detector (loaded when it first scores), or None when models.toml declares none.
+
+    Raises:
+        UsageError: a ``[liveness]`` table that cannot be validated.
+    """
     spec = read_liveness(embeddings_dir)
-    return None if spec is None else OnnxSpoofDetector(spec, device)
+    return None if spec is None else LazyDetector(spec, device)
 
 
 def judge_liveness(result: CallResult, spoof: SpoofScore | None, spec: LivenessSpec) -> None:
