@@ -120,6 +120,15 @@ def test_settings_that_do_not_fit_the_model_are_refused(
         load_embedder("tiny", ws)
 
 
+def test_cuda_without_a_cuda_onnxruntime_is_refused(tiny: tuple[Path, str], tmp_path: Path) -> None:
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA")
+    with pytest.raises(BackendUnavailableError, match="no CUDA provider"):
+        load_embedder("tiny", manifest(tmp_path, speaker_entry("tiny", *tiny)), device="cuda:0")
+
+
 def test_bf16_is_refused(tiny: tuple[Path, str], tmp_path: Path) -> None:
     ws = manifest(tmp_path, speaker_entry("tiny", *tiny))
     with pytest.raises(UsageError, match="bf16"):
