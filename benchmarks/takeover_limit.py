@@ -4,7 +4,8 @@
 of a call that still counts as two voices) at the 5% quantile of the side cosines of genuine test
 calls (voicecheck.evaluate.fit_takeover). GE2E ships 0.87, chosen in benchmarks/analysis.py. This
 script fits the rule on the TUNE speakers' simulated calls and judges both limits on the EVAL
-speakers (held apart; split of benchmarks/common.py, seed 0): genuine calls the side test protects
+speakers (held apart; split of benchmarks/common.py, seed 0); a call is 10-20 s of one speaker's
+consecutive utterances through the simulated telephone channel: genuine calls the side test protects
 (side cosine above the limit), and takeover calls (one EVAL speaker's call, then another's) it lets
 through to the score test (side cosine at or below the limit).
 
@@ -35,11 +36,24 @@ from voicecheck.types import Audio  # noqa: E402
 MIN_SEGMENT_S = Settings().takeover_min_segment_s
 
 
-def calls_of(speakers: list[common.Speaker]) -> dict[str, list[np.ndarray]]:
-    """Each speaker's simulated calls at 16 kHz (before the channel), as benchmarks/common.py makes them."""
-    out = {}
+CALL_S = (10.0, 20.0)
+"""A simulated call: a speaker's consecutive utterances joined to between these lengths (s), so both
+sides of a change point can hold 4 s of speech."""
+
+
+def calls_of(speakers: list[common.Speaker], per_speaker: int = 3) -> dict[str, list[np.ndarray]]:
+    """Up to ``per_speaker`` calls per speaker (16 kHz, before the channel), from disjoint utterances."""
+    out: dict[str, list[np.ndarray]] = {}
     for spk in speakers:
-        _, calls = common.speaker_material(common.load_utterances(spk))
+        calls, current = [], []
+        for u in common.load_utterances(spk):
+            current.append(u[: int(CALL_S[1] * common.SAMPLE_RATE)])
+            joined = sum(len(c) for c in current) / common.SAMPLE_RATE
+            if joined >= CALL_S[0]:
+                calls.append(common._join(current)[: int(CALL_S[1] * common.SAMPLE_RATE)])
+                current = []
+            if len(calls) == per_speaker:
+                break
         if calls:
             out[spk.key] = calls
     return out
@@ -79,7 +93,8 @@ def main() -> None:
         "# Takeover limit: calibrate's rule against GE2E's shipped value",
         "",
         f"`benchmarks/takeover_limit.py`, {time.strftime('%Y-%m-%d %H:%M')}. GE2E, silero VAD, simulated 8 kHz "
-        f"mu-law calls (benchmarks/common.py material, split seed 0), two sides of at least {MIN_SEGMENT_S:g} s.",
+        f"mu-law calls of {CALL_S[0]:g}-{CALL_S[1]:g} s (one speaker's consecutive utterances; split seed 0), "
+        f"two sides of at least {MIN_SEGMENT_S:g} s of speech.",
         "",
         f"Fitted on TUNE ({len(genuine_tune)} genuine calls long enough for two sides): the "
         f"{TAKEOVER_GENUINE_SHARE:.0%} quantile of their side cosines is **{fitted:.3f}** (shipped: "

@@ -76,6 +76,7 @@ def test_the_table_is_read_and_is_not_a_speaker_model(detector_file: tuple[Path,
         ({"num_mel_bins": 40}, "fbank settings given but features = 'waveform'"),
         ({"pooling": "max"}, "unknown key\\(s\\) pooling"),
         ({"name": "a b"}, "name must be an id"),
+        ({"weights": " "}, "weights is empty"),
     ],
 )
 def test_a_declared_detector_that_cannot_be_validated_is_an_error(tmp_path: Path, values: dict, message: str) -> None:

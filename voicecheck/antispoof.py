@@ -207,6 +207,8 @@ def _checked(table: dict[str, Any], where: str) -> dict[str, Any]:
         raise UsageError(f"{where}: features must be one of {', '.join(FEATURES)}, got {values['features']!r}")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}", values["name"]):
         raise UsageError(f"{where}: name must be an id (letters, digits, _ . + -), got {values['name']!r}")
+    if not values["weights"].strip():
+        raise UsageError(f"{where}: weights is empty; set it to the path of the detector's .onnx file")
     if not re.fullmatch(r"[0-9a-f]{64}", values["sha256"]):
         raise UsageError(f"{where}: sha256 must be 64 lowercase hex digits, got {values['sha256']!r}")
     if values.get("llr_scale", 1.0) == 0:
