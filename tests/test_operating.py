@@ -32,6 +32,10 @@ class Store:
         return [{"id": b} for b in sorted(self.voices)]
 
     def get(self, owner: str, model: str, kind: str = "borrower") -> Voiceprint:
+        from voicecheck.errors import NotEnrolledError
+
+        if owner not in self.voices:
+            raise NotEnrolledError(owner)
         return voiceprint(owner, self.voices[owner])
 
 
@@ -65,7 +69,8 @@ def test_the_threshold_holds_the_false_accept_rate_on_new_impostor_calls(tmp_pat
     rng = np.random.default_rng(0)
     voices, prints, cohort = population(150, 2, rng)
     s = scorer(tmp_path, cohort, max_false_accept=0.05)
-    s.measure_operating_points(Store(prints))
+    erased = sorted(prints)[:5]  # calls of borrowers whose voiceprints are gone stay in the cohort
+    s.measure_operating_points(Store({b: v for b, v in prints.items() if b not in erased}))
     point = s.operating["narrow"]
     assert isinstance(point, OperatingPoint) and point.mode == "asnorm"
     assert point.n_trials >= 2000 and point.n_voiceprints >= MIN_VOICEPRINTS
@@ -165,3 +170,32 @@ def test_the_batch_summary_reports_each_bands_threshold_and_estimate(tmp_path: P
     assert set(report) == {"narrow"}
     assert report["narrow"]["source"].startswith("operating point") and report["narrow"]["claimed_calls"] == 200
     assert 0.0 <= report["narrow"]["estimated_false_flag_rate"] <= 0.05
+
+
+def test_one_voice_enrolled_as_several_borrowers_is_left_out_of_the_sample(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An agent enrolled as many borrowers makes same-person pairs look like non-targets; they are
+    left out (voiceprints as alike as a call and its own voiceprint) and the threshold stays put."""
+    rng = np.random.default_rng(7)
+    voices, prints, cohort = population(150, 2, rng)
+    clean = scorer(tmp_path, cohort)
+    clean.measure_operating_points(Store(prints))
+    agent = unit(rng.standard_normal(D))
+    twins = {f"T{i:02d}": unit(agent + 0.18 * unit(rng.standard_normal(D))) for i in range(30)}
+    calls = [unit(agent + 0.6 * unit(rng.standard_normal(D))) for _ in twins for _ in range(2)]
+    rings = Cohort(
+        np.concatenate([cohort.vectors, np.stack(calls)]),
+        cohort.hashes + [f"t{i}" for i in range(len(calls))],
+        cohort.owners + [{t} for t in twins for _ in range(2)],
+    )
+    guarded = scorer(tmp_path, rings)
+    guarded.measure_operating_points(Store({**prints, **twins}))
+    monkeypatch.setattr(Scorer, "_not_twins", lambda self, *a: np.ones(len(a[-1][0]), bool))
+    unguarded = scorer(tmp_path, rings)
+    unguarded.measure_operating_points(Store({**prints, **twins}))
+    a, b, c = clean.operating["narrow"], guarded.operating["narrow"], unguarded.operating["narrow"]
+    assert isinstance(a, OperatingPoint) and isinstance(b, OperatingPoint) and isinstance(c, OperatingPoint)
+    assert b.contamination > a.contamination + 0.005 and "one voice under two borrowers" in b.source
+    assert c.threshold - b.threshold > 0.1  # same-person pairs left in would have pushed the threshold up
+    assert c.contamination == 0.0

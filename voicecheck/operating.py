@@ -36,9 +36,6 @@ MIN_CALLS = 100
 MIN_VOICEPRINTS = 25
 """...and at least this many other borrowers' voiceprints (a few people's voices are no population)."""
 
-CONTAMINATION_LIMIT = 0.01
-"""The same-person guard (:func:`contamination_share`) drops at most this share of the sample."""
-
 
 def finite_scores(values: npt.ArrayLike, what: str, min_size: int = 1) -> np.ndarray:
     arr = np.asarray(values, dtype=np.float64).ravel()
@@ -226,7 +223,7 @@ class OperatingPoint:
             (weak_evidence). Equal to ``threshold`` without a weak-evidence band (w = 1).
         max_false_accept: the rate asked for.
         n_trials, n_calls, n_voiceprints: what the sample rests on.
-        contamination: share of the sample's top dropped as likely same-person pairs.
+        contamination: share of the sampled pairs left out as one person enrolled as two borrowers.
         nontarget: the sample's scores (for tonight's false-flag estimate; never stored).
     """
 
@@ -243,7 +240,11 @@ class OperatingPoint:
 
     @property
     def source(self) -> str:
-        guard = f", {self.contamination:.1%} dropped as same-person pairs" if self.contamination else ""
+        guard = (
+            f", {self.contamination:.2%} of pairs left out as one voice under two borrowers"
+            if self.contamination
+            else ""
+        )
         return (
             f"operating point: {self.max_false_accept:.1%} of {self.n_trials} non-target trials pass "
             f"({self.n_calls} stored calls x {self.n_voiceprints} other borrowers' voiceprints{guard})"
@@ -317,19 +318,19 @@ def operating_point(
     band: str,
     mode: str,
     nontarget: npt.ArrayLike,
-    claimed: npt.ArrayLike,
     n_calls: int,
     n_voiceprints: int,
     max_false_accept: float,
     band_width: float = 1.0,
+    dropped: float = 0.0,
 ) -> OperatingPoint | str:
     """The operating point of a band from its non-target sample, or why there is none yet.
 
     Args:
-        nontarget: the sample's scores.
-        claimed: the sampled calls' scores against their own borrowers (for the same-person guard).
+        nontarget: the sample's scores (pairs of two borrowers with one voice already left out).
         band_width: w >= 1: match from the threshold for ``max_false_accept / w``, mismatch below
             the one for ``max_false_accept * w`` (capped at 0.5).
+        dropped: share of the sampled pairs left out as one person enrolled twice (reported).
 
     Returns:
         The OperatingPoint, or a sentence saying what is missing (the profile's threshold applies).
@@ -341,10 +342,8 @@ def operating_point(
             f"too few non-target trials for an operating point ({non.size} trials, {n_calls} calls, "
             f"{n_voiceprints} voiceprints; needs {needed}, {MIN_CALLS} and {MIN_VOICEPRINTS})"
         )
-    claimed_arr = np.asarray(claimed, dtype=np.float64)
-    guard = contamination_share(non, claimed_arr, CONTAMINATION_LIMIT) if claimed_arr.size else 0.0
-    upper = nontarget_threshold(non, max_false_accept / band_width, guard)
-    lower = nontarget_threshold(non, min(max_false_accept * band_width, 0.5), guard)
+    upper = nontarget_threshold(non, max_false_accept / band_width)
+    lower = nontarget_threshold(non, min(max_false_accept * band_width, 0.5))
     return OperatingPoint(
-        band, mode, upper, min(lower, upper), max_false_accept, int(non.size), n_calls, n_voiceprints, guard, non
+        band, mode, upper, min(lower, upper), max_false_accept, int(non.size), n_calls, n_voiceprints, dropped, non
     )

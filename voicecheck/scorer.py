@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .config import Settings
-from .errors import ModelMismatchError, UsageError
+from .errors import ModelMismatchError, NotEnrolledError, UsageError
 from .operating import OperatingPoint, choose_pairs, operating_point
 from .scoring import Backend, Calibration, asnorm_matrix, top_stats, unit, with_domain_mean
 from .types import Voiceprint
@@ -335,10 +335,9 @@ class Scorer:
         The calls are the band's cohort members linked to a borrower (tonight's and earlier nights'
         calls; at most ``settings.nontarget_calls``, evenly spread); each is scored, in the band's
         space and normalisation, against ``settings.nontarget_per_call`` voiceprints of other
-        borrowers drawn from a pool of ``settings.nontarget_voiceprints``. The same calls against
-        their own borrowers give the claimed scores the same-person guard reads. Deterministic for
-        a given store. A band without enough trials keeps its profile threshold (:meth:`threshold`
-        says why in the source).
+        borrowers drawn from a pool of ``settings.nontarget_voiceprints``; pairs of two borrowers with
+        the same voice are left out (:meth:`_not_twins`). Deterministic for a given store. A band
+        without enough trials keeps its profile threshold (:meth:`threshold` says why in the source).
         """
         s = self.settings
         rng = np.random.default_rng(seed)
@@ -353,35 +352,55 @@ class Scorer:
             pool = _vectors(voiceprints, pool_ids, self.model, band)
             owners = [space.cohort.owners[r] for r in rows]
             call, vp = choose_pairs(owners, [o for o, _ in pool], s.nontarget_per_call, rng)
+            keep = self._not_twins(space, voiceprints, rows, owners, pool, (call, vp))
             non = np.zeros(0)
-            if len(vp):
+            if keep.any():
                 enrolls = np.stack([v for _, v in pool])
-                non = space.pair_scores(enrolls, [o for o, _ in pool], rows, (vp, call))
-            claimed = self._claimed(space, voiceprints, rows[:500])
+                non = space.pair_scores(enrolls, [o for o, _ in pool], rows, (vp[keep], call[keep]))
             self.operating[band] = operating_point(
                 band,
                 space.mode,
                 non,
-                claimed,
-                len(set(call.tolist())),
-                len(set(vp.tolist())),
+                len(set(call[keep].tolist())),
+                len(set(vp[keep].tolist())),
                 s.max_false_accept,
                 s.weak_evidence_band,
+                dropped=float(1.0 - keep.mean()) if len(keep) else 0.0,
             )
 
-    def _claimed(self, space: Space, voiceprints: Any, rows: np.ndarray) -> np.ndarray:
-        """The cohort calls ``rows`` scored against their own borrowers (where enrolled)."""
+    def _not_twins(
+        self,
+        space: Space,
+        voiceprints: Any,
+        rows: np.ndarray,
+        owners: list[set[str]],
+        pool: list[tuple[str, np.ndarray]],
+        pairs: tuple[np.ndarray, np.ndarray],
+    ) -> np.ndarray:
+        """Which sampled pairs are kept: a pair whose two borrowers' voiceprints are as alike as a
+        typical call and its own borrower's voiceprint (in the space, before normalisation) is taken
+        for one person enrolled as two borrowers (an agent) and left out of the non-target sample.
+
+        Different people's voiceprints almost never come that close, so on a clean store this drops
+        next to nothing (unlike trimming the top of the sample, which costs false accepts).
+        """
+        call, vp = pairs
+        keep = np.ones(len(call), dtype=bool)
+        single = {r: sorted(o)[0] for r, o in zip(rows.tolist(), owners, strict=True) if len(o) == 1}
+        own = dict(_vectors(voiceprints, sorted(set(single.values())), self.model, space.band))
+        if not own or not len(call):
+            return keep
         assert space.cohort is not None
-        mine = [(r, sorted(space.cohort.owners[r])[0]) for r in rows if len(space.cohort.owners[r]) == 1]
-        pool = dict(_vectors(voiceprints, sorted({o for _, o in mine}), self.model, space.band))
-        by_owner: dict[str, list[int]] = {}
-        for r, o in mine:
-            if o in pool:
-                by_owner.setdefault(o, []).append(int(r))
-        scores = [
-            space.scores(pool[o], space.cohort.vectors[rs], exclude_owner=o)[0] for o, rs in sorted(by_owner.items())
-        ]
-        return np.concatenate(scores) if scores else np.zeros(0)
+        mine = [(r, o) for r, o in single.items() if o in own]
+        calls_t = space.transform(space.cohort.vectors[[r for r, _ in mine]])
+        own_t = dict(zip(own, space.transform(np.stack(list(own.values()))), strict=True))
+        level = float(np.median(np.sum(calls_t * np.stack([own_t[o] for _, o in mine]), axis=1)))
+        pool_t = space.transform(np.stack([v for _, v in pool]))
+        for k, (c, v) in enumerate(zip(call.tolist(), vp.tolist(), strict=True)):
+            o = single.get(int(rows[c]))
+            if o in own_t and float(own_t[o] @ pool_t[v]) >= level:
+                keep[k] = False
+        return keep
 
     def space(self, band: str) -> Space:
         return self.spaces[band]
@@ -513,7 +532,10 @@ def _vectors(voiceprints: Any, owners: list[str], model: str, band: str) -> list
     """(owner, vector in ``band``) of each owner's voiceprint that has one."""
     out = []
     for owner in owners:
-        vector = voiceprints.get(owner, model).for_band(band)
+        try:
+            vector = voiceprints.get(owner, model).for_band(band)
+        except (NotEnrolledError, ModelMismatchError):  # a call whose borrower has no voiceprint (any more)
+            continue
         if vector is not None:
             out.append((owner, vector))
     return out
