@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .antispoof import describe, read_liveness
 from .callstore import CallStore
 from .config import Settings
 from .crypto import cipher_for
@@ -109,6 +110,7 @@ def run_batch(
             settings=settings.to_dict(),
             encryption=cipher.describe(),
             retention_purged=purged,
+            liveness=describe(read_liveness(settings.embeddings)),
             operating_point=None if judge is None else decision_report(judge.scorer, out / RESULTS),
         )
         write_json(out / SUMMARY, summary)
@@ -224,6 +226,8 @@ def store_embeddings(
         key = (res.content_hash, res.channel)
         if res.status == "ok":
             calls.put(res.embedding, content_hash=key[0], channel=key[1], model=model)
+            if res.spoof is not None:
+                calls.put_spoof(key[0], key[1], res.spoof)
         elif res.status == "insufficient_speech":
             calls.put(
                 None,
@@ -252,7 +256,10 @@ def score_stored(r: Row, calls: CallStore, judge: Judge) -> CallResult:
         if link is None:
             raise AudioError("no stored embedding; re-run the batch")
         _status, emb, speech_s = link
-        result = judge(r.call_id, r.borrower_id, r.audio, emb, speech_s, r.channel)
+        spoof = None
+        if judge.liveness is not None and emb is not None:
+            spoof = calls.spoof_score(emb.content_hash, emb.channel, judge.liveness.name)
+        result = judge(r.call_id, r.borrower_id, r.audio, emb, speech_s, r.channel, spoof)
         if result.duration_s is None:  # too little speech: no embedding, but its audio still counts
             duration = calls.duration_s(r.call_id, judge.scorer.model)
             result.duration_s = None if duration is None else round(duration, 2)
@@ -312,6 +319,7 @@ def rescore(out_dir: str | Path, settings: Settings, manifest: str | Path | None
         engine="rescore",
         settings=settings.to_dict(),
         encryption=cipher.describe(),
+        liveness=describe(read_liveness(settings.embeddings)),
     )
     write_json(out / SUMMARY, summary)
     trail.log.record("rescore", out=str(out), calls=summary["calls"], verdicts=summary["verdicts"])
@@ -333,6 +341,8 @@ def build_cohort(manifest: str | Path, settings: Settings, report: Callable[[str
         for res in map_local(settings, tasks):
             if res.status == "ok":
                 calls.put(res.embedding, content_hash=res.content_hash, channel=res.channel, model=spec.name)
+                if res.spoof is not None:
+                    calls.put_spoof(res.content_hash, res.channel, res.spoof)
                 added += 1
             elif res.status != "cached":
                 failed += 1

@@ -87,7 +87,10 @@ EmbOpt = Annotated[
     ),
 ]
 ModelOpt = Annotated[
-    str | None, typer.Option("--model", help="Model key in models.toml: ge2e (default, offline) or ecapa.")
+    str | None,
+    typer.Option(
+        "--model", help="Model key in models.toml: ge2e (default, offline), ecapa, or one you declare (onnx)."
+    ),
 ]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu or cuda.")]
 ConfigOpt = Annotated[
@@ -509,6 +512,8 @@ def render_result(r: dict[str, Any]) -> str:
         lines.append(f"takeover   voice changes at {r['speaker_change_s']:.1f} s")
     for hit in r.get("watchlist_hits") or []:
         lines.append(f"watchlist  {hit['label']} (score {hit['score']:.3f}, source {hit.get('source')})")
+    if r.get("spoof_score") is not None:
+        lines.append(f"liveness   spoof score {r['spoof_score']:+.2f}  (log-likelihood ratio, synthetic vs live)")
     lines.append(f"model      {r.get('model')}")
     return "\n".join(lines)
 
@@ -658,6 +663,17 @@ def calibrate(
         f"{100 * c['impostors_flagged']:.1f}%), llr = {c['calibration']['a']:.3f} * score + "
         f"{c['calibration']['b']:.3f}; saved to {c['path']}"
     )
+    t = c.get("takeover")
+    if t is not None:
+        typer.echo(
+            f"takeover limit: max side cosine {t['max_side_cosine']:.4f} ({100 * t['genuine_share_below']:.0f}% of "
+            f"{t['n_calls']} genuine calls' halves are less alike)"
+        )
+    else:
+        typer.echo(
+            "takeover limit: not fitted (fewer than 20 genuine test calls with two sides of "
+            f"{settings.takeover_min_segment_s:g} s of speech); the model's profile keeps its own, if any"
+        )
 
 
 def print_summary(summary: dict[str, Any], out: Path) -> None:
@@ -939,6 +955,8 @@ def why(r: dict[str, Any]) -> str:
         return f"{reason} (score {r['score']:.3f} < {r['threshold']:.3f})"
     if reason == "speaker_change":
         return f"{reason} at {r['speaker_change_s']:.1f} s"
+    if reason == "synthetic_voice":
+        return f"{reason} (spoof score {r['spoof_score']:+.2f})"
     if r.get("watchlist_hits"):
         hit = r["watchlist_hits"][0]
         return f"{reason} ({hit['label']}, score {hit['score']:.3f})"

@@ -26,6 +26,7 @@ FLAGGED_CSV_COLUMNS = [
     "threshold",
     "llr",
     "speaker_change_s",
+    "spoof_score",
     "watchlist",
     "speech_seconds",
     "duration_s",
@@ -304,6 +305,7 @@ FLAG_COLUMNS = [
     "threshold",
     "reason",
     "speaker_change_s",
+    "spoof_score",
     "watchlist_hits",
     "audio",
 ]
