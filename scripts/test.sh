@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # the tests also start a real local Ray cluster (on 127.0.0.1), so the ray extra is installed too
-EXTRAS=${EXTRAS:-ecapa,rings,ray,dev} scripts/install.sh
+EXTRAS=${EXTRAS:-ecapa,onnx,rings,ray,dev} scripts/install.sh
 # the report's browser test drives Debian's Chromium (tests/browser.py); install it where apt-get can
 # (CI runs as root). Without it that one test is skipped, saying so.
 if ! command -v chromium >/dev/null 2>&1 && [ -z "${VOICECHECK_CHROMIUM:-}" ] && command -v apt-get >/dev/null 2>&1 \

@@ -60,13 +60,24 @@ def test_queue_groups_by_reason_and_orders_by_evidence() -> None:
         _mismatch("P1", "replay", 0.9, replay={"matched_s": 4.0, "item": "C-OLD"}),
         _mismatch("P2", "replay", 0.9, replay={"matched_s": 9.0, "item": "C-OLDER"}),
         _mismatch("O1", "something_new: detail", 0.9),
+        _mismatch("L1", "synthetic_voice", 0.9, spoof_score=1.5),
+        _mismatch("L2", "synthetic_voice", 0.9, spoof_score=4.0),
         {"call_id": "R1", "borrower_id": "B9", "verdict": "match", "score": 0.9, "threshold": 0.7},
         {"call_id": "M1", "borrower_id": "B9", "verdict": "match", "score": 0.9, "threshold": 0.7},
     ]
     for r in records:
         q.add(r)
     order = q.order()
-    assert list(order) == ["voice_mismatch", "speaker_change", "watchlist_hit", "ring", "replay", "other"]
+    assert list(order) == [
+        "voice_mismatch",
+        "speaker_change",
+        "watchlist_hit",
+        "synthetic_voice",
+        "ring",
+        "replay",
+        "other",
+    ]
+    assert order["synthetic_voice"] == ["L2", "L1"] and "+4.00" in q.items["L2"]["evidence"]["synthetic_voice"][1]
     assert order["voice_mismatch"] == ["V3", "V2", "V1"]  # llr -4 beats a margin of 0.5 (first, by its scale)
     assert order["speaker_change"] == ["S2", "S1"] and order["watchlist_hit"] == ["W2", "W1"]
     assert order["replay"] == ["P2", "P1"] and order["ring"] == ["R1"] and order["other"] == ["O1"]

@@ -215,6 +215,21 @@ def change_point(windows: np.ndarray, times_s: np.ndarray, min_segment_s: float 
     return best + 1, float(crit[best])
 
 
+def side_cosine(windows: np.ndarray, times_s: np.ndarray, min_segment_s: float = 4.0) -> float | None:
+    """Raw cosine between the mean window embeddings of the two sides of a call's best change point
+    (:func:`change_point`): what :func:`detect_speaker_change` compares with ``max_side_cosine``.
+
+    Returns:
+        The cosine in [-1, 1], or None when the call is too short for two sides of ``min_segment_s``.
+    """
+    w, t = _check_windows(windows, times_s)
+    found = change_point(w, t, min_segment_s)
+    if found is None:
+        return None
+    sides = unit(np.stack([w[: found[0]].mean(axis=0), w[found[0] :].mean(axis=0)]))
+    return float(sides[0] @ sides[1])
+
+
 def detect_speaker_change(
     windows: np.ndarray,
     times_s: np.ndarray,

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .antispoof import describe, read_liveness
 from .callstore import CallStore
 from .config import Settings
 from .crypto import cipher_for
@@ -110,6 +111,7 @@ def run_batch(
             settings=settings.to_dict(),
             encryption=cipher.describe(),
             retention_purged=purged,
+            liveness=describe(read_liveness(settings.embeddings)),
             operating_point=None if judge is None else decision_report(judge.scorer, out / RESULTS),
         )
         write_json(out / SUMMARY, summary)
@@ -225,6 +227,8 @@ def store_embeddings(
         key = (res.content_hash, res.channel)
         if res.status == "ok":
             calls.put(res.embedding, content_hash=key[0], channel=key[1], model=model)
+            if res.spoof is not None:
+                calls.put_spoof(key[0], key[1], res.spoof)
         elif res.status == "insufficient_speech":
             calls.put(
                 None,
@@ -261,7 +265,11 @@ def score_stored(r: Row, calls: CallStore, judge: Judge) -> CallResult:
         link = calls.linked(r.call_id, judge.scorer.model)
         if link is None:
             raise AudioError("no stored embedding; re-run the batch")
-        result = judge(r.call_id, r.borrower_id, r.audio, link.embedding, link.speech_seconds, r.channel)
+        emb = link.embedding
+        spoof = None
+        if judge.liveness is not None and emb is not None:
+            spoof = calls.spoof_score(emb.content_hash, emb.channel, judge.liveness.name)
+        result = judge(r.call_id, r.borrower_id, r.audio, emb, link.speech_seconds, r.channel, spoof)
         if result.duration_s is None:  # too little speech: no embedding, but its audio still counts
             result.duration_s = round(link.duration_s, 2)
         result.content_hash = result.content_hash or link.content_hash
@@ -322,6 +330,7 @@ def rescore(out_dir: str | Path, settings: Settings, manifest: str | Path | None
         engine="rescore",
         settings=settings.to_dict(),
         encryption=cipher.describe(),
+        liveness=describe(read_liveness(settings.embeddings)),
     )
     write_json(out / SUMMARY, summary)
     trail.log.record("rescore", out=str(out), calls=summary["calls"], verdicts=summary["verdicts"])
@@ -343,6 +352,8 @@ def build_cohort(manifest: str | Path, settings: Settings, report: Callable[[str
         for res in map_local(settings, tasks):
             if res.status == "ok":
                 calls.put(res.embedding, content_hash=res.content_hash, channel=res.channel, model=spec.name)
+                if res.spoof is not None:
+                    calls.put_spoof(res.content_hash, res.channel, res.spoof)
                 added += 1
             elif res.status != "cached":
                 failed += 1

@@ -2,6 +2,8 @@
 
 SQLite at ``<embeddings>/calls.sqlite``. The same audio (sha256 of the file, channel, model) is never
 embedded twice; ``rescore`` and the cross-call analyses read vectors from here without decoding audio.
+The liveness detector's score of each audio (``spoof_scores``, keyed by content, channel and detector;
+a scalar, not sealed) is kept beside it, erased and purged with it.
 Every vector, the window embeddings, their times and the speech regions are sealed with the store's
 cipher (:mod:`voicecheck.crypto`), each bound to its row (content hash, channel, model, column).
 Erasure (:meth:`CallStore.erase_borrower`) and retention (:meth:`CallStore.purge`) delete with
@@ -16,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,6 +27,9 @@ from .crypto import Cipher, default_cipher
 from .enrollment import from_blob, now, to_blob
 from .errors import StoreError, UsageError
 from .types import CallEmbedding, SpeechRegion
+
+if TYPE_CHECKING:
+    from .antispoof import SpoofScore
 
 DB_NAME = "calls.sqlite"
 SCHEMA_VERSION = "3"
@@ -60,6 +66,14 @@ CREATE TABLE IF NOT EXISTS calls (
     channel INTEGER NOT NULL,
     seen_at TEXT NOT NULL,
     PRIMARY KEY (call_id, model)
+);
+CREATE TABLE IF NOT EXISTS spoof_scores (
+    content_hash TEXT NOT NULL,
+    channel INTEGER NOT NULL,
+    detector TEXT NOT NULL,
+    score REAL NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (content_hash, channel, detector)
 );
 CREATE INDEX IF NOT EXISTS calls_borrower ON calls (model, borrower_id);
 CREATE INDEX IF NOT EXISTS calls_content ON calls (content_hash, channel, model);
@@ -260,6 +274,40 @@ class CallStore:
                 self._db.execute("INSERT OR REPLACE INTO embeddings VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
         except sqlite3.Error as e:
             raise StoreError(f"call-embedding store {self.directory}: {e}") from None
+
+    def put_spoof(self, content_hash: str, channel: int, spoof: SpoofScore) -> None:
+        """Store the liveness detector's score of this audio (:mod:`voicecheck.antispoof`)."""
+        try:
+            with self._db:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO spoof_scores VALUES (?,?,?,?,?)",
+                    (content_hash, int(channel), spoof.detector, float(spoof.score), now()),
+                )
+        except sqlite3.Error as e:
+            raise StoreError(f"call-embedding store {self.directory}: {e}") from None
+
+    def spoof_score(self, content_hash: str, channel: int, detector: str) -> SpoofScore | None:
+        """The stored score of this audio by ``detector``, or None."""
+        from .antispoof import SpoofScore
+
+        row = self._db.execute(
+            "SELECT score FROM spoof_scores WHERE content_hash=? AND channel=? AND detector=?",
+            (content_hash, int(channel), detector),
+        ).fetchone()
+        return None if row is None else SpoofScore(detector, float(row[0]))
+
+    def spoof_missing(self, content_hash: str, channel: int, model: str, detector: str) -> bool:
+        """Whether this audio has a ``model`` embedding with speech but no score by ``detector``
+        (a batch then processes it again)."""
+        return (
+            self._db.execute(
+                "SELECT 1 FROM embeddings e WHERE e.content_hash=? AND e.channel=? AND e.model=? AND e.status='ok'"
+                " AND NOT EXISTS (SELECT 1 FROM spoof_scores s WHERE s.content_hash=e.content_hash"
+                " AND s.channel=e.channel AND s.detector=?)",
+                (content_hash, int(channel), model, detector),
+            ).fetchone()
+            is not None
+        )
 
     def link(self, call_id: str, borrower_id: str, audio: str, content_hash: str, channel: int, model: str) -> str:
         """Record that ``call_id`` (of ``borrower_id``) is this audio.
@@ -466,6 +514,7 @@ class CallStore:
                     chunk = hashes[i : i + 500]
                     marks = ",".join("?" * len(chunk))
                     removed += db.execute(f"DELETE FROM embeddings WHERE content_hash IN ({marks})", chunk).rowcount
+                    db.execute(f"DELETE FROM spoof_scores WHERE content_hash IN ({marks})", chunk)
                     shared += db.execute(
                         f"SELECT COUNT(*) FROM calls WHERE content_hash IN ({marks})", chunk
                     ).fetchone()[0]
@@ -491,6 +540,11 @@ class CallStore:
                     (cutoff,),
                 ).rowcount
                 reviews = db.execute("DELETE FROM reviews WHERE reviewed_at < ?", (cutoff,)).rowcount
+                db.execute(
+                    "DELETE FROM spoof_scores WHERE created_at < ? OR NOT EXISTS (SELECT 1 FROM embeddings e WHERE"
+                    " e.content_hash=spoof_scores.content_hash AND e.channel=spoof_scores.channel)",
+                    (cutoff,),
+                )
         except sqlite3.Error as e:
             raise StoreError(f"{WHAT} {self.directory}: {e}") from None
         self.checkpoint()

@@ -120,7 +120,10 @@ SETTING_OPTIONS: dict[str, Any] = {
         ),
     ],
     "model": Annotated[
-        str | None, typer.Option("--model", help="Model key in models.toml: ge2e (default, offline) or ecapa.")
+        str | None,
+        typer.Option(
+            "--model", help="Model key in models.toml: ge2e (default, offline), ecapa, or one you declare (onnx)."
+        ),
     ],
     "device": Annotated[str | None, typer.Option("--device", help="cpu or cuda.")],
     "channel": Annotated[
@@ -669,7 +672,7 @@ def calibrate(
     if not 0 <= max_false_flag < 1:
         fail(f"--max-false-flag must be in [0, 1), got {max_false_flag}")
     c = fit(trials, settings, max_false_flag, progress_line, at_llr)
-    echo(render.calibration_line(c, max_false_flag, at_llr))
+    echo(render.calibration_lines(c, max_false_flag, at_llr, settings.takeover_min_segment_s))
 
 
 # -- across calls ------------------------------------------------------------------------------------

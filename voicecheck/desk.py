@@ -26,7 +26,7 @@ from .errors import VoicecheckError
 
 log = logging.getLogger(__name__)
 
-REASONS = ("voice_mismatch", "speaker_change", "watchlist_hit", "ring", "replay")
+REASONS = ("voice_mismatch", "speaker_change", "watchlist_hit", "synthetic_voice", "ring", "replay")
 """The queue's groups in page order: reason codes of mismatch records, plus ``ring`` (calls of a voice
 that speaks for several borrowers, found across the call store). Other codes go to ``other``."""
 OTHER = "other"
@@ -138,6 +138,13 @@ def _ring(r: dict[str, Any]) -> tuple[float, str]:
     )
 
 
+def _synthetic(r: dict[str, Any]) -> tuple[float, str]:
+    spoof = _num(r.get("spoof_score"))
+    if spoof is None:
+        return generic_evidence(r)
+    return spoof, f"spoof score {spoof:+.2f} (log-likelihood ratio, synthetic vs live speech)"
+
+
 def generic_evidence(r: dict[str, Any]) -> tuple[float, str]:
     """For a reason without an entry in :data:`EVIDENCE`: a record's own ``evidence`` number (higher =
     stronger) if it has one, else its score margin; the reason text as given."""
@@ -158,6 +165,7 @@ EVIDENCE: dict[str, Callable[[dict[str, Any]], tuple[float, str]]] = {
     "voice_mismatch": _margin,
     "speaker_change": _change,
     "watchlist_hit": _watch,
+    "synthetic_voice": _synthetic,
     "ring": _ring,
     "replay": _replay,
 }

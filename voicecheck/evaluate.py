@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .analysis import side_cosine
 from .callstore import CallStore
 from .config import Settings
 from .crypto import cipher_for
@@ -99,6 +100,8 @@ def score_trials(
                     tested[test_path] = engine.embed_call(test_path, settings.channel)
                 s = scorer.score(voiceprint, tested[test_path], with_threshold=False)
                 trial.update(score=s.score, raw_cosine=s.raw_cosine, band=s.band, mode=s.mode)
+                test = tested[test_path]
+                trial["side_cosine"] = side_cosine(test.windows, test.window_times_s, settings.takeover_min_segment_s)
             except VoicecheckError as e:
                 trial["error"] = f"{e.code}: {e}"
                 report(f"row {n}: skipped: {e}")
@@ -204,4 +207,37 @@ def calibrate(
         "n_nontarget": len(non),
     }
     saved = scorer.profile.save_mode(scorer.key, settings.embeddings, mode, values, source)
-    return {"mode": mode, "path": str(saved), **values}
+    takeover = fit_takeover(trials, settings, str(path))
+    if takeover is not None:
+        scorer.profile.save_takeover(scorer.key, settings.embeddings, takeover)
+    return {"mode": mode, "path": str(saved), **values, "takeover": takeover}
+
+
+TAKEOVER_GENUINE_SHARE = 0.05
+"""The takeover limit :func:`fit_takeover` fits: the raw side cosine that this share of genuine calls
+falls below (so the side test keeps at least 95% of genuine calls from being flagged a takeover)."""
+
+TAKEOVER_MIN_CALLS = 20
+"""Fewest genuine test calls long enough for two sides that :func:`fit_takeover` fits a limit on."""
+
+
+def fit_takeover(trials: list[dict[str, Any]], settings: Settings, where: str) -> dict[str, Any] | None:
+    """The model's takeover limit from the genuine (target) trials' test calls, or None when fewer than
+    :data:`TAKEOVER_MIN_CALLS` distinct ones have two sides of ``takeover_min_segment_s`` of speech.
+
+    A genuine call holds one voice, so the cosine between its two sides' mean embeddings is what the
+    side test must let through; the limit is the :data:`TAKEOVER_GENUINE_SHARE` quantile of those
+    cosines (each test call counted once).
+    """
+    cosines = {t["test"]: t["side_cosine"] for t in trials if t["label"] == 1 and t.get("side_cosine") is not None}
+    if len(cosines) < TAKEOVER_MIN_CALLS:
+        return None
+    values = np.array(list(cosines.values()), dtype=np.float64)
+    return {
+        "max_side_cosine": round(float(np.quantile(values, TAKEOVER_GENUINE_SHARE)), 4),
+        "genuine_share_below": TAKEOVER_GENUINE_SHARE,
+        "n_calls": len(values),
+        "min_segment_s": settings.takeover_min_segment_s,
+        "source": f"voicecheck calibrate {where}: {TAKEOVER_GENUINE_SHARE:.0%} quantile of the side cosines of "
+        f"{len(values)} genuine test calls ({now()[:10]})",
+    }

@@ -22,6 +22,8 @@ def why(r: dict[str, Any]) -> str:
         return f"{reason} (score {r['score']:.3f} < {r['threshold']:.3f})"
     if reason == "speaker_change":
         return f"{reason} at {r['speaker_change_s']:.1f} s"
+    if reason == "synthetic_voice":
+        return f"{reason} (spoof score {r['spoof_score']:+.2f})"
     if r.get("watchlist_hits"):
         hit = r["watchlist_hits"][0]
         return f"{reason} ({hit['label']}, score {hit['score']:.3f})"
@@ -50,6 +52,8 @@ def result_text(r: dict[str, Any]) -> str:
         lines.append(f"takeover   voice changes at {r['speaker_change_s']:.1f} s")
     for hit in r.get("watchlist_hits") or []:
         lines.append(f"watchlist  {hit['label']} (score {hit['score']:.3f}, source {hit.get('source')})")
+    if r.get("spoof_score") is not None:
+        lines.append(f"liveness   spoof score {r['spoof_score']:+.2f}  (log-likelihood ratio, synthetic vs live)")
     lines.append(f"model      {r.get('model')}")
     return "\n".join(lines)
 
@@ -214,15 +218,28 @@ def eval_lines(m: dict[str, Any], out: Path) -> Iterator[str]:
     yield f"wrote {out / 'metrics.json'}, {out / 'scores.csv'}, {out / 'det.png'}"
 
 
-def calibration_line(c: dict[str, Any], max_false_flag: float, at_llr: float | None) -> str:
-    """What ``calibrate`` fitted and where it saved it."""
+def calibration_lines(
+    c: dict[str, Any], max_false_flag: float, at_llr: float | None, takeover_min_segment_s: float
+) -> Iterator[str]:
+    """What ``calibrate`` fitted (threshold, score -> llr, the takeover limit) and where it saved it."""
     rule = f"llr {at_llr:+.2f}" if at_llr is not None else f"<= {100 * max_false_flag:.1f}% genuine flagged"
-    return (
+    yield (
         f"scoring mode {c['mode']}: threshold {c['threshold']:.4f} ({rule}; on these {c['n_target']} genuine and "
         f"{c['n_nontarget']} impostor trials it flags {100 * c['genuine_flagged']:.1f}% and "
         f"{100 * c['impostors_flagged']:.1f}%), llr = {c['calibration']['a']:.3f} * score + "
         f"{c['calibration']['b']:.3f}; saved to {c['path']}"
     )
+    t = c.get("takeover")
+    if t is not None:
+        yield (
+            f"takeover limit: max side cosine {t['max_side_cosine']:.4f} ({100 * t['genuine_share_below']:.0f}% of "
+            f"{t['n_calls']} genuine calls' halves are less alike)"
+        )
+    else:
+        yield (
+            "takeover limit: not fitted (fewer than 20 genuine test calls with two sides of "
+            f"{takeover_min_segment_s:g} s of speech); the model's profile keeps its own, if any"
+        )
 
 
 def consistency_lines(found: list[dict[str, Any]]) -> Iterator[str]:

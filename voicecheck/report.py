@@ -27,6 +27,7 @@ FLAGGED_CSV_COLUMNS = [
     "threshold",
     "llr",
     "speaker_change_s",
+    "spoof_score",
     "watchlist",
     "speech_seconds",
     "duration_s",
@@ -331,6 +332,7 @@ GROUP_TITLES = {
     "voice_mismatch": "Voice mismatch",
     "speaker_change": "Speaker change",
     "watchlist_hit": "Watchlist",
+    "synthetic_voice": "Synthetic voice",
     "ring": "Ring",
     "replay": "Replay",
     "other": "Other",
@@ -490,6 +492,7 @@ FLAG_COLUMNS = [
     "threshold",
     "reason",
     "speaker_change_s",
+    "spoof_score",
     "watchlist_hits",
     "audio",
 ]

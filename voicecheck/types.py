@@ -122,7 +122,11 @@ class Voiceprint:
 
 @dataclass
 class CallResult:
-    """One line of results.jsonl and the object ``check --json`` prints."""
+    """One line of results.jsonl and the object ``check --json`` prints.
+
+    ``spoof_score`` is the liveness detector's log-likelihood ratio (spoof against bona fide speech),
+    None when no detector is configured (:mod:`voicecheck.antispoof`).
+    """
 
     call_id: str
     borrower_id: str
@@ -142,6 +146,7 @@ class CallResult:
     raw_cosine: float | None = None
     scoring: str | None = None
     speaker_change_s: float | None = None
+    spoof_score: float | None = None
     timeline: list[dict[str, float]] | None = None
     speech_regions: list[list[float]] | None = None
     watchlist_hits: list[dict[str, Any]] = field(default_factory=list)
