@@ -149,3 +149,30 @@ def test_review_help_names_the_short_form(enrolled) -> None:
     assert res.exit_code == 0 and "voicecheck review CALL_ID --label genuine|impostor|unsure" in text
     for command in ("call", "list", "export", "import"):
         assert command in res.output
+
+
+def test_eval_and_calibrate_on_reviewed_calls(enrolled, tmp_path: Path) -> None:
+    """Issue 11.5: once QA has reviewed enough calls, eval and calibrate run on them, and the threshold
+    calibrated on the lender's own labels takes precedence over the operating point and the profile."""
+    vc = enrolled
+    rows = [(f"G{i}", "B1" if i % 2 else "B2", "A" if i % 2 else "B") for i in range(22)]  # genuine
+    rows += [(f"I{i}", "B1" if i % 2 else "B2", "B" if i % 2 else "A") for i in range(22)]  # impostors
+    manifest = _manifest(tmp_path, rows)
+    assert vc("batch", manifest, "--out", tmp_path / "n", "--threshold", "cosine=0.5", "--quiet").exit_code == 0
+    assert_error(vc("eval", "--reviewed", "--out", tmp_path / "ev"), 2, "0 calls reviewed genuine", "at least 20")
+    assert_error(vc("eval", "--out", tmp_path / "ev"), 2, "TRIALS file or --reviewed")
+    for call_id, _, _ in rows:
+        label = "genuine" if call_id.startswith("G") else "impostor"
+        assert vc("review", call_id, "--label", label).exit_code == 0
+    res = vc("eval", "--reviewed", "--out", tmp_path / "ev", "--json")
+    assert res.exit_code == 0, res.output
+    metrics = json.loads(res.output)
+    assert (metrics["n_target"], metrics["n_nontarget"]) == (22, 22) and metrics["trials"] == "QA-reviewed calls"
+    assert metrics["eer"] < 0.1  # tone voices: the reviewed labels separate
+    res = vc("calibrate", "--reviewed", "--max-false-flag", "0.05")
+    assert res.exit_code == 0, res.output
+    saved = json.loads((tmp_path / "embeddings" / "calibration" / "fake.json").read_text())
+    threshold = saved["modes"]["cosine"]["threshold"]
+    check = json.loads(vc("check", voice_file(tmp_path / "x.wav", "A", 6.5), "--borrower", "B1", "--json").output)
+    assert check["threshold"] == pytest.approx(threshold, abs=1e-4)
+    assert "--reviewed" in check["threshold_source"]

@@ -633,23 +633,38 @@ def rescore(
 # -- accuracy ----------------------------------------------------------------------------------------
 
 TrialsArg = Annotated[
-    Path,
-    typer.Argument(help="CSV: enroll_audio,test_audio,label or borrower_id,audio|call_id,label.", metavar="TRIALS"),
+    Path | None,
+    typer.Argument(
+        help="CSV: enroll_audio,test_audio,label or borrower_id,audio|call_id,label (or --reviewed).",
+        metavar="[TRIALS]",
+    ),
 ]
+ReviewedOpt = Annotated[
+    bool,
+    typer.Option("--reviewed", help="Use the calls QA agents reviewed genuine or impostor instead of a trials file."),
+]
+
+
+def trials_source(trials: Path | None, reviewed: bool) -> Path | None:
+    """The trials file, or None for the reviewed calls; exactly one of them must be given."""
+    if (trials is None) == (not reviewed):
+        fail("give a TRIALS file or --reviewed (the calls QA agents reviewed), not both and not neither")
+    return trials
 
 
 @app.command("eval")
 @uses(EMBED)
 def eval_trials(
     settings: Settings,
-    trials: TrialsArg,
     out: Annotated[Path, typer.Option("--out", help="Directory for metrics.json, scores.csv and det.png.")],
+    trials: TrialsArg = None,
+    reviewed: ReviewedOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Measure accuracy on labelled trials: EER, minDCF, Cllr, impostors flagged at 1% and 5% false flags."""
     from .evaluate import evaluate
 
-    m = evaluate(trials, out, settings, progress_line)
+    m = evaluate(trials_source(trials, reviewed), out, settings, progress_line)
     show(m, as_json, lambda: render.eval_lines(m, out))
 
 
@@ -657,7 +672,8 @@ def eval_trials(
 @uses(EMBED)
 def calibrate(
     settings: Settings,
-    trials: TrialsArg,
+    trials: TrialsArg = None,
+    reviewed: ReviewedOpt = False,
     max_false_flag: Annotated[
         float, typer.Option("--max-false-flag", help="Fraction of genuine calls the threshold may flag.")
     ] = 0.05,
@@ -671,7 +687,7 @@ def calibrate(
 
     if not 0 <= max_false_flag < 1:
         fail(f"--max-false-flag must be in [0, 1), got {max_false_flag}")
-    c = fit(trials, settings, max_false_flag, progress_line, at_llr)
+    c = fit(trials_source(trials, reviewed), settings, max_false_flag, progress_line, at_llr)
     echo(render.calibration_lines(c, max_false_flag, at_llr, settings.takeover_min_segment_s))
 
 

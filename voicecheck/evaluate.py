@@ -39,14 +39,20 @@ def _label(value: str, row: int, path: Path) -> int:
     raise UsageError(f"{path} row {row}: label {value!r} is neither target (1) nor non-target (0)")
 
 
+MIN_REVIEWED = 20
+"""Fewest QA-reviewed genuine and impostor calls (each) that ``eval``/``calibrate --reviewed`` use."""
+
+
 def score_trials(
-    path: str | Path, settings: Settings, report: Callable[[str], None] = lambda s: None
+    path: str | Path | None, settings: Settings, report: Callable[[str], None] = lambda s: None
 ) -> tuple[list[dict[str, Any]], Scorer]:
-    """Score every trial of a trials CSV with the product's scorer.
+    """Score every trial of a trials CSV (None: the QA-reviewed calls) with the product's scorer.
 
     Returns:
         One dict per trial (enroll, test, label, score, raw_cosine, band, or error) and the scorer used.
     """
+    if path is None:
+        return score_reviewed(settings, report)
     p = Path(path)
     rows = list(read_rows(p, ("label",)))
     if not rows:
@@ -112,6 +118,52 @@ def score_trials(
     return out, scorer
 
 
+def score_reviewed(
+    settings: Settings, report: Callable[[str], None] = lambda s: None
+) -> tuple[list[dict[str, Any]], Scorer]:
+    """Trials from the deployment's own QA reviews (issue 11.5): each call reviewed genuine or impostor
+    against the borrower it was made for, scored as the batch scores it (the store's cohort).
+
+    Reviews mostly cover flagged calls, so rates measured on them describe the reviewed calls; a
+    calibration on them is best with a sample of matches reviewed too (the README's day-one guide).
+
+    Raises:
+        UsageError: fewer than :data:`MIN_REVIEWED` reviewed genuine or impostor calls.
+    """
+    from .reviews import reviewed_calls
+
+    spec = model_spec(settings.model, settings.embeddings)
+    reviewed = reviewed_calls(settings, spec.name)
+    genuine = sum(c.genuine for c in reviewed)
+    if genuine < MIN_REVIEWED or len(reviewed) - genuine < MIN_REVIEWED:
+        raise UsageError(
+            f"{genuine} calls reviewed genuine and {len(reviewed) - genuine} impostor; --reviewed needs at least "
+            f"{MIN_REVIEWED} of each (voicecheck review CALL_ID --label ...), or give a trials CSV"
+        )
+    cipher = cipher_for(settings)
+    calls = CallStore(settings.embeddings, cipher)
+    store = VoiceprintStore(settings.store, cipher)
+    out: list[dict[str, Any]] = []
+    try:
+        scorer = Scorer.build(settings, spec.name, spec.key, calls)
+        for n, c in enumerate(reviewed, 1):
+            trial: dict[str, Any] = {"row": n, "label": int(c.genuine), "enroll": c.borrower_id, "test": c.call_id}
+            try:
+                s = scorer.score(store.get(c.borrower_id, spec.name), c.embedding, with_threshold=False)
+                trial.update(score=s.score, raw_cosine=s.raw_cosine, band=s.band, mode=s.mode)
+                trial["side_cosine"] = side_cosine(
+                    c.embedding.windows, c.embedding.window_times_s, settings.takeover_min_segment_s
+                )
+            except VoicecheckError as e:
+                trial["error"] = f"{e.code}: {e}"
+                report(f"reviewed call {c.call_id}: skipped: {e}")
+            out.append(trial)
+    finally:
+        calls.close()
+        store.close()
+    return out, scorer
+
+
 def _beside(csv_path: Path, value: str) -> str:
     v = Path(value)
     return str(v if v.is_absolute() else csv_path.parent / v)
@@ -136,7 +188,7 @@ def write_scores(path: Path, trials: list[dict[str, Any]]) -> None:
 
 
 def evaluate(
-    path: str | Path, out_dir: str | Path, settings: Settings, report: Callable[[str], None] = lambda s: None
+    path: str | Path | None, out_dir: str | Path, settings: Settings, report: Callable[[str], None] = lambda s: None
 ) -> dict[str, Any]:
     """EER, minDCF (0.01, 0.05), Cllr, impostors flagged at 1%/5% false flags; writes scores.csv,
     metrics.json and det.png into ``out_dir``."""
@@ -156,7 +208,10 @@ def evaluate(
     out = private_dir(out_dir)
     result = metrics.summary(tar, non, tar_llr, non_llr)
     result.update(
-        model=scorer.model, mode=scorer.mode(band), trials=str(path), errors=sum(1 for t in trials if "error" in t)
+        model=scorer.model,
+        mode=scorer.mode(band),
+        trials="QA-reviewed calls" if path is None else str(path),
+        errors=sum(1 for t in trials if "error" in t),
     )
     write_scores(out / "scores.csv", trials)
     metrics.plot_det({f"{scorer.model} ({scorer.mode(band)})": (tar, non)}, out / "det.png")
@@ -165,7 +220,7 @@ def evaluate(
 
 
 def calibrate(
-    path: str | Path,
+    path: str | Path | None,
     settings: Settings,
     max_false_flag: float | None = 0.05,
     report: Callable[[str], None] = lambda s: None,
@@ -183,12 +238,13 @@ def calibrate(
     tar, non = split_scores(trials)
     band = next(t["band"] for t in trials if "band" in t)
     mode = scorer.mode(band)
-    source = f"voicecheck calibrate {path} ({len(tar)} target, {len(non)} non-target trials, {now()[:10]})"
+    what = "--reviewed (QA-reviewed calls)" if path is None else str(path)
+    source = f"voicecheck calibrate {what} ({len(tar)} target, {len(non)} non-target trials, {now()[:10]})"
     calib = fit_calibration(tar, non, model=scorer.model, source=source)
     if at_llr is not None:
         if calib.a <= 0:
             raise UsageError(
-                f"the calibration fitted on {path} does not rise with the score (slope {calib.a:.3g}): "
+                f"the calibration fitted on {what} does not rise with the score (slope {calib.a:.3g}): "
                 "the trials do not separate targets from non-targets; check their labels"
             )
         threshold = (at_llr - calib.b) / calib.a
@@ -207,7 +263,7 @@ def calibrate(
         "n_nontarget": len(non),
     }
     saved = scorer.profile.save_mode(scorer.key, settings.embeddings, mode, values, source)
-    takeover = fit_takeover(trials, settings, str(path))
+    takeover = fit_takeover(trials, settings, what)
     if takeover is not None:
         scorer.profile.save_takeover(scorer.key, settings.embeddings, takeover)
     return {"mode": mode, "path": str(saved), **values, "takeover": takeover}

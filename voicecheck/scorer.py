@@ -255,6 +255,7 @@ class Profile:
                     **modes.get(mode, {}),
                     **values,
                     "source": over.get("source", f"calibration file {local}"),
+                    "local": True,
                 }
             takeover = over.get("takeover", takeover)
         return cls(data.get("model", ""), data.get("source", ""), modes, dict(takeover))
@@ -409,7 +410,9 @@ class Scorer:
         return self.spaces[band].mode
 
     def threshold(self, band: str) -> Threshold:
-        """The threshold of ``band``'s mode: the settings' for that mode, else the profile's.
+        """The threshold of ``band``'s mode, in this order: the settings' for that mode; one
+        ``voicecheck calibrate`` fitted on the lender's own labelled calls; the band's operating point
+        (:meth:`measure_operating_points`); the shipped profile's.
 
         Raises:
             UsageError: the mode has neither (say how to get one).
@@ -417,11 +420,13 @@ class Scorer:
         mode = self.mode(band)
         if mode in self.settings.thresholds:
             return Threshold(float(self.settings.thresholds[mode]), f"settings: thresholds.{mode}")
+        values = self.profile.modes.get(mode, {})
+        if values.get("local") and "threshold" in values:  # voicecheck calibrate on the lender's own labels
+            return Threshold(float(values["threshold"]), str(values.get("source", "calibration file")))
         point = self.operating.get(band)
         if isinstance(point, OperatingPoint) and point.mode == mode:
             lower = point.lower if point.lower < point.threshold else None
             return Threshold(point.threshold, point.source, lower)
-        values = self.profile.modes.get(mode, {})
         if "threshold" not in values:
             raise UsageError(
                 f"no calibrated threshold for model {self.key!r} in scoring mode {mode!r}; run "
