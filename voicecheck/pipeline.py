@@ -459,22 +459,8 @@ def enroll_recordings(
                 trail.record("enroll", **event, outcome="refused", reason=refusal)
                 failures += 1
                 continue
-            vectors, seconds = got.vectors, got.speech_seconds
-            added = store.add_recording(
-                owner,
-                engine.model,
-                path,
-                got.content_hash,
-                got.band,
-                seconds,
-                vectors,
-                fresh,
-                kind,
-                consent=ref,
-                forced=forced,
-            )
+            outcome = _store_recording(store, engine.model, owner, path, got, fresh, kind, ref, forced)
             started.add(owner)
-            outcome = "added" if added else "already enrolled, skipped"
             trail.record(
                 "enroll", **event, content_hash=got.content_hash, outcome=outcome, forced=forced or None, replace=fresh
             )
@@ -483,6 +469,34 @@ def enroll_recordings(
     finally:
         store.close()
     return failures
+
+
+def _store_recording(
+    store: VoiceprintStore,
+    model: str,
+    owner: str,
+    path: str,
+    got: Enrolled,
+    fresh: bool,
+    kind: str,
+    consent: str,
+    forced: str,
+) -> str:
+    """Add one admitted recording to the owner's voiceprint; "added" or "already enrolled, skipped"."""
+    added = store.add_recording(
+        owner,
+        model,
+        path,
+        got.content_hash,
+        got.band,
+        got.speech_seconds,
+        got.vectors,
+        fresh,
+        kind,
+        consent=consent,
+        forced=forced,
+    )
+    return "added" if added else "already enrolled, skipped"
 
 
 def _refuse_early(owner: str, path: str, consent: str) -> str | None:
