@@ -1,0 +1,370 @@
+"""Acoustic fingerprints of customer speech, to catch a replayed recording (issue 15, item 1).
+
+A proxy agent who cannot make the borrower speak can *play* the borrower's voice: an earlier call
+or the borrower's enrollment. The voices then match perfectly, but the audio recurs: speech that was
+recorded once does not come back spectrogram-for-spectrogram in another call. This module makes a
+compact fingerprint of a recording's speech that survives a loudspeaker and a room, a telephone
+channel (300-3400 Hz, 8 kHz, G.711, GSM 6.10, Opus), level changes, noise and re-encoding:
+
+* the audio is resampled to 8 kHz, so a wideband enrollment and a narrowband call meet in one band;
+* a log-power spectrogram (32 ms Hann windows every 10 ms) is searched for *landmarks*: local
+  maxima in time and frequency inside the telephone band that stand out from their surroundings
+  and from the recording's noise floor (all relative measures, so the level does not matter);
+* landmarks are hashed in pairs (anchor frequency, target frequency, time between them), as
+  audio-identification systems do (Wang 2003, "An industrial-strength audio search algorithm";
+  Ellis' audfprint). Each hash keeps the time of its anchor in the recording's own time axis.
+
+Matching and the index live in :mod:`voicecheck.replay`. Only numpy and scipy are used; nothing
+runs at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import VoicecheckError
+from .types import SpeechRegion
+
+log = logging.getLogger(__name__)
+
+FINGERPRINT_SAMPLE_RATE = 8000
+"""Rate (Hz) every recording is brought to before it is fingerprinted."""
+
+FINGERPRINT_VERSION = "landmark-pairs-v1"
+"""Stored with every index: fingerprints of different versions never meet."""
+
+N_FFT = 256
+"""Samples per analysis window at 8 kHz (32 ms); bins are 31.25 Hz apart."""
+
+HOP = 80
+"""Samples between windows at 8 kHz (10 ms): the time resolution of every offset."""
+
+HOP_S = HOP / FINGERPRINT_SAMPLE_RATE
+
+LOW_HZ, HIGH_HZ = 300.0, 3400.0
+"""Landmarks are looked for in the telephone band only."""
+
+_FREQ_BITS, _DT_BITS = 7, 6
+HASH_BITS = 2 * _FREQ_BITS + _DT_BITS
+"""Bits of one pair hash: anchor bin (7), target bin (7), frames between them (6)."""
+
+
+class FingerprintError(VoicecheckError):
+    """Audio that cannot be fingerprinted: empty, non-finite, too short or without landmarks.
+
+    A call that raises this was NOT checked for replay; it must never be reported as "no replay".
+    """
+
+    code = "replay_not_checked"
+
+
+@dataclass(frozen=True)
+class FingerprintParams:
+    """How landmarks are picked, paired and hashed.
+
+    Picking and pairing (the first group) may differ between the fingerprint a call is *looked up*
+    with and the one it is *stored* with: a denser query finds more of a sparser stored set (as
+    audfprint does). Hashing (the second group) must be the same on both sides: :meth:`hash_key`
+    names it and an index refuses a fingerprint with another.
+
+    Attributes:
+        peak_time_frames: a landmark is the largest value within +- this many frames (10 ms each).
+        peak_freq_bins: ... and within +- this many bins (31.25 Hz each).
+        min_prominence_db: a landmark stands at least this far above the mean of its
+            surroundings (+- ``context_frames`` x +- ``context_bins``).
+        min_above_floor_db: ... and this far above the recording's noise floor in its bin (the
+            20th percentile over time).
+        context_frames: half-width in frames of the surroundings used for prominence.
+        context_bins: half-width in bins of the surroundings used for prominence.
+        fan_out: each landmark is paired with at most this many later landmarks.
+        min_speech_s: less analysed audio than this (s) cannot be fingerprinted.
+        max_dt_frames: (hashing) the later landmark is at most this many frames after the anchor.
+        max_df_bins: (hashing) ... and at most this many bins above or below it,
+        min_df_bins: (hashing) ... and at least this many: a steady tone (ringback, a beep, a hum)
+            gives landmarks along one bin only, so it yields no hash and cannot match across calls.
+        dt_step_frames: (hashing) the time between the two is hashed in steps of this many frames,
+            so a reverberant room that moves a peak by a frame still gives the same hash.
+    """
+
+    peak_time_frames: int = 8
+    peak_freq_bins: int = 3
+    min_prominence_db: float = 9.0
+    min_above_floor_db: float = 10.0
+    context_frames: int = 15
+    context_bins: int = 6
+    fan_out: int = 2
+    min_speech_s: float = 1.0
+    max_dt_frames: int = 50
+    max_df_bins: int = 30
+    min_df_bins: int = 2
+    dt_step_frames: int = 2
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_dt_frames // self.dt_step_frames < 2**_DT_BITS:
+            raise FingerprintError(
+                f"max_dt_frames // dt_step_frames must be in 1..{2**_DT_BITS - 1}, got "
+                f"{self.max_dt_frames} // {self.dt_step_frames}."
+            )
+        if self.fan_out < 1 or self.peak_time_frames < 1 or self.peak_freq_bins < 1:
+            raise FingerprintError(f"fan_out, peak_time_frames and peak_freq_bins must be >= 1: {self}")
+
+    def hash_key(self) -> str:
+        """Text naming the version and the hashing parameters (stored in an index)."""
+        return (
+            f"{FINGERPRINT_VERSION}(dt<={self.max_dt_frames},{self.min_df_bins}<=df<={self.max_df_bins},"
+            f"dt_step={self.dt_step_frames})"
+        )
+
+
+INDEX_PARAMS = FingerprintParams()
+"""Stored fingerprints (enrollments, calls): ~100 hashes per second of speech."""
+
+QUERY_PARAMS = FingerprintParams(min_prominence_db=6.0, fan_out=8)
+"""Looked-up fingerprints: ~4x denser than the stored ones, so more of a stored set is found."""
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """Pair hashes of one recording's speech.
+
+    Attributes:
+        hashes: uint32, shape (n,), each < 2**HASH_BITS; sorted by ``frames``.
+        frames: int32, shape (n,), anchor time of each hash in frames of :data:`HOP_S` seconds,
+            in the recording's own time axis (frame k starts at k * HOP_S).
+        duration_s: length of the recording (s).
+        analysed_s: seconds of audio the landmarks were looked for in (the speech regions).
+        n_landmarks: landmarks found before pairing.
+        hash_key: :meth:`FingerprintParams.hash_key` of the parameters used.
+    """
+
+    hashes: np.ndarray
+    frames: np.ndarray
+    duration_s: float
+    analysed_s: float
+    n_landmarks: int
+    hash_key: str
+
+    def __len__(self) -> int:
+        return int(self.hashes.size)
+
+    @property
+    def times_s(self) -> np.ndarray:
+        """Anchor times in seconds, float64, shape (n,)."""
+        return self.frames.astype(np.float64) * HOP_S
+
+
+def _check_input(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    x = np.asarray(samples)
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate < 8000:
+        raise FingerprintError(
+            f"sample_rate must be an integer of at least 8000 Hz, got {sample_rate!r}; "
+            "the fingerprint needs the 300-3400 Hz telephone band."
+        )
+    if x.ndim != 1:
+        raise FingerprintError(f"samples must be mono with shape (n,), got shape {x.shape}; pick one channel first.")
+    if x.size == 0:
+        raise FingerprintError("samples are empty (0 samples): nothing to fingerprint, so replay was not checked.")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise FingerprintError(f"samples must be float (in [-1, 1]), got dtype {x.dtype}.")
+    if not np.all(np.isfinite(x)):
+        raise FingerprintError("samples contain NaN or infinite values; the audio was decoded wrongly, fix it first.")
+    return x.astype(np.float32, copy=False)
+
+
+def _region_mask(regions: list[SpeechRegion] | None, n_frames: int) -> np.ndarray:
+    """True for the frames whose centre lies in a speech region (all frames without regions)."""
+    if regions is None:
+        return np.ones(n_frames, dtype=bool)
+    centres = (np.arange(n_frames) * HOP + N_FFT // 2) / FINGERPRINT_SAMPLE_RATE
+    mask = np.zeros(n_frames, dtype=bool)
+    for r in regions:
+        if not (np.isfinite(r.start_s) and np.isfinite(r.end_s)) or r.end_s < r.start_s:
+            raise FingerprintError(f"speech region {r.start_s}-{r.end_s} s is not a finite, ordered span.")
+        mask |= (centres >= r.start_s) & (centres < r.end_s)
+    return mask
+
+
+def spectrogram_db(x8k: np.ndarray) -> np.ndarray:
+    """Log power of 8 kHz audio, shape (n_frames, N_FFT // 2 + 1), in dB re full scale.
+
+    Frame k covers samples [k * HOP, k * HOP + N_FFT); the signal is zero-padded at the end so the
+    last samples get a frame.
+    """
+    n_frames = max(1, 1 + int(np.ceil((x8k.size - N_FFT) / HOP)))
+    padded = np.zeros((n_frames - 1) * HOP + N_FFT, dtype=np.float32)
+    padded[: x8k.size] = x8k[: padded.size]
+    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP]
+    window = np.hanning(N_FFT + 2)[1:-1].astype(np.float32)
+    power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2
+    return 10.0 * np.log10(power + 1e-12)
+
+
+def landmarks(spec_db: np.ndarray, usable: np.ndarray, params: FingerprintParams) -> tuple[np.ndarray, np.ndarray]:
+    """Spectral peaks of a log spectrogram.
+
+    Args:
+        spec_db: log power, shape (n_frames, n_bins), from :func:`spectrogram_db`.
+        usable: bool, shape (n_frames,): frames that may hold a landmark (speech).
+        params: picking parameters.
+
+    Returns:
+        (frames, bins): int32 arrays, shape (m,), sorted by frame then bin.
+    """
+    from scipy import ndimage
+
+    lo = int(np.ceil(LOW_HZ * N_FFT / FINGERPRINT_SAMPLE_RATE))
+    hi = int(np.floor(HIGH_HZ * N_FFT / FINGERPRINT_SAMPLE_RATE))
+    s = spec_db[:, lo : hi + 1]
+    if not usable.any():
+        return np.zeros(0, np.int32), np.zeros(0, np.int32)
+    floor = np.percentile(s[usable], 20, axis=0)  # noise floor per bin, dB
+    ceiling = float(s[usable].max())
+    size = (2 * params.peak_time_frames + 1, 2 * params.peak_freq_bins + 1)
+    is_peak = s >= ndimage.maximum_filter(s, size=size, mode="nearest")
+    around = (2 * params.context_frames + 1, 2 * params.context_bins + 1)
+    context = ndimage.uniform_filter(s, size=around, mode="nearest")
+    keep = (
+        is_peak
+        & usable[:, None]
+        & (s - context >= params.min_prominence_db)
+        & (s - floor[None, :] >= params.min_above_floor_db)
+        & (s >= ceiling - 70.0)  # nothing from digital silence or dither
+    )
+    frames, bins = np.nonzero(keep)
+    return frames.astype(np.int32), (bins + lo).astype(np.int32)
+
+
+def pair_hashes(frames: np.ndarray, bins: np.ndarray, params: FingerprintParams) -> tuple[np.ndarray, np.ndarray]:
+    """Hash each landmark with up to ``fan_out`` later landmarks in its target zone.
+
+    Args:
+        frames, bins: landmarks sorted by frame (int32, shape (m,)).
+        params: pairing parameters.
+
+    Returns:
+        (hashes uint32, anchor frames int32), shape (k,), sorted by anchor frame.
+    """
+    m = frames.size
+    taken = np.zeros(m, dtype=np.int32)
+    out_h: list[np.ndarray] = []
+    out_t: list[np.ndarray] = []
+    for step in range(1, m):
+        anchor = np.arange(m - step)
+        target = anchor + step
+        dt = frames[target] - frames[anchor]
+        alive = dt <= params.max_dt_frames
+        if not alive.any():
+            break
+        df = np.abs(bins[target] - bins[anchor])
+        ok = alive & (dt >= 1) & (df <= params.max_df_bins) & (df >= params.min_df_bins)
+        ok &= taken[anchor] < params.fan_out
+        a, t = anchor[ok], target[ok]
+        taken[a] += 1
+        h = (bins[a].astype(np.uint32) << (_FREQ_BITS + _DT_BITS)) | (bins[t].astype(np.uint32) << _DT_BITS)
+        out_h.append(h | ((frames[t] - frames[a]) // params.dt_step_frames).astype(np.uint32))
+        out_t.append(frames[a])
+    if not out_h:
+        return np.zeros(0, np.uint32), np.zeros(0, np.int32)
+    hashes, times = np.concatenate(out_h), np.concatenate(out_t)
+    order = np.argsort(times, kind="stable")
+    return hashes[order], times[order].astype(np.int32)
+
+
+def _prepare(
+    samples: np.ndarray, sample_rate: int, regions: list[SpeechRegion] | None, min_speech_s: float
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Validated 8 kHz log spectrogram, usable frames, duration_s and analysed_s."""
+    from .audio import resample
+
+    x = _check_input(samples, sample_rate)
+    x8k = resample(x, int(sample_rate), FINGERPRINT_SAMPLE_RATE)
+    duration_s = x.size / float(sample_rate)
+    spec = spectrogram_db(x8k)
+    usable = _region_mask(regions, spec.shape[0])
+    usable &= np.arange(spec.shape[0]) * HOP + N_FFT <= max(x8k.size, N_FFT)  # no frame past the end
+    analysed_s = float(usable.sum()) * HOP_S
+    if analysed_s < min_speech_s:
+        raise FingerprintError(
+            f"only {analysed_s:.2f} s of audio to fingerprint (recording {duration_s:.2f} s), need at least "
+            f"{min_speech_s} s: replay was not checked. Pass the whole recording or more speech regions."
+        )
+    return spec, usable, duration_s, analysed_s
+
+
+def _from_spectrogram(
+    spec: np.ndarray, usable: np.ndarray, duration_s: float, analysed_s: float, params: FingerprintParams
+) -> Fingerprint:
+    frames, bins = landmarks(spec, usable, params)
+    hashes, times = pair_hashes(frames, bins, params)
+    if hashes.size == 0:
+        raise FingerprintError(
+            f"no spectral landmarks in {analysed_s:.2f} s of audio (silence, a steady tone or only noise?): "
+            "replay was not checked."
+        )
+    log.debug("fingerprint: %.1f s analysed, %d landmarks, %d hashes", analysed_s, frames.size, hashes.size)
+    return Fingerprint(
+        hashes=hashes,
+        frames=times,
+        duration_s=duration_s,
+        analysed_s=analysed_s,
+        n_landmarks=int(frames.size),
+        hash_key=params.hash_key(),
+    )
+
+
+def fingerprint(
+    samples: np.ndarray,
+    sample_rate: int,
+    regions: list[SpeechRegion] | None = None,
+    params: FingerprintParams = INDEX_PARAMS,
+) -> Fingerprint:
+    """Fingerprint one recording's speech.
+
+    Args:
+        samples: mono float audio, shape (n,), in [-1, 1] (any level), at ``sample_rate``.
+        sample_rate: Hz, an integer >= 8000 (wideband audio is resampled to 8 kHz).
+        regions: speech regions (the VAD's, in this recording's time axis); None analyses all of
+            it. Landmarks are taken only inside the regions; times stay in the recording's axis.
+        params: :data:`INDEX_PARAMS` for a fingerprint to store, :data:`QUERY_PARAMS` for one to
+            look up (see :func:`fingerprints` for both at once).
+
+    Returns:
+        The recording's :class:`Fingerprint`.
+
+    Raises:
+        FingerprintError: empty, non-mono, non-float or non-finite samples, a rate below 8 kHz,
+            less than ``params.min_speech_s`` of analysed audio, or no landmark at all (silence,
+            a pure tone): the recording was not checked for replay.
+    """
+    spec, usable, duration_s, analysed_s = _prepare(samples, sample_rate, regions, params.min_speech_s)
+    return _from_spectrogram(spec, usable, duration_s, analysed_s, params)
+
+
+def fingerprints(
+    samples: np.ndarray,
+    sample_rate: int,
+    regions: list[SpeechRegion] | None = None,
+    query_params: FingerprintParams = QUERY_PARAMS,
+    index_params: FingerprintParams = INDEX_PARAMS,
+) -> tuple[Fingerprint, Fingerprint]:
+    """The fingerprint to look a call up with and the one to store it with, from one spectrogram.
+
+    Args and Raises: as :func:`fingerprint`; the two parameter sets must hash alike.
+
+    Returns:
+        (query fingerprint, index fingerprint).
+    """
+    if query_params.hash_key() != index_params.hash_key():
+        raise FingerprintError(
+            f"query and index parameters hash differently ({query_params.hash_key()} vs "
+            f"{index_params.hash_key()}); their hashes would never meet."
+        )
+    min_s = max(query_params.min_speech_s, index_params.min_speech_s)
+    spec, usable, duration_s, analysed_s = _prepare(samples, sample_rate, regions, min_s)
+    return (
+        _from_spectrogram(spec, usable, duration_s, analysed_s, query_params),
+        _from_spectrogram(spec, usable, duration_s, analysed_s, index_params),
+    )
