@@ -37,13 +37,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import DEFAULT_SPEECH, SAMPLE_RATE, load_utterances, read_corpus, rng_for, split_speakers  # noqa: E402
-from voicecheck.fingerprint import QUERY_PARAMS, FingerprintError, Fingerprint, fingerprint, fingerprints  # noqa: E402
+from voicecheck.fingerprint import QUERY_PARAMS, Fingerprint, FingerprintError, fingerprint, fingerprints  # noqa: E402
 from voicecheck.replay import FingerprintIndex, MatchRule  # noqa: E402
 
 log = logging.getLogger("benchmarks.replay")
 
 CODECS = ("ulaw", "alaw", "gsm", "opus")
 LENGTHS_S = (3.0, 5.0, 8.0, 12.0, 20.0)
+REPLAYS_PER_ITEM = 2
 DURATION_BINS = ((0.0, 5.0), (5.0, 8.0), (8.0, 12.0), (12.0, 99.0))
 EXPLORE = MatchRule(min_hashes=1, min_matched_s=0.0)
 """Looks up every candidate (the rule is applied afterwards, for every rule of the grid)."""
@@ -72,6 +73,8 @@ class Outcome:
     partial: bool
     found: dict[str, tuple[int, float, tuple[float, float, float, float]]] = field(default_factory=dict)
     true_span_s: tuple[float, float] = (0.0, 0.0)  # replayed part in the call's time axis
+    item: str = ""  # the recording the call was made from (replayed, or the honest call's own)
+    audio: np.ndarray | None = None  # the call at 8 kHz (kept for the embedding figures)
 
 
 # --- channel simulation ---------------------------------------------------------------------------
@@ -185,19 +188,22 @@ def run_lookups(items: list[Item], index: FingerprintIndex) -> tuple[list[Outcom
         by_speaker.setdefault(it.speaker, []).append(it)
     others = sorted(by_speaker)
     for n, item in enumerate(items):
-        filler_spk = others[(others.index(item.speaker) + 1 + n) % len(others)]
-        if filler_spk == item.speaker:
-            filler_spk = others[(others.index(item.speaker) + 1) % len(others)]
-        filler = by_speaker[filler_spk][n % len(by_speaker[filler_spk])]
-        audio, codec, length, partial, span = replay_call(item, filler, n)
-        t0 = time.perf_counter()
-        fp, _ = fingerprints(audio, 8000)
-        t1 = time.perf_counter()
-        found = _candidates(index, fp, [filler.name])
-        t2 = time.perf_counter()
-        fp_time, lookup_time, n_calls = fp_time + t1 - t0, lookup_time + t2 - t1, n_calls + 1
-        out = Outcome(item.speaker, item.source, item.name, codec, length, partial, found, span)
-        replays.append(out)
+        for k in range(REPLAYS_PER_ITEM):
+            m = n + k * len(items)  # a different length, codec and room each time
+            filler_spk = others[(others.index(item.speaker) + 1 + m) % len(others)]
+            if filler_spk == item.speaker:
+                filler_spk = others[(others.index(item.speaker) + 1) % len(others)]
+            filler = by_speaker[filler_spk][m % len(by_speaker[filler_spk])]
+            audio, codec, length, partial, span = replay_call(item, filler, m)
+            t0 = time.perf_counter()
+            fp, _ = fingerprints(audio, 8000)
+            t1 = time.perf_counter()
+            found = _candidates(index, fp, [filler.name])
+            t2 = time.perf_counter()
+            fp_time, lookup_time, n_calls = fp_time + t1 - t0, lookup_time + t2 - t1, n_calls + 1
+            replays.append(
+                Outcome(item.speaker, item.source, item.name, codec, length, partial, found, span, item.name, audio)
+            )
         honest_codec = CODECS[(n + 1) % len(CODECS)]
         call = telephone_call(_at(item.audio, item.rate, SAMPLE_RATE), SAMPLE_RATE, honest_codec, rng_for("h", n))
         try:
@@ -205,9 +211,8 @@ def run_lookups(items: list[Item], index: FingerprintIndex) -> tuple[list[Outcom
         except FingerprintError as exc:  # reported, never counted as "no replay"
             log.warning("honest call of %s not fingerprinted: %s", item.name, exc)
             continue
-        honest.append(
-            Outcome(item.speaker, item.source, "", honest_codec, 0.0, False, _candidates(index, hfp, [item.name]))
-        )
+        found = _candidates(index, hfp, [item.name])
+        honest.append(Outcome(item.speaker, item.source, "", honest_codec, 0.0, False, found, (0, 0), item.name, call))
         if n % 50 == 0:
             log.info("%d/%d looked up", n + 1, len(items))
     return replays, honest, fp_time / max(n_calls, 1), lookup_time / max(n_calls, 1)
@@ -228,24 +233,38 @@ def false_items(o: Outcome, rule: MatchRule) -> list[str]:
     return [name for name, e in o.found.items() if name != o.truth and passes(e, rule)]
 
 
-def choose_rule(replays: list[Outcome], honest: list[Outcome], margin: float) -> MatchRule:
-    """Per min_matched_s: the least min_hashes above ``margin`` x the most hits any false item had
-    there; of those rules, the one catching most replays."""
-    best: tuple[float, MatchRule] | None = None
+def rule_grid(replays: list[Outcome], honest: list[Outcome], margin: float) -> list[MatchRule]:
+    """Per min_matched_s of the grid: the least min_hashes above ``margin`` x the most hits any false
+    item (an item other than the replayed one) had in a span at least that long."""
+    rules = []
     for min_s in (1.0, 1.5, 2.0, 2.5, 3.0):
         worst = max(
             [e[0] for o in (*honest, *replays) for name, e in o.found.items() if name != o.truth and e[1] >= min_s]
             or [0]
         )
-        rule = MatchRule(min_hashes=max(5, int(np.ceil(margin * worst)) + 1), min_matched_s=min_s)
-        rate = float(np.mean([caught(o, rule) for o in replays]))
-        log.info(
-            "min_matched_s %.1f: worst false %d hits -> min_hashes %d, caught %.3f", min_s, worst, rule.min_hashes, rate
-        )
-        if best is None or rate > best[0]:
-            best = (rate, rule)
-    assert best is not None
-    return best[1]
+        rules.append(MatchRule(min_hashes=max(5, int(np.ceil(margin * worst)) + 1), min_matched_s=min_s))
+    return rules
+
+
+def choose_rule(replays: list[Outcome], honest: list[Outcome], margin: float) -> tuple[MatchRule, list[str]]:
+    """Of :func:`rule_grid`'s rules, the one catching most replays; and a table of the grid."""
+    grid = rule_grid(replays, honest, margin)
+    rates = [float(np.mean([caught(o, rule) for o in replays])) for rule in grid]
+    return grid[int(np.argmax(rates))], [f"{r.min_matched_s:g} s: min_hashes {r.min_hashes}" for r in grid]
+
+
+def grid_table(replays: list[Outcome], grid: list[MatchRule]) -> list[str]:
+    """Replays of the EVAL speakers caught by each rule of the grid (>= 5 s, partial, all)."""
+    out = ["| rule (EVAL replays caught) | >= 5 s | partial 3-6 s | all |", "|---|---|---|---|"]
+    for rule in grid:
+        cells = [
+            [o for o in replays if o.replayed_s >= 5.0],
+            [o for o in replays if o.partial],
+            replays,
+        ]
+        text = " | ".join(_pct(sum(caught(o, rule) for o in c), len(c)) for c in cells)
+        out.append(f"| {rule.min_hashes} hashes over >= {rule.min_matched_s:g} s | {text} |")
+    return out + [""]
 
 
 def _pct(k: int, n: int) -> str:
@@ -302,7 +321,7 @@ def scale_table(items: list[Item], index_fps: list[Fingerprint], sizes: list[int
 
     pool = np.concatenate([fp.hashes for fp in index_fps])
     per_s = len(pool) / sum(fp.analysed_s for fp in index_fps)
-    item_s = 20.0
+    item_s = 10.0
     rng = np.random.default_rng(0)
     queries = []
     for n, item in enumerate(items[:40]):
@@ -315,10 +334,12 @@ def scale_table(items: list[Item], index_fps: list[Fingerprint], sizes: list[int
         f"Synthetic items of {item_s:g} s at {per_s:.0f} stored hashes per second of speech (the corpus's rate), "
         f"hash values drawn from the corpus's own hash distribution; {len(queries)} replay calls looked up "
         f"(query fingerprints, {np.mean([len(q) for q in queries]):.0f} hashes each). "
-        f"CPU: {model.group(1) if model else platform.processor()}, {'; '.join(feats) or 'no AVX-512/AMX'}; one thread.",
+        f"CPU: {model.group(1) if model else platform.processor()}, "
+        f"{'; '.join(feats) or 'no AVX-512/AMX'}; one thread.",
         "",
-        "| items | keyed | index rows | file MB | build s | lookup ms per call (median / 90th) | rows fetched per call |",
-        "|---|---|---|---|---|---|---|",
+        "| items | keyed | index rows | file MB | build s | lookup ms per call (median / 90th) "
+        "| rows fetched per call | most hits of a (false) synthetic item |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for size in sizes:
         for keyed in (False, True) if size <= 10_000 else (False,):
@@ -338,20 +359,86 @@ def scale_table(items: list[Item], index_fps: list[Fingerprint], sizes: list[int
                     entries.append((f"synthetic/{i}", fp, "call", f"b{i}"))
                 index.add_many(entries)
             build = time.perf_counter() - t0
-            times, rows = [], []
+            times, rows, false_hits = [], [], []
             for q in queries:
                 t = time.perf_counter()
                 check = index.query(q)
                 times.append(time.perf_counter() - t)
                 rows.append(check.rows)
+                false_hits.append(check.best.hashes if check.best else 0)
             mb = path.stat().st_size / 1e6
             out.append(
                 f"| {size:,} | {'yes' if keyed else 'no'} | {size * n_rows:,} | {mb:,.0f} | {build:.0f} | "
-                f"{1000 * np.median(times):.0f} / {1000 * np.percentile(times, 90):.0f} | {np.median(rows):,.0f} |"
+                f"{1000 * np.median(times):.0f} / {1000 * np.percentile(times, 90):.0f} | {np.median(rows):,.0f} | "
+                f"{max(false_hits)} |"
             )
             log.info(out[-1])
             index.close()
             path.unlink()
+    return out + [""]
+
+
+def identical_table(items: list[Item], replays: list[Outcome], honest: list[Outcome], eval_keys: set[str]) -> list[str]:
+    """Item 2: cosine of a call to its closest single enrollment recording (GE2E, the product's Engine)."""
+    from benchmarks.common import ROOT, Embeddings
+    from voicecheck.errors import InsufficientSpeechError
+    from voicecheck.types import Audio
+
+    engine = Embeddings(ROOT / "benchmarks" / ".cache" / "replay").engine
+
+    def embed(x: np.ndarray, rate: int, narrow: bool) -> np.ndarray | None:
+        audio = Audio(samples=x, sample_rate=rate, subtype="PCM_16" if rate > 8000 else "ULAW")
+        try:
+            emb = engine.embed_audio(audio)
+        except InsufficientSpeechError:
+            return None
+        return emb.narrow_vector if narrow else emb.vector
+
+    enrolled = {
+        it.name: embed(it.audio, it.rate, narrow=True) for it in items if it.kind == "enrollment" and it.rate > 8000
+    }
+    by_speaker: dict[str, list[str]] = {}
+    for name, vec in enrolled.items():
+        if vec is not None:
+            by_speaker.setdefault(name.rsplit("/", 1)[0], []).append(name)
+    rows: dict[str, list[tuple[bool, float]]] = {"genuine": [], "direct": [], "replay": [], "partial replay": []}
+    for o in honest:
+        names = by_speaker.get(o.speaker, [])
+        if not names or o.audio is None:
+            continue
+        vec = embed(o.audio, 8000, narrow=False)
+        if vec is None:
+            continue
+        for name in names:  # the same recording down a line is a "direct" replay; the others are genuine
+            rows["direct" if name == o.item else "genuine"].append(
+                (o.speaker in eval_keys, float(vec @ enrolled[name]))
+            )
+    for o in replays:
+        if o.item not in enrolled or enrolled[o.item] is None or o.audio is None:
+            continue
+        vec = embed(o.audio, 8000, narrow=False)
+        if vec is not None:
+            kind = "partial replay" if o.partial else "replay"
+            rows[kind].append((o.speaker in eval_keys, float(vec @ enrolled[o.item])))
+    tune_genuine = [c for is_eval, c in rows["genuine"] if not is_eval]
+    threshold = round(max(tune_genuine) + 0.01, 2) if tune_genuine else float("nan")
+    out = [
+        f"GE2E (`{engine.model}`), call vs each single enrollment recording embedded through the call's channel "
+        f"(the pipeline's narrow_vector). Threshold = the highest genuine cosine of the non-EVAL speakers + 0.01 "
+        f"= **{threshold:.2f}**, judged on the EVAL speakers.",
+        "",
+        "| pairs | speakers | n | median | 99th pct | max | at or above threshold |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for kind, values in rows.items():
+        for label, want in (("non-EVAL", False), ("EVAL", True)):
+            v = np.array([c for is_eval, c in values if is_eval == want])
+            if v.size:
+                out.append(
+                    f"| {kind} | {label} | {v.size} | {np.median(v):.3f} | {np.percentile(v, 99):.3f} "
+                    f"| {v.max():.3f} | "
+                    f"{_pct(int(np.sum(v >= threshold)), v.size)} |"
+                )
     return out + [""]
 
 
@@ -361,6 +448,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale", default="1000,10000,100000", help="index sizes for the lookup-time table ('' skips)")
     parser.add_argument("--margin", type=float, default=1.5, help="min_hashes = margin x the most hits of a false item")
     parser.add_argument("--workdir", default=None, help="folder for the index files (default: a temporary one)")
+    parser.add_argument("--no-embed", action="store_true", help="skip the GE2E too-identical figures")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     speakers = read_corpus(args.speech)
@@ -388,15 +476,21 @@ def main(argv: list[str] | None = None) -> None:
         replays, honest, fp_s, lookup_s = run_lookups(items, index)
         index.close()
         choose = [o for o in replays if o.speaker not in eval_keys], [o for o in honest if o.speaker not in eval_keys]
-        rule = choose_rule(*choose, margin=args.margin)
+        rule, grid = choose_rule(*choose, margin=args.margin)
         held = [o for o in replays if o.speaker in eval_keys], [o for o in honest if o.speaker in eval_keys]
         audio_s = float(np.mean([o.replayed_s for o in replays]))
         lines = [
-            f"{len(items)} items stored; not fingerprinted (so neither stored nor replayed): {', '.join(skipped) or 'none'}.",
+            f"{len(items)} items stored; not fingerprinted (so neither stored nor replayed): "
+            f"{', '.join(skipped) or 'none'}.",
             "",
             f"Rule chosen on the non-EVAL speakers ({len(choose[0])} replays, {len(choose[1])} honest calls): "
             f"**min_hashes {rule.min_hashes}, min_matched_s {rule.min_matched_s:g}** (margin {args.margin}).",
             "",
+            f"Grid (min_matched_s: least min_hashes above {args.margin} x the most hits of a false item): "
+            + "; ".join(grid)
+            + ".",
+            "",
+            *grid_table(held[0], rule_grid(*choose, margin=args.margin)),
             *tables(*held, len(items), rule, "EVAL speakers (held apart from the choice)"),
             *tables(*choose, len(items), rule, "non-EVAL speakers (the rule was chosen here)"),
         ]
@@ -409,6 +503,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{1000 * lookup_s:.1f} ms."
         )
         lines.append("")
+        if not args.no_embed:
+            lines += ["## A voice too identical to be live", "", *identical_table(items, replays, honest, eval_keys)]
         sizes = [int(s) for s in args.scale.split(",") if s.strip()]
         if sizes:
             lines += scale_table(items, index_fps, sizes, workdir)

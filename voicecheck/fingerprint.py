@@ -21,7 +21,7 @@ runs at import time.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -187,54 +187,105 @@ def _region_mask(regions: list[SpeechRegion] | None, n_frames: int) -> np.ndarra
     return mask
 
 
-def spectrogram_db(x8k: np.ndarray) -> np.ndarray:
-    """Log power of 8 kHz audio, shape (n_frames, N_FFT // 2 + 1), in dB re full scale.
+_LO_BIN = int(np.ceil(LOW_HZ * N_FFT / FINGERPRINT_SAMPLE_RATE))
+_HI_BIN = int(np.floor(HIGH_HZ * N_FFT / FINGERPRINT_SAMPLE_RATE))
 
-    Frame k covers samples [k * HOP, k * HOP + N_FFT); the signal is zero-padded at the end so the
-    last samples get a frame.
+
+def spectrogram_db(x8k: np.ndarray) -> np.ndarray:
+    """Log power of 8 kHz audio in the telephone band, float32, shape (n_frames, n_bins), dB re full scale.
+
+    Frame k covers samples [k * HOP, k * HOP + N_FFT); column j is FFT bin ``_LO_BIN + j``
+    (300-3400 Hz). The signal is zero-padded at the end so the last samples get a frame.
     """
+    from scipy import fft
+
     n_frames = max(1, 1 + int(np.ceil((x8k.size - N_FFT) / HOP)))
     padded = np.zeros((n_frames - 1) * HOP + N_FFT, dtype=np.float32)
     padded[: x8k.size] = x8k[: padded.size]
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP]
     window = np.hanning(N_FFT + 2)[1:-1].astype(np.float32)
-    power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2
-    return 10.0 * np.log10(power + 1e-12)
+    spectrum = fft.rfft(frames * window, axis=1, workers=1)[:, _LO_BIN : _HI_BIN + 1]
+    power = spectrum.real**2 + spectrum.imag**2
+    return np.asarray(10.0 * np.log10(power + np.float32(1e-12)), dtype=np.float32)
 
 
-def landmarks(spec_db: np.ndarray, usable: np.ndarray, params: FingerprintParams) -> tuple[np.ndarray, np.ndarray]:
-    """Spectral peaks of a log spectrogram.
+@dataclass(frozen=True)
+class _Peaks:
+    """Candidate landmarks with the measures the thresholds apply to (arrays of shape (m,))."""
+
+    frames: np.ndarray
+    bins: np.ndarray
+    prominence_db: np.ndarray
+    above_floor_db: np.ndarray
+
+
+def _neighbourhood(params: FingerprintParams) -> tuple[int, int, int, int]:
+    return (params.peak_time_frames, params.peak_freq_bins, params.context_frames, params.context_bins)
+
+
+def _max_filter(a: np.ndarray, half_t: int, half_f: int) -> np.ndarray:
+    """Maximum over a (2 half_t + 1) x (2 half_f + 1) box, edges repeated (scipy's mode="nearest")."""
+    out = a
+    for axis, half in ((0, half_t), (1, half_f)):
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (half, half)
+        p = np.pad(out, pad, mode="edge")
+        n = out.shape[axis]
+        m = np.take(p, np.arange(0, n), axis=axis)
+        for k in range(1, 2 * half + 1):
+            np.maximum(m, np.take(p, np.arange(k, k + n), axis=axis), out=m)
+        out = m
+    return out
+
+
+def _box_mean(a: np.ndarray, half_t: int, half_f: int) -> np.ndarray:
+    """Mean over a (2 half_t + 1) x (2 half_f + 1) box, edges repeated, by cumulative sums."""
+    p = np.pad(a.astype(np.float64), ((half_t + 1, half_t), (half_f + 1, half_f)), mode="edge")
+    p[0, :] = 0.0
+    p[:, 0] = 0.0
+    c = p.cumsum(axis=0).cumsum(axis=1)
+    n_t, n_f = a.shape
+    w_t, w_f = 2 * half_t + 1, 2 * half_f + 1
+    total = c[w_t:, w_f:] - c[:-w_t, w_f:] - c[w_t:, :-w_f] + c[:-w_t, :-w_f]
+    return (total[:n_t, :n_f] / (w_t * w_f)).astype(np.float32)
+
+
+def peaks(band_db: np.ndarray, usable: np.ndarray, params: FingerprintParams, loosest: FingerprintParams) -> _Peaks:
+    """Local maxima of a log spectrogram that pass ``loosest``'s thresholds.
 
     Args:
-        spec_db: log power, shape (n_frames, n_bins), from :func:`spectrogram_db`.
+        band_db: log power, shape (n_frames, n_bins), from :func:`spectrogram_db`.
         usable: bool, shape (n_frames,): frames that may hold a landmark (speech).
-        params: picking parameters.
-
-    Returns:
-        (frames, bins): int32 arrays, shape (m,), sorted by frame then bin.
+        params: the neighbourhoods (peak and context sizes).
+        loosest: the lowest thresholds any caller will apply (see :func:`landmarks`).
     """
-    from scipy import ndimage
-
-    lo = int(np.ceil(LOW_HZ * N_FFT / FINGERPRINT_SAMPLE_RATE))
-    hi = int(np.floor(HIGH_HZ * N_FFT / FINGERPRINT_SAMPLE_RATE))
-    s = spec_db[:, lo : hi + 1]
-    if not usable.any():
-        return np.zeros(0, np.int32), np.zeros(0, np.int32)
-    floor = np.percentile(s[usable], 20, axis=0)  # noise floor per bin, dB
-    ceiling = float(s[usable].max())
-    size = (2 * params.peak_time_frames + 1, 2 * params.peak_freq_bins + 1)
-    is_peak = s >= ndimage.maximum_filter(s, size=size, mode="nearest")
-    around = (2 * params.context_frames + 1, 2 * params.context_bins + 1)
-    context = ndimage.uniform_filter(s, size=around, mode="nearest")
-    keep = (
-        is_peak
-        & usable[:, None]
-        & (s - context >= params.min_prominence_db)
-        & (s - floor[None, :] >= params.min_above_floor_db)
-        & (s >= ceiling - 70.0)  # nothing from digital silence or dither
+    empty = np.zeros(0, np.int32)
+    rows = np.flatnonzero(usable)
+    if rows.size == 0:
+        return _Peaks(empty, empty, empty.astype(np.float32), empty.astype(np.float32))
+    floor = np.percentile(band_db[rows[::4]], 20, axis=0).astype(np.float32)  # noise floor per bin, dB
+    ceiling = float(band_db[rows].max())
+    is_peak = band_db >= _max_filter(band_db, params.peak_time_frames, params.peak_freq_bins)
+    is_peak &= usable[:, None]
+    is_peak &= band_db >= ceiling - 70.0  # nothing from digital silence or dither
+    is_peak &= band_db - floor[None, :] >= loosest.min_above_floor_db
+    frames, bins = np.nonzero(is_peak)
+    context = _box_mean(band_db, params.context_frames, params.context_bins)
+    values = band_db[frames, bins]
+    prominence = values - context[frames, bins]
+    ok = prominence >= loosest.min_prominence_db
+    return _Peaks(
+        frames=frames[ok].astype(np.int32),
+        bins=(bins[ok] + _LO_BIN).astype(np.int32),
+        prominence_db=prominence[ok],
+        above_floor_db=(values - floor[bins])[ok],
     )
-    frames, bins = np.nonzero(keep)
-    return frames.astype(np.int32), (bins + lo).astype(np.int32)
+
+
+def landmarks(found: _Peaks, params: FingerprintParams) -> tuple[np.ndarray, np.ndarray]:
+    """The peaks that pass ``params``' thresholds: (frames, absolute FFT bins), int32, sorted by frame then bin."""
+    keep = (found.prominence_db >= params.min_prominence_db) & (found.above_floor_db >= params.min_above_floor_db)
+    return found.frames[keep], found.bins[keep]
 
 
 def pair_hashes(frames: np.ndarray, bins: np.ndarray, params: FingerprintParams) -> tuple[np.ndarray, np.ndarray]:
@@ -294,10 +345,8 @@ def _prepare(
     return spec, usable, duration_s, analysed_s
 
 
-def _from_spectrogram(
-    spec: np.ndarray, usable: np.ndarray, duration_s: float, analysed_s: float, params: FingerprintParams
-) -> Fingerprint:
-    frames, bins = landmarks(spec, usable, params)
+def _from_peaks(found: _Peaks, duration_s: float, analysed_s: float, params: FingerprintParams) -> Fingerprint:
+    frames, bins = landmarks(found, params)
     hashes, times = pair_hashes(frames, bins, params)
     if hashes.size == 0:
         raise FingerprintError(
@@ -340,7 +389,7 @@ def fingerprint(
             a pure tone): the recording was not checked for replay.
     """
     spec, usable, duration_s, analysed_s = _prepare(samples, sample_rate, regions, params.min_speech_s)
-    return _from_spectrogram(spec, usable, duration_s, analysed_s, params)
+    return _from_peaks(peaks(spec, usable, params, params), duration_s, analysed_s, params)
 
 
 def fingerprints(
@@ -364,7 +413,17 @@ def fingerprints(
         )
     min_s = max(query_params.min_speech_s, index_params.min_speech_s)
     spec, usable, duration_s, analysed_s = _prepare(samples, sample_rate, regions, min_s)
+    if _neighbourhood(query_params) == _neighbourhood(index_params):  # one peak search serves both
+        loosest = replace(
+            query_params,
+            min_prominence_db=min(query_params.min_prominence_db, index_params.min_prominence_db),
+            min_above_floor_db=min(query_params.min_above_floor_db, index_params.min_above_floor_db),
+        )
+        found_q = found_i = peaks(spec, usable, query_params, loosest)
+    else:
+        found_q = peaks(spec, usable, query_params, query_params)
+        found_i = peaks(spec, usable, index_params, index_params)
     return (
-        _from_spectrogram(spec, usable, duration_s, analysed_s, query_params),
-        _from_spectrogram(spec, usable, duration_s, analysed_s, index_params),
+        _from_peaks(found_q, duration_s, analysed_s, query_params),
+        _from_peaks(found_i, duration_s, analysed_s, index_params),
     )
