@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import DEFAULT_SPEECH, SAMPLE_RATE, load_utterances, read_corpus, rng_for, split_speakers  # noqa: E402
 from voicecheck.fingerprint import QUERY_PARAMS, Fingerprint, FingerprintError, fingerprint, fingerprints  # noqa: E402
-from voicecheck.replay import FingerprintIndex, MatchRule  # noqa: E402
+from voicecheck.replay import DEFAULT_MAX_ROWS, FingerprintIndex, MatchRule  # noqa: E402
 
 log = logging.getLogger("benchmarks.replay")
 
@@ -46,7 +46,7 @@ CODECS = ("ulaw", "alaw", "gsm", "opus")
 LENGTHS_S = (3.0, 5.0, 8.0, 12.0, 20.0)
 REPLAYS_PER_ITEM = 2
 DURATION_BINS = ((0.0, 5.0), (5.0, 8.0), (8.0, 12.0), (12.0, 99.0))
-EXPLORE = MatchRule(min_hashes=1, min_matched_s=0.0)
+EXPLORE = MatchRule(min_hits=1, min_matched_s=0.0)
 """Looks up every candidate (the rule is applied afterwards, for every rule of the grid)."""
 
 
@@ -63,7 +63,7 @@ class Item:
 
 @dataclass
 class Outcome:
-    """One looked-up call: its truth and the candidates found (item name -> (hashes, matched_s, span))."""
+    """One looked-up call: its truth and the candidates found (item name -> (hits, matched_s, span))."""
 
     speaker: str
     source: str
@@ -174,7 +174,7 @@ def _candidates(index: FingerprintIndex, fp: Fingerprint, exclude: list[str]) ->
     check = index.query(fp, exclude=exclude, rule=EXPLORE)
     found = {}
     for m in (*check.matches,):
-        found[m.item] = (m.hashes, m.matched_s, (m.call_start_s, m.call_end_s, m.item_start_s, m.item_end_s))
+        found[m.item] = (m.hits, m.matched_s, (m.call_start_s, m.call_end_s, m.item_start_s, m.item_end_s))
     return found
 
 
@@ -222,7 +222,7 @@ def run_lookups(items: list[Item], index: FingerprintIndex) -> tuple[list[Outcom
 
 
 def passes(entry: tuple[int, float, tuple], rule: MatchRule) -> bool:
-    return entry[0] >= rule.min_hashes and entry[1] >= rule.min_matched_s
+    return entry[0] >= rule.min_hits and entry[1] >= rule.min_matched_s
 
 
 def caught(o: Outcome, rule: MatchRule) -> bool:
@@ -234,7 +234,7 @@ def false_items(o: Outcome, rule: MatchRule) -> list[str]:
 
 
 def rule_grid(replays: list[Outcome], honest: list[Outcome], margin: float) -> list[MatchRule]:
-    """Per min_matched_s of the grid: the least min_hashes above ``margin`` x the most hits any false
+    """Per min_matched_s of the grid: the least min_hits above ``margin`` x the most hits any false
     item (an item other than the replayed one) had in a span at least that long."""
     rules = []
     for min_s in (1.0, 1.5, 2.0, 2.5, 3.0):
@@ -242,7 +242,7 @@ def rule_grid(replays: list[Outcome], honest: list[Outcome], margin: float) -> l
             [e[0] for o in (*honest, *replays) for name, e in o.found.items() if name != o.truth and e[1] >= min_s]
             or [0]
         )
-        rules.append(MatchRule(min_hashes=max(5, int(np.ceil(margin * worst)) + 1), min_matched_s=min_s))
+        rules.append(MatchRule(min_hits=max(5, int(np.ceil(margin * worst)) + 1), min_matched_s=min_s))
     return rules
 
 
@@ -250,7 +250,7 @@ def choose_rule(replays: list[Outcome], honest: list[Outcome], margin: float) ->
     """Of :func:`rule_grid`'s rules, the one catching most replays; and a table of the grid."""
     grid = rule_grid(replays, honest, margin)
     rates = [float(np.mean([caught(o, rule) for o in replays])) for rule in grid]
-    return grid[int(np.argmax(rates))], [f"{r.min_matched_s:g} s: min_hashes {r.min_hashes}" for r in grid]
+    return grid[int(np.argmax(rates))], [f"{r.min_matched_s:g} s: min_hits {r.min_hits}" for r in grid]
 
 
 def grid_table(replays: list[Outcome], grid: list[MatchRule]) -> list[str]:
@@ -263,7 +263,7 @@ def grid_table(replays: list[Outcome], grid: list[MatchRule]) -> list[str]:
             replays,
         ]
         text = " | ".join(_pct(sum(caught(o, rule) for o in c), len(c)) for c in cells)
-        out.append(f"| {rule.min_hashes} hashes over >= {rule.min_matched_s:g} s | {text} |")
+        out.append(f"| {rule.min_hits} hits over >= {rule.min_matched_s:g} s | {text} |")
     return out + [""]
 
 
@@ -314,32 +314,50 @@ def tables(replays: list[Outcome], honest: list[Outcome], n_items: int, rule: Ma
 # --- scale ----------------------------------------------------------------------------------------
 
 
-def scale_table(items: list[Item], index_fps: list[Fingerprint], sizes: list[int], workdir: Path) -> list[str]:
-    """Lookup time against N synthetic items (hash values drawn from the corpus's own distribution)."""
+def _cpu() -> str:
     import platform
     import re
 
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    feats = sorted(set(re.findall(r"avx512[a-z_0-9]*|amx[a-z_0-9]*", text)))
+    model = re.search(r"model name\s*:\s*(.*)", text)
+    return f"{model.group(1) if model else platform.processor()}, {'; '.join(feats) or 'no AVX-512/AMX'}"
+
+
+def _synthetic(pool: np.ndarray, n_rows: int, item_s: float, hash_key: str, rng: np.random.Generator) -> Fingerprint:
+    frames = np.sort(rng.integers(0, int(item_s * 100), n_rows)).astype(np.int32)
+    return Fingerprint(pool[rng.integers(0, pool.size, n_rows)], frames, item_s, item_s, n_rows, hash_key)
+
+
+def scale_table(
+    items: list[Item], index_fps: list[Fingerprint], sizes: list[int], workdir: Path, rule: MatchRule
+) -> list[str]:
+    """Lookups against the corpus's items plus N synthetic items (hash values drawn from the corpus's
+    own distribution, times at random): time, rows read, replays still caught, false hits."""
     pool = np.concatenate([fp.hashes for fp in index_fps])
     per_s = len(pool) / sum(fp.analysed_s for fp in index_fps)
-    item_s = 10.0
+    item_s, batch = 10.0, 2000
+    n_rows = int(item_s * per_s)
     rng = np.random.default_rng(0)
+    picked = [it for it in items if it.audio.size / it.rate >= 8.0][:40]  # replays of >= 5 s (lengths 5-20 s)
     queries = []
-    for n, item in enumerate(items[:40]):
-        audio, *_ = replay_call(item, items[(n + 7) % len(items)], n)
-        queries.append(fingerprint(audio, 8000, params=QUERY_PARAMS))
-    cpu = open("/proc/cpuinfo").read()  # noqa: SIM115
-    feats = sorted(set(re.findall(r"avx512[a-z_0-9]*|amx[a-z_0-9]*", cpu)))
-    model = re.search(r"model name\s*:\s*(.*)", cpu)
+    for n, item in enumerate(picked):
+        filler = items[(items.index(item) + 7) % len(items)]
+        audio, _, length, _, _ = replay_call(item, filler, 1 + 5 * n + n % 4)  # lengths 5, 8, 12, 20 s in turn
+        queries.append((item, filler.name, length, fingerprint(audio, 8000, params=QUERY_PARAMS)))
     out = [
-        f"Synthetic items of {item_s:g} s at {per_s:.0f} stored hashes per second of speech (the corpus's rate), "
-        f"hash values drawn from the corpus's own hash distribution; {len(queries)} replay calls looked up "
-        f"(query fingerprints, {np.mean([len(q) for q in queries]):.0f} hashes each). "
-        f"CPU: {model.group(1) if model else platform.processor()}, "
-        f"{'; '.join(feats) or 'no AVX-512/AMX'}; one thread.",
+        f"The corpus's {len(items)} items plus N synthetic items of {item_s:g} s ({n_rows} rows each: the corpus's "
+        f"{per_s:.0f} stored hashes per second of speech, hash values drawn from the corpus's own hash "
+        f"distribution, times at random). {len(queries)} replay calls of corpus items (replayed part "
+        f"{min(q[2] for q in queries):.0f}-{max(q[2] for q in queries):.0f} s, query fingerprints of "
+        f"{np.mean([len(q[3]) for q in queries]):.0f} hashes) looked up two ways: over all items with the "
+        f"default row budget ({DEFAULT_MAX_ROWS:,} rows, rarest hash values first), and over the replayed "
+        f"borrower's items only. Rule: {rule.min_hits} hits over >= {rule.min_matched_s:g} s. "
+        f"CPU: {_cpu()}; one thread.",
         "",
-        "| items | keyed | index rows | file MB | build s | lookup ms per call (median / 90th) "
-        "| rows fetched per call | most hits of a (false) synthetic item |",
-        "|---|---|---|---|---|---|---|---|",
+        "| synthetic items | keyed | index rows | file MB | build s | all items: ms per call (median / 90th) "
+        "| rows read | values skipped | caught | most hits of a false item | borrower only: ms | caught |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for size in sizes:
         for keyed in (False, True) if size <= 10_000 else (False,):
@@ -347,30 +365,34 @@ def scale_table(items: list[Item], index_fps: list[Fingerprint], sizes: list[int
             path.unlink(missing_ok=True)
             index = FingerprintIndex(path, key=b"benchmark-key-0123456789abcdef" if keyed else None)
             t0 = time.perf_counter()
-            batch = 2000
-            n_rows = int(item_s * per_s)
+            index.add_many((it.name, fp, it.kind, it.speaker) for it, fp in zip(items, index_fps, strict=True))  # type: ignore[misc]
+            hash_key = index_fps[0].hash_key
             for b0 in range(0, size, batch):
-                entries = []
-                for i in range(b0, min(size, b0 + batch)):
-                    frames = np.sort(rng.integers(0, int(item_s * 100), n_rows)).astype(np.int32)
-                    fp = Fingerprint(
-                        pool[rng.integers(0, pool.size, n_rows)], frames, item_s, item_s, n_rows, queries[0].hash_key
-                    )
-                    entries.append((f"synthetic/{i}", fp, "call", f"b{i}"))
-                index.add_many(entries)
+                index.add_many(
+                    (f"synthetic/{i}", _synthetic(pool, n_rows, item_s, hash_key, rng), "call", f"b{i}")
+                    for i in range(b0, min(size, b0 + batch))
+                )
             build = time.perf_counter() - t0
-            times, rows, false_hits = [], [], []
-            for q in queries:
+            t_all, t_own, rows, skipped, caught_all, caught_own, false_hits = [], [], [], [], 0, 0, []
+            for item, filler, _, q in queries:
                 t = time.perf_counter()
-                check = index.query(q)
-                times.append(time.perf_counter() - t)
+                check = index.query(q, exclude=[filler], rule=rule)
+                t_all.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                own = index.query(q, exclude=[filler], rule=rule, owner=item.speaker)
+                t_own.append(time.perf_counter() - t)
                 rows.append(check.rows)
-                false_hits.append(check.best.hashes if check.best else 0)
+                skipped.append(check.skipped_values / max(1, len(np.unique(q.hashes))))
+                caught_all += any(m.item == item.name for m in check.matches)
+                caught_own += any(m.item == item.name for m in own.matches)
+                wide = index.query(q, exclude=[filler, item.name], rule=EXPLORE)
+                false_hits.append(wide.best.hits if wide.best else 0)
             mb = path.stat().st_size / 1e6
             out.append(
-                f"| {size:,} | {'yes' if keyed else 'no'} | {size * n_rows:,} | {mb:,.0f} | {build:.0f} | "
-                f"{1000 * np.median(times):.0f} / {1000 * np.percentile(times, 90):.0f} | {np.median(rows):,.0f} | "
-                f"{max(false_hits)} |"
+                f"| {size:,} | {'yes' if keyed else 'no'} | {size * n_rows + sum(map(len, index_fps)):,} | {mb:,.0f} | "
+                f"{build:.0f} | {1000 * np.median(t_all):.0f} / {1000 * np.percentile(t_all, 90):.0f} | "
+                f"{np.median(rows):,.0f} | {100 * np.median(skipped):.0f}% | {_pct(caught_all, len(queries))} | "
+                f"{max(false_hits)} | {1000 * np.median(t_own):.0f} | {_pct(caught_own, len(queries))} |"
             )
             log.info(out[-1])
             index.close()
@@ -446,7 +468,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--speech", default=str(DEFAULT_SPEECH))
     parser.add_argument("--scale", default="1000,10000,100000", help="index sizes for the lookup-time table ('' skips)")
-    parser.add_argument("--margin", type=float, default=1.5, help="min_hashes = margin x the most hits of a false item")
+    parser.add_argument("--margin", type=float, default=1.5, help="min_hits = margin x the most hits of a false item")
     parser.add_argument("--workdir", default=None, help="folder for the index files (default: a temporary one)")
     parser.add_argument("--no-embed", action="store_true", help="skip the GE2E too-identical figures")
     args = parser.parse_args(argv)
@@ -484,9 +506,9 @@ def main(argv: list[str] | None = None) -> None:
             f"{', '.join(skipped) or 'none'}.",
             "",
             f"Rule chosen on the non-EVAL speakers ({len(choose[0])} replays, {len(choose[1])} honest calls): "
-            f"**min_hashes {rule.min_hashes}, min_matched_s {rule.min_matched_s:g}** (margin {args.margin}).",
+            f"**min_hits {rule.min_hits}, min_matched_s {rule.min_matched_s:g}** (margin {args.margin}).",
             "",
-            f"Grid (min_matched_s: least min_hashes above {args.margin} x the most hits of a false item): "
+            f"Grid (min_matched_s: least min_hits above {args.margin} x the most hits of a false item): "
             + "; ".join(grid)
             + ".",
             "",
@@ -507,7 +529,7 @@ def main(argv: list[str] | None = None) -> None:
             lines += ["## A voice too identical to be live", "", *identical_table(items, replays, honest, eval_keys)]
         sizes = [int(s) for s in args.scale.split(",") if s.strip()]
         if sizes:
-            lines += scale_table(items, index_fps, sizes, workdir)
+            lines += scale_table(items, index_fps, sizes, workdir, rule)
     print("\n".join(lines))
 
 

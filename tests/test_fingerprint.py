@@ -13,9 +13,10 @@ import soundfile as sf
 
 from voicecheck.errors import StoreError, UsageError, VoicecheckError
 from voicecheck.fingerprint import (
-    HASH_BITS,
     INDEX_PARAMS,
+    PAIR_HASH_BITS,
     QUERY_PARAMS,
+    TRIPLET_HASH_BITS,
     Fingerprint,
     FingerprintError,
     FingerprintParams,
@@ -87,7 +88,7 @@ def test_fingerprint_record_is_small_and_typed() -> None:
     fp = fingerprint(x, rate)
     assert fp.hashes.dtype == np.uint32 and fp.frames.dtype == np.int32
     assert fp.hashes.shape == fp.frames.shape and len(fp) > 100
-    assert int(fp.hashes.max()) < 2**HASH_BITS
+    assert int(fp.hashes.max()) < 2**PAIR_HASH_BITS
     assert np.all(np.diff(fp.frames) >= 0)
     assert fp.duration_s == pytest.approx(len(x) / rate)
     assert 50 < len(fp) / fp.analysed_s < 400  # hashes per second of speech: compact
@@ -134,12 +135,30 @@ def test_steady_tone_gives_no_hash_and_never_matches_across_calls(tmp_path: Path
     with FingerprintIndex(tmp_path / "t.sqlite") as idx:
         idx.add("earlier-call", fingerprint(calls[0], 8000), "call")
         check = idx.query(fingerprint(calls[1], 8000, params=QUERY_PARAMS))
-        assert not check.replay and (check.best is None or check.best.hashes < 5)
+        assert not check.replay and (check.best is None or check.best.hits < 5)
+
+
+def test_triplet_hashes_are_wider_and_still_find_a_copy(tmp_path: Path) -> None:
+    params = FingerprintParams(targets_per_hash=2, fan_out=4)
+    query = FingerprintParams(targets_per_hash=2, fan_out=8, min_prominence_db=6.0)
+    x, rate = _clip(CLIP_A)
+    stored = fingerprint(x, rate, params=params)
+    assert int(stored.hashes.max()) < 2**TRIPLET_HASH_BITS and int(stored.hashes.max()) >= 2**PAIR_HASH_BITS
+    with FingerprintIndex(tmp_path / "t.sqlite", hash_key=params.hash_key()) as idx:
+        idx.add("enroll-a", stored, "enrollment")
+        check = idx.query(fingerprint(_phone(x, rate, seed=12), 8000, params=query))
+        assert [m.item for m in check.matches] == ["enroll-a"]
+        other = _clip(CLIP_A2)
+        assert not idx.query(fingerprint(_phone(*other, seed=13), 8000, params=query)).replay
 
 
 def test_params_that_cannot_hash_are_refused() -> None:
     with pytest.raises(FingerprintError, match="max_dt_frames"):
         FingerprintParams(max_dt_frames=200, dt_step_frames=1)
+    with pytest.raises(FingerprintError, match="max_dt_frames"):
+        FingerprintParams(targets_per_hash=2, max_dt_frames=80)  # 5 bits per time in a triplet
+    with pytest.raises(FingerprintError, match="targets_per_hash"):
+        FingerprintParams(targets_per_hash=3)
     x, rate = _clip(CLIP_A)
     with pytest.raises(FingerprintError, match="hash differently"):
         fingerprints(x, rate, query_params=FingerprintParams(dt_step_frames=1))
@@ -168,7 +187,7 @@ def test_different_audio_is_not_found(index: FingerprintIndex, other: Path) -> N
     x, rate = _clip(other)
     check = index.query(fingerprint(_phone(x, rate, seed=4), 8000, params=QUERY_PARAMS))
     assert not check.replay and check.matches == ()
-    assert check.best is None or check.best.hashes < check.rule.min_hashes // 2
+    assert check.best is None or check.best.hits < check.rule.min_hits // 2
 
 
 def test_partial_replay_is_found_with_its_span(index: FingerprintIndex) -> None:
@@ -199,13 +218,13 @@ def test_the_rule_decides(index: FingerprintIndex) -> None:
     x, rate = _clip(CLIP_A)
     fp = fingerprint(_phone(x, rate, seed=8), 8000, params=QUERY_PARAMS)
     found = index.query(fp).matches[0]
-    strict = MatchRule(min_hashes=found.hashes + 1)
+    strict = MatchRule(min_hits=found.hits + 1)
     check = index.query(fp, rule=strict)
     assert not check.replay and check.best is not None and check.best.item == "enroll-a"
     assert not index.query(fp, rule=MatchRule(min_matched_s=found.matched_s + 1.0)).replay
     assert not index.query(fp, exclude=["enroll-a"]).replay
-    with pytest.raises(UsageError, match="min_hashes"):
-        MatchRule(min_hashes=0)
+    with pytest.raises(UsageError, match="min_hits"):
+        MatchRule(min_hits=0)
     with pytest.raises(UsageError, match="finite"):
         MatchRule(min_matched_s=float("nan"))
 
@@ -223,7 +242,7 @@ def test_lookup_work_does_not_grow_with_unrelated_items(index: FingerprintIndex)
     x, rate = _clip(CLIP_A)
     fp = fingerprint(_phone(x, rate, seed=9), 8000, params=QUERY_PARAMS)
     before = index.query(fp)
-    unused = np.setdiff1d(np.arange(2**HASH_BITS), fp.hashes)  # hash values the call never looks up
+    unused = np.setdiff1d(np.arange(2**PAIR_HASH_BITS), fp.hashes)  # hash values the call never looks up
     rng = np.random.default_rng(0)
     index.add_many((f"other-{i}", _synthetic(rng.choice(unused, 2000), seed=i), "call", "") for i in range(300))
     after = index.query(fp)
@@ -237,17 +256,55 @@ def test_lookup_work_does_not_grow_with_unrelated_items(index: FingerprintIndex)
         )
     )
     assert "SEARCH landmarks USING PRIMARY KEY (hash=?)" in plan
+    scoped = " ".join(
+        str(r)
+        for r in index._db.execute(
+            "EXPLAIN QUERY PLAN SELECT hash, item, frame FROM landmarks WHERE hash IN (?, ?) AND item IN (?)", (1, 2, 3)
+        )
+    )
+    assert "SEARCH landmarks USING PRIMARY KEY (hash=? AND item=?)" in scoped
+
+
+def test_a_borrower_scoped_search_sees_only_that_borrower(index: FingerprintIndex) -> None:
+    x, rate = _clip(CLIP_A)
+    fp = fingerprint(_phone(x, rate, seed=14), 8000, params=QUERY_PARAMS)
+    assert [m.item for m in index.query(fp, owner="a").matches] == ["enroll-a"]
+    assert not index.query(fp, owner="b").replay  # borrower b's items do not hold this audio
+    assert index.query(fp, owner="nobody").rows == 0
+
+
+def test_the_row_budget_skips_the_commonest_values_first(index: FingerprintIndex) -> None:
+    x, rate = _clip(CLIP_A)
+    fp = fingerprint(_phone(x, rate, seed=15), 8000, params=QUERY_PARAMS)
+    full = index.query(fp)
+    assert full.skipped_values == 0
+    tight = index.query(fp, max_rows=full.rows // 3)
+    assert tight.rows <= full.rows // 3 and tight.skipped_values > 0
+    assert tight.best is not None and tight.best.item == "enroll-a"  # the rarest values still find it
+    with pytest.raises(UsageError, match="max_rows"):
+        index.query(fp, max_rows=0)
+
+
+def _buckets_agree(index: FingerprintIndex) -> bool:
+    counted = dict(index._db.execute("SELECT hash, COUNT(*) FROM landmarks GROUP BY hash").fetchall())
+    return counted == dict(index._db.execute("SELECT hash, n FROM buckets").fetchall())
 
 
 def test_remove_erases_an_item_completely(index: FingerprintIndex) -> None:
     x, rate = _clip(CLIP_A)
     fp = fingerprint(_phone(x, rate, seed=10), 8000, params=QUERY_PARAMS)
     assert index.query(fp).replay
+    assert _buckets_agree(index)
     assert index.remove("enroll-a") and not index.remove("enroll-a")
+    assert _buckets_agree(index)
     assert "enroll-a" not in index and len(index) == 1
     assert not index.query(fp).replay
     rows = index._db.execute("SELECT COUNT(*) FROM landmarks l JOIN items i ON i.id = l.item").fetchone()[0]
     assert rows == index._db.execute("SELECT COUNT(*) FROM landmarks").fetchone()[0]  # no orphan rows
+    assert index.remove_owner("b") == 1 and len(index) == 0
+    assert index._db.execute("SELECT COUNT(*) FROM landmarks").fetchone()[0] == 0
+    with pytest.raises(UsageError, match="owner"):
+        index.remove_owner("")
 
 
 def test_items_are_named_once_and_fingerprints_must_fit(index: FingerprintIndex) -> None:
@@ -293,7 +350,7 @@ def test_unkeyed_index_refuses_a_key_and_a_foreign_file(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="not a fingerprint index"):
         FingerprintIndex(tmp_path / "junk.sqlite")
     with pytest.raises(StoreError, match="rebuild"):
-        FingerprintIndex(tmp_path / "plain.sqlite", hash_key="landmark-pairs-v0")
+        FingerprintIndex(tmp_path / "plain.sqlite", hash_key="landmarks-v0")
 
 
 # --- too identical --------------------------------------------------------------------------------

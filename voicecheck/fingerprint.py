@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 FINGERPRINT_SAMPLE_RATE = 8000
 """Rate (Hz) every recording is brought to before it is fingerprinted."""
 
-FINGERPRINT_VERSION = "landmark-pairs-v1"
+FINGERPRINT_VERSION = "landmarks-v1"
 """Stored with every index: fingerprints of different versions never meet."""
 
 N_FFT = 256
@@ -47,9 +47,11 @@ HOP_S = HOP / FINGERPRINT_SAMPLE_RATE
 LOW_HZ, HIGH_HZ = 300.0, 3400.0
 """Landmarks are looked for in the telephone band only."""
 
-_FREQ_BITS, _DT_BITS = 7, 6
-HASH_BITS = 2 * _FREQ_BITS + _DT_BITS
-"""Bits of one pair hash: anchor bin (7), target bin (7), frames between them (6)."""
+_FREQ_BITS, _DT_BITS, _TRIPLET_DT_BITS = 7, 6, 5
+PAIR_HASH_BITS = 2 * _FREQ_BITS + _DT_BITS
+"""Bits of one pair hash: anchor bin (7), target bin (7), time between them (6)."""
+TRIPLET_HASH_BITS = 3 * _FREQ_BITS + 2 * _TRIPLET_DT_BITS
+"""Bits of one triplet hash: anchor bin, two target bins (7 each), two times (5 each)."""
 
 
 class FingerprintError(VoicecheckError):
@@ -87,6 +89,8 @@ class FingerprintParams:
             gives landmarks along one bin only, so it yields no hash and cannot match across calls.
         dt_step_frames: (hashing) the time between the two is hashed in steps of this many frames,
             so a reverberant room that moves a peak by a frame still gives the same hash.
+        targets_per_hash: (hashing) 1: a hash per (anchor, target) pair; 2: a hash per anchor and
+            two of its targets (see :func:`landmark_hashes`).
     """
 
     peak_time_frames: int = 8
@@ -101,21 +105,27 @@ class FingerprintParams:
     max_df_bins: int = 30
     min_df_bins: int = 2
     dt_step_frames: int = 2
+    targets_per_hash: int = 1
 
     def __post_init__(self) -> None:
-        if not 1 <= self.max_dt_frames // self.dt_step_frames < 2**_DT_BITS:
+        if self.targets_per_hash not in (1, 2):
+            raise FingerprintError(f"targets_per_hash must be 1 (pairs) or 2 (triplets), got {self.targets_per_hash}.")
+        bits = _DT_BITS if self.targets_per_hash == 1 else _TRIPLET_DT_BITS
+        if not 1 <= self.max_dt_frames // self.dt_step_frames < 2**bits:
             raise FingerprintError(
-                f"max_dt_frames // dt_step_frames must be in 1..{2**_DT_BITS - 1}, got "
+                f"max_dt_frames // dt_step_frames must be in 1..{2**bits - 1}, got "
                 f"{self.max_dt_frames} // {self.dt_step_frames}."
             )
+        if self.fan_out < self.targets_per_hash:
+            raise FingerprintError(f"fan_out {self.fan_out} must be >= targets_per_hash {self.targets_per_hash}.")
         if self.fan_out < 1 or self.peak_time_frames < 1 or self.peak_freq_bins < 1:
             raise FingerprintError(f"fan_out, peak_time_frames and peak_freq_bins must be >= 1: {self}")
 
     def hash_key(self) -> str:
         """Text naming the version and the hashing parameters (stored in an index)."""
         return (
-            f"{FINGERPRINT_VERSION}(dt<={self.max_dt_frames},{self.min_df_bins}<=df<={self.max_df_bins},"
-            f"dt_step={self.dt_step_frames})"
+            f"{FINGERPRINT_VERSION}(targets={self.targets_per_hash},dt<={self.max_dt_frames},"
+            f"{self.min_df_bins}<=df<={self.max_df_bins},dt_step={self.dt_step_frames})"
         )
 
 
@@ -131,7 +141,8 @@ class Fingerprint:
     """Pair hashes of one recording's speech.
 
     Attributes:
-        hashes: uint32, shape (n,), each < 2**HASH_BITS; sorted by ``frames``.
+        hashes: uint32, shape (n,), each < 2**PAIR_HASH_BITS (pairs) or 2**TRIPLET_HASH_BITS
+            (triplets); sorted by ``frames``.
         frames: int32, shape (n,), anchor time of each hash in frames of :data:`HOP_S` seconds,
             in the recording's own time axis (frame k starts at k * HOP_S).
         duration_s: length of the recording (s).
@@ -288,20 +299,19 @@ def landmarks(found: _Peaks, params: FingerprintParams) -> tuple[np.ndarray, np.
     return found.frames[keep], found.bins[keep]
 
 
-def pair_hashes(frames: np.ndarray, bins: np.ndarray, params: FingerprintParams) -> tuple[np.ndarray, np.ndarray]:
-    """Hash each landmark with up to ``fan_out`` later landmarks in its target zone.
+def _targets(frames: np.ndarray, bins: np.ndarray, params: FingerprintParams) -> np.ndarray:
+    """For each landmark, its first ``fan_out`` later landmarks in the target zone.
 
     Args:
         frames, bins: landmarks sorted by frame (int32, shape (m,)).
-        params: pairing parameters.
+        params: target zone (max_dt_frames, min/max_df_bins) and fan_out.
 
     Returns:
-        (hashes uint32, anchor frames int32), shape (k,), sorted by anchor frame.
+        int64, shape (m, fan_out): indices of the targets in time order, -1 where there are fewer.
     """
     m = frames.size
-    taken = np.zeros(m, dtype=np.int32)
-    out_h: list[np.ndarray] = []
-    out_t: list[np.ndarray] = []
+    out = np.full((m, params.fan_out), -1, dtype=np.int64)
+    taken = np.zeros(m, dtype=np.int64)
     for step in range(1, m):
         anchor = np.arange(m - step)
         target = anchor + step
@@ -312,16 +322,54 @@ def pair_hashes(frames: np.ndarray, bins: np.ndarray, params: FingerprintParams)
         df = np.abs(bins[target] - bins[anchor])
         ok = alive & (dt >= 1) & (df <= params.max_df_bins) & (df >= params.min_df_bins)
         ok &= taken[anchor] < params.fan_out
-        a, t = anchor[ok], target[ok]
+        a = anchor[ok]
+        out[a, taken[a]] = target[ok]
         taken[a] += 1
-        h = (bins[a].astype(np.uint32) << (_FREQ_BITS + _DT_BITS)) | (bins[t].astype(np.uint32) << _DT_BITS)
-        out_h.append(h | ((frames[t] - frames[a]) // params.dt_step_frames).astype(np.uint32))
-        out_t.append(frames[a])
+    return out
+
+
+def landmark_hashes(frames: np.ndarray, bins: np.ndarray, params: FingerprintParams) -> tuple[np.ndarray, np.ndarray]:
+    """Hash each landmark with later landmarks of its target zone.
+
+    With ``params.targets_per_hash`` 1, one hash per (anchor, target) pair: anchor bin, target bin,
+    frames between them (20 bits). With 2, one hash per anchor and two of its targets: three bins
+    and two time differences (31 bits): far fewer chance collisions in a large index, so a lookup
+    touches far fewer rows.
+
+    Args:
+        frames, bins: landmarks sorted by frame (int32, shape (m,)).
+        params: pairing parameters.
+
+    Returns:
+        (hashes uint32, anchor frames int32), shape (k,), sorted by anchor frame.
+    """
+    targets = _targets(frames, bins, params)
+    f = bins.astype(np.uint32)
+    step = params.dt_step_frames
+    out_h: list[np.ndarray] = []
+    out_t: list[np.ndarray] = []
+    if params.targets_per_hash == 1:
+        for r in range(params.fan_out):
+            a = np.flatnonzero(targets[:, r] >= 0)
+            t = targets[a, r]
+            dt = ((frames[t] - frames[a]) // step).astype(np.uint32)
+            out_h.append((f[a] << (_FREQ_BITS + _DT_BITS)) | (f[t] << _DT_BITS) | dt)
+            out_t.append(frames[a])
+    else:
+        for r1 in range(params.fan_out):
+            for r2 in range(r1 + 1, params.fan_out):
+                a = np.flatnonzero(targets[:, r2] >= 0)
+                t1, t2 = targets[a, r1], targets[a, r2]
+                dt1 = ((frames[t1] - frames[a]) // step).astype(np.uint32)
+                dt2 = ((frames[t2] - frames[a]) // step).astype(np.uint32)
+                h = (f[a] << (2 * _FREQ_BITS + 2 * _TRIPLET_DT_BITS)) | (f[t1] << (_FREQ_BITS + 2 * _TRIPLET_DT_BITS))
+                out_h.append(h | (f[t2] << (2 * _TRIPLET_DT_BITS)) | (dt1 << _TRIPLET_DT_BITS) | dt2)
+                out_t.append(frames[a])
     if not out_h:
         return np.zeros(0, np.uint32), np.zeros(0, np.int32)
     hashes, times = np.concatenate(out_h), np.concatenate(out_t)
     order = np.argsort(times, kind="stable")
-    return hashes[order], times[order].astype(np.int32)
+    return hashes[order].astype(np.uint32), times[order].astype(np.int32)
 
 
 def _prepare(
@@ -347,7 +395,7 @@ def _prepare(
 
 def _from_peaks(found: _Peaks, duration_s: float, analysed_s: float, params: FingerprintParams) -> Fingerprint:
     frames, bins = landmarks(found, params)
-    hashes, times = pair_hashes(frames, bins, params)
+    hashes, times = landmark_hashes(frames, bins, params)
     if hashes.size == 0:
         raise FingerprintError(
             f"no spectral landmarks in {analysed_s:.2f} s of audio (silence, a steady tone or only noise?): "

@@ -11,7 +11,7 @@ its :data:`~voicecheck.fingerprint.INDEX_PARAMS` fingerprint. A call is looked u
    its hits on one difference (+- ``tolerance_frames``), chance hits spread over all of them;
 3. the hits on the best difference are grouped in time (gaps <= ``max_gap_s``); the largest group
    gives the matched span in both recordings and the matched seconds;
-4. a :class:`MatchRule` decides: at least ``min_hashes`` time-consistent hits spanning at least
+4. a :class:`MatchRule` decides: at least ``min_hits`` time-consistent hits spanning at least
    ``min_matched_s`` seconds.
 
 Hash values may be stored keyed (``key``): each value is replaced by a keyed BLAKE2b of it, so the
@@ -44,7 +44,10 @@ _SCHEMA_VERSION = "1"
 _KEY_CHECK_TEXT = b"voicecheck replay index key check"
 _CACHE_KIB = 65536  # 64 MiB of page cache: bulk inserts into a large index stay fast
 _IN_CHUNK = 30000  # bound parameters per statement (SQLite allows 32766)
-_DELTA_SPAN = 1 << 24  # frames: recordings up to ~46 h; (item, delta) packed as item * 2**25 + delta + 2**24
+DEFAULT_MAX_ROWS = 100_000
+"""Row budget of a search over all items: ~0.1 s of SQLite reads per call."""
+_DELTA_SPAN = 1 << 24
+"""Frames (recordings up to ~46 h); (item, delta) is packed as item * 2**25 + delta + 2**24."""
 
 
 @dataclass(frozen=True)
@@ -52,14 +55,14 @@ class MatchRule:
     """When time-consistent hits count as a replay.
 
     Attributes:
-        min_hashes: least hits on one time difference (+- ``tolerance_frames``) in the matched span.
+        min_hits: least hits on one time difference (+- ``tolerance_frames``) in the matched span.
         min_matched_s: least length (s) of the matched span in the call.
         tolerance_frames: hits within this many frames (10 ms) of the best difference count.
         max_gap_s: hits further apart than this (s, in the call) start a new span.
         max_candidates: items examined in detail per call (best first by hit count).
     """
 
-    min_hashes: int = 20
+    min_hits: int = 20
     min_matched_s: float = 2.0
     tolerance_frames: int = 2
     max_gap_s: float = 2.0
@@ -67,7 +70,7 @@ class MatchRule:
 
     def __post_init__(self) -> None:
         ok = (
-            self.min_hashes >= 1
+            self.min_hits >= 1
             and np.isfinite(self.min_matched_s)
             and self.min_matched_s >= 0.0
             and self.tolerance_frames >= 0
@@ -77,7 +80,7 @@ class MatchRule:
         )
         if not ok:
             raise UsageError(
-                f"match rule {self} is not valid: min_hashes >= 1, min_matched_s >= 0 s, tolerance_frames >= 0, "
+                f"match rule {self} is not valid: min_hits >= 1, min_matched_s >= 0 s, tolerance_frames >= 0, "
                 "max_gap_s > 0 s and max_candidates >= 1, all finite."
             )
 
@@ -96,7 +99,8 @@ class ReplayMatch:
         call_start_s, call_end_s: matched span in the looked-up call's time axis (s).
         item_start_s, item_end_s: the same span in the item's time axis (s).
         matched_s: ``call_end_s - call_start_s``.
-        hashes: time-consistent hits in the span.
+        hits: time-consistent hits in the span, counted once per 10 ms frame of the call (a burst
+            of hashes from one chance coincidence of a few landmarks counts as little).
         offset_s: item time minus call time of the hits (s).
         is_replay: the span passes the rule it was judged by.
     """
@@ -109,7 +113,7 @@ class ReplayMatch:
     item_start_s: float
     item_end_s: float
     matched_s: float
-    hashes: int
+    hits: int
     offset_s: float
     is_replay: bool
 
@@ -126,6 +130,9 @@ class ReplayCheck:
         query_hashes: hashes looked up.
         rows: index rows that shared a hash value with the call (the lookup's work).
         items_in_index: items in the index when it was asked.
+        skipped_values: distinct hash values of the call not looked up (common ones beyond the row
+            budget of a search over all items; 0 for a borrower-scoped search).
+        owner: the borrower the search was limited to (None: all items).
     """
 
     replay: bool
@@ -135,6 +142,8 @@ class ReplayCheck:
     query_hashes: int
     rows: int
     items_in_index: int
+    skipped_values: int = 0
+    owner: str | None = None
 
 
 def _key_check(key: bytes) -> str:
@@ -189,6 +198,8 @@ class FingerprintIndex:
                 CREATE TABLE landmarks(
                     hash INTEGER NOT NULL, item INTEGER NOT NULL, frame INTEGER NOT NULL,
                     PRIMARY KEY(hash, item, frame)) WITHOUT ROWID;
+                CREATE INDEX items_owner ON items(owner);
+                CREATE TABLE buckets(hash INTEGER PRIMARY KEY, n INTEGER NOT NULL);
                 """
             )
             meta = {"schema": _SCHEMA_VERSION, "hash_key": self.hash_key, "keyed": "1" if self._key else "0"}
@@ -292,9 +303,13 @@ class FingerprintIndex:
                 rows.append(np.stack([values, np.full(values.size, item_id), fp.frames.astype(np.int64)], axis=1))
                 n += 1
             if rows:
-                table = np.concatenate(rows)
-                table = table[np.lexsort((table[:, 2], table[:, 1], table[:, 0]))]
-                self._db.executemany("INSERT OR IGNORE INTO landmarks VALUES (?, ?, ?)", table.tolist())
+                table = np.unique(np.concatenate(rows), axis=0)  # sorted by hash, item, frame; no duplicate
+                self._db.executemany("INSERT INTO landmarks VALUES (?, ?, ?)", table.tolist())
+                values, counts = np.unique(table[:, 0], return_counts=True)
+                self._db.executemany(
+                    "INSERT INTO buckets VALUES (?, ?) ON CONFLICT(hash) DO UPDATE SET n = n + excluded.n",
+                    zip(values.tolist(), counts.tolist(), strict=True),
+                )
         return n
 
     def remove(self, item: str) -> bool:
@@ -305,45 +320,91 @@ class FingerprintIndex:
         item_id, blob = int(found[0]), found[1]
         values = np.frombuffer(zlib.decompress(blob), dtype=np.int64)
         with self._db:
-            self._db.executemany(
-                "DELETE FROM landmarks WHERE hash = ? AND item = ?", ((int(v), item_id) for v in values)
-            )
+            for v in values.tolist():
+                gone = self._db.execute("DELETE FROM landmarks WHERE hash = ? AND item = ?", (v, item_id)).rowcount
+                self._db.execute("UPDATE buckets SET n = n - ? WHERE hash = ?", (gone, v))
+            self._db.execute("DELETE FROM buckets WHERE n <= 0")
             self._db.execute("DELETE FROM items WHERE id = ?", (item_id,))
         return True
 
+    def remove_owner(self, owner: str) -> int:
+        """Erase every item of one borrower (their enrollments and calls). Returns how many."""
+        if not owner:
+            raise UsageError("owner must be a borrower id; an empty owner would erase every unowned item.")
+        names = [r[0] for r in self._db.execute("SELECT name FROM items WHERE owner = ?", (owner,)).fetchall()]
+        return sum(self.remove(name) for name in names)
+
     # --- lookup -------------------------------------------------------------------------------
 
-    def _hits(self, values: np.ndarray) -> np.ndarray:
-        """Index rows (hash, item, frame) whose hash is one of ``values``: int64, shape (n, 3).
+    def _select(self, sql: str, values: list[int], tail: list[int] | None = None) -> list[tuple]:
+        """``sql`` with its first ``IN ({})`` over ``values`` in chunks (SQLite's limit on bound
+        parameters), the optional second ``IN ({})`` over ``tail``."""
+        tail = tail or []
+        step = max(1, _IN_CHUNK - len(tail))
+        found: list[tuple] = []
+        for start in range(0, len(values), step):
+            chunk = values[start : start + step]
+            text = sql.format(",".join("?" * len(chunk)), ",".join("?" * len(tail)))
+            found += self._db.execute(text, chunk + tail).fetchall()
+        return found
 
-        One primary-key search per distinct value (``hash IN (...)``, in chunks below SQLite's limit
-        on bound parameters).
-        """
-        distinct = np.unique(values).tolist()
-        found: list[tuple[int, int, int]] = []
-        for start in range(0, len(distinct), _IN_CHUNK):
-            chunk = distinct[start : start + _IN_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            found += self._db.execute(f"SELECT hash, item, frame FROM landmarks WHERE hash IN ({marks})", chunk)
-        return np.asarray(found, dtype=np.int64).reshape(-1, 3)
+    def _within_budget(self, distinct: np.ndarray, max_rows: int) -> tuple[np.ndarray, int]:
+        """The query's stored hash values to look up, rarest first while their rows add up to <=
+        ``max_rows``; and how many stored values that leaves out."""
+        sizes = dict(self._select("SELECT hash, n FROM buckets WHERE hash IN ({})", distinct.tolist()))
+        stored = np.array(sorted(sizes), dtype=np.int64)
+        if stored.size == 0:
+            return stored, 0
+        n = np.array([sizes[v] for v in stored.tolist()], dtype=np.int64)
+        order = np.argsort(n, kind="stable")
+        keep = np.cumsum(n[order]) <= max_rows
+        return np.sort(stored[order][keep]), int(np.sum(~keep))
 
-    def query(self, fp: Fingerprint, exclude: Collection[str] = (), rule: MatchRule = DEFAULT_RULE) -> ReplayCheck:
+    def query(
+        self,
+        fp: Fingerprint,
+        exclude: Collection[str] = (),
+        rule: MatchRule = DEFAULT_RULE,
+        owner: str | None = None,
+        max_rows: int = DEFAULT_MAX_ROWS,
+    ) -> ReplayCheck:
         """Look a call up (use its :data:`~voicecheck.fingerprint.QUERY_PARAMS` fingerprint).
+
+        Two scopes:
+
+        * ``owner`` given: that borrower's items only (their enrollments and earlier calls), every
+          hash value looked up; the work grows with the borrower's items, not with the index.
+        * ``owner`` None: every item. Hash values are looked up rarest first until their rows add up
+          to ``max_rows``; common values beyond that are skipped (``skipped_values``), so the work
+          per call stays bounded as the index grows, at the cost of hits on common values.
 
         Args:
             fp: the call's fingerprint.
             exclude: item names never to report (the call itself when it is already stored).
             rule: when hits count as a replay.
+            owner: the borrower whose items alone are searched; None searches all.
+            max_rows: row budget of a search over all items (>= 1).
 
         Returns:
             :class:`ReplayCheck`; ``replay`` is True when some item passes ``rule``.
 
         Raises:
-            UsageError: a fingerprint made with other parameters, or an empty one.
+            UsageError: a fingerprint made with other parameters, an empty one, or max_rows < 1.
         """
         self._check_fingerprint(fp, "the call's fingerprint")
+        if max_rows < 1:
+            raise UsageError(f"max_rows must be >= 1, got {max_rows}.")
         values = self._stored_values(fp.hashes)
-        hits = self._hits(values)
+        distinct = np.unique(values)
+        if owner is not None:
+            ids = [r[0] for r in self._db.execute("SELECT id FROM items WHERE owner = ?", (owner,)).fetchall()]
+            sql = "SELECT hash, item, frame FROM landmarks WHERE hash IN ({}) AND item IN ({})"
+            found = self._select(sql, distinct.tolist(), ids) if ids else []
+            skipped = 0
+        else:
+            wanted, skipped = self._within_budget(distinct, max_rows)
+            found = self._select("SELECT hash, item, frame FROM landmarks WHERE hash IN ({})", wanted.tolist())
+        hits = np.asarray(found, dtype=np.int64).reshape(-1, 3)
         excluded = {
             int(r[0])
             for name in exclude
@@ -353,7 +414,7 @@ class FingerprintIndex:
             hits = hits[~np.isin(hits[:, 1], list(excluded))]
         spans = _best_spans(values, fp.frames.astype(np.int64), hits, rule)
         matches = [self._describe(item, span, rule) for item, span in spans]
-        matches.sort(key=lambda m: (-m.hashes, m.item))
+        matches.sort(key=lambda m: (-m.hits, m.item))
         passing = tuple(m for m in matches if m.is_replay)
         return ReplayCheck(
             replay=bool(passing),
@@ -363,6 +424,8 @@ class FingerprintIndex:
             query_hashes=len(fp),
             rows=int(hits.shape[0]),
             items_in_index=len(self),
+            skipped_values=skipped,
+            owner=owner,
         )
 
     def _describe(self, item_id: int, span: _Span, rule: MatchRule) -> ReplayMatch:
@@ -377,9 +440,9 @@ class FingerprintIndex:
             item_start_s=span.item_first * HOP_S,
             item_end_s=span.item_last * HOP_S,
             matched_s=matched_s,
-            hashes=span.hashes,
+            hits=span.hits,
             offset_s=span.delta * HOP_S,
-            is_replay=span.hashes >= rule.min_hashes and matched_s >= rule.min_matched_s,
+            is_replay=span.hits >= rule.min_hits and matched_s >= rule.min_matched_s,
         )
 
 
@@ -389,7 +452,7 @@ class _Span:
     call_last: int
     item_first: int
     item_last: int
-    hashes: int
+    hits: int
     delta: int
 
 
@@ -434,7 +497,7 @@ def _best_spans(values: np.ndarray, frames: np.ndarray, hits: np.ndarray, rule: 
 
 
 def _largest_group(call_frames: np.ndarray, item_frames: np.ndarray, delta: int, rule: MatchRule) -> _Span:
-    """The hits split where the call has gaps > ``max_gap_s``; the group with most hits."""
+    """The hits split where the call has gaps > ``max_gap_s``; the group with most hits (by frames)."""
     order = np.argsort(call_frames, kind="stable")
     c, i = call_frames[order], item_frames[order]
     gap = int(round(rule.max_gap_s / HOP_S))
@@ -448,6 +511,6 @@ def _largest_group(call_frames: np.ndarray, item_frames: np.ndarray, delta: int,
         call_last=int(c[b - 1]),
         item_first=int(i[a:b].min()),
         item_last=int(i[a:b].max()),
-        hashes=b - a,
+        hits=int(np.unique(c[a:b]).size),
         delta=delta,
     )
