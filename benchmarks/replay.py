@@ -247,10 +247,16 @@ def rule_grid(replays: list[Outcome], honest: list[Outcome], margin: float) -> l
 
 
 def choose_rule(replays: list[Outcome], honest: list[Outcome], margin: float) -> tuple[MatchRule, list[str]]:
-    """Of :func:`rule_grid`'s rules, the one catching most replays; and a table of the grid."""
+    """Of :func:`rule_grid`'s rules, the one catching most replays, the longer span when within one
+    point of the best (the safer rule at almost no cost); and the grid as text."""
     grid = rule_grid(replays, honest, margin)
     rates = [float(np.mean([caught(o, rule) for o in replays])) for rule in grid]
-    return grid[int(np.argmax(rates))], [f"{r.min_matched_s:g} s: min_hits {r.min_hits}" for r in grid]
+    best = max(i for i, r in enumerate(rates) if r >= max(rates) - 0.01)
+    text = [
+        f"{r.min_matched_s:g} s: min_hits {r.min_hits} ({100 * rate:.1f}% caught)"
+        for r, rate in zip(grid, rates, strict=True)
+    ]
+    return grid[best], text
 
 
 def grid_table(replays: list[Outcome], grid: list[MatchRule]) -> list[str]:
