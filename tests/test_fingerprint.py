@@ -144,7 +144,7 @@ def test_triplet_hashes_are_wider_and_still_find_a_copy(tmp_path: Path) -> None:
     x, rate = _clip(CLIP_A)
     stored = fingerprint(x, rate, params=params)
     assert int(stored.hashes.max()) < 2**TRIPLET_HASH_BITS and int(stored.hashes.max()) >= 2**PAIR_HASH_BITS
-    with FingerprintIndex(tmp_path / "t.sqlite", hash_key=params.hash_key()) as idx:
+    with FingerprintIndex(tmp_path / "t.sqlite", key=KEY, params=params) as idx:
         idx.add("enroll-a", stored, "enrollment")
         check = idx.query(fingerprint(_phone(x, rate, seed=12), 8000, params=query))
         assert [m.item for m in check.matches] == ["enroll-a"]
@@ -350,7 +350,7 @@ def test_unkeyed_index_refuses_a_key_and_a_foreign_file(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="not a fingerprint index"):
         FingerprintIndex(tmp_path / "junk.sqlite")
     with pytest.raises(StoreError, match="rebuild"):
-        FingerprintIndex(tmp_path / "plain.sqlite", hash_key="landmarks-v0")
+        FingerprintIndex(tmp_path / "plain.sqlite", params=FingerprintParams(dt_step_frames=1))
 
 
 # --- too identical --------------------------------------------------------------------------------

@@ -121,6 +121,11 @@ class FingerprintParams:
         if self.fan_out < 1 or self.peak_time_frames < 1 or self.peak_freq_bins < 1:
             raise FingerprintError(f"fan_out, peak_time_frames and peak_freq_bins must be >= 1: {self}")
 
+    @property
+    def hash_bits(self) -> int:
+        """Bits of one hash value: :data:`PAIR_HASH_BITS` or :data:`TRIPLET_HASH_BITS`."""
+        return PAIR_HASH_BITS if self.targets_per_hash == 1 else TRIPLET_HASH_BITS
+
     def hash_key(self) -> str:
         """Text naming the version and the hashing parameters (stored in an index)."""
         return (

@@ -34,7 +34,7 @@ from typing import Literal
 import numpy as np
 
 from .errors import StoreError, UsageError
-from .fingerprint import HOP_S, INDEX_PARAMS, Fingerprint
+from .fingerprint import HOP_S, INDEX_PARAMS, Fingerprint, FingerprintParams
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ class FingerprintIndex:
         path: the index file; created (mode 0600) when missing.
         key: optional secret (16-64 bytes). Given when the index is created, every hash value is
             stored keyed, and the same key must be given to open it again.
-        hash_key: the fingerprints' :meth:`~voicecheck.fingerprint.FingerprintParams.hash_key`.
+        params: the fingerprints' parameters (their hashing part must match the stored ones).
 
     Raises:
         StoreError: the file is not an index, was made with other fingerprint parameters, or the key
@@ -168,11 +168,13 @@ class FingerprintIndex:
         UsageError: a key of the wrong length.
     """
 
-    def __init__(self, path: str | Path, key: bytes | None = None, hash_key: str = INDEX_PARAMS.hash_key()) -> None:
+    def __init__(self, path: str | Path, key: bytes | None = None, params: FingerprintParams = INDEX_PARAMS) -> None:
         if key is not None and not (isinstance(key, bytes) and 16 <= len(key) <= 64):
             raise UsageError("the index key must be 16 to 64 bytes; generate one with os.urandom(32).")
         self.path = Path(path)
-        self.hash_key = hash_key
+        self.hash_key = params.hash_key()
+        # keyed values: 31 bits (4 bytes in SQLite) keep pair hashes (20 bits) apart; triplets need 47
+        self._keyed_mask = (1 << 31) - 1 if params.hash_bits <= 24 else (1 << 47) - 1
         self._key = key
         self._keyed_cache: dict[int, int] = {}
         created = not self.path.exists()
@@ -245,7 +247,7 @@ class FingerprintIndex:
     # --- hash values --------------------------------------------------------------------------
 
     def _stored_values(self, hashes: np.ndarray) -> np.ndarray:
-        """Hash values as stored: raw, or keyed BLAKE2b (31 bits, so SQLite keeps 4 bytes)."""
+        """Hash values as stored: raw, or a keyed BLAKE2b of each (31 or 47 bits, see ``__init__``)."""
         raw = np.asarray(hashes, dtype=np.int64)
         if self._key is None:
             return raw
@@ -255,8 +257,8 @@ class FingerprintIndex:
         for i, h in enumerate(unique.tolist()):
             value = cache.get(h)
             if value is None:
-                digest = hashlib.blake2b(h.to_bytes(4, "little"), key=key, digest_size=4, person=b"vc-fp-1").digest()
-                value = cache[h] = int.from_bytes(digest, "little") & 0x7FFFFFFF
+                digest = hashlib.blake2b(h.to_bytes(4, "little"), key=key, digest_size=8, person=b"vc-fp-1").digest()
+                value = cache[h] = int.from_bytes(digest, "little") & self._keyed_mask
             out[i] = value
         return out[inverse]
 
