@@ -199,7 +199,7 @@ class FingerprintIndex:
                 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
                 CREATE TABLE items(
                     id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, kind TEXT NOT NULL, owner TEXT NOT NULL,
-                    duration_s REAL NOT NULL, n_hashes INTEGER NOT NULL, hash_values BLOB NOT NULL);
+                    duration_s REAL NOT NULL, n_hashes INTEGER NOT NULL, rows BLOB NOT NULL);
                 CREATE TABLE landmarks(
                     hash INTEGER NOT NULL, item INTEGER NOT NULL, frame INTEGER NOT NULL,
                     PRIMARY KEY(hash, item, frame)) WITHOUT ROWID;
@@ -299,10 +299,9 @@ class FingerprintIndex:
                 if item in self:
                     raise UsageError(f"item {item!r} is already in the index; remove it first to replace it.")
                 values = self._stored_values(fp.hashes)
-                distinct = np.unique(values)
                 cur = self._db.execute(
-                    "INSERT INTO items(name, kind, owner, duration_s, n_hashes, hash_values) VALUES (?, ?, ?, ?, ?, ?)",
-                    (item, kind, owner, float(fp.duration_s), int(len(fp)), zlib.compress(distinct.tobytes())),
+                    "INSERT INTO items(name, kind, owner, duration_s, n_hashes, rows) VALUES (?, ?, ?, ?, ?, ?)",
+                    (item, kind, owner, float(fp.duration_s), int(len(fp)), _pack(values, fp.frames)),
                 )
                 item_id = int(cur.lastrowid or 0)
                 rows.append(np.stack([values, np.full(values.size, item_id), fp.frames.astype(np.int64)], axis=1))
@@ -319,11 +318,11 @@ class FingerprintIndex:
 
     def remove(self, item: str) -> bool:
         """Erase one item and all its rows. Returns False when it was not stored."""
-        found = self._db.execute("SELECT id, hash_values FROM items WHERE name = ?", (item,)).fetchone()
+        found = self._db.execute("SELECT id, rows FROM items WHERE name = ?", (item,)).fetchone()
         if found is None:
             return False
         item_id, blob = int(found[0]), found[1]
-        values = np.frombuffer(zlib.decompress(blob), dtype=np.int64)
+        values = np.unique(_unpack(blob)[:, 0])
         with self._db:
             for v in values.tolist():
                 gone = self._db.execute("DELETE FROM landmarks WHERE hash = ? AND item = ?", (v, item_id)).rowcount
@@ -353,6 +352,16 @@ class FingerprintIndex:
             found += self._db.execute(text, chunk + tail).fetchall()
         return found
 
+    def _owner_rows(self, owner: str, distinct: np.ndarray) -> np.ndarray:
+        """(hash, item, frame) rows of one borrower's items whose hash is in ``distinct``, read from the
+        items' own copies: a few small reads, whatever the size of the index."""
+        parts = []
+        for item_id, blob in self._db.execute("SELECT id, rows FROM items WHERE owner = ?", (owner,)):
+            rows = _unpack(blob)
+            rows = rows[np.isin(rows[:, 0], distinct)]
+            parts.append(np.column_stack([rows[:, 0], np.full(len(rows), item_id), rows[:, 1]]))
+        return np.concatenate(parts) if parts else np.zeros((0, 3), dtype=np.int64)
+
     def _within_budget(self, distinct: np.ndarray, max_rows: int) -> tuple[np.ndarray, int]:
         """The query's stored hash values to look up, rarest first while their rows add up to <=
         ``max_rows``; and how many stored values that leaves out."""
@@ -377,8 +386,9 @@ class FingerprintIndex:
 
         Two scopes:
 
-        * ``owner`` given: that borrower's items only (their enrollments and earlier calls), every
-          hash value looked up; the work grows with the borrower's items, not with the index.
+        * ``owner`` given: that borrower's items only (their enrollments and earlier calls), read from
+          the copy of their rows each item keeps; the work grows with the borrower's items, not
+          with the index.
         * ``owner`` None: every item. Hash values are looked up rarest first until their rows add up
           to ``max_rows``; common values beyond that are skipped (``skipped_values``), so the work
           per call stays bounded as the index grows, at the cost of hits on common values.
@@ -402,14 +412,12 @@ class FingerprintIndex:
         values = self._stored_values(fp.hashes)
         distinct = np.unique(values)
         if owner is not None:
-            ids = [r[0] for r in self._db.execute("SELECT id FROM items WHERE owner = ?", (owner,)).fetchall()]
-            sql = "SELECT hash, item, frame FROM landmarks WHERE hash IN ({}) AND item IN ({})"
-            found = self._select(sql, distinct.tolist(), ids) if ids else []
+            hits = self._owner_rows(owner, distinct)
             skipped = 0
         else:
             wanted, skipped = self._within_budget(distinct, max_rows)
             found = self._select("SELECT hash, item, frame FROM landmarks WHERE hash IN ({})", wanted.tolist())
-        hits = np.asarray(found, dtype=np.int64).reshape(-1, 3)
+            hits = np.asarray(found, dtype=np.int64).reshape(-1, 3)
         excluded = {
             int(r[0])
             for name in exclude
@@ -449,6 +457,15 @@ class FingerprintIndex:
             offset_s=span.delta * HOP_S,
             is_replay=span.hits >= rule.min_hits and matched_s >= rule.min_matched_s,
         )
+
+
+def _pack(values: np.ndarray, frames: np.ndarray) -> bytes:
+    """An item's (stored hash value, frame) rows, compressed: for erasure and borrower-scoped lookups."""
+    return zlib.compress(np.stack([values.astype(np.int64), frames.astype(np.int64)], axis=1).tobytes())
+
+
+def _unpack(blob: bytes) -> np.ndarray:
+    return np.frombuffer(zlib.decompress(blob), dtype=np.int64).reshape(-1, 2)
 
 
 @dataclass(frozen=True)
