@@ -1,9 +1,10 @@
 """Cost of replay checking per call: fingerprinting and a borrower-scoped lookup, per audio second.
 
-Calls are built from the corpus (8 kHz G.711 mu-law, as a call arrives) at 10, 30, 60 and 120 s; the
-fingerprint is computed over the speech regions a VAD would give (here: the recording's own regions,
-found by an energy threshold, so no model is loaded). Compare with the batch's time per audio second
-in ``benchmarks/results/throughput.md``.
+Customer sides of calls are built from the corpus (8 kHz G.711 mu-law, as a call arrives) at 10, 30,
+60 and 120 s: turns of 2-6 s of speech with 2-6 s of line noise between them (the collector speaks on
+the other channel), so about half of the side is speech. The fingerprint is computed over the speech
+regions a VAD would give (here found by an energy threshold, so no model is loaded). Compare with
+the batch's time per audio second in ``benchmarks/results/throughput.md``.
 
 Run: ``.venv/bin/python benchmarks/replay_cost.py [--speech ../shared/speech]``
 """
@@ -49,6 +50,17 @@ def energy_regions(x: np.ndarray, rate: int) -> list[SpeechRegion]:
     return regions
 
 
+def customer_side(audio: np.ndarray, seconds: int, rng: np.random.Generator) -> np.ndarray:
+    """``seconds`` of turns: 2-6 s of speech from the end of ``audio``, then 2-6 s of silence."""
+    out, used, total = [], 0, seconds * SAMPLE_RATE
+    while sum(map(len, out)) < total:
+        n = int(rng.uniform(2, 6) * SAMPLE_RATE)
+        used += n
+        out.append(audio[audio.size - used : audio.size - used + n])
+        out.append(np.zeros(int(rng.uniform(2, 6) * SAMPLE_RATE), np.float32))
+    return np.concatenate(out)[:total]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--speech", default=str(DEFAULT_SPEECH))
@@ -68,7 +80,9 @@ def main(argv: list[str] | None = None) -> None:
             part = audio[n * 10 * SAMPLE_RATE : (n + 1) * 10 * SAMPLE_RATE]
             index.add(f"item-{n}", fingerprints(part, SAMPLE_RATE)[1], "call", owner="borrower")
         for seconds in (10, 30, 60, 120):
-            x = telephone_call(audio[-seconds * SAMPLE_RATE :], SAMPLE_RATE, "ulaw", rng_for("cost", seconds))
+            x = telephone_call(
+                customer_side(audio, seconds, rng_for("side", seconds)), SAMPLE_RATE, "ulaw", rng_for(seconds)
+            )
             regions = energy_regions(x, 8000)
             speech = sum(r.duration_s for r in regions)
             fp_t, look_t = [], []

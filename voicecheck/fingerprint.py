@@ -54,6 +54,11 @@ TRIPLET_HASH_BITS = 3 * _FREQ_BITS + 2 * _TRIPLET_DT_BITS
 """Bits of one triplet hash: anchor bin, two target bins (7 each), two times (5 each)."""
 
 
+_MARGIN_FRAMES = 20
+"""Context kept around speech (frames): more than the peak (8) and prominence (15) half-widths, so a
+landmark sees the same surroundings as in a spectrogram of the whole recording."""
+
+
 class FingerprintError(VoicecheckError):
     """Audio that cannot be fingerprinted: empty, non-finite, too short or without landmarks.
 
@@ -115,6 +120,10 @@ class FingerprintParams:
             raise FingerprintError(
                 f"max_dt_frames // dt_step_frames must be in 1..{2**bits - 1}, got "
                 f"{self.max_dt_frames} // {self.dt_step_frames}."
+            )
+        if max(self.context_frames, self.peak_time_frames) > _MARGIN_FRAMES:
+            raise FingerprintError(
+                f"context_frames and peak_time_frames must be <= {_MARGIN_FRAMES} (the context kept around speech)."
             )
         if self.fan_out < self.targets_per_hash:
             raise FingerprintError(f"fan_out {self.fan_out} must be >= targets_per_hash {self.targets_per_hash}.")
@@ -207,15 +216,17 @@ _LO_BIN = int(np.ceil(LOW_HZ * N_FFT / FINGERPRINT_SAMPLE_RATE))
 _HI_BIN = int(np.floor(HIGH_HZ * N_FFT / FINGERPRINT_SAMPLE_RATE))
 
 
-def spectrogram_db(x8k: np.ndarray) -> np.ndarray:
+def spectrogram_db(x8k: np.ndarray, n_frames: int | None = None) -> np.ndarray:
     """Log power of 8 kHz audio in the telephone band, float32, shape (n_frames, n_bins), dB re full scale.
 
     Frame k covers samples [k * HOP, k * HOP + N_FFT); column j is FFT bin ``_LO_BIN + j``
-    (300-3400 Hz). The signal is zero-padded at the end so the last samples get a frame.
+    (300-3400 Hz). The signal is zero-padded at the end so the last samples get a frame (or to
+    ``n_frames`` frames when given).
     """
     from scipy import fft
 
-    n_frames = max(1, 1 + int(np.ceil((x8k.size - N_FFT) / HOP)))
+    if n_frames is None:
+        n_frames = max(1, 1 + int(np.ceil((x8k.size - N_FFT) / HOP)))
     padded = np.zeros((n_frames - 1) * HOP + N_FFT, dtype=np.float32)
     padded[: x8k.size] = x8k[: padded.size]
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP]
@@ -266,35 +277,64 @@ def _box_mean(a: np.ndarray, half_t: int, half_f: int) -> np.ndarray:
     return (total[:n_t, :n_f] / (w_t * w_f)).astype(np.float32)
 
 
-def peaks(band_db: np.ndarray, usable: np.ndarray, params: FingerprintParams, loosest: FingerprintParams) -> _Peaks:
-    """Local maxima of a log spectrogram that pass ``loosest``'s thresholds.
+@dataclass(frozen=True)
+class _Spectrogram:
+    """The parts of a recording's log spectrogram that landmarks are looked for in.
+
+    Attributes:
+        chunks: (first frame, log power of frames first.., usable flags of those frames): runs of
+            speech frames with :data:`_MARGIN_FRAMES` of context either side; silence between
+            speech regions is never transformed.
+        floor: noise floor per bin (dB): the 20th percentile over every 4th usable frame.
+        ceiling: the loudest usable value (dB).
+    """
+
+    chunks: list[tuple[int, np.ndarray, np.ndarray]]
+    floor: np.ndarray
+    ceiling: float
+
+
+def _chunks(x8k: np.ndarray, usable: np.ndarray) -> _Spectrogram:
+    needed = usable.copy()
+    for k in range(1, _MARGIN_FRAMES + 1):  # dilate the usable frames by the margin
+        needed[k:] |= usable[:-k]
+        needed[:-k] |= usable[k:]
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], needed.astype(np.int8), [0]])))
+    chunks = []
+    for first, end in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True):
+        band = spectrogram_db(x8k[first * HOP : (end - 1) * HOP + N_FFT], n_frames=end - first)
+        chunks.append((first, band, usable[first:end]))
+    rows = np.concatenate([band[flags] for _, band, flags in chunks])
+    floor = np.percentile(rows[::4], 20, axis=0).astype(np.float32)
+    return _Spectrogram(chunks=chunks, floor=floor, ceiling=float(rows.max()))
+
+
+def peaks(spec: _Spectrogram, params: FingerprintParams, loosest: FingerprintParams) -> _Peaks:
+    """Local maxima of the spectrogram that pass ``loosest``'s thresholds.
 
     Args:
-        band_db: log power, shape (n_frames, n_bins), from :func:`spectrogram_db`.
-        usable: bool, shape (n_frames,): frames that may hold a landmark (speech).
+        spec: the recording's speech spectrogram (:func:`_chunks`).
         params: the neighbourhoods (peak and context sizes).
         loosest: the lowest thresholds any caller will apply (see :func:`landmarks`).
     """
-    empty = np.zeros(0, np.int32)
-    rows = np.flatnonzero(usable)
-    if rows.size == 0:
-        return _Peaks(empty, empty, empty.astype(np.float32), empty.astype(np.float32))
-    floor = np.percentile(band_db[rows[::4]], 20, axis=0).astype(np.float32)  # noise floor per bin, dB
-    ceiling = float(band_db[rows].max())
-    is_peak = band_db >= _max_filter(band_db, params.peak_time_frames, params.peak_freq_bins)
-    is_peak &= usable[:, None]
-    is_peak &= band_db >= ceiling - 70.0  # nothing from digital silence or dither
-    is_peak &= band_db - floor[None, :] >= loosest.min_above_floor_db
-    frames, bins = np.nonzero(is_peak)
-    context = _box_mean(band_db, params.context_frames, params.context_bins)
-    values = band_db[frames, bins]
-    prominence = values - context[frames, bins]
-    ok = prominence >= loosest.min_prominence_db
+    parts = []
+    for first, band_db, usable in spec.chunks:
+        is_peak = band_db >= _max_filter(band_db, params.peak_time_frames, params.peak_freq_bins)
+        is_peak &= usable[:, None]
+        is_peak &= band_db >= spec.ceiling - 70.0  # nothing from digital silence or dither
+        is_peak &= band_db - spec.floor[None, :] >= loosest.min_above_floor_db
+        frames, bins = np.nonzero(is_peak)
+        context = _box_mean(band_db, params.context_frames, params.context_bins)
+        values = band_db[frames, bins]
+        prominence = values - context[frames, bins]
+        ok = prominence >= loosest.min_prominence_db
+        parts.append((frames[ok] + first, bins[ok], prominence[ok], (values - spec.floor[bins])[ok]))
+    frames, bins, prominence, above = (np.concatenate(p) for p in zip(*parts, strict=True))
     return _Peaks(
-        frames=frames[ok].astype(np.int32),
-        bins=(bins[ok] + _LO_BIN).astype(np.int32),
-        prominence_db=prominence[ok],
-        above_floor_db=(values - floor[bins])[ok],
+        frames=frames.astype(np.int32),
+        bins=(bins + _LO_BIN).astype(np.int32),
+        prominence_db=prominence.astype(np.float32),
+        above_floor_db=above.astype(np.float32),
     )
 
 
@@ -379,23 +419,23 @@ def landmark_hashes(frames: np.ndarray, bins: np.ndarray, params: FingerprintPar
 
 def _prepare(
     samples: np.ndarray, sample_rate: int, regions: list[SpeechRegion] | None, min_speech_s: float
-) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """Validated 8 kHz log spectrogram, usable frames, duration_s and analysed_s."""
+) -> tuple[_Spectrogram, float, float]:
+    """Validated 8 kHz speech spectrogram, duration_s and analysed_s."""
     from .audio import resample
 
     x = _check_input(samples, sample_rate)
     x8k = resample(x, int(sample_rate), FINGERPRINT_SAMPLE_RATE)
     duration_s = x.size / float(sample_rate)
-    spec = spectrogram_db(x8k)
-    usable = _region_mask(regions, spec.shape[0])
-    usable &= np.arange(spec.shape[0]) * HOP + N_FFT <= max(x8k.size, N_FFT)  # no frame past the end
+    n_frames = max(1, 1 + int(np.ceil((x8k.size - N_FFT) / HOP)))
+    usable = _region_mask(regions, n_frames)
+    usable &= np.arange(n_frames) * HOP + N_FFT <= max(x8k.size, N_FFT)  # no frame past the end
     analysed_s = float(usable.sum()) * HOP_S
     if analysed_s < min_speech_s:
         raise FingerprintError(
             f"only {analysed_s:.2f} s of audio to fingerprint (recording {duration_s:.2f} s), need at least "
             f"{min_speech_s} s: replay was not checked. Pass the whole recording or more speech regions."
         )
-    return spec, usable, duration_s, analysed_s
+    return _chunks(x8k, usable), duration_s, analysed_s
 
 
 def _from_peaks(found: _Peaks, duration_s: float, analysed_s: float, params: FingerprintParams) -> Fingerprint:
@@ -441,8 +481,8 @@ def fingerprint(
             less than ``params.min_speech_s`` of analysed audio, or no landmark at all (silence,
             a pure tone): the recording was not checked for replay.
     """
-    spec, usable, duration_s, analysed_s = _prepare(samples, sample_rate, regions, params.min_speech_s)
-    return _from_peaks(peaks(spec, usable, params, params), duration_s, analysed_s, params)
+    spec, duration_s, analysed_s = _prepare(samples, sample_rate, regions, params.min_speech_s)
+    return _from_peaks(peaks(spec, params, params), duration_s, analysed_s, params)
 
 
 def fingerprints(
@@ -465,17 +505,17 @@ def fingerprints(
             f"{index_params.hash_key()}); their hashes would never meet."
         )
     min_s = max(query_params.min_speech_s, index_params.min_speech_s)
-    spec, usable, duration_s, analysed_s = _prepare(samples, sample_rate, regions, min_s)
+    spec, duration_s, analysed_s = _prepare(samples, sample_rate, regions, min_s)
     if _neighbourhood(query_params) == _neighbourhood(index_params):  # one peak search serves both
         loosest = replace(
             query_params,
             min_prominence_db=min(query_params.min_prominence_db, index_params.min_prominence_db),
             min_above_floor_db=min(query_params.min_above_floor_db, index_params.min_above_floor_db),
         )
-        found_q = found_i = peaks(spec, usable, query_params, loosest)
+        found_q = found_i = peaks(spec, query_params, loosest)
     else:
-        found_q = peaks(spec, usable, query_params, query_params)
-        found_i = peaks(spec, usable, index_params, index_params)
+        found_q = peaks(spec, query_params, query_params)
+        found_i = peaks(spec, index_params, index_params)
     return (
         _from_peaks(found_q, duration_s, analysed_s, query_params),
         _from_peaks(found_i, duration_s, analysed_s, index_params),
