@@ -197,6 +197,12 @@ def env_without_workspace() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("VOICECHECK_") or k == "VOICECHECK_KEY"}
 
 
+NO_REPLAY = "replay = false\n"
+"""voicecheck.toml line for tests of other features: their generated "voices" are steady chords, and
+the same chord in an enrollment and a call IS the same audio recurring, which the replay check
+(rightly) flags. The replay tests (tests/test_replaycheck.py) use signals built like speech."""
+
+
 PNG = b"\x89PNG\r\n\x1a\n"
 
 

@@ -22,6 +22,7 @@ from .crypto import cipher_for
 from .errors import InsufficientSpeechError, UsageError, VoicecheckError
 from .manifest import Row
 from .pipeline import Engine, decode
+from .replaycheck import Prints, fingerprint_call
 from .types import Audio, CallEmbedding
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class Embedded:
         speech_seconds: net speech, for "insufficient_speech".
         seconds: the call's share of its task's time.
         spoof: the liveness detector's score of the call's speech ("ok" rows, when one is configured).
+        prints: the call's fingerprints for the replay check (:mod:`voicecheck.replaycheck`; rows with
+            speech and a borrower, when ``replay`` is on), also on a row whose audio came earlier in its task.
     """
 
     row: Row
@@ -59,6 +62,7 @@ class Embedded:
     speech_seconds: float = 0.0
     seconds: float = 0.0
     spoof: SpoofScore | None = None
+    prints: Prints | None = None
 
 
 class Worker:
@@ -88,7 +92,8 @@ class Worker:
                 pending.append((len(found) - 1, item))
                 keys.add((item.content_hash, item.channel))
         for (i, audio), emb in zip(pending, self._embed_many([a for _, a in pending]), strict=True):
-            found[i] = self._spoofed(_outcome(found[i], audio, emb), audio)
+            found[i] = self._fingerprinted(self._spoofed(_outcome(found[i], audio, emb), audio), audio)
+        _share_prints(found)
         share = (time.perf_counter() - start) / max(1, len(found))
         return [replace(e, seconds=share) for e in found]
 
@@ -102,7 +107,8 @@ class Worker:
             return Embedded(row, "error", error=as_error(e, row.call_id))
         key = (audio.content_hash, audio.channel)
         if key in keys or self._stored(*key):  # stored, or earlier in this task
-            return Embedded(row, "cached", content_hash=key[0], channel=key[1], duration_s=audio.duration_s)
+            cached = Embedded(row, "cached", content_hash=key[0], channel=key[1], duration_s=audio.duration_s)
+            return cached if key in keys else self._fingerprinted_again(cached, audio)
         return audio
 
     def _stored(self, content_hash: str, channel: int) -> bool:
@@ -111,6 +117,32 @@ class Worker:
         if not self.calls.has(content_hash, channel, model):
             return False
         return detector is None or not self.calls.spoof_missing(content_hash, channel, model, detector.name)
+
+    def _fingerprinted_again(self, item: Embedded, audio: Audio) -> Embedded:
+        """A stored audio without a replay check for this row's borrower (another borrower's call of the
+        same file, or stored before replay checks were on): fingerprinted over its stored speech
+        regions, not embedded again."""
+        model, row = self.engine.model, item.row
+        if not (self.engine.settings.replay and row.borrower_id):
+            return item
+        if not self.calls.replay_missing(item.content_hash, item.channel, model, row.borrower_id):
+            return item
+        try:
+            stored = self.calls.lookup(item.content_hash, item.channel, model)
+        except Exception as e:  # noqa: BLE001 - a damaged stored row is this call's error
+            return replace(item, status="error", error=as_error(e, row.call_id))
+        if stored is None or stored.embedding is None:
+            return item
+        return replace(item, prints=fingerprint_call(audio.samples, audio.sample_rate, stored.embedding.regions))
+
+    def _fingerprinted(self, item: Embedded, audio: Audio) -> Embedded:
+        """``item`` with its fingerprints for the replay check (rows with speech and a borrower, when
+        ``replay`` is on); audio that cannot be fingerprinted carries the reason instead."""
+        if not self.engine.settings.replay or item.status != "ok" or item.embedding is None:
+            return item
+        if not item.row.borrower_id:  # cohort rows: nobody to check them for
+            return item
+        return replace(item, prints=fingerprint_call(audio.samples, audio.sample_rate, item.embedding.regions))
 
     def _spoofed(self, item: Embedded, audio: Audio) -> Embedded:
         """``item`` with the liveness detector's score of its speech; a detector that fails makes the
@@ -138,6 +170,15 @@ class Worker:
 
     def close(self) -> None:
         self.calls.close()
+
+
+def _share_prints(found: list[Embedded]) -> None:
+    """A row whose audio came earlier in its task (status "cached") gets that row's fingerprints: it is
+    checked for its own borrower too."""
+    prints = {(e.content_hash, e.channel): e.prints for e in found if e.prints is not None}
+    for i, e in enumerate(found):
+        if e.status == "cached" and e.prints is None and (e.content_hash, e.channel) in prints:
+            found[i] = replace(e, prints=prints[(e.content_hash, e.channel)])
 
 
 def _outcome(item: Embedded, audio: Audio, emb: CallEmbedding | VoicecheckError) -> Embedded:
