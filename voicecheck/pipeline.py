@@ -500,19 +500,11 @@ def enroll_recordings(
                 continue
             outcome = _store_recording(store, engine.model, owner, path, got, fresh, kind, ref, forced)
             started.add(owner)
-            fingerprinted = None if index is None else _index_recording(index, owner, got, fresh)
+            prints = None if index is None else _index_recording(index, owner, got, fresh)
             trail.record(
-                "enroll",
-                **event,
-                content_hash=got.content_hash,
-                outcome=outcome,
-                forced=forced or None,
-                replace=fresh,
-                fingerprinted=fingerprinted,
+                "enroll", **event, content_hash=got.content_hash, outcome=outcome, forced=forced or None, replace=fresh
             )
-            note = f"; forced past: {forced}" if forced else ""
-            if got.prints is not None and got.prints.problem:
-                note += f"; NOT fingerprinted, replays of it cannot be caught: {got.prints.problem}"
+            note = (f"; forced past: {forced}" if forced else "") + (prints or "")
             report(f"{owner}: {path}: {outcome} ({got.speech_seconds:.1f} s speech, {got.band}band){note}")
     finally:
         store.close()
@@ -521,17 +513,18 @@ def enroll_recordings(
     return failures
 
 
-def _index_recording(index: FingerprintIndex, owner: str, got: Enrolled, fresh: bool) -> bool:
+def _index_recording(index: FingerprintIndex, owner: str, got: Enrolled, fresh: bool) -> str:
     """Store an enrolled recording's fingerprint under its borrower (after ``fresh``, their earlier
-    recordings' are removed first); False when it could not be fingerprinted."""
+    recordings' are removed first); "" when done, else what to tell the user."""
     if fresh:
         index.remove_owner(owner, kind="enrollment")
     name = enrollment_item(owner, got.content_hash)
     if got.prints is None or got.prints.index is None:
-        return False
+        problem = got.prints.problem if got.prints is not None else "no fingerprint"
+        return f"; NOT fingerprinted, a replay of it cannot be caught: {problem}"
     if name not in index:
         index.add(name, got.prints.index, "enrollment", owner=owner)
-    return True
+    return ""
 
 
 def _store_recording(
