@@ -29,7 +29,7 @@ import zlib
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -44,6 +44,8 @@ ItemKind = Literal["enrollment", "call"]
 
 _SCHEMA_VERSION = "2"
 _INDEX_KEY_PURPOSE = b"voicecheck replay index v1"
+_KEYED_TWEAK = int.from_bytes(b"vc-fp-1\0", "little")
+"""Second half of every block keyed (domain separation: no other use of the key encrypts this)."""
 """HKDF ``info`` of the hash key an encrypted store's index uses (:meth:`voicecheck.crypto.Cipher.derive`)."""
 _KEY_CHECK_TEXT = b"voicecheck replay index key check"
 _CACHE_KIB = 65536  # 64 MiB of page cache: bulk inserts into a large index stay fast
@@ -169,6 +171,10 @@ class FingerprintIndex:
             keyed with a key derived from the store key (:meth:`voicecheck.crypto.Cipher.derive`: never
             stored) and each item's raw rows are sealed too, so :meth:`reseal` can re-key the whole
             index on a key rotation; with ``encryption = false`` the index is unkeyed.
+        all_items: (when the index is created) keep the table keyed by hash value that searches over
+            ALL items need (``query(owner=None)``); without it an index serves borrower-scoped
+            searches only, and storing an item costs a fraction (no B-tree rows per hash). An
+            existing index keeps what it was created with.
 
     Raises:
         StoreError: the file is not an index, was made with other fingerprint parameters, or the key
@@ -182,6 +188,7 @@ class FingerprintIndex:
         key: bytes | None = None,
         params: FingerprintParams = INDEX_PARAMS,
         cipher: Cipher | None = None,
+        all_items: bool = True,
     ) -> None:
         if key is not None and not (isinstance(key, bytes) and 16 <= len(key) <= 64):
             raise UsageError("the index key must be 16 to 64 bytes; generate one with os.urandom(32).")
@@ -194,8 +201,8 @@ class FingerprintIndex:
         self._keyed_mask = (1 << 31) - 1 if params.hash_bits <= 24 else (1 << 47) - 1
         self._cipher = cipher if cipher is not None and cipher.encrypted else None
         self._key, self.key_id = key, ""
-        self._keyed_cache: dict[int, int] = {}
-        self._keyed_table: np.ndarray | None = None
+        self._aes: object | None = None
+        self.all_items = all_items
         try:
             self._db = storage.connect(self.path, 60)
             self._db.execute("PRAGMA synchronous=NORMAL")  # commits survive a killed process; sync() for power loss
@@ -253,6 +260,7 @@ class FingerprintIndex:
                 """
             )
             meta = {"schema": _SCHEMA_VERSION, "hash_key": self.hash_key, "keyed": "1" if self._key else "0"}
+            meta["all_items"] = "1" if self.all_items else "0"
             if self._key:
                 meta["key_check"] = _key_check(self._key)
             if self.key_id:
@@ -261,6 +269,7 @@ class FingerprintIndex:
 
     def _check_meta(self) -> None:
         meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        self.all_items = meta.get("all_items", "1") == "1"
         if meta.get("schema") != _SCHEMA_VERSION:
             raise StoreError(f"{self.path}: index schema {meta.get('schema')!r}, this version reads {_SCHEMA_VERSION}.")
         if meta.get("hash_key") != self.hash_key:
@@ -314,35 +323,30 @@ class FingerprintIndex:
     # --- hash values --------------------------------------------------------------------------
 
     def _stored_values(self, hashes: np.ndarray) -> np.ndarray:
-        """Hash values as stored: raw, or a keyed BLAKE2b of each (31 or 47 bits, see ``__init__``).
+        """Hash values as stored: raw, or keyed (31 or 47 bits, see ``__init__``).
 
-        Keyed pair hashes (20 bits) are kept in a table of all 2**20 values, filled as values are
-        met (a lookup or an erasure keys thousands of values: one array gather each once known)."""
+        The keyed value of h is the first 8 bytes of AES-256 (key: a BLAKE2b of the index key) of the
+        16-byte block (h, "vc-fp-1"), masked: a keyed pseudo-random function, computed for a whole
+        fingerprint in one call (a lookup or an erasure keys thousands of values)."""
         raw = np.asarray(hashes, dtype=np.int64)
         if self._key is None:
             return raw
-        if self.params.hash_bits <= 24:
-            if self._keyed_table is None:
-                self._keyed_table = np.full(1 << self.params.hash_bits, -1, dtype=np.int64)
-            table = self._keyed_table
-            missing = np.unique(raw[table[raw] < 0])
-            if missing.size:
-                table[missing] = [self._keyed(h) for h in missing.tolist()]
-            return table[raw]
         unique, inverse = np.unique(raw, return_inverse=True)
-        cache = self._keyed_cache
-        out = np.empty(unique.size, dtype=np.int64)
-        for i, h in enumerate(unique.tolist()):
-            value = cache.get(h)
-            if value is None:
-                value = cache[h] = self._keyed(h)
-            out[i] = value
-        return out[inverse]
+        blocks = np.zeros((unique.size, 2), dtype="<u8")
+        blocks[:, 0] = unique.astype("<u8")
+        blocks[:, 1] = _KEYED_TWEAK
+        out = np.frombuffer(self._encryptor().update(blocks.tobytes()), dtype="<u8").reshape(-1, 2)[:, 0]
+        return (out & np.uint64(self._keyed_mask)).astype(np.int64)[inverse.reshape(-1)]
 
-    def _keyed(self, h: int) -> int:
-        assert self._key is not None
-        digest = hashlib.blake2b(h.to_bytes(4, "little"), key=self._key, digest_size=8, person=b"vc-fp-1").digest()
-        return int.from_bytes(digest, "little") & self._keyed_mask
+    def _encryptor(self) -> Any:
+        if self._aes is None:
+            from cryptography.hazmat.primitives.ciphers import Cipher as AesCipher
+            from cryptography.hazmat.primitives.ciphers import algorithms, modes
+
+            assert self._key is not None
+            aes_key = hashlib.blake2b(self._key, digest_size=32, person=b"vc-fp-aes-1").digest()
+            self._aes = AesCipher(algorithms.AES(aes_key), modes.ECB())
+        return self._aes.encryptor()  # type: ignore[attr-defined]
 
     # --- items --------------------------------------------------------------------------------
 
@@ -406,8 +410,8 @@ class FingerprintIndex:
                 item_id = int(cur.lastrowid or 0)
                 rows.append(np.stack([values, np.full(values.size, item_id), frames.astype(np.int64)], axis=1))
                 n += 1
-            if rows:
-                table = np.unique(np.concatenate(rows), axis=0)  # sorted by hash, item, frame; no duplicate
+            if rows and self.all_items:
+                table = _unique_rows(np.concatenate(rows))  # sorted by hash, item, frame; no duplicate
                 self._db.executemany("INSERT INTO landmarks VALUES (?, ?, ?)", table.tolist())
                 values, counts = np.unique(table[:, 0], return_counts=True)
                 self._db.executemany(
@@ -422,7 +426,7 @@ class FingerprintIndex:
         if found is None:
             return False
         item_id, blob = int(found[0]), found[1]
-        values = np.unique(_unpack(blob)[:, 0])
+        values = _sorted_unique(_unpack(blob)[:, 0]) if self.all_items else np.zeros(0, dtype=np.int64)
         with self._db:
             for v in values.tolist():
                 gone = self._db.execute("DELETE FROM landmarks WHERE hash = ? AND item = ?", (v, item_id)).rowcount
@@ -487,7 +491,7 @@ class FingerprintIndex:
         fresh_path = self.path.with_name(self.path.name + ".rekey")
         for suffix in ("", "-wal", "-shm"):
             Path(str(fresh_path) + suffix).unlink(missing_ok=True)
-        fresh = FingerprintIndex(fresh_path, params=self.params, cipher=new)
+        fresh = FingerprintIndex(fresh_path, params=self.params, cipher=new, all_items=self.all_items)
         try:
             n = fresh._insert(self._raw_items(old_cipher))
             fresh.checkpoint()
@@ -497,7 +501,7 @@ class FingerprintIndex:
         os.replace(fresh_path, self.path)
         for suffix in ("-wal", "-shm"):
             Path(str(self.path) + suffix).unlink(missing_ok=True)
-        self.__init__(self.path, params=self.params, cipher=new)  # type: ignore[misc]
+        self.__init__(self.path, params=self.params, cipher=new, all_items=self.all_items)  # type: ignore[misc]
         return n
 
     def verify_all(self) -> int:
@@ -526,7 +530,7 @@ class FingerprintIndex:
         sql = "SELECT id, rows FROM items WHERE owner = ? AND id < ? AND added_at < ?"
         for item_id, blob in self._db.execute(sql, (owner, before_id, until)):
             rows = _unpack(blob)
-            rows = rows[np.isin(rows[:, 0], distinct)]
+            rows = rows[_in_sorted(rows[:, 0], distinct)]
             parts.append(np.column_stack([rows[:, 0], np.full(len(rows), item_id), rows[:, 1]]))
         return np.concatenate(parts) if parts else np.zeros((0, 3), dtype=np.int64)
 
@@ -584,13 +588,15 @@ class FingerprintIndex:
         if max_rows < 1:
             raise UsageError(f"max_rows must be >= 1, got {max_rows}.")
         values = self._stored_values(fp.hashes)
-        distinct = np.unique(values)
+        distinct = _sorted_unique(values)
         before_id = self._item_id(before) if before is not None else None
         before_id = (1 << 62) if before_id is None else before_id
         until = added_before or "9999"
         if owner is not None:
             hits = self._owner_rows(owner, distinct, before_id, until)
             skipped = 0
+        elif not self.all_items:
+            raise UsageError(f"{self.path} keeps no table for searches over all items: give an owner.")
         else:
             wanted, skipped = self._within_budget(distinct, max_rows)
             found = self._select("SELECT hash, item, frame FROM landmarks WHERE hash IN ({})", wanted.tolist())
@@ -648,9 +654,37 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)`` by sorting (numpy 2's hashing unique is several times slower on int64 here)."""
+    s = np.sort(np.asarray(values).reshape(-1))
+    if s.size == 0:
+        return s
+    keep = np.empty(s.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(s[1:], s[:-1], out=keep[1:])
+    return s[keep]
+
+
+def _in_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """``np.isin(values, sorted_set)`` for a sorted, duplicate-free ``sorted_set`` (binary search, no hashing)."""
+    if sorted_set.size == 0:
+        return np.zeros(values.shape, dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_set, values), sorted_set.size - 1)
+    return np.asarray(sorted_set[pos] == values)
+
+
+def _unique_rows(rows: np.ndarray) -> np.ndarray:
+    """(hash, item, frame) rows sorted by hash, item, frame, duplicates dropped (int64, shape (k, 3))."""
+    rows = rows[np.lexsort((rows[:, 2], rows[:, 1], rows[:, 0]))]
+    keep = np.ones(len(rows), dtype=bool)
+    keep[1:] = np.any(rows[1:] != rows[:-1], axis=1)
+    return rows[keep]
+
+
 def _pack(values: np.ndarray, frames: np.ndarray) -> bytes:
-    """An item's (stored hash value, frame) rows, compressed: for erasure and borrower-scoped lookups."""
-    return zlib.compress(np.stack([values.astype(np.int64), frames.astype(np.int64)], axis=1).tobytes())
+    """An item's (stored hash value, frame) rows, compressed (fast level: the values are random, the
+    frames compress): for erasure and borrower-scoped lookups."""
+    return zlib.compress(np.stack([values.astype(np.int64), frames.astype(np.int64)], axis=1).tobytes(), 1)
 
 
 def _unpack(blob: bytes) -> np.ndarray:
@@ -722,6 +756,6 @@ def _largest_group(call_frames: np.ndarray, item_frames: np.ndarray, delta: int,
         call_last=int(c[b - 1]),
         item_first=int(i[a:b].min()),
         item_last=int(i[a:b].max()),
-        hits=int(np.unique(c[a:b]).size),
+        hits=int(_sorted_unique(c[a:b]).size),
         delta=delta,
     )

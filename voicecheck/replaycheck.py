@@ -61,6 +61,10 @@ def index_paths(settings: Any) -> dict[str, Path]:
 def open_index(settings: Any, cipher: Cipher, kind: str) -> FingerprintIndex:
     """One of the workspace's replay indexes (created when missing), keyed and sealed with ``cipher``.
 
+    Lookups are per borrower, so the index keeps no table for searches over all items: storing a
+    call then costs the same at any index size (``benchmarks/replay_cost.py``: ~11 ms per call with
+    10^4 calls stored, 61 ms with that table, whose B-tree grows with every call).
+
     Args:
         kind: "enrollment" (in the voiceprint store's folder) or "call" (in the embeddings folder).
 
@@ -69,7 +73,7 @@ def open_index(settings: Any, cipher: Cipher, kind: str) -> FingerprintIndex:
     """
     path = index_paths(settings)[kind]
     cipher.check_folder(path.parent, "store" if kind == "enrollment" else "embeddings")
-    return FingerprintIndex(path, cipher=cipher)
+    return FingerprintIndex(path, cipher=cipher, all_items=False)
 
 
 @dataclass
