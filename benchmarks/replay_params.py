@@ -87,6 +87,18 @@ VARIANTS = (
         replace(QUERY_PARAMS, targets_per_hash=2, min_prominence_db=4.0, fan_out=10),
         replace(INDEX_PARAMS, targets_per_hash=2, fan_out=3),
     ),
+    Variant(
+        "query peaks in +-5 frames x +-2 bins",
+        replace(QUERY_PARAMS, peak_time_frames=5, peak_freq_bins=2),
+        INDEX_PARAMS,
+    ),
+    Variant(
+        "stored fan-out 3, query peaks in +-5 frames x +-2 bins",
+        replace(QUERY_PARAMS, peak_time_frames=5, peak_freq_bins=2),
+        replace(INDEX_PARAMS, fan_out=3),
+    ),
+    Variant("stored fan-out 4", QUERY_PARAMS, replace(INDEX_PARAMS, fan_out=4)),
+    Variant("stored fan-out 3, prominence 7 dB", QUERY_PARAMS, replace(INDEX_PARAMS, fan_out=3, min_prominence_db=7.0)),
 )
 
 
