@@ -275,6 +275,52 @@ def detect_speaker_change(
     return SpeakerChange(change_s, before, after, "later" if after < before else "earlier", side_cosine)
 
 
+def near_speaker_change(
+    windows: np.ndarray,
+    times_s: np.ndarray,
+    score_fn: ScoreFn | None,
+    threshold: float,
+    min_segment_s: float = 4.0,
+    cosine_margin: float = 0.0,
+    score_margin: float = 0.0,
+    margin: float = TAKEOVER_MARGIN,
+    max_side_cosine: float = TAKEOVER_MAX_SIDE_COSINE,
+) -> bool:
+    """Whether :func:`detect_speaker_change` on a finer timeline of this call could flag a change:
+    on this (coarse) timeline the best change's sides are within ``cosine_margin`` of the side test
+    and its lower side within ``score_margin`` of the score test.
+
+    The coarse timeline (windows back to back) sees each side through half as many windows, so its
+    side cosine runs lower and its side scores noisier than the finer timeline's; the margins cover
+    that (chosen in benchmarks/analysis.py on TUNE so that the finer timeline's takeover figures are
+    kept). A call too short to split here but with the speech for two sides of ``min_segment_s`` is
+    near too.
+
+    Args:
+        windows: unit-norm window embeddings in time order, shape (n, d).
+        times_s: window start/end in recording time, seconds, shape (n, 2).
+        score_fn: as for :func:`detect_speaker_change`; None decides by the side test alone.
+        threshold, min_segment_s, margin, max_side_cosine: :func:`detect_speaker_change`'s.
+        cosine_margin: how far above ``max_side_cosine`` the sides' cosine may be (>= 0).
+        score_margin: how far above ``threshold - margin`` the lower side may score (product scale, >= 0).
+
+    Returns:
+        True when the call should be judged on the finer timeline.
+    """
+    w, t = _check_windows(windows, times_s)
+    found = change_point(w, t, min_segment_s)
+    if found is None:
+        return len(w) >= 2 and net_speech_s(t) >= 2 * min_segment_s
+    k, _ = found
+    sides = unit(np.stack([w[:k].mean(axis=0), w[k:].mean(axis=0)]))
+    if float(sides[0] @ sides[1]) > max_side_cosine + cosine_margin:
+        return False
+    if score_fn is None:
+        return True
+    lower = float(np.min(np.asarray(score_fn(sides), dtype=np.float64)))
+    return lower < threshold - margin + score_margin
+
+
 def similarity_timeline(
     windows: np.ndarray, times_s: np.ndarray, enroll: np.ndarray, score_fn: ScoreFn, span_s: float = 4.0
 ) -> list[dict[str, float]]:
@@ -369,6 +415,32 @@ def split_two_speakers(
     if labels[0] == 1:
         labels = 1 - labels
     return labels
+
+
+def near_two_speakers(
+    windows: np.ndarray,
+    times_s: np.ndarray,
+    cosine_margin: float = 0.0,
+    max_centroid_cosine: float = SPLIT_MAX_CENTROID_COSINE,
+    min_share: float = SPLIT_MIN_SHARE,
+) -> bool:
+    """Whether :func:`split_two_speakers` on a finer timeline of this recording could find two voices:
+    on this (coarse) timeline, unsmoothed, the split's centroids are within ``cosine_margin`` of
+    ``max_centroid_cosine``. A recording of 2-3 coarse windows (too few to split here, enough on
+    the finer timeline) is near too.
+
+    Args:
+        windows: unit-norm window embeddings in time order, shape (n, d).
+        times_s: window start/end, seconds, shape (n, 2).
+        cosine_margin: how far above ``max_centroid_cosine`` the clusters' cosine may be (>= 0).
+
+    Returns:
+        True when the recording should be split on the finer timeline.
+    """
+    w, t = _check_windows(windows, times_s)
+    if len(w) < 4:
+        return len(w) >= 2
+    return bool(split_two_speakers(w, t, max_centroid_cosine + cosine_margin, min_share, smooth=0).any())
 
 
 def customer_windows(

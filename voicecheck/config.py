@@ -49,6 +49,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "false_flag_alarm": (0.0, 1.0),
     "takeover_window_s": (0.5, 600.0),
     "takeover_min_segment_s": (0.5, 3600.0),
+    "refine_cosine_margin": (0.0, 2.0),
+    "refine_score_margin": (0.0, 1000.0),
     "ring_min_borrowers": (2, 1_000_000),
     "workers": (1, 1024),
     "calls_per_task": (1, 1024),
@@ -107,6 +109,11 @@ class Settings:
         mono_split: in mono recordings, separate the two speakers and score only the customer's voice.
         takeover_window_s: span of speech averaged for the similarity timeline.
         takeover_min_segment_s: least speech on each side of a speaker change.
+        refine_cosine_margin: a call whose coarse timeline (windows back to back) is within this raw
+            window cosine of the takeover side test or of the mono split gets the in-between windows and
+            is judged on the finer timeline (voicecheck.refine; chosen on TUNE in benchmarks/analysis.py).
+        refine_score_margin: ... and within this many natural-log likelihood-ratio units of the
+            takeover score test (through the scoring mode's calibration slope).
         watchlist_thresholds: per scoring mode, the score at or above which a watchlist entry is a
             hit; modes not named use the match threshold.
         ring_min_borrowers: least distinct borrowers of a voice the batch report lists as a ring.
@@ -151,6 +158,8 @@ class Settings:
     mono_split: bool = True
     takeover_window_s: float = 4.0
     takeover_min_segment_s: float = 4.0
+    refine_cosine_margin: float = 0.04
+    refine_score_margin: float = 3.0
     watchlist_thresholds: dict[str, float] = field(default_factory=dict)
     ring_min_borrowers: int = 3
     workers: int = 1

@@ -101,9 +101,9 @@ class GE2EEmbedder:
         mels = _mel_batch(_normalise_volume(np.asarray(windows, dtype=np.float32)))
         return self._network(mels[:, : self._frames_kept(windows.shape[1])])
 
-    def embed_speech_windows(self, speech: np.ndarray) -> np.ndarray:
-        """The windows :func:`voicecheck.embedders.frame` cuts from ``speech``, embedded: as
-        :meth:`embed_batch` on them, but overlapping windows share their spectrogram frames.
+    def embed_speech_windows(self, speech: np.ndarray, starts: np.ndarray | None = None) -> np.ndarray:
+        """The windows :func:`voicecheck.embedders.frame` cuts from ``speech`` (or those at ``starts``),
+        embedded: as :meth:`embed_batch` on them, but overlapping windows share their spectrogram frames.
 
         A window's mel frames are those of the whole stretch of speech at the same instants, scaled
         by the window's volume gain squared (the mel spectrogram is linear in power), except the
@@ -112,13 +112,15 @@ class GE2EEmbedder:
 
         Args:
             speech: mono float32 at 16 kHz, shape (n,).
+            starts: window start offsets in samples, each window whole inside ``speech``; None:
+                :func:`voicecheck.embedders.base.window_starts` at this model's hop.
 
         Returns:
             float32, shape (n_windows, 256), unit rows.
         """
-        return self._network(self._speech_mels(speech))
+        return self._network(self._speech_mels(speech, starts))
 
-    def _speech_mels(self, speech: np.ndarray) -> np.ndarray:
+    def _speech_mels(self, speech: np.ndarray, starts: np.ndarray | None = None) -> np.ndarray:
         """The network's input for :meth:`embed_speech_windows`: (n_windows, frames, 40) mel power."""
         from .base import frame, window_starts
 
@@ -127,7 +129,11 @@ class GE2EEmbedder:
         if len(x) <= win:
             windows = frame(x, self.sample_rate, self.window_s, self.hop_s)
             return _mel_batch(_normalise_volume(windows))[:, : self._frames_kept(windows.shape[1])]
-        starts = window_starts(len(x), self.sample_rate, self.window_s, self.hop_s)
+        if starts is None:
+            starts = window_starts(len(x), self.sample_rate, self.window_s, self.hop_s)
+        starts = np.asarray(starts, dtype=np.int64)
+        if len(starts) == 0:
+            return np.zeros((0, self._frames_kept(win), _N_MELS), dtype=np.float32)
         kept = self._frames_kept(win)
         gains = _volume_gain(np.sqrt(_window_energy(x, starts, win) / win)) ** 2
         mels = np.empty((len(starts), kept, _N_MELS), dtype=np.float32)
@@ -159,6 +165,8 @@ class GE2EEmbedder:
         """(n, frames, 40) mel power -> (n, 256) unit rows: the LSTM (at ``precision``) and the head."""
         torch = self._torch
         low = torch.bfloat16 if self.precision == "bf16" else torch.float32
+        if len(mels) == 0:
+            return np.zeros((0, self.dimension), dtype=np.float32)
         out = []
         with torch.no_grad():
             for i in range(0, len(mels), self.batch_size):
