@@ -114,6 +114,10 @@ class Settings:
             is judged on the finer timeline (voicecheck.refine; chosen on TUNE in benchmarks/analysis.py).
         refine_score_margin: ... and within this many natural-log likelihood-ratio units of the
             takeover score test (through the scoring mode's calibration slope).
+        refine_ring_candidates: telephone-band calls that rings may group (no voiceprint for their
+            borrower, or failing the 1:1 check or passing it within ``refine_score_margin``) get the
+            in-between windows too: rings compare calls by the mean of their stored windows, which
+            separates voices better on the finer timeline (short calls above all). Off saves that CPU.
         watchlist_thresholds: per scoring mode, the score at or above which a watchlist entry is a
             hit; modes not named use the match threshold.
         ring_min_borrowers: least distinct borrowers of a voice the batch report lists as a ring.
@@ -158,8 +162,9 @@ class Settings:
     mono_split: bool = True
     takeover_window_s: float = 4.0
     takeover_min_segment_s: float = 4.0
-    refine_cosine_margin: float = 0.04
-    refine_score_margin: float = 3.0
+    refine_cosine_margin: float = 0.02
+    refine_score_margin: float = 1.0
+    refine_ring_candidates: bool = True
     watchlist_thresholds: dict[str, float] = field(default_factory=dict)
     ring_min_borrowers: int = 3
     workers: int = 1
