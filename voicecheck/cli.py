@@ -520,7 +520,7 @@ def render_result(r: dict[str, Any]) -> str:
 def batch(
     manifest: Annotated[Path, typer.Argument(help="CSV with call_id,borrower_id,audio[,customer_channel].")],
     out: Annotated[Path, typer.Option("--out", help="Output directory (results.jsonl, summary.json).")],
-    workers: Annotated[int | None, typer.Option("--workers", help="Worker processes [default 1].")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Worker processes [default: CPUs usable].")] = None,
     channel: ChannelOpt = None,
     store: StoreOpt = None,
     embeddings: EmbOpt = None,

@@ -121,7 +121,9 @@ class Settings:
         watchlist_thresholds: per scoring mode, the score at or above which a watchlist entry is a
             hit; modes not named use the match threshold.
         ring_min_borrowers: least distinct borrowers of a voice the batch report lists as a ring.
-        workers: worker processes for a batch.
+        workers: worker processes for a batch; default one per CPU this process may run on
+            (:func:`available_cores`: its affinity mask, so a container's or taskset's limit counts); set
+            it lower to leave cores to other work.
         calls_per_task: calls a batch worker takes at a time; silero's LSTM runs over them together
             (about 30% less VAD CPU at 8 than one by one). Results still stream per call; a killed
             batch redoes at most this many calls per worker.
@@ -167,7 +169,7 @@ class Settings:
     refine_ring_candidates: bool = True
     watchlist_thresholds: dict[str, float] = field(default_factory=dict)
     ring_min_borrowers: int = 3
-    workers: int = 1
+    workers: int = field(default_factory=lambda: available_cores())
     calls_per_task: int = 8
     torch_threads: int = 1
     max_audio_s: float = 3600.0
@@ -185,6 +187,15 @@ class Settings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def available_cores() -> int:
+    """The CPUs this process may run on (``os.sched_getaffinity``), at least 1; ``os.cpu_count()``
+    where the affinity mask cannot be read (not Linux)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 _ENV = {"store": "VOICECHECK_STORE", "embeddings": "VOICECHECK_EMBEDDINGS", "key_file": "VOICECHECK_KEY_FILE"}
