@@ -113,8 +113,11 @@ class Refiner:
     def _check(self, emb: CallEmbedding, borrower_id: str) -> tuple[Any, float, float, float | None] | None:
         """The call's 1:1 check as the Judge will run it: (score function for its windows, threshold,
         score margin on the mode's scale, whole-call score). None when the borrower has no voiceprint.
-        The score function is False when the call is compared in another band than its own, None (with
-        no whole-call score) when the call cannot be scored here: the side tests then decide alone."""
+
+        The score function is False when the call is compared in another band than its own (no
+        takeover check then), None when the mode has no calibration to convert the margin (the side
+        test decides alone) or the call cannot be scored here (no whole-call score either).
+        """
         if self.scorer is None or self.voiceprints is None:
             return None, 0.0, 0.0, None
         scorer = self.scorer
@@ -131,14 +134,13 @@ class Refiner:
         except VoicecheckError as e:
             log.debug("refine: %s: side tests alone (%s)", borrower_id, e)
             return None, 0.0, 0.0, None
-        if calibration is None or not calibration.a > 0:
-            return None, 0.0, 0.0, None
-        margin = self.settings.refine_score_margin / calibration.a
         if s.band != emb.band:
-            return False, s.threshold, margin, s.score
+            return False, s.threshold, 0.0, s.score
+        if calibration is None or not calibration.a > 0:
+            return None, s.threshold, 0.0, s.score
         enroll = voiceprint.vectors[s.band]
 
         def score_fn(rows: np.ndarray) -> np.ndarray:
             return scorer.scores(enroll, rows, s.band, emb.content_hash, voiceprint.owner_id)[0]
 
-        return score_fn, s.threshold, margin, s.score
+        return score_fn, s.threshold, self.settings.refine_score_margin / calibration.a, s.score
