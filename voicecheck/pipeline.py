@@ -19,7 +19,7 @@ from .audio import load, resample, resample_spans
 from .config import Settings
 from .crypto import Cipher
 from .embedders import Embedder, embed_speech, embed_windows, load_embedder, unit
-from .embedders.base import between_starts, refines, window_starts
+from .embedders.base import between_starts, embed_windows_many, refines, window_starts
 from .enrollment import VoiceprintStore
 from .errors import InsufficientSpeechError, NotEnrolledError, StoreError, UsageError, VoicecheckError
 from .scorer import CallVector, Scorer
@@ -102,7 +102,9 @@ class Engine:
         self, audios: list[Audio], refine: list[RefineRule | None] | None = None
     ) -> list[CallEmbedding | InsufficientSpeechError]:
         """Embed several decoded calls (a batch task); their speech is found in one VAD pass
-        (:func:`voicecheck.vad.regions_of`: silero's LSTM runs over all of them together).
+        (:func:`voicecheck.vad.regions_of`: silero's LSTM runs over all of them together) and their
+        windows go through the network together (:func:`voicecheck.embedders.base.embed_windows_many`:
+        GE2E's LSTM runs faster on batches of a few dozen windows than on one call's dozen).
 
         Args:
             refine: one rule per call (or None) deciding from its coarse timeline whether it gets
@@ -113,12 +115,20 @@ class Engine:
         """
         found = regions_of(self.vad, [(a.samples, a.sample_rate) for a in audios])
         rules = refine or [None] * len(audios)
-        out: list[CallEmbedding | InsufficientSpeechError] = []
-        for audio, regions, rule in zip(audios, found, rules, strict=True):
+        staged: list[tuple[np.ndarray, list, float] | InsufficientSpeechError] = []
+        for audio, regions in zip(audios, found, strict=True):
             try:
-                out.append(self.embed_audio(audio, regions, rule))
+                speech, regions, seconds = self.speech(audio, regions)
+                self._require(seconds, audio.path)
+                staged.append((speech, regions, seconds))
             except InsufficientSpeechError as e:
-                out.append(e)
+                staged.append(e)
+        windows = iter(embed_windows_many(self.embedder, [s[0] for s in staged if not isinstance(s, Exception)]))
+        out: list[CallEmbedding | InsufficientSpeechError] = []
+        for audio, item, rule in zip(audios, staged, rules, strict=True):
+            out.append(
+                item if isinstance(item, InsufficientSpeechError) else self._finish(audio, *item, next(windows), rule)
+            )
         return out
 
     @property
@@ -144,8 +154,20 @@ class Engine:
         """
         speech, regions, seconds = self.speech(audio, regions)
         self._require(seconds, audio.path)
+        return self._finish(audio, speech, regions, seconds, embed_windows(self.embedder, speech), refine)
+
+    def _finish(
+        self,
+        audio: Audio,
+        speech: np.ndarray,
+        regions: list,
+        seconds: float,
+        windows: np.ndarray,
+        refine: RefineRule | None,
+    ) -> CallEmbedding:
+        """The call's embedding from its coarse windows: times, vector, the channel-matched vector of
+        a wideband call, and the in-between windows when ``refine`` asks for them."""
         rate, e = self.embedder.sample_rate, self.embedder
-        windows = embed_windows(e, speech)
         starts = window_starts(len(speech), rate, e.window_s, e.hop_s)
         narrow = None
         if audio.band == "wide" and self.settings.channel_matching:

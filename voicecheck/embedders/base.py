@@ -139,6 +139,19 @@ def embed_windows(embedder: Embedder, speech: np.ndarray, starts: np.ndarray | N
     return embedder.embed_batch(np.stack([x[s : s + win] for s in np.asarray(starts, dtype=np.int64)]))
 
 
+def embed_windows_many(embedder: Embedder, speeches: list[np.ndarray]) -> list[np.ndarray]:
+    """:func:`embed_windows` of several stretches of speech (a batch task's calls), in order.
+
+    A backend whose network runs faster on batches larger than one call's windows does them together
+    through an ``embed_speech_windows_many(speeches)`` method of its own (GE2E); the result is the
+    same as one :func:`embed_windows` each, to float rounding.
+    """
+    own = getattr(embedder, "embed_speech_windows_many", None)
+    if own is not None:
+        return [np.asarray(w) for w in own(speeches)]
+    return [embed_windows(embedder, s) for s in speeches]
+
+
 def embed_speech(embedder: Embedder, speech: np.ndarray) -> np.ndarray:
     """One unit-norm embedding for a stretch of speech: the mean of its window embeddings.
 

@@ -51,7 +51,7 @@ class GE2EEmbedder:
         min_speech_s: float = 3.0,
         window_s: float = 1.6,
         hop_s: float = 0.8,
-        batch_size: int = 64,
+        batch_size: int = 32,
         precision: str = "auto",
     ) -> None:
         try:
@@ -119,6 +119,38 @@ class GE2EEmbedder:
             float32, shape (n_windows, 256), unit rows.
         """
         return self._network(self._speech_mels(speech, starts))
+
+    def embed_speech_windows_many(self, speeches: list[np.ndarray]) -> list[np.ndarray]:
+        """:meth:`embed_speech_windows` of several stretches of speech, their windows through the network
+        together in batches of ``batch_size`` (a call at hop 1.6 s has a dozen windows; the LSTM runs
+        ~5% faster per window on 32 than on 12). Memory: one stretch's spectrograms plus one batch.
+
+        Returns:
+            One float32 array (n_windows_i, 256) of unit rows per stretch, in order.
+        """
+        out: list[list[np.ndarray]] = [[] for _ in speeches]
+        owner: list[np.ndarray] = []  # the stretch each pending window belongs to
+        pending: list[np.ndarray] = []
+        n_pending = 0
+
+        def run(rows: int) -> None:
+            nonlocal pending, owner, n_pending
+            mels, who = np.concatenate(pending), np.concatenate(owner)
+            done = self._network(mels[:rows])
+            for i in np.unique(who[:rows]):
+                out[int(i)].append(done[who[:rows] == i])
+            pending, owner, n_pending = [mels[rows:]], [who[rows:]], n_pending - rows
+
+        for i, speech in enumerate(speeches):
+            mels = self._speech_mels(speech)
+            pending.append(mels)
+            owner.append(np.full(len(mels), i))
+            n_pending += len(mels)
+            if n_pending >= self.batch_size:
+                run(n_pending - n_pending % self.batch_size)
+        if n_pending:
+            run(n_pending)
+        return [np.concatenate(parts) if parts else np.zeros((0, self.dimension), np.float32) for parts in out]
 
     def _speech_mels(self, speech: np.ndarray, starts: np.ndarray | None = None) -> np.ndarray:
         """The network's input for :meth:`embed_speech_windows`: (n_windows, frames, 40) mel power."""
