@@ -218,7 +218,7 @@ class Pop(NamedTuple):
     ``x`` holds what rings compare (voicecheck.crosscall.cross_call_vector): in a store without
     enrollments every call is a ring candidate, refined by the product (voicecheck.refine), so the
     mean of its windows every 0.8 s; :func:`enrolled` puts the coarse vector back for calls the product
-    leaves coarse (1:1 passed beyond the score margin)."""
+    leaves coarse (1:1 passed)."""
 
     x: np.ndarray
     ids: list
@@ -282,13 +282,13 @@ def enrolled(pop: Pop, c: Clips, prod: Product, share: float = 1.0, seed: int = 
     borrowers = sorted(set(pop.owners))
     chosen = [b for b in borrowers if rng.random() < share]
     verified = np.zeros(len(pop.ids), dtype=bool)
-    coarse_kept = np.zeros(len(pop.ids), dtype=bool)  # 1:1 passed beyond the margin: the product keeps it coarse
+    coarse_kept = np.zeros(len(pop.ids), dtype=bool)  # 1:1 passed: the product keeps it coarse
     one = pop.x if pop.one is None else pop.one
     for b in chosen:
         idx = [i for i, o in enumerate(pop.owners) if o == b]
         scores = prod.score_fn(c.vector(f"enroll/{b}"))(one[idx])
         verified[idx] = scores >= prod.threshold
-        coarse_kept[idx] = scores >= prod.threshold + SHIPPED_MARGINS.llr / prod.llr_slope
+        coarse_kept[idx] = scores >= prod.threshold
     x = np.where(coarse_kept[:, None], one, pop.x) if c.coarse_view else pop.x
     return pop._replace(x=x, eligible=~verified)
 

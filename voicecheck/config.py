@@ -115,7 +115,7 @@ class Settings:
         refine_score_margin: ... and within this many natural-log likelihood-ratio units of the
             takeover score test (through the scoring mode's calibration slope).
         refine_ring_candidates: telephone-band calls that rings may group (no voiceprint for their
-            borrower, or failing the 1:1 check or passing it within ``refine_score_margin``) get the
+            borrower, or failing the 1:1 check) get the
             in-between windows too: rings compare calls by the mean of their stored windows, which
             separates voices better on the finer timeline (short calls above all). Off saves that CPU.
         watchlist_thresholds: per scoring mode, the score at or above which a watchlist entry is a

@@ -15,7 +15,7 @@ need it. The reasons:
   serves every scoring mode);
 * "mono": a mono recording whose unsmoothed coarse split finds two voices within the cosine margin;
 * "ring": a telephone-band call rings may group (its borrower has no voiceprint, or it fails the 1:1
-  check or passes within the score margin), when ``Settings.refine_ring_candidates``: rings and
+  check), when ``Settings.refine_ring_candidates``: rings and
   consistency compare calls by the mean of their stored windows
   (:func:`voicecheck.crosscall.stored_calls`), which on the finer timeline separates short calls'
   voices as before.
@@ -76,7 +76,7 @@ class Refiner:
         """Why the call needs the finer timeline ("mono", "ring", "takeover"), or None.
 
         "ring": a telephone-band call that is a ring candidate (its borrower has no voiceprint, or it
-        fails the 1:1 check or passes it within the score margin) when ``settings.refine_ring_candidates``:
+        fails the 1:1 check as the worker scores it) when ``settings.refine_ring_candidates``:
         rings compare such calls by the mean of their stored windows, and on short calls the mean of
         windows every 0.8 s separates voices better than the coarse one (benchmarks/analysis.py).
 
@@ -95,7 +95,7 @@ class Refiner:
         if check is None:  # no voiceprint: no 1:1 check and no takeover check; a ring candidate
             return "ring" if s.refine_ring_candidates and emb.band == "narrow" else None
         score_fn, threshold, margin, whole = check
-        if s.refine_ring_candidates and emb.band == "narrow" and whole is not None and whole < threshold + margin:
+        if s.refine_ring_candidates and emb.band == "narrow" and whole is not None and whole < threshold:
             return "ring"
         if score_fn is False:
             return None  # compared in another band than its own: the Judge looks for no takeover

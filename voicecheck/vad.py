@@ -296,7 +296,9 @@ class _Features:
     def __call__(self, rows: Any) -> Any:
         torch = self._torch
         x = torch.nn.functional.pad(rows[:, None, :], self.pad, mode="reflect")[:, 0]
-        h = torch.fft.rfft(x.unfold(1, self.n_fft, self.hop) * self.window, dim=-1).abs()  # (n, frames, bins)
+        spectrum = torch.view_as_real(torch.fft.rfft(x.unfold(1, self.n_fft, self.hop) * self.window, dim=-1))
+        re, im = spectrum[..., 0], spectrum[..., 1]
+        h = (re * re + im * im).sqrt_()  # (n, frames, bins); half the time of the complex abs (hypot)
         n = h.shape[0]
         for weight, bias, taps, stride, pad, out in self.layers:
             padded = torch.nn.functional.pad(h, (0, 0, pad, pad))
