@@ -27,6 +27,15 @@ What it measures (GE2E, every clip passed through recipes.simulate.simulate_call
 * two speakers on one channel: AMI / pyannote conversations (RTTM beside each file), purity and
   coverage of split_two_speakers against the two main speakers; one-speaker calls wrongly split.
 
+Windows back to back (issue 16): the clips are embedded on the fine timeline (windows every 0.8 s)
+and the product's view derived exactly from it (every other window: the coarse timeline at hop 1.6 s;
+the fine one for the calls voicecheck.refine sends there, judged with the same rule and margins; ring
+and consistency vectors as voicecheck.crosscall takes them). Every section runs on that view with
+the shipped (hop-1.6) back-end and profile, and again, quietly, on the hop-0.8 reference (every call
+fine, the back-end and profile the recipe trains at hop 0.8); a table near the top compares the
+headline figures, ``results/analysis.json`` holds them for benchmarks/throughput.py, and a section
+chooses the refinement margins on TUNE.
+
 What is embedded and how it is cached is in benchmarks/analysis_clips.py: the clips in
 benchmarks/.cache/analysis-hop<hop>.npz (--cache), the takeover calls, the accuracy benchmark's calls
 and the full-length ring calls beside it; the Scorer's cohort comes from the benchmarks/accuracy.py

@@ -341,6 +341,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also time a 1-worker batch at this hop in the same run ('' to skip): the default before issue 16",
     )
     p.add_argument(
+        "--pairs",
+        type=int,
+        default=0,
+        help="after the runs, this many more 1-worker batch / naive loop pairs back to back (a shared "
+        "machine's load drifts between runs: the pairs' median ratio is steadier)",
+    )
+    p.add_argument(
         "--analysis",
         type=Path,
         default=ROOT / "benchmarks" / "results" / "analysis.json",
@@ -366,6 +373,11 @@ def main(argv: list[str] | None = None) -> None:
     use_work_key(work)
     hours = prepare(a.speech, a.calls, work)
     runs, loads = time_runs(work, workers, a.hop, a.precision, a.compare_hop)
+    for i in range(a.pairs):
+        print(f"pair {i + 1} of {a.pairs} ...", flush=True)
+        runs[f"pair{i}-batch"] = run_child(["--_child", "batch", str(work), "1", a.hop, a.precision])
+        runs[f"pair{i}-naive"] = run_child(["--_child", "naive", str(work)])
+        loads[f"pair{i}"] = os.getloadavg()
     print("profile ...", flush=True)
     prof = run_child(["--_child", "profile", str(work), str(a.profile_calls), a.hop, a.precision])
     (work / "runs.json").write_text(json.dumps({"runs": runs, "loads": loads, "profile": prof}, default=str))
@@ -462,8 +474,10 @@ def render(
     """results/throughput.md: set-up, the runs table, scaling notes, and where a worker's time goes."""
     lines = render_setup(a, hours, prof["precision"])
     lines += render_busy(loads, load_before)
-    table, steady = render_runs(a.calls, hours, runs, loads)
+    main_runs = {k: v for k, v in runs.items() if not k.startswith("pair")}
+    table, steady = render_runs(a.calls, hours, main_runs, loads)
     lines += table
+    lines += render_pairs(a.calls, hours, runs, loads)
     lines += render_notes(workers, runs, steady)
     lines += render_profile(prof, runs["naive"], hours)
     lines += render_analysis(a.analysis)
@@ -576,6 +590,35 @@ def render_runs(
             f"| {per_core_cold / naive_cold:.2f} | {hours / (cpu / 3600):.0f} | {rss:.0f} | {loads[key][0]:.1f} |"
         )
     return lines + [""], steady
+
+
+def render_pairs(
+    n_calls: int, hours: float, runs: dict[str, dict[str, Any]], loads: dict[str, tuple[float, float, float]]
+) -> list[str]:
+    """The 1-worker batch against the naive loop in pairs run back to back: each pair's steady-state
+    ratios (wall clock and CPU time) and their medians with the main run's pair."""
+    keys = sorted(k[: -len("-batch")] for k in runs if k.startswith("pair") and k.endswith("-batch"))
+    if not keys:
+        return []
+    per_call_s = hours * 3600 / n_calls
+
+    def ratios(batch: dict[str, Any], naive: dict[str, Any]) -> tuple[float, float]:
+        wall = batch["steady"]["calls_per_s"] * per_call_s / (hours * 3600 / naive["wall_s"])
+        cpu = batch["steady_cpu"]["calls_per_s"] * per_call_s / (hours * 3600 / naive["loop_cpu_s"])
+        return wall, cpu
+
+    pairs = [("main run", *ratios(runs["batch-1"], runs["naive"]), loads["naive"][0])]
+    pairs += [(k, *ratios(runs[k + "-batch"], runs[k + "-naive"]), loads[k][0]) for k in keys]
+    lines = [
+        "Pairs back to back (1-worker batch at the default hop, then the naive loop), steady state:",
+        "",
+        "| pair | x naive, wall clock | x naive, CPU time | load avg after |",
+        "|---|---:|---:|---:|",
+    ]
+    lines += [f"| {name} | {w:.2f} | {c:.2f} | {ld:.1f} |" for name, w, c, ld in pairs]
+    med_w, med_c = np.median([x[1] for x in pairs]), np.median([x[2] for x in pairs])
+    lines += [f"| **median of {len(pairs)}** | **{med_w:.2f}** | **{med_c:.2f}** | |", ""]
+    return lines
 
 
 def render_notes(workers: list[int], runs: dict[str, dict[str, Any]], steady: dict[str, float]) -> list[str]:

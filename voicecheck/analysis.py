@@ -50,10 +50,11 @@ shipped LDA) stands above what each of them scores against other borrowers' call
 ``min_borrowers=3`` on TUNE speakers over short impostor clips and calls of >= 6 s of speech
 together (benchmarks/analysis.py)."""
 
-RING_PAIR_LINK_THRESHOLD = 2.55
+RING_PAIR_LINK_THRESHOLD = 2.6
 """Default link score when a ring may be two borrowers (``min_borrowers=2``): a pair of calls is weaker
 evidence than three or more that all link, so it must link more strongly (chosen on TUNE for
-``min_borrowers=2`` the same way; at 1.8 pairs of sound-alike borrowers flood the list)."""
+``min_borrowers=2`` the same way, 2.6 with GE2E windows back to back and ring candidates refined, 2.55
+before; at 1.8 pairs of sound-alike borrowers flood the list)."""
 
 
 def ring_link_threshold(min_borrowers: int) -> float:
