@@ -179,8 +179,12 @@ def test_refiner_without_a_scorer_decides_by_the_side_tests(settings: Settings) 
     refiner = Refiner(settings)
     take = engine.embed_audio(_audio(_takeover()))
     one = engine.embed_audio(_audio(chord(VOICE_A, 12.0)))
-    assert refiner.reason(take, "b1") == "takeover"
-    assert refiner.reason(one, "b1") is None
+    short = engine.embed_audio(_audio(chord(VOICE_A, 6.0)))
+    # no scorer, so no takeover limit either: every call long enough for two sides is near
+    assert refiner.reason(take, "b1") == "takeover" and refiner.reason(one, "b1") == "takeover"
+    assert refiner.reason(short, "b1") is None
+    refiner.takeover_limit = A.TAKEOVER_MAX_SIDE_COSINE  # with a limit, the side test tells them apart
+    assert refiner.reason(take, "b1") == "takeover" and refiner.reason(one, "b1") is None
     mono_two = engine.embed_audio(_audio(np.concatenate([chord(VOICE_A, 2.0), chord(VOICE_B, 2.0)] * 3), channels=1))
     assert refiner.reason(mono_two, "b1") == "mono"
     assert Refiner(replace(settings, mono_split=False)).reason(mono_two, "b1") == "takeover"
@@ -198,6 +202,8 @@ def test_refiner_with_the_stores(settings: Settings, tmp_path: Path) -> None:
             "b1", engine.model, "e.wav", "h-e", "narrow", 5.0, {"narrow": enrolled.vector}, consent="test"
         )
         scorer = Scorer(settings, engine.model, "fake", None, {})
+        scorer.profile.takeover = {"max_side_cosine": 0.87}  # as a calibrated model's profile holds them
+        scorer.profile.modes["cosine"] = {"calibration": {"a": 20.0, "b": -17.0}}
         refiner = Refiner(replace(settings, refine_ring_candidates=True), scorer, store)
         own = engine.embed_audio(_audio(chord(VOICE_A, 12.0), name="own"))
         other = engine.embed_audio(_audio(chord(VOICE_B, 12.0), name="other"))
@@ -225,6 +231,11 @@ def test_batch_refines_only_the_calls_near_a_decision(
     emb_dir = Path(settings.embeddings)
     toml = (emb_dir / "models.toml").read_text().replace("hop_s = 0.5", "hop_s = 1.0", 1)
     (emb_dir / "models.toml").write_text(toml)
+    (emb_dir / "calibration").mkdir()  # the fake model's profile: a calibration slope and a takeover limit
+    (emb_dir / "calibration" / "fake.json").write_text(
+        '{"model": "fake-bands", "source": "test", "modes": {"cosine": {"calibration": {"a": 20.0, "b": -17.0}}},'
+        ' "takeover": {"max_side_cosine": 0.87, "source": "test"}}'
+    )
     calls = tmp_path / "calls"
     take = np.concatenate([chord(VOICE_A, 6.0, 8000), chord(VOICE_B, 6.0, 8000)])
     write(calls / "one.wav", stereo(silence(12.0, 8000), chord(VOICE_A, 12.0, 8000)), 8000)  # narrowband,

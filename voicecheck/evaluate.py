@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .analysis import side_cosine
 from .callstore import CallStore
 from .config import Settings
 from .crypto import cipher_for
@@ -38,14 +39,20 @@ def _label(value: str, row: int, path: Path) -> int:
     raise UsageError(f"{path} row {row}: label {value!r} is neither target (1) nor non-target (0)")
 
 
+MIN_REVIEWED = 20
+"""Fewest QA-reviewed genuine and impostor calls (each) that ``eval``/``calibrate --reviewed`` use."""
+
+
 def score_trials(
-    path: str | Path, settings: Settings, report: Callable[[str], None] = lambda s: None
+    path: str | Path | None, settings: Settings, report: Callable[[str], None] = lambda s: None
 ) -> tuple[list[dict[str, Any]], Scorer]:
-    """Score every trial of a trials CSV with the product's scorer.
+    """Score every trial of a trials CSV (None: the QA-reviewed calls) with the product's scorer.
 
     Returns:
         One dict per trial (enroll, test, label, score, raw_cosine, band, or error) and the scorer used.
     """
+    if path is None:
+        return score_reviewed(settings, report)
     p = Path(path)
     rows = list(read_rows(p, ("label",)))
     if not rows:
@@ -90,18 +97,66 @@ def score_trials(
                     test_path = f.get("audio", "")
                     if not test_path and f.get("call_id"):
                         linked = calls.linked(f["call_id"], spec.name)
-                        if linked is None or linked[1] is None:
+                        if linked is None or linked.embedding is None:
                             raise UsageError(f"call {f['call_id']!r} has no stored embedding")
-                        tested[f["call_id"]] = linked[1]
+                        tested[f["call_id"]] = linked.embedding
                         test_path = f["call_id"]
                 if test_path not in tested:
                     engine = engine or Engine(settings)
                     tested[test_path] = engine.embed_call(test_path, settings.channel)
                 s = scorer.score(voiceprint, tested[test_path], with_threshold=False)
                 trial.update(score=s.score, raw_cosine=s.raw_cosine, band=s.band, mode=s.mode)
+                test = tested[test_path]
+                trial["side_cosine"] = side_cosine(test.windows, test.window_times_s, settings.takeover_min_segment_s)
             except VoicecheckError as e:
                 trial["error"] = f"{e.code}: {e}"
                 report(f"row {n}: skipped: {e}")
+            out.append(trial)
+    finally:
+        calls.close()
+        store.close()
+    return out, scorer
+
+
+def score_reviewed(
+    settings: Settings, report: Callable[[str], None] = lambda s: None
+) -> tuple[list[dict[str, Any]], Scorer]:
+    """Trials from the deployment's own QA reviews (issue 11.5): each call reviewed genuine or impostor
+    against the borrower it was made for, scored as the batch scores it (the store's cohort).
+
+    Reviews mostly cover flagged calls, so rates measured on them describe the reviewed calls; a
+    calibration on them is best with a sample of matches reviewed too (the README's day-one guide).
+
+    Raises:
+        UsageError: fewer than :data:`MIN_REVIEWED` reviewed genuine or impostor calls.
+    """
+    from .reviews import reviewed_calls
+
+    spec = model_spec(settings.model, settings.embeddings)
+    reviewed = reviewed_calls(settings, spec.name)
+    genuine = sum(c.genuine for c in reviewed)
+    if genuine < MIN_REVIEWED or len(reviewed) - genuine < MIN_REVIEWED:
+        raise UsageError(
+            f"{genuine} calls reviewed genuine and {len(reviewed) - genuine} impostor; --reviewed needs at least "
+            f"{MIN_REVIEWED} of each (voicecheck review CALL_ID --label ...), or give a trials CSV"
+        )
+    cipher = cipher_for(settings)
+    calls = CallStore(settings.embeddings, cipher)
+    store = VoiceprintStore(settings.store, cipher)
+    out: list[dict[str, Any]] = []
+    try:
+        scorer = Scorer.build(settings, spec.name, spec.key, calls)
+        for n, c in enumerate(reviewed, 1):
+            trial: dict[str, Any] = {"row": n, "label": int(c.genuine), "enroll": c.borrower_id, "test": c.call_id}
+            try:
+                s = scorer.score(store.get(c.borrower_id, spec.name), c.embedding, with_threshold=False)
+                trial.update(score=s.score, raw_cosine=s.raw_cosine, band=s.band, mode=s.mode)
+                trial["side_cosine"] = side_cosine(
+                    c.embedding.windows, c.embedding.window_times_s, settings.takeover_min_segment_s
+                )
+            except VoicecheckError as e:
+                trial["error"] = f"{e.code}: {e}"
+                report(f"reviewed call {c.call_id}: skipped: {e}")
             out.append(trial)
     finally:
         calls.close()
@@ -133,7 +188,7 @@ def write_scores(path: Path, trials: list[dict[str, Any]]) -> None:
 
 
 def evaluate(
-    path: str | Path, out_dir: str | Path, settings: Settings, report: Callable[[str], None] = lambda s: None
+    path: str | Path | None, out_dir: str | Path, settings: Settings, report: Callable[[str], None] = lambda s: None
 ) -> dict[str, Any]:
     """EER, minDCF (0.01, 0.05), Cllr, impostors flagged at 1%/5% false flags; writes scores.csv,
     metrics.json and det.png into ``out_dir``."""
@@ -153,7 +208,10 @@ def evaluate(
     out = private_dir(out_dir)
     result = metrics.summary(tar, non, tar_llr, non_llr)
     result.update(
-        model=scorer.model, mode=scorer.mode(band), trials=str(path), errors=sum(1 for t in trials if "error" in t)
+        model=scorer.model,
+        mode=scorer.mode(band),
+        trials="QA-reviewed calls" if path is None else str(path),
+        errors=sum(1 for t in trials if "error" in t),
     )
     write_scores(out / "scores.csv", trials)
     metrics.plot_det({f"{scorer.model} ({scorer.mode(band)})": (tar, non)}, out / "det.png")
@@ -162,7 +220,7 @@ def evaluate(
 
 
 def calibrate(
-    path: str | Path,
+    path: str | Path | None,
     settings: Settings,
     max_false_flag: float | None = 0.05,
     report: Callable[[str], None] = lambda s: None,
@@ -180,12 +238,13 @@ def calibrate(
     tar, non = split_scores(trials)
     band = next(t["band"] for t in trials if "band" in t)
     mode = scorer.mode(band)
-    source = f"voicecheck calibrate {path} ({len(tar)} target, {len(non)} non-target trials, {now()[:10]})"
+    what = "--reviewed (QA-reviewed calls)" if path is None else str(path)
+    source = f"voicecheck calibrate {what} ({len(tar)} target, {len(non)} non-target trials, {now()[:10]})"
     calib = fit_calibration(tar, non, model=scorer.model, source=source)
     if at_llr is not None:
         if calib.a <= 0:
             raise UsageError(
-                f"the calibration fitted on {path} does not rise with the score (slope {calib.a:.3g}): "
+                f"the calibration fitted on {what} does not rise with the score (slope {calib.a:.3g}): "
                 "the trials do not separate targets from non-targets; check their labels"
             )
         threshold = (at_llr - calib.b) / calib.a
@@ -204,4 +263,37 @@ def calibrate(
         "n_nontarget": len(non),
     }
     saved = scorer.profile.save_mode(scorer.key, settings.embeddings, mode, values, source)
-    return {"mode": mode, "path": str(saved), **values}
+    takeover = fit_takeover(trials, settings, what)
+    if takeover is not None:
+        scorer.profile.save_takeover(scorer.key, settings.embeddings, takeover)
+    return {"mode": mode, "path": str(saved), **values, "takeover": takeover}
+
+
+TAKEOVER_GENUINE_SHARE = 0.05
+"""The takeover limit :func:`fit_takeover` fits: the raw side cosine that this share of genuine calls
+falls below (so the side test keeps at least 95% of genuine calls from being flagged a takeover)."""
+
+TAKEOVER_MIN_CALLS = 20
+"""Fewest genuine test calls long enough for two sides that :func:`fit_takeover` fits a limit on."""
+
+
+def fit_takeover(trials: list[dict[str, Any]], settings: Settings, where: str) -> dict[str, Any] | None:
+    """The model's takeover limit from the genuine (target) trials' test calls, or None when fewer than
+    :data:`TAKEOVER_MIN_CALLS` distinct ones have two sides of ``takeover_min_segment_s`` of speech.
+
+    A genuine call holds one voice, so the cosine between its two sides' mean embeddings is what the
+    side test must let through; the limit is the :data:`TAKEOVER_GENUINE_SHARE` quantile of those
+    cosines (each test call counted once).
+    """
+    cosines = {t["test"]: t["side_cosine"] for t in trials if t["label"] == 1 and t.get("side_cosine") is not None}
+    if len(cosines) < TAKEOVER_MIN_CALLS:
+        return None
+    values = np.array(list(cosines.values()), dtype=np.float64)
+    return {
+        "max_side_cosine": round(float(np.quantile(values, TAKEOVER_GENUINE_SHARE)), 4),
+        "genuine_share_below": TAKEOVER_GENUINE_SHARE,
+        "n_calls": len(values),
+        "min_segment_s": settings.takeover_min_segment_s,
+        "source": f"voicecheck calibrate {where}: {TAKEOVER_GENUINE_SHARE:.0%} quantile of the side cosines of "
+        f"{len(values)} genuine test calls ({now()[:10]})",
+    }

@@ -61,6 +61,7 @@ class Refiner:
         self.settings = settings
         self.scorer = scorer
         self.voiceprints = voiceprints
+        self.takeover_limit = _takeover_limit(scorer)
 
     @classmethod
     def open(cls, settings: Settings, model: str, key: str, calls: Any, voiceprints: Any) -> Refiner:
@@ -107,6 +108,7 @@ class Refiner:
             min_segment_s=s.takeover_min_segment_s,
             cosine_margin=s.refine_cosine_margin,
             score_margin=margin,
+            max_side_cosine=self.takeover_limit,
         )
         return "takeover" if near else None
 
@@ -144,3 +146,15 @@ class Refiner:
             return scorer.scores(enroll, rows, s.band, emb.content_hash, voiceprint.owner_id)[0]
 
         return score_fn, s.threshold, self.settings.refine_score_margin / calibration.a, s.score
+
+
+def _takeover_limit(scorer: Scorer | None) -> float:
+    """The side-cosine limit the Judge's takeover test uses (the model's profile, via
+    :meth:`voicecheck.scorer.Scorer.takeover_max_side_cosine`); 1.0 (the side test off, so every call
+    long enough to split is near) when there is no scorer or its profile's limit is unusable."""
+    if scorer is None:
+        return 1.0
+    try:
+        return scorer.takeover_max_side_cosine().value
+    except VoicecheckError:
+        return 1.0
