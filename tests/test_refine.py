@@ -292,3 +292,17 @@ def test_workers_default_to_the_usable_cpus() -> None:
 def test_refine_margins_are_validated(key: str, value: float) -> None:
     with pytest.raises(UsageError, match=key.replace("_", "-")):
         load_settings(None, **{key: value})
+
+
+def test_calibrate_fits_the_takeover_limit_on_the_finer_timeline_only(settings: Settings) -> None:
+    from voicecheck.evaluate import fine_side_cosine
+
+    engine = _engine(settings, 1.0)
+    audio = _audio(np.concatenate([chord(VOICE_A, 6.0), silence(0.5), chord(VOICE_A, 6.0)]))
+    coarse = engine.embed_audio(audio)
+    refined = engine.embed_audio(audio, refine=lambda emb: "calibrate")
+    assert not A.windows_overlap(coarse.window_times_s) and A.windows_overlap(refined.window_times_s)
+    assert fine_side_cosine(coarse, settings) is None  # coarse side cosines run low: left out of the fit
+    assert fine_side_cosine(refined, settings) == pytest.approx(
+        A.side_cosine(refined.windows, refined.window_times_s, settings.takeover_min_segment_s)
+    )

@@ -118,6 +118,22 @@ def _speech_model(times_s: np.ndarray) -> tuple[float, float]:
     return window_s, min(hop_s, window_s) if window_s > 0 else hop_s
 
 
+def windows_overlap(times_s: np.ndarray) -> bool:
+    """Whether a call's windows overlap (most start before the previous one ends): the finer timeline of
+    a model whose windows go back to back (:mod:`voicecheck.refine`), or any model that overlaps its
+    windows. One window counts as overlapping (nothing coarser exists).
+
+    Args:
+        times_s: (start, end) of each window in recording time, seconds, shape (n, 2), in call order.
+    """
+    t = np.asarray(times_s, dtype=np.float64).reshape(-1, 2)
+    if len(t) < 2:
+        return True
+    # back to back, a window starts where the previous one ends (later across a pause); the window
+    # aligned to the end of the speech overlaps its neighbour on either timeline, so count the majority
+    return bool(np.mean(t[1:, 0] < t[:-1, 1] - 1e-3) > 0.5)
+
+
 def _side_s(count: np.ndarray, window_s: float, hop_s: float) -> np.ndarray:
     """Net speech on one side of a split after ``count`` consecutive windows.
 

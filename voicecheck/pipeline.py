@@ -248,9 +248,9 @@ class Engine:
         speech, _, _ = self.speech(audio, regions, rate)
         return SpoofScore(self.liveness.name, self.liveness.score(speech, rate))
 
-    def embed_call(self, path: str | Path, channel: int | None) -> CallEmbedding:
+    def embed_call(self, path: str | Path, channel: int | None, refine: RefineRule | None = None) -> CallEmbedding:
         """Decode ``path``, take ``channel`` and embed it (see :meth:`embed_audio`)."""
-        return self.embed_audio(decode(path, channel, self.settings))
+        return self.embed_audio(decode(path, channel, self.settings), refine=refine)
 
     def embed_enrollment(self, path: str | Path, channel: int | None) -> Enrolled:
         """Embed an enrollment recording in its own band and, if wideband, in the telephone band too."""
