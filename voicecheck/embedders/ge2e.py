@@ -50,7 +50,7 @@ class GE2EEmbedder:
         sha256: str | None = None,
         min_speech_s: float = 3.0,
         window_s: float = 1.6,
-        hop_s: float = 0.8,
+        hop_s: float = 1.6,
         batch_size: int = 32,
         precision: str = "auto",
     ) -> None:
