@@ -44,7 +44,10 @@ def _manifest(tmp_path: Path) -> Path:
 
 
 def _settings(root: Path, counter: Path | None = None, **kw: object) -> Settings:
+    """One worker unless ``kw`` says otherwise (the default is one per CPU): two workers may both embed
+    audio that two rows share before either has stored it, which the embedding counts below exclude."""
     emb = workspace(root, counter)
+    kw = {"workers": 1, **kw}
     return load_settings(
         None, store=str(root / "store"), embeddings=str(emb), model="fake", thresholds={"cosine": 0.8}, **kw
     )

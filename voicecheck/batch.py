@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,8 @@ def run_batch(
             t0 = time.perf_counter()
             todo = (r for r in call_rows(manifest, settings.channel) if r.row not in done)
             mapped = map_ray(settings, todo, address) if engine == "ray" else map_local(settings, todo)
-            failed = store_embeddings(mapped, calls, results, spec.name, progress)
+            refined: Counter[str] = Counter()
+            failed = store_embeddings(mapped, calls, results, spec.name, progress, refined)
             timings = {"embed_seconds": time.perf_counter() - t0}
             t0 = time.perf_counter()
             judge = Judge.open(settings, voiceprints, calls, timeline=True)
@@ -108,6 +110,7 @@ def run_batch(
             engine=engine,
             workers=settings.workers,
             timings_s={k: round(v, 2) for k, v in timings.items()},
+            refined=dict(sorted(refined.items())),
             settings=settings.to_dict(),
             encryption=cipher.describe(),
             retention_purged=purged,
@@ -208,8 +211,13 @@ def store_embeddings(
     results: ResultsFile,
     model: str,
     progress: Callable[[int], None] | None = None,
+    refined: Counter[str] | None = None,
 ) -> set[int]:
     """Phase 1's results into the call store (embeddings, links); an error becomes the row's record.
+
+    Args:
+        refined: counts the calls embedded tonight by why they got the in-between windows
+            (:mod:`voicecheck.refine`), and those that did not ("coarse").
 
     Returns:
         The rows that got an error record (ints: memory stays small).
@@ -227,6 +235,8 @@ def store_embeddings(
         key = (res.content_hash, res.channel)
         if res.status == "ok":
             calls.put(res.embedding, content_hash=key[0], channel=key[1], model=model)
+            if refined is not None:
+                refined[res.refined or "coarse"] += 1
             if res.spoof is not None:
                 calls.put_spoof(key[0], key[1], res.spoof)
         elif res.status == "insufficient_speech":

@@ -138,7 +138,7 @@ SETTING_OPTIONS: dict[str, Any] = {
             "that mode only; repeat for several modes).",
         ),
     ],
-    "workers": Annotated[int | None, typer.Option("--workers", help="Worker processes [default 1].")],
+    "workers": Annotated[int | None, typer.Option("--workers", help="Worker processes [default: CPUs usable].")],
     "config": Annotated[
         Path | None,
         typer.Option("--config", help="TOML config file [env VOICECHECK_CONFIG; default ./voicecheck.toml]."),

@@ -49,6 +49,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "false_flag_alarm": (0.0, 1.0),
     "takeover_window_s": (0.5, 600.0),
     "takeover_min_segment_s": (0.5, 3600.0),
+    "refine_cosine_margin": (0.0, 2.0),
+    "refine_score_margin": (0.0, 1000.0),
     "ring_min_borrowers": (2, 1_000_000),
     "workers": (1, 1024),
     "calls_per_task": (1, 1024),
@@ -107,10 +109,21 @@ class Settings:
         mono_split: in mono recordings, separate the two speakers and score only the customer's voice.
         takeover_window_s: span of speech averaged for the similarity timeline.
         takeover_min_segment_s: least speech on each side of a speaker change.
+        refine_cosine_margin: a call whose coarse timeline (windows back to back) is within this raw
+            window cosine of the takeover side test or of the mono split gets the in-between windows and
+            is judged on the finer timeline (voicecheck.refine; chosen on TUNE in benchmarks/analysis.py).
+        refine_score_margin: ... and within this many natural-log likelihood-ratio units of the
+            takeover score test (through the scoring mode's calibration slope).
+        refine_ring_candidates: telephone-band calls that rings may group (no voiceprint for their
+            borrower, or failing the 1:1 check) get the
+            in-between windows too: rings compare calls by the mean of their stored windows, which
+            separates voices better on the finer timeline (short calls above all). Off saves that CPU.
         watchlist_thresholds: per scoring mode, the score at or above which a watchlist entry is a
             hit; modes not named use the match threshold.
         ring_min_borrowers: least distinct borrowers of a voice the batch report lists as a ring.
-        workers: worker processes for a batch.
+        workers: worker processes for a batch; default one per CPU this process may run on
+            (:func:`available_cores`: its affinity mask, so a container's or taskset's limit counts); set
+            it lower to leave cores to other work.
         calls_per_task: calls a batch worker takes at a time; silero's LSTM runs over them together
             (about 30% less VAD CPU at 8 than one by one). Results still stream per call; a killed
             batch redoes at most this many calls per worker.
@@ -151,9 +164,12 @@ class Settings:
     mono_split: bool = True
     takeover_window_s: float = 4.0
     takeover_min_segment_s: float = 4.0
+    refine_cosine_margin: float = 0.02
+    refine_score_margin: float = 1.0
+    refine_ring_candidates: bool = True
     watchlist_thresholds: dict[str, float] = field(default_factory=dict)
     ring_min_borrowers: int = 3
-    workers: int = 1
+    workers: int = field(default_factory=lambda: available_cores())
     calls_per_task: int = 8
     torch_threads: int = 1
     max_audio_s: float = 3600.0
@@ -171,6 +187,15 @@ class Settings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def available_cores() -> int:
+    """The CPUs this process may run on (``os.sched_getaffinity``), at least 1; ``os.cpu_count()``
+    where the affinity mask cannot be read (not Linux)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 _ENV = {"store": "VOICECHECK_STORE", "embeddings": "VOICECHECK_EMBEDDINGS", "key_file": "VOICECHECK_KEY_FILE"}

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .analysis import side_cosine
+from .analysis import side_cosine, windows_overlap
 from .callstore import CallStore
 from .config import Settings
 from .crypto import cipher_for
@@ -103,11 +103,12 @@ def score_trials(
                         test_path = f["call_id"]
                 if test_path not in tested:
                     engine = engine or Engine(settings)
-                    tested[test_path] = engine.embed_call(test_path, settings.channel)
+                    # on the finer timeline, the one the Judge's takeover test runs on near a decision
+                    tested[test_path] = engine.embed_call(test_path, settings.channel, refine=lambda emb: "calibrate")
                 s = scorer.score(voiceprint, tested[test_path], with_threshold=False)
                 trial.update(score=s.score, raw_cosine=s.raw_cosine, band=s.band, mode=s.mode)
                 test = tested[test_path]
-                trial["side_cosine"] = side_cosine(test.windows, test.window_times_s, settings.takeover_min_segment_s)
+                trial["side_cosine"] = fine_side_cosine(test, settings)
             except VoicecheckError as e:
                 trial["error"] = f"{e.code}: {e}"
                 report(f"row {n}: skipped: {e}")
@@ -151,9 +152,7 @@ def score_reviewed(
             try:
                 s = scorer.score(store.get(c.borrower_id, spec.name), c.embedding, with_threshold=False)
                 trial.update(score=s.score, raw_cosine=s.raw_cosine, band=s.band, mode=s.mode)
-                trial["side_cosine"] = side_cosine(
-                    c.embedding.windows, c.embedding.window_times_s, settings.takeover_min_segment_s
-                )
+                trial["side_cosine"] = fine_side_cosine(c.embedding, settings)
             except VoicecheckError as e:
                 trial["error"] = f"{e.code}: {e}"
                 report(f"reviewed call {c.call_id}: skipped: {e}")
@@ -162,6 +161,16 @@ def score_reviewed(
         calls.close()
         store.close()
     return out, scorer
+
+
+def fine_side_cosine(emb: CallEmbedding, settings: Settings) -> float | None:
+    """:func:`voicecheck.analysis.side_cosine` of a test call for :func:`fit_takeover`, on the timeline the
+    Judge's takeover test decides on: None for a call stored on the coarse timeline (windows back to
+    back, left so because it was far from every decision, :mod:`voicecheck.refine`), whose side cosine
+    runs lower than the finer timeline's and would pull the fitted limit down."""
+    if not windows_overlap(emb.window_times_s):
+        return None
+    return side_cosine(emb.windows, emb.window_times_s, settings.takeover_min_segment_s)
 
 
 def _beside(csv_path: Path, value: str) -> str:
