@@ -66,6 +66,11 @@ key_app = typer.Typer(
 app.add_typer(key_app, name="key")
 audit_app = typer.Typer(help="The audit log: who checked, enrolled or erased whom.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+backend_app = typer.Typer(
+    help="Back-ends: the trained transform scores are computed in, and one learnt from this deployment's calls.",
+    no_args_is_help=True,
+)
+app.add_typer(backend_app, name="backend")
 
 NOUN = {"borrower": "borrower", "agent": "collector"}
 EXIT_BY_VERDICT = {
@@ -106,6 +111,14 @@ ThresholdOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+BackendOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        help="The back-end to score with: auto (the model's shipped one), adapted (the newest one trained on this "
+        "deployment's calls), a .npz path, or '' (none) [setting backend_file; default auto].",
+    ),
+]
 ConsentOpt = Annotated[
     str | None,
     typer.Option(
@@ -576,12 +589,17 @@ def rescore(
     embeddings: EmbOpt = None,
     model: ModelOpt = None,
     threshold: ThresholdOpt = None,
+    backend: BackendOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Re-apply thresholds, calibration or a new cohort to stored call embeddings (no audio decoded)."""
+    """Re-apply thresholds, calibration, a new cohort or back-end to stored call embeddings (no audio decoded)."""
     from .batch import rescore as rescore_calls
 
-    settings = run(lambda: settings_from(config, store=store, embeddings=embeddings, model=model, threshold=threshold))
+    settings = run(
+        lambda: settings_from(
+            config, store=store, embeddings=embeddings, model=model, threshold=threshold, backend_file=backend
+        )
+    )
     print_summary(run(lambda: rescore_calls(out, settings, manifest)), out)
 
 
@@ -597,32 +615,58 @@ def eval_trials(
     model: ModelOpt = None,
     device: DeviceOpt = None,
     config: ConfigOpt = None,
+    backend: BackendOpt = None,
+    compare_backend: Annotated[
+        str | None,
+        typer.Option(
+            "--compare-backend",
+            help="Score the trials with this back-end too and report both: auto (the shipped one), adapted, "
+            "a .npz path, or '' (none).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Measure accuracy on labelled trials: EER, minDCF, Cllr, impostors flagged at 1% and 5% false flags."""
     from .evaluate import evaluate
 
     settings = run(
-        lambda: settings_from(config, store=store, embeddings=embeddings, model=model, device=device, channel=channel)
+        lambda: settings_from(
+            config,
+            store=store,
+            embeddings=embeddings,
+            model=model,
+            device=device,
+            channel=channel,
+            backend_file=backend,
+        )
     )
-    m = run(lambda: evaluate(trials, out, settings, lambda line: typer.echo(line, err=True)))
+    m = run(lambda: evaluate(trials, out, settings, lambda line: typer.echo(line, err=True), compare_backend))
     if as_json:
         typer.echo(json.dumps(m, indent=2))
         return
-    typer.echo(
-        f"{m['n_target']} target, {m['n_nontarget']} non-target trials ({m['errors']} skipped); "
-        f"model {m['model']}, scoring {m['mode']}"
-    )
-    typer.echo(
-        f"EER {100 * m['eer']:.2f}%   minDCF(0.01) {m['min_dcf_0.01']:.3f}   minDCF(0.05) {m['min_dcf_0.05']:.3f}"
-    )
+    for line in eval_lines(m):
+        typer.echo(line)
+    for line in eval_lines(m.get("compare") or {}, "compared with "):
+        typer.echo(line)
+    typer.echo(f"wrote {out / 'metrics.json'}, {out / 'scores.csv'}, {out / 'det.png'}")
+
+
+def eval_lines(m: dict[str, Any], lead: str = "") -> list[str]:
+    """The figures of one back-end's evaluation (``evaluate``'s dict), as text."""
+    if not m:
+        return []
+    lines = [
+        f"{lead}{m['n_target']} target, {m['n_nontarget']} non-target trials ({m['errors']} skipped); "
+        f"model {m['model']}, scoring {m['mode']}, back-end {m.get('backend') or 'none'}",
+        f"EER {100 * m['eer']:.2f}%   minDCF(0.01) {m['min_dcf_0.01']:.3f}   minDCF(0.05) {m['min_dcf_0.05']:.3f}",
+    ]
     if m.get("cllr") is not None:
-        typer.echo(f"Cllr {m['cllr']:.3f} bits (min {m['min_cllr']:.3f})")
-    typer.echo(
+        lines.append(f"Cllr {m['cllr']:.3f} bits (min {m['min_cllr']:.3f})")
+    lines.append(
         f"impostors flagged: {100 * m['detect_at_1pct_ff']:.1f}% at 1% false flags, "
         f"{100 * m['detect_at_5pct_ff']:.1f}% at 5%"
     )
-    typer.echo(f"wrote {out / 'metrics.json'}, {out / 'scores.csv'}, {out / 'det.png'}")
+    return lines
 
 
 @app.command()
@@ -640,15 +684,27 @@ def calibrate(
     embeddings: EmbOpt = None,
     model: ModelOpt = None,
     device: DeviceOpt = None,
+    backend: BackendOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Fit score -> log-likelihood ratio and the threshold on labelled trials; results then carry llr."""
+    """Fit score -> log-likelihood ratio and the threshold on labelled trials; results then carry llr.
+
+    A calibration of a back-end mode holds for the back-end it was made with only.
+    """
     from .evaluate import calibrate as fit
 
     if not 0 <= max_false_flag < 1:
         fail(f"--max-false-flag must be in [0, 1), got {max_false_flag}")
     settings = run(
-        lambda: settings_from(config, store=store, embeddings=embeddings, model=model, device=device, channel=channel)
+        lambda: settings_from(
+            config,
+            store=store,
+            embeddings=embeddings,
+            model=model,
+            device=device,
+            channel=channel,
+            backend_file=backend,
+        )
     )
     c = run(lambda: fit(trials, settings, max_false_flag, lambda line: typer.echo(line, err=True), at_llr))
     rule = f"llr {at_llr:+.2f}" if at_llr is not None else f"<= {100 * max_false_flag:.1f}% genuine flagged"
@@ -673,6 +729,9 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
         typer.echo("WARNING: biometric data is stored UNENCRYPTED (encryption = false)")
     for line in operating_lines(summary.get("operating_point") or {}):
         typer.echo(line)
+    trained = summary.get("backend_training")
+    if trained:
+        typer.echo(f"in-domain back-end: {trained.get('file') or trained.get('reason')} ({trained['status']})")
     flagged = [r for r in read_jsonl(out / RESULTS) if r["verdict"] != "match"]
     flagged.sort(key=lambda r: ("mismatch", "error", "inconclusive").index(r["verdict"]))
     if flagged:
@@ -697,6 +756,51 @@ def operating_lines(bands: dict[str, Any]) -> list[str]:
         if p.get("warning"):
             lines.append(f"WARNING: {p['warning']}")
     return lines
+
+
+@backend_app.command("train")
+def backend_train(
+    store: StoreOpt = None,
+    embeddings: EmbOpt = None,
+    model: ModelOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Train a back-end on this deployment's own calls: those the check accepts with a wide margin (and
+    QA-reviewed genuine ones), labelled by borrower, adapted from the shipped back-end's statistics.
+
+    Writes <embeddings>/backends/<model>-in-domain-<time>.npz; backend_file = "adapted" selects the newest.
+    Refused while fewer than adapt_min_borrowers borrowers have two such calls.
+    """
+    from .adapt import train_backend
+
+    settings = run(lambda: settings_from(config, store=store, embeddings=embeddings, model=model))
+    done = run(lambda: train_backend(settings, report=lambda line: typer.echo(line, err=True)))
+    w = done.backend.info.get("weights", {})
+    typer.echo(
+        f"in-domain back-end {done.path}: {len(done.labels.calls)} calls of {len(done.labels.per_borrower)} "
+        f"borrowers ({done.labels.borrowers_with_two} with two or more), weights within {w.get('within', 0):.2f} "
+        f"between {w.get('between', 0):.2f}"
+    )
+
+
+@backend_app.command("list")
+def backend_list(
+    embeddings: EmbOpt = None, model: ModelOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False
+) -> None:
+    """The in-domain back-ends of the model in the workspace (newest last) and the one the settings select."""
+    from .adapt import describe_backends
+
+    settings = run(lambda: settings_from(config, embeddings=embeddings, model=model))
+    rows, active = run(lambda: describe_backends(settings))
+    if as_json:
+        typer.echo(json.dumps({"backends": rows, "active": active}, indent=2))
+        return
+    for r in rows:
+        typer.echo(
+            f"{r['file']}  {r['calls']} calls, {r['borrowers_with_two_calls']} borrowers with two or more, "
+            f"margin {r['adapt_max_false_accept']}"
+        )
+    typer.echo(f"backend_file = {settings.backend_file!r}: {active or 'no back-end'}")
 
 
 @cohort_app.command("build")
