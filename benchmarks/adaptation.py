@@ -619,9 +619,9 @@ def _night_trials(
     new, trained = {s.key for s in dep.new}, {s.key for s in people} - {s.key for s in dep.new}
     out = []
     for s, link in tonight:
-        if link is None or link[1] is None:
+        if link is None or link.embedding is None:
             continue
-        emb = link[1]
+        emb = link.embedding
         for owner, vector in prints.items():
             score = space.scores(vector, emb.vector[None, :], emb.content_hash, ws.borrower(owner))[0][0]
             out.append(

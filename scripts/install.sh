@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install voicecheck and everything it needs into ./.venv, CPU-only.
 #
-#   scripts/install.sh            runtime + ECAPA backend + test tools
-#   EXTRAS=ecapa,rings,ray,dev scripts/install.sh
+#   scripts/install.sh            runtime + ECAPA and ONNX backends + test tools
+#   EXTRAS=ecapa,onnx,rings,ray,dev scripts/install.sh
 #
 # Why each step:
 # - torch is pinned *in the same pip command* as the package. Left to itself pip resolves an
@@ -17,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-EXTRAS=${EXTRAS:-ecapa,rings,dev}
+EXTRAS=${EXTRAS:-ecapa,onnx,rings,dev}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 
 if [ ! -x .venv/bin/python ]; then

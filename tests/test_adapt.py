@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 from tests.fakes import workspace
-from voicecheck.audit import audit_path, entries
 from voicecheck.adapt import (
     LabelledCall,
     adapt_backend,
@@ -26,6 +25,7 @@ from voicecheck.adapt import (
     scheduled,
     train_backend,
 )
+from voicecheck.audit import audit_path, entries
 from voicecheck.callstore import CallStore
 from voicecheck.config import Settings, load_settings
 from voicecheck.crypto import cipher_for
@@ -104,8 +104,8 @@ def ood_backend(path: Path, rng: np.random.Generator) -> Path:
     voices = rng.standard_normal((80, D))
     x = np.repeat(voices, 4, axis=0) + 0.5 * rng.standard_normal((320, D))
     stats = scatter_stats(np.stack([unit(r) for r in x]), np.repeat(np.arange(80), 4))
-    backend = lda_from_stats(stats, 16, wccn=False, shrink=0.3, model=MODEL, source="test OOD",
-                             info={"kind": "out-of-domain", "lda": {"dim": 16, "wccn": False, "shrink": 0.3}})  # fmt: skip
+    info = {"kind": "out-of-domain", "lda": {"dim": 16, "wccn": False, "shrink": 0.3}}
+    backend = lda_from_stats(stats, 16, wccn=False, shrink=0.3, model=MODEL, source="test OOD", info=info)
     backend.save(path)
     return path
 
@@ -176,9 +176,11 @@ def test_impostors_rings_watchlist_and_forced_enrollments_teach_nothing(tmp_path
     assert not taken & {"A0-0", "A0-1", "A0-2"}  # the ring voice's own calls neither
     assert not any(c.startswith((names[5], names[6])) for c in taken)
     assert labels.excluded["borrower excluded (ring, two voices or forced enrollment)"] >= 3
-    assert labels.excluded["a call of the borrower hit the watchlist"] + sum(
-        n for why, n in labels.excluded.items() if "watchlist_hit" in why
-    ) >= 3
+    assert (
+        labels.excluded["a call of the borrower hit the watchlist"]
+        + sum(n for why, n in labels.excluded.items() if "watchlist_hit" in why)
+        >= 3
+    )
 
 
 def test_reviewed_calls_join_and_excluded_calls_leave(tmp_path: Path) -> None:
@@ -221,7 +223,10 @@ def test_the_adapted_backend_learns_the_channel(tmp_path: Path) -> None:
     names = sorted(dep.voices)
     prints = np.stack([unit(dep.voices[b] + 0.15 * unit(dep.rng.standard_normal(D))) for b in names])
     tests = np.stack(
-        [unit(dep.voices[b] + dep.rng.normal(0, 1.2) * dep.channel + 0.35 * unit(dep.rng.standard_normal(D))) for b in names]
+        [
+            unit(dep.voices[b] + dep.rng.normal(0, 1.2) * dep.channel + 0.35 * unit(dep.rng.standard_normal(D)))
+            for b in names
+        ]
     )
     same = np.eye(len(names), dtype=bool)
 
@@ -286,8 +291,8 @@ def test_plda_scoring_runs_the_operating_point_on_its_own_scale(tmp_path: Path) 
         point = scorer.operating["narrow"]
         assert scorer.mode("narrow") == "plda" and scorer.space("narrow").cohort is not None
         assert isinstance(point, OperatingPoint) and point.mode == "plda"
-        own = scorer.score(vps.get("B001", MODEL), calls.linked("B001-0", MODEL)[1])  # type: ignore[index, arg-type]
-        other = scorer.score(vps.get("B002", MODEL), calls.linked("B001-0", MODEL)[1])  # type: ignore[index, arg-type]
+        own = scorer.score(vps.get("B001", MODEL), calls.linked("B001-0", MODEL).embedding)  # type: ignore[index, arg-type]
+        other = scorer.score(vps.get("B002", MODEL), calls.linked("B001-0", MODEL).embedding)  # type: ignore[index, arg-type]
     finally:
         calls.close()
         vps.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from voicecheck.callstore import CallStore
+from voicecheck.callstore import CallStore, StoredAudio
 from voicecheck.types import CallEmbedding, SpeechRegion
 
 
@@ -46,8 +46,9 @@ def _put(calls: CallStore, e: CallEmbedding) -> None:
 def test_round_trip(calls: CallStore) -> None:
     e = _emb(1, band="wide", narrow=True)
     _put(calls, e)
-    status, got, speech = calls.lookup("h1", 1, "m")
-    assert status == "ok" and speech == pytest.approx(2.0)
+    stored = calls.lookup("h1", 1, "m")
+    assert stored is not None and stored.status == "ok" and stored.speech_seconds == pytest.approx(2.0)
+    got = stored.embedding
     assert got is not None
     np.testing.assert_array_equal(got.vector, e.vector)
     np.testing.assert_array_equal(got.narrow_vector, e.narrow_vector)
@@ -60,7 +61,7 @@ def test_round_trip(calls: CallStore) -> None:
 
 def test_insufficient_speech_is_remembered(calls: CallStore) -> None:
     calls.put(None, content_hash="hs", channel=1, model="m", speech_seconds=0.4, duration_s=12.0)
-    assert calls.lookup("hs", 1, "m") == ("insufficient_speech", None, pytest.approx(0.4))
+    assert calls.lookup("hs", 1, "m") == StoredAudio("insufficient_speech", None, pytest.approx(0.4), 12.0)
     assert calls.has("hs", 1, "m") and calls.count("m") == 0
 
 
@@ -69,7 +70,10 @@ def test_links(calls: CallStore) -> None:
     assert calls.linked("C1", "m") is None
     calls.link("C1", "B1", "c1.wav", "h1", 1, "m")
     calls.link("C2", "B2", "copy-of-c1.wav", "h1", 1, "m")  # the same audio under another call id
-    assert calls.linked("C1", "m")[0] == "ok"
+    link = calls.linked("C1", "m")
+    assert link is not None and link.status == "ok" and link.embedding is not None
+    assert (link.call_id, link.borrower_id, link.audio, link.content_hash) == ("C1", "B1", "c1.wav", "h1")
+    assert link.speech_seconds == pytest.approx(2.0) and link.duration_s > 0
     assert calls.linked("C1", "other") is None
     stored = list(calls.calls("m"))
     assert [s.call_id for s in stored] == ["C1", "C2"]

@@ -1,5 +1,6 @@
 """The Embedder contract, run over every backend that can load here: ge2e (real weights from the
-resemblyzer wheel), ecapa (a tiny random model built offline by tests/tiny_ecapa.py) and the fake."""
+resemblyzer wheel), ecapa (a tiny random model built offline by tests/tiny_ecapa.py), onnx (a tiny
+random network in the WeSpeaker export format built by tests/tiny_onnx.py) and the fake."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from voicecheck.embedders import BACKENDS, Embedder, embed_speech, load_embedder
 from voicecheck.errors import BackendUnavailableError, InsufficientSpeechError, UsageError
 from voicecheck.pipeline import Engine
 
-KEYS = ["ge2e", "ecapa", "fake"]
+KEYS = ["ge2e", "ecapa", "onnx", "fake"]
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +34,16 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         extra = f'\n[ecapa]\nsource = "{tiny}"\nname = "ecapa-tiny-random"\ndimension = 16\n'
     except ImportError:
         pass
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+
+        from tests.tiny_onnx import build_speaker, speaker_entry
+
+        path = root / "tiny-onnx" / "tiny.onnx"
+        extra += speaker_entry("onnx", path, build_speaker(path), window_s=2.0, hop_s=1.0, min_speech_s=2.0)
+    except ImportError:
+        pass
     return workspace(root, extra=extra)
 
 
@@ -41,6 +52,8 @@ def embedder(request: pytest.FixtureRequest, models_dir: Path) -> Embedder:
     key = request.param
     if key == "ecapa" and "[ecapa]" not in (models_dir / "models.toml").read_text():
         pytest.skip("speechbrain is not installed: pip install 'voicecheck[ecapa]'")
+    if key == "onnx" and "[onnx]" not in (models_dir / "models.toml").read_text():
+        pytest.skip("onnx/onnxruntime are not installed: pip install 'voicecheck[onnx,dev]'")
     mp = pytest.MonkeyPatch()
     mp.setenv("HF_HUB_OFFLINE", "1")
     try:

@@ -29,7 +29,12 @@ def random_covs(rng: np.random.Generator, d: int) -> tuple[np.ndarray, np.ndarra
 
 
 def speakers(
-    rng: np.random.Generator, between: np.ndarray, within: np.ndarray, n_spk: int, per: int, mean: np.ndarray | None = None
+    rng: np.random.Generator,
+    between: np.ndarray,
+    within: np.ndarray,
+    n_spk: int,
+    per: int,
+    mean: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows = speaker + noise with speaker ~ N(mean, between), noise ~ N(0, within)."""
     d = between.shape[0]
@@ -134,9 +139,10 @@ def test_lda_from_stats_scores_like_lda_from_the_embeddings() -> None:
     x, labels = speakers(rng, between, within, 200, 4)
     direct = fit_lda(x, labels, 4, wccn=True, shrink=0.1)
     from_stats = lda_from_stats(scatter_stats(x, labels), 4, wccn=True, shrink=0.1)
-    a, b = direct.transform(x[:50]) @ direct.transform(x[50:100]).T, from_stats.transform(x[:50]) @ from_stats.transform(
-        x[50:100]
-    ).T
+    a, b = (
+        direct.transform(x[:50]) @ direct.transform(x[50:100]).T,
+        from_stats.transform(x[:50]) @ from_stats.transform(x[50:100]).T,
+    )
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.99
 
 

@@ -137,7 +137,8 @@ def test_call_embedding_round_trip_through_the_sealed_store(tmp_path: Path) -> N
     calls = CallStore(tmp_path / "emb", _cipher())
     emb = _emb()
     calls.put(emb, content_hash="h1", channel=1, model="m")
-    _, got, speech = calls.lookup("h1", 1, "m")
+    stored = calls.lookup("h1", 1, "m")
+    got, speech = stored.embedding, stored.speech_seconds
     np.testing.assert_array_equal(got.vector, emb.vector)
     np.testing.assert_allclose(got.windows, emb.windows, atol=1e-3)  # stored as float16
     np.testing.assert_array_equal(got.window_times_s, emb.window_times_s)
@@ -423,7 +424,7 @@ def test_an_unencrypted_store_is_encrypted_by_migrate(tmp_path: Path) -> None:
     assert any("blob(s) encrypted" in line for line in lines)
     assert emb.vector.tobytes() not in _raw(tmp_path / "emb")
     calls = CallStore(settings.embeddings)
-    np.testing.assert_array_equal(calls.lookup("h1", 1, "m")[1].vector, emb.vector)
+    np.testing.assert_array_equal(calls.lookup("h1", 1, "m").embedding.vector, emb.vector)
     calls.close()
 
 

@@ -158,7 +158,10 @@ def pseudo_labels(settings: Settings, extra: Sequence[LabelledCall] = (), exclud
         step = max(1, math.ceil(len(stored) / MAX_CALLS))
         candidates, watched = [], set()
         for c in stored[::step]:
-            why, hit = _why_not(c, judge, out.levels, owners, skip_calls, skip_borrowers | forced)
+            spoof = None
+            if judge.liveness is not None and c.embedding is not None:  # a synthetic voice is no label either
+                spoof = calls.spoof_score(c.embedding.content_hash, c.embedding.channel, judge.liveness.name)
+            why, hit = _why_not(c, judge, spoof, out.levels, owners, skip_calls, skip_borrowers | forced)
             out.judged += 1
             if hit:
                 watched.add(c.borrower_id)
@@ -199,6 +202,7 @@ def _levels(scorer: Any, max_false_accept: float) -> dict[str, float | str]:
 def _why_not(
     c: Any,
     judge: Any,
+    spoof: Any,
     levels: dict[str, float | str],
     owners: Counter[str],
     skip_calls: set[str],
@@ -216,7 +220,7 @@ def _why_not(
         return "mono recording", False
     if owners[emb.content_hash] > 1:
         return "audio linked to several borrowers", False
-    result = judge(c.call_id, c.borrower_id, c.audio, emb, c.speech_seconds)
+    result = judge(c.call_id, c.borrower_id, c.audio, emb, c.speech_seconds, None, spoof)
     hit = bool(result.watchlist_hits)
     if result.verdict != "match":
         return f"verdict {result.verdict} ({result.reason})", hit
@@ -252,17 +256,12 @@ def _forced(voiceprints: Any, model: str) -> set[str]:
 
 
 def reviewed_calls(settings: Settings) -> tuple[list[LabelledCall], set[str]]:
-    """(calls a QA reviewer marked genuine, call ids marked impostor) from the review store.
+    """(calls a QA reviewer marked genuine, call ids marked impostor) from the review store
+    (``voicecheck review``; :func:`voicecheck.reviews.reviewed_calls`: the reviewed audio's own embedding)."""
+    from .reviews import reviewed_calls as read_reviews
 
-    The hook for ``voicecheck review`` (:mod:`voicecheck.reviews`): while that module is not part of
-    this installation there are no reviews, and both are empty.
-    """
-    try:
-        from . import reviews  # type: ignore[attr-defined]
-    except ImportError:
-        return [], set()
     genuine, impostors = [], set()
-    for r in reviews.reviewed_calls(settings):
+    for r in read_reviews(settings):
         emb = r.embedding
         vector = emb.vector if emb.band == "narrow" else emb.narrow_vector
         if r.genuine and vector is not None:

@@ -215,6 +215,21 @@ def change_point(windows: np.ndarray, times_s: np.ndarray, min_segment_s: float 
     return best + 1, float(crit[best])
 
 
+def side_cosine(windows: np.ndarray, times_s: np.ndarray, min_segment_s: float = 4.0) -> float | None:
+    """Raw cosine between the mean window embeddings of the two sides of a call's best change point
+    (:func:`change_point`): what :func:`detect_speaker_change` compares with ``max_side_cosine``.
+
+    Returns:
+        The cosine in [-1, 1], or None when the call is too short for two sides of ``min_segment_s``.
+    """
+    w, t = _check_windows(windows, times_s)
+    found = change_point(w, t, min_segment_s)
+    if found is None:
+        return None
+    sides = unit(np.stack([w[: found[0]].mean(axis=0), w[found[0] :].mean(axis=0)]))
+    return float(sides[0] @ sides[1])
+
+
 def detect_speaker_change(
     windows: np.ndarray,
     times_s: np.ndarray,
@@ -639,21 +654,17 @@ def find_rings(
 ) -> list[Ring]:
     """Find voices that speak for several borrowers.
 
-    1. Normalise: each call's cosines to calls of other borrowers give it a mean and a spread
-       (:func:`cohort_stats`); two calls' link score (:func:`link_scores`) is how far their cosine
-       stands above those, in standard deviations. Long calls, whose cosines to similar-sounding
-       strangers run high, and short clips, whose cosines are all small, then share one threshold.
-    2. k-nearest-neighbour graph (:func:`knn` by cosine: exact for small n, HNSW for large n),
-       keeping edges with link score >= ``link_threshold``; connected components of it.
-    3. Within each component with calls of at least ``min_borrowers`` borrowers, complete-linkage
-       clustering: every pair of calls in a cluster has link score >= ``link_threshold`` (a chain of
-       pairwise look-alikes is not one voice). A component larger than ``max_component`` is first
-       split again at a link threshold one standard deviation stricter, until it fits.
-    4. Clusters whose calls span at least ``min_borrowers`` distinct borrowers are rings.
+    1. Normalise (:func:`_normalisation`): a pair's link score (:func:`link_scores`) is how far its
+       cosine stands above each call's cosines to other borrowers' calls, so long calls and short
+       clips share one threshold.
+    2. k-nearest-neighbour graph (:func:`knn`: exact for small n, HNSW for large n) with edges of link
+       score >= ``link_threshold``; its connected components (:func:`_linked_components`).
+    3. In each component with ``min_borrowers`` borrowers, complete linkage (:func:`_rings_in`): every
+       pair of a cluster links, so a chain of look-alikes is not one voice; a component larger than
+       ``max_component`` is split again one standard deviation stricter first.
+    4. Clusters whose calls span ``min_borrowers`` distinct borrowers are rings.
 
-    Memory is O(n k) plus O(c^2) for the largest component c and O(2048 * cohort) for the
-    statistics; no n x n matrix is built. Only a call's k nearest neighbours by cosine can link to
-    it; its own link scores rank its neighbours in that same order.
+    Memory O(n k) + O(c^2) for the largest component c; no n x n matrix.
 
     Args:
         vectors: call embeddings, shape (n, d); pass them through
@@ -683,25 +694,10 @@ def find_rings(
     if link_threshold is None:
         link_threshold = ring_link_threshold(min_borrowers)
     borrowers = np.unique(np.asarray(borrower_ids, dtype=object).astype(str), return_inverse=True)[1]
-    mean, sd, count = cohort_stats(x, borrower_ids)
-    if count.min() < RING_MIN_COHORT:
-        log.warning(
-            "rings: some calls have only %d calls of other borrowers to normalise against (want >= %d); "
-            "with so few stored calls the link scores are rough",
-            int(count.min()),
-            RING_MIN_COHORT,
-        )
+    mean, sd = _normalisation(x, borrower_ids)
 
     def edges(members: np.ndarray, thr: float) -> np.ndarray:
-        """Component label of each member in the kNN graph of its members at link score >= thr."""
-        sims, idx = knn(x[members], k)
-        a = np.repeat(np.arange(len(members)), idx.shape[1])
-        b = idx.ravel()
-        ok = b >= 0
-        a, b = a[ok], b[ok]
-        g_a, g_b = members[a], members[b]
-        keep = link_scores(sims.ravel()[ok], mean[g_a], sd[g_a], mean[g_b], sd[g_b]) >= thr
-        return _components(len(members), a[keep], b[keep])
+        return _linked_components(x, members, (mean, sd), k, thr)
 
     if eligible is None:
         everyone = np.arange(n)
@@ -723,23 +719,74 @@ def find_rings(
             if len(members) > max_component:
                 todo.append((members, edges(members, thr + 1.0), thr + 1.0))
                 continue
-            g = x[members].astype(np.float64)
-            cos = g @ g.T
-            scores = link_scores(cos, mean[members][:, None], sd[members][:, None], mean[members], sd[members])
-            labels = _complete_link(scores, link_threshold)
-            for lab in np.unique(labels):
-                pick = np.flatnonzero(labels == lab)
-                group = members[pick]
-                if len(group) < 2 or len(np.unique(borrowers[group])) < min_borrowers:
-                    continue
-                m = len(group)
-                cohesion = float((np.sum(cos[np.ix_(pick, pick)]) - np.trace(cos[np.ix_(pick, pick)])) / (m * (m - 1)))
-                rings.append(
-                    Ring(
-                        calls=[call_ids[i] for i in group],
-                        borrowers=sorted({str(borrower_ids[i]) for i in group}),
-                        cohesion=round(cohesion, 4),
-                    )
-                )
+            stats = (mean[members], sd[members])
+            rings += _rings_in(
+                x[members], members, stats, link_threshold, borrowers, call_ids, borrower_ids, min_borrowers
+            )
     rings.sort(key=lambda r: (-len(r.borrowers), -r.cohesion))
     return rings
+
+
+def _normalisation(x: np.ndarray, borrower_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Step 1 of :func:`find_rings`: each call's cohort mean and deviation (:func:`cohort_stats`),
+    with a warning when some call has too few calls of other borrowers to normalise against."""
+    mean, sd, count = cohort_stats(x, borrower_ids)
+    if count.min() < RING_MIN_COHORT:
+        log.warning(
+            "rings: some calls have only %d calls of other borrowers to normalise against (want >= %d); "
+            "with so few stored calls the link scores are rough",
+            int(count.min()),
+            RING_MIN_COHORT,
+        )
+    return mean, sd
+
+
+def _linked_components(
+    x: np.ndarray, members: np.ndarray, stats: tuple[np.ndarray, np.ndarray], k: int, thr: float
+) -> np.ndarray:
+    """Step 2 of :func:`find_rings`: component label of each member in the kNN graph of its members
+    whose edges have link score >= ``thr`` (``stats``: every call's cohort mean and deviation)."""
+    mean, sd = stats
+    sims, idx = knn(x[members], k)
+    a = np.repeat(np.arange(len(members)), idx.shape[1])
+    b = idx.ravel()
+    ok = b >= 0
+    a, b = a[ok], b[ok]
+    g_a, g_b = members[a], members[b]
+    keep = link_scores(sims.ravel()[ok], mean[g_a], sd[g_a], mean[g_b], sd[g_b]) >= thr
+    return _components(len(members), a[keep], b[keep])
+
+
+def _rings_in(
+    x: np.ndarray,
+    members: np.ndarray,
+    stats: tuple[np.ndarray, np.ndarray],
+    link_threshold: float,
+    borrowers: np.ndarray,
+    call_ids: Sequence[str],
+    borrower_ids: Sequence[str],
+    min_borrowers: int,
+) -> list[Ring]:
+    """Step 3 of :func:`find_rings` for one component: complete-linkage clusters whose every pair links,
+    kept when their calls span ``min_borrowers`` borrowers. ``x`` holds the members' unit rows, ``stats``
+    their cohort mean and deviation."""
+    g = x.astype(np.float64)
+    cos = g @ g.T
+    mean, sd = stats
+    labels = _complete_link(link_scores(cos, mean[:, None], sd[:, None], mean, sd), link_threshold)
+    found = []
+    for lab in np.unique(labels):
+        pick = np.flatnonzero(labels == lab)
+        group = members[pick]
+        if len(group) < 2 or len(np.unique(borrowers[group])) < min_borrowers:
+            continue
+        m = len(group)
+        block = cos[np.ix_(pick, pick)]
+        found.append(
+            Ring(
+                calls=[call_ids[i] for i in group],
+                borrowers=sorted({str(borrower_ids[i]) for i in group}),
+                cohesion=round(float((np.sum(block) - np.trace(block)) / (m * (m - 1))), 4),
+            )
+        )
+    return found

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .antispoof import describe, read_liveness
 from .callstore import CallStore
 from .config import Settings
 from .crypto import cipher_for
@@ -29,6 +30,7 @@ from .manifest import Row, call_rows, customer_channel, read_rows
 from .operating import OperatingPoint
 from .pipeline import Judge, error_result
 from .report import RESULTS, SUMMARY, ResultsFile, read_jsonl, summarise, write_json
+from .reviews import in_record, of_audio
 from .scorer import Scorer
 from .types import CallResult
 from .workers import Embedded, as_error, map_local
@@ -90,7 +92,7 @@ def run_batch(
             failed = store_embeddings(mapped, calls, results, spec.name, progress)
             timings = {"embed_seconds": time.perf_counter() - t0}
             t0 = time.perf_counter()
-            judge = Judge.open(settings, voiceprints, calls)
+            judge = Judge.open(settings, voiceprints, calls, timeline=True)
             for r in call_rows(manifest, settings.channel):
                 if r.row not in done and r.row not in failed:
                     write_result(results, r, score_stored(r, calls, judge))
@@ -110,6 +112,7 @@ def run_batch(
             settings=settings.to_dict(),
             encryption=cipher.describe(),
             retention_purged=purged,
+            liveness=describe(read_liveness(settings.embeddings)),
             operating_point=None if judge is None else decision_report(judge.scorer, out / RESULTS),
             backend=None if judge is None else backend_report(judge.scorer),
             backend_training=training,
@@ -243,6 +246,8 @@ def store_embeddings(
         key = (res.content_hash, res.channel)
         if res.status == "ok":
             calls.put(res.embedding, content_hash=key[0], channel=key[1], model=model)
+            if res.spoof is not None:
+                calls.put_spoof(key[0], key[1], res.spoof)
         elif res.status == "insufficient_speech":
             calls.put(
                 None,
@@ -261,7 +266,16 @@ def store_embeddings(
 
 def write_result(results: ResultsFile, r: Row, result: CallResult) -> None:
     result.row = r.row
-    results.append(result.to_dict())
+    results.append(record_of(result))
+
+
+def record_of(result: CallResult) -> dict[str, Any]:
+    """A result as results.jsonl keeps it: the similarity timeline and speech regions only for calls
+    that are not a match (the report's review queue draws them; matches would only make the file big)."""
+    record = result.to_dict()
+    if result.verdict == "match":
+        record["timeline"] = record["speech_regions"] = None
+    return record
 
 
 def score_stored(r: Row, calls: CallStore, judge: Judge) -> CallResult:
@@ -270,11 +284,15 @@ def score_stored(r: Row, calls: CallStore, judge: Judge) -> CallResult:
         link = calls.linked(r.call_id, judge.scorer.model)
         if link is None:
             raise AudioError("no stored embedding; re-run the batch")
-        _status, emb, speech_s = link
-        result = judge(r.call_id, r.borrower_id, r.audio, emb, speech_s, r.channel)
+        emb = link.embedding
+        spoof = None
+        if judge.liveness is not None and emb is not None:
+            spoof = calls.spoof_score(emb.content_hash, emb.channel, judge.liveness.name)
+        result = judge(r.call_id, r.borrower_id, r.audio, emb, link.speech_seconds, r.channel, spoof)
         if result.duration_s is None:  # too little speech: no embedding, but its audio still counts
-            duration = calls.duration_s(r.call_id, judge.scorer.model)
-            result.duration_s = None if duration is None else round(duration, 2)
+            result.duration_s = round(link.duration_s, 2)
+        result.content_hash = result.content_hash or link.content_hash
+        result.review = in_record(of_audio(calls.review(r.call_id), link.content_hash))
     except Exception as e:  # noqa: BLE001 - one bad call becomes its error record, the run goes on
         return error_result(r.call_id, r.borrower_id, r.audio, as_error(e, r.call_id), judge.scorer.model)
     return result
@@ -306,7 +324,7 @@ def rescore(out_dir: str | Path, settings: Settings, manifest: str | Path | None
     tmp.unlink(missing_ok=True)
     results = AuditedResults(tmp, trail, "rescore.call")
     try:
-        judge = Judge.open(settings, voiceprints, calls)
+        judge = Judge.open(settings, voiceprints, calls, timeline=True)
         if manifest is not None:
             rows: Iterable[Row] = call_rows(manifest, settings.channel)
         else:
@@ -318,7 +336,7 @@ def rescore(out_dir: str | Path, settings: Settings, manifest: str | Path | None
                 else score_stored(r, calls, judge)
             )
             result.row = r.row or None
-            results.append(result.to_dict())
+            results.append(record_of(result))
     finally:
         results.close()
         calls.close()
@@ -332,6 +350,7 @@ def rescore(out_dir: str | Path, settings: Settings, manifest: str | Path | None
         settings=settings.to_dict(),
         encryption=cipher.describe(),
         backend=backend_report(judge.scorer),
+        liveness=describe(read_liveness(settings.embeddings)),
     )
     write_json(out / SUMMARY, summary)
     trail.log.record("rescore", out=str(out), calls=summary["calls"], verdicts=summary["verdicts"])
@@ -353,6 +372,8 @@ def build_cohort(manifest: str | Path, settings: Settings, report: Callable[[str
         for res in map_local(settings, tasks):
             if res.status == "ok":
                 calls.put(res.embedding, content_hash=res.content_hash, channel=res.channel, model=spec.name)
+                if res.spoof is not None:
+                    calls.put_spoof(res.content_hash, res.channel, res.spoof)
                 added += 1
             elif res.status != "cached":
                 failed += 1
@@ -406,4 +427,4 @@ def write_report(
         ),
     ]
     found = find_rings(settings, settings.ring_min_borrowers) if rings else None
-    return write_html(out, summary, out / RESULTS, rings=found, sections=sections, max_rows=max_rows)
+    return write_html(out, summary, out / RESULTS, found, sections, max_rows, settings=settings)

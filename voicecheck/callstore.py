@@ -2,6 +2,8 @@
 
 SQLite at ``<embeddings>/calls.sqlite``. The same audio (sha256 of the file, channel, model) is never
 embedded twice; ``rescore`` and the cross-call analyses read vectors from here without decoding audio.
+The liveness detector's score of each audio (``spoof_scores``, keyed by content, channel and detector;
+a scalar, not sealed) is kept beside it, erased and purged with it.
 Every vector, the window embeddings, their times and the speech regions are sealed with the store's
 cipher (:mod:`voicecheck.crypto`), each bound to its row (content hash, channel, model, column).
 Erasure (:meth:`CallStore.erase_borrower`) and retention (:meth:`CallStore.purge`) delete with
@@ -16,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,6 +27,9 @@ from .crypto import Cipher, default_cipher
 from .enrollment import from_blob, now, to_blob
 from .errors import StoreError, UsageError
 from .types import CallEmbedding, SpeechRegion
+
+if TYPE_CHECKING:
+    from .antispoof import SpoofScore
 
 DB_NAME = "calls.sqlite"
 SCHEMA_VERSION = "3"
@@ -61,20 +67,98 @@ CREATE TABLE IF NOT EXISTS calls (
     seen_at TEXT NOT NULL,
     PRIMARY KEY (call_id, model)
 );
+CREATE TABLE IF NOT EXISTS spoof_scores (
+    content_hash TEXT NOT NULL,
+    channel INTEGER NOT NULL,
+    detector TEXT NOT NULL,
+    score REAL NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (content_hash, channel, detector)
+);
 CREATE INDEX IF NOT EXISTS calls_borrower ON calls (model, borrower_id);
 CREATE INDEX IF NOT EXISTS calls_content ON calls (content_hash, channel, model);
+CREATE TABLE IF NOT EXISTS reviews (
+    call_id TEXT PRIMARY KEY,
+    borrower_id TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    label BLOB NOT NULL,
+    note BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    reviewer TEXT NOT NULL,
+    reviewed_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reviews_borrower ON reviews (borrower_id);
 """
+REVIEW_SEALED = ("label", "note")
+"""The sealed columns of ``reviews`` (a QA reviewer's decision and note about a call)."""
+
+
+@dataclass(frozen=True)
+class StoredAudio:
+    """What the store holds for one audio (content hash, channel, model).
+
+    Attributes:
+        status: "ok", or "insufficient_speech" when the audio had too little speech to embed.
+        embedding: the customer side's embedding; None when the status is not "ok".
+        speech_seconds: net speech the VAD found.
+        duration_s: length of the recording (known also when it had too little speech).
+    """
+
+    status: str
+    embedding: CallEmbedding | None
+    speech_seconds: float
+    duration_s: float
 
 
 @dataclass(frozen=True)
 class StoredCall:
-    """A call as the store knows it: ids plus its embedding (None when it had too little speech)."""
+    """A call as the store knows it: ids plus what is stored of its audio (see :class:`StoredAudio`)."""
 
     call_id: str
     borrower_id: str
     audio: str
     embedding: CallEmbedding | None
     speech_seconds: float
+    duration_s: float = 0.0
+    status: str = "ok"
+    content_hash: str = ""
+
+
+_CALL_SQL = (
+    "SELECT c.call_id, c.borrower_id, c.audio, e.* FROM calls c JOIN embeddings e"
+    " ON e.content_hash=c.content_hash AND e.channel=c.channel AND e.model=c.model WHERE c.model=?"
+)
+"""Linked calls of one model with their embeddings rows: call id, borrower, audio, then ``embeddings.*``."""
+
+
+@dataclass(frozen=True)
+class Review:
+    """A person's decision about one call (see :mod:`voicecheck.reviews`).
+
+    Attributes:
+        call_id: the call reviewed.
+        borrower_id: whose call it is.
+        content_hash: sha256 of the audio the reviewer heard (a review holds for that audio only).
+        label: "genuine" (the borrower spoke), "impostor" (someone else did) or "unsure".
+        note: the reviewer's free text ("" for none).
+        reason: the flag's reason code the reviewer looked at ("" when not known).
+        reviewer: OS user who recorded the decision.
+        reviewed_at: when (ISO 8601 UTC).
+    """
+
+    call_id: str
+    borrower_id: str
+    content_hash: str
+    label: str
+    note: str
+    reason: str
+    reviewer: str
+    reviewed_at: str
+
+
+def review_context(column: str, call_id: str, borrower_id: str, content_hash: str) -> tuple:
+    """What a sealed column of a ``reviews`` row is bound to."""
+    return ("reviews", column, call_id, borrower_id, content_hash)
 
 
 def embedding_context(column: str, content_hash: str, channel: int, model: str, dimension: int) -> tuple:
@@ -191,6 +275,40 @@ class CallStore:
         except sqlite3.Error as e:
             raise StoreError(f"call-embedding store {self.directory}: {e}") from None
 
+    def put_spoof(self, content_hash: str, channel: int, spoof: SpoofScore) -> None:
+        """Store the liveness detector's score of this audio (:mod:`voicecheck.antispoof`)."""
+        try:
+            with self._db:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO spoof_scores VALUES (?,?,?,?,?)",
+                    (content_hash, int(channel), spoof.detector, float(spoof.score), now()),
+                )
+        except sqlite3.Error as e:
+            raise StoreError(f"call-embedding store {self.directory}: {e}") from None
+
+    def spoof_score(self, content_hash: str, channel: int, detector: str) -> SpoofScore | None:
+        """The stored score of this audio by ``detector``, or None."""
+        from .antispoof import SpoofScore
+
+        row = self._db.execute(
+            "SELECT score FROM spoof_scores WHERE content_hash=? AND channel=? AND detector=?",
+            (content_hash, int(channel), detector),
+        ).fetchone()
+        return None if row is None else SpoofScore(detector, float(row[0]))
+
+    def spoof_missing(self, content_hash: str, channel: int, model: str, detector: str) -> bool:
+        """Whether this audio has a ``model`` embedding with speech but no score by ``detector``
+        (a batch then processes it again)."""
+        return (
+            self._db.execute(
+                "SELECT 1 FROM embeddings e WHERE e.content_hash=? AND e.channel=? AND e.model=? AND e.status='ok'"
+                " AND NOT EXISTS (SELECT 1 FROM spoof_scores s WHERE s.content_hash=e.content_hash"
+                " AND s.channel=e.channel AND s.detector=?)",
+                (content_hash, int(channel), model, detector),
+            ).fetchone()
+            is not None
+        )
+
     def link(self, call_id: str, borrower_id: str, audio: str, content_hash: str, channel: int, model: str) -> str:
         """Record that ``call_id`` (of ``borrower_id``) is this audio.
 
@@ -211,35 +329,22 @@ class CallStore:
             raise StoreError(f"call-embedding store {self.directory}: {e}") from None
         return before[0][:12] if before and tuple(before) != (content_hash, channel) else ""
 
-    def lookup(self, content_hash: str, channel: int, model: str) -> tuple[str, CallEmbedding | None, float] | None:
-        """(status, embedding or None, speech seconds) for this audio, or None if never processed."""
+    def lookup(self, content_hash: str, channel: int, model: str) -> StoredAudio | None:
+        """What is stored for this audio, or None if it was never processed."""
         row = self._db.execute(
             "SELECT * FROM embeddings WHERE content_hash=? AND channel=? AND model=?", (content_hash, channel, model)
         ).fetchone()
-        if row is None:
-            return None
-        return row[3], self._embedding(row), float(row[6])
+        return None if row is None else StoredAudio(row[3], self._embedding(row), float(row[6]), float(row[7]))
 
-    def linked(self, call_id: str, model: str) -> tuple[str, CallEmbedding | None, float] | None:
-        """(status, embedding or None, speech seconds) of a call id already processed, else None."""
-        row = self._db.execute(
-            "SELECT content_hash, channel FROM calls WHERE call_id=? AND model=?", (call_id, model)
-        ).fetchone()
-        return None if row is None else self.lookup(row[0], row[1], model)
+    def linked(self, call_id: str, model: str) -> StoredCall | None:
+        """A call id already processed (its borrower, path and what is stored of its audio), else None."""
+        row = self._db.execute(_CALL_SQL + " AND c.call_id=?", (model, call_id)).fetchone()
+        return None if row is None else self._stored_call(row)
 
-    def borrower_of(self, call_id: str, model: str) -> str:
-        """The borrower a stored call is linked to ('' when the call id is not linked)."""
-        row = self._db.execute("SELECT borrower_id FROM calls WHERE call_id=? AND model=?", (call_id, model)).fetchone()
-        return "" if row is None else str(row[0])
-
-    def duration_s(self, call_id: str, model: str) -> float | None:
-        """Length of a linked call's recording (known also when it had too little speech), else None."""
-        row = self._db.execute(
-            "SELECT e.duration_s FROM calls c JOIN embeddings e ON e.content_hash=c.content_hash"
-            " AND e.channel=c.channel AND e.model=c.model WHERE c.call_id=? AND c.model=?",
-            (call_id, model),
-        ).fetchone()
-        return None if row is None else float(row[0])
+    def _stored_call(self, row: tuple) -> StoredCall:
+        """A row of :data:`_CALL_SQL` as a StoredCall (every sealed column opened)."""
+        e = row[3:]
+        return StoredCall(row[0], row[1], row[2], self._embedding(e), float(e[6]), float(e[7]), e[3], e[0])
 
     def has(self, content_hash: str, channel: int, model: str) -> bool:
         return (
@@ -298,16 +403,83 @@ class CallStore:
 
     def calls(self, model: str, borrower_id: str | None = None) -> Iterator[StoredCall]:
         """Every linked call for ``model`` (optionally one borrower's), streamed in call-id order."""
-        sql = (
-            "SELECT c.call_id, c.borrower_id, c.audio, e.* FROM calls c JOIN embeddings e"
-            " ON e.content_hash=c.content_hash AND e.channel=c.channel AND e.model=c.model WHERE c.model=?"
-        )
-        args: tuple[str, ...] = (model,)
+        sql, args = _CALL_SQL, [model]
         if borrower_id is not None:
-            sql += " AND c.borrower_id=?"
-            args = (model, borrower_id)
+            sql, args = sql + " AND c.borrower_id=?", [model, borrower_id]
         for row in self._db.execute(sql + " ORDER BY c.call_id", args):
-            yield StoredCall(row[0], row[1], row[2], self._embedding(row[3:]), float(row[3 + 6]))
+            yield self._stored_call(row)
+
+    # -- reviews -------------------------------------------------------------------------------
+    def link_of(self, call_id: str) -> tuple[str, str] | None:
+        """(borrower, content hash) the call id was last linked to, any model; None when never."""
+        row = self._db.execute(
+            "SELECT borrower_id, content_hash FROM calls WHERE call_id=? ORDER BY seen_at DESC LIMIT 1", (call_id,)
+        ).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]))
+
+    def put_reviews(self, reviews: list[Review]) -> None:
+        """Store reviews (one transaction), each replacing an earlier review of its call."""
+        rows = [
+            (
+                r.call_id,
+                r.borrower_id,
+                r.content_hash,
+                *(
+                    self.cipher.seal(getattr(r, c).encode("utf-8"), review_context(c, *_review_key(r)))
+                    for c in REVIEW_SEALED
+                ),
+                r.reason,
+                r.reviewer,
+                r.reviewed_at,
+            )
+            for r in reviews
+        ]
+        try:
+            with self._db:
+                self._db.executemany("INSERT OR REPLACE INTO reviews VALUES (?,?,?,?,?,?,?,?)", rows)
+        except sqlite3.Error as e:
+            raise StoreError(f"{WHAT} {self.directory}: {e}") from None
+
+    def review(self, call_id: str) -> Review | None:
+        """The review of a call id, or None."""
+        row = self._db.execute("SELECT * FROM reviews WHERE call_id=?", (call_id,)).fetchone()
+        return None if row is None else self._review(row)
+
+    def reviews(self, borrower_id: str | None = None) -> Iterator[Review]:
+        """Every review (optionally one borrower's), in call-id order."""
+        sql, args = "SELECT * FROM reviews", []
+        if borrower_id is not None:
+            sql, args = sql + " WHERE borrower_id=?", [borrower_id]
+        for row in self._db.execute(sql + " ORDER BY call_id", args).fetchall():
+            yield self._review(row)
+
+    def _review(self, row: tuple) -> Review:
+        call_id, borrower_id, content_hash, label, note, reason, reviewer, reviewed_at = row
+        opened = [
+            self.cipher.open(
+                blob,
+                review_context(col, call_id, borrower_id, content_hash),
+                f"{WHAT} {self.path}: review of call {call_id!r} {col}",
+            ).decode("utf-8")
+            for col, blob in zip(REVIEW_SEALED, (label, note), strict=True)
+        ]
+        return Review(call_id, borrower_id, content_hash, opened[0], opened[1], reason, reviewer, reviewed_at)
+
+    def erase_reviews(self, borrower_id: str, call_ids: list[str], content_hashes: set[str]) -> int:
+        """Delete the reviews of ``borrower_id``, of ``call_ids`` and of audio ``content_hashes``
+        (overwritten on disk, WAL emptied). Returns the number removed."""
+        try:
+            with self._db as db:
+                n = db.execute("DELETE FROM reviews WHERE borrower_id=?", (borrower_id,)).rowcount
+                for column, values in (("call_id", sorted(call_ids)), ("content_hash", sorted(content_hashes))):
+                    for i in range(0, len(values), 500):
+                        chunk = values[i : i + 500]
+                        marks = ",".join("?" * len(chunk))
+                        n += db.execute(f"DELETE FROM reviews WHERE {column} IN ({marks})", chunk).rowcount
+        except sqlite3.Error as e:
+            raise StoreError(f"{WHAT} {self.directory}: {e}") from None
+        self.checkpoint()
+        return int(n)
 
     # -- erasure, retention, key rotation ------------------------------------------------------
     def borrower_calls(self, borrower_id: str) -> tuple[list[str], set[str]]:
@@ -342,6 +514,7 @@ class CallStore:
                     chunk = hashes[i : i + 500]
                     marks = ",".join("?" * len(chunk))
                     removed += db.execute(f"DELETE FROM embeddings WHERE content_hash IN ({marks})", chunk).rowcount
+                    db.execute(f"DELETE FROM spoof_scores WHERE content_hash IN ({marks})", chunk)
                     shared += db.execute(
                         f"SELECT COUNT(*) FROM calls WHERE content_hash IN ({marks})", chunk
                     ).fetchone()[0]
@@ -351,11 +524,12 @@ class CallStore:
         return {"calls": int(links), "embeddings": int(removed), "shared_calls": int(shared)}
 
     def purge(self, cutoff: str) -> dict[str, int]:
-        """Delete embeddings created before ``cutoff`` (ISO 8601 UTC), and every call link that is
-        older or points to no embedding any more; overwritten on disk, WAL emptied.
+        """Delete embeddings created before ``cutoff`` (ISO 8601 UTC), every call link that is
+        older or points to no embedding any more, and reviews recorded before it; overwritten on
+        disk, WAL emptied.
 
         Returns:
-            ``{"embeddings": n, "calls": n}`` removed.
+            ``{"embeddings": n, "calls": n, "reviews": n}`` removed.
         """
         try:
             with self._db as db:
@@ -365,10 +539,16 @@ class CallStore:
                     " e.content_hash=calls.content_hash AND e.channel=calls.channel AND e.model=calls.model)",
                     (cutoff,),
                 ).rowcount
+                reviews = db.execute("DELETE FROM reviews WHERE reviewed_at < ?", (cutoff,)).rowcount
+                db.execute(
+                    "DELETE FROM spoof_scores WHERE created_at < ? OR NOT EXISTS (SELECT 1 FROM embeddings e WHERE"
+                    " e.content_hash=spoof_scores.content_hash AND e.channel=spoof_scores.channel)",
+                    (cutoff,),
+                )
         except sqlite3.Error as e:
             raise StoreError(f"{WHAT} {self.directory}: {e}") from None
         self.checkpoint()
-        return {"embeddings": int(emb), "calls": int(links)}
+        return {"embeddings": int(emb), "calls": int(links), "reviews": int(reviews)}
 
     def _sealed_rows(self, after: int, limit: int) -> list[tuple]:
         return _sealed_rows(self._db, after, limit)
@@ -384,6 +564,7 @@ class CallStore:
                     n += _reseal_rows(db, rows, self.cipher, new, self.path)
                 after = rows[-1][0]
             with self._db as db:
+                n += _reseal_reviews(db, self.cipher, new, self.path)
                 db.execute("UPDATE meta SET value=? WHERE key='key_check'", (storage.seal_check(new, DB_NAME),))
         except sqlite3.Error as e:
             raise StoreError(f"{WHAT} {self.directory}: {e}") from None
@@ -401,7 +582,7 @@ class CallStore:
                         self.cipher.open(blob, embedding_context(col, h, channel, model, dim), f"call {h[:12]} {col}")
                         n += 1
             after = rows[-1][0]
-        return n
+        return n + sum(1 for _ in self.reviews()) * len(REVIEW_SEALED)
 
     def _embedding(self, row: tuple) -> CallEmbedding | None:
         """A stored ``embeddings`` row as a CallEmbedding (None when it had too little speech); every
@@ -449,6 +630,26 @@ def _reseal_rows(db: sqlite3.Connection, rows: list[tuple], old: Cipher, new: Ci
     return n
 
 
+def _review_key(r: Review) -> tuple[str, str, str]:
+    return r.call_id, r.borrower_id, r.content_hash
+
+
+def _reseal_reviews(db: sqlite3.Connection, old: Cipher, new: Cipher, path: Path) -> int:
+    """Open the sealed review columns with ``old``, seal them with ``new``; returns the blobs done."""
+    n = 0
+    cols = ", ".join(REVIEW_SEALED)
+    for rowid, call_id, borrower_id, content_hash, *blobs in db.execute(
+        f"SELECT rowid, call_id, borrower_id, content_hash, {cols} FROM reviews"
+    ).fetchall():
+        out = []
+        for col, blob in zip(REVIEW_SEALED, blobs, strict=True):
+            ctx = review_context(col, call_id, borrower_id, content_hash)
+            out.append(new.seal(old.open(blob, ctx, f"{WHAT} {path}: review of call {call_id!r} {col}"), ctx))
+            n += 1
+        db.execute(f"UPDATE reviews SET {', '.join(f'{c}=?' for c in REVIEW_SEALED)} WHERE rowid=?", (*out, rowid))
+    return n
+
+
 def migrate(directory: str | Path, cipher: Cipher) -> str:
     """Bring the call store in ``directory`` to this schema and to ``cipher``'s encryption, in place.
 
@@ -490,6 +691,8 @@ def migrate(directory: str | Path, cipher: Cipher) -> str:
             while rows := _sealed_rows(db, after, 500):
                 n += _reseal_rows(db, rows, Cipher(None), cipher, path)
                 after = rows[-1][0]
+            if db.execute("SELECT 1 FROM sqlite_master WHERE name='reviews'").fetchone():
+                n += _reseal_reviews(db, Cipher(None), cipher, path)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('encryption', ?)", (cipher.mode,))
             db.execute("DELETE FROM meta WHERE key='key_check'")
             if cipher.encrypted:

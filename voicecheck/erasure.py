@@ -10,8 +10,8 @@ the erasure (ids and counts, never vectors).
 
 The steps run in :data:`STEPS` order after :func:`gather` has collected the borrower's call ids and
 audio hashes from every store (so that a step never depends on data an earlier step deleted). A new
-per-person table (issue 17's per-call QA reviews) adds one step there: a function taking the
-:class:`Erasure` and returning its counts.
+per-person table adds one step there: a function taking the :class:`Erasure` and returning its
+counts (the QA reviews of :mod:`voicecheck.reviews` are one).
 """
 
 from __future__ import annotations
@@ -89,12 +89,23 @@ def erase_voiceprint(request: Erasure) -> dict[str, Any]:
     return done
 
 
+def erase_reviews(request: Erasure) -> dict[str, Any]:
+    """The QA reviews (label and note) of the borrower's calls and of their audio."""
+    calls = CallStore(request.settings.embeddings, request.cipher)
+    try:
+        return {"reviews": calls.erase_reviews(request.borrower_id, request.call_ids, request.hashes)}
+    finally:
+        calls.close()
+
+
 STEPS: tuple[tuple[str, Callable[[Erasure], dict[str, Any]]], ...] = (
     ("calls", erase_calls),
     ("voiceprint", erase_voiceprint),
+    ("reviews", erase_reviews),
 )
 """The erasure steps, in order (the call store first: the voiceprint store holds the enrollment hashes
-a re-run needs if an erasure is interrupted). Issue 17 adds ("reviews", <its erase function>)."""
+a re-run needs if an erasure is interrupted; reviews last, keyed by the borrower and the call ids and
+hashes :func:`gather` collected, so a re-run still finds them)."""
 
 
 def erase(settings: Settings, borrower_id: str) -> dict[str, Any]:
@@ -102,7 +113,7 @@ def erase(settings: Settings, borrower_id: str) -> dict[str, Any]:
 
     Returns:
         Counts: ``recordings``, ``watchlist_entries`` (+ ``watchlist_labels``), ``calls``, ``embeddings``,
-        ``shared_calls`` (other borrowers' calls of the same audio, whose embedding went too).
+        ``shared_calls`` (other borrowers' calls of the same audio, whose embedding went too), ``reviews``.
 
     Raises:
         UsageError: an empty borrower id.
@@ -128,10 +139,11 @@ def cutoff(days: float) -> str:
 def purge(
     settings: Settings, older_than_days: float, trigger: str = "purge", cipher: Cipher | None = None
 ) -> dict[str, Any]:
-    """Remove call embeddings stored more than ``older_than_days`` ago, and their call links; audited.
+    """Remove call embeddings stored more than ``older_than_days`` ago, their call links, and QA reviews
+    recorded before then; audited.
 
     Returns:
-        ``{"embeddings": n, "calls": n, "older_than_days": d}``.
+        ``{"embeddings": n, "calls": n, "reviews": n, "older_than_days": d}``.
 
     Raises:
         UsageError: a negative or non-finite age.

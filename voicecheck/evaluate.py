@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .analysis import side_cosine
 from .callstore import CallStore
 from .config import Settings
 from .crypto import cipher_for
@@ -40,13 +41,17 @@ def _label(value: str, row: int, path: Path) -> int:
     raise UsageError(f"{path} row {row}: label {value!r} is neither target (1) nor non-target (0)")
 
 
+MIN_REVIEWED = 20
+"""Fewest QA-reviewed genuine and impostor calls (each) that ``eval``/``calibrate --reviewed`` use."""
+
+
 def score_trials(
-    path: str | Path,
+    path: str | Path | None,
     settings: Settings,
     report: Callable[[str], None] = lambda s: None,
     compare: str | None = None,
 ) -> tuple[list[dict[str, Any]], Scorer, Scorer | None]:
-    """Score every trial of a trials CSV with the product's scorer.
+    """Score every trial of a trials CSV (None: the QA-reviewed calls) with the product's scorer.
 
     Args:
         compare: another ``backend_file`` value (e.g. "auto", the shipped back-end): each trial is
@@ -56,6 +61,8 @@ def score_trials(
         One dict per trial (enroll, test, label, score, raw_cosine, band, [compare_score], or error), the
         scorer used and the comparison scorer (None without ``compare``).
     """
+    if path is None:
+        return score_reviewed(settings, report, compare)
     p = Path(path)
     rows = list(read_rows(p, ("label",)))
     if not rows:
@@ -73,12 +80,7 @@ def score_trials(
     tested: dict[str, CallEmbedding] = {}
     out: list[dict[str, Any]] = []
     try:
-        scorer = Scorer.build(settings, spec.name, spec.key, calls)
-        other = (
-            None
-            if compare is None
-            else Scorer.build(replace(settings, backend_file=compare), spec.name, spec.key, calls)
-        )
+        scorer, other = _scorers(settings, spec.name, spec.key, calls, compare)
         for n, f in rows:
             trial: dict[str, Any] = {"row": n, "label": _label(f.get("label", ""), n, p)}
             try:
@@ -105,9 +107,9 @@ def score_trials(
                     test_path = f.get("audio", "")
                     if not test_path and f.get("call_id"):
                         linked = calls.linked(f["call_id"], spec.name)
-                        if linked is None or linked[1] is None:
+                        if linked is None or linked.embedding is None:
                             raise UsageError(f"call {f['call_id']!r} has no stored embedding")
-                        tested[f["call_id"]] = linked[1]
+                        tested[f["call_id"]] = linked.embedding
                         test_path = f["call_id"]
                 if test_path not in tested:
                     engine = engine or Engine(settings)
@@ -116,9 +118,69 @@ def score_trials(
                 trial.update(score=s.score, raw_cosine=s.raw_cosine, band=s.band, mode=s.mode)
                 if other is not None:
                     trial["compare_score"] = other.score(voiceprint, tested[test_path], with_threshold=False).score
+                test = tested[test_path]
+                trial["side_cosine"] = side_cosine(test.windows, test.window_times_s, settings.takeover_min_segment_s)
             except VoicecheckError as e:
                 trial["error"] = f"{e.code}: {e}"
                 report(f"row {n}: skipped: {e}")
+            out.append(trial)
+    finally:
+        calls.close()
+        store.close()
+    return out, scorer, other
+
+
+def _scorers(
+    settings: Settings, model: str, key: str, calls: CallStore, compare: str | None
+) -> tuple[Scorer, Scorer | None]:
+    """The scorer of the settings and, with ``compare``, the same one with that back-end instead."""
+    scorer = Scorer.build(settings, model, key, calls)
+    other = None if compare is None else Scorer.build(replace(settings, backend_file=compare), model, key, calls)
+    return scorer, other
+
+
+def score_reviewed(
+    settings: Settings, report: Callable[[str], None] = lambda s: None, compare: str | None = None
+) -> tuple[list[dict[str, Any]], Scorer, Scorer | None]:
+    """Trials from the deployment's own QA reviews (issue 11.5): each call reviewed genuine or impostor
+    against the borrower it was made for, scored as the batch scores it (the store's cohort).
+
+    Reviews mostly cover flagged calls, so rates measured on them describe the reviewed calls; a
+    calibration on them is best with a sample of matches reviewed too (the README's day-one guide).
+
+    Raises:
+        UsageError: fewer than :data:`MIN_REVIEWED` reviewed genuine or impostor calls.
+    """
+    from .reviews import reviewed_calls
+
+    spec = model_spec(settings.model, settings.embeddings)
+    reviewed = reviewed_calls(settings, spec.name)
+    genuine = sum(c.genuine for c in reviewed)
+    if genuine < MIN_REVIEWED or len(reviewed) - genuine < MIN_REVIEWED:
+        raise UsageError(
+            f"{genuine} calls reviewed genuine and {len(reviewed) - genuine} impostor; --reviewed needs at least "
+            f"{MIN_REVIEWED} of each (voicecheck review CALL_ID --label ...), or give a trials CSV"
+        )
+    cipher = cipher_for(settings)
+    calls = CallStore(settings.embeddings, cipher)
+    store = VoiceprintStore(settings.store, cipher)
+    out: list[dict[str, Any]] = []
+    try:
+        scorer, other = _scorers(settings, spec.name, spec.key, calls, compare)
+        for n, c in enumerate(reviewed, 1):
+            trial: dict[str, Any] = {"row": n, "label": int(c.genuine), "enroll": c.borrower_id, "test": c.call_id}
+            try:
+                voiceprint = store.get(c.borrower_id, spec.name)
+                s = scorer.score(voiceprint, c.embedding, with_threshold=False)
+                trial.update(score=s.score, raw_cosine=s.raw_cosine, band=s.band, mode=s.mode)
+                if other is not None:
+                    trial["compare_score"] = other.score(voiceprint, c.embedding, with_threshold=False).score
+                trial["side_cosine"] = side_cosine(
+                    c.embedding.windows, c.embedding.window_times_s, settings.takeover_min_segment_s
+                )
+            except VoicecheckError as e:
+                trial["error"] = f"{e.code}: {e}"
+                report(f"reviewed call {c.call_id}: skipped: {e}")
             out.append(trial)
     finally:
         calls.close()
@@ -150,7 +212,7 @@ def write_scores(path: Path, trials: list[dict[str, Any]]) -> None:
 
 
 def evaluate(
-    path: str | Path,
+    path: str | Path | None,
     out_dir: str | Path,
     settings: Settings,
     report: Callable[[str], None] = lambda s: None,
@@ -179,7 +241,9 @@ def evaluate(
         tar_llr, non_llr = calib.llr(tar), calib.llr(non)
     out = private_dir(out_dir)
     result = _figures(scorer, band, tar, non, tar_llr, non_llr)
-    result.update(trials=str(path), errors=sum(1 for t in trials if "error" in t))
+    result.update(
+        trials="QA-reviewed calls" if path is None else str(path), errors=sum(1 for t in trials if "error" in t)
+    )
     curves: dict[str, tuple[npt.ArrayLike, npt.ArrayLike]] = {
         f"{scorer.model} ({scorer.mode(band)}, {result['backend'] or 'no back-end'})": (tar, non)
     }
@@ -214,7 +278,7 @@ def _figures(
 
 
 def calibrate(
-    path: str | Path,
+    path: str | Path | None,
     settings: Settings,
     max_false_flag: float | None = 0.05,
     report: Callable[[str], None] = lambda s: None,
@@ -232,12 +296,13 @@ def calibrate(
     tar, non = split_scores(trials)
     band = next(t["band"] for t in trials if "band" in t)
     mode = scorer.mode(band)
-    source = f"voicecheck calibrate {path} ({len(tar)} target, {len(non)} non-target trials, {now()[:10]})"
+    what = "--reviewed (QA-reviewed calls)" if path is None else str(path)
+    source = f"voicecheck calibrate {what} ({len(tar)} target, {len(non)} non-target trials, {now()[:10]})"
     calib = fit_calibration(tar, non, model=scorer.model, source=source)
     if at_llr is not None:
         if calib.a <= 0:
             raise UsageError(
-                f"the calibration fitted on {path} does not rise with the score (slope {calib.a:.3g}): "
+                f"the calibration fitted on {what} does not rise with the score (slope {calib.a:.3g}): "
                 "the trials do not separate targets from non-targets; check their labels"
             )
         threshold = (at_llr - calib.b) / calib.a
@@ -256,4 +321,37 @@ def calibrate(
         "n_nontarget": len(non),
     }
     saved = scorer.profile.save_mode(scorer.key, settings.embeddings, mode, values, source, scorer.backend)
-    return {"mode": mode, "path": str(saved), **values}
+    takeover = fit_takeover(trials, settings, what)
+    if takeover is not None:
+        scorer.profile.save_takeover(scorer.key, settings.embeddings, takeover)
+    return {"mode": mode, "path": str(saved), **values, "takeover": takeover}
+
+
+TAKEOVER_GENUINE_SHARE = 0.05
+"""The takeover limit :func:`fit_takeover` fits: the raw side cosine that this share of genuine calls
+falls below (so the side test keeps at least 95% of genuine calls from being flagged a takeover)."""
+
+TAKEOVER_MIN_CALLS = 20
+"""Fewest genuine test calls long enough for two sides that :func:`fit_takeover` fits a limit on."""
+
+
+def fit_takeover(trials: list[dict[str, Any]], settings: Settings, where: str) -> dict[str, Any] | None:
+    """The model's takeover limit from the genuine (target) trials' test calls, or None when fewer than
+    :data:`TAKEOVER_MIN_CALLS` distinct ones have two sides of ``takeover_min_segment_s`` of speech.
+
+    A genuine call holds one voice, so the cosine between its two sides' mean embeddings is what the
+    side test must let through; the limit is the :data:`TAKEOVER_GENUINE_SHARE` quantile of those
+    cosines (each test call counted once).
+    """
+    cosines = {t["test"]: t["side_cosine"] for t in trials if t["label"] == 1 and t.get("side_cosine") is not None}
+    if len(cosines) < TAKEOVER_MIN_CALLS:
+        return None
+    values = np.array(list(cosines.values()), dtype=np.float64)
+    return {
+        "max_side_cosine": round(float(np.quantile(values, TAKEOVER_GENUINE_SHARE)), 4),
+        "genuine_share_below": TAKEOVER_GENUINE_SHARE,
+        "n_calls": len(values),
+        "min_segment_s": settings.takeover_min_segment_s,
+        "source": f"voicecheck calibrate {where}: {TAKEOVER_GENUINE_SHARE:.0%} quantile of the side cosines of "
+        f"{len(values)} genuine test calls ({now()[:10]})",
+    }

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import channel as telephone
+from .antispoof import LivenessSpec, SpoofDetector, SpoofScore, judge_liveness, load_detector, read_liveness
 from .audio import load, resample, resample_spans
 from .config import Settings
 from .crypto import Cipher
@@ -55,9 +56,20 @@ def to_narrow(speech: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 class Engine:
-    """Front end plus model: audio path in, embeddings out. One per worker process."""
+    """Front end plus model: audio path in, embeddings out. One per worker process.
 
-    def __init__(self, settings: Settings, embedder: Embedder | None = None, vad: Vad | None = None) -> None:
+    Args:
+        liveness: the synthetic-speech detector; None loads the one models.toml declares, if any
+            (:func:`voicecheck.antispoof.load_detector`).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        embedder: Embedder | None = None,
+        vad: Vad | None = None,
+        liveness: SpoofDetector | None = None,
+    ) -> None:
         self.settings = settings
         self.embedder = embedder or load_embedder(
             settings.model, settings.embeddings, settings.device, settings.precision
@@ -65,13 +77,16 @@ class Engine:
         self.vad: Vad = vad or SileroVad(
             threshold=settings.vad_threshold, min_silence_s=settings.vad_min_silence_s, pad_s=settings.vad_pad_s
         )
+        self.liveness = liveness or load_detector(settings.embeddings, settings.device)
 
     @property
     def model(self) -> str:
         return self.embedder.name
 
-    def speech(self, audio: Audio, regions: list | None = None) -> tuple[np.ndarray, list, float]:
-        """Customer speech at the model's rate: (speech samples, regions, net speech seconds).
+    def speech(
+        self, audio: Audio, regions: list | None = None, sample_rate: int | None = None
+    ) -> tuple[np.ndarray, list, float]:
+        """Customer speech at the model's rate (or ``sample_rate``): (speech samples, regions, net speech seconds).
 
         ``regions`` are the VAD's regions of ``audio`` when already found (see :meth:`embed_many`).
         Only the regions are resampled (:func:`voicecheck.audio.resample_spans`: the same samples as
@@ -79,7 +94,7 @@ class Engine:
         """
         if regions is None:
             regions = self.vad.regions(audio.samples, audio.sample_rate)
-        rate = self.embedder.sample_rate
+        rate = sample_rate or self.embedder.sample_rate
         parts = resample_spans(audio.samples, audio.sample_rate, rate, [(r.start_s, r.end_s) for r in regions])
         parts = [part for part in parts if len(part)]
         speech = np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, dtype=np.float32)
@@ -143,6 +158,19 @@ class Engine:
             channels=audio.channels,
         )
 
+    def spoof_score(self, audio: Audio, regions: list | None = None) -> SpoofScore | None:
+        """The liveness detector's score of the customer's speech (resampled from the recording to the
+        detector's rate), or None when no detector is configured.
+
+        Raises:
+            VoicecheckError: the detector cannot score it (the caller records the call as an error).
+        """
+        if self.liveness is None:
+            return None
+        rate = self.liveness.sample_rate
+        speech, _, _ = self.speech(audio, regions, rate)
+        return SpoofScore(self.liveness.name, self.liveness.score(speech, rate))
+
     def embed_call(self, path: str | Path, channel: int | None) -> CallEmbedding:
         """Decode ``path``, take ``channel`` and embed it (see :meth:`embed_audio`)."""
         return self.embed_audio(decode(path, channel, self.settings))
@@ -169,15 +197,24 @@ class Judge:
     Args:
         voiceprints: the store (borrowers, collectors, watchlist).
         scorer: the model's scorer (back-end, cohort, thresholds).
+        liveness: the configured synthetic-speech detector's manifest entry (its name and threshold):
+            every judged call must then come with its spoof score. None: no liveness check.
     """
 
     def __init__(
-        self, voiceprints: VoiceprintStore, scorer: Scorer, min_speech_s: float = 3.0, timeline: bool = False
+        self,
+        voiceprints: VoiceprintStore,
+        scorer: Scorer,
+        min_speech_s: float = 3.0,
+        timeline: bool = False,
+        liveness: LivenessSpec | None = None,
     ) -> None:
         self.voiceprints = voiceprints
         self.scorer = scorer
         self.min_speech_s = min_speech_s
         self.timeline = timeline
+        self.liveness = liveness
+        self.takeover_limit = scorer.takeover_max_side_cosine().value
         agents = voiceprints.all(scorer.model, "agent")
         self.agent_vectors = np.stack([a.vectors["narrow"] for a in agents]) if agents else None
         watch = voiceprints.watch_list(scorer.model)
@@ -197,8 +234,10 @@ class Judge:
         emb: CallEmbedding | None,
         speech_s: float,
         channel: int | None = None,
+        spoof: SpoofScore | None = None,
     ) -> CallResult:
-        """The record for one call; ``emb`` None means too little speech. Never raises a VoicecheckError:
+        """The record for one call; ``emb`` None means too little speech; ``spoof`` is the liveness
+        detector's score of the call (needed when one is configured). Never raises a VoicecheckError:
         a call that cannot be judged gets verdict ``error`` with the reason."""
         result = CallResult(
             call_id=call_id,
@@ -211,6 +250,8 @@ class Judge:
         )
         try:
             self._decide(result, emb)
+            if self.liveness is not None:  # issue 15.3: after the voice checks, may turn a verdict to mismatch
+                judge_liveness(result, spoof, self.liveness)
         except VoicecheckError as e:
             result.verdict, result.reason = "error", f"{e.code}: {e}"
         return result
@@ -264,7 +305,13 @@ class Judge:
 
         settings = self.scorer.settings
         change = detect_speaker_change(
-            emb.windows, emb.window_times_s, enroll, score_fn, threshold, min_segment_s=settings.takeover_min_segment_s
+            emb.windows,
+            emb.window_times_s,
+            enroll,
+            score_fn,
+            threshold,
+            min_segment_s=settings.takeover_min_segment_s,
+            max_side_cosine=self.takeover_limit,
         )
         if change is not None:
             result.speaker_change_s = round(change.change_s, 2)
@@ -317,7 +364,7 @@ class Judge:
 
         spec = model_spec(settings.model, settings.embeddings)
         scorer = Scorer.build(settings, spec.name, spec.key, calls, voiceprints)
-        return cls(voiceprints, scorer, spec.min_speech_s, timeline)
+        return cls(voiceprints, scorer, spec.min_speech_s, timeline, read_liveness(settings.embeddings))
 
     def watchlist_hits(self, emb: CallEmbedding) -> list[dict[str, Any]]:
         """Watchlist voices scoring at or above the watchlist threshold, best first (narrow band)."""
@@ -412,22 +459,8 @@ def enroll_recordings(
                 trail.record("enroll", **event, outcome="refused", reason=refusal)
                 failures += 1
                 continue
-            vectors, seconds = got.vectors, got.speech_seconds
-            added = store.add_recording(
-                owner,
-                engine.model,
-                path,
-                got.content_hash,
-                got.band,
-                seconds,
-                vectors,
-                fresh,
-                kind,
-                consent=ref,
-                forced=forced,
-            )
+            outcome = _store_recording(store, engine.model, owner, path, got, fresh, kind, ref, forced)
             started.add(owner)
-            outcome = "added" if added else "already enrolled, skipped"
             trail.record(
                 "enroll", **event, content_hash=got.content_hash, outcome=outcome, forced=forced or None, replace=fresh
             )
@@ -436,6 +469,34 @@ def enroll_recordings(
     finally:
         store.close()
     return failures
+
+
+def _store_recording(
+    store: VoiceprintStore,
+    model: str,
+    owner: str,
+    path: str,
+    got: Enrolled,
+    fresh: bool,
+    kind: str,
+    consent: str,
+    forced: str,
+) -> str:
+    """Add one admitted recording to the owner's voiceprint; "added" or "already enrolled, skipped"."""
+    added = store.add_recording(
+        owner,
+        model,
+        path,
+        got.content_hash,
+        got.band,
+        got.speech_seconds,
+        got.vectors,
+        fresh,
+        kind,
+        consent=consent,
+        forced=forced,
+    )
+    return "added" if added else "already enrolled, skipped"
 
 
 def _refuse_early(owner: str, path: str, consent: str) -> str | None:
@@ -533,6 +594,7 @@ def check_one(
     from .audit import audit_log
     from .callstore import CallStore
     from .crypto import cipher_for
+    from .reviews import in_record, of_audio
 
     cipher = cipher_for(settings)
     voiceprints = VoiceprintStore(settings.store, cipher)
@@ -544,17 +606,25 @@ def check_one(
         try:
             decoded = decode(audio, settings.channel, settings)
             stored = calls.lookup(decoded.content_hash, decoded.channel, model)
-            if stored is not None and stored[1] is not None:
-                emb, speech_s = stored[1], stored[2]
+            if stored is not None and stored.embedding is not None:
+                emb, speech_s = stored.embedding, stored.speech_seconds
             else:
-                emb = (engine or Engine(settings)).embed_audio(decoded)
+                engine = engine or Engine(settings)
+                emb = engine.embed_audio(decoded)
                 speech_s = emb.speech_seconds
+            spoof = None
+            if judge.liveness is not None:  # the stored score of this audio, else scored now
+                spoof = calls.spoof_score(decoded.content_hash, decoded.channel, judge.liveness.name)
+                if spoof is None:
+                    spoof = (engine or Engine(settings)).spoof_score(decoded, list(emb.regions))
         except InsufficientSpeechError as e:
-            emb, speech_s = None, e.speech_seconds
+            emb, speech_s, spoof = None, e.speech_seconds, None
         except VoicecheckError as e:
             return audited_check(audit_log(settings, cipher), error_result(call_id, borrower_id, str(audio), e, model))
-        result = judge(call_id, borrower_id, str(audio), emb, speech_s, decoded.channel)
+        result = judge(call_id, borrower_id, str(audio), emb, speech_s, decoded.channel, spoof)
         result.duration_s = round(decoded.duration_s, 2)
+        result.content_hash = result.content_hash or decoded.content_hash
+        result.review = in_record(of_audio(calls.review(call_id), decoded.content_hash))
         return audited_check(audit_log(settings, cipher), result)
     finally:
         voiceprints.close()
@@ -612,15 +682,15 @@ def watch_from(label: str, audio: list[str], call_ids: list[str], source: str, s
     try:
         for call_id in call_ids:
             link = calls.linked(call_id, model)
-            emb = None if link is None else link[1]
+            emb = None if link is None else link.embedding
             if emb is None:
                 raise UsageError(f"call {call_id!r} has no stored {model} embedding with speech; run the batch first")
             vector = emb.vector if emb.band == "narrow" else emb.narrow_vector
             if vector is None:
                 raise UsageError(f"call {call_id!r} is wideband and was stored without a telephone-band vector")
             vectors.append(vector)
-            borrower = calls.borrower_of(call_id, model)
-            provenance.append(WatchSource(call_id=call_id, borrower_id=borrower, content_hash=emb.content_hash))
+            assert link is not None
+            provenance.append(WatchSource(call_id=call_id, borrower_id=link.borrower_id, content_hash=emb.content_hash))
     finally:
         calls.close()
     store = VoiceprintStore(settings.store, cipher)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import json
 import os
 from collections import Counter
@@ -26,6 +27,7 @@ FLAGGED_CSV_COLUMNS = [
     "threshold",
     "llr",
     "speaker_change_s",
+    "spoof_score",
     "watchlist",
     "speech_seconds",
     "duration_s",
@@ -198,64 +200,78 @@ def write_html(
     sections: list[tuple[str, str]] | None = None,
     max_rows: int = 2000,
     bins: int = 40,
+    settings: Any = None,
+    excerpts: int = 2000,
 ) -> Path:
     """Write ``out_dir/report.html``: one static page, no server, no external assets.
 
     Counts per verdict, time per stage, a score histogram split by verdict with the threshold
-    marked (inline SVG), the mismatches, and the error/inconclusive calls. The results file is
-    streamed: scores are counted into fixed buckets as they are read and only flagged calls are
-    kept (at most ``max_rows`` per table: the lowest-scoring mismatches, the first others).
+    marked (matplotlib, inline SVG), the review queue (flagged calls grouped by reason, strongest
+    evidence first, each with an excerpt of the customer channel, its similarity timeline, the
+    borrower's other calls and the command that records a decision; a script in the page filters,
+    searches, takes decisions and downloads them as the CSV ``voicecheck review import`` reads), the
+    error/inconclusive calls, rings and extra sections. Memory is bounded by ``max_rows``: the
+    results file is streamed (once for the counts and the queue, once more for the queued
+    borrowers' other calls).
 
     Args:
-        out_dir: folder of the batch run; the report is written there.
+        out_dir: folder of the batch run; the report (and its ``excerpts/`` folder) is written there.
         summary: the batch summary (``summary.json``): calls, verdicts, timings_s, wall_seconds...
         results_path: the ``results.jsonl`` to read.
-        rings: optional voice rings (objects or dicts with calls, borrowers, cohesion), shown as a table.
+        rings: optional voice rings (objects or dicts with calls, borrowers, cohesion): a table, and
+            their calls in this run join the queue's ``ring`` group.
         sections: extra (title, html) sections added at the marked place (takeovers, watchlist hits,
             ...). Their html is inserted as given: build it with :func:`html_table` or escape it.
-        max_rows: most rows per flagged-call table.
+        max_rows: most calls per queue group and per table (the strongest evidence, the first others).
         bins: histogram bars.
+        settings: the run's settings (the review command names its store and embeddings folders; the
+            audio limits apply when excerpts are cut); None gives a command without folders.
+        excerpts: most audio excerpts written (the first calls of the queue); 0 writes none.
 
     Returns:
         The path of the report.
     """
-    import heapq
-    import html
-    import math
+    from .desk import Queue, other_calls
 
+    scan = Scan(max_rows)
+    queue = Queue(max_rows, _ring_map(rings))
+    for r in read_jsonl(results_path):
+        scan.add(r)
+        queue.add(r)
+    siblings = other_calls(read_jsonl(results_path), queue.borrowers()) if queue.items else {}
+    data = queue_data(queue, siblings, Path(out_dir), settings, excerpts)
+    parts = _head(out_dir, summary, scan, bins, data["nonce"]) + [
+        queue_html(data, scan.n_mismatch),
+        f"<h2>Errors and inconclusive calls ({scan.n_other})</h2>",
+        _flag_note(scan.n_other, len(scan.others), "in results order"),
+        html_table(scan.others, FLAG_COLUMNS, link="audio"),
+        "<!-- extra sections: takeovers, rings, watchlist hits -->",
+    ]
+    if rings is not None:
+        parts += [
+            f"<h2>Voice rings ({len(rings)})</h2>",
+            html_table([_ring_row(x) for x in rings], ["ring", "borrowers", "calls", "cohesion"]),
+        ]
+    for title, body in sections or []:
+        parts += [f'<section class="extra"><h2>{html.escape(title)}</h2>', body, "</section>"]
+    parts += [
+        "<!-- end of extra sections -->",
+        f'<script nonce="{data["nonce"]}">{_script()}</script>',
+        "</body></html>",
+    ]
+    out = private_dir(out_dir) / REPORT_HTML
+    write_private(out, "\n".join(parts) + "\n")
+    return out
+
+
+def _head(out_dir: str | Path, summary: dict[str, Any], scan: Scan, bins: int, nonce: str) -> list[str]:
+    """The page up to the queue: title, policy, counts, time per stage, the histogram."""
     esc = html.escape
-    verdicts: Counter[str] = Counter({v: 0 for v in VERDICTS})
-    buckets: dict[str, Counter[int]] = {v: Counter() for v in VERDICTS}
-    thresholds: Counter[float] = Counter()
-    mismatches: list[tuple[float, int, dict[str, Any]]] = []  # max-heap on score via negation
-    others: list[dict[str, Any]] = []
-    n_mismatch = n_other = 0
-    for n, r in enumerate(read_jsonl(results_path)):
-        verdict = str(r.get("verdict"))
-        verdicts[verdict] += 1
-        score = r.get("score")
-        if isinstance(score, (int, float)):
-            buckets.setdefault(verdict, Counter())[math.floor(score / _BUCKET)] += 1
-        if isinstance(r.get("threshold"), (int, float)):
-            thresholds[round(float(r["threshold"]), 4)] += 1
-        if verdict == "mismatch":
-            n_mismatch += 1
-            key = -float(score) if isinstance(score, (int, float)) else float("-inf")
-            item = (key, n, _flagged(r))
-            if len(mismatches) < max_rows:
-                heapq.heappush(mismatches, item)
-            elif item > mismatches[0]:
-                heapq.heapreplace(mismatches, item)
-        elif verdict in ("error", "inconclusive"):
-            n_other += 1
-            if len(others) < max_rows:
-                others.append(_flagged(r))
-    flagged = [m[2] for m in sorted(mismatches, key=lambda m: (-m[0], m[1]))]
-
-    total = sum(verdicts.values())
-    parts = [
+    total = sum(scan.verdicts.values())
+    return [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{_CSP.format(nonce=nonce)}">',
         f"<title>voicecheck report: {esc(str(Path(out_dir).name))}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>voicecheck batch report</h1><p class=meta>{esc(_meta(summary))}</p>",
@@ -263,7 +279,7 @@ def write_html(
         html_table(
             [
                 {"verdict": v, "calls": c, "share": f"{(c / total * 100 if total else 0):.1f}%"}
-                for v, c in verdicts.items()
+                for v, c in scan.verdicts.items()
             ],
             ["verdict", "calls", "share"],
         ),
@@ -274,25 +290,197 @@ def write_html(
             ["stage", "seconds"],
         ),
         "<h2>Scores</h2>",
-        _histogram_svg(buckets, thresholds, bins),
-        f"<h2>Mismatches ({n_mismatch})</h2>",
-        _flag_note(n_mismatch, len(flagged), "lowest scores first"),
-        html_table(flagged, FLAG_COLUMNS, link="audio"),
-        f"<h2>Errors and inconclusive calls ({n_other})</h2>",
-        _flag_note(n_other, len(others), "in results order"),
-        html_table(others, FLAG_COLUMNS, link="audio"),
-        "<!-- extra sections: takeovers, rings, watchlist hits -->",
+        histogram_svg(*histogram_counts(scan.buckets, scan.thresholds, bins), scan.thresholds),
     ]
-    if rings is not None:
-        parts += [
-            f"<h2>Voice rings ({len(rings)})</h2>",
-            html_table([_ring_row(x) for x in rings], ["ring", "borrowers", "calls", "cohesion"]),
+
+
+class Scan:
+    """What the report keeps of a results file read once: counts per verdict, scores counted into
+    fixed buckets per verdict, the thresholds seen, the number of mismatches, and the first
+    ``max_rows`` error/inconclusive calls."""
+
+    def __init__(self, max_rows: int) -> None:
+        self.max_rows = max_rows
+        self.verdicts: Counter[str] = Counter({v: 0 for v in VERDICTS})
+        self.buckets: dict[str, Counter[int]] = {v: Counter() for v in VERDICTS}
+        self.thresholds: Counter[float] = Counter()
+        self.others: list[dict[str, Any]] = []
+        self.n_mismatch = self.n_other = 0
+
+    def add(self, r: dict[str, Any]) -> None:
+        """Count one record."""
+        import math
+
+        verdict = str(r.get("verdict"))
+        self.verdicts[verdict] += 1
+        score = r.get("score")
+        if isinstance(score, (int, float)):
+            self.buckets.setdefault(verdict, Counter())[math.floor(score / _BUCKET)] += 1
+        if isinstance(r.get("threshold"), (int, float)):
+            self.thresholds[round(float(r["threshold"]), 4)] += 1
+        if verdict == "mismatch":
+            self.n_mismatch += 1
+        elif verdict in ("error", "inconclusive"):
+            self.n_other += 1
+            if len(self.others) < self.max_rows:
+                self.others.append(_flagged(r))
+
+
+# -- the review queue ---------------------------------------------------------------------------------
+
+GROUP_TITLES = {
+    "voice_mismatch": "Voice mismatch",
+    "speaker_change": "Speaker change",
+    "watchlist_hit": "Watchlist",
+    "synthetic_voice": "Synthetic voice",
+    "ring": "Ring",
+    "replay": "Replay",
+    "other": "Other",
+}
+TIMELINE_POINTS = 80
+"""Most timeline points per call in the page (the lowest of each stretch is kept)."""
+
+
+def queue_data(queue: Any, siblings: dict[str, list], out_dir: Path, settings: Any, excerpts: int) -> dict[str, Any]:
+    """The page's data for the queue: items in page order, the groups as lists of item indices, the
+    excerpts written for the first ``excerpts`` items (in ``out_dir/excerpts``)."""
+    import hashlib
+    import secrets
+
+    from .desk import EXCERPTS, review_command, write_excerpt
+
+    items: list[dict[str, Any]] = []
+    index: dict[str, int] = {}
+    order = queue.order()
+    for ids in order.values():
+        for call_id in ids:
+            if call_id in index:
+                continue
+            index[call_id] = len(items)
+            entry = queue.items[call_id]
+            r = entry["record"]
+            item = _item(r, {g: entry["evidence"][g] for g in order if g in entry["evidence"]})
+            item["o"] = siblings.get(str(r.get("borrower_id")), [])
+            item["cmd"] = list(review_command(call_id, settings))
+            fits = len(items) < excerpts
+            item["ex"] = (
+                write_excerpt(r, out_dir / EXCERPTS, settings)
+                if fits
+                else {"error": f"only the first {excerpts} calls of the queue get one"}
+            )
+            items.append(item)
+    where = str(out_dir.resolve())
+    return {
+        "run": out_dir.resolve().name,
+        "key": hashlib.sha256(where.encode("utf-8")).hexdigest()[:16],
+        "groups": {g: [index[c] for c in ids] for g, ids in order.items()},
+        "totals": queue.totals,
+        "labels": GROUP_TITLES,
+        "items": items,
+        "nonce": secrets.token_urlsafe(16),
+    }
+
+
+def _item(r: dict[str, Any], evidence: dict[str, list]) -> dict[str, Any]:
+    """The fields of a queued record the page shows (compact keys; see voicecheck/data/review.js)."""
+    return {
+        "id": str(r.get("call_id")),
+        "b": str(r.get("borrower_id")),
+        "v": r.get("verdict"),
+        "r": str(r.get("reason") or "").split(":")[0] or None,
+        "h": r.get("content_hash"),
+        "ev": evidence,
+        "s": r.get("score"),
+        "t": r.get("threshold"),
+        "chg": r.get("speaker_change_s"),
+        "w": [
+            [h.get("label"), h.get("score"), h.get("source")]
+            for h in r.get("watchlist_hits") or []
+            if isinstance(h, dict)
+        ],
+        "dur": r.get("duration_s"),
+        "tl": _compact_timeline(r.get("timeline") or []),
+        "sr": (r.get("speech_regions") or [])[:200],
+        "a": _file_uri(str(r.get("audio"))) if r.get("audio") else None,
+        "rv": r.get("review"),
+    }
+
+
+def _compact_timeline(points: list[dict[str, Any]]) -> list[list[float]]:
+    """[start_s, end_s, score] per point; over TIMELINE_POINTS, the lowest point of each stretch."""
+    rows = [[p["start_s"], p["end_s"], round(float(p["score"]), 3)] for p in points if isinstance(p, dict)]
+    if len(rows) <= TIMELINE_POINTS:
+        return rows
+    step = len(rows) / TIMELINE_POINTS
+    return [
+        min(rows[int(i * step) : max(int((i + 1) * step), int(i * step) + 1)], key=lambda q: q[2])
+        for i in range(TIMELINE_POINTS)
+    ]
+
+
+def queue_html(data: dict[str, Any], n_mismatch: int) -> str:
+    """The queue's section: controls, an empty list the script fills, the data as inert JSON."""
+    esc = html.escape
+    total = sum(len(v) for v in data["groups"].values())
+    options = "".join(
+        f'<option value="{esc(g)}">{esc(GROUP_TITLES.get(g, g))} ({data["totals"].get(g, 0)})</option>'
+        for g in data["groups"]
+    )
+    payload = (
+        json.dumps({k: v for k, v in data.items() if k != "nonce"}, ensure_ascii=False, separators=(",", ":"))
+        .replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
+    kept = len(data["items"])
+    note = (
+        f" The {kept} calls with the strongest evidence per reason are here; all are in flagged.csv."
+        if total < sum(data["totals"].values())
+        else ""
+    )
+    return "".join(
+        [
+            f'<section id="queue"><h2>Review queue ({n_mismatch} mismatches)</h2>',
+            "<p class=note>Listen to the excerpt, look at the evidence, decide. Decisions stay in this browser until "
+            "you download them and run <code>voicecheck review import FILE</code>; or copy a call's command."
+            f"{esc(note)}</p>",
+            '<div class="controls"><label>Reason <select id="f-reason"><option value="">all</option>',
+            options,
+            '</select></label> <label>Call id <input id="f-search" type="search" placeholder="search by call id">'
+            '</label> <label>Show <select id="f-state"><option value="">all</option><option value="undecided">'
+            'undecided</option><option value="decided">decided</option></select></label> '
+            '<button type="button" id="download">Download decisions (CSV)</button> '
+            '<button type="button" id="clear">Forget decisions</button> <span id="decided-count"></span></div>',
+            '<p id="shown" class="note"></p><div id="cards"></div>',
+            '<p id="pager"><button type="button" id="prev">previous</button> <span id="page"></span> '
+            '<button type="button" id="next">next</button></p>',
+            "<noscript><p>The review queue needs JavaScript; every flagged call is in flagged.csv.</p></noscript>",
+            f'<script type="application/json" id="queue-data">{payload}</script></section>',
         ]
-    for title, body in sections or []:
-        parts += [f'<section class="extra"><h2>{esc(title)}</h2>', body, "</section>"]
-    parts += ["<!-- end of extra sections -->", "</body></html>"]
-    out = private_dir(out_dir) / REPORT_HTML
-    write_private(out, "\n".join(parts) + "\n")
+    )
+
+
+def _script() -> str:
+    return (Path(__file__).parent / "data" / "review.js").read_text(encoding="utf-8")
+
+
+def _ring_map(rings: Any) -> dict[str, dict[str, Any]]:
+    """Ring call id -> what the queue shows of its ring (id, borrowers, calls, cohesion)."""
+    from dataclasses import asdict, is_dataclass
+
+    out: dict[str, dict[str, Any]] = {}
+    for n, ring in enumerate(rings or [], 1):
+        d = asdict(ring) if is_dataclass(ring) and not isinstance(ring, type) else dict(ring)
+        info = {
+            "id": d.get("voice", d.get("id", n)),
+            "borrowers": len(d.get("borrowers") or []),
+            "calls": len(d.get("calls") or []),
+            "cohesion": d.get("cohesion"),
+        }
+        for call_id in d.get("calls") or []:
+            out.setdefault(str(call_id), info)
     return out
 
 
@@ -304,6 +492,7 @@ FLAG_COLUMNS = [
     "threshold",
     "reason",
     "speaker_change_s",
+    "spoof_score",
     "watchlist_hits",
     "audio",
 ]
@@ -392,66 +581,63 @@ def _meta(summary: dict[str, Any]) -> str:
     return " · ".join(bits)
 
 
-def _histogram_svg(buckets: dict[str, Counter[int]], thresholds: Counter[float], bins: int) -> str:
-    """Stacked bars per verdict over the score range, the threshold(s) as dashed lines (inline SVG)."""
+def histogram_counts(
+    buckets: dict[str, Counter[int]], thresholds: Counter[float], bins: int
+) -> tuple[Any, dict[str, Any]]:
+    """Merge the streamed score buckets into ``bins`` bars over the range of the scores and thresholds.
+
+    Returns:
+        The bar edges (``bins + 1`` scores, ascending) and, per verdict with scores, the calls per bar.
+    """
     import numpy as np
 
     keys = [k for c in buckets.values() for k in c]
     if not keys:
-        return "<p class=none>no scores</p>"
+        return np.zeros(0), {}
     lo, hi = min(keys) * _BUCKET, (max(keys) + 1) * _BUCKET
     for t in thresholds:
         lo, hi = min(lo, t), max(hi, t)
     span = max(hi - lo, _BUCKET)
-    counts = {v: np.zeros(bins) for v in buckets}
-    for v, c in buckets.items():
-        for k, n in c.items():
+    counts = {v: np.zeros(bins) for v, c in buckets.items() if c}
+    for v in counts:
+        for k, n in buckets[v].items():
             counts[v][min(bins - 1, int((k * _BUCKET + _BUCKET / 2 - lo) / span * bins))] += n
-    stacked = sum(counts.values())
-    top = max(1.0, float(np.max(stacked)))
-    width, height, left, bottom = 720, 240, 50, 30
-    plot_w, plot_h = width - left - 10, height - bottom - 10
-    bar_w = plot_w / bins
-    x_of = lambda s: left + (s - lo) / span * plot_w  # noqa: E731
-    svg = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 20}" role="img" '
-        f'aria-label="score histogram by verdict">',
-        f'<line x1="{left}" y1="{10 + plot_h}" x2="{left + plot_w}" y2="{10 + plot_h}" stroke="#444"/>',
-    ]
-    base = np.zeros(bins)
-    for v in VERDICTS:
-        if v not in counts:
-            continue
-        for i, count in enumerate(counts[v]):
-            if count:
-                bar_h = count / top * plot_h
-                y = 10 + plot_h - (base[i] + count) / top * plot_h
-                svg.append(
-                    f'<rect x="{left + i * bar_w:.1f}" y="{y:.1f}" width="{max(bar_w - 1, 1):.1f}" '
-                    f'height="{bar_h:.1f}" fill="{VERDICT_COLOURS[v]}"><title>{v}: {int(count)}</title></rect>'
-                )
-        base += counts[v]
+    return np.linspace(lo, lo + span, bins + 1), counts
+
+
+def histogram_svg(edges: Any, counts: dict[str, Any], thresholds: Counter[float]) -> str:
+    """Stacked bars of calls per score by verdict, the (three most common) thresholds as dashed lines:
+    a matplotlib figure as inline SVG (text kept as text, no external reference)."""
+    import io
+
+    import matplotlib
+    import numpy as np
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    if not counts:
+        return "<p class=none>no scores</p>"
+    fig = Figure(figsize=(7.5, 2.8), dpi=96)
+    ax = fig.add_subplot()
+    base = np.zeros(len(edges) - 1)
+    for v in [v for v in VERDICTS if v in counts] + [v for v in counts if v not in VERDICTS]:
+        n = counts[v]
+        label = f"{v} ({int(n.sum())})"
+        colour = VERDICT_COLOURS.get(v, "#555555")
+        ax.bar(edges[:-1], n, width=np.diff(edges), bottom=base, align="edge", color=colour, label=label, lw=0)
+        base = base + n
     for t, n in thresholds.most_common(3):
-        x = x_of(t)
-        svg.append(
-            f'<line x1="{x:.1f}" y1="10" x2="{x:.1f}" y2="{10 + plot_h}" stroke="#000" '
-            f'stroke-dasharray="5,3"><title>threshold {t} ({n} calls)</title></line>'
-        )
-        svg.append(f'<text x="{x + 3:.1f}" y="22" font-size="11">threshold {t:g}</text>')
-    for s in np.linspace(lo, hi, 5):
-        svg.append(f'<text x="{x_of(s):.1f}" y="{height - 8}" font-size="11" text-anchor="middle">{s:.2f}</text>')
-    svg.append(f'<text x="{left - 5}" y="18" font-size="11" text-anchor="end">{int(top)}</text>')
-    svg.append(f'<text x="{left - 5}" y="{10 + plot_h}" font-size="11" text-anchor="end">0</text>')
-    legend_x = left
-    for v in VERDICTS:
-        if buckets.get(v):
-            svg.append(
-                f'<rect x="{legend_x}" y="{height + 6}" width="10" height="10" fill="{VERDICT_COLOURS[v]}"/>'
-                f'<text x="{legend_x + 14}" y="{height + 15}" font-size="11">{v}</text>'
-            )
-            legend_x += 110
-    svg.append("</svg>")
-    return "".join(svg)
+        ax.axvline(t, color="#000000", ls="--", lw=1, label=f"threshold {t:g} ({n} calls)")
+    ax.set_xlabel("score (higher = more alike)")
+    ax.set_ylabel("calls")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "voicecheck-histogram"}):
+        fig.savefig(buffer, format="svg", metadata={"Date": None})
+    svg = buffer.getvalue()
+    return svg[svg.index("<svg") :].replace("<svg ", '<svg role="img" aria-label="score histogram by verdict" ', 1)
 
 
 _CSS = (
@@ -461,4 +647,13 @@ _CSS = (
     "th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}"
     "th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}"
     "td a{word-break:break-all}"
+    ".controls{position:sticky;top:0;background:#fff;padding:.5em 0;border-bottom:1px solid #ddd;z-index:1}"
+    ".controls label{margin-right:1em}.card{border:1px solid #ccc;border-radius:4px;padding:.6em 1em;margin:.8em 0}"
+    ".card h3{font-size:1em;margin:.2em 0}.card .group{color:#555}.verdict.mismatch{color:#c62828}"
+    ".evidence{margin:.3em 0;padding-left:1.2em}.media{display:flex;gap:1em;align-items:center;flex-wrap:wrap}"
+    "svg.timeline{width:520px;max-width:100%;height:auto;display:block;margin:.3em 0}"
+    ".decide button{margin-right:.3em}.decide button[aria-pressed=true]{background:#1f4e79;color:#fff}"
+    "input.note{width:24em}.command code{background:#f6f6f6;padding:2px 4px;word-break:break-all}"
+    ".group-head{margin-top:1.2em;border-bottom:1px solid #eee}"
 )
+_CSP = "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; img-src data:; media-src file: blob:"

@@ -260,11 +260,16 @@ def needs_backend(mode: str) -> bool:
 
 @dataclass
 class Profile:
-    """Thresholds and calibrations per scoring mode, with where they came from."""
+    """Thresholds and calibrations per scoring mode, with where they came from.
+
+    ``takeover`` holds the model's limits for the takeover detector (``max_side_cosine``: a raw window
+    cosine, so one value for every mode), with their ``source``; {} when none was measured.
+    """
 
     model: str
     source: str
     modes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    takeover: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, key: str, embeddings: str | Path, backend: Backend | None = None) -> Profile:
@@ -284,6 +289,7 @@ class Profile:
             for m, v in data.get("modes", {}).items()
             if not (adapted and needs_backend(m))
         }
+        takeover = data.get("takeover", {})
         local = Path(embeddings) / "calibration" / f"{key}.json"
         if local.is_file():
             try:
@@ -299,8 +305,10 @@ class Profile:
                     **modes.get(mode, {}),
                     **values,
                     "source": over.get("source", f"calibration file {local}"),
+                    "local": True,
                 }
-        return cls(data.get("model", ""), data.get("source", ""), modes)
+            takeover = over.get("takeover", takeover)
+        return cls(data.get("model", ""), data.get("source", ""), modes, dict(takeover))
 
     def save_mode(
         self,
@@ -319,6 +327,16 @@ class Profile:
         current: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {"model": self.model, "modes": {}}
         current["source"] = source
         current["modes"][mode] = {**values, **({"backend": backend.digest} if backend and needs_backend(mode) else {})}
+        write_private(path, json.dumps(current, indent=2) + "\n")
+        return path
+
+    def save_takeover(self, key: str, embeddings: str | Path, values: dict[str, Any]) -> Path:
+        """Write the takeover limits (``values``, with their ``source``) into the workspace's calibration file."""
+        from .files import private_dir, write_private
+
+        path = private_dir(Path(embeddings) / "calibration") / f"{key}.json"
+        current: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {"model": self.model, "modes": {}}
+        current["takeover"] = values
         write_private(path, json.dumps(current, indent=2) + "\n")
         return path
 
@@ -458,7 +476,9 @@ class Scorer:
         return self.spaces[band].mode
 
     def threshold(self, band: str) -> Threshold:
-        """The threshold of ``band``'s mode: the settings' for that mode, else the profile's.
+        """The threshold of ``band``'s mode, in this order: the settings' for that mode; one
+        ``voicecheck calibrate`` fitted on the lender's own labelled calls; the band's operating point
+        (:meth:`measure_operating_points`); the shipped profile's.
 
         Raises:
             UsageError: the mode has neither (say how to get one).
@@ -466,11 +486,13 @@ class Scorer:
         mode = self.mode(band)
         if mode in self.settings.thresholds:
             return Threshold(float(self.settings.thresholds[mode]), f"settings: thresholds.{mode}")
+        values = self.profile.modes.get(mode, {})
+        if values.get("local") and "threshold" in values:  # voicecheck calibrate on the lender's own labels
+            return Threshold(float(values["threshold"]), str(values.get("source", "calibration file")))
         point = self.operating.get(band)
         if isinstance(point, OperatingPoint) and point.mode == mode:
             lower = point.lower if point.lower < point.threshold else None
             return Threshold(point.threshold, point.source, lower)
-        values = self.profile.modes.get(mode, {})
         if "threshold" not in values:
             raise UsageError(
                 f"no calibrated threshold for model {self.key!r} in scoring mode {mode!r}; run "
@@ -539,6 +561,25 @@ class Scorer:
                     mismatch_below=limit.lower,
                 )
         return [o for o in out if o is not None]
+
+    def takeover_max_side_cosine(self) -> Threshold:
+        """How alike (raw window cosine) the two sides of a call may be for a speaker change to count
+        (:func:`voicecheck.analysis.detect_speaker_change`): the model's profile says, measured on its own
+        genuine calls (``voicecheck calibrate`` fits it). A model without one gets 1.0 — the side test
+        off, every change the score test finds reported — never another model's value."""
+        value = self.profile.takeover.get("max_side_cosine")
+        if value is None:
+            log.warning(
+                "no takeover limit for model %s in its profile: the side-cosine test is off (more speaker changes "
+                "flagged); run 'voicecheck calibrate' on labelled calls to fit one",
+                self.key,
+            )
+            return Threshold(1.0, "none for this model: side test off")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not -1.0 <= float(value) <= 1.0:
+            raise UsageError(
+                f"takeover max_side_cosine of model {self.key!r} must be a cosine in [-1, 1], got {value!r}"
+            )
+        return Threshold(float(value), str(self.profile.takeover.get("source", "profile")))
 
     def _sides(self, voiceprint: Voiceprint, call: Scorable) -> tuple[str, np.ndarray, np.ndarray]:
         """(band, call vector, enrollment vector) a call is compared in: its own band, or the

@@ -659,14 +659,7 @@ def fit_lda(
         log.info("LDA dim %d clipped to %d (%d speakers, dimension %d)", dim, k, n_classes, d)
 
     mean = data.mean(axis=0)
-    centred = data - mean
-    counts = np.bincount(inverse, minlength=n_classes).astype(np.float64)
-    sums = np.zeros((n_classes, d))
-    np.add.at(sums, inverse, centred)
-    class_means = sums / counts[:, None]
-    within = centred - class_means[inverse]
-    sw = within.T @ within / n
-    sb = (class_means * counts[:, None]).T @ class_means / n
+    sw, sb = _scatters(data - mean, inverse, n_classes)
     proj = _lda_projection(sw, sb, k, wccn, shrink)
     return Backend(mean=mean, projection=proj, model=model, source=source)
 
@@ -718,17 +711,32 @@ def _lda_projection(sw: np.ndarray, sb: np.ndarray, k: int, wccn: bool, shrink: 
     _, vectors = eigh(sb, sw_reg)
     proj = vectors[:, ::-1][:, :k]
     proj = proj / np.linalg.norm(proj, axis=0, keepdims=True)
-
     if wccn:
-        sw_proj = _shrunk(proj.T @ sw @ proj, shrink)
-        if sw_proj is None:
-            raise UsageError("within-speaker scatter vanishes in the LDA space; cannot apply WCCN.")
-        evals, evecs = np.linalg.eigh(sw_proj)
-        proj = proj @ (evecs / np.sqrt(evals)) @ evecs.T
-
+        proj = _wccn(proj, sw, shrink)
     # Deterministic signs: the largest-magnitude entry of each column is positive.
     pivots = np.argmax(np.abs(proj), axis=0)
     out: np.ndarray = proj * np.sign(proj[pivots, np.arange(proj.shape[1])])
+    return out
+
+
+def _scatters(centred: np.ndarray, inverse: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Within- and between-class scatter (each divided by n) of centred rows labelled ``inverse``."""
+    n, d = centred.shape
+    counts = np.bincount(inverse, minlength=n_classes).astype(np.float64)
+    sums = np.zeros((n_classes, d))
+    np.add.at(sums, inverse, centred)
+    class_means = sums / counts[:, None]
+    within = centred - class_means[inverse]
+    return within.T @ within / n, (class_means * counts[:, None]).T @ class_means / n
+
+
+def _wccn(proj: np.ndarray, sw: np.ndarray, shrink: float) -> np.ndarray:
+    """``proj`` whitened by the inverse square root of the (shrunk) within-class covariance it projects to."""
+    sw_proj = _shrunk(proj.T @ sw @ proj, shrink)
+    if sw_proj is None:
+        raise UsageError("within-speaker scatter vanishes in the LDA space; cannot apply WCCN.")
+    evals, evecs = np.linalg.eigh(sw_proj)
+    out: np.ndarray = proj @ (evecs / np.sqrt(evals)) @ evecs.T
     return out
 
 

@@ -122,7 +122,11 @@ class Voiceprint:
 
 @dataclass
 class CallResult:
-    """One line of results.jsonl and the object ``check --json`` prints."""
+    """One line of results.jsonl and the object ``check --json`` prints.
+
+    ``spoof_score`` is the liveness detector's log-likelihood ratio (spoof against bona fide speech),
+    None when no detector is configured (:mod:`voicecheck.antispoof`).
+    """
 
     call_id: str
     borrower_id: str
@@ -142,12 +146,16 @@ class CallResult:
     raw_cosine: float | None = None
     scoring: str | None = None
     speaker_change_s: float | None = None
+    spoof_score: float | None = None
     timeline: list[dict[str, float]] | None = None
     speech_regions: list[list[float]] | None = None
     watchlist_hits: list[dict[str, Any]] = field(default_factory=list)
     content_hash: str | None = None
     row: int | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
+    review: dict[str, Any] | None = None
+    """A QA reviewer's decision about this call (same id and audio), if one was recorded: label,
+    reason, reviewer, reviewed_at, whether there is a note (see voicecheck.reviews)."""
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict

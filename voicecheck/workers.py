@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from .antispoof import SpoofScore
 from .callstore import CallStore
 from .config import Settings
 from .crypto import cipher_for
@@ -45,6 +46,7 @@ class Embedded:
         content_hash, channel, duration_s: the decoded audio's identity and length ("" / 0 before decoding).
         speech_seconds: net speech, for "insufficient_speech".
         seconds: the call's share of its task's time.
+        spoof: the liveness detector's score of the call's speech ("ok" rows, when one is configured).
     """
 
     row: Row
@@ -56,6 +58,7 @@ class Embedded:
     duration_s: float = 0.0
     speech_seconds: float = 0.0
     seconds: float = 0.0
+    spoof: SpoofScore | None = None
 
 
 class Worker:
@@ -85,7 +88,7 @@ class Worker:
                 pending.append((len(found) - 1, item))
                 keys.add((item.content_hash, item.channel))
         for (i, audio), emb in zip(pending, self._embed_many([a for _, a in pending]), strict=True):
-            found[i] = _outcome(found[i], audio, emb)
+            found[i] = self._spoofed(_outcome(found[i], audio, emb), audio)
         share = (time.perf_counter() - start) / max(1, len(found))
         return [replace(e, seconds=share) for e in found]
 
@@ -98,9 +101,26 @@ class Worker:
         except Exception as e:  # noqa: BLE001 - one bad call must not stop the batch
             return Embedded(row, "error", error=as_error(e, row.call_id))
         key = (audio.content_hash, audio.channel)
-        if key in keys or self.calls.has(*key, self.engine.model):  # stored, or earlier in this task
+        if key in keys or self._stored(*key):  # stored, or earlier in this task
             return Embedded(row, "cached", content_hash=key[0], channel=key[1], duration_s=audio.duration_s)
         return audio
+
+    def _stored(self, content_hash: str, channel: int) -> bool:
+        """This audio is in the call store, with its spoof score when a liveness detector is configured."""
+        model, detector = self.engine.model, self.engine.liveness
+        if not self.calls.has(content_hash, channel, model):
+            return False
+        return detector is None or not self.calls.spoof_missing(content_hash, channel, model, detector.name)
+
+    def _spoofed(self, item: Embedded, audio: Audio) -> Embedded:
+        """``item`` with the liveness detector's score of its speech; a detector that fails makes the
+        call an error (fail closed: never a call judged without its configured check)."""
+        if item.status != "ok" or item.embedding is None or self.engine.liveness is None:
+            return item
+        try:
+            return replace(item, spoof=self.engine.spoof_score(audio, list(item.embedding.regions)))
+        except Exception as e:  # noqa: BLE001 - returned as this call's error
+            return replace(item, status="error", embedding=None, error=as_error(e, item.row.call_id))
 
     def _embed_many(self, audios: list[Audio]) -> list[CallEmbedding | VoicecheckError]:
         if not audios:

@@ -3,7 +3,9 @@
 The manifest is ``<embeddings>/models.toml``: one table per model key, e.g. ``[ge2e]``, with
 ``backend`` (the name of a registered backend), ``name`` (the id stored with every vector),
 ``source``, ``sample_rate``, ``dimension``, ``sha256`` where a weights file is pinned, and optional
-``min_speech_s``, ``window_s``, ``hop_s``. Entries override the built-ins below.
+``min_speech_s``, ``window_s``, ``hop_s``; other keys go to the backend (e.g. the fbank settings of
+an ``onnx`` model). Entries override the built-ins below. The ``[liveness]`` table is not a speaker
+model: it declares the synthetic-speech detector (:mod:`voicecheck.antispoof`).
 
 A manifest never names code: ``backend`` is looked up in a fixed registry — voicecheck's own
 backends, backends installed packages declare in the ``voicecheck.embedders`` entry-point group,
@@ -33,6 +35,7 @@ __all__ = [
     "embed_windows",
     "frame",
     "load_embedder",
+    "manifest_tables",
     "model_spec",
     "read_manifest",
     "register_backend",
@@ -45,6 +48,7 @@ __all__ = [
 BACKENDS: dict[str, str] = {
     "ge2e": "voicecheck.embedders.ge2e:GE2EEmbedder",
     "ecapa": "voicecheck.embedders.ecapa:EcapaEmbedder",
+    "onnx": "voicecheck.embedders.onnx:OnnxEmbedder",
 }
 """voicecheck's own backends: name -> "module:Class"."""
 
@@ -52,6 +56,9 @@ ENTRY_POINTS = "voicecheck.embedders"
 """Entry-point group through which an installed package adds a backend (name -> "module:Class")."""
 
 _REGISTERED: dict[str, str] = {}
+
+NOT_MODELS = ("liveness",)
+"""Tables of models.toml that declare something other than a speaker model (read elsewhere)."""
 
 
 def register_backend(name: str, target: str) -> None:
@@ -135,15 +142,11 @@ def read_manifest(embeddings_dir: str | Path) -> dict[str, ModelSpec]:
     """
     specs = dict(BUILTIN)
     path = Path(embeddings_dir) / "models.toml"
-    if not path.is_file():
-        return specs
-    try:
-        with path.open("rb") as f:
-            tables = tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise UsageError(f"model manifest {path} cannot be read: {e}") from None
+    tables = manifest_tables(embeddings_dir)
     known = {f.name for f in fields(ModelSpec)} - {"key", "options"}
     for key, table in tables.items():
+        if key in NOT_MODELS:
+            continue
         if not isinstance(table, dict):
             raise UsageError(f"model manifest {path}: {key!r} must be a table like [{key}]")
         base = specs.get(key)
@@ -156,6 +159,22 @@ def read_manifest(embeddings_dir: str | Path) -> dict[str, ModelSpec]:
             spec = replace(spec, options={**spec.options, **options})
         specs[key] = _checked(spec, f"model manifest {path}: [{key}]")
     return specs
+
+
+def manifest_tables(embeddings_dir: str | Path) -> dict[str, Any]:
+    """The tables of ``<embeddings_dir>/models.toml`` as parsed ({} when there is no manifest).
+
+    Raises:
+        UsageError: the file cannot be read or is not TOML.
+    """
+    path = Path(embeddings_dir) / "models.toml"
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UsageError(f"model manifest {path} cannot be read: {e}") from None
 
 
 _NUMBERS: dict[str, tuple[type, float, float]] = {

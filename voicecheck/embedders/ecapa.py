@@ -119,30 +119,7 @@ class EcapaEmbedder:
         if batch_size < 1:
             raise UsageError(f"batch_size={batch_size}; it must be at least 1")
 
-        try:
-            import torch
-            from speechbrain.inference.classifiers import EncoderClassifier
-            from speechbrain.utils.fetching import FetchConfig, LocalStrategy
-        except ImportError as exc:
-            raise BackendUnavailableError(
-                f"the ECAPA backend needs speechbrain and torch, which are not installed ({exc}); {INSTALL_HINT}"
-            ) from exc
-        except (OSError, RuntimeError) as exc:
-            raise BackendUnavailableError(
-                f"speechbrain is installed but failed to import ({type(exc).__name__}: {exc}); "
-                f"reinstall a matching torch/torchaudio, or {INSTALL_HINT}"
-            ) from exc
-
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise BackendUnavailableError(
-                f"device={device!r} was requested but CUDA is not available to torch "
-                f"{torch.__version__}; use device='cpu' or install a CUDA build of torch"
-            )
-        try:
-            torch.device(device)
-        except RuntimeError as exc:
-            raise UsageError(f"device={device!r} is not a torch device ({exc}); use 'cpu'") from exc
-
+        torch = _import_torch(device)
         self.name = name
         self.sample_rate = int(sample_rate)
         self.min_speech_s = float(min_speech_s)
@@ -152,13 +129,37 @@ class EcapaEmbedder:
         self.device = device
         self._torch = torch
 
+        self._model = self._load_model(source, savedir, device)
+        self._model.eval()
+
+        # One silent window tells the embedding size whatever the hyperparams call it.
+        found = self._encode(np.zeros((1, self._window_samples()), dtype=np.float32)).shape[1]
+        if dimension is not None and int(dimension) != found:
+            raise UsageError(
+                f"{name}: expected embedding dimension {dimension}, but the model in "
+                f"{self.source} produces {found}; fix the model manifest or the model files"
+            )
+        self.dimension = int(found)
+        logger.info(
+            "loaded ECAPA model %s from %s on %s (dimension %d)",
+            name,
+            self.source,
+            device,
+            self.dimension,
+        )
+
+    def _load_model(self, source: str, savedir: str | None, device: str) -> Any:
+        """speechbrain's EncoderClassifier from a local directory (read in place, no network) or a hub id."""
+        from speechbrain.inference.classifiers import EncoderClassifier
+        from speechbrain.utils.fetching import FetchConfig, LocalStrategy
+
         local_dir = Path(source).expanduser()
         run_opts = {"device": device}
         if local_dir.is_dir():
             local_dir = local_dir.absolute()
             self.source = str(local_dir)
             overrides = _check_local_dir(local_dir)
-            self._model = _load(
+            return _load(
                 lambda: EncoderClassifier.from_hparams(
                     source=str(local_dir),
                     savedir=None,  # read in place: no links, no copies, nothing written
@@ -193,7 +194,7 @@ class EcapaEmbedder:
             if savedir is not None:
                 kwargs["local_strategy"] = LocalStrategy.COPY
             reason = "the hub is offline (HF_HUB_OFFLINE is set)" if offline else "no network?"
-            self._model = _load(
+            model = _load(
                 lambda: EncoderClassifier.from_hparams(**kwargs),
                 where=f"model hub id {source!r} ({reason})",
                 hint=f"if {source!r} was meant as a local directory, it does not exist "
@@ -204,23 +205,7 @@ class EcapaEmbedder:
             )
             if savedir is not None:
                 _complete_layout(Path(savedir))
-        self._model.eval()
-
-        # One silent window tells the embedding size whatever the hyperparams call it.
-        found = self._encode(np.zeros((1, self._window_samples()), dtype=np.float32)).shape[1]
-        if dimension is not None and int(dimension) != found:
-            raise UsageError(
-                f"{name}: expected embedding dimension {dimension}, but the model in "
-                f"{self.source} produces {found}; fix the model manifest or the model files"
-            )
-        self.dimension = int(found)
-        logger.info(
-            "loaded ECAPA model %s from %s on %s (dimension %d)",
-            name,
-            self.source,
-            device,
-            self.dimension,
-        )
+            return model
 
     def _window_samples(self) -> int:
         return max(1, round(self.window_s * self.sample_rate))
@@ -336,3 +321,31 @@ def _hub_offline() -> bool:
     except ImportError:
         return False
     return bool(getattr(constants, "HF_HUB_OFFLINE", False))
+
+
+def _import_torch(device: str) -> Any:
+    """torch, after checking that speechbrain imports and ``device`` is usable."""
+    try:
+        import speechbrain.inference.classifiers  # noqa: F401 - fails here, with a clear message, if broken
+        import torch
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"the ECAPA backend needs speechbrain and torch, which are not installed ({exc}); {INSTALL_HINT}"
+        ) from exc
+    except (OSError, RuntimeError) as exc:
+        raise BackendUnavailableError(
+            f"speechbrain is installed but failed to import ({type(exc).__name__}: {exc}); "
+            f"reinstall a matching torch/torchaudio, or {INSTALL_HINT}"
+        ) from exc
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BackendUnavailableError(
+            f"device={device!r} was requested but CUDA is not available to torch "
+            f"{torch.__version__}; use device='cpu' or install a CUDA build of torch"
+        )
+    try:
+        torch.device(device)
+    except RuntimeError as exc:
+        raise UsageError(f"device={device!r} is not a torch device ({exc}); use 'cpu'") from exc
+
+    return torch
