@@ -364,3 +364,22 @@ def test_calibrate_binds_its_threshold_to_the_backend_it_was_made_with(tmp_path:
             plain.threshold("narrow")
     finally:
         calls.close()
+
+
+def test_qa_reviews_teach_the_backend_without_the_margin(tmp_path: Path) -> None:
+    from voicecheck import reviews
+
+    dep = Deployment(tmp_path).populate()
+    # a genuine call far from its borrower's usual calls (strong noise: the check alone would not label it)
+    dep.call("B010-odd", "B010", "B010", noise=1.2)
+    dep.call("B011-agent", "B011", "B012")  # someone else answered as B011
+    reviews.record(dep.settings, "B010-odd", "genuine")
+    reviews.record(dep.settings, "B011-agent", "impostor")
+    reviews.record(dep.settings, "B020-0", "impostor")  # a reviewer overrules a confident match
+    plain = pseudo_labels(dep.settings)
+    done = train_backend(dep.settings)  # extra=None: the review store
+    taken = {c.call_id: c for c in done.labels.calls}
+    assert "B010-odd" in taken and taken["B010-odd"].reviewed
+    assert "B020-0" not in taken and "B020-0" in {c.call_id for c in plain.calls}
+    assert "B011-agent" not in taken
+    assert done.backend.info["reviewed_calls"] == 1

@@ -179,8 +179,9 @@ def pseudo_labels(settings: Settings, extra: Sequence[LabelledCall] = (), exclud
     finally:
         calls.close()
         voiceprints.close()
-    taken = {c.call_id for c in out.calls}
-    out.calls += [c for c in extra if c.call_id not in taken and c.call_id not in skip_calls]
+    people = [c for c in extra if c.call_id not in skip_calls]  # a person's label wins over the product's
+    heard = {c.call_id for c in people}
+    out.calls = [c for c in out.calls if c.call_id not in heard] + people
     return out
 
 

@@ -114,12 +114,7 @@ def score_trials(
                 if test_path not in tested:
                     engine = engine or Engine(settings)
                     tested[test_path] = engine.embed_call(test_path, settings.channel)
-                s = scorer.score(voiceprint, tested[test_path], with_threshold=False)
-                trial.update(score=s.score, raw_cosine=s.raw_cosine, band=s.band, mode=s.mode)
-                if other is not None:
-                    trial["compare_score"] = other.score(voiceprint, tested[test_path], with_threshold=False).score
-                test = tested[test_path]
-                trial["side_cosine"] = side_cosine(test.windows, test.window_times_s, settings.takeover_min_segment_s)
+                _score_into(trial, scorer, other, voiceprint, tested[test_path], settings)
             except VoicecheckError as e:
                 trial["error"] = f"{e.code}: {e}"
                 report(f"row {n}: skipped: {e}")
@@ -128,6 +123,22 @@ def score_trials(
         calls.close()
         store.close()
     return out, scorer, other
+
+
+def _score_into(
+    trial: dict[str, Any],
+    scorer: Scorer,
+    other: Scorer | None,
+    voiceprint: Voiceprint,
+    test: CallEmbedding,
+    settings: Settings,
+) -> None:
+    """A trial's score (and the comparison back-end's, and the test call's side cosine) into ``trial``."""
+    s = scorer.score(voiceprint, test, with_threshold=False)
+    trial.update(score=s.score, raw_cosine=s.raw_cosine, band=s.band, mode=s.mode)
+    if other is not None:
+        trial["compare_score"] = other.score(voiceprint, test, with_threshold=False).score
+    trial["side_cosine"] = side_cosine(test.windows, test.window_times_s, settings.takeover_min_segment_s)
 
 
 def _scorers(
@@ -170,14 +181,7 @@ def score_reviewed(
         for n, c in enumerate(reviewed, 1):
             trial: dict[str, Any] = {"row": n, "label": int(c.genuine), "enroll": c.borrower_id, "test": c.call_id}
             try:
-                voiceprint = store.get(c.borrower_id, spec.name)
-                s = scorer.score(voiceprint, c.embedding, with_threshold=False)
-                trial.update(score=s.score, raw_cosine=s.raw_cosine, band=s.band, mode=s.mode)
-                if other is not None:
-                    trial["compare_score"] = other.score(voiceprint, c.embedding, with_threshold=False).score
-                trial["side_cosine"] = side_cosine(
-                    c.embedding.windows, c.embedding.window_times_s, settings.takeover_min_segment_s
-                )
+                _score_into(trial, scorer, other, store.get(c.borrower_id, spec.name), c.embedding, settings)
             except VoicecheckError as e:
                 trial["error"] = f"{e.code}: {e}"
                 report(f"reviewed call {c.call_id}: skipped: {e}")
