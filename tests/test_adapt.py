@@ -136,6 +136,17 @@ def test_too_few_borrowers_are_refused_and_nothing_is_written(tmp_path: Path) ->
     assert adapted_backends(dep.settings.embeddings, "fake") == []
 
 
+def test_a_model_without_backend_statistics_needs_more_borrowers_than_lda_directions(tmp_path: Path) -> None:
+    dep = Deployment(  # 32 borrowers, 32-d vectors; enough calls and trials for the operating point
+        tmp_path, n=32, adapt_min_borrowers=2, cohort_per_borrower=4, nontarget_per_call=30
+    ).populate(4)
+    with pytest.raises(UsageError, match="an LDA of 32 directions needs more borrowers than directions"):
+        train_backend(dep.settings, extra=[])
+    ood_path = ood_backend(tmp_path / "ood.npz", dep.rng)
+    done = train_backend(replace(dep.settings, backend_file=str(ood_path)), extra=[])  # with a prior: fine
+    assert done.backend.prior is not None
+
+
 def test_without_an_operating_point_there_is_no_margin_and_no_training(tmp_path: Path) -> None:
     dep = Deployment(tmp_path, n=12).populate(2)
     with pytest.raises(UsageError, match="operating point"):
