@@ -394,3 +394,19 @@ def test_qa_reviews_teach_the_backend_without_the_margin(tmp_path: Path) -> None
     assert "B020-0" not in taken and "B020-0" in {c.call_id for c in plain.calls}
     assert "B011-agent" not in taken
     assert done.backend.info["reviewed_calls"] == 1
+
+
+def test_audio_linked_to_two_borrowers_teaches_nothing(tmp_path: Path) -> None:
+    dep = Deployment(tmp_path).populate()
+    first = pseudo_labels(dep.settings)
+    shared = next(c.call_id for c in first.calls if c.borrower_id == "B030")
+    db = CallStore(dep.settings.embeddings, cipher_for(dep.settings))
+    try:
+        h = db.linked(shared, MODEL).embedding.content_hash  # type: ignore[union-attr]
+        db.link("B031-copy", "B031", "copy.wav", h, 1, MODEL)  # the same recording filed for another borrower
+    finally:
+        db.close()
+    again = pseudo_labels(dep.settings)
+    taken = {c.call_id for c in again.calls}
+    assert shared not in taken and "B031-copy" not in taken
+    assert again.excluded["audio linked to several borrowers"] >= 1  # (B031 now also has two voices)

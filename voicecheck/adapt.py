@@ -154,15 +154,16 @@ def pseudo_labels(settings: Settings, extra: Sequence[LabelledCall] = (), exclud
                 "run more nightly batches first"
             )
         forced = _forced(voiceprints, spec.name)
-        stored = list(calls.calls(spec.name))
-        owners = Counter(c.embedding.content_hash for c in stored if c.embedding is not None)
-        step = max(1, math.ceil(len(stored) / MAX_CALLS))
+        shared = calls.shared_audio(spec.name)
+        step = max(1, math.ceil(calls.linked_count(spec.name) / MAX_CALLS))
         candidates, watched = [], set()
-        for c in stored[::step]:
+        for i, c in enumerate(calls.calls(spec.name)):  # streamed: a store's calls need not fit in memory
+            if i % step:
+                continue
             spoof = None
             if judge.liveness is not None and c.embedding is not None:  # a synthetic voice is no label either
                 spoof = calls.spoof_score(c.embedding.content_hash, c.embedding.channel, judge.liveness.name)
-            why, hit = _why_not(c, judge, spoof, out.levels, owners, skip_calls, skip_borrowers | forced)
+            why, hit = _why_not(c, judge, spoof, out.levels, shared, skip_calls, skip_borrowers | forced)
             out.judged += 1
             if hit:
                 watched.add(c.borrower_id)
@@ -206,7 +207,7 @@ def _why_not(
     judge: Any,
     spoof: Any,
     levels: dict[str, float | str],
-    owners: Counter[str],
+    shared: set[str],
     skip_calls: set[str],
     skip_borrowers: set[str],
 ) -> tuple[str | np.ndarray, bool]:
@@ -220,7 +221,7 @@ def _why_not(
         return "borrower excluded (ring, two voices or forced enrollment)", False
     if emb.channels == 1:
         return "mono recording", False
-    if owners[emb.content_hash] > 1:
+    if emb.content_hash in shared:
         return "audio linked to several borrowers", False
     result = judge(c.call_id, c.borrower_id, c.audio, emb, c.speech_seconds, None, spoof)
     hit = bool(result.watchlist_hits)
