@@ -160,7 +160,7 @@ def decision_report(scorer: Scorer, results_path: Path) -> dict[str, Any]:
         if r.get("score") is not None and r.get("scoring") == scorer.mode(str(r.get("band"))):
             claimed.setdefault(str(r["band"]), []).append(float(r["score"]))
     out: dict[str, Any] = {}
-    for band in sorted(claimed):
+    for band in sorted(set(claimed) | set(scorer.operating)):
         point = scorer.operating.get(band)
         try:
             used = scorer.threshold(band)
@@ -168,7 +168,7 @@ def decision_report(scorer: Scorer, results_path: Path) -> dict[str, Any]:
             out[band] = {"mode": scorer.mode(band), "source": str(e)}
             continue
         if isinstance(point, OperatingPoint):
-            out[band] = point.report(claimed[band], scorer.settings.false_flag_alarm, used)
+            out[band] = point.report(claimed.get(band, []), scorer.settings.false_flag_alarm, used)
         else:
             out[band] = {"mode": scorer.mode(band), "threshold": round(used.value, 4), "source": used.source}
     return out

@@ -493,12 +493,13 @@ class Scorer:
         if isinstance(point, OperatingPoint) and point.mode == mode:
             lower = point.lower if point.lower < point.threshold else None
             return Threshold(point.threshold, point.source, lower)
+        why = f" ({point})" if isinstance(point, str) else ""
         if "threshold" not in values:
             raise UsageError(
-                f"no calibrated threshold for model {self.key!r} in scoring mode {mode!r}; run "
-                f"'voicecheck calibrate TRIALS.csv' or pass --threshold {mode}=VALUE"
+                f"no calibrated threshold for model {self.key!r} in scoring mode {mode!r} and no operating point"
+                f"{why or ' (operating_point is off)'}; run 'voicecheck calibrate TRIALS.csv' or pass "
+                f"--threshold {mode}=VALUE"
             )
-        why = f" ({point})" if isinstance(point, str) else ""
         return Threshold(float(values["threshold"]), str(values.get("source", "profile")) + why)
 
     def watchlist_threshold(self) -> Threshold:

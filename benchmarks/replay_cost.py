@@ -1,0 +1,98 @@
+"""Cost of replay checking per call: fingerprinting and a borrower-scoped lookup, per audio second.
+
+Customer sides of calls are built from the corpus (8 kHz G.711 mu-law, as a call arrives) at 10, 30,
+60 and 120 s: turns of 2-6 s of speech with 2-6 s of line noise between them (the collector speaks on
+the other channel), so about half of the side is speech. The fingerprint is computed over the speech
+regions a VAD would give (here found by an energy threshold, so no model is loaded). Compare with
+the batch's time per audio second in ``benchmarks/results/throughput.md``.
+
+Run: ``.venv/bin/python benchmarks/replay_cost.py [--speech ../shared/speech]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.replay import _cpu, telephone_call  # noqa: E402
+from recipes.corpus import DEFAULT_SPEECH, SAMPLE_RATE, load_utterances, read_corpus  # noqa: E402
+from recipes.material import rng_for  # noqa: E402
+from voicecheck.fingerprint import fingerprints  # noqa: E402
+from voicecheck.replay import FingerprintIndex  # noqa: E402
+from voicecheck.types import SpeechRegion  # noqa: E402
+
+
+def energy_regions(x: np.ndarray, rate: int) -> list[SpeechRegion]:
+    """Frames of 30 ms within 35 dB of the loudest, merged: a stand-in for the VAD's regions."""
+    hop = int(0.03 * rate)
+    n = x.size // hop
+    power = (x[: n * hop].reshape(n, hop) ** 2).mean(axis=1)
+    active = power >= power.max() * 10 ** (-3.5)
+    regions, start = [], None
+    for i, a in enumerate(np.append(active, False)):
+        if a and start is None:
+            start = i
+        elif not a and start is not None:
+            regions.append(SpeechRegion(start * hop / rate, i * hop / rate))
+            start = None
+    return regions
+
+
+def customer_side(audio: np.ndarray, seconds: int, rng: np.random.Generator) -> np.ndarray:
+    """``seconds`` of turns: 2-6 s of speech from the end of ``audio``, then 2-6 s of silence."""
+    out, used, total = [], 0, seconds * SAMPLE_RATE
+    while sum(map(len, out)) < total:
+        n = int(rng.uniform(2, 6) * SAMPLE_RATE)
+        used += n
+        out.append(audio[audio.size - used : audio.size - used + n])
+        out.append(np.zeros(int(rng.uniform(2, 6) * SAMPLE_RATE), np.float32))
+    return np.concatenate(out)[:total]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--speech", default=str(DEFAULT_SPEECH))
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    speakers = [s for s in read_corpus(args.speech) if s.key.startswith("librispeech")][:20]
+    audio = np.concatenate([u for s in speakers for u in load_utterances(s)])
+    lines = [
+        f"CPU: {_cpu()}; one thread. Median of {args.repeats} runs.",
+        "",
+        "| call | speech | fingerprints (query + index) ms | ms per audio s | borrower lookup ms (4 items) |",
+        "|---|---|---|---|---|",
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        index = FingerprintIndex(Path(tmp) / "cost.sqlite")
+        for n in range(4):  # the borrower's stored items: two enrollments, two earlier calls
+            part = audio[n * 10 * SAMPLE_RATE : (n + 1) * 10 * SAMPLE_RATE]
+            index.add(f"item-{n}", fingerprints(part, SAMPLE_RATE)[1], "call", owner="borrower")
+        for seconds in (10, 30, 60, 120):
+            x = telephone_call(
+                customer_side(audio, seconds, rng_for("side", seconds)), SAMPLE_RATE, "ulaw", rng_for(seconds)
+            )
+            regions = energy_regions(x, 8000)
+            speech = sum(r.duration_s for r in regions)
+            fp_t, look_t = [], []
+            for _ in range(args.repeats):
+                t = time.perf_counter()
+                query, _ = fingerprints(x, 8000, regions)
+                fp_t.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                index.query(query, owner="borrower")
+                look_t.append(time.perf_counter() - t)
+            ms, look_ms = 1000 * float(np.median(fp_t)), 1000 * float(np.median(look_t))
+            lines.append(f"| {seconds} s | {speech:.0f} s | {ms:.1f} | {ms / seconds:.2f} | {look_ms:.1f} |")
+        index.close()
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

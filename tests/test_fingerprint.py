@@ -1,0 +1,386 @@
+"""Replay detection: fingerprints, the index, the match rule, and the too-identical warning."""
+
+from __future__ import annotations
+
+import io
+import os
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from voicecheck.errors import StoreError, UsageError, VoicecheckError
+from voicecheck.fingerprint import (
+    INDEX_PARAMS,
+    PAIR_HASH_BITS,
+    QUERY_PARAMS,
+    TRIPLET_HASH_BITS,
+    Fingerprint,
+    FingerprintError,
+    FingerprintParams,
+    fingerprint,
+    fingerprints,
+)
+from voicecheck.liveness import too_identical
+from voicecheck.replay import FingerprintIndex, MatchRule
+
+SPEECH = Path(__file__).resolve().parent.parent / "samples" / "speech"
+CLIP_A = SPEECH / "picovoice_eagle_samples" / "speaker_1" / "speaker_1_test_utt.flac"
+CLIP_A2 = SPEECH / "picovoice_eagle_samples" / "speaker_1" / "speaker_1_utt_1.flac"  # same speaker, other words
+CLIP_B = SPEECH / "vctk_autovc" / "p225" / "p225_011.flac"
+CLIP_C = SPEECH / "vctk_autovc" / "p226" / "p226_011.flac"  # same sentence as CLIP_B, other speaker
+KEY = b"0123456789abcdef0123456789abcdef"
+
+
+def _clip(path: Path) -> tuple[np.ndarray, int]:
+    x, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    return x.mean(axis=1), int(rate)
+
+
+def _codec(x8k: np.ndarray, fmt: str, subtype: str) -> np.ndarray:
+    """8 kHz audio written with a real codec and read back."""
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(x8k, -1, 1), 8000, format=fmt, subtype=subtype)
+    buf.seek(0)
+    return sf.read(buf, dtype="float32")[0]
+
+
+def _phone(x: np.ndarray, rate: int, seed: int, fmt: str = "WAV", subtype: str = "ULAW") -> np.ndarray:
+    from recipes.simulate import simulate_call_side
+
+    rng = np.random.default_rng(seed)
+    return _codec(simulate_call_side(x, rate, rng, snr_db=20.0, codec="none"), fmt, subtype)
+
+
+def _syllables(seconds: float, seed: int, rate: int = 8000) -> np.ndarray:
+    """Generated voiced "syllables": harmonic complexes with gliding pitch (90-250 Hz) and random
+    harmonic amplitudes, short pauses and a little noise. Not speech, but built like it."""
+    rng = np.random.default_rng(seed)
+    out = []
+    while sum(map(len, out)) < seconds * rate:
+        n = int(rng.uniform(0.12, 0.35) * rate)
+        phase = 2 * np.pi * np.cumsum(np.linspace(*rng.uniform(90, 250, 2), n)) / rate
+        amps = rng.uniform(0.0, 1.0, 30) ** 2
+        y = sum(a * np.sin(k * phase) for k, a in enumerate(amps, start=1))
+        out.append((0.05 * y * np.hanning(n)).astype(np.float32))
+        out.append(np.zeros(int(rng.uniform(0.0, 0.1) * rate), np.float32))
+    x = np.concatenate(out)[: int(seconds * rate)]
+    return x + rng.standard_normal(x.size).astype(np.float32) * 0.002
+
+
+@pytest.fixture()
+def index(tmp_path: Path) -> FingerprintIndex:
+    idx = FingerprintIndex(tmp_path / "fp.sqlite")
+    for name, path in (("enroll-a", CLIP_A), ("call-b", CLIP_B)):
+        x, rate = _clip(path)
+        idx.add(name, fingerprint(x, rate), "enrollment" if name.startswith("enroll") else "call", owner=name[-1])
+    yield idx
+    idx.close()
+
+
+# --- fingerprints ---------------------------------------------------------------------------------
+
+
+def test_fingerprint_record_is_small_and_typed() -> None:
+    x, rate = _clip(CLIP_A)
+    fp = fingerprint(x, rate)
+    assert fp.hashes.dtype == np.uint32 and fp.frames.dtype == np.int32
+    assert fp.hashes.shape == fp.frames.shape and len(fp) > 100
+    assert int(fp.hashes.max()) < 2**PAIR_HASH_BITS
+    assert np.all(np.diff(fp.frames) >= 0)
+    assert fp.duration_s == pytest.approx(len(x) / rate)
+    assert 50 < len(fp) / fp.analysed_s < 400  # hashes per second of speech: compact
+    query, stored = fingerprints(x, rate)
+    assert len(query) > 2 * len(stored)  # the looked-up fingerprint is denser
+    assert query.hash_key == stored.hash_key == INDEX_PARAMS.hash_key()
+
+
+def test_regions_limit_the_landmarks_but_keep_the_time_axis() -> None:
+    from voicecheck.types import SpeechRegion
+
+    x, rate = _clip(CLIP_A)
+    fp = fingerprint(x, rate, regions=[SpeechRegion(4.0, 8.0)])
+    assert fp.analysed_s == pytest.approx(4.0, abs=0.05)
+    assert fp.times_s.min() >= 3.9 and fp.times_s.max() <= 8.0
+
+
+@pytest.mark.parametrize(
+    "samples, rate, words",
+    [
+        (np.zeros(0, np.float32), 8000, "empty"),
+        (np.full(16000, np.nan, np.float32), 8000, "NaN"),
+        (np.random.default_rng(0).standard_normal(2000).astype(np.float32) * 0.1, 8000, "only 0."),
+        (np.zeros((8000, 2), np.float32), 8000, "mono"),
+        (np.zeros(16000, np.int16), 8000, "float"),
+        (np.zeros(16000, np.float32), 4000, "8000 Hz"),
+        (np.zeros(16000, np.float32), 8000, "no spectral landmarks"),  # digital silence
+    ],
+)
+def test_bad_input_is_an_error_never_a_quiet_no_replay(samples: np.ndarray, rate: int, words: str) -> None:
+    with pytest.raises(FingerprintError, match=words) as info:
+        fingerprint(samples, rate)
+    assert isinstance(info.value, VoicecheckError)
+    assert info.value.code == "replay_not_checked"
+
+
+def test_steady_tone_gives_no_hash_and_never_matches_across_calls(tmp_path: Path) -> None:
+    t = np.arange(6 * 8000) / 8000
+    tone = (0.5 * np.sin(2 * np.pi * 450 * t)).astype(np.float32)  # a Chinese ringback tone
+    with pytest.raises(FingerprintError, match="no spectral landmarks"):
+        fingerprint(tone, 8000)
+    # the same tone in two calls with their own line noise: whatever landmarks the noise gives, no replay
+    calls = [tone + np.random.default_rng(s).standard_normal(t.size).astype(np.float32) * 0.01 for s in (1, 2)]
+    with FingerprintIndex(tmp_path / "t.sqlite") as idx:
+        idx.add("earlier-call", fingerprint(calls[0], 8000), "call")
+        check = idx.query(fingerprint(calls[1], 8000, params=QUERY_PARAMS))
+        assert not check.replay and (check.best is None or check.best.hits < 5)
+
+
+def test_triplet_hashes_are_wider_and_still_find_a_copy(tmp_path: Path) -> None:
+    params = FingerprintParams(targets_per_hash=2, fan_out=4)
+    query = FingerprintParams(targets_per_hash=2, fan_out=8, min_prominence_db=6.0)
+    x, rate = _clip(CLIP_A)
+    stored = fingerprint(x, rate, params=params)
+    assert int(stored.hashes.max()) < 2**TRIPLET_HASH_BITS and int(stored.hashes.max()) >= 2**PAIR_HASH_BITS
+    with FingerprintIndex(tmp_path / "t.sqlite", key=KEY, params=params) as idx:
+        idx.add("enroll-a", stored, "enrollment")
+        check = idx.query(fingerprint(_phone(x, rate, seed=12), 8000, params=query))
+        assert [m.item for m in check.matches] == ["enroll-a"]
+        other = _clip(CLIP_A2)
+        assert not idx.query(fingerprint(_phone(*other, seed=13), 8000, params=query)).replay
+
+
+def test_params_that_cannot_hash_are_refused() -> None:
+    with pytest.raises(FingerprintError, match="max_dt_frames"):
+        FingerprintParams(max_dt_frames=200, dt_step_frames=1)
+    with pytest.raises(FingerprintError, match="max_dt_frames"):
+        FingerprintParams(targets_per_hash=2, max_dt_frames=80)  # 5 bits per time in a triplet
+    with pytest.raises(FingerprintError, match="targets_per_hash"):
+        FingerprintParams(targets_per_hash=3)
+    x, rate = _clip(CLIP_A)
+    with pytest.raises(FingerprintError, match="hash differently"):
+        fingerprints(x, rate, query_params=FingerprintParams(dt_step_frames=1))
+
+
+# --- matching -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt, subtype, gain", [("WAV", "ULAW", 0.3), ("WAV", "ALAW", 1.0), ("WAV", "GSM610", 0.5)])
+def test_same_audio_through_a_codec_and_a_level_change_is_found(
+    index: FingerprintIndex, fmt: str, subtype: str, gain: float
+) -> None:
+    x, rate = _clip(CLIP_A)
+    call = _phone(x * gain, rate, seed=3, fmt=fmt, subtype=subtype)
+    check = index.query(fingerprint(call, 8000, params=QUERY_PARAMS))
+    assert check.replay
+    assert [m.item for m in check.matches] == ["enroll-a"]
+    m = check.matches[0]
+    assert m.kind == "enrollment" and m.owner == "a"
+    assert abs(m.offset_s) < 0.05 and m.matched_s > 5.0
+
+
+@pytest.mark.parametrize("other", [CLIP_A2, CLIP_C])
+def test_different_audio_is_not_found(index: FingerprintIndex, other: Path) -> None:
+    """Another recording of the same speaker, and the same sentence said by another speaker."""
+    x, rate = _clip(other)
+    check = index.query(fingerprint(_phone(x, rate, seed=4), 8000, params=QUERY_PARAMS))
+    assert not check.replay and check.matches == ()
+    assert check.best is None or check.best.hits < check.rule.min_hits // 2
+
+
+def test_partial_replay_is_found_with_its_span(index: FingerprintIndex) -> None:
+    x, rate = _clip(CLIP_A)
+    part = x[int(2.0 * rate) : int(7.0 * rate)]  # 5 s of the enrollment, from 2.0 s
+    live = np.resize(_clip(CLIP_C)[0], int(6.0 * rate)) * 0.5  # CLIP_C is not stored: live speech
+    call = np.concatenate([live[: int(4.0 * rate)], part * 0.6, live[int(4.0 * rate) :]])
+    check = index.query(fingerprint(_phone(call, rate, seed=5), 8000, params=QUERY_PARAMS))
+    assert check.replay and check.matches[0].item == "enroll-a"
+    m = check.matches[0]
+    assert m.call_start_s == pytest.approx(4.0, abs=0.6) and m.call_end_s == pytest.approx(9.0, abs=0.6)
+    assert m.item_start_s == pytest.approx(2.0, abs=0.6) and m.item_end_s == pytest.approx(7.0, abs=0.6)
+    assert m.offset_s == pytest.approx(-2.0, abs=0.05)
+
+
+def test_generated_audio_is_found_and_told_apart(tmp_path: Path) -> None:
+    with FingerprintIndex(tmp_path / "g.sqlite") as idx:
+        idx.add("syllables-1", fingerprint(_syllables(8.0, seed=1), 8000), "call")
+        noise = np.random.default_rng(2).standard_normal(64000).astype(np.float32) * 0.1
+        idx.add("noise", fingerprint(noise, 8000), "call")
+        again = _phone(_syllables(8.0, seed=1) * 0.2, 8000, seed=6)
+        assert [m.item for m in idx.query(fingerprint(again, 8000, params=QUERY_PARAMS)).matches] == ["syllables-1"]
+        other = _phone(_syllables(8.0, seed=9), 8000, seed=7)
+        assert not idx.query(fingerprint(other, 8000, params=QUERY_PARAMS)).replay
+
+
+def test_the_rule_decides(index: FingerprintIndex) -> None:
+    x, rate = _clip(CLIP_A)
+    fp = fingerprint(_phone(x, rate, seed=8), 8000, params=QUERY_PARAMS)
+    found = index.query(fp).matches[0]
+    strict = MatchRule(min_hits=found.hits + 1)
+    check = index.query(fp, rule=strict)
+    assert not check.replay and check.best is not None and check.best.item == "enroll-a"
+    assert not index.query(fp, rule=MatchRule(min_matched_s=found.matched_s + 1.0)).replay
+    assert not index.query(fp, exclude=["enroll-a"]).replay
+    with pytest.raises(UsageError, match="min_hits"):
+        MatchRule(min_hits=0)
+    with pytest.raises(UsageError, match="finite"):
+        MatchRule(min_matched_s=float("nan"))
+
+
+# --- the index ------------------------------------------------------------------------------------
+
+
+def _synthetic(values: np.ndarray, seconds: float = 20.0, seed: int = 0) -> Fingerprint:
+    rng = np.random.default_rng(seed)
+    frames = np.sort(rng.integers(0, int(seconds * 100), values.size)).astype(np.int32)
+    return Fingerprint(values.astype(np.uint32), frames, seconds, seconds, values.size, INDEX_PARAMS.hash_key())
+
+
+def test_lookup_work_does_not_grow_with_unrelated_items(index: FingerprintIndex) -> None:
+    x, rate = _clip(CLIP_A)
+    fp = fingerprint(_phone(x, rate, seed=9), 8000, params=QUERY_PARAMS)
+    before, before_own = index.query(fp), index.query(fp, owner="a")
+    unused = np.setdiff1d(np.arange(2**PAIR_HASH_BITS), fp.hashes)  # hash values the call never looks up
+    rng = np.random.default_rng(0)
+    index.add_many((f"other-{i}", _synthetic(rng.choice(unused, 2000), seed=i), "call", "") for i in range(300))
+    # and items of other borrowers that DO share the call's hash values
+    index.add_many((f"busy-{i}", _synthetic(rng.choice(fp.hashes, 2000), seed=i), "call", f"o{i}") for i in range(30))
+    after, after_own = index.query(fp), index.query(fp, owner="a")
+    assert after.items_in_index == before.items_in_index + 330
+    assert after_own.rows == before_own.rows  # a borrower's lookup reads that borrower's rows only
+    assert [m.item for m in after_own.matches] == [m.item for m in before_own.matches] == ["enroll-a"]
+    assert after.rows > before.rows  # the global lookup reads the rows sharing the call's values ...
+    assert sum(index.remove_owner(f"o{i}") for i in range(30)) == 30
+    assert index.query(fp).rows == before.rows  # ... and no row of the 300 unrelated items: no scan
+    plan = " ".join(
+        str(r)
+        for r in index._db.execute(
+            "EXPLAIN QUERY PLAN SELECT hash, item, frame FROM landmarks WHERE hash IN (?, ?)", (1, 2)
+        )
+    )
+    assert "SEARCH landmarks USING PRIMARY KEY (hash=?)" in plan
+
+
+def test_a_borrower_scoped_search_sees_only_that_borrower(index: FingerprintIndex) -> None:
+    x, rate = _clip(CLIP_A)
+    fp = fingerprint(_phone(x, rate, seed=14), 8000, params=QUERY_PARAMS)
+    assert [m.item for m in index.query(fp, owner="a").matches] == ["enroll-a"]
+    assert not index.query(fp, owner="b").replay  # borrower b's items do not hold this audio
+    assert index.query(fp, owner="nobody").rows == 0
+
+
+def test_the_row_budget_skips_the_commonest_values_first(index: FingerprintIndex) -> None:
+    x, rate = _clip(CLIP_A)
+    fp = fingerprint(_phone(x, rate, seed=15), 8000, params=QUERY_PARAMS)
+    full = index.query(fp)
+    assert full.skipped_values == 0
+    tight = index.query(fp, max_rows=full.rows // 3)
+    assert tight.rows <= full.rows // 3 and tight.skipped_values > 0
+    assert tight.best is not None and tight.best.item == "enroll-a"  # the rarest values still find it
+    with pytest.raises(UsageError, match="max_rows"):
+        index.query(fp, max_rows=0)
+
+
+def _buckets_agree(index: FingerprintIndex) -> bool:
+    counted = dict(index._db.execute("SELECT hash, COUNT(*) FROM landmarks GROUP BY hash").fetchall())
+    return counted == dict(index._db.execute("SELECT hash, n FROM buckets").fetchall())
+
+
+def test_remove_erases_an_item_completely(index: FingerprintIndex) -> None:
+    x, rate = _clip(CLIP_A)
+    fp = fingerprint(_phone(x, rate, seed=10), 8000, params=QUERY_PARAMS)
+    assert index.query(fp).replay
+    assert _buckets_agree(index)
+    assert index.remove("enroll-a") and not index.remove("enroll-a")
+    assert _buckets_agree(index)
+    assert "enroll-a" not in index and len(index) == 1
+    assert not index.query(fp).replay
+    rows = index._db.execute("SELECT COUNT(*) FROM landmarks l JOIN items i ON i.id = l.item").fetchone()[0]
+    assert rows == index._db.execute("SELECT COUNT(*) FROM landmarks").fetchone()[0]  # no orphan rows
+    assert index.remove_owner("b") == 1 and len(index) == 0
+    assert index._db.execute("SELECT COUNT(*) FROM landmarks").fetchone()[0] == 0
+    with pytest.raises(UsageError, match="owner"):
+        index.remove_owner("")
+
+
+def test_items_are_named_once_and_fingerprints_must_fit(index: FingerprintIndex) -> None:
+    x, rate = _clip(CLIP_A)
+    fp = fingerprint(x, rate)
+    with pytest.raises(UsageError, match="already in the index"):
+        index.add("enroll-a", fp, "enrollment")
+    with pytest.raises(UsageError, match="kind"):
+        index.add("x", fp, "voicemail")  # type: ignore[arg-type]
+    other = fingerprint(x, rate, params=FingerprintParams(dt_step_frames=1))
+    with pytest.raises(UsageError, match="parameters"):
+        index.query(other)
+
+
+def test_keyed_index_hides_raw_values_and_needs_its_key(tmp_path: Path) -> None:
+    path = tmp_path / "keyed.sqlite"
+    x, rate = _clip(CLIP_A)
+    stored = fingerprint(x, rate)
+    with FingerprintIndex(path, key=KEY) as idx:
+        idx.add("enroll-a", stored, "enrollment", owner="a")
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    raw = {int(v) for v in stored.hashes}
+    with sqlite3.connect(path) as db:
+        on_disk = {int(r[0]) for r in db.execute("SELECT hash FROM landmarks")}
+    assert len(on_disk) > 100 and len(on_disk & raw) < len(on_disk) // 20  # not the raw landmark values
+    with pytest.raises(StoreError, match="keyed"):
+        FingerprintIndex(path)
+    with pytest.raises(StoreError, match="wrong key"):
+        FingerprintIndex(path, key=b"another key of 32 bytes........!")
+    with pytest.raises(UsageError, match="16 to 64 bytes"):
+        FingerprintIndex(tmp_path / "short.sqlite", key=b"short")
+    with FingerprintIndex(path, key=KEY) as idx:
+        check = idx.query(fingerprint(_phone(x, rate, seed=11), 8000, params=QUERY_PARAMS))
+        assert [m.item for m in check.matches] == ["enroll-a"]
+
+
+def test_unkeyed_index_refuses_a_key_and_a_foreign_file(tmp_path: Path) -> None:
+    FingerprintIndex(tmp_path / "plain.sqlite").close()
+    assert os.stat(tmp_path / "plain.sqlite").st_mode & 0o777 == 0o600
+    with pytest.raises(StoreError, match="without a key"):
+        FingerprintIndex(tmp_path / "plain.sqlite", key=KEY)
+    (tmp_path / "junk.sqlite").write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StoreError, match="not a fingerprint index"):
+        FingerprintIndex(tmp_path / "junk.sqlite")
+    with pytest.raises(StoreError, match="rebuild"):
+        FingerprintIndex(tmp_path / "plain.sqlite", params=FingerprintParams(dt_step_frames=1))
+
+
+# --- too identical --------------------------------------------------------------------------------
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def test_too_identical_warns_only_above_the_threshold() -> None:
+    rng = np.random.default_rng(0)
+    recs = _unit(rng.standard_normal((3, 16)))
+    near = _unit(recs[1] + 0.01 * rng.standard_normal(16))
+    far = _unit(recs.mean(axis=0) + 0.5 * rng.standard_normal(16))
+    hit = too_identical(near, recs, model="any", threshold=0.95)
+    assert hit.too_identical and hit.recording == 1 and hit.max_cosine > 0.99
+    miss = too_identical(far, recs, model="any", threshold=0.95)
+    assert not miss.too_identical and miss.max_cosine < 0.95
+    assert too_identical(near, recs, model="ge2e-resemblyzer-0.1.4").threshold > 0.5  # a measured default
+
+
+@pytest.mark.parametrize(
+    "call, recs, kwargs, words",
+    [
+        (np.ones(4) / 2, np.ones((0, 4)), {"model": "x", "threshold": 0.9}, "n >= 1"),
+        (np.ones(4) / 2, np.ones((2, 3)), {"model": "x", "threshold": 0.9}, "dimension"),
+        (np.ones(4), np.ones((1, 4)) / 2, {"model": "x", "threshold": 0.9}, "unit-norm"),
+        (np.full(4, np.nan), np.ones((1, 4)) / 2, {"model": "x", "threshold": 0.9}, "NaN"),
+        (np.ones(4) / 2, np.ones((1, 4)) / 2, {"model": "unknown-model"}, "no measured"),
+        (np.ones(4) / 2, np.ones((1, 4)) / 2, {"model": "x", "threshold": 1.5}, "threshold"),
+    ],
+)
+def test_too_identical_refuses_bad_input(call: np.ndarray, recs: np.ndarray, kwargs: dict, words: str) -> None:
+    with pytest.raises(UsageError, match=words):
+        too_identical(call, recs, **kwargs)

@@ -1,0 +1,522 @@
+"""Acoustic fingerprints of customer speech, to catch a replayed recording (issue 15, item 1).
+
+A proxy agent who cannot make the borrower speak can *play* the borrower's voice: an earlier call
+or the borrower's enrollment. The voices then match perfectly, but the audio recurs: speech that was
+recorded once does not come back spectrogram-for-spectrogram in another call. This module makes a
+compact fingerprint of a recording's speech that survives a loudspeaker and a room, a telephone
+channel (300-3400 Hz, 8 kHz, G.711, GSM 6.10, Opus), level changes, noise and re-encoding:
+
+* the audio is resampled to 8 kHz, so a wideband enrollment and a narrowband call meet in one band;
+* a log-power spectrogram (32 ms Hann windows every 10 ms) is searched for *landmarks*: local
+  maxima in time and frequency inside the telephone band that stand out from their surroundings
+  and from the recording's noise floor (all relative measures, so the level does not matter);
+* landmarks are hashed in pairs (anchor frequency, target frequency, time between them), as
+  audio-identification systems do (Wang 2003, "An industrial-strength audio search algorithm";
+  Ellis' audfprint). Each hash keeps the time of its anchor in the recording's own time axis.
+
+Matching and the index live in :mod:`voicecheck.replay`. Only numpy and scipy are used; nothing
+runs at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .errors import VoicecheckError
+from .types import SpeechRegion
+
+log = logging.getLogger(__name__)
+
+FINGERPRINT_SAMPLE_RATE = 8000
+"""Rate (Hz) every recording is brought to before it is fingerprinted."""
+
+FINGERPRINT_VERSION = "landmarks-v1"
+"""Stored with every index: fingerprints of different versions never meet."""
+
+N_FFT = 256
+"""Samples per analysis window at 8 kHz (32 ms); bins are 31.25 Hz apart."""
+
+HOP = 80
+"""Samples between windows at 8 kHz (10 ms): the time resolution of every offset."""
+
+HOP_S = HOP / FINGERPRINT_SAMPLE_RATE
+
+LOW_HZ, HIGH_HZ = 300.0, 3400.0
+"""Landmarks are looked for in the telephone band only."""
+
+_FREQ_BITS, _DT_BITS, _TRIPLET_DT_BITS = 7, 6, 5
+PAIR_HASH_BITS = 2 * _FREQ_BITS + _DT_BITS
+"""Bits of one pair hash: anchor bin (7), target bin (7), time between them (6)."""
+TRIPLET_HASH_BITS = 3 * _FREQ_BITS + 2 * _TRIPLET_DT_BITS
+"""Bits of one triplet hash: anchor bin, two target bins (7 each), two times (5 each)."""
+
+
+_MARGIN_FRAMES = 20
+"""Context kept around speech (frames): more than the peak (8) and prominence (15) half-widths, so a
+landmark sees the same surroundings as in a spectrogram of the whole recording."""
+
+
+class FingerprintError(VoicecheckError):
+    """Audio that cannot be fingerprinted: empty, non-finite, too short or without landmarks.
+
+    A call that raises this was NOT checked for replay; it must never be reported as "no replay".
+    """
+
+    code = "replay_not_checked"
+
+
+@dataclass(frozen=True)
+class FingerprintParams:
+    """How landmarks are picked, paired and hashed.
+
+    Picking and pairing (the first group) may differ between the fingerprint a call is *looked up*
+    with and the one it is *stored* with: a denser query finds more of a sparser stored set (as
+    audfprint does). Hashing (the second group) must be the same on both sides: :meth:`hash_key`
+    names it and an index refuses a fingerprint with another.
+
+    Attributes:
+        peak_time_frames: a landmark is the largest value within +- this many frames (10 ms each).
+        peak_freq_bins: ... and within +- this many bins (31.25 Hz each).
+        min_prominence_db: a landmark stands at least this far above the mean of its
+            surroundings (+- ``context_frames`` x +- ``context_bins``).
+        min_above_floor_db: ... and this far above the recording's noise floor in its bin (the
+            20th percentile over time).
+        context_frames: half-width in frames of the surroundings used for prominence.
+        context_bins: half-width in bins of the surroundings used for prominence.
+        fan_out: each landmark is paired with at most this many later landmarks.
+        min_speech_s: less analysed audio than this (s) cannot be fingerprinted.
+        max_dt_frames: (hashing) the later landmark is at most this many frames after the anchor.
+        max_df_bins: (hashing) ... and at most this many bins above or below it,
+        min_df_bins: (hashing) ... and at least this many: a steady tone (ringback, a beep, a hum)
+            gives landmarks along one bin only, so it yields no hash and cannot match across calls.
+        dt_step_frames: (hashing) the time between the two is hashed in steps of this many frames,
+            so a reverberant room that moves a peak by a frame still gives the same hash.
+        targets_per_hash: (hashing) 1: a hash per (anchor, target) pair; 2: a hash per anchor and
+            two of its targets (see :func:`landmark_hashes`).
+    """
+
+    peak_time_frames: int = 8
+    peak_freq_bins: int = 3
+    min_prominence_db: float = 9.0
+    min_above_floor_db: float = 10.0
+    context_frames: int = 15
+    context_bins: int = 6
+    fan_out: int = 2
+    min_speech_s: float = 1.0
+    max_dt_frames: int = 50
+    max_df_bins: int = 30
+    min_df_bins: int = 2
+    dt_step_frames: int = 2
+    targets_per_hash: int = 1
+
+    def __post_init__(self) -> None:
+        if self.targets_per_hash not in (1, 2):
+            raise FingerprintError(f"targets_per_hash must be 1 (pairs) or 2 (triplets), got {self.targets_per_hash}.")
+        bits = _DT_BITS if self.targets_per_hash == 1 else _TRIPLET_DT_BITS
+        if not 1 <= self.max_dt_frames // self.dt_step_frames < 2**bits:
+            raise FingerprintError(
+                f"max_dt_frames // dt_step_frames must be in 1..{2**bits - 1}, got "
+                f"{self.max_dt_frames} // {self.dt_step_frames}."
+            )
+        if max(self.context_frames, self.peak_time_frames) > _MARGIN_FRAMES:
+            raise FingerprintError(
+                f"context_frames and peak_time_frames must be <= {_MARGIN_FRAMES} (the context kept around speech)."
+            )
+        if self.fan_out < self.targets_per_hash:
+            raise FingerprintError(f"fan_out {self.fan_out} must be >= targets_per_hash {self.targets_per_hash}.")
+        if self.fan_out < 1 or self.peak_time_frames < 1 or self.peak_freq_bins < 1:
+            raise FingerprintError(f"fan_out, peak_time_frames and peak_freq_bins must be >= 1: {self}")
+
+    @property
+    def hash_bits(self) -> int:
+        """Bits of one hash value: :data:`PAIR_HASH_BITS` or :data:`TRIPLET_HASH_BITS`."""
+        return PAIR_HASH_BITS if self.targets_per_hash == 1 else TRIPLET_HASH_BITS
+
+    def hash_key(self) -> str:
+        """Text naming the version and the hashing parameters (stored in an index)."""
+        return (
+            f"{FINGERPRINT_VERSION}(targets={self.targets_per_hash},dt<={self.max_dt_frames},"
+            f"{self.min_df_bins}<=df<={self.max_df_bins},dt_step={self.dt_step_frames})"
+        )
+
+
+INDEX_PARAMS = FingerprintParams()
+"""Stored fingerprints (enrollments, calls): ~100 hashes per second of speech."""
+
+QUERY_PARAMS = FingerprintParams(min_prominence_db=6.0, fan_out=8)
+"""Looked-up fingerprints: ~4x denser than the stored ones, so more of a stored set is found."""
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """Pair hashes of one recording's speech.
+
+    Attributes:
+        hashes: uint32, shape (n,), each < 2**PAIR_HASH_BITS (pairs) or 2**TRIPLET_HASH_BITS
+            (triplets); sorted by ``frames``.
+        frames: int32, shape (n,), anchor time of each hash in frames of :data:`HOP_S` seconds,
+            in the recording's own time axis (frame k starts at k * HOP_S).
+        duration_s: length of the recording (s).
+        analysed_s: seconds of audio the landmarks were looked for in (the speech regions).
+        n_landmarks: landmarks found before pairing.
+        hash_key: :meth:`FingerprintParams.hash_key` of the parameters used.
+    """
+
+    hashes: np.ndarray
+    frames: np.ndarray
+    duration_s: float
+    analysed_s: float
+    n_landmarks: int
+    hash_key: str
+
+    def __len__(self) -> int:
+        return int(self.hashes.size)
+
+    @property
+    def times_s(self) -> np.ndarray:
+        """Anchor times in seconds, float64, shape (n,)."""
+        return self.frames.astype(np.float64) * HOP_S
+
+
+def _check_input(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    x = np.asarray(samples)
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate < 8000:
+        raise FingerprintError(
+            f"sample_rate must be an integer of at least 8000 Hz, got {sample_rate!r}; "
+            "the fingerprint needs the 300-3400 Hz telephone band."
+        )
+    if x.ndim != 1:
+        raise FingerprintError(f"samples must be mono with shape (n,), got shape {x.shape}; pick one channel first.")
+    if x.size == 0:
+        raise FingerprintError("samples are empty (0 samples): nothing to fingerprint, so replay was not checked.")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise FingerprintError(f"samples must be float (in [-1, 1]), got dtype {x.dtype}.")
+    if not np.all(np.isfinite(x)):
+        raise FingerprintError("samples contain NaN or infinite values; the audio was decoded wrongly, fix it first.")
+    return x.astype(np.float32, copy=False)
+
+
+def _region_mask(regions: list[SpeechRegion] | None, n_frames: int) -> np.ndarray:
+    """True for the frames whose centre lies in a speech region (all frames without regions)."""
+    if regions is None:
+        return np.ones(n_frames, dtype=bool)
+    centres = (np.arange(n_frames) * HOP + N_FFT // 2) / FINGERPRINT_SAMPLE_RATE
+    mask = np.zeros(n_frames, dtype=bool)
+    for r in regions:
+        if not (np.isfinite(r.start_s) and np.isfinite(r.end_s)) or r.end_s < r.start_s:
+            raise FingerprintError(f"speech region {r.start_s}-{r.end_s} s is not a finite, ordered span.")
+        mask |= (centres >= r.start_s) & (centres < r.end_s)
+    return mask
+
+
+_LO_BIN = int(np.ceil(LOW_HZ * N_FFT / FINGERPRINT_SAMPLE_RATE))
+_HI_BIN = int(np.floor(HIGH_HZ * N_FFT / FINGERPRINT_SAMPLE_RATE))
+
+
+def spectrogram_db(x8k: np.ndarray, n_frames: int | None = None) -> np.ndarray:
+    """Log power of 8 kHz audio in the telephone band, float32, shape (n_frames, n_bins), dB re full scale.
+
+    Frame k covers samples [k * HOP, k * HOP + N_FFT); column j is FFT bin ``_LO_BIN + j``
+    (300-3400 Hz). The signal is zero-padded at the end so the last samples get a frame (or to
+    ``n_frames`` frames when given).
+    """
+    from scipy import fft
+
+    if n_frames is None:
+        n_frames = max(1, 1 + int(np.ceil((x8k.size - N_FFT) / HOP)))
+    padded = np.zeros((n_frames - 1) * HOP + N_FFT, dtype=np.float32)
+    padded[: x8k.size] = x8k[: padded.size]
+    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP]
+    window = np.hanning(N_FFT + 2)[1:-1].astype(np.float32)
+    spectrum = fft.rfft(frames * window, axis=1, workers=1)[:, _LO_BIN : _HI_BIN + 1]
+    power = spectrum.real**2 + spectrum.imag**2
+    return np.asarray(10.0 * np.log10(power + np.float32(1e-12)), dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class _Peaks:
+    """Candidate landmarks with the measures the thresholds apply to (arrays of shape (m,))."""
+
+    frames: np.ndarray
+    bins: np.ndarray
+    prominence_db: np.ndarray
+    above_floor_db: np.ndarray
+
+
+def _neighbourhood(params: FingerprintParams) -> tuple[int, int, int, int]:
+    return (params.peak_time_frames, params.peak_freq_bins, params.context_frames, params.context_bins)
+
+
+def _max_filter(a: np.ndarray, half_t: int, half_f: int) -> np.ndarray:
+    """Maximum over a (2 half_t + 1) x (2 half_f + 1) box, edges repeated (scipy's mode="nearest")."""
+    out = a
+    for axis, half in ((0, half_t), (1, half_f)):
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (half, half)
+        p = np.pad(out, pad, mode="edge")
+        n = out.shape[axis]
+        m = np.take(p, np.arange(0, n), axis=axis)
+        for k in range(1, 2 * half + 1):
+            np.maximum(m, np.take(p, np.arange(k, k + n), axis=axis), out=m)
+        out = m
+    return out
+
+
+def _box_mean(a: np.ndarray, half_t: int, half_f: int) -> np.ndarray:
+    """Mean over a (2 half_t + 1) x (2 half_f + 1) box, edges repeated, by cumulative sums."""
+    p = np.pad(a.astype(np.float64), ((half_t + 1, half_t), (half_f + 1, half_f)), mode="edge")
+    p[0, :] = 0.0
+    p[:, 0] = 0.0
+    c = p.cumsum(axis=0).cumsum(axis=1)
+    n_t, n_f = a.shape
+    w_t, w_f = 2 * half_t + 1, 2 * half_f + 1
+    total = c[w_t:, w_f:] - c[:-w_t, w_f:] - c[w_t:, :-w_f] + c[:-w_t, :-w_f]
+    return (total[:n_t, :n_f] / (w_t * w_f)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class _Spectrogram:
+    """The parts of a recording's log spectrogram that landmarks are looked for in.
+
+    Attributes:
+        chunks: (first frame, log power of frames first.., usable flags of those frames): runs of
+            speech frames with :data:`_MARGIN_FRAMES` of context either side; silence between
+            speech regions is never transformed.
+        floor: noise floor per bin (dB): the 20th percentile over every 4th usable frame.
+        ceiling: the loudest usable value (dB).
+    """
+
+    chunks: list[tuple[int, np.ndarray, np.ndarray]]
+    floor: np.ndarray
+    ceiling: float
+
+
+def _chunks(x8k: np.ndarray, usable: np.ndarray) -> _Spectrogram:
+    needed = usable.copy()
+    for k in range(1, _MARGIN_FRAMES + 1):  # dilate the usable frames by the margin
+        needed[k:] |= usable[:-k]
+        needed[:-k] |= usable[k:]
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], needed.astype(np.int8), [0]])))
+    chunks = []
+    for first, end in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True):
+        band = spectrogram_db(x8k[first * HOP : (end - 1) * HOP + N_FFT], n_frames=end - first)
+        chunks.append((first, band, usable[first:end]))
+    rows = np.concatenate([band[flags] for _, band, flags in chunks])
+    floor = np.percentile(rows[::4], 20, axis=0).astype(np.float32)
+    return _Spectrogram(chunks=chunks, floor=floor, ceiling=float(rows.max()))
+
+
+def peaks(spec: _Spectrogram, params: FingerprintParams, loosest: FingerprintParams) -> _Peaks:
+    """Local maxima of the spectrogram that pass ``loosest``'s thresholds.
+
+    Args:
+        spec: the recording's speech spectrogram (:func:`_chunks`).
+        params: the neighbourhoods (peak and context sizes).
+        loosest: the lowest thresholds any caller will apply (see :func:`landmarks`).
+    """
+    parts = []
+    for first, band_db, usable in spec.chunks:
+        is_peak = band_db >= _max_filter(band_db, params.peak_time_frames, params.peak_freq_bins)
+        is_peak &= usable[:, None]
+        is_peak &= band_db >= spec.ceiling - 70.0  # nothing from digital silence or dither
+        is_peak &= band_db - spec.floor[None, :] >= loosest.min_above_floor_db
+        frames, bins = np.nonzero(is_peak)
+        context = _box_mean(band_db, params.context_frames, params.context_bins)
+        values = band_db[frames, bins]
+        prominence = values - context[frames, bins]
+        ok = prominence >= loosest.min_prominence_db
+        parts.append((frames[ok] + first, bins[ok], prominence[ok], (values - spec.floor[bins])[ok]))
+    frames, bins, prominence, above = (np.concatenate(p) for p in zip(*parts, strict=True))
+    return _Peaks(
+        frames=frames.astype(np.int32),
+        bins=(bins + _LO_BIN).astype(np.int32),
+        prominence_db=prominence.astype(np.float32),
+        above_floor_db=above.astype(np.float32),
+    )
+
+
+def landmarks(found: _Peaks, params: FingerprintParams) -> tuple[np.ndarray, np.ndarray]:
+    """The peaks that pass ``params``' thresholds: (frames, absolute FFT bins), int32, sorted by frame then bin."""
+    keep = (found.prominence_db >= params.min_prominence_db) & (found.above_floor_db >= params.min_above_floor_db)
+    return found.frames[keep], found.bins[keep]
+
+
+def _targets(frames: np.ndarray, bins: np.ndarray, params: FingerprintParams) -> np.ndarray:
+    """For each landmark, its first ``fan_out`` later landmarks in the target zone.
+
+    Args:
+        frames, bins: landmarks sorted by frame (int32, shape (m,)).
+        params: target zone (max_dt_frames, min/max_df_bins) and fan_out.
+
+    Returns:
+        int64, shape (m, fan_out): indices of the targets in time order, -1 where there are fewer.
+    """
+    m = frames.size
+    out = np.full((m, params.fan_out), -1, dtype=np.int64)
+    taken = np.zeros(m, dtype=np.int64)
+    for step in range(1, m):
+        anchor = np.arange(m - step)
+        target = anchor + step
+        dt = frames[target] - frames[anchor]
+        alive = dt <= params.max_dt_frames
+        if not alive.any():
+            break
+        df = np.abs(bins[target] - bins[anchor])
+        ok = alive & (dt >= 1) & (df <= params.max_df_bins) & (df >= params.min_df_bins)
+        ok &= taken[anchor] < params.fan_out
+        a = anchor[ok]
+        out[a, taken[a]] = target[ok]
+        taken[a] += 1
+    return out
+
+
+def landmark_hashes(frames: np.ndarray, bins: np.ndarray, params: FingerprintParams) -> tuple[np.ndarray, np.ndarray]:
+    """Hash each landmark with later landmarks of its target zone.
+
+    With ``params.targets_per_hash`` 1, one hash per (anchor, target) pair: anchor bin, target bin,
+    frames between them (20 bits). With 2, one hash per anchor and two of its targets: three bins
+    and two time differences (31 bits): far fewer chance collisions in a large index, so a lookup
+    touches far fewer rows.
+
+    Args:
+        frames, bins: landmarks sorted by frame (int32, shape (m,)).
+        params: pairing parameters.
+
+    Returns:
+        (hashes uint32, anchor frames int32), shape (k,), sorted by anchor frame.
+    """
+    targets = _targets(frames, bins, params)
+    f = bins.astype(np.uint32)
+    step = params.dt_step_frames
+    out_h: list[np.ndarray] = []
+    out_t: list[np.ndarray] = []
+    if params.targets_per_hash == 1:
+        for r in range(params.fan_out):
+            a = np.flatnonzero(targets[:, r] >= 0)
+            t = targets[a, r]
+            dt = ((frames[t] - frames[a]) // step).astype(np.uint32)
+            out_h.append((f[a] << (_FREQ_BITS + _DT_BITS)) | (f[t] << _DT_BITS) | dt)
+            out_t.append(frames[a])
+    else:
+        for r1 in range(params.fan_out):
+            for r2 in range(r1 + 1, params.fan_out):
+                a = np.flatnonzero(targets[:, r2] >= 0)
+                t1, t2 = targets[a, r1], targets[a, r2]
+                dt1 = ((frames[t1] - frames[a]) // step).astype(np.uint32)
+                dt2 = ((frames[t2] - frames[a]) // step).astype(np.uint32)
+                h = (f[a] << (2 * _FREQ_BITS + 2 * _TRIPLET_DT_BITS)) | (f[t1] << (_FREQ_BITS + 2 * _TRIPLET_DT_BITS))
+                out_h.append(h | (f[t2] << (2 * _TRIPLET_DT_BITS)) | (dt1 << _TRIPLET_DT_BITS) | dt2)
+                out_t.append(frames[a])
+    if not out_h:
+        return np.zeros(0, np.uint32), np.zeros(0, np.int32)
+    hashes, times = np.concatenate(out_h), np.concatenate(out_t)
+    order = np.argsort(times, kind="stable")
+    return hashes[order].astype(np.uint32), times[order].astype(np.int32)
+
+
+def _prepare(
+    samples: np.ndarray, sample_rate: int, regions: list[SpeechRegion] | None, min_speech_s: float
+) -> tuple[_Spectrogram, float, float]:
+    """Validated 8 kHz speech spectrogram, duration_s and analysed_s."""
+    from .audio import resample
+
+    x = _check_input(samples, sample_rate)
+    x8k = resample(x, int(sample_rate), FINGERPRINT_SAMPLE_RATE)
+    duration_s = x.size / float(sample_rate)
+    n_frames = max(1, 1 + int(np.ceil((x8k.size - N_FFT) / HOP)))
+    usable = _region_mask(regions, n_frames)
+    usable &= np.arange(n_frames) * HOP + N_FFT <= max(x8k.size, N_FFT)  # no frame past the end
+    analysed_s = float(usable.sum()) * HOP_S
+    if analysed_s < min_speech_s:
+        raise FingerprintError(
+            f"only {analysed_s:.2f} s of audio to fingerprint (recording {duration_s:.2f} s), need at least "
+            f"{min_speech_s} s: replay was not checked. Pass the whole recording or more speech regions."
+        )
+    return _chunks(x8k, usable), duration_s, analysed_s
+
+
+def _from_peaks(found: _Peaks, duration_s: float, analysed_s: float, params: FingerprintParams) -> Fingerprint:
+    frames, bins = landmarks(found, params)
+    hashes, times = landmark_hashes(frames, bins, params)
+    if hashes.size == 0:
+        raise FingerprintError(
+            f"no spectral landmarks in {analysed_s:.2f} s of audio (silence, a steady tone or only noise?): "
+            "replay was not checked."
+        )
+    log.debug("fingerprint: %.1f s analysed, %d landmarks, %d hashes", analysed_s, frames.size, hashes.size)
+    return Fingerprint(
+        hashes=hashes,
+        frames=times,
+        duration_s=duration_s,
+        analysed_s=analysed_s,
+        n_landmarks=int(frames.size),
+        hash_key=params.hash_key(),
+    )
+
+
+def fingerprint(
+    samples: np.ndarray,
+    sample_rate: int,
+    regions: list[SpeechRegion] | None = None,
+    params: FingerprintParams = INDEX_PARAMS,
+) -> Fingerprint:
+    """Fingerprint one recording's speech.
+
+    Args:
+        samples: mono float audio, shape (n,), in [-1, 1] (any level), at ``sample_rate``.
+        sample_rate: Hz, an integer >= 8000 (wideband audio is resampled to 8 kHz).
+        regions: speech regions (the VAD's, in this recording's time axis); None analyses all of
+            it. Landmarks are taken only inside the regions; times stay in the recording's axis.
+        params: :data:`INDEX_PARAMS` for a fingerprint to store, :data:`QUERY_PARAMS` for one to
+            look up (see :func:`fingerprints` for both at once).
+
+    Returns:
+        The recording's :class:`Fingerprint`.
+
+    Raises:
+        FingerprintError: empty, non-mono, non-float or non-finite samples, a rate below 8 kHz,
+            less than ``params.min_speech_s`` of analysed audio, or no landmark at all (silence,
+            a pure tone): the recording was not checked for replay.
+    """
+    spec, duration_s, analysed_s = _prepare(samples, sample_rate, regions, params.min_speech_s)
+    return _from_peaks(peaks(spec, params, params), duration_s, analysed_s, params)
+
+
+def fingerprints(
+    samples: np.ndarray,
+    sample_rate: int,
+    regions: list[SpeechRegion] | None = None,
+    query_params: FingerprintParams = QUERY_PARAMS,
+    index_params: FingerprintParams = INDEX_PARAMS,
+) -> tuple[Fingerprint, Fingerprint]:
+    """The fingerprint to look a call up with and the one to store it with, from one spectrogram.
+
+    Args and Raises: as :func:`fingerprint`; the two parameter sets must hash alike.
+
+    Returns:
+        (query fingerprint, index fingerprint).
+    """
+    if query_params.hash_key() != index_params.hash_key():
+        raise FingerprintError(
+            f"query and index parameters hash differently ({query_params.hash_key()} vs "
+            f"{index_params.hash_key()}); their hashes would never meet."
+        )
+    min_s = max(query_params.min_speech_s, index_params.min_speech_s)
+    spec, duration_s, analysed_s = _prepare(samples, sample_rate, regions, min_s)
+    if _neighbourhood(query_params) == _neighbourhood(index_params):  # one peak search serves both
+        loosest = replace(
+            query_params,
+            min_prominence_db=min(query_params.min_prominence_db, index_params.min_prominence_db),
+            min_above_floor_db=min(query_params.min_above_floor_db, index_params.min_above_floor_db),
+        )
+        found_q = found_i = peaks(spec, query_params, loosest)
+    else:
+        found_q = peaks(spec, query_params, query_params)
+        found_i = peaks(spec, index_params, index_params)
+    return (
+        _from_peaks(found_q, duration_s, analysed_s, query_params),
+        _from_peaks(found_i, duration_s, analysed_s, index_params),
+    )

@@ -1,0 +1,538 @@
+"""Replay detection: an index of fingerprints and the time-consistent match (issue 15, item 1).
+
+Items are enrollment recordings (per borrower) and stored calls (of any borrower), each stored with
+its :data:`~voicecheck.fingerprint.INDEX_PARAMS` fingerprint. A call is looked up with its denser
+:data:`~voicecheck.fingerprint.QUERY_PARAMS` fingerprint:
+
+1. each of its hash values is looked up in a SQLite table keyed by hash value (a B-tree search per
+   distinct value: the cost grows with the rows that share the call's hash values, not with the
+   number of items stored);
+2. per item, the differences (item time - call time) of the hits are counted; replayed audio piles
+   its hits on one difference (+- ``tolerance_frames``), chance hits spread over all of them;
+3. the hits on the best difference are grouped in time (gaps <= ``max_gap_s``); the largest group
+   gives the matched span in both recordings and the matched seconds;
+4. a :class:`MatchRule` decides: at least ``min_hits`` time-consistent hits spanning at least
+   ``min_matched_s`` seconds.
+
+Hash values may be stored keyed (``key``): each value is replaced by a keyed BLAKE2b of it, so the
+table does not show raw landmark values to whoever reads the file without the key. Looking up
+still works, with the key. The file is created 0600.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sqlite3
+import zlib
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from .errors import StoreError, UsageError
+from .fingerprint import HOP_S, INDEX_PARAMS, Fingerprint, FingerprintParams
+
+log = logging.getLogger(__name__)
+
+ItemKind = Literal["enrollment", "call"]
+
+_SCHEMA_VERSION = "1"
+_KEY_CHECK_TEXT = b"voicecheck replay index key check"
+_CACHE_KIB = 65536  # 64 MiB of page cache: bulk inserts into a large index stay fast
+_IN_CHUNK = 30000  # bound parameters per statement (SQLite allows 32766)
+DEFAULT_MAX_ROWS = 100_000
+"""Row budget of a search over all items: ~0.1 s of SQLite reads per call."""
+_DELTA_SPAN = 1 << 24
+"""Frames (recordings up to ~46 h); (item, delta) is packed as item * 2**25 + delta + 2**24."""
+
+
+@dataclass(frozen=True)
+class MatchRule:
+    """When time-consistent hits count as a replay.
+
+    Attributes:
+        min_hits: least hits on one time difference (+- ``tolerance_frames``) in the matched span.
+        min_matched_s: least length (s) of the matched span in the call.
+        tolerance_frames: hits within this many frames (10 ms) of the best difference count.
+        max_gap_s: hits further apart than this (s, in the call) start a new span.
+        max_candidates: items examined in detail per call (best first by hit count).
+    """
+
+    min_hits: int = 13
+    min_matched_s: float = 1.0
+    tolerance_frames: int = 2
+    max_gap_s: float = 2.0
+    max_candidates: int = 20
+
+    def __post_init__(self) -> None:
+        ok = (
+            self.min_hits >= 1
+            and np.isfinite(self.min_matched_s)
+            and self.min_matched_s >= 0.0
+            and self.tolerance_frames >= 0
+            and np.isfinite(self.max_gap_s)
+            and self.max_gap_s > 0.0
+            and self.max_candidates >= 1
+        )
+        if not ok:
+            raise UsageError(
+                f"match rule {self} is not valid: min_hits >= 1, min_matched_s >= 0 s, tolerance_frames >= 0, "
+                "max_gap_s > 0 s and max_candidates >= 1, all finite."
+            )
+
+
+DEFAULT_RULE = MatchRule()
+"""Chosen by ``benchmarks/replay.py`` on the non-EVAL speakers of shared/speech (1.5 x the most
+frame-counted hits any wrong item had; of the spans 1-3 s the one catching most replays, the longer
+when within one point), judged on the EVAL speakers: see ``benchmarks/results/replay.md``."""
+
+
+@dataclass(frozen=True)
+class ReplayMatch:
+    """The stretch of a call that recurs in a stored item.
+
+    Attributes:
+        item: name of the stored recording or call (as given to :meth:`FingerprintIndex.add`).
+        kind: "enrollment" or "call".
+        owner: borrower the item belongs to ("" when not given).
+        call_start_s, call_end_s: matched span in the looked-up call's time axis (s).
+        item_start_s, item_end_s: the same span in the item's time axis (s).
+        matched_s: ``call_end_s - call_start_s``.
+        hits: time-consistent hits in the span, counted once per 10 ms frame of the call (a burst
+            of hashes from one chance coincidence of a few landmarks counts as little).
+        offset_s: item time minus call time of the hits (s).
+        is_replay: the span passes the rule it was judged by.
+    """
+
+    item: str
+    kind: str
+    owner: str
+    call_start_s: float
+    call_end_s: float
+    item_start_s: float
+    item_end_s: float
+    matched_s: float
+    hits: int
+    offset_s: float
+    is_replay: bool
+
+
+@dataclass(frozen=True)
+class ReplayCheck:
+    """The answer for one call. Only returned when the call WAS checked.
+
+    Attributes:
+        replay: some item passes the rule.
+        matches: items that pass, most hits first.
+        best: the item with most time-consistent hits, passing or not (None without any hit).
+        rule: the rule applied.
+        query_hashes: hashes looked up.
+        rows: index rows that shared a hash value with the call (the lookup's work).
+        items_in_index: items in the index when it was asked.
+        skipped_values: distinct hash values of the call not looked up (common ones beyond the row
+            budget of a search over all items; 0 for a borrower-scoped search).
+        owner: the borrower the search was limited to (None: all items).
+    """
+
+    replay: bool
+    matches: tuple[ReplayMatch, ...]
+    best: ReplayMatch | None
+    rule: MatchRule
+    query_hashes: int
+    rows: int
+    items_in_index: int
+    skipped_values: int = 0
+    owner: str | None = None
+
+
+def _key_check(key: bytes) -> str:
+    return hashlib.blake2b(_KEY_CHECK_TEXT, key=key, digest_size=16).hexdigest()
+
+
+class FingerprintIndex:
+    """A SQLite index of fingerprints: hash value -> (item, time).
+
+    Args:
+        path: the index file; created (mode 0600) when missing.
+        key: optional secret (16-64 bytes). Given when the index is created, every hash value is
+            stored keyed, and the same key must be given to open it again.
+        params: the fingerprints' parameters (their hashing part must match the stored ones).
+
+    Raises:
+        StoreError: the file is not an index, was made with other fingerprint parameters, or the key
+            is missing, unexpected or wrong.
+        UsageError: a key of the wrong length.
+    """
+
+    def __init__(self, path: str | Path, key: bytes | None = None, params: FingerprintParams = INDEX_PARAMS) -> None:
+        if key is not None and not (isinstance(key, bytes) and 16 <= len(key) <= 64):
+            raise UsageError("the index key must be 16 to 64 bytes; generate one with os.urandom(32).")
+        self.path = Path(path)
+        self.hash_key = params.hash_key()
+        # keyed values: 31 bits (4 bytes in SQLite) keep pair hashes (20 bits) apart; triplets need 47
+        self._keyed_mask = (1 << 31) - 1 if params.hash_bits <= 24 else (1 << 47) - 1
+        self._key = key
+        self._keyed_cache: dict[int, int] = {}
+        created = not self.path.exists()
+        if created:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.close(fd)
+        try:
+            self._db = sqlite3.connect(str(self.path))
+            self._db.execute(f"PRAGMA cache_size = {-_CACHE_KIB}")  # B-tree pages kept in memory
+            if created:
+                self._create()
+            self._check_meta()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a fingerprint index ({exc}); pass another path.") from exc
+
+    # --- file -------------------------------------------------------------------------------
+
+    def _create(self) -> None:
+        with self._db:
+            self._db.executescript(
+                """
+                CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                CREATE TABLE items(
+                    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, kind TEXT NOT NULL, owner TEXT NOT NULL,
+                    duration_s REAL NOT NULL, n_hashes INTEGER NOT NULL, rows BLOB NOT NULL);
+                CREATE TABLE landmarks(
+                    hash INTEGER NOT NULL, item INTEGER NOT NULL, frame INTEGER NOT NULL,
+                    PRIMARY KEY(hash, item, frame)) WITHOUT ROWID;
+                CREATE INDEX items_owner ON items(owner);
+                CREATE TABLE buckets(hash INTEGER PRIMARY KEY, n INTEGER NOT NULL);
+                """
+            )
+            meta = {"schema": _SCHEMA_VERSION, "hash_key": self.hash_key, "keyed": "1" if self._key else "0"}
+            if self._key:
+                meta["key_check"] = _key_check(self._key)
+            self._db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+
+    def _check_meta(self) -> None:
+        meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        if meta.get("schema") != _SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: index schema {meta.get('schema')!r}, this version reads {_SCHEMA_VERSION}.")
+        if meta.get("hash_key") != self.hash_key:
+            raise StoreError(
+                f"{self.path} holds fingerprints {meta.get('hash_key')!r}, not {self.hash_key!r}: "
+                "rebuild the index with this version's fingerprints."
+            )
+        keyed = meta.get("keyed") == "1"
+        if keyed and self._key is None:
+            raise StoreError(f"{self.path} is keyed: pass its key (without it no lookup can match).")
+        if not keyed and self._key is not None:
+            raise StoreError(f"{self.path} was created without a key; open it without one or build a keyed index.")
+        if keyed and self._key is not None and meta.get("key_check") != _key_check(self._key):
+            raise StoreError(f"{self.path}: wrong key (its key check does not match); pass the key it was made with.")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> FingerprintIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM items").fetchone()[0])
+
+    def __contains__(self, item: object) -> bool:
+        return self._db.execute("SELECT 1 FROM items WHERE name = ?", (item,)).fetchone() is not None
+
+    # --- hash values --------------------------------------------------------------------------
+
+    def _stored_values(self, hashes: np.ndarray) -> np.ndarray:
+        """Hash values as stored: raw, or a keyed BLAKE2b of each (31 or 47 bits, see ``__init__``)."""
+        raw = np.asarray(hashes, dtype=np.int64)
+        if self._key is None:
+            return raw
+        unique, inverse = np.unique(raw, return_inverse=True)
+        cache, key = self._keyed_cache, self._key
+        out = np.empty(unique.size, dtype=np.int64)
+        for i, h in enumerate(unique.tolist()):
+            value = cache.get(h)
+            if value is None:
+                digest = hashlib.blake2b(h.to_bytes(4, "little"), key=key, digest_size=8, person=b"vc-fp-1").digest()
+                value = cache[h] = int.from_bytes(digest, "little") & self._keyed_mask
+            out[i] = value
+        return out[inverse]
+
+    # --- items --------------------------------------------------------------------------------
+
+    def _check_fingerprint(self, fp: Fingerprint, what: str) -> None:
+        if fp.hash_key != self.hash_key:
+            raise UsageError(
+                f"{what} was made with fingerprint parameters {fp.hash_key!r}, the index holds {self.hash_key!r}."
+            )
+        if len(fp) == 0:
+            raise UsageError(f"{what} has no hashes; fingerprint() raises FingerprintError instead of making one.")
+
+    def add(self, item: str, fp: Fingerprint, kind: ItemKind, owner: str = "") -> None:
+        """Store one recording's fingerprint (use :data:`~voicecheck.fingerprint.INDEX_PARAMS`).
+
+        Args:
+            item: unique name, e.g. the call's content hash or "enrollment:<borrower>:<n>".
+            fp: its fingerprint.
+            kind: "enrollment" or "call".
+            owner: the borrower it belongs to.
+
+        Raises:
+            UsageError: an empty name, an unknown kind, a name already stored, or a fingerprint
+                with other parameters.
+        """
+        self.add_many([(item, fp, kind, owner)])
+
+    def add_many(self, entries: Iterable[tuple[str, Fingerprint, ItemKind, str]]) -> int:
+        """Store many fingerprints in one transaction (rows inserted in hash order). Returns the count."""
+        rows: list[np.ndarray] = []
+        n = 0
+        with self._db:
+            for item, fp, kind, owner in entries:
+                if not item or kind not in ("enrollment", "call"):
+                    raise UsageError(f"item {item!r} of kind {kind!r}: need a name and kind 'enrollment' or 'call'.")
+                self._check_fingerprint(fp, f"fingerprint of {item!r}")
+                if item in self:
+                    raise UsageError(f"item {item!r} is already in the index; remove it first to replace it.")
+                values = self._stored_values(fp.hashes)
+                cur = self._db.execute(
+                    "INSERT INTO items(name, kind, owner, duration_s, n_hashes, rows) VALUES (?, ?, ?, ?, ?, ?)",
+                    (item, kind, owner, float(fp.duration_s), int(len(fp)), _pack(values, fp.frames)),
+                )
+                item_id = int(cur.lastrowid or 0)
+                rows.append(np.stack([values, np.full(values.size, item_id), fp.frames.astype(np.int64)], axis=1))
+                n += 1
+            if rows:
+                table = np.unique(np.concatenate(rows), axis=0)  # sorted by hash, item, frame; no duplicate
+                self._db.executemany("INSERT INTO landmarks VALUES (?, ?, ?)", table.tolist())
+                values, counts = np.unique(table[:, 0], return_counts=True)
+                self._db.executemany(
+                    "INSERT INTO buckets VALUES (?, ?) ON CONFLICT(hash) DO UPDATE SET n = n + excluded.n",
+                    zip(values.tolist(), counts.tolist(), strict=True),
+                )
+        return n
+
+    def remove(self, item: str) -> bool:
+        """Erase one item and all its rows. Returns False when it was not stored."""
+        found = self._db.execute("SELECT id, rows FROM items WHERE name = ?", (item,)).fetchone()
+        if found is None:
+            return False
+        item_id, blob = int(found[0]), found[1]
+        values = np.unique(_unpack(blob)[:, 0])
+        with self._db:
+            for v in values.tolist():
+                gone = self._db.execute("DELETE FROM landmarks WHERE hash = ? AND item = ?", (v, item_id)).rowcount
+                self._db.execute("UPDATE buckets SET n = n - ? WHERE hash = ?", (gone, v))
+            self._db.execute("DELETE FROM buckets WHERE n <= 0")
+            self._db.execute("DELETE FROM items WHERE id = ?", (item_id,))
+        return True
+
+    def remove_owner(self, owner: str) -> int:
+        """Erase every item of one borrower (their enrollments and calls). Returns how many."""
+        if not owner:
+            raise UsageError("owner must be a borrower id; an empty owner would erase every unowned item.")
+        names = [r[0] for r in self._db.execute("SELECT name FROM items WHERE owner = ?", (owner,)).fetchall()]
+        return sum(self.remove(name) for name in names)
+
+    # --- lookup -------------------------------------------------------------------------------
+
+    def _select(self, sql: str, values: list[int], tail: list[int] | None = None) -> list[tuple]:
+        """``sql`` with its first ``IN ({})`` over ``values`` in chunks (SQLite's limit on bound
+        parameters), the optional second ``IN ({})`` over ``tail``."""
+        tail = tail or []
+        step = max(1, _IN_CHUNK - len(tail))
+        found: list[tuple] = []
+        for start in range(0, len(values), step):
+            chunk = values[start : start + step]
+            text = sql.format(",".join("?" * len(chunk)), ",".join("?" * len(tail)))
+            found += self._db.execute(text, chunk + tail).fetchall()
+        return found
+
+    def _owner_rows(self, owner: str, distinct: np.ndarray) -> np.ndarray:
+        """(hash, item, frame) rows of one borrower's items whose hash is in ``distinct``, read from the
+        items' own copies: a few small reads, whatever the size of the index."""
+        parts = []
+        for item_id, blob in self._db.execute("SELECT id, rows FROM items WHERE owner = ?", (owner,)):
+            rows = _unpack(blob)
+            rows = rows[np.isin(rows[:, 0], distinct)]
+            parts.append(np.column_stack([rows[:, 0], np.full(len(rows), item_id), rows[:, 1]]))
+        return np.concatenate(parts) if parts else np.zeros((0, 3), dtype=np.int64)
+
+    def _within_budget(self, distinct: np.ndarray, max_rows: int) -> tuple[np.ndarray, int]:
+        """The query's stored hash values to look up, rarest first while their rows add up to <=
+        ``max_rows``; and how many stored values that leaves out."""
+        sizes = dict(self._select("SELECT hash, n FROM buckets WHERE hash IN ({})", distinct.tolist()))
+        stored = np.array(sorted(sizes), dtype=np.int64)
+        if stored.size == 0:
+            return stored, 0
+        n = np.array([sizes[v] for v in stored.tolist()], dtype=np.int64)
+        order = np.argsort(n, kind="stable")
+        keep = np.cumsum(n[order]) <= max_rows
+        return np.sort(stored[order][keep]), int(np.sum(~keep))
+
+    def query(
+        self,
+        fp: Fingerprint,
+        exclude: Collection[str] = (),
+        rule: MatchRule = DEFAULT_RULE,
+        owner: str | None = None,
+        max_rows: int = DEFAULT_MAX_ROWS,
+    ) -> ReplayCheck:
+        """Look a call up (use its :data:`~voicecheck.fingerprint.QUERY_PARAMS` fingerprint).
+
+        Two scopes:
+
+        * ``owner`` given: that borrower's items only (their enrollments and earlier calls), read from
+          the copy of their rows each item keeps; the work grows with the borrower's items, not
+          with the index.
+        * ``owner`` None: every item. Hash values are looked up rarest first until their rows add up
+          to ``max_rows``; common values beyond that are skipped (``skipped_values``), so the work
+          per call stays bounded as the index grows, at the cost of hits on common values.
+
+        Args:
+            fp: the call's fingerprint.
+            exclude: item names never to report (the call itself when it is already stored).
+            rule: when hits count as a replay.
+            owner: the borrower whose items alone are searched; None searches all.
+            max_rows: row budget of a search over all items (>= 1).
+
+        Returns:
+            :class:`ReplayCheck`; ``replay`` is True when some item passes ``rule``.
+
+        Raises:
+            UsageError: a fingerprint made with other parameters, an empty one, or max_rows < 1.
+        """
+        self._check_fingerprint(fp, "the call's fingerprint")
+        if max_rows < 1:
+            raise UsageError(f"max_rows must be >= 1, got {max_rows}.")
+        values = self._stored_values(fp.hashes)
+        distinct = np.unique(values)
+        if owner is not None:
+            hits = self._owner_rows(owner, distinct)
+            skipped = 0
+        else:
+            wanted, skipped = self._within_budget(distinct, max_rows)
+            found = self._select("SELECT hash, item, frame FROM landmarks WHERE hash IN ({})", wanted.tolist())
+            hits = np.asarray(found, dtype=np.int64).reshape(-1, 3)
+        excluded = {
+            int(r[0])
+            for name in exclude
+            for r in self._db.execute("SELECT id FROM items WHERE name = ?", (name,)).fetchall()
+        }
+        if excluded and hits.size:
+            hits = hits[~np.isin(hits[:, 1], list(excluded))]
+        spans = _best_spans(values, fp.frames.astype(np.int64), hits, rule)
+        matches = [self._describe(item, span, rule) for item, span in spans]
+        matches.sort(key=lambda m: (-m.hits, m.item))
+        passing = tuple(m for m in matches if m.is_replay)
+        return ReplayCheck(
+            replay=bool(passing),
+            matches=passing,
+            best=matches[0] if matches else None,
+            rule=rule,
+            query_hashes=len(fp),
+            rows=int(hits.shape[0]),
+            items_in_index=len(self),
+            skipped_values=skipped,
+            owner=owner,
+        )
+
+    def _describe(self, item_id: int, span: _Span, rule: MatchRule) -> ReplayMatch:
+        name, kind, owner = self._db.execute("SELECT name, kind, owner FROM items WHERE id = ?", (item_id,)).fetchone()
+        matched_s = (span.call_last - span.call_first) * HOP_S
+        return ReplayMatch(
+            item=name,
+            kind=kind,
+            owner=owner,
+            call_start_s=span.call_first * HOP_S,
+            call_end_s=span.call_last * HOP_S,
+            item_start_s=span.item_first * HOP_S,
+            item_end_s=span.item_last * HOP_S,
+            matched_s=matched_s,
+            hits=span.hits,
+            offset_s=span.delta * HOP_S,
+            is_replay=span.hits >= rule.min_hits and matched_s >= rule.min_matched_s,
+        )
+
+
+def _pack(values: np.ndarray, frames: np.ndarray) -> bytes:
+    """An item's (stored hash value, frame) rows, compressed: for erasure and borrower-scoped lookups."""
+    return zlib.compress(np.stack([values.astype(np.int64), frames.astype(np.int64)], axis=1).tobytes())
+
+
+def _unpack(blob: bytes) -> np.ndarray:
+    return np.frombuffer(zlib.decompress(blob), dtype=np.int64).reshape(-1, 2)
+
+
+@dataclass(frozen=True)
+class _Span:
+    call_first: int
+    call_last: int
+    item_first: int
+    item_last: int
+    hits: int
+    delta: int
+
+
+def _expand(values: np.ndarray, frames: np.ndarray, hits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pair every index hit with every call frame holding its hash value: (item, item frame, call frame)."""
+    order = np.argsort(values, kind="stable")
+    v_sorted, f_sorted = values[order], frames[order]
+    lo = np.searchsorted(v_sorted, hits[:, 0], side="left")
+    hi = np.searchsorted(v_sorted, hits[:, 0], side="right")
+    reps = hi - lo
+    row = np.repeat(np.arange(hits.shape[0]), reps)
+    pos = np.repeat(lo - np.cumsum(reps) + reps, reps) + np.arange(row.size)
+    return hits[row, 1], hits[row, 2], f_sorted[pos]
+
+
+def _best_spans(values: np.ndarray, frames: np.ndarray, hits: np.ndarray, rule: MatchRule) -> list[tuple[int, _Span]]:
+    """Per candidate item, the largest group of hits on its best time difference."""
+    if hits.size == 0:
+        return []
+    items, item_frames, call_frames = _expand(values, frames, hits)
+    deltas = item_frames - call_frames
+    packed = items * (2 * _DELTA_SPAN) + deltas + _DELTA_SPAN
+    keys, counts = np.unique(packed, return_counts=True)
+    cum = np.concatenate([[0], np.cumsum(counts)])
+    tol = rule.tolerance_frames
+    window = cum[np.searchsorted(keys, keys + tol, side="right")] - cum[np.searchsorted(keys, keys - tol, side="left")]
+    key_items = keys // (2 * _DELTA_SPAN)
+    # best difference per item, then the items with most hits on it
+    order = np.lexsort((-window, key_items))
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = key_items[order][1:] != key_items[order][:-1]
+    best = order[first]
+    best = best[np.argsort(-window[best], kind="stable")][: rule.max_candidates]
+    out = []
+    for k in best.tolist():
+        item = int(key_items[k])
+        delta = int(keys[k] % (2 * _DELTA_SPAN)) - _DELTA_SPAN
+        near = (items == item) & (np.abs(deltas - delta) <= tol)
+        span = _largest_group(call_frames[near], item_frames[near], delta, rule)
+        out.append((item, span))
+    return out
+
+
+def _largest_group(call_frames: np.ndarray, item_frames: np.ndarray, delta: int, rule: MatchRule) -> _Span:
+    """The hits split where the call has gaps > ``max_gap_s``; the group with most hits (by frames)."""
+    order = np.argsort(call_frames, kind="stable")
+    c, i = call_frames[order], item_frames[order]
+    gap = int(round(rule.max_gap_s / HOP_S))
+    breaks = np.flatnonzero(np.diff(c) > gap) + 1
+    starts = np.concatenate([[0], breaks])
+    ends = np.concatenate([breaks, [c.size]])
+    g = int(np.argmax(ends - starts))
+    a, b = int(starts[g]), int(ends[g])
+    return _Span(
+        call_first=int(c[a]),
+        call_last=int(c[b - 1]),
+        item_first=int(i[a:b].min()),
+        item_last=int(i[a:b].max()),
+        hits=int(np.unique(c[a:b]).size),
+        delta=delta,
+    )
