@@ -103,6 +103,7 @@ def run_batch(
             results.close()
             calls.close()
             voiceprints.close()
+        training = scheduled_training(settings)
         summary = summarise(
             out / RESULTS,
             wall_seconds=round(time.perf_counter() - started, 2),
@@ -116,6 +117,8 @@ def run_batch(
             retention_purged=purged,
             liveness=describe(read_liveness(settings.embeddings)),
             operating_point=None if judge is None else decision_report(judge.scorer, out / RESULTS),
+            backend=None if judge is None else backend_report(judge.scorer),
+            backend_training=training,
         )
         write_json(out / SUMMARY, summary)
         trail.log.record(
@@ -172,6 +175,22 @@ def decision_report(scorer: Scorer, results_path: Path) -> dict[str, Any]:
         else:
             out[band] = {"mode": scorer.mode(band), "threshold": round(used.value, 4), "source": used.source}
     return out
+
+
+def backend_report(scorer: Scorer) -> dict[str, Any] | None:
+    """Which back-end scored the run: its digest, kind (shipped/out-of-domain or in-domain) and source."""
+    b = scorer.backend
+    if b is None:
+        return None
+    return {"digest": b.digest[:16], "kind": b.info.get("kind", "out-of-domain"), "source": b.source[:300]}
+
+
+def scheduled_training(settings: Settings) -> dict[str, Any] | None:
+    """The in-domain back-end retrain the settings schedule (``adapt_every_days``), when it is due;
+    what happened, or None. A refusal (too few borrowers yet) is reported, never an error."""
+    from .adapt import scheduled
+
+    return scheduled(settings)
 
 
 def claim(out: Path, manifest: str | Path) -> None:
@@ -340,6 +359,7 @@ def rescore(out_dir: str | Path, settings: Settings, manifest: str | Path | None
         engine="rescore",
         settings=settings.to_dict(),
         encryption=cipher.describe(),
+        backend=backend_report(judge.scorer),
         liveness=describe(read_liveness(settings.embeddings)),
     )
     write_json(out / SUMMARY, summary)

@@ -28,9 +28,11 @@ SCORE_RANGES: dict[str, tuple[float, float]] = {
     "lda": (-1.0, 1.0),
     "asnorm": (-20.0, 20.0),
     "lda+asnorm": (-20.0, 20.0),
+    "plda": (-1000.0, 1000.0),
 }
 """The scoring modes and the range of their score scale (a threshold outside it is refused): cosines
-in [-1, 1]; AS-normalised scores are standard deviations above the cohort (see voicecheck.scoring)."""
+in [-1, 1]; PLDA log-likelihood ratios (natural log; GE2E's lie within about +-200); AS-normalised
+scores are standard deviations above the cohort (see voicecheck.scoring)."""
 
 _RANGES: dict[str, tuple[float, float]] = {
     "channel": (0, 63),
@@ -58,10 +60,13 @@ _RANGES: dict[str, tuple[float, float]] = {
     "max_audio_s": (1.0, 86400.0),
     "max_audio_bytes": (1024, 1 << 40),
     "retention_days": (0, 36500),
+    "adapt_min_borrowers": (2, 10_000_000),
+    "adapt_max_false_accept": (0.0001, 0.1),
+    "adapt_every_days": (0, 3650),
 }
 """Inclusive bounds of every numeric setting."""
 
-_CHOICES: dict[str, tuple[str, ...]] = {"precision": ("auto", "fp32", "bf16")}
+_CHOICES: dict[str, tuple[str, ...]] = {"precision": ("auto", "fp32", "bf16"), "backend_scoring": ("cosine", "plda")}
 _MODEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _DEVICE = re.compile(r"^(cpu|cuda(:\d{1,2})?)$")
 
@@ -90,7 +95,25 @@ class Settings:
             cohort: AS-norm against a few people's calls moves the score scale (benchmarks/transfer.py:
             cohorts of 7-12 people gave EER 7-8%, of 25 or more 4-5%).
         cohort_per_borrower: most calls of one borrower in a cohort.
-        backend_file: trained back-end (.npz) relative to the package's models dir or absolute; "" = none.
+        backend_file: the trained back-end: "auto" (the model's shipped one, if any), "adapted" (the newest
+            back-end trained on this deployment's calls by ``voicecheck backend train``, in
+            ``<embeddings>/backends/``; the shipped one until there is one), a path to a ``.npz``, or "" (none).
+        backend_scoring: how a trained back-end compares two vectors (benchmarks/adaptation.py chose cosine: PLDA
+            had a higher EER in every comparison there): "cosine" (LDA/WCCN then cosine:
+            modes lda, lda+asnorm) or "plda" (the back-end's PLDA log-likelihood ratio, centred on the
+            cohort when there is one: mode plda; the back-end file must carry its training statistics).
+        adapt_min_borrowers: ``backend train`` refuses to write a back-end whose in-domain data has fewer
+            borrowers with two or more usable calls (benchmarks/adaptation.py: adapting the shipped back-end
+            from as few as 4-5 such borrowers already lowered the EER on both development deployments; the
+            relevance weights keep a small sample's pull small). A model that ships no back-end statistics
+            needs more borrowers than LDA directions besides.
+        adapt_max_false_accept: the margin a call needs to be taken as its borrower's voice when the
+            back-end is trained: its score must reach the level only this share of the operating point's
+            non-target trials (calls scored against other borrowers' voiceprints) reach (chosen in
+            benchmarks/adaptation.py with 10% impostor calls in the store: 0.001-0.02 absorbed no impostor
+            call on the development lender; 0.02 gave the lowest EER).
+        adapt_every_days: the nightly batch retrains the in-domain back-end when the newest one is at least
+            this many days old (0 = never; run ``voicecheck backend train`` by hand).
         operating_point: set each band's threshold from the deployment's own calls (a share
             ``max_false_accept`` of calls scored against other borrowers' voiceprints may pass) once
             there are enough of them; off, or below that, the profile's threshold (voicecheck.operating).
@@ -153,6 +176,10 @@ class Settings:
     cohort_min: int = 25
     cohort_per_borrower: int = 3
     backend_file: str = "auto"
+    backend_scoring: str = "cosine"
+    adapt_min_borrowers: int = 4
+    adapt_max_false_accept: float = 0.02
+    adapt_every_days: int = 0
     operating_point: bool = True
     max_false_accept: float = 0.04
     weak_evidence_band: float = 1.0
@@ -332,7 +359,7 @@ def _check(key: str, value: Any) -> None:
     elif key == "key_file" and not (isinstance(value, str) and "\0" not in value):
         raise UsageError(f"must be empty (the per-user default) or a file path, got {value!r}")
     elif key == "backend_file" and not (isinstance(value, str) and "\0" not in value):
-        raise UsageError(f"must be auto, empty or a file path, got {value!r}")
+        raise UsageError(f"must be auto, adapted, empty or a file path, got {value!r}")
 
 
 def _in_range(key: str, value: Any, bounds: tuple[float, float]) -> None:
