@@ -27,6 +27,15 @@ What it measures (GE2E, every clip passed through recipes.simulate.simulate_call
 * two speakers on one channel: AMI / pyannote conversations (RTTM beside each file), purity and
   coverage of split_two_speakers against the two main speakers; one-speaker calls wrongly split.
 
+Windows back to back (issue 16): the clips are embedded on the fine timeline (windows every 0.8 s)
+and the product's view derived exactly from it (every other window: the coarse timeline at hop 1.6 s;
+the fine one for the calls voicecheck.refine sends there, judged with the same rule and margins; ring
+and consistency vectors as voicecheck.crosscall takes them). Every section runs on that view with
+the shipped (hop-1.6) back-end and profile, and again, quietly, on the hop-0.8 reference (every call
+fine, the back-end and profile the recipe trains at hop 0.8); a table near the top compares the
+headline figures, ``results/analysis.json`` holds them for benchmarks/throughput.py, and a section
+chooses the refinement margins on TUNE.
+
 What is embedded and how it is cached is in benchmarks/analysis_clips.py: the clips in
 benchmarks/.cache/analysis-hop<hop>.npz (--cache), the takeover calls, the accuracy benchmark's calls
 and the full-length ring calls beside it; the Scorer's cohort comes from the benchmarks/accuracy.py
@@ -63,6 +72,7 @@ from benchmarks.analysis_clips import (  # noqa: E402
     Inputs,
     LongCalls,
     Product,
+    coarse,
     default_cache,
     load_inputs,
     split_of,
@@ -70,38 +80,105 @@ from benchmarks.analysis_clips import (  # noqa: E402
 )
 from recipes.corpus import DEFAULT_SPEECH  # noqa: E402
 from voicecheck import analysis as A  # noqa: E402
+from voicecheck.config import Settings  # noqa: E402
 
 # --- evaluation ----------------------------------------------------------------------------------
 
 
-def takeover_sets(c: Clips, half: str, rng: np.random.Generator, calls: dict[str, np.ndarray], prod: Product):
-    """(genuine calls, takeover calls) of one part: dicts of windows, times, enroll, truth."""
+class Margins(NamedTuple):
+    """The refinement margins (voicecheck.refine): raw window cosine, and LLR units above the threshold."""
+
+    cosine: float
+    llr: float
+
+
+SHIPPED_MARGINS = Margins(Settings().refine_cosine_margin, Settings().refine_score_margin)
+
+
+def takeover_sets(
+    c: Clips, half: str, rng: np.random.Generator, calls: dict[str, np.ndarray], prod: Product, margins=None
+):
+    """(genuine calls, takeover calls) of one part: dicts of windows, times, enroll, truth.
+
+    Each call holds its fine timeline (``fw``, ``ft``) and its coarse one (``cw``, ``ct``); ``w`` / ``t``
+    are the windows the product judges it on (:func:`judged_on`; ``margins`` None: the shipped ones).
+    """
     genuine, take = [], []
+
+    def timelines(fw, ft, cw=None, ct=None) -> dict:
+        if cw is None:
+            cw, ct = coarse(fw, ft)
+        return dict(fw=fw, ft=ft, cw=cw, ct=ct)
+
     for name in sorted(k[:-2] for k in calls if k.endswith("|w")):
         key = name[5:].rsplit("/", 1)[0]
         if split_of(key) == half and key in prod.enroll_matched and len(calls[name + "|w"]):
             genuine.append(
-                dict(w=calls[name + "|w"], t=calls[name + "|t"], enroll=prod.enroll_matched[key], kind="product")
+                dict(
+                    **timelines(calls[name + "|w"], calls[name + "|t"]), enroll=prod.enroll_matched[key], kind="product"
+                )
             )
     for key in c.libri:
         if split_of(key) == half:
-            genuine.append(
-                dict(w=c.w[f"genuine/{key}"], t=c.t[f"genuine/{key}"], enroll=c.vector(f"enroll/{key}"), kind="libri")
-            )
+            g = f"genuine/{key}"
+            genuine.append(dict(**timelines(c.fine_w[g], c.fine_t[g]), enroll=c.vector(f"enroll/{key}"), kind="libri"))
     for spk, clips in c.multi.items():  # long genuine calls: two other recordings of a voice back to back
         if split_of(spk) != half or len(clips) < 3:
             continue
         for _ in range(3):
             e, a, b = rng.choice(len(clips), 3, replace=False)
-            w = np.concatenate([c.w[clips[a]], c.w[clips[b]]])
-            t1 = c.t[clips[a]]
-            t = np.concatenate([t1, c.t[clips[b]] + t1[-1, 1] + 0.5])
-            genuine.append(dict(w=w, t=t, enroll=c.vector(clips[e]), kind="multi"))
+            pair = {}
+            for view, (ws, ts) in (("f", (c.fine_w, c.fine_t)), ("c", coarse_views(c))):
+                t1 = ts[clips[a]]
+                pair[view] = (
+                    np.concatenate([ws[clips[a]], ws[clips[b]]]),
+                    np.concatenate([t1, ts[clips[b]] + c.fine_t[clips[a]][-1, 1] + 0.5]),
+                )
+            genuine.append(dict(**timelines(*pair["f"], *pair["c"]), enroll=c.vector(clips[e]), kind="multi"))
     for name in c.takeovers:
         key, other, own_s = name.split("/", 1)[1].split("|")
         if split_of(key) == half and f"enroll/{key}" in c.w:
-            take.append(dict(w=c.w[name], t=c.t[name], enroll=c.vector(f"enroll/{key}"), change_s=float(own_s) + 0.15))
-    return genuine, take
+            take.append(
+                dict(
+                    **timelines(c.fine_w[name], c.fine_t[name]),
+                    enroll=c.vector(f"enroll/{key}"),
+                    change_s=float(own_s) + 0.15,
+                )
+            )
+    if margins is False:  # the raw calls, for refine_grid to judge with other margins
+        return genuine, take
+    return (
+        [judged_on(x, prod, c.coarse_view, margins) for x in genuine],
+        [judged_on(x, prod, c.coarse_view, margins) for x in take],
+    )
+
+
+def coarse_views(c: Clips) -> tuple[dict, dict]:
+    """Every clip's coarse timeline (windows, times), whatever view ``c`` holds."""
+    pairs = {k: coarse(c.fine_w[k], c.fine_t[k]) for k in c.fine_w}
+    return {k: v[0] for k, v in pairs.items()}, {k: v[1] for k, v in pairs.items()}
+
+
+def judged_on(call: dict, prod: Product, coarse_view: bool, margins: Margins | None = None) -> dict:
+    """The call with ``w`` / ``t`` set to the timeline the product judges it on and ``refined`` to
+    whether that is the fine one: in the hop-0.8 reference always the fine one; in the product, the
+    coarse one unless :func:`voicecheck.analysis.near_speaker_change` (as voicecheck.refine asks it,
+    with the product's score and ``margins``) sends the call to the fine one."""
+    if not coarse_view:
+        return {**call, "w": call["fw"], "t": call["ft"], "refined": True}
+    m = margins or SHIPPED_MARGINS
+    near = A.near_speaker_change(
+        call["cw"],
+        call["ct"],
+        prod.score_fn(call["enroll"]),
+        prod.threshold,
+        4.0,
+        cosine_margin=m.cosine,
+        score_margin=m.llr / prod.llr_slope,
+    )
+    if near:
+        return {**call, "w": call["fw"], "t": call["ft"], "refined": True}
+    return {**call, "w": call["cw"], "t": call["ct"], "refined": False}
 
 
 def takeover_stats(calls, prod: Product, min_seg: float = 4.0) -> np.ndarray:
@@ -144,7 +221,13 @@ def run_takeover(calls, prod: Product, margin: float, max_cos: float, min_seg: f
 class Pop(NamedTuple):
     """One ring population: call vectors (raw, or in the scoring space after :func:`in_space`), call
     ids, borrower ids, the impostor voice of each call (None for a borrower's own), net speech (s),
-    and which calls may join a ring (None: all; see :func:`enrolled`)."""
+    which calls may join a ring (None: all; see :func:`enrolled`), and the raw vectors the 1:1 check
+    scores (``one``: the coarse timeline's call vectors in the product; None: ``x``).
+
+    ``x`` holds what rings compare (voicecheck.crosscall.cross_call_vector): in a store without
+    enrollments every call is a ring candidate, refined by the product (voicecheck.refine), so the
+    mean of its windows every 0.8 s; :func:`enrolled` puts the coarse vector back for calls the product
+    leaves coarse (1:1 passed)."""
 
     x: np.ndarray
     ids: list
@@ -152,6 +235,7 @@ class Pop(NamedTuple):
     voice: list
     secs: np.ndarray
     eligible: np.ndarray | None = None
+    one: np.ndarray | None = None
 
 
 def ring_population(c: Clips, half: str, seed: int, second: bool = True) -> Pop:
@@ -164,30 +248,34 @@ def ring_population(c: Clips, half: str, seed: int, second: bool = True) -> Pop:
     libri = [k for k in c.libri if split_of(k) == half]
     rng.shuffle(libri)
     libri_imp, borrowers = libri[:5], libri[5:]
-    vecs, ids, owners, voice, secs = [], [], [], [], []
+    vecs, ones, ids, owners, voice, secs = [], [], [], [], [], []
 
     def add(v, call_id, owner, who, speech_s=0.0):
-        vecs.append(v), ids.append(call_id), owners.append(owner), voice.append(who), secs.append(speech_s)
+        vecs.append(v[0]), ones.append(v[1]), ids.append(call_id), owners.append(owner), voice.append(who)
+        secs.append(speech_s)
 
     for b in borrowers:
-        add(c.vector(f"genuine/{b}"), f"{b}/genuine", b, None)
+        add(c.vectors(f"genuine/{b}"), f"{b}/genuine", b, None)
         if rng.random() < 0.5 and second:
-            add(c.vector(f"enroll/{b}"), f"{b}/second", b, None)
-    impostors: dict[str, list[tuple[np.ndarray, float]]] = {}
+            add(c.vectors(f"enroll/{b}"), f"{b}/second", b, None)
+    impostors: dict[str, list[tuple[tuple, float]]] = {}
     for spk, clips in c.multi.items():
         if split_of(spk) == half:
-            impostors[spk] = [(c.vector(k), c.speech_s(k)) for k in clips]
-    for k in libri_imp:  # one recording cut into pieces of >= 3.2 s
-        w = c.w[f"genuine/{k}"]
-        parts = np.array_split(w, max(2, min(3, len(w) // 4)))
-        impostors[f"libri/{k}"] = [(unit(p.mean(axis=0)), c.speech_s(f"genuine/{k}", len(p))) for p in parts]
-        impostors[f"libri/{k}"].append((c.vector(f"enroll/{k}"), c.speech_s(f"enroll/{k}")))
+            impostors[spk] = [(c.vectors(k), c.speech_s(k)) for k in clips]
+    for k in libri_imp:  # one recording cut into pieces of >= 3.2 s (cut on the fine timeline)
+        w, t = c.fine_w[f"genuine/{k}"], c.fine_t[f"genuine/{k}"]
+        cuts = np.array_split(np.arange(len(w)), max(2, min(3, len(w) // 4)))
+        pieces = []
+        for idx in cuts:
+            one = coarse(w[idx], t[idx])[0] if c.coarse_view else w[idx]
+            pieces.append(((unit(w[idx].mean(axis=0)), unit(one.mean(axis=0))), A.net_speech_s(t[idx])))
+        impostors[f"libri/{k}"] = pieces + [(c.vectors(f"enroll/{k}"), c.speech_s(f"enroll/{k}"))]
     for spk, pieces in impostors.items():
         n = int(min(len(pieces), rng.integers(2, 5)))
         served = rng.choice(len(borrowers), n, replace=False)
         for j, (b, p) in enumerate(zip(served, rng.permutation(len(pieces))[:n], strict=True)):
             add(pieces[p][0], f"{borrowers[b]}/by-{spk}-{j}", borrowers[b], spk, pieces[p][1])
-    return Pop(np.array(vecs), ids, owners, voice, np.array(secs))
+    return Pop(np.array(vecs), ids, owners, voice, np.array(secs), one=np.array(ones))
 
 
 def enrolled(pop: Pop, c: Clips, prod: Product, share: float = 1.0, seed: int = 0) -> Pop:
@@ -203,10 +291,15 @@ def enrolled(pop: Pop, c: Clips, prod: Product, share: float = 1.0, seed: int = 
     borrowers = sorted(set(pop.owners))
     chosen = [b for b in borrowers if rng.random() < share]
     verified = np.zeros(len(pop.ids), dtype=bool)
+    coarse_kept = np.zeros(len(pop.ids), dtype=bool)  # 1:1 passed: the product keeps it coarse
+    one = pop.x if pop.one is None else pop.one
     for b in chosen:
         idx = [i for i, o in enumerate(pop.owners) if o == b]
-        verified[idx] = prod.score_fn(c.vector(f"enroll/{b}"))(pop.x[idx]) >= prod.threshold
-    return pop._replace(eligible=~verified)
+        scores = prod.score_fn(c.vector(f"enroll/{b}"))(one[idx])
+        verified[idx] = scores >= prod.threshold
+        coarse_kept[idx] = scores >= prod.threshold
+    x = np.where(coarse_kept[:, None], one, pop.x) if c.coarse_view else pop.x
+    return pop._replace(x=x, eligible=~verified)
 
 
 def ring_scores(rings, ids, owners, voice, min_b, secs=None, long_s: float = 6.0):
@@ -360,10 +453,11 @@ def long_population(
     )
     rng.shuffle(libri)
     libri_imp, borrowers = set(libri[:n_libri_impostors]), libri[n_libri_impostors:]
-    vecs, ids, owners, voice, secs = [], [], [], [], []
+    vecs, ones, ids, owners, voice, secs = [], [], [], [], [], []
     for b in borrowers:
         v, s = genuine[b] if genuine is not None else lc.whole[part][b][:2]
-        vecs.append(v), ids.append(f"{b}/genuine"), owners.append(b), voice.append(None), secs.append(s)
+        vecs.append(v[0]), ones.append(v[1]), ids.append(f"{b}/genuine"), owners.append(b), voice.append(None)
+        secs.append(s)
     for spk in sorted(lc.pool[part]):
         if spk.startswith("librispeech") and spk not in libri_imp:
             continue
@@ -371,9 +465,9 @@ def long_population(
         n = int(min(len(pool), rng.integers(2, 5)))
         served = rng.choice(len(borrowers), n, replace=False)
         for j, (b, p) in enumerate(zip(served, rng.permutation(len(pool))[:n], strict=True)):
-            vecs.append(pool[p][0]), ids.append(f"{borrowers[b]}/by-{spk}-{j}"), owners.append(borrowers[b])
-            voice.append(spk), secs.append(pool[p][1])
-    return Pop(np.array(vecs), ids, owners, voice, np.array(secs))
+            vecs.append(pool[p][0][0]), ones.append(pool[p][0][1]), ids.append(f"{borrowers[b]}/by-{spk}-{j}")
+            owners.append(borrowers[b]), voice.append(spk), secs.append(pool[p][1])
+    return Pop(np.array(vecs), ids, owners, voice, np.array(secs), one=np.array(ones))
 
 
 def long_pops(lc: LongCalls, part: str, prod: Product, seeds) -> list:
@@ -384,7 +478,7 @@ def long_pops(lc: LongCalls, part: str, prod: Product, seeds) -> list:
 def long_rings(pops: list, thr: float, min_b: int, finder=link_rings) -> dict:
     """Rings over several populations: pooled precision / recall and the per-run spread."""
     tot, per_run, false_gen, false_imp = np.zeros(7), [], 0, 0
-    for x, ids, owners, voice, secs, eligible in pops:
+    for x, ids, owners, voice, secs, eligible, _ in pops:
         rings = finder(x, ids, owners, min_b, thr, eligible)
         served: dict[str, set] = defaultdict(set)
         for o, v in zip(owners, voice, strict=True):
@@ -420,22 +514,24 @@ def long_rings(pops: list, thr: float, min_b: int, finder=link_rings) -> dict:
 
 
 def voices_population(c: Clips, half: str, seed: int):
-    """Borrowers with several genuine calls; each also once with one more call in another voice."""
+    """Borrowers with several genuine calls; each also once with one more call in another voice. Vectors
+    as consistency compares them (voicecheck.crosscall.cross_call_vector): no borrower is enrolled here,
+    so every call is a ring candidate the product refines (the mean of its windows every 0.8 s)."""
     rng = np.random.default_rng(seed)
     others = [f"genuine/{k}" for k in c.libri if split_of(k) == half]
     cases = []
     for spk, clips in c.multi.items():
         if split_of(spk) == half and len(clips) >= 3:
-            own = [c.vector(k) for k in rng.choice(clips, 3, replace=False)]
+            own = [c.vectors(k)[0] for k in rng.choice(clips, 3, replace=False)]
             cases.append((own, None, "multi"))
     for k in c.libri:
         if split_of(k) == half:
-            cases.append(([c.vector(f"genuine/{k}"), c.vector(f"enroll/{k}")], f"genuine/{k}", "libri"))
+            cases.append(([c.vectors(f"genuine/{k}")[0], c.vectors(f"enroll/{k}")[0]], f"genuine/{k}", "libri"))
     out = []
     for own, me, kind in cases:
         out.append((own, False, kind))
         intruder = rng.choice([o for o in others if o != me])
-        out.append((own + [c.vector(str(intruder))], True, kind))
+        out.append((own + [c.vectors(str(intruder))[0]], True, kind))
     return out
 
 
@@ -491,11 +587,14 @@ def purity_coverage(labels: np.ndarray, truth: np.ndarray) -> tuple[float, float
 
 
 def synthetic_two(c: Clips, half: str, seed: int):
-    """Two LibriSpeech voices in alternating turns of 3-6 windows (window-level mixing)."""
+    """Two LibriSpeech voices in alternating turns of 3-6 windows (window-level mixing), on the fine timeline."""
     rng = np.random.default_rng(seed)
     keys = [k for k in c.libri if split_of(k) == half]
     a, b = rng.choice(keys, 2, replace=False)
-    src = [list(c.w[f"genuine/{a}"]) + list(c.w[f"enroll/{a}"]), list(c.w[f"genuine/{b}"]) + list(c.w[f"enroll/{b}"])]
+    src = [
+        list(c.fine_w[f"genuine/{a}"]) + list(c.fine_w[f"enroll/{a}"]),
+        list(c.fine_w[f"genuine/{b}"]) + list(c.fine_w[f"enroll/{b}"]),
+    ]
     w, truth, who = [], [], 0
     while src[0] and src[1]:
         n = int(rng.integers(3, 7))
@@ -506,21 +605,48 @@ def synthetic_two(c: Clips, half: str, seed: int):
     return np.array(w), np.array(truth)
 
 
-def split_eval(c: Clips, half: str, max_cos: float, n_two: int = 60):
+def mono_view(
+    w: np.ndarray, t: np.ndarray, coarse_view: bool, margins: Margins | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A mono recording's fine timeline as the product splits it: (windows, times, which of the fine
+    windows those are). The reference keeps the fine one; the product the coarse one unless
+    :func:`voicecheck.analysis.near_two_speakers` sends it to the fine one (voicecheck.refine)."""
+    keep = np.ones(len(w), dtype=bool)
+    if not coarse_view:
+        return w, t, keep
+    cw, ct = coarse(w, t)
+    if A.near_two_speakers(cw, ct, (margins or SHIPPED_MARGINS).cosine):
+        return w, t, keep
+    from voicecheck.embedders.base import coarse_of_fine
+
+    return cw, ct, coarse_of_fine(len(w))
+
+
+def split_eval(c: Clips, half: str, max_cos: float, n_two: int = 60, margins: Margins | None = None):
+    """(one-speaker calls split, two-voice calls split, purity, coverage, share of calls refined)."""
     times = lambda n: np.stack([np.arange(n) * 0.8, np.arange(n) * 0.8 + 1.6], axis=1)  # noqa: E731
-    one = []
+    one, refined = [], []
     for k in c.libri:
         if split_of(k) == half:
-            w = c.w[f"genuine/{k}"]
-            one.append(bool(A.split_two_speakers(w, c.t[f"genuine/{k}"], max_cos).any()))
+            w, t, keep = mono_view(c.fine_w[f"genuine/{k}"], c.fine_t[f"genuine/{k}"], c.coarse_view, margins)
+            one.append(bool(A.split_two_speakers(w, t, max_cos).any()))
+            refined.append(bool(keep.all()))
     pur, cov, split = [], [], []
     for seed in range(n_two):
-        w, truth = synthetic_two(c, half, seed)
-        lab = A.split_two_speakers(w, times(len(w)), max_cos)
+        fw, truth = synthetic_two(c, half, seed)
+        w, t, keep = mono_view(fw, times(len(fw)), c.coarse_view, margins)
+        lab = A.split_two_speakers(w, t, max_cos)
         split.append(bool(lab.any()))
-        p, q = purity_coverage(lab, truth)
+        refined.append(bool(keep.all()))
+        p, q = purity_coverage(lab, truth[keep])
         pur.append(p), cov.append(q)
-    return float(np.mean(one)), float(np.mean(split)), float(np.mean(pur)), float(np.mean(cov))
+    return (
+        float(np.mean(one)),
+        float(np.mean(split)),
+        float(np.mean(pur)),
+        float(np.mean(cov)),
+        float(np.mean(refined)),
+    )
 
 
 def pct(x: float) -> str:
@@ -531,13 +657,17 @@ def pct(x: float) -> str:
 
 
 class Report:
-    """The markdown of results/analysis.md, each line printed as it is added."""
+    """The markdown of results/analysis.md, each line printed as it is added (unless ``quiet``), and
+    the headline figures (``fig``) the sections record for the hop comparison (issue 16)."""
 
-    def __init__(self) -> None:
+    def __init__(self, quiet: bool = False) -> None:
         self.lines: list[str] = []
+        self.quiet = quiet
+        self.fig: dict[str, float] = {}
 
     def say(self, s: str = "") -> None:
-        print(s, flush=True)
+        if not self.quiet:
+            print(s, flush=True)
         self.lines.append(s)
 
 
@@ -564,6 +694,24 @@ def main(argv: list[str] | None = None) -> None:
     r = Report()
     header(r, inp, args.cache)
     summary_at = len(r.lines)
+    targets, rings_note, takeover, runs, voices = run_sections(r, inp, args.speech)
+    margins = refine_section(r, inp) if inp.clips.coarse_view else None
+    defaults_section(r, takeover, runs, voices, margins)
+    insert_targets(r, summary_at, targets)
+    if inp.clips.coarse_view:  # the same sections on the hop-0.8 reference, side by side (issue 16)
+        reference = Report(quiet=True)
+        run_sections(reference, load_inputs(args.speech, args.cache, reference=True), args.speech)
+        insert_comparison(r, summary_at, r.fig, reference.fig)
+        write_figures(args.out / "analysis.json", r.fig, reference.fig)
+    closing_notes(r, rings_note)
+    r.say(f"Run time {time.time() - t0:.0f} s ({time.strftime('%Y-%m-%d')}).")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "analysis.md").write_text("\n".join(r.lines) + "\n", encoding="utf-8")
+
+
+def run_sections(r: Report, inp: Inputs, speech: Path) -> tuple:
+    """Every measuring section in order; returns (targets rows, rings note, takeover choice, ring runs,
+    voices threshold) for the summary and defaults."""
     one_to_one_section(r, inp)
     takeover = takeover_section(r, inp)
     runs = ring_runs(inp)
@@ -573,13 +721,84 @@ def main(argv: list[str] | None = None) -> None:
     long_target, rings_note = long_rings_section(r, runs, inp.long_calls)
     targets += [long_target, *enrolled_rings_section(r, inp, runs)]
     voices = voices_section(r, inp)
-    two_speakers_section(r, inp.clips, args.speech)
-    defaults_section(r, takeover, runs, voices)
-    insert_targets(r, summary_at, targets)
-    closing_notes(r, rings_note)
-    r.say(f"Run time {time.time() - t0:.0f} s ({time.strftime('%Y-%m-%d')}).")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "analysis.md").write_text("\n".join(r.lines) + "\n", encoding="utf-8")
+    two_speakers_section(r, inp.clips, speech)
+    return targets, rings_note, takeover, runs, voices
+
+
+COMPARED = (
+    "1:1 genuine calls below the threshold",
+    "1:1 other speakers at/above the threshold",
+    "takeovers flagged",
+    "genuine calls flagged for a speaker change",
+    "mono: one-speaker calls split",
+    "mono: two-voice calls split",
+    "mono: two-voice purity",
+    "mono: two-voice coverage",
+    "mono: conversations split",
+    "rings link score (TUNE)",
+    "rings, short clips: P",
+    "rings, short clips: R",
+    "rings, calls >= 6 s: P",
+    "rings, calls >= 6 s: R",
+    "rings, short impostor clips, borrowers enrolled: P",
+    "rings, short impostor clips, borrowers enrolled: R",
+    "rings, calls >= 6 s, borrowers enrolled: P",
+    "rings, calls >= 6 s, borrowers enrolled: R",
+    "voices per borrower: two-voice borrowers split",
+    "voices per borrower: one-voice borrowers split",
+    "takeover calls refined",
+    "genuine calls refined",
+    "mono calls refined (one- and two-voice)",
+)
+"""The headline figures compared between the product and the hop-0.8 reference, in table order."""
+
+
+def fmt(key: str, value: float | None) -> str:
+    if value is None:
+        return "–"
+    if key.endswith(": P") or key.endswith(": R") or "purity" in key or "coverage" in key:
+        return f"{value:.2f}"
+    if "link score" in key:
+        return f"{value:.2f}"
+    return pct(value)
+
+
+def insert_comparison(r: Report, at: int, product: dict, reference: dict) -> None:
+    """The issue-16 table (product vs the hop-0.8 reference, EVAL), put under the header at line ``at``."""
+    rows = [
+        "",
+        "## Hop 1.6 s with refinement (the product) vs hop 0.8 s (before issue 16), EVAL",
+        "",
+        "The same sections run twice: *hop 0.8* is every call on windows every 0.8 s with the back-end and "
+        "profile trained at hop 0.8 (the recipe, in-process: the files shipped before); *hop 1.6 + refine* is "
+        "the product now: call vectors from windows back to back with the back-end and profile shipped at hop "
+        "1.6, the in-between windows only for the calls `voicecheck.refine` sends to the fine timeline. "
+        "Thresholds and link scores as each section chooses them on TUNE (rings: each run's own TUNE choice). "
+        "One EVAL call moves a takeover rate by 1.6 points, a one-speaker split rate by 4.8.",
+        "",
+        "| EVAL figure | hop 0.8 | hop 1.6 + refine | change |",
+        "|---|---:|---:|---:|",
+    ]
+    for key in COMPARED:
+        a, b = reference.get(key), product.get(key)
+        change = (
+            ""
+            if a is None or b is None
+            else f"{b - a:+.2f}"
+            if fmt(key, 0.5).startswith("0")
+            else f"{100 * (b - a):+.1f} pt"
+        )
+        rows.append(f"| {key} | {fmt(key, a)} | {fmt(key, b)} | {change} |")
+    r.lines[at:at] = rows
+
+
+def write_figures(path: Path, product: dict, reference: dict) -> None:
+    """The compared figures as JSON (benchmarks/throughput.py shows them beside its speed figures)."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"date": time.strftime("%Y-%m-%d"), "product": product, "hop0.8": reference, "keys": list(COMPARED)}
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 # --- header and 1:1 context -----------------------------------------------------------------------
@@ -634,6 +853,8 @@ def one_to_one_scores(c: Clips, prod: Product, half: str) -> tuple[np.ndarray, n
 def one_to_one_section(r: Report, inp: Inputs) -> None:
     g_e, i_e = one_to_one_scores(inp.clips, inp.prod, "eval")
     thr = inp.prod.threshold
+    r.fig["1:1 genuine calls below the threshold"] = float(np.mean(g_e < thr))
+    r.fig["1:1 other speakers at/above the threshold"] = float(np.mean(i_e >= thr))
     r.say("")
     r.say(
         f"## 1:1 check (context)\n\nEVAL LibriSpeech, 5 s telephone enrollment vs 7-12 s call, product score at the "
@@ -701,6 +922,10 @@ def takeover_section(r: Report, inp: Inputs) -> Takeover:
     r.say("")
     flagged, gen_flag = takeover_table(r, take_e, gen_e, st_te, st_ge, res_take, res_gen, prod.threshold)
     r.say("")
+    r.fig["takeovers flagged"] = float(flagged.mean())
+    r.fig["genuine calls flagged for a speaker change"] = float(gen_flag.mean())
+    r.fig["takeover calls refined"] = float(np.mean([x["refined"] for x in take_e]))
+    r.fig["genuine calls refined"] = float(np.mean([x["refined"] for x in gen_e]))
     errors = [abs(x.change_s - t["change_s"]) for x, t in zip(res_take, take_e, strict=True) if x is not None]
     later = np.mean([x.which == "later" for x in res_take if x is not None]) if flagged.any() else float("nan")
     old = flagged_by(st_te, prod.threshold, 0.0, 0.83).mean(), flagged_by(st_ge, prod.threshold, 0.0, 0.83).mean()
@@ -790,6 +1015,164 @@ def takeover_sensitivity(r: Report, st_te: np.ndarray, st_ge: np.ndarray, thresh
         )
 
 
+# --- windows back to back, refined where a decision is close (issue 16) ---------------------------
+
+REFINE_COSINES = (0.0, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.1)
+"""Cosine margins searched on TUNE (raw GE2E window cosine; voicecheck.refine)."""
+
+REFINE_LLRS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
+"""Score margins searched on TUNE (natural-log likelihood-ratio units above the threshold)."""
+
+
+def takeover_flags(calls: list[dict], prod: Product) -> np.ndarray:
+    """Which calls Judge.within_call flags (shipped takeover defaults), on each call's judged timeline."""
+    found = run_takeover(calls, prod, A.TAKEOVER_MARGIN, A.TAKEOVER_MAX_SIDE_COSINE)
+    return np.array([x is not None for x in found], dtype=bool)
+
+
+def mono_flags(c: Clips, half: str, margins: Margins | None, n_two: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    """(split found per call: one-speaker calls then two-voice calls, refined per call) at the shipped
+    max_centroid_cosine; ``margins`` None: every call on the fine timeline."""
+    times = lambda n: np.stack([np.arange(n) * 0.8, np.arange(n) * 0.8 + 1.6], axis=1)  # noqa: E731
+    recs = [(c.fine_w[f"genuine/{k}"], c.fine_t[f"genuine/{k}"]) for k in c.libri if split_of(k) == half]
+    recs += [(w, times(len(w))) for w, _ in (synthetic_two(c, half, seed) for seed in range(n_two))]
+    found, refined = [], []
+    for w, t in recs:
+        vw, vt, keep = mono_view(w, t, margins is not None, margins)
+        found.append(bool(A.split_two_speakers(vw, vt, A.SPLIT_MAX_CENTROID_COSINE).any()))
+        refined.append(bool(keep.all()))
+    return np.array(found), np.array(refined)
+
+
+def refine_grid(inp: Inputs, half: str) -> dict:
+    """Per (cosine, LLR) margin: whether every takeover and mono decision of ``half`` equals the fine
+    timeline's, the shares refined, and the figures; plus the fine timeline's figures."""
+    c, prod = inp.clips, inp.prod
+    rng = np.random.default_rng(1)  # the draws of takeover_section: TUNE first, then EVAL
+    raw = {h: takeover_sets(c, h, rng, inp.calls, prod, margins=False) for h in ("tune", "eval")}
+    gen, take = raw[half]
+    ref_g = takeover_flags([judged_on(x, prod, False) for x in gen], prod)
+    ref_t = takeover_flags([judged_on(x, prod, False) for x in take], prod)
+    ref_m, _ = mono_flags(c, half, None)
+    n_one = sum(split_of(k) == half for k in c.libri)
+    grid = {}
+    for cos_m in REFINE_COSINES:
+        m_found, m_ref = mono_flags(c, half, Margins(cos_m, 0.0))
+        same_m = bool(np.array_equal(m_found, ref_m))
+        for llr_m in REFINE_LLRS:
+            m = Margins(cos_m, llr_m)
+            g, t = [judged_on(x, prod, True, m) for x in gen], [judged_on(x, prod, True, m) for x in take]
+            f_g, f_t = takeover_flags(g, prod), takeover_flags(t, prod)
+            same_t = bool(np.array_equal(f_g, ref_g) and np.array_equal(f_t, ref_t))
+            grid[m] = dict(
+                same=same_t and same_m,
+                same_takeover=same_t,
+                same_mono=same_m,
+                refined_genuine=float(np.mean([x["refined"] for x in g])),
+                refined_takeovers=float(np.mean([x["refined"] for x in t])),
+                refined_one_speaker=float(np.mean(m_ref[:n_one])),
+                refined_two_voice=float(np.mean(m_ref[n_one:])),
+                takeovers=float(f_t.mean()),
+                genuine=float(f_g.mean()),
+                one_split=float(m_found[:n_one].mean()),
+                two_split=float(m_found[n_one:].mean()),
+            )
+    fine = dict(
+        takeovers=float(ref_t.mean()),
+        genuine=float(ref_g.mean()),
+        one_split=float(ref_m[:n_one].mean()),
+        two_split=float(ref_m[n_one:].mean()),
+    )
+    return dict(grid=grid, fine=fine)
+
+
+def choose_margins(grid: dict) -> tuple[Margins, Margins | None]:
+    """The TUNE rule, written before the EVAL figures were read: among the margins whose every TUNE
+    decision equals the fine timeline's, the fewest genuine plus one-speaker calls refined (then the
+    smaller margins); the choice is one grid step above that edge in each margin, because ~120 TUNE
+    calls cannot place it. Returns (choice, the edge itself or None when no margin keeps TUNE)."""
+    ok = [(v["refined_genuine"] + v["refined_one_speaker"], m.cosine, m.llr, m) for m, v in grid.items() if v["same"]]
+    if not ok:
+        return Margins(REFINE_COSINES[-1], REFINE_LLRS[-1]), None
+    edge = min(ok)[3]
+
+    def step(values: tuple[float, ...], x: float) -> float:
+        return values[min(values.index(x) + 1, len(values) - 1)]
+
+    return Margins(step(REFINE_COSINES, edge.cosine), step(REFINE_LLRS, edge.llr)), edge
+
+
+def refine_section(r: Report, inp: Inputs) -> Margins:
+    """Issue 16: windows back to back, the in-between ones where a decision is close. Margins chosen on
+    TUNE; EVAL at the choice and at the shipped margins against every call on the fine timeline."""
+    tune, ev = refine_grid(inp, "tune"), refine_grid(inp, "eval")
+    chosen, edge = choose_margins(tune["grid"])
+    r.say("")
+    r.say("## Windows back to back, refined near a decision (voicecheck.refine, issue 16)")
+    r.say("")
+    r.say(
+        "The product embeds a call's windows back to back (hop 1.6 s); a call whose coarse timeline is within "
+        "`refine_cosine_margin` (raw window cosine) of the takeover side test or of the mono split, and within "
+        "`refine_score_margin` (natural-log LR units, through the calibration slope "
+        f"{inp.prod.llr_slope:.2f} per unit of product score) of the takeover score test, gets the in-between "
+        "windows and is judged on windows every 0.8 s, the timeline the takeover and split defaults were tuned "
+        "on. Below, *fine* is every call on that timeline with the same (hop-1.6) back-end; a margin *keeps* "
+        "TUNE when every TUNE takeover decision (takeover and genuine calls) and every mono split decision "
+        "(one-speaker and two-voice calls) equals the fine timeline's. Rule on TUNE, written before the EVAL "
+        "figures were read: the fewest genuine plus one-speaker calls refined among the margins that keep "
+        "TUNE, then one grid step more of each margin (TUNE's ~120 calls cannot place the edge). Refined "
+        "shares here are of short simulated calls (7-30 s); the batch's share on 20-60 s calls is in "
+        "results/throughput.md."
+    )
+    r.say("")
+    edge_s = "none keeps TUNE" if edge is None else f"cosine {edge.cosine:g}, LLR {edge.llr:g}"
+    r.say(
+        f"TUNE edge: {edge_s}; chosen: cosine {chosen.cosine:g}, LLR {chosen.llr:g}; shipped "
+        f"(`Settings`): cosine {SHIPPED_MARGINS.cosine:g}, LLR {SHIPPED_MARGINS.llr:g}."
+    )
+    r.say("")
+    r.say(
+        "| margins (cosine / LLR) | keeps TUNE (takeover / mono) | TUNE genuine refined | TUNE one-speaker refined "
+        "| EVAL keeps fine (takeover / mono) | EVAL takeovers flagged | EVAL genuine flagged | EVAL one-speaker split "
+        "| EVAL two-voice split | EVAL genuine refined | EVAL takeovers refined | EVAL one- / two-voice refined |"
+    )
+    r.say("|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|")
+    show = sorted({chosen, SHIPPED_MARGINS, *([edge] if edge else []), Margins(0.0, 0.0)})
+    for m in show:
+        t, e = tune["grid"][m], ev["grid"][m]
+        r.say(
+            f"| {m.cosine:g} / {m.llr:g} | {yes(t['same_takeover'])} / {yes(t['same_mono'])} | "
+            f"{pct(t['refined_genuine'])} | {pct(t['refined_one_speaker'])} | {yes(e['same_takeover'])} / "
+            f"{yes(e['same_mono'])} | {pct(e['takeovers'])} | {pct(e['genuine'])} | {pct(e['one_split'])} | "
+            f"{pct(e['two_split'])} | {pct(e['refined_genuine'])} | {pct(e['refined_takeovers'])} | "
+            f"{pct(e['refined_one_speaker'])} / {pct(e['refined_two_voice'])} |"
+        )
+    f = ev["fine"]
+    r.say(
+        f"| every call fine | | | | | {pct(f['takeovers'])} | {pct(f['genuine'])} | {pct(f['one_split'])} | "
+        f"{pct(f['two_split'])} | 100.0% | 100.0% | 100.0% / 100.0% |"
+    )
+    r.say("")
+    r.say("TUNE, every margin of the grid (keeps TUNE; genuine + one-speaker calls refined):")
+    r.say("")
+    r.say("| cosine \\ LLR | " + " | ".join(f"{x:g}" for x in REFINE_LLRS) + " |")
+    r.say("|---|" + "---|" * len(REFINE_LLRS))
+    for cm in REFINE_COSINES:
+        cells = []
+        for lm in REFINE_LLRS:
+            v = tune["grid"][Margins(cm, lm)]
+            cells.append(f"{'keeps' if v['same'] else 'no'} {pct(v['refined_genuine'] + v['refined_one_speaker'])}")
+        r.say(f"| {cm:g} | " + " | ".join(cells) + " |")
+    shipped = ev["grid"][SHIPPED_MARGINS]
+    r.fig["genuine calls refined (takeover rule)"] = shipped["refined_genuine"]
+    r.fig["one-speaker mono calls refined"] = shipped["refined_one_speaker"]
+    return chosen
+
+
+def yes(x: bool) -> str:
+    return "yes" if x else "no"
+
+
 # --- rings ------------------------------------------------------------------------------------------
 
 GRID_LINK = np.round(np.arange(1.0, 4.001, 0.05), 3)
@@ -836,7 +1219,7 @@ def ring_runs(inp: Inputs) -> RingRuns:
 
 def rings_section(r: Report, runs: RingRuns) -> str:
     """The methods compared on both populations (fills ``runs.results``); returns the targets row."""
-    _, ids, owners, voice, secs, _ = runs.short["eval"][0]
+    _, ids, owners, voice, secs, _, _ = runs.short["eval"][0]
     imp = np.array([x is not None for x in voice])
     r.say("")
     r.say("## Rings (find_rings, k=20): impostor voices each speaking for 2-4 borrowers")
@@ -894,6 +1277,8 @@ def rings_section(r: Report, runs: RingRuns) -> str:
             )
     re_ = runs.results[("link score, TUNE choice", 3)][0]
     ok = re_["precision"] >= 0.9 and re_["recall"] >= 0.8
+    r.fig["rings link score (TUNE)"] = runs.link
+    r.fig["rings, short clips: P"], r.fig["rings, short clips: R"] = re_["precision"], re_["recall"]
     return (
         f"| rings, short impostor clips (median {np.median(secs[imp]):.1f} s of speech; min_borrowers 3, "
         f"link score {runs.link:.2f}; {len(ids)} calls, {int(imp.sum())} impostor calls from "
@@ -960,7 +1345,7 @@ def cross_borrower(pops: list[Pop], link: float) -> tuple[float, float, float]:
     """Between genuine calls of different borrowers (each run's own scoring space): the 99th
     percentile of cosine and of link score, and the share of pairs at/above ``link``."""
     cos_all, z_all = [], []
-    for x, _, owners, voice, _, _ in pops:
+    for x, _, owners, voice, _, _, _ in pops:
         x = unit(x)
         mean, sd, _ = A.cohort_stats(x, owners)
         g = np.array([i for i, v in enumerate(voice) if v is None])
@@ -1038,6 +1423,7 @@ def long_rings_section(r: Report, runs: RingRuns, lc: LongCalls) -> tuple[str, s
     )
     what_is_left(r, runs, le)
     ok_l = le["precision"] >= 0.9 and le["recall"] >= 0.8
+    r.fig["rings, calls >= 6 s: P"], r.fig["rings, calls >= 6 s: R"] = le["precision"], le["recall"]
     target = (
         f"| rings, calls >= 6 s of speech as issue 3 defines them (min_borrowers 3, link score {thr_l:.2f}; "
         f"{le['calls']:.0f} calls, {le['positives']:.1f} positive calls from {le['positive_voices']:.1f} voices per "
@@ -1092,7 +1478,7 @@ def enrolled_populations(inp: Inputs, share: float) -> dict[str, tuple[list[Pop]
     """Both populations with ``share`` of the borrowers enrolled (verified calls not eligible), in the
     scoring space: {"short" | "long": (EVAL pops, TUNE pops)}, over the seeds of :func:`ring_runs`."""
     c, prod, lc = inp.clips, inp.prod, inp.long_calls
-    genuine_clips = {k: (c.vector(f"genuine/{k}"), c.speech_s(f"genuine/{k}")) for k in c.libri}
+    genuine_clips = {k: (c.vectors(f"genuine/{k}"), c.speech_s(f"genuine/{k}")) for k in c.libri}
 
     def short(half: str, seeds: range) -> list[Pop]:
         return in_space(
@@ -1178,6 +1564,8 @@ def enrolled_rings_section(r: Report, inp: Inputs, runs: RingRuns) -> list[str]:
     for kind, label in (("short", "short impostor clips"), ("long", "calls >= 6 s")):
         x = res_enr[(kind, 1.0, 3)]
         ok_e = x["precision"] >= 0.9 and x["recall"] >= 0.8
+        r.fig[f"rings, {label}, borrowers enrolled: P"] = x["precision"]
+        r.fig[f"rings, {label}, borrowers enrolled: R"] = x["recall"]
         targets.append(
             f"| rings, {label}, every borrower enrolled (verified calls join no ring; min_borrowers 3, link "
             f"score {A.RING_LINK_THRESHOLD}) | P >= 0.9, R >= 0.8 | P {x['precision']:.2f}, R {x['recall']:.2f} | "
@@ -1216,6 +1604,9 @@ def voices_section(r: Report, inp: Inputs) -> float:
         hit, false, n = voices_eval(ve, scale, th)
         chosen[scale] = th
         name = "scoring-space cosine" if scale == "product" else "centred cosine (old)"
+        if scale == "product":
+            r.fig["voices per borrower: two-voice borrowers split"] = hit
+            r.fig["voices per borrower: one-voice borrowers split"] = false
         r.say(f"| {name} | {th:.3f} | {pct(hit)} | {pct(false)} | {n} | {pct(hit_t2)} / {pct(false_t)} |")
         for kind, label in (
             ("libri", "LibriSpeech: 2 calls (enrollment + call)"),
@@ -1230,7 +1621,7 @@ def choose_split_cosine(c: Clips) -> float:
     """TUNE rule for split_two_speakers: <= 5% one-speaker calls split, then most split + purity."""
     best = None
     for mc in np.arange(0.6, 0.96, 0.025):
-        one, split_r, pur, _ = split_eval(c, "tune", float(mc))
+        one, split_r, pur, _, _ = split_eval(c, "tune", float(mc))
         key = (one <= 0.05, split_r + pur)
         if best is None or key > best[0]:
             best = (key, float(mc))
@@ -1252,20 +1643,26 @@ def two_speakers_section(r: Report, c: Clips, speech: Path) -> None:
     r.say("|---|---:|---:|---:|---:|---:|")
     n_one = sum(split_of(k) == "eval" for k in c.libri)
     for mc in sorted({round(mc_t, 3), A.SPLIT_MAX_CENTROID_COSINE}):
-        one, split_r, pur, cov = split_eval(c, "eval", mc)
+        one, split_r, pur, cov, refined = split_eval(c, "eval", mc)
         r.say(f"| one-speaker calls (LibriSpeech, 7-12 s) | {n_one} | {mc:.3f} | {pct(one)} | | |")
         r.say(
             f"| two LibriSpeech voices, alternating turns of 2.4-4.8 s | 60 | {mc:.3f} | {pct(split_r)} | "
             f"{pur:.2f} | {cov:.2f} |"
         )
+        if mc == A.SPLIT_MAX_CENTROID_COSINE:
+            r.fig["mono: one-speaker calls split"], r.fig["mono: two-voice calls split"] = one, split_r
+            r.fig["mono: two-voice purity"], r.fig["mono: two-voice coverage"] = pur, cov
+            r.fig["mono calls refined (one- and two-voice)"] = refined
     rows = []
     for name in c.conv:
         src = name.split("/")[1]
         rttm = speech / src / "mix" / f"{name.split('/')[2]}.rttm"
-        truth, n_spk = rttm_truth(rttm, c.t[name])
-        lab = A.split_two_speakers(c.w[name], c.t[name], A.SPLIT_MAX_CENTROID_COSINE)
-        pr, cv = purity_coverage(lab, truth)
+        w, t, keep = mono_view(c.fine_w[name], c.fine_t[name], c.coarse_view)
+        truth, n_spk = rttm_truth(rttm, c.fine_t[name])
+        lab = A.split_two_speakers(w, t, A.SPLIT_MAX_CENTROID_COSINE)
+        pr, cv = purity_coverage(lab, truth[keep])
         rows.append((pr, cv, bool(lab.any()), n_spk, name))
+    r.fig["mono: conversations split"] = float(np.mean([x[2] for x in rows]))
     r.say(
         f"| AMI / pyannote conversations, 30 s, vs the 2 main RTTM speakers (no speaker of the split) | {len(rows)} | "
         f"{A.SPLIT_MAX_CENTROID_COSINE:.3f} | {np.mean([x[2] for x in rows]):.0%} | "
@@ -1281,7 +1678,9 @@ def two_speakers_section(r: Report, c: Clips, speech: Path) -> None:
 # --- defaults and notes -----------------------------------------------------------------------------
 
 
-def defaults_section(r: Report, takeover: Takeover, runs: RingRuns, voices_threshold: float) -> None:
+def defaults_section(
+    r: Report, takeover: Takeover, runs: RingRuns, voices_threshold: float, margins: Margins | None = None
+) -> None:
     """This run's TUNE choices beside the defaults voicecheck/analysis.py ships."""
     r.say("")
     r.say("## Defaults (voicecheck/analysis.py)")
@@ -1295,6 +1694,13 @@ def defaults_section(r: Report, takeover: Takeover, runs: RingRuns, voices_thres
         f"TAKEOVER_MARGIN {A.TAKEOVER_MARGIN}, TAKEOVER_MAX_SIDE_COSINE {A.TAKEOVER_MAX_SIDE_COSINE}, "
         f"RING_LINK_THRESHOLD {A.RING_LINK_THRESHOLD} (min_borrowers >= 3), RING_PAIR_LINK_THRESHOLD "
         f"{A.RING_PAIR_LINK_THRESHOLD} (min_borrowers 2), VOICES_THRESHOLD {A.VOICES_THRESHOLD}."
+        + (
+            ""
+            if margins is None
+            else f" Refinement margins (voicecheck.refine): TUNE choice cosine {margins.cosine:g} / LLR "
+            f"{margins.llr:g}; shipped `Settings.refine_cosine_margin` {SHIPPED_MARGINS.cosine:g}, "
+            f"`refine_score_margin` {SHIPPED_MARGINS.llr:g}."
+        )
     )
     r.say("")
 

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -56,7 +57,10 @@ def rng_for(*parts: object) -> np.random.Generator:
 
 
 class ClipEmbedder:
-    """Simulates a 16 kHz clip's telephone channel and embeds its windows with the product's Engine."""
+    """Simulates a 16 kHz clip's telephone channel and embeds its windows with the product's Engine,
+    on the fine timeline (every call refined: windows every ``hop_s / 2`` when the model's windows go
+    back to back). The product's coarse timeline is every other of those windows
+    (:func:`voicecheck.embedders.base.coarse_of_fine`, exactly), so one cache serves both."""
 
     def __init__(self) -> None:
         import torch
@@ -67,6 +71,10 @@ class ClipEmbedder:
         self.engine = Engine(Settings())
         torch.set_num_threads(1)
 
+    def embed(self, audio):  # noqa: ANN001, ANN201 - voicecheck.types.Audio -> CallEmbedding
+        """``Engine.embed_audio`` with every call refined."""
+        return self.engine.embed_audio(audio, refine=lambda emb: "benchmark")
+
     def call(self, samples_16k: np.ndarray, seed: tuple) -> tuple[np.ndarray, np.ndarray] | None:
         """Telephone-simulate 16 kHz speech and embed it: (windows (n,d), times (n,2)) or None."""
         from recipes.simulate import simulate_call_side
@@ -75,7 +83,7 @@ class ClipEmbedder:
 
         narrow = simulate_call_side(samples_16k, RATE, rng_for(*seed))
         try:
-            e = self.engine.embed_audio(Audio(narrow, 8000, file_sample_rate=8000, subtype="ULAW"))
+            e = self.embed(Audio(narrow, 8000, file_sample_rate=8000, subtype="ULAW"))
         except InsufficientSpeechError:
             return None
         return e.windows.astype(np.float32), e.window_times_s.astype(np.float32)
@@ -207,7 +215,7 @@ def build_calls(split: dict[str, list], cache: Path) -> dict[str, np.ndarray]:
         for i, call in enumerate(calls):
             audio = Audio(telephone(call, 0, spk.key, "call", i), 8000, file_sample_rate=8000, subtype="ULAW")
             try:
-                e = emb.engine.embed_audio(audio)
+                e = emb.embed(audio)
             except InsufficientSpeechError:
                 continue
             out[f"call/{spk.key}/{i}|w"] = e.windows.astype(np.float32)
@@ -223,13 +231,32 @@ def unit(x: np.ndarray) -> np.ndarray:
     return unit_rows(np.asarray(x, np.float32))
 
 
-class Clips:
-    """The cached windows, organised by role; speakers outside TUNE/EVAL are dropped."""
+def coarse(w: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The product's coarse timeline (windows back to back) of windows cached on the fine one."""
+    from voicecheck.embedders.base import coarse_of_fine
 
-    def __init__(self, data: dict[str, np.ndarray], takeovers: dict[str, np.ndarray]) -> None:
-        self.w = {k[:-2]: v for k, v in data.items() if k.endswith("|w") and not k.startswith("takeover/")}
-        self.w.update({k[:-2]: v for k, v in takeovers.items() if k.endswith("|w")})
-        self.t = {k: {**data, **takeovers}[k + "|t"] for k in self.w}
+    keep = coarse_of_fine(len(w))
+    return w[keep], t[keep]
+
+
+class Clips:
+    """The cached windows, organised by role; speakers outside TUNE/EVAL are dropped.
+
+    ``fine_w`` / ``fine_t`` hold the fine timeline as cached; ``w`` / ``t`` the timeline a clip's
+    vector and the window-level analyses start from: the coarse one (``coarse=True``, the product at
+    hop 1.6 s) or the fine one (the hop-0.8 reference). Net speech is always measured on the fine
+    timeline, so both views draw the same populations.
+    """
+
+    def __init__(self, data: dict[str, np.ndarray], takeovers: dict[str, np.ndarray], coarse_view: bool = True) -> None:
+        self.coarse_view = coarse_view
+        self.fine_w = {k[:-2]: v for k, v in data.items() if k.endswith("|w") and not k.startswith("takeover/")}
+        self.fine_w.update({k[:-2]: v for k, v in takeovers.items() if k.endswith("|w")})
+        self.fine_t = {k: {**data, **takeovers}[k + "|t"] for k in self.fine_w}
+        self.w, self.t = dict(self.fine_w), dict(self.fine_t)
+        if coarse_view:
+            for k in self.fine_w:
+                self.w[k], self.t[k] = coarse(self.fine_w[k], self.fine_t[k])
         self.libri = sorted(
             k.split("/", 1)[1]
             for k in self.w
@@ -246,31 +273,56 @@ class Clips:
         self.conv = sorted(k for k in self.w if k.startswith("conv/"))
 
     def vector(self, name: str, sl: slice = slice(None)) -> np.ndarray:
+        """The call vector the 1:1 check scores: the mean of ``w`` (the coarse timeline in the product)."""
         return unit(self.w[name][sl].mean(axis=0))
 
+    def vectors(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(what rings compare when the product refines the call: the mean of its windows every 0.8 s,
+        :meth:`vector`)."""
+        return unit(self.fine_w[name].mean(axis=0)), self.vector(name)
+
     def speech_s(self, name: str, n: int | None = None) -> float:
-        """Net speech of a clip (or of its first ``n`` windows), seconds."""
-        return A.net_speech_s(self.t[name], len(self.w[name]) if n is None else n)
+        """Net speech of a clip (or of its first ``n`` windows of ``w``), seconds, on the fine timeline."""
+        if n is None:
+            return A.net_speech_s(self.fine_t[name])
+        return A.net_speech_s(self.t[name], n)
 
 
 class Product:
     """The product's scoring pieces: Scorer (shipped back-end + profile, TRAIN calls as cohort) and
-    the cross-call scoring space (voicecheck.crosscall.scoring_space)."""
+    the cross-call scoring space (voicecheck.crosscall.scoring_space).
 
-    def __init__(self, speakers: list, train: list, workdir: Path) -> None:
+    ``hop`` (seconds) builds the same pieces for another window hop instead of the shipped files: the
+    back-end and profile trained in-process by the recipes (``scripts/train_backend.py``'s steps)
+    on that hop's embedding cache; the hop-0.8 reference of the issue-16 comparison.
+    """
+
+    def __init__(self, speakers: list, train: list, workdir: Path, hop: float | None = None) -> None:
         from voicecheck.embedders import BUILTIN
         from voicecheck.scorer import Scorer, load_backend
 
-        embs = Embeddings(DEFAULT_CACHE, 0).all(speakers, progress=False)
+        embs = Embeddings(DEFAULT_CACHE, 0, hop=hop).all(speakers, progress=False)
         self.enroll_matched = {k: e.enroll_matched for k, e in embs.items() if np.any(e.enroll_matched)}
         self.settings = scorer_settings(workdir)
         model = BUILTIN[MODEL_KEY].name
-        self.backend = load_backend(self.settings, MODEL_KEY, model)
+        if hop is None:
+            self.backend = load_backend(self.settings, MODEL_KEY, model)
+        else:  # saved where the settings name it: crosscall.scoring_space loads the back-end itself
+            self.backend = trained_at(embs, speakers, train, workdir)
+            self.backend.save(workdir / f"{MODEL_KEY}-backend.npz")
+            self.settings = replace(self.settings, backend_file=str(workdir / f"{MODEL_KEY}-backend.npz"))
         cohort = product_cohort(embs, train)
         self.scorer = Scorer(self.settings, model, MODEL_KEY, self.backend, {"narrow": cohort})
         self.mode = self.scorer.mode("narrow")
         self.threshold = self.scorer.threshold("narrow").value
         self.cohort_size = len(cohort)
+
+    @property
+    def llr_slope(self) -> float:
+        """The narrow-band mode's calibration slope (LLR per unit of product score)."""
+        calibration = self.scorer.calibration("narrow")
+        assert calibration is not None, "the shipped profile calibrates every mode"
+        return calibration.a
 
     def score_fn(self, enroll: np.ndarray):
         e = np.asarray(enroll, np.float32)
@@ -280,6 +332,22 @@ class Product:
         from voicecheck.crosscall import scoring_space
 
         return scoring_space(self.settings, vectors)
+
+
+def trained_at(embs: dict, speakers: list, train: list, workdir: Path):  # noqa: ANN201 - scoring.Backend
+    """The back-end (returned) and profile (written to ``workdir``'s calibration file, where the
+    Scorer reads it) that ``scripts/train_backend.py`` makes from ``embs``."""
+    from recipes.backend import train_backend
+    from recipes.profile import build_profile
+    from voicecheck.embedders import BUILTIN
+    from voicecheck.scorer import Profile
+
+    backend = train_backend(embs, train)
+    profile = build_profile(embs, speakers, 0, backend, workdir, "benchmarks/analysis.py reference")
+    shipped = Profile.load(MODEL_KEY, workdir)
+    for mode, values in profile["modes"].items():
+        shipped.save_mode(MODEL_KEY, workdir, mode, values, f"{BUILTIN[MODEL_KEY].name} recipe at another hop")
+    return backend
 
 
 # --- rings on calls of issue 3's length (>= 6 s of net speech) -------------------------------------
@@ -370,13 +438,15 @@ def build_long_calls(split: dict[str, list], cache: Path) -> dict[str, np.ndarra
 class LongCalls:
     """The cached full-length calls by part: genuine ('whole') calls and impostor pools per voice."""
 
-    def __init__(self, data: dict[str, np.ndarray]) -> None:
+    def __init__(self, data: dict[str, np.ndarray], coarse_view: bool = True) -> None:
         self.whole: dict[str, dict[str, tuple]] = {"tune": {}, "eval": {}}
         self.pool: dict[str, dict[str, list]] = {"tune": defaultdict(list), "eval": defaultdict(list)}
         for k in sorted(x[:-2] for x in data if x.endswith("|w")):
             _, part, rest = k.split("/", 2)
             key, role = rest.rsplit("/", 1)
-            item = (unit(data[k + "|w"].mean(axis=0)), net_speech_s(data[k + "|t"]), float(data[k + "|a"][0]))
+            w = coarse(data[k + "|w"], data[k + "|t"])[0] if coarse_view else data[k + "|w"]
+            both = (unit(data[k + "|w"].mean(axis=0)), unit(w.mean(axis=0)))  # (refined, 1:1): see Clips.vectors
+            item = (both, net_speech_s(data[k + "|t"]), float(data[k + "|a"][0]))
             if role == "whole":
                 self.whole[part][key] = item
             else:
@@ -394,26 +464,39 @@ class Inputs(NamedTuple):
 
 
 def default_cache() -> Path:
-    """benchmarks/.cache/analysis-hop<hop>[-<precision>].npz: window embeddings depend on the hop and
-    (slightly) on the network's arithmetic, so one cache each."""
+    """benchmarks/.cache/analysis-hop<fine hop>[-<precision>].npz: window embeddings depend on the hop
+    and (slightly) on the network's arithmetic, so one cache each. Clips are cached on the fine
+    timeline (:class:`ClipEmbedder`): windows every 0.8 s for the default hop of 1.6 s."""
     from voicecheck.config import Settings
     from voicecheck.embedders import model_spec
+    from voicecheck.embedders.base import refines
     from voicecheck.embedders.ge2e import resolve_precision
 
-    hop = model_spec("ge2e", Settings().embeddings).hop_s
+    spec = model_spec("ge2e", Settings().embeddings)
+    hop = spec.hop_s / 2 if refines(spec.window_s, spec.hop_s) else spec.hop_s
     precision = resolve_precision(Settings().precision, "cpu")
     tag = "" if precision == "fp32" else f"-{precision}"
     return Path(__file__).parent / ".cache" / f"analysis-hop{hop:g}{tag}.npz"
 
 
-def load_inputs(speech: Path, cache: Path) -> Inputs:
-    """The split, every cached clip and call (embedded on the first run), and the product's Scorer."""
+REFERENCE_HOP = 0.8
+"""The window hop the product ran at before issue 16, and the fine timeline it refines to now."""
+
+
+def load_inputs(speech: Path, cache: Path, reference: bool = False) -> Inputs:
+    """The split, every cached clip and call (embedded on the first run), and the product's Scorer.
+
+    Args:
+        reference: the hop-0.8 reference instead of the product: every clip on the fine timeline
+            and the back-end and profile trained at hop 0.8 (:class:`Product` with ``hop``).
+    """
     split = load_split(speech)
     data = build_cache(speech, cache)
     libri_keys = sorted(k[8:-2] for k in data if k.startswith("genuine/") and k.endswith("|w"))
     takeovers = build_takeovers(speech, cache.with_name(cache.stem + "-takeovers-v2.npz"), libri_keys)
-    clips = Clips(data, takeovers)
-    prod = Product(split["speakers"], split["train"], Path(tempfile.mkdtemp(prefix="vc-analysis-")))
+    clips = Clips(data, takeovers, coarse_view=not reference)
+    workdir = Path(tempfile.mkdtemp(prefix="vc-analysis-"))
+    prod = Product(split["speakers"], split["train"], workdir, REFERENCE_HOP if reference else None)
     calls = build_calls(split, cache.with_name(cache.stem + "-calls-v2.npz"))
-    long_calls = LongCalls(build_long_calls(split, cache.with_name(cache.stem + "-longcalls-v1.npz")))
-    return Inputs(split, clips, calls, long_calls, prod)
+    long_data = build_long_calls(split, cache.with_name(cache.stem + "-longcalls-v1.npz"))
+    return Inputs(split, clips, calls, LongCalls(long_data, coarse_view=not reference), prod)

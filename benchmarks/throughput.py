@@ -140,8 +140,8 @@ def child_batch(work: Path, workers: int, hop: str, precision: str) -> dict[str,
     from voicecheck.batch import run_batch
     from voicecheck.config import load_settings
 
-    emb = fresh_workspace(work / f"embeddings-w{workers}", hop)
-    out = work / f"out-w{workers}"
+    emb = fresh_workspace(work / f"embeddings-w{workers}-hop{hop or 'default'}", hop)
+    out = work / f"out-w{workers}-hop{hop or 'default'}"
     shutil.rmtree(out, ignore_errors=True)
     settings = load_settings(None, store=str(work / "store"), embeddings=str(emb), workers=workers, precision=precision)
     if workers == 1:  # in-process: import and warm up first, as the naive loop does before its clock
@@ -149,20 +149,24 @@ def child_batch(work: Path, workers: int, hop: str, precision: str) -> dict[str,
 
         Engine(settings).embed_call(warm_up_audio(work), None)
     arrived: list[tuple[float, int]] = []  # (time, calls embedded so far), from the batch's progress ticks
+    used: list[tuple[float, int]] = []  # (this process's CPU time, calls embedded so far): 1 worker only
     done = 0
 
     def tick(n: int) -> None:
         nonlocal done
         done += n
         arrived.append((time.perf_counter(), done))
+        used.append((time.process_time(), done))
 
     t0 = time.perf_counter()
     summary = run_batch(work / "calls.csv", out, settings, progress=tick)
     wall = time.perf_counter() - t0
+    skip = 2 * workers * settings.calls_per_task
     return {
         "wall_s": wall,
-        "steady": steady_rate(arrived, 2 * workers * settings.calls_per_task),
-        "summary": {k: summary[k] for k in ("calls", "verdicts", "timings_s", "audio_seconds")},
+        "steady": steady_rate(arrived, skip),
+        "steady_cpu": steady_rate(used, skip) if workers == 1 else None,
+        "summary": {k: summary.get(k) for k in ("calls", "verdicts", "timings_s", "audio_seconds", "refined")},
         **_rusage(),
     }
 
@@ -191,7 +195,7 @@ def child_naive(work: Path) -> dict[str, Any]:
     load_s = time.perf_counter() - t_load
     x, rate = sf.read(str(warm_up_audio(work)), dtype="float32", always_2d=True)
     encoder.embed_utterance(preprocess_wav(x[:, 0], source_sr=rate))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     n = 0
     with (work / "calls.csv").open() as f:
         for r in csv.DictReader(f):
@@ -199,65 +203,106 @@ def child_naive(work: Path) -> dict[str, Any]:
             wav = preprocess_wav(x[:, int(r["customer_channel"])], source_sr=rate)
             encoder.embed_utterance(wav)
             n += 1
-    return {"wall_s": time.perf_counter() - t0, "model_load_s": load_s, "calls": n, **_rusage()}
+    return {
+        "wall_s": time.perf_counter() - t0,
+        "loop_cpu_s": time.process_time() - c0,
+        "model_load_s": load_s,
+        "calls": n,
+        **_rusage(),
+    }
 
 
 def child_profile(work: Path, n: int, hop: str, precision: str) -> dict[str, Any]:
     """Time each stage of the batch's per-task work (:meth:`voicecheck.pipeline.Engine.embed_many`) on
     ``n`` calls (after one warm-up call): decode, VAD (a task's calls together, as the batch runs it),
-    resampling the speech, and embedding split into mel spectrograms and the network."""
+    resampling the speech, embedding split into mel spectrograms and the network, and the refinement:
+    the worker's decision (:class:`voicecheck.refine.Refiner` over the enrolled store, as a batch
+    worker builds it) and the in-between windows of the calls it refines. Times are this process's
+    CPU time (``time.process_time``), so other jobs on the machine do not count."""
     from voicecheck.audio import load
+    from voicecheck.callstore import CallStore
     from voicecheck.config import load_settings
-    from voicecheck.embedders import embed_windows
+    from voicecheck.crypto import cipher_for
+    from voicecheck.embedders import embed_windows, model_spec
+    from voicecheck.embedders.base import window_starts
+    from voicecheck.enrollment import VoiceprintStore
     from voicecheck.pipeline import Engine
+    from voicecheck.refine import Refiner
+    from voicecheck.scoring import unit
+    from voicecheck.types import CallEmbedding
     from voicecheck.vad import regions_of
     from voicecheck.workers import groups
 
-    emb = fresh_workspace(work / "embeddings-profile", hop)
-    settings = load_settings(None, store=str(work / "store"), embeddings=str(emb), precision=precision)
+    emb_dir = fresh_workspace(work / "embeddings-profile", hop)
+    settings = load_settings(None, store=str(work / "store"), embeddings=str(emb_dir), precision=precision)
     engine = Engine(settings)
     import torch
 
     torch.set_num_threads(1)
     e = engine.embedder
+    spec = model_spec(settings.model, settings.embeddings)
+    voiceprints = VoiceprintStore(settings.store, cipher_for(settings))
+    refiner = Refiner.open(
+        settings, spec.name, spec.key, CallStore(settings.embeddings, cipher_for(settings)), voiceprints
+    )
     split = hasattr(e, "_speech_mels") and hasattr(e, "_network")  # GE2E: the mel front end timed apart
-    stages = {"decode": 0.0, "vad": 0.0, "resample+collect": 0.0, "mel": 0.0, "network": 0.0}
+    stages = dict.fromkeys(
+        ("decode", "vad", "resample+collect", "mel", "network", "refine: decide", "refine: windows"), 0.0
+    )
     audio_s = speech_s = 0.0
+    refined = 0
     with (work / "calls.csv").open() as f:
         rows = list(csv.DictReader(f))[: n + 1]
     warm = rows.pop(0)  # first call untimed: lazy imports (librosa, soxr) and silero's first run
     engine.embed_call(work / warm["audio"], int(warm["customer_channel"]))
     for group in groups(rows, settings.calls_per_task):
-        t = time.perf_counter()
+        t = time.process_time()
         audios = [load(work / r["audio"], int(r["customer_channel"])) for r in group]
-        t1 = time.perf_counter()
+        t1 = time.process_time()
         found = regions_of(engine.vad, [(a.samples, a.sample_rate) for a in audios])
-        t2 = time.perf_counter()
+        t2 = time.process_time()
         stages["decode"] += t1 - t
         stages["vad"] += t2 - t1
-        for a, regions in zip(audios, found, strict=True):
-            t2 = time.perf_counter()
-            speech, _, _ = engine.speech(a, regions)
-            t3 = time.perf_counter()
+        for row, a, regions in zip(group, audios, found, strict=True):
+            t2 = time.process_time()
+            speech, _, seconds = engine.speech(a, regions)
+            t3 = time.process_time()
             stages["resample+collect"] += t3 - t2
-            if len(speech) >= e.min_speech_s * e.sample_rate:
-                if split:
-                    mels = e._speech_mels(speech)
-                    t4 = time.perf_counter()
-                    e._network(mels)
-                    stages["mel"] += t4 - t3
-                    stages["network"] += time.perf_counter() - t4
-                else:
-                    embed_windows(e, speech)
-                    stages["network"] += time.perf_counter() - t3
             audio_s += a.duration_s
             speech_s += len(speech) / e.sample_rate
+            if len(speech) < e.min_speech_s * e.sample_rate:
+                continue
+            if split:
+                mels = e._speech_mels(speech)
+                t4 = time.process_time()
+                windows = e._network(mels)
+                stages["mel"] += t4 - t3
+                stages["network"] += time.process_time() - t4
+            else:
+                windows = embed_windows(e, speech)
+                stages["network"] += time.process_time() - t3
+            t5 = time.process_time()
+            starts = window_starts(len(speech), e.sample_rate, e.window_s, e.hop_s)
+            emb = CallEmbedding(
+                a.content_hash, engine.model, a.band, a.channel, unit(windows.mean(axis=0)), windows,
+                engine._times(starts, len(speech), regions), seconds, a.duration_s, tuple(regions), None, a.channels,
+            )  # fmt: skip
+            reason = refiner.reason(emb, row["borrower_id"]) if engine.refines else None
+            t6 = time.process_time()
+            stages["refine: decide"] += t6 - t5
+            if reason:
+                engine.refined(emb, speech, starts)
+                stages["refine: windows"] += time.process_time() - t6
+                refined += 1
+    voiceprints.close()
     return {
         "stages_s": stages,
         "calls": len(rows),
+        "refined": refined,
         "audio_s": audio_s,
         "speech_s": speech_s,
         "precision": getattr(e, "precision", "fp32"),
+        "hop_s": e.hop_s,
     }
 
 
@@ -291,6 +336,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile-calls", type=int, default=12)
     p.add_argument("--hop", default="", help="GE2E window hop in seconds for the batch (default: the model's)")
     p.add_argument(
+        "--compare-hop",
+        default="0.8",
+        help="also time a 1-worker batch at this hop in the same run ('' to skip): the default before issue 16",
+    )
+    p.add_argument(
+        "--pairs",
+        type=int,
+        default=0,
+        help="after the runs, this many more 1-worker batch / naive loop pairs back to back (a shared "
+        "machine's load drifts between runs: the pairs' median ratio is steadier)",
+    )
+    p.add_argument(
+        "--analysis",
+        type=Path,
+        default=ROOT / "benchmarks" / "results" / "analysis.json",
+        help="benchmarks/analysis.py's compared figures, shown beside the speed figures",
+    )
+    p.add_argument(
         "--precision", default="auto", choices=("auto", "fp32", "bf16"), help="GE2E arithmetic (Settings.precision)"
     )
     p.add_argument("--results", type=Path, default=RESULTS_MD)
@@ -309,9 +372,15 @@ def main(argv: list[str] | None = None) -> None:
     load_before = os.getloadavg()
     use_work_key(work)
     hours = prepare(a.speech, a.calls, work)
-    runs, loads = time_runs(work, workers, a.hop, a.precision)
+    runs, loads = time_runs(work, workers, a.hop, a.precision, a.compare_hop)
+    for i in range(a.pairs):
+        print(f"pair {i + 1} of {a.pairs} ...", flush=True)
+        runs[f"pair{i}-batch"] = run_child(["--_child", "batch", str(work), "1", a.hop, a.precision])
+        runs[f"pair{i}-naive"] = run_child(["--_child", "naive", str(work)])
+        loads[f"pair{i}"] = os.getloadavg()
     print("profile ...", flush=True)
     prof = run_child(["--_child", "profile", str(work), str(a.profile_calls), a.hop, a.precision])
+    (work / "runs.json").write_text(json.dumps({"runs": runs, "loads": loads, "profile": prof}, default=str))
     md = render(a, hours, workers, runs, loads, load_before, prof)
     print(md)
     write_results(a.results, md)
@@ -359,12 +428,13 @@ def prepare(speech: Path, n_calls: int, work: Path) -> float:
 
 
 def time_runs(
-    work: Path, workers: list[int], hop: str, precision: str
+    work: Path, workers: list[int], hop: str, precision: str, compare_hop: str = ""
 ) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[float, float, float]]]:
-    """The batch with each worker count, then the naive loop, each in its own child process.
+    """The batch with each worker count (and with 1 worker at ``compare_hop``), then the naive loop,
+    each in its own child process.
 
     Returns:
-        (each run's figures by "batch-<w>" / "naive", the load average after each run).
+        (each run's figures by "batch-<w>" / "batch-1-hop<h>" / "naive", the load average after each run).
     """
     runs: dict[str, dict[str, Any]] = {}
     loads: dict[str, tuple[float, float, float]] = {}
@@ -372,6 +442,10 @@ def time_runs(
         print(f"batch, {w} worker(s) ...", flush=True)
         runs[f"batch-{w}"] = run_child(["--_child", "batch", str(work), str(w), hop, precision])
         loads[f"batch-{w}"] = os.getloadavg()
+    if compare_hop:
+        print(f"batch, 1 worker, hop {compare_hop} ...", flush=True)
+        runs[f"batch-1-hop{compare_hop}"] = run_child(["--_child", "batch", str(work), "1", compare_hop, precision])
+        loads[f"batch-1-hop{compare_hop}"] = os.getloadavg()
     print("naive loop ...", flush=True)
     runs["naive"] = run_child(["--_child", "naive", str(work)])
     loads["naive"] = os.getloadavg()
@@ -400,11 +474,33 @@ def render(
     """results/throughput.md: set-up, the runs table, scaling notes, and where a worker's time goes."""
     lines = render_setup(a, hours, prof["precision"])
     lines += render_busy(loads, load_before)
-    table, steady = render_runs(a.calls, hours, runs, loads)
+    main_runs = {k: v for k, v in runs.items() if not k.startswith("pair")}
+    table, steady = render_runs(a.calls, hours, main_runs, loads)
     lines += table
+    lines += render_pairs(a.calls, hours, runs, loads)
     lines += render_notes(workers, runs, steady)
     lines += render_profile(prof, runs["naive"], hours)
+    lines += render_analysis(a.analysis)
     return "\n".join(lines) + "\n"
+
+
+def cpu_features() -> str:
+    """The CPU model and the vector / matrix extensions the speed depends on (AVX-512 BF16, AMX)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name") and model in ("", platform.machine()):
+                    model = line.split(":", 1)[1].strip()
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    wanted = ["avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16"]
+    have = [f for f in wanted if f in flags]
+    amx = "AMX" if "amx_tile" in flags else "no AMX"
+    return f"{model}; {', '.join(have) or 'no AVX2/AVX-512'} ({amx})"
 
 
 def render_setup(a: argparse.Namespace, hours: float, precision: str) -> list[str]:
@@ -416,6 +512,8 @@ def render_setup(a: argparse.Namespace, hours: float, precision: str) -> list[st
         f"{f' --precision {a.precision}' if a.precision != 'auto' else ''}` on "
         f"{platform.machine()}, "
         f"{os.cpu_count() or 1} cores, Python {platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M')}.",
+        "",
+        f"CPU: {cpu_features()}.",
         "",
         f"{a.calls} simulated calls (stereo 8 kHz G.711 mu-law, customer on channel 1, 20-60 s each, "
         f"{hours * 60:.1f} min of audio in all) built from the real-speech corpus with "
@@ -456,10 +554,15 @@ def render_runs(
         "call; the scoring phase, ~2% of the run, is left out): what a nightly batch of thousands of calls "
         "runs at. *Cold*: the child process's whole life, interpreter start-up included, for every run.",
         "",
+        "*Steady state, CPU time* (1 worker, load-robust): the same rate per second of this process's CPU "
+        "time (`time.process_time`) against the naive loop's CPU time over its calls: what the run would "
+        "give on a core of its own; other jobs on the machine still slow both through shared caches.",
+        "",
         "| run | wall s (warm) | audio h / wall h | audio h / core h (wall x workers) "
-        "| x naive per core, warm | x naive per core, steady state | process s (cold) "
-        "| x naive per core, cold | audio h / CPU h (used) | peak RSS per worker MB | load avg after |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| x naive per core, warm | x naive per core, steady state | x naive, steady state, CPU time "
+        "| process s (cold) | x naive per core, cold | audio h / CPU h (used) | peak RSS per worker MB "
+        "| load avg after |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     naive = runs["naive"]
     naive_core, naive_cold = hours / (naive["wall_s"] / 3600), hours / (naive["process_s"] / 3600)
@@ -471,13 +574,51 @@ def render_runs(
         steady[key] = r["steady"]["calls_per_s"] * per_call_s / w if "steady" in r else naive_core
         rss = r["rss_children_mb"] if w > 1 else r["rss_self_mb"]
         label = f"voicecheck batch, {w} worker{'s' if w > 1 else ''}" if key.startswith("batch") else "naive loop"
+        if "-hop" in key:
+            label += f", hop {key.split('-hop')[1]} s (before issue 16)"
+        elif key.startswith("batch"):
+            label += ", default hop (+ refinement)"
         per_core, per_core_cold = hours / (wall * w / 3600), hours / (cold * w / 3600)
+        cpu_x = "–"
+        if key == "naive":
+            cpu_x = "1.00"
+        elif r.get("steady_cpu") and "loop_cpu_s" in naive:  # audio s per CPU s, batch vs naive
+            cpu_x = f"{r['steady_cpu']['calls_per_s'] * per_call_s / (hours * 3600 / naive['loop_cpu_s']):.2f}"
         lines.append(
             f"| {label} | {wall:.1f} | {hours / (wall / 3600):.0f} | {per_core:.0f} "
-            f"| {per_core / naive_core:.2f} | {steady[key] / naive_core:.2f} | {cold:.1f} "
+            f"| {per_core / naive_core:.2f} | {steady[key] / naive_core:.2f} | {cpu_x} | {cold:.1f} "
             f"| {per_core_cold / naive_cold:.2f} | {hours / (cpu / 3600):.0f} | {rss:.0f} | {loads[key][0]:.1f} |"
         )
     return lines + [""], steady
+
+
+def render_pairs(
+    n_calls: int, hours: float, runs: dict[str, dict[str, Any]], loads: dict[str, tuple[float, float, float]]
+) -> list[str]:
+    """The 1-worker batch against the naive loop in pairs run back to back: each pair's steady-state
+    ratios (wall clock and CPU time) and their medians with the main run's pair."""
+    keys = sorted(k[: -len("-batch")] for k in runs if k.startswith("pair") and k.endswith("-batch"))
+    if not keys:
+        return []
+    per_call_s = hours * 3600 / n_calls
+
+    def ratios(batch: dict[str, Any], naive: dict[str, Any]) -> tuple[float, float]:
+        wall = batch["steady"]["calls_per_s"] * per_call_s / (hours * 3600 / naive["wall_s"])
+        cpu = batch["steady_cpu"]["calls_per_s"] * per_call_s / (hours * 3600 / naive["loop_cpu_s"])
+        return wall, cpu
+
+    pairs = [("main run", *ratios(runs["batch-1"], runs["naive"]), loads["naive"][0])]
+    pairs += [(k, *ratios(runs[k + "-batch"], runs[k + "-naive"]), loads[k][0]) for k in keys]
+    lines = [
+        "Pairs back to back (1-worker batch at the default hop, then the naive loop), steady state:",
+        "",
+        "| pair | x naive, wall clock | x naive, CPU time | load avg after |",
+        "|---|---:|---:|---:|",
+    ]
+    lines += [f"| {name} | {w:.2f} | {c:.2f} | {ld:.1f} |" for name, w, c, ld in pairs]
+    med_w, med_c = np.median([x[1] for x in pairs]), np.median([x[2] for x in pairs])
+    lines += [f"| **median of {len(pairs)}** | **{med_w:.2f}** | **{med_c:.2f}** | |", ""]
+    return lines
 
 
 def render_notes(workers: list[int], runs: dict[str, dict[str, Any]], steady: dict[str, float]) -> list[str]:
@@ -491,9 +632,12 @@ def render_notes(workers: list[int], runs: dict[str, dict[str, Any]], steady: di
             f"- scaling {base} -> {w} workers: {run_x:.2f}x in the steady state "
             f"({run_x / (w / base) * 100:.0f}% efficiency); {warm:.2f}x warm, start-up included."
         )
-    for w in workers:
-        sm = runs[f"batch-{w}"]["summary"]
-        lines.append(f"- batch, {w} worker(s): phases {sm['timings_s']}; verdicts {sm['verdicts']}.")
+    for key in (k for k in runs if k.startswith("batch")):
+        sm = runs[key]["summary"]
+        refined = sm.get("refined") or {}
+        total = sum(refined.values())
+        share = f"{1 - refined.get('coarse', 0) / total:.1%} refined {refined}" if total else "none refined"
+        lines.append(f"- {key}: phases {sm['timings_s']}; verdicts {sm['verdicts']}; calls embedded: {share}.")
     lines.append(
         f"- naive loop: model load {runs['naive']['model_load_s']:.1f} s (not in its warm time); "
         "the batch's time includes the VAD, the cohort and scoring, and the durable results file; the "
@@ -513,7 +657,8 @@ def render_profile(prof: dict[str, Any], naive: dict[str, Any], hours: float) ->
     lines = [
         "",
         f"## Where a worker's time goes ({prof['calls']} calls, {prof['audio_s']:.0f} s audio, "
-        f"{prof['speech_s']:.0f} s customer speech, one process, torch 1 thread, GE2E in {prof['precision']})",
+        f"{prof['speech_s']:.0f} s customer speech, one process, torch 1 thread, GE2E in {prof['precision']}, "
+        f"hop {prof.get('hop_s', 0):g} s, {prof.get('refined', 0)} calls refined)",
         "",
         "| stage | s | share | ms per audio s |",
         "|---|---:|---:|---:|",
@@ -521,18 +666,51 @@ def render_profile(prof: dict[str, Any], naive: dict[str, Any], hours: float) ->
     for k, v in st.items():
         lines.append(f"| {k} | {v:.2f} | {v / total * 100:.0f}% | {v / prof['audio_s'] * 1000:.3f} |")
     lines.append(f"| total | {total:.2f} | 100% | {total / prof['audio_s'] * 1000:.3f} |")
-    embed = st["mel"] + st["network"]
-    naive_per_audio_s = naive["wall_s"] / (hours * 3600)
+    embed = st["mel"] + st["network"] + st.get("refine: windows", 0.0)
+    naive_per_audio_s = naive.get("loop_cpu_s", naive["wall_s"]) / (hours * 3600)  # CPU time, as the stages
     embed_per_audio_s = embed / prof["audio_s"]
     lines += [
         "",
         f"VAD (a task's calls together, as the batch runs it) is {st['vad'] / total * 100:.0f}% of per-call "
         f"time, embedding {embed / total * 100:.0f}% (mel {st['mel'] / total * 100:.0f}%, network "
-        f"{st['network'] / total * 100:.0f}%). The naive loop spends {naive_per_audio_s * 1000:.2f} ms per "
-        f"second of audio (warm); the embedding stage alone, {embed_per_audio_s * 1000:.2f} ms, bounds the "
+        f"{st['network'] / total * 100:.0f}%). The naive loop spends {naive_per_audio_s * 1000:.2f} ms of CPU "
+        f"per second of audio (warm); the embedding stage alone (with the in-between windows of the refined calls), "
+        f"{embed_per_audio_s * 1000:.2f} ms, bounds the "
         f"batch at **{naive_per_audio_s / embed_per_audio_s:.2f}x** the naive loop per core at this window hop "
-        "and precision, even if decoding, VAD and scoring cost nothing.",
+        "and precision, even if decoding, VAD and scoring cost nothing. All the stages together, "
+        f"{total / prof['audio_s'] * 1000:.2f} ms, give **{naive_per_audio_s / (total / prof['audio_s']):.2f}x** "
+        "(the batch adds the call store, the results file and its own bookkeeping).",
     ]
+    return lines
+
+
+def render_analysis(path: Path) -> list[str]:
+    """benchmarks/analysis.py's compared figures (hop 0.8 vs the product), when it has written them."""
+    import json
+
+    if not path.is_file():
+        return ["", f"(No analysis figures: run benchmarks/analysis.py to write {path.name}.)"]
+    data = json.loads(path.read_text(encoding="utf-8"))
+    lines = [
+        "",
+        f"## What the speed costs: benchmarks/analysis.py, EVAL, hop 0.8 vs hop 1.6 + refinement ({data['date']})",
+        "",
+        "The window-level analyses and the 1:1 check on the same EVAL calls, every call on windows every 0.8 s "
+        "with the back-end trained there (before issue 16) and as the product runs now (results/analysis.md "
+        "says how, and why each figure moved).",
+        "",
+        "| EVAL figure | hop 0.8 | hop 1.6 + refine |",
+        "|---|---:|---:|",
+    ]
+    for key in data["keys"]:
+        a, b = data["hop0.8"].get(key), data["product"].get(key)
+        if a is None or b is None:
+            continue
+        share = not (
+            key.endswith(": P") or key.endswith(": R") or "purity" in key or "coverage" in key or "link" in key
+        )
+        show = (lambda x: f"{100 * x:.1f}%") if share else (lambda x: f"{x:.2f}")
+        lines.append(f"| {key} | {show(a)} | {show(b)} |")
     return lines
 
 

@@ -78,15 +78,17 @@ BACKEND = BackendConfig()
 def train_backend(
     embs: dict[str, SpeakerEmbeddings], train: list[Speaker], config: BackendConfig = BACKEND, source: str = ""
 ):  # noqa: ANN201 - voicecheck.scoring.Backend
-    """The LDA back-end trained on ``train`` speakers' segments (telephone augmented).
+    """The LDA back-end trained on ``train`` speakers' segments (telephone augmented), with the
+    segments' speaker statistics (what PLDA scoring and a deployment's adaptation start from) and its
+    recipe in ``info`` (``info["lda"]``: what an adapted back-end re-fits LDA with).
 
     Returns:
         voicecheck.scoring.Backend for the GE2E model.
     """
-    from dataclasses import replace
+    from dataclasses import asdict, replace
 
     from voicecheck.embedders import BUILTIN
-    from voicecheck.scoring import fit_lda, with_domain_mean
+    from voicecheck.scoring import fit_lda, scatter_stats, with_domain_mean
 
     X, labels = lda_training_set(embs, train, config.views)
     backend = fit_lda(
@@ -95,4 +97,6 @@ def train_backend(
     if config.mean == "tel":
         calls, _ = cohort_calls(embs, train)
         backend = with_domain_mean(backend, calls)
-    return replace(backend, source=source)
+    info = {"kind": "out-of-domain", "lda": {"dim": config.dim, "wccn": config.wccn, "shrink": config.shrink}}
+    info["training"] = {**asdict(config), "speakers": len({*labels}), "vectors": len(X)}
+    return replace(backend, source=source, stats=scatter_stats(X, labels), info=info)

@@ -68,9 +68,11 @@ class Embeddings:
     Args:
         cache_dir: folder for ``embeddings-<version>.npz`` (created).
         seed: seed mixed into the call simulation noise.
+        hop: GE2E window hop in seconds; None: the model's (``models.toml`` in ``cache_dir``, else the
+            built-in). ``benchmarks/analysis.py`` reads the hop-0.8 vectors this way beside the default's.
     """
 
-    def __init__(self, cache_dir: str | Path, seed: int = 0, precision: str = "auto") -> None:
+    def __init__(self, cache_dir: str | Path, seed: int = 0, precision: str = "auto", hop: float | None = None) -> None:
         self.dir = Path(cache_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.seed = seed
@@ -78,7 +80,8 @@ class Embeddings:
         from voicecheck.embedders.ge2e import resolve_precision
 
         # vectors depend on the window hop and (slightly) on the network's arithmetic: one cache each
-        hop = model_spec(MODEL_KEY, self.dir).hop_s
+        self.hop = model_spec(MODEL_KEY, self.dir).hop_s if hop is None else float(hop)
+        hop = self.hop
         self.precision = resolve_precision(precision, "cpu")
         tag = "" if self.precision == "fp32" else f"-{self.precision}"
         self.path = self.dir / f"embeddings-{CACHE_VERSION}-hop{hop:g}{tag}-seed{seed}.npz"
@@ -98,6 +101,7 @@ class Embeddings:
             from voicecheck.pipeline import Engine
 
             self._engine = Engine(Settings(embeddings=str(self.dir), precision=self.precision))
+            self._engine.embedder.hop_s = self.hop  # type: ignore[misc]  # the window hop this cache holds
             torch.set_num_threads(1)
         return self._engine
 

@@ -18,6 +18,9 @@ from recipes.trials import build_trials, product_cohort, scorer_for_mode, scorer
 FALSE_FLAG_TARGET = 0.05
 """Share of genuine borrowers flagged that the shipped thresholds are set for (on TUNE)."""
 
+PROFILE_MODES = ("cosine", "asnorm", "lda", "lda+asnorm", "plda")
+"""The scoring modes the shipped profile has a threshold and a calibration for."""
+
 
 def build_profile(
     embs: dict[str, SpeakerEmbeddings],
@@ -42,7 +45,7 @@ def build_profile(
     from voicecheck.scoring import fit_calibration, threshold_at_false_flag
 
     settings = scorer_settings(workdir)
-    pooled: dict[str, tuple[list, list]] = {m: ([], []) for m in ("cosine", "asnorm", "lda", "lda+asnorm")}
+    pooled: dict[str, tuple[list, list]] = {m: ([], []) for m in PROFILE_MODES}
     for i, split in enumerate(tune_rotations(speakers, seed)):
         b = backend if i == 0 else train_backend(embs, split["train"])
         cohort = product_cohort(embs, split["train"])

@@ -364,3 +364,92 @@ def write_call(
         subtype=subtype,
     )
     return out
+
+
+# --- a deployment's own channel: real codecs through libsndfile ---------------------------------
+
+SOUNDFILE_CODECS: dict[str, tuple[str, str]] = {
+    "ulaw": ("WAV", "ULAW"),
+    "alaw": ("WAV", "ALAW"),
+    "gsm": ("WAV", "GSM610"),
+    "opus": ("OGG", "OPUS"),
+}
+"""Codecs libsndfile encodes and decodes (format, subtype): G.711 mu-law and A-law, GSM 6.10 full rate
+(13 kbit/s, the 2G mobile codec) and Opus (in Ogg; the bit rate follows ``compression_level``)."""
+
+
+def codec_round_trip(samples: np.ndarray, codec: str, compression: float = 0.5) -> np.ndarray:
+    """Encode 8 kHz mono audio with a real codec (libsndfile) and decode it again.
+
+    Args:
+        samples: mono float audio at 8000 Hz, shape (n,), in [-1, 1].
+        codec: a key of :data:`SOUNDFILE_CODECS`.
+        compression: libsndfile's ``compression_level`` in [0, 1] for Opus (higher = fewer bits).
+
+    Returns:
+        float32, shape (n,) (the decoder's output trimmed or zero-padded to the input length).
+
+    Raises:
+        UsageError: an unknown codec.
+    """
+    import io
+
+    import soundfile as sf
+
+    if codec not in SOUNDFILE_CODECS:
+        raise UsageError(f"codec must be one of {', '.join(SOUNDFILE_CODECS)}, got {codec!r}.")
+    fmt, subtype = SOUNDFILE_CODECS[codec]
+    x = np.clip(as_mono(samples), -1.0, 1.0).astype(np.float32)
+    buf = io.BytesIO()
+    extra = {"compression_level": float(compression)} if codec == "opus" else {}
+    sf.write(buf, x, CALL_SAMPLE_RATE, format=fmt, subtype=subtype, **extra)
+    buf.seek(0)
+    y, _ = sf.read(buf, dtype="float32")
+    out = np.zeros(x.size, np.float32)
+    out[: min(x.size, y.size)] = y[: x.size]
+    return out
+
+
+@dataclass(frozen=True)
+class LenderChannel:
+    """One draw of a deployment's call channel (another channel than :func:`simulate_call_side`'s).
+
+    Attributes:
+        codec: a key of :data:`SOUNDFILE_CODECS`.
+        compression: Opus compression level (ignored by the other codecs).
+        level_db: active speech level after the handset, dB re full scale (-35..-12).
+        snr_db: speech to line noise, dB.
+        tilt: first-order handset tilt coefficient (y[n] = x[n] - tilt * x[n-1]; > 0 thins the bass).
+    """
+
+    codec: str
+    compression: float
+    level_db: float
+    snr_db: float
+    tilt: float
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator) -> LenderChannel:
+        """Codec: GSM 40%, Opus 30%, A-law 15%, mu-law 15%; level -35..-12 dBFS; SNR 5..25 dB; tilt -0.4..0.9."""
+        codec = str(rng.choice(["gsm", "opus", "alaw", "ulaw"], p=[0.4, 0.3, 0.15, 0.15]))
+        return cls(
+            codec=codec,
+            compression=float(rng.uniform(0.6, 1.0)),
+            level_db=float(rng.uniform(-35.0, -12.0)),
+            snr_db=float(rng.uniform(5.0, 25.0)),
+            tilt=float(rng.uniform(-0.4, 0.9)),
+        )
+
+    def apply(self, samples: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+        """The call side as this channel delivers it: telephone band at 8 kHz, handset tilt, level,
+        pink-ish line noise, codec. Returns float32 at 8000 Hz."""
+        from scipy.signal import lfilter
+
+        band = telephone_band(samples, sample_rate, out_rate=CALL_SAMPLE_RATE)
+        shaped = lfilter([1.0, -self.tilt], [1.0], band).astype(np.float32)
+        power = active_power(shaped)
+        if power > 0:
+            shaped = shaped * np.float32(np.sqrt(10.0 ** (self.level_db / 10.0) / power))
+        reference = 10.0 ** (self.level_db / 10.0)
+        noisy = add_noise(shaped, self.snr_db, rng, reference_power=reference)
+        return codec_round_trip(noisy, self.codec, self.compression)

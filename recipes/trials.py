@@ -133,13 +133,15 @@ def scorer_settings(workdir: str | Path):  # noqa: ANN201 - voicecheck.config.Se
 
 def scorer_for_mode(mode: str, settings, backend, cohort):  # noqa: ANN001, ANN201
     """The product's Scorer set up so that its narrow-band mode is ``mode``."""
-    from voicecheck.embedders import BUILTIN
-    from voicecheck.scorer import Scorer
+    from dataclasses import replace
 
-    with_backend = mode.startswith("lda")
-    with_cohort = mode.endswith("asnorm")
+    from voicecheck.embedders import BUILTIN
+    from voicecheck.scorer import Scorer, needs_backend
+
+    with_backend = needs_backend(mode)
+    with_cohort = mode.endswith("asnorm") or (mode == "plda" and cohort is not None)
     scorer = Scorer(
-        settings,
+        replace(settings, backend_scoring="plda" if mode.startswith("plda") else "cosine"),
         BUILTIN[MODEL_KEY].name,
         MODEL_KEY,
         backend if with_backend else None,

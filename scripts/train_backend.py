@@ -60,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     X, _ = lda_training_set(embs, split["train"], BACKEND.views)
     cohort, _ = cohort_calls(embs, split["train"])
     command = "python scripts/train_backend.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    from voicecheck.embedders import model_spec
+
+    spec = model_spec(MODEL_KEY, args.cache)
+    windows = f"GE2E {spec.window_s:g} s windows every {spec.hop_s:g} s ({args.precision})"
     today = time.strftime("%Y-%m-%d")
     data = (
         f"shared/speech real speakers (LibriSpeech train-clean-100, VCTK, CMU ARCTIC, AMI, Asterisk prompts, ...; "
@@ -68,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     backend_source = (
         f"LDA(dim={BACKEND.dim}, wccn={BACKEND.wccn}, shrink={BACKEND.shrink}) on {len(X)} "
-        f"segment embeddings ({BACKEND.views}: wideband, band-limited, 2 simulated 8 kHz mu-law copies) "
+        f"segment embeddings ({BACKEND.views}: wideband, band-limited, 2 simulated 8 kHz mu-law copies; {windows}) "
         f"of the {len(split['train'])} TRAIN speakers; mean = {BACKEND.mean} ({len(cohort)} TRAIN calls); "
         f"{data}; {today}; {command.strip()}"
     )
@@ -81,13 +85,18 @@ def main(argv: list[str] | None = None) -> int:
     profile_source = (
         f"thresholds at {100 * FALSE_FLAG_TARGET:g}% genuine calls flagged (threshold_at_false_flag) and "
         f"calibrations (fit_calibration, prior 0.5) from TUNE speakers: wideband enrollment (channel-matched) vs "
-        f"simulated 8 kHz mu-law calls at 10-30 dB SNR, all call lengths, scored by voicecheck.scorer.Scorer with a "
+        f"simulated 8 kHz mu-law calls at 10-30 dB SNR, all call lengths ({windows}), scored by "
+        f"voicecheck.scorer.Scorer with a "
         f"cohort of TRAIN calls ({len(cohort)} in the main split) and the shipped back-end; TUNE rotated over the "
         f"{FOLDS - 1} non-EVAL folds (each with the back-end of its own TRAIN speakers), scores pooled; "
         f"{data}; {today}; {command.strip()}"
     )
     profile = build_profile(embs, speakers, args.seed, backend, args.cache, profile_source)
     profile_path = out / f"{MODEL_KEY}-profile.json"
+    if profile_path.is_file():  # the takeover limit is chosen by benchmarks/analysis.py, not here: keep it
+        kept = json.loads(profile_path.read_text()).get("takeover")
+        if kept:
+            profile["takeover"] = kept
     profile_path.write_text(json.dumps(profile, indent=2) + "\n")
     print(f"wrote {backend_path} ({backend_path.stat().st_size} bytes) and {profile_path}")
     for mode, values in profile["modes"].items():

@@ -111,8 +111,9 @@ def ge2e_settings_factory():
 def vc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Invoke the CLI in-process: fake model (voicecheck.toml in the working dir), energy VAD."""
     emb = workspace(tmp_path)
-    (tmp_path / "voicecheck.toml").write_text(
-        f'model = "fake"\nstore = "{tmp_path / "store"}"\nembeddings = "{emb}"\n{NO_REPLAY}', encoding="utf-8"
+    (tmp_path / "voicecheck.toml").write_text(  # one worker: a batch runs in-process, where the VAD is patched
+        f'model = "fake"\nstore = "{tmp_path / "store"}"\nembeddings = "{emb}"\nworkers = 1\n{NO_REPLAY}',
+        encoding="utf-8",
     )
     monkeypatch.setattr("voicecheck.pipeline.SileroVad", lambda **kw: EnergyVad())
     runner = CliRunner()

@@ -44,7 +44,10 @@ def _manifest(tmp_path: Path) -> Path:
 
 
 def _settings(root: Path, counter: Path | None = None, **kw: object) -> Settings:
+    """One worker unless ``kw`` says otherwise (the default is one per CPU): two workers may both embed
+    audio that two rows share before either has stored it, which the embedding counts below exclude."""
     emb = workspace(root, counter)
+    kw = {"workers": 1, **kw}
     return load_settings(
         None, store=str(root / "store"), embeddings=str(emb), model="fake", thresholds={"cosine": 0.8}, **kw
     )
@@ -193,3 +196,12 @@ def test_two_spawned_workers_agree_with_one(enrolled, tmp_path: Path) -> None:
         }
     assert results[1] == results[2]
     assert len(results[2]) == 15
+
+
+def test_a_scheduled_retrain_is_reported_and_a_refusal_is_no_error(enrolled, tmp_path: Path) -> None:
+    settings, _, manifest = enrolled
+    summary = run_batch(manifest, tmp_path / "out", replace(settings, adapt_every_days=7))
+    trained = summary["backend_training"]
+    assert trained["status"] == "not trained" and "operating point" in trained["reason"]
+    assert summary["verdicts"]["error"] == 6  # the run itself is the same
+    assert run_batch(manifest, tmp_path / "out2", settings)["backend_training"] is None  # off by default

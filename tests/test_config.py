@@ -93,3 +93,20 @@ def test_cli_bad_config_is_one_line_exit_2(tmp_path: Path) -> None:
     assert "unknown setting 'workerz'" in res.output
     assert "Traceback" not in res.output
     assert len(res.output.strip().splitlines()) == 1
+
+
+def test_backend_settings_are_validated() -> None:
+    from voicecheck.config import Settings
+
+    assert Settings(backend_file="adapted", backend_scoring="plda").backend_scoring == "plda"
+    assert load_settings(None, thresholds={"plda": -12.5}).thresholds == {"plda": -12.5}
+    with pytest.raises(UsageError, match="backend_scoring"):
+        Settings(backend_scoring="lda")
+    with pytest.raises(UsageError, match="unknown scoring mode 'plda\\+asnorm'"):
+        load_settings(None, thresholds={"plda+asnorm": 1.0})
+    with pytest.raises(UsageError, match="adapt_min_borrowers"):
+        Settings(adapt_min_borrowers=1)
+    with pytest.raises(UsageError, match="adapt_max_false_accept"):
+        Settings(adapt_max_false_accept=0.5)
+    with pytest.raises(UsageError, match="adapt_every_days"):
+        Settings(adapt_every_days=-1)

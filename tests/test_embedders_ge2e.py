@@ -90,3 +90,25 @@ def test_shared_frames_give_the_windows_own_embeddings(seconds: float, tmp_path)
     got = embed_windows(e, speech)
     assert got.shape == want.shape and got.dtype == np.float32
     assert np.min(np.sum(got * want, axis=1)) > 0.99999
+
+
+def test_windows_of_several_calls_together_are_each_calls_own(tmp_path) -> None:
+    """embed_windows_many batches several calls' windows through the network (crossing batch edges);
+    each call gets the windows it gets alone, and the in-between windows at given starts are those of
+    the timeline at half the hop."""
+    from voicecheck.embedders import embed_windows
+    from voicecheck.embedders.base import between_starts, embed_windows_many, window_starts
+
+    e = load_embedder("ge2e", tmp_path, precision="fp32")
+    e.batch_size = 4
+    x = load(CLIP).samples
+    speeches = [x[: int(s * 16000)] for s in (1.2, 3.5, 9.0, 5.1)] + [np.concatenate([x, x])]
+    together = embed_windows_many(e, speeches)
+    for speech, got in zip(speeches, together, strict=True):
+        alone = embed_windows(e, speech)
+        assert got.shape == alone.shape
+        assert np.min(np.sum(got * alone, axis=1)) > 0.99999
+    speech = speeches[-1]
+    fine = embed_windows(e, speech, window_starts(len(speech), 16000, e.window_s, e.hop_s / 2))
+    extra = embed_windows(e, speech, between_starts(len(speech), 16000, e.window_s, e.hop_s))
+    assert len(extra) and min(np.max(fine @ row) for row in extra) > 0.99999

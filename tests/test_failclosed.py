@@ -116,7 +116,7 @@ def test_a_threshold_that_is_not_finite_or_off_its_scale_is_refused(b1, tmp_path
 def test_a_threshold_must_name_its_scoring_mode(b1, tmp_path: Path) -> None:
     call = call_file(tmp_path / "c.wav", "B")
     _error(b1("check", call, "--borrower", "B1", "--threshold", "0.5"), 2, "which scoring mode", "MODE=VALUE")
-    _error(b1("check", call, "--borrower", "B1", "--threshold", "plda=0.5"), 2, "unknown scoring mode")
+    _error(b1("check", call, "--borrower", "B1", "--threshold", "plda+asnorm=0.5"), 2, "unknown scoring mode")
     with (tmp_path / "voicecheck.toml").open("a", encoding="utf-8") as f:
         f.write("threshold = 0.5\n")
     _error(b1("check", call, "--borrower", "B1"), 2, "not used any more", "[thresholds]")

@@ -167,7 +167,7 @@ def test_the_batch_summary_reports_each_bands_threshold_and_estimate(tmp_path: P
     records = [{"score": float(x), "band": "narrow", "scoring": "asnorm"} for x in rng.normal(6.0, 1.0, 200)]
     results.write_text("".join(json.dumps(r) + "\n" for r in records))
     report = decision_report(s, results)
-    assert set(report) == {"narrow"}
+    assert set(report) == {"narrow", "wide"} and "no in-domain cohort" in report["wide"]["source"]
     assert report["narrow"]["source"].startswith("operating point") and report["narrow"]["claimed_calls"] == 200
     assert 0.0 <= report["narrow"]["estimated_false_flag_rate"] <= 0.05
 
@@ -199,3 +199,35 @@ def test_one_voice_enrolled_as_several_borrowers_is_left_out_of_the_sample(
     assert b.contamination > a.contamination + 0.005 and "one voice under two borrowers" in b.source
     assert c.threshold - b.threshold > 0.1  # same-person pairs left in would have pushed the threshold up
     assert c.contamination == 0.0
+
+
+def test_a_night_with_enough_calls_sets_its_own_threshold_end_to_end(vc, tmp_path: Path) -> None:
+    """The batch measures the operating point on the real stores (encrypted, 45 enrolled borrowers,
+    135 calls: the cohort keeps 3 calls a borrower): records and summary.json name it as the source."""
+    from tests.fakes import chord, silence, stereo, write
+    from voicecheck.report import RESULTS, read_jsonl
+
+    rng = np.random.default_rng(8)
+    voices = {f"B{i:02d}": tuple(float(f) for f in rng.uniform(300, 3300, 3)) for i in range(45)}
+    for b, freqs in voices.items():
+        x = np.concatenate([silence(0.3), chord(freqs, 4.0), silence(0.3)])
+        assert vc("enroll", b, write(tmp_path / "enroll" / f"{b}.wav", x, 16000), "--channel", "0").exit_code == 0
+    lines = ["call_id,borrower_id,audio"]
+    for n in range(135):
+        b = sorted(voices)[n % 45]
+        freqs = tuple(f * (1 + rng.normal(0, 0.004)) for f in voices[b])
+        voice = chord(freqs, 2.5 + 0.01 * n, 8000)
+        voice = voice + 0.01 * rng.standard_normal(len(voice)).astype(np.float32)
+        x = np.concatenate([silence(0.3, 8000), voice, silence(0.3, 8000)])  # 8 kHz mu-law: the telephone band
+        write(tmp_path / "calls" / f"k{n}.wav", stereo(silence(len(x) / 8000, 8000), x), 8000, subtype="ULAW")
+        lines.append(f"K{n},{b},calls/k{n}.wav")
+    (tmp_path / "night.csv").write_text("\n".join(lines) + "\n")
+    res = vc("batch", tmp_path / "night.csv", "--out", tmp_path / "out", "--quiet")
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    narrow = summary["operating_point"]["narrow"]
+    assert narrow["source"].startswith("operating point: 4.0% of") and narrow["nontarget_trials"] >= 2500
+    assert 0.0 <= narrow["estimated_false_flag_rate"] <= 1.0 and "operating point" in res.output
+    records = list(read_jsonl(tmp_path / "out" / RESULTS))
+    assert all(r["threshold_source"] == narrow["source"] for r in records if r["score"] is not None)
+    assert sum(r["verdict"] == "match" for r in records) >= 110  # honest calls of distinct voices pass

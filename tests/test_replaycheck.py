@@ -63,6 +63,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         model="fake",
         thresholds={"cosine": 0.5},
         cohort=False,
+        workers=1,  # the batch runs in-process, where the VAD is patched
     )
     assert settings.replay and settings.replay_min_hits == 13
     enrollment = syllables(12.0, seed=1, rate=RATE)

@@ -50,10 +50,11 @@ shipped LDA) stands above what each of them scores against other borrowers' call
 ``min_borrowers=3`` on TUNE speakers over short impostor clips and calls of >= 6 s of speech
 together (benchmarks/analysis.py)."""
 
-RING_PAIR_LINK_THRESHOLD = 2.55
+RING_PAIR_LINK_THRESHOLD = 2.6
 """Default link score when a ring may be two borrowers (``min_borrowers=2``): a pair of calls is weaker
 evidence than three or more that all link, so it must link more strongly (chosen on TUNE for
-``min_borrowers=2`` the same way; at 1.8 pairs of sound-alike borrowers flood the list)."""
+``min_borrowers=2`` the same way, 2.6 with GE2E windows back to back and ring candidates refined, 2.55
+before; at 1.8 pairs of sound-alike borrowers flood the list)."""
 
 
 def ring_link_threshold(min_borrowers: int) -> float:
@@ -115,6 +116,22 @@ def _speech_model(times_s: np.ndarray) -> tuple[float, float]:
     steps = steps[steps > 1e-6]
     hop_s = float(np.median(steps)) if len(steps) else window_s
     return window_s, min(hop_s, window_s) if window_s > 0 else hop_s
+
+
+def windows_overlap(times_s: np.ndarray) -> bool:
+    """Whether a call's windows overlap (most start before the previous one ends): the finer timeline of
+    a model whose windows go back to back (:mod:`voicecheck.refine`), or any model that overlaps its
+    windows. One window counts as overlapping (nothing coarser exists).
+
+    Args:
+        times_s: (start, end) of each window in recording time, seconds, shape (n, 2), in call order.
+    """
+    t = np.asarray(times_s, dtype=np.float64).reshape(-1, 2)
+    if len(t) < 2:
+        return True
+    # back to back, a window starts where the previous one ends (later across a pause); the window
+    # aligned to the end of the speech overlaps its neighbour on either timeline, so count the majority
+    return bool(np.mean(t[1:, 0] < t[:-1, 1] - 1e-3) > 0.5)
 
 
 def _side_s(count: np.ndarray, window_s: float, hop_s: float) -> np.ndarray:
@@ -290,6 +307,52 @@ def detect_speaker_change(
     return SpeakerChange(change_s, before, after, "later" if after < before else "earlier", side_cosine)
 
 
+def near_speaker_change(
+    windows: np.ndarray,
+    times_s: np.ndarray,
+    score_fn: ScoreFn | None,
+    threshold: float,
+    min_segment_s: float = 4.0,
+    cosine_margin: float = 0.0,
+    score_margin: float = 0.0,
+    margin: float = TAKEOVER_MARGIN,
+    max_side_cosine: float = TAKEOVER_MAX_SIDE_COSINE,
+) -> bool:
+    """Whether :func:`detect_speaker_change` on a finer timeline of this call could flag a change:
+    on this (coarse) timeline the best change's sides are within ``cosine_margin`` of the side test
+    and its lower side within ``score_margin`` of the score test.
+
+    The coarse timeline (windows back to back) sees each side through half as many windows, so its
+    side cosine runs lower and its side scores noisier than the finer timeline's; the margins cover
+    that (chosen in benchmarks/analysis.py on TUNE so that the finer timeline's takeover figures are
+    kept). A call too short to split here but with the speech for two sides of ``min_segment_s`` is
+    near too.
+
+    Args:
+        windows: unit-norm window embeddings in time order, shape (n, d).
+        times_s: window start/end in recording time, seconds, shape (n, 2).
+        score_fn: as for :func:`detect_speaker_change`; None decides by the side test alone.
+        threshold, min_segment_s, margin, max_side_cosine: :func:`detect_speaker_change`'s.
+        cosine_margin: how far above ``max_side_cosine`` the sides' cosine may be (>= 0).
+        score_margin: how far above ``threshold - margin`` the lower side may score (product scale, >= 0).
+
+    Returns:
+        True when the call should be judged on the finer timeline.
+    """
+    w, t = _check_windows(windows, times_s)
+    found = change_point(w, t, min_segment_s)
+    if found is None:
+        return len(w) >= 2 and net_speech_s(t) >= 2 * min_segment_s
+    k, _ = found
+    sides = unit(np.stack([w[:k].mean(axis=0), w[k:].mean(axis=0)]))
+    if float(sides[0] @ sides[1]) > max_side_cosine + cosine_margin:
+        return False
+    if score_fn is None:
+        return True
+    lower = float(np.min(np.asarray(score_fn(sides), dtype=np.float64)))
+    return lower < threshold - margin + score_margin
+
+
 def similarity_timeline(
     windows: np.ndarray, times_s: np.ndarray, enroll: np.ndarray, score_fn: ScoreFn, span_s: float = 4.0
 ) -> list[dict[str, float]]:
@@ -384,6 +447,32 @@ def split_two_speakers(
     if labels[0] == 1:
         labels = 1 - labels
     return labels
+
+
+def near_two_speakers(
+    windows: np.ndarray,
+    times_s: np.ndarray,
+    cosine_margin: float = 0.0,
+    max_centroid_cosine: float = SPLIT_MAX_CENTROID_COSINE,
+    min_share: float = SPLIT_MIN_SHARE,
+) -> bool:
+    """Whether :func:`split_two_speakers` on a finer timeline of this recording could find two voices:
+    on this (coarse) timeline, unsmoothed, the split's centroids are within ``cosine_margin`` of
+    ``max_centroid_cosine``. A recording of 2-3 coarse windows (too few to split here, enough on
+    the finer timeline) is near too.
+
+    Args:
+        windows: unit-norm window embeddings in time order, shape (n, d).
+        times_s: window start/end, seconds, shape (n, 2).
+        cosine_margin: how far above ``max_centroid_cosine`` the clusters' cosine may be (>= 0).
+
+    Returns:
+        True when the recording should be split on the finer timeline.
+    """
+    w, t = _check_windows(windows, times_s)
+    if len(w) < 4:
+        return len(w) >= 2
+    return bool(split_two_speakers(w, t, max_centroid_cosine + cosine_margin, min_share, smooth=0).any())
 
 
 def customer_windows(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,8 @@ def run_batch(
             t0 = time.perf_counter()
             todo = expected((r for r in call_rows(manifest, settings.channel) if r.row not in done), ledger)
             mapped = map_ray(settings, todo, address) if engine == "ray" else map_local(settings, todo)
-            failed = store_embeddings(mapped, calls, results, spec.name, progress, ledger)
+            refined: Counter[str] = Counter()
+            failed = store_embeddings(mapped, calls, results, spec.name, progress, refined=refined, ledger=ledger)
             timings = {"embed_seconds": time.perf_counter() - t0}
             t0 = time.perf_counter()
             judge = Judge.open(settings, voiceprints, calls, timeline=True)
@@ -105,6 +107,7 @@ def run_batch(
             voiceprints.close()
             if ledger is not None:
                 ledger.indexes.close()
+        training = scheduled_training(settings)
         summary = summarise(
             out / RESULTS,
             wall_seconds=round(time.perf_counter() - started, 2),
@@ -112,11 +115,14 @@ def run_batch(
             engine=engine,
             workers=settings.workers,
             timings_s={k: round(v, 2) for k, v in timings.items()},
+            refined=dict(sorted(refined.items())),
             settings=settings.to_dict(),
             encryption=cipher.describe(),
             retention_purged=purged,
             liveness=describe(read_liveness(settings.embeddings)),
             operating_point=None if judge is None else decision_report(judge.scorer, out / RESULTS),
+            backend=None if judge is None else backend_report(judge.scorer),
+            backend_training=training,
         )
         write_json(out / SUMMARY, summary)
         trail.log.record(
@@ -161,7 +167,7 @@ def decision_report(scorer: Scorer, results_path: Path) -> dict[str, Any]:
         if r.get("score") is not None and r.get("scoring") == scorer.mode(str(r.get("band"))):
             claimed.setdefault(str(r["band"]), []).append(float(r["score"]))
     out: dict[str, Any] = {}
-    for band in sorted(claimed):
+    for band in sorted(set(claimed) | set(scorer.operating)):
         point = scorer.operating.get(band)
         try:
             used = scorer.threshold(band)
@@ -169,10 +175,26 @@ def decision_report(scorer: Scorer, results_path: Path) -> dict[str, Any]:
             out[band] = {"mode": scorer.mode(band), "source": str(e)}
             continue
         if isinstance(point, OperatingPoint):
-            out[band] = point.report(claimed[band], scorer.settings.false_flag_alarm, used)
+            out[band] = point.report(claimed.get(band, []), scorer.settings.false_flag_alarm, used)
         else:
             out[band] = {"mode": scorer.mode(band), "threshold": round(used.value, 4), "source": used.source}
     return out
+
+
+def backend_report(scorer: Scorer) -> dict[str, Any] | None:
+    """Which back-end scored the run: its digest, kind (shipped/out-of-domain or in-domain) and source."""
+    b = scorer.backend
+    if b is None:
+        return None
+    return {"digest": b.digest[:16], "kind": b.info.get("kind", "out-of-domain"), "source": b.source[:300]}
+
+
+def scheduled_training(settings: Settings) -> dict[str, Any] | None:
+    """The in-domain back-end retrain the settings schedule (``adapt_every_days``), when it is due;
+    what happened, or None. A refusal (too few borrowers yet) is reported, never an error."""
+    from .adapt import scheduled
+
+    return scheduled(settings)
 
 
 def claim(out: Path, manifest: str | Path) -> None:
@@ -220,11 +242,16 @@ def store_embeddings(
     results: ResultsFile,
     model: str,
     progress: Callable[[int], None] | None = None,
+    refined: Counter[str] | None = None,
     ledger: Ledger | None = None,
 ) -> set[int]:
     """Phase 1's results into the call store (embeddings, links); an error becomes the row's record.
     With a replay ``ledger`` every call with fingerprints is looked up and stored in the replay index,
     in manifest order (:class:`voicecheck.replaycheck.Ledger`).
+
+    Args:
+        refined: counts the calls embedded tonight by why they got the in-between windows
+            (:mod:`voicecheck.refine`), and those that did not ("coarse").
 
     Returns:
         The rows that got an error record (ints: memory stays small).
@@ -244,6 +271,8 @@ def store_embeddings(
         key = (res.content_hash, res.channel)
         if res.status == "ok":
             calls.put(res.embedding, content_hash=key[0], channel=key[1], model=model)
+            if refined is not None:
+                refined[res.refined or "coarse"] += 1
             if res.spoof is not None:
                 calls.put_spoof(key[0], key[1], res.spoof)
         elif res.status == "insufficient_speech":
@@ -351,6 +380,7 @@ def rescore(out_dir: str | Path, settings: Settings, manifest: str | Path | None
         engine="rescore",
         settings=settings.to_dict(),
         encryption=cipher.describe(),
+        backend=backend_report(judge.scorer),
         liveness=describe(read_liveness(settings.embeddings)),
     )
     write_json(out / SUMMARY, summary)

@@ -405,6 +405,18 @@ class CallStore:
             self._db.execute("SELECT COUNT(*) FROM embeddings WHERE model=? AND status='ok'", (model,)).fetchone()[0]
         )
 
+    def linked_count(self, model: str) -> int:
+        """Calls (ids) linked to a borrower for ``model``."""
+        return int(self._db.execute("SELECT COUNT(*) FROM calls WHERE model=?", (model,)).fetchone()[0])
+
+    def shared_audio(self, model: str) -> set[str]:
+        """Content hashes of audio linked to two or more borrowers for ``model`` (one recording, several people)."""
+        rows = self._db.execute(
+            "SELECT content_hash FROM calls WHERE model=? GROUP BY content_hash HAVING COUNT(DISTINCT borrower_id) > 1",
+            (model,),
+        )
+        return {str(r[0]) for r in rows}
+
     def cohort(
         self, model: str, band: str, limit: int, per_borrower: int = 3
     ) -> tuple[np.ndarray, list[str], list[set[str]]]:

@@ -88,6 +88,9 @@ agents_app = group("Collectors' own voiceprints, removed from mono recordings be
 cohort_app = group("In-domain cohort of unlabelled call embeddings.")
 key_app = group("The encryption key of the biometric data (voiceprints, call embeddings, watchlist).")
 audit_app = group("The audit log: who checked, enrolled or erased whom.")
+backend_app = group(
+    "Back-ends: the trained transform scores are computed in, and one learnt from this deployment's calls."
+)
 review_app = group(
     "QA review of flagged calls: voicecheck review CALL_ID --label genuine|impostor|unsure [--note TEXT] records "
     "a decision; list, export and import decisions (CSV; the report's review queue downloads one).",
@@ -101,6 +104,7 @@ for _sub, _name in (
     (cohort_app, "cohort"),
     (key_app, "key"),
     (audit_app, "audit"),
+    (backend_app, "backend"),
 ):
     app.add_typer(_sub, name=_name)
 
@@ -138,7 +142,15 @@ SETTING_OPTIONS: dict[str, Any] = {
             "that mode only; repeat for several modes).",
         ),
     ],
-    "workers": Annotated[int | None, typer.Option("--workers", help="Worker processes [default 1].")],
+    "workers": Annotated[int | None, typer.Option("--workers", help="Worker processes [default: CPUs usable].")],
+    "backend_file": Annotated[
+        str | None,
+        typer.Option(
+            "--backend",
+            help="The back-end to score with: auto (the model's shipped one), adapted (the newest one trained on "
+            "this deployment's calls), a .npz path, or '' (none) [setting backend_file; default auto].",
+        ),
+    ],
     "config": Annotated[
         Path | None,
         typer.Option("--config", help="TOML config file [env VOICECHECK_CONFIG; default ./voicecheck.toml]."),
@@ -616,7 +628,7 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
 
 
 @app.command()
-@uses(MODEL, "threshold")
+@uses(MODEL, "threshold", "backend_file")
 def rescore(
     settings: Settings,
     out: Annotated[Path, typer.Option("--out", help="Output directory for the new results.jsonl and summary.json.")],
@@ -624,7 +636,7 @@ def rescore(
         Path | None, typer.Option("--manifest", help="Calls to rescore [default: every stored call].")
     ] = None,
 ) -> None:
-    """Re-apply thresholds, calibration or a new cohort to stored call embeddings (no audio decoded)."""
+    """Re-apply thresholds, calibration, a new cohort or back-end to stored call embeddings (no audio decoded)."""
     from .batch import rescore as rescore_calls
 
     print_summary(rescore_calls(out, settings, manifest), out)
@@ -653,23 +665,31 @@ def trials_source(trials: Path | None, reviewed: bool) -> Path | None:
 
 
 @app.command("eval")
-@uses(EMBED)
+@uses(EMBED, "backend_file")
 def eval_trials(
     settings: Settings,
     out: Annotated[Path, typer.Option("--out", help="Directory for metrics.json, scores.csv and det.png.")],
     trials: TrialsArg = None,
     reviewed: ReviewedOpt = False,
+    compare_backend: Annotated[
+        str | None,
+        typer.Option(
+            "--compare-backend",
+            help="Score the trials with this back-end too and report both: auto (the shipped one), adapted, "
+            "a .npz path, or '' (none).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Measure accuracy on labelled trials: EER, minDCF, Cllr, impostors flagged at 1% and 5% false flags."""
     from .evaluate import evaluate
 
-    m = evaluate(trials_source(trials, reviewed), out, settings, progress_line)
+    m = evaluate(trials_source(trials, reviewed), out, settings, progress_line, compare_backend)
     show(m, as_json, lambda: render.eval_lines(m, out))
 
 
 @app.command()
-@uses(EMBED)
+@uses(EMBED, "backend_file")
 def calibrate(
     settings: Settings,
     trials: TrialsArg = None,
@@ -682,13 +702,45 @@ def calibrate(
         typer.Option("--at-llr", help="Put the threshold where the calibrated LLR equals this (instead of a rate)."),
     ] = None,
 ) -> None:
-    """Fit score -> log-likelihood ratio and the threshold on labelled trials; results then carry llr."""
+    """Fit score -> log-likelihood ratio and the threshold on labelled trials; results then carry llr.
+
+    A calibration of a back-end mode holds for the back-end it was made with only.
+    """
     from .evaluate import calibrate as fit
 
     if not 0 <= max_false_flag < 1:
         fail(f"--max-false-flag must be in [0, 1), got {max_false_flag}")
     c = fit(trials_source(trials, reviewed), settings, max_false_flag, progress_line, at_llr)
     echo(render.calibration_lines(c, max_false_flag, at_llr, settings.takeover_min_segment_s))
+
+
+# -- back-ends ---------------------------------------------------------------------------------------
+
+
+@backend_app.command("train")
+@uses(MODEL)
+def backend_train(settings: Settings) -> None:
+    """Train a back-end on this deployment's own calls: those the check accepts with a wide margin (and
+    QA-reviewed genuine ones), labelled by borrower, adapted from the shipped back-end's statistics.
+
+    Writes <embeddings>/backends/<model>-in-domain-<time>.npz; backend_file = "adapted" selects the newest.
+    Refused while fewer than adapt_min_borrowers borrowers have two such calls.
+    """
+    from .adapt import train_backend
+
+    echo(render.trained_lines(train_backend(settings, report=progress_line)))
+
+
+@backend_app.command("list")
+@uses("embeddings", "model")
+def backend_list(settings: Settings, as_json: JsonOpt = False) -> None:
+    """The in-domain back-ends of the model in the workspace (oldest first) and the one the settings select."""
+    from .adapt import describe_backends
+
+    rows, active = describe_backends(settings)
+    show(
+        {"backends": rows, "active": active}, as_json, lambda: render.backend_lines(rows, active, settings.backend_file)
+    )
 
 
 # -- across calls ------------------------------------------------------------------------------------

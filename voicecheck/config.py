@@ -28,9 +28,11 @@ SCORE_RANGES: dict[str, tuple[float, float]] = {
     "lda": (-1.0, 1.0),
     "asnorm": (-20.0, 20.0),
     "lda+asnorm": (-20.0, 20.0),
+    "plda": (-1000.0, 1000.0),
 }
 """The scoring modes and the range of their score scale (a threshold outside it is refused): cosines
-in [-1, 1]; AS-normalised scores are standard deviations above the cohort (see voicecheck.scoring)."""
+in [-1, 1]; PLDA log-likelihood ratios (natural log; GE2E's lie within about +-200); AS-normalised
+scores are standard deviations above the cohort (see voicecheck.scoring)."""
 
 _RANGES: dict[str, tuple[float, float]] = {
     "channel": (0, 63),
@@ -49,6 +51,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "false_flag_alarm": (0.0, 1.0),
     "takeover_window_s": (0.5, 600.0),
     "takeover_min_segment_s": (0.5, 3600.0),
+    "refine_cosine_margin": (0.0, 2.0),
+    "refine_score_margin": (0.0, 1000.0),
     "ring_min_borrowers": (2, 1_000_000),
     "workers": (1, 1024),
     "calls_per_task": (1, 1024),
@@ -58,10 +62,13 @@ _RANGES: dict[str, tuple[float, float]] = {
     "retention_days": (0, 36500),
     "replay_min_hits": (5, 100_000),
     "replay_min_matched_s": (0.0, 600.0),
+    "adapt_min_borrowers": (2, 10_000_000),
+    "adapt_max_false_accept": (0.0001, 0.1),
+    "adapt_every_days": (0, 3650),
 }
 """Inclusive bounds of every numeric setting."""
 
-_CHOICES: dict[str, tuple[str, ...]] = {"precision": ("auto", "fp32", "bf16")}
+_CHOICES: dict[str, tuple[str, ...]] = {"precision": ("auto", "fp32", "bf16"), "backend_scoring": ("cosine", "plda")}
 _MODEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _DEVICE = re.compile(r"^(cpu|cuda(:\d{1,2})?)$")
 
@@ -90,7 +97,25 @@ class Settings:
             cohort: AS-norm against a few people's calls moves the score scale (benchmarks/transfer.py:
             cohorts of 7-12 people gave EER 7-8%, of 25 or more 4-5%).
         cohort_per_borrower: most calls of one borrower in a cohort.
-        backend_file: trained back-end (.npz) relative to the package's models dir or absolute; "" = none.
+        backend_file: the trained back-end: "auto" (the model's shipped one, if any), "adapted" (the newest
+            back-end trained on this deployment's calls by ``voicecheck backend train``, in
+            ``<embeddings>/backends/``; the shipped one until there is one), a path to a ``.npz``, or "" (none).
+        backend_scoring: how a trained back-end compares two vectors (benchmarks/adaptation.py chose cosine: PLDA
+            had a higher EER in every comparison there): "cosine" (LDA/WCCN then cosine:
+            modes lda, lda+asnorm) or "plda" (the back-end's PLDA log-likelihood ratio, centred on the
+            cohort when there is one: mode plda; the back-end file must carry its training statistics).
+        adapt_min_borrowers: ``backend train`` refuses to write a back-end whose in-domain data has fewer
+            borrowers with two or more usable calls (benchmarks/adaptation.py: adapting the shipped back-end
+            from as few as 4-5 such borrowers already lowered the EER on both development deployments; the
+            relevance weights keep a small sample's pull small). A model that ships no back-end statistics
+            needs more borrowers than LDA directions besides.
+        adapt_max_false_accept: the margin a call needs to be taken as its borrower's voice when the
+            back-end is trained: its score must reach the level only this share of the operating point's
+            non-target trials (calls scored against other borrowers' voiceprints) reach (chosen in
+            benchmarks/adaptation.py with 10% impostor calls in the store: 0.001-0.02 absorbed no impostor
+            call on the development lender; 0.02 gave the lowest EER).
+        adapt_every_days: the nightly batch retrains the in-domain back-end when the newest one is at least
+            this many days old (0 = never; run ``voicecheck backend train`` by hand).
         operating_point: set each band's threshold from the deployment's own calls (a share
             ``max_false_accept`` of calls scored against other borrowers' voiceprints may pass) once
             there are enough of them; off, or below that, the profile's threshold (voicecheck.operating).
@@ -109,10 +134,21 @@ class Settings:
         mono_split: in mono recordings, separate the two speakers and score only the customer's voice.
         takeover_window_s: span of speech averaged for the similarity timeline.
         takeover_min_segment_s: least speech on each side of a speaker change.
+        refine_cosine_margin: a call whose coarse timeline (windows back to back) is within this raw
+            window cosine of the takeover side test or of the mono split gets the in-between windows and
+            is judged on the finer timeline (voicecheck.refine; chosen on TUNE in benchmarks/analysis.py).
+        refine_score_margin: ... and within this many natural-log likelihood-ratio units of the
+            takeover score test (through the scoring mode's calibration slope).
+        refine_ring_candidates: telephone-band calls that rings may group (no voiceprint for their
+            borrower, or failing the 1:1 check) get the
+            in-between windows too: rings compare calls by the mean of their stored windows, which
+            separates voices better on the finer timeline (short calls above all). Off saves that CPU.
         watchlist_thresholds: per scoring mode, the score at or above which a watchlist entry is a
             hit; modes not named use the match threshold.
         ring_min_borrowers: least distinct borrowers of a voice the batch report lists as a ring.
-        workers: worker processes for a batch.
+        workers: worker processes for a batch; default one per CPU this process may run on
+            (:func:`available_cores`: its affinity mask, so a container's or taskset's limit counts); set
+            it lower to leave cores to other work.
         calls_per_task: calls a batch worker takes at a time; silero's LSTM runs over them together
             (about 30% less VAD CPU at 8 than one by one). Results still stream per call; a killed
             batch redoes at most this many calls per worker.
@@ -150,6 +186,10 @@ class Settings:
     cohort_min: int = 25
     cohort_per_borrower: int = 3
     backend_file: str = "auto"
+    backend_scoring: str = "cosine"
+    adapt_min_borrowers: int = 4
+    adapt_max_false_accept: float = 0.02
+    adapt_every_days: int = 0
     operating_point: bool = True
     max_false_accept: float = 0.04
     weak_evidence_band: float = 1.0
@@ -161,9 +201,12 @@ class Settings:
     mono_split: bool = True
     takeover_window_s: float = 4.0
     takeover_min_segment_s: float = 4.0
+    refine_cosine_margin: float = 0.02
+    refine_score_margin: float = 1.0
+    refine_ring_candidates: bool = True
     watchlist_thresholds: dict[str, float] = field(default_factory=dict)
     ring_min_borrowers: int = 3
-    workers: int = 1
+    workers: int = field(default_factory=lambda: available_cores())
     calls_per_task: int = 8
     torch_threads: int = 1
     max_audio_s: float = 3600.0
@@ -184,6 +227,15 @@ class Settings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def available_cores() -> int:
+    """The CPUs this process may run on (``os.sched_getaffinity``), at least 1; ``os.cpu_count()``
+    where the affinity mask cannot be read (not Linux)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 _ENV = {"store": "VOICECHECK_STORE", "embeddings": "VOICECHECK_EMBEDDINGS", "key_file": "VOICECHECK_KEY_FILE"}
@@ -320,7 +372,7 @@ def _check(key: str, value: Any) -> None:
     elif key == "key_file" and not (isinstance(value, str) and "\0" not in value):
         raise UsageError(f"must be empty (the per-user default) or a file path, got {value!r}")
     elif key == "backend_file" and not (isinstance(value, str) and "\0" not in value):
-        raise UsageError(f"must be auto, empty or a file path, got {value!r}")
+        raise UsageError(f"must be auto, adapted, empty or a file path, got {value!r}")
 
 
 def _in_range(key: str, value: Any, bounds: tuple[float, float]) -> None:

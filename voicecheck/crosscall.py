@@ -27,6 +27,8 @@ from .crypto import cipher_for
 from .embedders import model_spec
 from .errors import UsageError
 from .scorer import CallVector, Scorer
+from .scoring import unit
+from .types import CallEmbedding
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +52,24 @@ class Calls:
     calls: list[CallVector]
 
 
+def cross_call_vector(emb: CallEmbedding) -> np.ndarray | None:
+    """What cross-call analyses compare of a stored call: the telephone-band vector, None without one.
+
+    For a narrowband call, the mean of its stored windows: the call vector on the coarse timeline (windows
+    back to back), the mean of windows every 0.8 s when the call was refined (:mod:`voicecheck.refine`
+    refines the calls rings may group), which separates short calls' voices better
+    (benchmarks/analysis.py). A wideband call's telephone-band vector is its channel-matched one.
+    """
+    if emb.band != "narrow":
+        return emb.narrow_vector
+    if not len(emb.windows):
+        return emb.vector
+    return unit(np.asarray(emb.windows, dtype=np.float32).mean(axis=0))
+
+
 def stored_calls(settings: Settings) -> Calls:
-    """Every linked call with speech and a telephone-band vector (float32; n x d floats in memory)."""
+    """Every linked call with speech and a telephone-band vector (float32; n x d floats in memory);
+    the vectors as :func:`cross_call_vector` takes them."""
     model = model_spec(settings.model, settings.embeddings).name
     store = CallStore(settings.embeddings, cipher_for(settings))
     ids: list[str] = []
@@ -61,13 +79,15 @@ def stored_calls(settings: Settings) -> Calls:
     try:
         for c in store.calls(model):
             emb = c.embedding
-            vector = None if emb is None else (emb.vector if emb.band == "narrow" else emb.narrow_vector)
+            vector = None if emb is None else cross_call_vector(emb)
             if emb is not None and vector is not None:
                 ids.append(c.call_id)
                 owners.append(c.borrower_id)
                 rows.append(vector)
                 wide = emb.band == "wide"
-                calls.append(CallVector(emb.content_hash, model, emb.band, emb.vector, vector if wide else None))
+                calls.append(
+                    CallVector(emb.content_hash, model, emb.band, emb.vector, emb.narrow_vector if wide else None)
+                )
     finally:
         store.close()
     dim = rows[0].shape[0] if rows else 0

@@ -8,12 +8,14 @@ scored against the voiceprint store and the call-embedding store.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from .analysis import side_cosine
+from .analysis import side_cosine, windows_overlap
 from .callstore import CallStore
 from .config import Settings
 from .crypto import cipher_for
@@ -44,15 +46,23 @@ MIN_REVIEWED = 20
 
 
 def score_trials(
-    path: str | Path | None, settings: Settings, report: Callable[[str], None] = lambda s: None
-) -> tuple[list[dict[str, Any]], Scorer]:
+    path: str | Path | None,
+    settings: Settings,
+    report: Callable[[str], None] = lambda s: None,
+    compare: str | None = None,
+) -> tuple[list[dict[str, Any]], Scorer, Scorer | None]:
     """Score every trial of a trials CSV (None: the QA-reviewed calls) with the product's scorer.
 
+    Args:
+        compare: another ``backend_file`` value (e.g. "auto", the shipped back-end): each trial is
+            scored with it too (``compare_score``), from the same embeddings.
+
     Returns:
-        One dict per trial (enroll, test, label, score, raw_cosine, band, or error) and the scorer used.
+        One dict per trial (enroll, test, label, score, raw_cosine, band, [compare_score], or error), the
+        scorer used and the comparison scorer (None without ``compare``).
     """
     if path is None:
-        return score_reviewed(settings, report)
+        return score_reviewed(settings, report, compare)
     p = Path(path)
     rows = list(read_rows(p, ("label",)))
     if not rows:
@@ -70,7 +80,7 @@ def score_trials(
     tested: dict[str, CallEmbedding] = {}
     out: list[dict[str, Any]] = []
     try:
-        scorer = Scorer.build(settings, spec.name, spec.key, calls)
+        scorer, other = _scorers(settings, spec.name, spec.key, calls, compare)
         for n, f in rows:
             trial: dict[str, Any] = {"row": n, "label": _label(f.get("label", ""), n, p)}
             try:
@@ -103,11 +113,9 @@ def score_trials(
                         test_path = f["call_id"]
                 if test_path not in tested:
                     engine = engine or Engine(settings)
-                    tested[test_path] = engine.embed_call(test_path, settings.channel)
-                s = scorer.score(voiceprint, tested[test_path], with_threshold=False)
-                trial.update(score=s.score, raw_cosine=s.raw_cosine, band=s.band, mode=s.mode)
-                test = tested[test_path]
-                trial["side_cosine"] = side_cosine(test.windows, test.window_times_s, settings.takeover_min_segment_s)
+                    # on the finer timeline, the one the Judge's takeover test runs on near a decision
+                    tested[test_path] = engine.embed_call(test_path, settings.channel, refine=lambda emb: "calibrate")
+                _score_into(trial, scorer, other, voiceprint, tested[test_path], settings)
             except VoicecheckError as e:
                 trial["error"] = f"{e.code}: {e}"
                 report(f"row {n}: skipped: {e}")
@@ -115,12 +123,37 @@ def score_trials(
     finally:
         calls.close()
         store.close()
-    return out, scorer
+    return out, scorer, other
+
+
+def _score_into(
+    trial: dict[str, Any],
+    scorer: Scorer,
+    other: Scorer | None,
+    voiceprint: Voiceprint,
+    test: CallEmbedding,
+    settings: Settings,
+) -> None:
+    """A trial's score (and the comparison back-end's, and the test call's side cosine) into ``trial``."""
+    s = scorer.score(voiceprint, test, with_threshold=False)
+    trial.update(score=s.score, raw_cosine=s.raw_cosine, band=s.band, mode=s.mode)
+    if other is not None:
+        trial["compare_score"] = other.score(voiceprint, test, with_threshold=False).score
+    trial["side_cosine"] = fine_side_cosine(test, settings)
+
+
+def _scorers(
+    settings: Settings, model: str, key: str, calls: CallStore, compare: str | None
+) -> tuple[Scorer, Scorer | None]:
+    """The scorer of the settings and, with ``compare``, the same one with that back-end instead."""
+    scorer = Scorer.build(settings, model, key, calls)
+    other = None if compare is None else Scorer.build(replace(settings, backend_file=compare), model, key, calls)
+    return scorer, other
 
 
 def score_reviewed(
-    settings: Settings, report: Callable[[str], None] = lambda s: None
-) -> tuple[list[dict[str, Any]], Scorer]:
+    settings: Settings, report: Callable[[str], None] = lambda s: None, compare: str | None = None
+) -> tuple[list[dict[str, Any]], Scorer, Scorer | None]:
     """Trials from the deployment's own QA reviews (issue 11.5): each call reviewed genuine or impostor
     against the borrower it was made for, scored as the batch scores it (the store's cohort).
 
@@ -145,15 +178,11 @@ def score_reviewed(
     store = VoiceprintStore(settings.store, cipher)
     out: list[dict[str, Any]] = []
     try:
-        scorer = Scorer.build(settings, spec.name, spec.key, calls)
+        scorer, other = _scorers(settings, spec.name, spec.key, calls, compare)
         for n, c in enumerate(reviewed, 1):
             trial: dict[str, Any] = {"row": n, "label": int(c.genuine), "enroll": c.borrower_id, "test": c.call_id}
             try:
-                s = scorer.score(store.get(c.borrower_id, spec.name), c.embedding, with_threshold=False)
-                trial.update(score=s.score, raw_cosine=s.raw_cosine, band=s.band, mode=s.mode)
-                trial["side_cosine"] = side_cosine(
-                    c.embedding.windows, c.embedding.window_times_s, settings.takeover_min_segment_s
-                )
+                _score_into(trial, scorer, other, store.get(c.borrower_id, spec.name), c.embedding, settings)
             except VoicecheckError as e:
                 trial["error"] = f"{e.code}: {e}"
                 report(f"reviewed call {c.call_id}: skipped: {e}")
@@ -161,7 +190,17 @@ def score_reviewed(
     finally:
         calls.close()
         store.close()
-    return out, scorer
+    return out, scorer, other
+
+
+def fine_side_cosine(emb: CallEmbedding, settings: Settings) -> float | None:
+    """:func:`voicecheck.analysis.side_cosine` of a test call for :func:`fit_takeover`, on the timeline the
+    Judge's takeover test decides on: None for a call stored on the coarse timeline (windows back to
+    back, left so because it was far from every decision, :mod:`voicecheck.refine`), whose side cosine
+    runs lower than the finer timeline's and would pull the fitted limit down."""
+    if not windows_overlap(emb.window_times_s):
+        return None
+    return side_cosine(emb.windows, emb.window_times_s, settings.takeover_min_segment_s)
 
 
 def _beside(csv_path: Path, value: str) -> str:
@@ -169,11 +208,11 @@ def _beside(csv_path: Path, value: str) -> str:
     return str(v if v.is_absolute() else csv_path.parent / v)
 
 
-def split_scores(trials: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-    """(target scores, non-target scores) of the trials that were scored."""
-    ok = [t for t in trials if "score" in t]
-    tar = np.array([t["score"] for t in ok if t["label"] == 1])
-    non = np.array([t["score"] for t in ok if t["label"] == 0])
+def split_scores(trials: list[dict[str, Any]], key: str = "score") -> tuple[np.ndarray, np.ndarray]:
+    """(target scores, non-target scores) of the trials that were scored (``key``: which score)."""
+    ok = [t for t in trials if key in t]
+    tar = np.array([t[key] for t in ok if t["label"] == 1])
+    non = np.array([t[key] for t in ok if t["label"] == 0])
     if len(tar) == 0 or len(non) == 0:
         raise UsageError(f"need scored target and non-target trials; got {len(tar)} target and {len(non)} non-target")
     return tar, non
@@ -181,21 +220,31 @@ def split_scores(trials: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
 
 def write_scores(path: Path, trials: list[dict[str, Any]]) -> None:
 
-    cols = ["row", "enroll", "test", "label", "score", "raw_cosine", "llr", "band", "mode", "error"]
+    cols = ["row", "enroll", "test", "label", "score", "raw_cosine", "llr", "band", "mode", "compare_score", "error"]
     from .report import write_csv
 
     write_csv(path, trials, cols)
 
 
 def evaluate(
-    path: str | Path | None, out_dir: str | Path, settings: Settings, report: Callable[[str], None] = lambda s: None
+    path: str | Path | None,
+    out_dir: str | Path,
+    settings: Settings,
+    report: Callable[[str], None] = lambda s: None,
+    compare: str | None = None,
 ) -> dict[str, Any]:
     """EER, minDCF (0.01, 0.05), Cllr, impostors flagged at 1%/5% false flags; writes scores.csv,
-    metrics.json and det.png into ``out_dir``."""
+    metrics.json and det.png into ``out_dir``.
+
+    Args:
+        compare: another back-end (a ``backend_file`` value: "auto" for the shipped one, "adapted",
+            a path, "") to score the same trials with; its figures are under ``compare`` and its DET
+            curve is drawn beside.
+    """
     from . import metrics
     from .report import write_json
 
-    trials, scorer = score_trials(path, settings, report)
+    trials, scorer, other = score_trials(path, settings, report, compare)
     tar, non = split_scores(trials)
     band = next(t["band"] for t in trials if "band" in t)
     calib = scorer.calibration(band)
@@ -206,16 +255,40 @@ def evaluate(
                 t["llr"] = float(calib.llr(t["score"]))
         tar_llr, non_llr = calib.llr(tar), calib.llr(non)
     out = private_dir(out_dir)
-    result = metrics.summary(tar, non, tar_llr, non_llr)
+    result = _figures(scorer, band, tar, non, tar_llr, non_llr)
     result.update(
-        model=scorer.model,
-        mode=scorer.mode(band),
-        trials="QA-reviewed calls" if path is None else str(path),
-        errors=sum(1 for t in trials if "error" in t),
+        trials="QA-reviewed calls" if path is None else str(path), errors=sum(1 for t in trials if "error" in t)
     )
+    curves: dict[str, tuple[npt.ArrayLike, npt.ArrayLike]] = {
+        f"{scorer.model} ({scorer.mode(band)}, {result['backend'] or 'no back-end'})": (tar, non)
+    }
+    if other is not None:
+        o_tar, o_non = split_scores(trials, "compare_score")
+        o_cal = other.calibration(band)
+        o_llr = (None, None) if o_cal is None else (o_cal.llr(o_tar), o_cal.llr(o_non))
+        result["compare"] = {**_figures(other, band, o_tar, o_non, *o_llr), "errors": result["errors"]}
+        curves[f"{other.model} ({other.mode(band)}, {result['compare']['backend'] or 'no back-end'})"] = (o_tar, o_non)
     write_scores(out / "scores.csv", trials)
-    metrics.plot_det({f"{scorer.model} ({scorer.mode(band)})": (tar, non)}, out / "det.png")
+    metrics.plot_det(curves, out / "det.png")
     write_json(out / "metrics.json", result)
+    return result
+
+
+def _figures(
+    scorer: Scorer,
+    band: str,
+    tar: np.ndarray,
+    non: np.ndarray,
+    tar_llr: np.ndarray | None,
+    non_llr: np.ndarray | None,
+) -> dict[str, Any]:
+    """One scorer's figures on the trials, with which model, mode and back-end produced them."""
+    from . import metrics
+
+    result = metrics.summary(tar, non, tar_llr, non_llr)
+    b = scorer.backend
+    label = "" if b is None else f"{b.info.get('kind', 'out-of-domain')} {b.digest[:12]}"
+    result.update(model=scorer.model, mode=scorer.mode(band), backend=label)
     return result
 
 
@@ -234,7 +307,7 @@ def calibrate(
     from .metrics import threshold_at_eer
     from .scoring import fit_calibration, threshold_at_false_flag
 
-    trials, scorer = score_trials(path, settings, report)
+    trials, scorer, _ = score_trials(path, settings, report)
     tar, non = split_scores(trials)
     band = next(t["band"] for t in trials if "band" in t)
     mode = scorer.mode(band)
@@ -262,7 +335,7 @@ def calibrate(
         "n_target": len(tar),
         "n_nontarget": len(non),
     }
-    saved = scorer.profile.save_mode(scorer.key, settings.embeddings, mode, values, source)
+    saved = scorer.profile.save_mode(scorer.key, settings.embeddings, mode, values, source, scorer.backend)
     takeover = fit_takeover(trials, settings, what)
     if takeover is not None:
         scorer.profile.save_takeover(scorer.key, settings.embeddings, takeover)

@@ -20,7 +20,7 @@ from .audio import load, resample, resample_spans
 from .config import Settings
 from .crypto import Cipher
 from .embedders import Embedder, embed_speech, embed_windows, load_embedder, unit
-from .embedders.base import window_starts
+from .embedders.base import between_starts, embed_windows_many, refines, window_starts
 from .enrollment import VoiceprintStore
 from .errors import InsufficientSpeechError, NotEnrolledError, StoreError, UsageError, VoicecheckError
 from .liveness import TOO_IDENTICAL_COSINE, too_identical
@@ -31,6 +31,11 @@ from .types import Audio, CallEmbedding, CallResult, Voiceprint
 from .vad import SileroVad, Vad, recording_time, regions_of, speech_seconds
 
 log = logging.getLogger(__name__)
+
+RefineRule = Callable[[CallEmbedding], "str | None"]
+"""Given a call's embedding on the coarse timeline (windows back to back), why its window-level
+analyses need the in-between windows too ("takeover", "mono": :class:`voicecheck.refine.Refiner`),
+or None."""
 
 
 @dataclass(frozen=True)
@@ -112,55 +117,127 @@ class Engine:
                 seconds,
             )
 
-    def embed_many(self, audios: list[Audio]) -> list[CallEmbedding | InsufficientSpeechError]:
+    def embed_many(
+        self, audios: list[Audio], refine: list[RefineRule | None] | None = None
+    ) -> list[CallEmbedding | InsufficientSpeechError]:
         """Embed several decoded calls (a batch task); their speech is found in one VAD pass
-        (:func:`voicecheck.vad.regions_of`: silero's LSTM runs over all of them together).
+        (:func:`voicecheck.vad.regions_of`: silero's LSTM runs over all of them together) and their
+        windows go through the network together (:func:`voicecheck.embedders.base.embed_windows_many`:
+        GE2E's LSTM runs faster on batches of a few dozen windows than on one call's dozen).
+
+        Args:
+            refine: one rule per call (or None) deciding from its coarse timeline whether it gets
+                the in-between windows (see :meth:`embed_audio`).
 
         Returns:
             One item per call, in order: its embedding, or the InsufficientSpeechError it raised.
         """
         found = regions_of(self.vad, [(a.samples, a.sample_rate) for a in audios])
-        out: list[CallEmbedding | InsufficientSpeechError] = []
+        rules = refine or [None] * len(audios)
+        staged: list[tuple[np.ndarray, list, float] | InsufficientSpeechError] = []
         for audio, regions in zip(audios, found, strict=True):
             try:
-                out.append(self.embed_audio(audio, regions))
+                speech, regions, seconds = self.speech(audio, regions)
+                self._require(seconds, audio.path)
+                staged.append((speech, regions, seconds))
             except InsufficientSpeechError as e:
-                out.append(e)
+                staged.append(e)
+        windows = iter(embed_windows_many(self.embedder, [s[0] for s in staged if not isinstance(s, Exception)]))
+        out: list[CallEmbedding | InsufficientSpeechError] = []
+        for audio, item, rule in zip(audios, staged, rules, strict=True):
+            out.append(
+                item if isinstance(item, InsufficientSpeechError) else self._finish(audio, *item, next(windows), rule)
+            )
         return out
 
-    def embed_audio(self, audio: Audio, regions: list | None = None) -> CallEmbedding:
+    @property
+    def refines(self) -> bool:
+        """Whether this model's windows have a finer timeline to refine to (back to back: GE2E's default)."""
+        return refines(self.embedder.window_s, self.embedder.hop_s)
+
+    def embed_audio(self, audio: Audio, regions: list | None = None, refine: RefineRule | None = None) -> CallEmbedding:
         """Embed the customer side of a decoded call: window embeddings in one batched pass.
+
+        The call vector is the mean of the windows at the model's hop (back to back for GE2E: the
+        1:1 score and the back-end rest on it). When ``refine`` says the call's window-level
+        analyses need more (a takeover or a two-voice split close to its decision), the in-between
+        windows (offset ``hop_s / 2``) are embedded from the speech still in memory and merged in:
+        ``windows`` is then the timeline at ``hop_s / 2``, the vector unchanged.
 
         Args:
             regions: the VAD's speech regions of ``audio`` if already found; None runs the VAD.
+            refine: decides from the coarse embedding (None: never refine).
 
         Raises:
             InsufficientSpeechError: less net speech than the model's minimum.
         """
         speech, regions, seconds = self.speech(audio, regions)
         self._require(seconds, audio.path)
+        return self._finish(audio, speech, regions, seconds, embed_windows(self.embedder, speech), refine)
+
+    def _finish(
+        self,
+        audio: Audio,
+        speech: np.ndarray,
+        regions: list,
+        seconds: float,
+        windows: np.ndarray,
+        refine: RefineRule | None,
+    ) -> CallEmbedding:
+        """The call's embedding from its coarse windows: times, vector, the channel-matched vector of
+        a wideband call, and the in-between windows when ``refine`` asks for them."""
         rate, e = self.embedder.sample_rate, self.embedder
-        windows = embed_windows(e, speech)
-        starts = window_starts(len(speech), rate, e.window_s, e.hop_s) / rate
-        ends = np.minimum(starts + e.window_s, len(speech) / rate)
-        times = np.stack([recording_time(starts, regions), recording_time(ends - 1e-6, regions)], axis=1)
+        starts = window_starts(len(speech), rate, e.window_s, e.hop_s)
         narrow = None
         if audio.band == "wide" and self.settings.channel_matching:
             narrow = embed_speech(e, to_narrow(speech, rate))
-        return CallEmbedding(
+        emb = CallEmbedding(
             content_hash=audio.content_hash,
             model=self.model,
             band=audio.band,
             channel=audio.channel,
             vector=unit(windows.mean(axis=0)),
             windows=windows,
-            window_times_s=times,
+            window_times_s=self._times(starts, len(speech), regions),
             speech_seconds=seconds,
             duration_s=audio.duration_s,
             regions=tuple(regions),
             narrow_vector=narrow,
             channels=audio.channels,
         )
+        if refine is None or not self.refines:
+            return emb
+        reason = refine(emb)
+        if not reason:
+            return emb
+        log.debug("%s: in-between windows computed (%s)", audio.path or audio.content_hash[:12], reason)
+        return self.refined(emb, speech, starts)
+
+    def refined(self, emb: CallEmbedding, speech: np.ndarray, starts: np.ndarray) -> CallEmbedding:
+        """``emb`` with its in-between windows added (:func:`voicecheck.embedders.base.between_starts`),
+        in time order: the windows of the timeline at ``hop_s / 2``. The call vector stays the coarse one.
+
+        Args:
+            speech: the call's speech at the model's rate, as embedded for ``emb``.
+            starts: the coarse windows' start offsets in samples.
+        """
+        from dataclasses import replace
+
+        e, rate = self.embedder, self.embedder.sample_rate
+        extra = between_starts(len(speech), rate, e.window_s, e.hop_s)
+        if not len(extra):
+            return emb
+        all_starts = np.concatenate([starts, extra])
+        order = np.argsort(all_starts, kind="stable")
+        windows = np.concatenate([emb.windows, embed_windows(e, speech, extra)])[order]
+        return replace(emb, windows=windows, window_times_s=self._times(all_starts[order], len(speech), emb.regions))
+
+    def _times(self, starts: np.ndarray, n_samples: int, regions: Any) -> np.ndarray:
+        """(start, end) in recording time of windows starting at ``starts`` (samples) of the speech."""
+        rate, e = self.embedder.sample_rate, self.embedder
+        begin = np.asarray(starts, dtype=np.float64) / rate
+        end = np.minimum(begin + e.window_s, n_samples / rate)
+        return np.stack([recording_time(begin, list(regions)), recording_time(end - 1e-6, list(regions))], axis=1)
 
     def spoof_score(self, audio: Audio, regions: list | None = None) -> SpoofScore | None:
         """The liveness detector's score of the customer's speech (resampled from the recording to the
@@ -175,9 +252,9 @@ class Engine:
         speech, _, _ = self.speech(audio, regions, rate)
         return SpoofScore(self.liveness.name, self.liveness.score(speech, rate))
 
-    def embed_call(self, path: str | Path, channel: int | None) -> CallEmbedding:
+    def embed_call(self, path: str | Path, channel: int | None, refine: RefineRule | None = None) -> CallEmbedding:
         """Decode ``path``, take ``channel`` and embed it (see :meth:`embed_audio`)."""
-        return self.embed_audio(decode(path, channel, self.settings))
+        return self.embed_audio(decode(path, channel, self.settings), refine=refine)
 
     def embed_enrollment(self, path: str | Path, channel: int | None) -> Enrolled:
         """Embed an enrollment recording in its own band and, if wideband, in the telephone band too."""
@@ -665,8 +742,10 @@ def check_one(
             if stored is not None and stored.embedding is not None:
                 emb, speech_s = stored.embedding, stored.speech_seconds
             else:
+                from .refine import Refiner
+
                 engine = engine or Engine(settings)
-                emb = engine.embed_audio(decoded)
+                emb = engine.embed_audio(decoded, refine=Refiner(settings, judge.scorer, voiceprints).rule(borrower_id))
                 speech_s = emb.speech_seconds
             spoof = None
             if judge.liveness is not None:  # the stored score of this audio, else scored now

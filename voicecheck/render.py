@@ -126,6 +126,9 @@ def summary_lines(
     if str(summary.get("encryption", "")).startswith("none"):
         yield "WARNING: biometric data is stored UNENCRYPTED (encryption = false)"
     yield from operating_lines(summary.get("operating_point") or {})
+    trained = summary.get("backend_training")
+    if trained:
+        yield f"in-domain back-end: {trained.get('file') or trained.get('reason')} ({trained['status']})"
     flagged = [r for r in records if r["verdict"] != "match"]
     flagged.sort(key=lambda r: FLAG_ORDER.index(r["verdict"]))
     if flagged:
@@ -228,10 +231,18 @@ def audit_lines(found: list[dict[str, Any]], borrower: str) -> Iterator[str]:
 
 
 def eval_lines(m: dict[str, Any], out: Path) -> Iterator[str]:
-    """Accuracy figures of ``eval``."""
+    """Accuracy figures of ``eval`` (and of the back-end it was compared with)."""
+    yield from _figure_lines(m)
+    if m.get("compare"):
+        yield from _figure_lines(m["compare"], "compared with ")
+    yield f"wrote {out / 'metrics.json'}, {out / 'scores.csv'}, {out / 'det.png'}"
+
+
+def _figure_lines(m: dict[str, Any], lead: str = "") -> Iterator[str]:
+    backend = f", back-end {m['backend'] or 'none'}" if "backend" in m else ""
     yield (
-        f"{m['n_target']} target, {m['n_nontarget']} non-target trials ({m['errors']} skipped); "
-        f"model {m['model']}, scoring {m['mode']}"
+        f"{lead}{m['n_target']} target, {m['n_nontarget']} non-target trials ({m['errors']} skipped); "
+        f"model {m['model']}, scoring {m['mode']}{backend}"
     )
     yield f"EER {100 * m['eer']:.2f}%   minDCF(0.01) {m['min_dcf_0.01']:.3f}   minDCF(0.05) {m['min_dcf_0.05']:.3f}"
     if m.get("cllr") is not None:
@@ -240,7 +251,29 @@ def eval_lines(m: dict[str, Any], out: Path) -> Iterator[str]:
         f"impostors flagged: {100 * m['detect_at_1pct_ff']:.1f}% at 1% false flags, "
         f"{100 * m['detect_at_5pct_ff']:.1f}% at 5%"
     )
-    yield f"wrote {out / 'metrics.json'}, {out / 'scores.csv'}, {out / 'det.png'}"
+
+
+def trained_lines(done: Any) -> Iterator[str]:
+    """What ``backend train`` wrote (a :class:`voicecheck.adapt.Trained`)."""
+    w = done.backend.info.get("weights", {})
+    yield (
+        f"in-domain back-end {done.path}: {len(done.labels.calls)} calls of {len(done.labels.per_borrower)} "
+        f"borrowers ({done.labels.borrowers_with_two} with two or more), interpolation weights within "
+        f"{w.get('within', 0):.2f} between {w.get('between', 0):.2f}"
+    )
+    yield 'select it with backend_file = "adapted" (the newest) or --backend FILE; compare with voicecheck eval'
+
+
+def backend_lines(rows: list[dict[str, Any]], active: str, setting: str) -> Iterator[str]:
+    """``backend list``: the in-domain back-ends and the one the settings select."""
+    if not rows:
+        yield "no in-domain back-end in this workspace (voicecheck backend train makes one)"
+    for r in rows:
+        yield (
+            f"{r['file']}  {r['calls']} calls, {r['borrowers_with_two_calls']} borrowers with two or more, "
+            f"margin {r['adapt_max_false_accept']}"
+        )
+    yield f"backend_file = {setting!r}: {active or 'no back-end'}"
 
 
 def calibration_lines(

@@ -8,11 +8,16 @@ rebuilding it.
 A **space** is what one band's vectors go through before they are compared: the trained back-end
 (LDA for GE2E) or none, centred on the in-domain mean when a cohort of the deployment's own calls
 exists, and AS-norm against that cohort. Its **mode** names what was applied: ``cosine`` (raw),
-``asnorm`` (centred + AS-norm), ``lda`` and ``lda+asnorm`` (a trained projection first). Each
-mode has its own score scale, so thresholds and calibrations are kept per mode in a *profile*:
-shipped defaults in ``voicecheck/data/<model key>-profile.json`` (which say which data they came
-from), overridden by ``<embeddings>/calibration/<model key>.json`` written by ``voicecheck
-calibrate``, and overridden in turn by a threshold the settings give for that mode.
+``asnorm`` (centred + AS-norm), ``lda`` and ``lda+asnorm`` (a trained projection first, cosine
+scores), ``plda`` (the back-end's PLDA log-likelihood ratio instead of the cosine, centred on the
+cohort when there is one but not normalised: ``backend_scoring = "plda"``). Each mode has its own
+score scale, so thresholds and calibrations are kept per mode in a *profile*: shipped defaults in
+``voicecheck/data/<model key>-profile.json`` (which say which data they came from), overridden by
+``<embeddings>/calibration/<model key>.json`` written by ``voicecheck calibrate``, and overridden
+in turn by a threshold the settings give for that mode. A back-end adapted to the deployment's own
+calls (:mod:`voicecheck.adapt`) has a score scale of its own: the shipped profile's back-end modes
+do not apply to it, a calibration applies to the back-end it was made with only, and the operating
+point (measured on the deployment's calls, any scale) is what normally sets its threshold.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import numpy as np
 from .config import Settings
 from .errors import ModelMismatchError, NotEnrolledError, UsageError
 from .operating import OperatingPoint, choose_pairs, operating_point
-from .scoring import Backend, Calibration, asnorm_matrix, top_stats, unit, with_domain_mean
+from .scoring import Backend, Calibration, Plda, asnorm_matrix, top_stats, unit, with_domain_mean
 from .types import Voiceprint
 
 log = logging.getLogger(__name__)
@@ -84,16 +89,18 @@ class Cohort:
 
 @dataclass(frozen=True)
 class Space:
-    """One band's scoring space: back-end (centred on the cohort's mean when there is a cohort) and
-    AS-norm against the cohort.
+    """One band's scoring space: back-end (centred on the cohort's mean when there is a cohort), the
+    comparison (cosine, or the back-end's PLDA) and, in the ``*asnorm`` modes, AS-norm against the
+    cohort.
 
     Attributes:
         band: "narrow" or "wide".
         mode: what is applied (see the module notes).
-        backend: the transform before cosine scoring, or None (plain length normalisation).
+        backend: the transform before scoring, or None (plain length normalisation).
         cohort: the in-domain cohort, or None (fewer than ``cohort_min`` calls).
         top_n: AS-norm top-N.
         cohort_min: fewest distinct people a cohort needs (checked when the space is built).
+        plda: score with this PLDA model of the back-end's projected space instead of the cosine.
     """
 
     band: str
@@ -102,21 +109,42 @@ class Space:
     cohort: Cohort | None = None
     top_n: int = 200
     cohort_min: int = 20
+    plda: Plda | None = None
     _projected: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        if self.plda is not None and self.backend is None:
+            raise UsageError("a PLDA space needs the back-end whose projection it models")
         if self.cohort is not None and self._projected is None:
-            object.__setattr__(self, "_projected", self.transform(self.cohort.vectors))
+            object.__setattr__(self, "_projected", self.embed(self.cohort.vectors))
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        """Rows (or one vector) mapped into the space: unit-norm, float32, cosine = similarity there."""
+        """Rows (or one vector) mapped into the space: unit-norm, float32, cosine = similarity there
+        (the cross-call analyses' scale; PLDA scoring starts from the same projection)."""
         return unit(x) if self.backend is None else self.backend.transform(x)
+
+    def embed(self, x: np.ndarray) -> np.ndarray:
+        """Rows as :meth:`compare` takes them: unit-norm (float32) for cosine scoring, PLDA
+        coordinates (float64) for PLDA scoring; shape (n, k)."""
+        if self.plda is not None:
+            assert self.backend is not None
+            return self.plda.project(self.backend.project(x))
+        return np.atleast_2d(self.transform(x))
+
+    def compare(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Scores on this space's (un-normalised) scale of every row of ``a`` with every row of ``b``
+        (both from :meth:`embed`), shape (n, m)."""
+        return self.plda.llr(a, b) if self.plda is not None else a @ b.T
+
+    def compare_pairs(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """:meth:`compare` of row i of ``a`` with row i of ``b``, shape (n,)."""
+        return self.plda.llr_pairs(a, b) if self.plda is not None else np.sum(a * b, axis=1)
 
     def recentred(self, domain: np.ndarray) -> Space:
         """The same space without AS-norm, centred on the mean of ``domain`` (raw vectors, (n, d)):
         for cross-call analyses over a population of calls that is its own domain."""
         base = self.backend or Backend.identity("", np.asarray(domain).shape[1])
-        return Space(self.band, self.mode, with_domain_mean(base, domain), None, self.top_n, self.cohort_min)
+        return Space(self.band, self.mode, with_domain_mean(base, domain), None, self.top_n, self.cohort_min, self.plda)
 
     def scores(
         self, enroll: np.ndarray, tests: np.ndarray, exclude_hash: str = "", exclude_owner: str = ""
@@ -131,9 +159,9 @@ class Space:
         """
         tests = np.atleast_2d(tests)
         raw = tests @ enroll / (np.linalg.norm(tests, axis=1) * np.linalg.norm(enroll) + 1e-12)
-        e, t = self.transform(enroll[None, :]), self.transform(tests)
-        s = (t @ e[0]).astype(np.float64)
-        if self.cohort is not None and self._projected is not None:
+        e, t = self.embed(enroll[None, :]), self.embed(tests)
+        s = self.compare(e, t)[0].astype(np.float64)
+        if self.cohort is not None and self._projected is not None and self.mode.endswith("asnorm"):
             keep = np.array(
                 [
                     h != exclude_hash and exclude_owner not in o
@@ -141,7 +169,7 @@ class Space:
                 ]
             )
             proj = self._projected[keep]
-            s = asnorm_matrix(s[None, :], (proj @ e[0])[None, :], t @ proj.T, min(self.top_n, len(proj)))[0]
+            s = asnorm_matrix(s[None, :], self.compare(e, proj), self.compare(t, proj), min(self.top_n, len(proj)))[0]
         return np.asarray(s, dtype=np.float64), np.asarray(raw, dtype=np.float64)
 
     def pair_scores(
@@ -163,22 +191,22 @@ class Space:
         """
         if self.cohort is None or self._projected is None:
             raise UsageError(f"the {self.band}-band space has no cohort: its calls cannot be paired")
-        e = self.transform(enrolls).astype(np.float64)
+        e = self.embed(enrolls).astype(np.float64)
         proj, t = self._projected.astype(np.float64), self._projected[rows].astype(np.float64)
         vp, call = pairs
-        raw = np.sum(e[vp] * t[call], axis=1)
-        if self.mode in ("cosine", "lda"):
+        raw = self.compare_pairs(e[vp], t[call])
+        if not self.mode.endswith("asnorm"):
             return raw
         rows_of: dict[str, list[int]] = {}
         for j, who in enumerate(self.cohort.owners):
             for b in who:
                 rows_of.setdefault(b, []).append(j)
-        enroll_side, most = e @ proj.T, 0
+        enroll_side, most = self.compare(e, proj), 0
         for i, owner in enumerate(owners):
             mine = rows_of.get(owner, [])
             enroll_side[i, mine] = -np.inf
             most = max(most, len(mine))
-        call_side = t @ proj.T
+        call_side = self.compare(t, proj)
         call_side[np.arange(len(rows)), rows] = -np.inf
         mu_e, sd_e = top_stats(enroll_side, min(self.top_n, len(proj) - most))
         mu_t, sd_t = top_stats(call_side, min(self.top_n, len(proj) - 1))
@@ -225,6 +253,11 @@ class Score:
         return self.mismatch_below is not None and self.mismatch_below <= self.score < self.threshold
 
 
+def needs_backend(mode: str) -> bool:
+    """Does a scoring mode's scale depend on the trained back-end (``lda*``, ``plda*``)?"""
+    return mode.startswith(("lda", "plda"))
+
+
 @dataclass
 class Profile:
     """Thresholds and calibrations per scoring mode, with where they came from.
@@ -239,10 +272,23 @@ class Profile:
     takeover: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, key: str, embeddings: str | Path) -> Profile:
+    def load(cls, key: str, embeddings: str | Path, backend: Backend | None = None) -> Profile:
+        """The shipped profile of ``key`` overridden by the workspace's calibration file.
+
+        For the back-end modes, an entry applies only to the back-end it was made with: the shipped
+        ones not to a back-end adapted to the deployment (:attr:`Backend.adapted`); a calibrated one
+        (which records the back-end's :attr:`Backend.digest`) to that back-end only, and one made
+        before back-ends were recorded to any back-end but an adapted one.
+        """
         shipped = DATA / f"{key}-profile.json"
         data: dict[str, Any] = json.loads(shipped.read_text()) if shipped.is_file() else {"model": "", "source": ""}
-        modes = {m: {**v, "source": f"shipped profile {key}-profile.json"} for m, v in data.get("modes", {}).items()}
+        adapted = backend is not None and backend.adapted
+        digest = "" if backend is None else backend.digest
+        modes = {
+            m: {**v, "source": f"shipped profile {key}-profile.json"}
+            for m, v in data.get("modes", {}).items()
+            if not (adapted and needs_backend(m))
+        }
         takeover = data.get("takeover", {})
         local = Path(embeddings) / "calibration" / f"{key}.json"
         if local.is_file():
@@ -251,6 +297,10 @@ class Profile:
             except (OSError, json.JSONDecodeError) as e:
                 raise UsageError(f"calibration file {local} cannot be read: {e}") from None
             for mode, values in over.get("modes", {}).items():
+                made_with = values.get("backend", "")
+                if needs_backend(mode) and (made_with or adapted) and made_with != digest:
+                    log.info("calibration of mode %s in %s was made with another back-end: not used", mode, local)
+                    continue
                 modes[mode] = {
                     **modes.get(mode, {}),
                     **values,
@@ -260,14 +310,23 @@ class Profile:
             takeover = over.get("takeover", takeover)
         return cls(data.get("model", ""), data.get("source", ""), modes, dict(takeover))
 
-    def save_mode(self, key: str, embeddings: str | Path, mode: str, values: dict[str, Any], source: str) -> Path:
-        """Write ``values`` for ``mode`` into the workspace's calibration file (other modes kept)."""
+    def save_mode(
+        self,
+        key: str,
+        embeddings: str | Path,
+        mode: str,
+        values: dict[str, Any],
+        source: str,
+        backend: Backend | None = None,
+    ) -> Path:
+        """Write ``values`` for ``mode`` into the workspace's calibration file (other modes kept); a
+        back-end mode records ``backend``'s digest (the entry then applies to that back-end only)."""
         from .files import private_dir, write_private
 
         path = private_dir(Path(embeddings) / "calibration") / f"{key}.json"
         current: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {"model": self.model, "modes": {}}
         current["source"] = source
-        current["modes"][mode] = values
+        current["modes"][mode] = {**values, **({"backend": backend.digest} if backend and needs_backend(mode) else {})}
         write_private(path, json.dumps(current, indent=2) + "\n")
         return path
 
@@ -299,16 +358,23 @@ class Scorer:
         self.settings = settings
         self.model = model
         self.key = key
-        self.profile = Profile.load(key, settings.embeddings)
+        self.backend = backend
+        self.profile = Profile.load(key, settings.embeddings, backend)
+        self.plda = backend.plda() if backend is not None and settings.backend_scoring == "plda" else None
         self.spaces = {band: self._space(band, backend, cohorts.get(band)) for band in ("narrow", "wide")}
         self.operating: dict[str, OperatingPoint | str] = {}
 
     def _space(self, band: str, backend: Backend | None, cohort: Cohort | None) -> Space:
+        """The band's space. With PLDA the cohort centres the back-end but does not normalise the
+        scores: AS-norm on PLDA log-likelihood ratios raised the EER of the shipped profile's TUNE
+        trials (four rotations, 124 genuine) from 3.1% to 6.0% (benchmarks/adaptation.py has in-domain figures)."""
         s = self.settings
         if cohort is None or cohort.people < s.cohort_min:
-            return Space(band, "lda" if backend else "cosine", backend, None, s.cohort_top_n, s.cohort_min)
+            mode = "cosine" if backend is None else ("plda" if self.plda is not None else "lda")
+            return Space(band, mode, backend, None, s.cohort_top_n, s.cohort_min, self.plda)
         centred = with_domain_mean(backend or Backend.identity(self.model, cohort.vectors.shape[1]), cohort.vectors)
-        return Space(band, "lda+asnorm" if backend else "asnorm", centred, cohort, s.cohort_top_n, s.cohort_min)
+        mode = "asnorm" if backend is None else ("plda" if self.plda is not None else "lda+asnorm")
+        return Space(band, mode, centred, cohort, s.cohort_top_n, s.cohort_min, self.plda)
 
     @classmethod
     def build(
@@ -427,12 +493,13 @@ class Scorer:
         if isinstance(point, OperatingPoint) and point.mode == mode:
             lower = point.lower if point.lower < point.threshold else None
             return Threshold(point.threshold, point.source, lower)
+        why = f" ({point})" if isinstance(point, str) else ""
         if "threshold" not in values:
             raise UsageError(
-                f"no calibrated threshold for model {self.key!r} in scoring mode {mode!r}; run "
-                f"'voicecheck calibrate TRIALS.csv' or pass --threshold {mode}=VALUE"
+                f"no calibrated threshold for model {self.key!r} in scoring mode {mode!r} and no operating point"
+                f"{why or ' (operating_point is off)'}; run 'voicecheck calibrate TRIALS.csv' or pass "
+                f"--threshold {mode}=VALUE"
             )
-        why = f" ({point})" if isinstance(point, str) else ""
         return Threshold(float(values["threshold"]), str(values.get("source", "profile")) + why)
 
     def watchlist_threshold(self) -> Threshold:
@@ -546,13 +613,42 @@ def _vectors(voiceprints: Any, owners: list[str], model: str, band: str) -> list
     return out
 
 
-def load_backend(settings: Settings, key: str, model: str) -> Backend | None:
-    """The trained back-end the settings name: "auto" (shipped file if any), "" (none) or a path."""
+BACKENDS_DIR = "backends"
+"""Folder of the embeddings workspace holding back-ends trained on the deployment's own calls."""
+
+
+def adapted_backends(embeddings: str | Path, key: str) -> list[Path]:
+    """The in-domain back-ends of model ``key`` in the workspace, oldest first (names carry the UTC time)."""
+    folder = Path(embeddings) / BACKENDS_DIR
+    return sorted(folder.glob(f"{key}-in-domain-*.npz")) if folder.is_dir() else []
+
+
+def backend_path(settings: Settings, key: str) -> Any:
+    """Where the back-end the settings name is: "auto" (the shipped file, None when the model ships
+    none), "adapted" (the newest in-domain back-end of the model in the workspace, else as "auto"),
+    "" (None: no back-end) or a path."""
     choice = settings.backend_file
     if choice == "":
         return None
-    path: Any = DATA / f"{key}-backend.npz" if choice == "auto" else Path(choice)
-    if choice == "auto" and not path.is_file():
+    if choice == "adapted":
+        found = adapted_backends(settings.embeddings, key)
+        if found:
+            return found[-1]
+        log.info("no in-domain back-end for %s in %s yet: the shipped one is used", key, settings.embeddings)
+    if choice in ("auto", "adapted"):
+        shipped = DATA / f"{key}-backend.npz"
+        return shipped if shipped.is_file() else None
+    return Path(choice)
+
+
+def load_backend(settings: Settings, key: str, model: str) -> Backend | None:
+    """The trained back-end the settings name (:func:`backend_path`), or None.
+
+    Raises:
+        UsageError: the file is missing or malformed, or was trained for another model.
+    """
+    path = backend_path(settings, key)
+    if path is None:
         return None
     with resources.as_file(path) as p:
         backend = Backend.load(p)

@@ -1,20 +1,24 @@
 """The maths the product scores with (numpy, scipy): vectors, back-end, normalisation, calibration.
 
 The score scale is defined here: a **score** is a similarity, higher means more alike. Raw scores
-are cosines in [-1, 1]; AS-normalised scores are unbounded z-like values; calibrated scores are
-natural-log likelihood ratios (LLR). A call is accepted (``match``) when ``score >= threshold``,
-so a *false flag* is a genuine (target) trial scoring below the threshold. Decisions are taken by
-:class:`voicecheck.scorer.Scorer`; evaluation figures live in :mod:`voicecheck.metrics`.
+are cosines in [-1, 1]; PLDA scores are the model's natural-log likelihood ratios of "same speaker"
+against "different speakers" (unbounded; :class:`Plda`); AS-normalised scores are unbounded z-like
+values; calibrated scores are natural-log likelihood ratios (LLR). A call is accepted (``match``)
+when ``score >= threshold``, so a *false flag* is a genuine (target) trial scoring below the
+threshold. Decisions are taken by :class:`voicecheck.scorer.Scorer`; evaluation figures live in
+:mod:`voicecheck.metrics`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import zipfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import overload
+from typing import Any, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -30,7 +34,8 @@ _MIN_STD = 1e-6
 """Floor on cohort standard deviations in AS-norm, so a degenerate cohort cannot divide by zero."""
 
 _BACKEND_FORMAT = "voicecheck-backend"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
+"""Version 2 adds the training statistics (``stats_*``, ``prior_*``) and ``info``; version 1 files load."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,27 +133,258 @@ def cosine_matrix(A: npt.ArrayLike, B: npt.ArrayLike) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# backend: centring + LDA/WCCN projection + length normalisation
+# training statistics: what LDA and PLDA are fitted from, and what adaptation interpolates
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class ScatterStats:
+    """Speaker-labelled embeddings summarised by their moments (raw embedding space).
+
+    Enough to fit LDA (:func:`lda_from_stats`) and PLDA (:meth:`Backend.plda`) and to adapt both to
+    another domain (:func:`interpolate_stats`) without the embeddings themselves: a shipped back-end
+    keeps the statistics of its public training speech, so a deployment adapts it with its own
+    calls and needs no public speech.
+
+    Attributes:
+        mean: mean of all rows, shape (d,).
+        within: within-speaker covariance W, shape (d, d): scatter of rows about their speaker's mean
+            divided by the degrees of freedom (rows - speakers).
+        between: between-speaker covariance B, shape (d, d): covariance of the speakers' means with
+            the part their own sampling noise adds (``W / rows of the speaker``, averaged) taken off,
+            floored at zero (positive semi-definite); one speaker, one weight.
+        n_vectors: rows summarised.
+        n_speakers: speakers summarised.
+    """
+
+    mean: np.ndarray
+    within: np.ndarray
+    between: np.ndarray
+    n_vectors: int
+    n_speakers: int
+
+    def __post_init__(self) -> None:
+        mean = np.array(self.mean, dtype=np.float64)
+        d = mean.shape[0] if mean.ndim == 1 else 0
+        for name in ("within", "between"):
+            cov = np.array(getattr(self, name), dtype=np.float64)
+            if d == 0 or cov.shape != (d, d) or not np.all(np.isfinite(cov)):
+                raise UsageError(f"ScatterStats {name} must be a finite ({d}, {d}) matrix; got shape {cov.shape}.")
+            cov = 0.5 * (cov + cov.T)
+            cov.setflags(write=False)
+            object.__setattr__(self, name, cov)
+        if not np.all(np.isfinite(mean)):
+            raise UsageError("ScatterStats mean contains NaN or infinite values.")
+        if self.n_speakers < 2 or self.n_vectors <= self.n_speakers:
+            raise UsageError(
+                f"ScatterStats need >= 2 speakers and more rows than speakers; got {self.n_vectors} rows of "
+                f"{self.n_speakers} speakers."
+            )
+        mean.setflags(write=False)
+        object.__setattr__(self, "mean", mean)
+
+    @property
+    def dimension(self) -> int:
+        return int(self.mean.shape[0])
+
+
+def scatter_stats(X: npt.ArrayLike, labels: npt.ArrayLike) -> ScatterStats:
+    """The moments of speaker-labelled embeddings (see :class:`ScatterStats`).
+
+    Args:
+        X: embeddings, shape (n, d).
+        labels: speaker of each row, shape (n,) (any hashable values).
+
+    Raises:
+        UsageError: shape mismatch, fewer than two speakers, or no speaker with two rows.
+    """
+    data = as_matrix(X, "training embeddings")
+    lab = np.asarray(labels)
+    if lab.ndim != 1 or lab.shape[0] != data.shape[0]:
+        raise UsageError(f"labels must have shape ({data.shape[0]},) to match the embeddings; got {lab.shape}.")
+    classes, inverse = np.unique(lab, return_inverse=True)
+    n, c = data.shape[0], classes.shape[0]
+    if c < 2 or n - c < 1:
+        raise UsageError(
+            f"speaker statistics need >= 2 speakers and one with two or more embeddings; got {n} embeddings "
+            f"of {c} speaker(s)."
+        )
+    mean = data.mean(axis=0)
+    counts = np.bincount(inverse, minlength=c).astype(np.float64)
+    sums = np.zeros((c, data.shape[1]))
+    np.add.at(sums, inverse, data)
+    class_means = sums / counts[:, None]
+    resid = data - class_means[inverse]
+    within = resid.T @ resid / (n - c)
+    spread = class_means - class_means.mean(axis=0)
+    between = _psd(spread.T @ spread / (c - 1) - float(np.mean(1.0 / counts)) * within)
+    return ScatterStats(mean, within, between, int(n), int(c))
+
+
+def _psd(matrix: np.ndarray) -> np.ndarray:
+    """The nearest positive semi-definite matrix (negative eigenvalues set to zero)."""
+    values, vectors = np.linalg.eigh(0.5 * (matrix + matrix.T))
+    out: np.ndarray = (vectors * np.maximum(values, 0.0)) @ vectors.T
+    return out
+
+
+def interpolate_stats(
+    prior: ScatterStats, domain: ScatterStats, within_weight: float, between_weight: float
+) -> ScatterStats:
+    """Statistics adapted to a domain: ``W = a W_domain + (1 - a) W_prior``, ``B = b B_domain + (1 - b)
+    B_prior``, centred on the domain's mean (supervised PLDA/LDA adaptation by interpolation, as in
+    the NIST SRE16 systems; the prior is kept, not replaced).
+
+    Args:
+        prior: out-of-domain statistics (e.g. a shipped back-end's).
+        domain: in-domain statistics of the same dimension.
+        within_weight: ``a`` in [0, 1].
+        between_weight: ``b`` in [0, 1].
+
+    Raises:
+        UsageError: dimensions differ or a weight is outside [0, 1].
+    """
+    if prior.dimension != domain.dimension:
+        raise UsageError(
+            f"cannot adapt statistics of dimension {prior.dimension} with in-domain ones of dimension "
+            f"{domain.dimension}: they come from different models."
+        )
+    for name, w in (("within_weight", within_weight), ("between_weight", between_weight)):
+        if not (math.isfinite(w) and 0.0 <= w <= 1.0):
+            raise UsageError(f"{name} must be in [0, 1]; got {w}.")
+    a, b = float(within_weight), float(between_weight)
+    return ScatterStats(
+        mean=domain.mean,
+        within=a * domain.within + (1.0 - a) * prior.within,
+        between=b * domain.between + (1.0 - b) * prior.between,
+        n_vectors=prior.n_vectors + domain.n_vectors,
+        n_speakers=prior.n_speakers + domain.n_speakers,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# PLDA: two-covariance model in a back-end's projected space
+# --------------------------------------------------------------------------------------------
+
+
+PLDA_RIDGE = 0.01
+"""Share of the total covariance added to the within-speaker one before PLDA (see :func:`fit_plda`)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Plda:
+    """Two-covariance PLDA (Ioffe 2006; Brummer & de Villiers 2010), diagonalised.
+
+    A vector is ``speaker + noise`` with speaker ~ N(0, B) and noise ~ N(0, W). ``basis`` maps a
+    (centred, projected) vector ``z`` to ``u = z @ basis``, where W is the identity and B is
+    ``diag(psi)``; the log-likelihood ratio of "same speaker" against "two speakers" of ``u`` and
+    ``v`` is then, summed over the r dimensions::
+
+        psi / (2 psi + 1) * u v  -  psi^2 / (2 (psi + 1)(2 psi + 1)) * (u^2 + v^2)
+            +  0.5 log((psi + 1)^2 / (2 psi + 1))
+
+    symmetric in the two vectors, natural log, unbounded (the score scale of the ``plda`` modes).
+
+    Attributes:
+        basis: shape (k, r).
+        psi: between-speaker variances in units of the within-speaker ones, shape (r,), >= 0.
+    """
+
+    basis: np.ndarray
+    psi: np.ndarray
+
+    def project(self, Z: npt.ArrayLike) -> np.ndarray:
+        """``Z @ basis``: rows into the diagonal space, float64 (n, r)."""
+        out: np.ndarray = np.atleast_2d(np.asarray(Z, dtype=np.float64)) @ self.basis
+        return out
+
+    def _terms(self) -> tuple[np.ndarray, np.ndarray, float]:
+        psi = self.psi
+        cross = psi / (2.0 * psi + 1.0)
+        square = psi**2 / (2.0 * (psi + 1.0) * (2.0 * psi + 1.0))
+        const = 0.5 * float(np.sum(np.log((psi + 1.0) ** 2 / (2.0 * psi + 1.0))))
+        return cross, square, const
+
+    def llr(self, U: npt.ArrayLike, V: npt.ArrayLike) -> np.ndarray:
+        """LLR of every row of ``U`` with every row of ``V`` (both from :meth:`project`), shape (n, m)."""
+        u, v = np.atleast_2d(U), np.atleast_2d(V)
+        cross, square, const = self._terms()
+        out: np.ndarray = (u * cross) @ v.T - ((u * u) @ square)[:, None] - ((v * v) @ square)[None, :] + const
+        return out
+
+    def llr_pairs(self, U: npt.ArrayLike, V: npt.ArrayLike) -> np.ndarray:
+        """LLR of row i of ``U`` with row i of ``V``, shape (n,)."""
+        u, v = np.atleast_2d(U), np.atleast_2d(V)
+        cross, square, const = self._terms()
+        out: np.ndarray = (u * v) @ cross - (u * u + v * v) @ square + const
+        return out
+
+
+def fit_plda(within: npt.ArrayLike, between: npt.ArrayLike) -> Plda:
+    """The diagonalised two-covariance PLDA of covariances ``within`` (W) and ``between`` (B).
+
+    Solves ``B v = psi W v`` (``scipy.linalg.eigh``); ``basis`` holds the W-orthonormal eigenvectors,
+    so ``basis.T W basis = I`` and ``basis.T B basis = diag(psi)``. W first takes in
+    :data:`PLDA_RIDGE` times the total covariance ``W + B`` (so no direction has a between/within
+    ratio above ``1 / PLDA_RIDGE``: statistics from fewer calls than dimensions leave directions with
+    no within-speaker variance at all), which keeps the model unchanged by any invertible map of the space.
+
+    Args:
+        within: shape (k, k), positive definite up to the ridge.
+        between: shape (k, k), positive semi-definite (negative eigenvalues become 0).
+
+    Raises:
+        UsageError: shapes that do not match, non-finite values, or a zero W.
+    """
+    from scipy.linalg import eigh
+
+    w = as_matrix(within, "PLDA within-speaker covariance")
+    b = as_matrix(between, "PLDA between-speaker covariance")
+    if w.shape[0] != w.shape[1] or b.shape != w.shape:
+        raise UsageError(f"PLDA covariances must be square and alike; got {w.shape} and {b.shape}.")
+    scale = float(np.trace(w)) / w.shape[0]
+    if not scale > 1e-15:
+        raise UsageError("the within-speaker covariance is zero: PLDA cannot be fitted.")
+    w = 0.5 * (w + w.T)
+    w = w + PLDA_RIDGE * (w + 0.5 * (b + b.T)) + 1e-9 * scale * np.eye(w.shape[0])
+    psi, basis = eigh(0.5 * (b + b.T), w)
+    order = np.argsort(psi)[::-1]
+    return Plda(basis=basis[:, order], psi=np.maximum(psi[order], 0.0))
+
+
+# --------------------------------------------------------------------------------------------
+# backend: centring + LDA/WCCN projection + length normalisation (cosine) or PLDA
 # --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, eq=False)
 class Backend:
-    """A trained transform applied to embeddings before cosine scoring.
+    """A trained transform applied to embeddings before scoring.
 
     ``transform(x) = unit((x - mean) @ projection)``; with no projection it is ``unit(x - mean)``.
+    Cosines of transformed vectors are the ``lda`` scores; :meth:`plda` gives the PLDA model of the
+    same projected space (from ``stats``) for the ``plda`` scores.
 
     Attributes:
         mean: centring vector in the embedder's space, shape (d,).
         projection: LDA (optionally WCCN-whitened) directions, shape (d, k); None for centring only.
         model: embedder name the backend was trained for (vectors of other models are refused).
         source: free text saying what data trained it (kept with every saved file).
+        stats: the speaker statistics the projection was fitted from (raw space); None for a back-end
+            saved without them (PLDA then unavailable).
+        prior: for a back-end adapted to a deployment's calls, the out-of-domain statistics it was
+            adapted from (a later adaptation starts from them again, never from its own output);
+            None for an out-of-domain back-end.
+        info: provenance (JSON-able): how and on what it was trained.
     """
 
     mean: np.ndarray
     projection: np.ndarray | None = None
     model: str = ""
     source: str = ""
+    stats: ScatterStats | None = None
+    prior: ScatterStats | None = None
+    info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         mean = np.array(self.mean, dtype=np.float64)
@@ -169,6 +405,10 @@ class Backend:
                 raise UsageError("Backend projection contains NaN or infinite values.")
             proj.setflags(write=False)
             object.__setattr__(self, "projection", proj)
+        for name in ("stats", "prior"):
+            st = getattr(self, name)
+            if st is not None and st.dimension != mean.shape[0]:
+                raise UsageError(f"Backend {name} have dimension {st.dimension}, the mean {mean.shape[0]}.")
 
     @property
     def dimension(self) -> int:
@@ -179,6 +419,22 @@ class Backend:
     def output_dimension(self) -> int:
         """Output dimension k (d when there is no projection)."""
         return self.dimension if self.projection is None else int(self.projection.shape[1])
+
+    @property
+    def adapted(self) -> bool:
+        """Trained on a deployment's own calls (its score scale is not the shipped profile's)."""
+        return self.prior is not None or self.info.get("kind") == "in-domain"
+
+    @property
+    def digest(self) -> str:
+        """sha256 (hex) of what the scores depend on: model, mean, projection and statistics."""
+        h = hashlib.sha256(self.model.encode("utf-8"))
+        for arr in (self.mean, np.zeros(0) if self.projection is None else self.projection):
+            h.update(np.ascontiguousarray(arr, dtype="<f8").tobytes())
+        if self.stats is not None:  # saved as float32: the digest of a loaded file is its writer's
+            for arr in (self.stats.within, self.stats.between):
+                h.update(np.ascontiguousarray(arr, dtype="<f4").tobytes())
+        return h.hexdigest()
 
     @classmethod
     def identity(cls, model: str, dimension: int) -> Backend:
@@ -191,6 +447,29 @@ class Backend:
         if dimension < 1:
             raise UsageError(f"dimension must be >= 1; got {dimension}.")
         return cls(mean=np.zeros(dimension), projection=None, model=model, source="identity")
+
+    def _check(self, X: npt.ArrayLike, model: str | None) -> np.ndarray:
+        if model is not None and self.model and model != self.model:
+            raise ModelMismatchError(
+                f"backend was trained for model {self.model!r} but the vectors come from "
+                f"{model!r}; use the backend of that model or Backend.identity()."
+            )
+        arr = as_matrix(X, "embeddings")
+        if arr.shape[1] != self.dimension:
+            raise UsageError(
+                f"embeddings have dimension {arr.shape[1]} but the backend expects "
+                f"{self.dimension} (model {self.model!r})."
+            )
+        return arr
+
+    def project(self, X: npt.ArrayLike, model: str | None = None) -> np.ndarray:
+        """Centre and project embeddings, without length normalisation (PLDA's input).
+
+        Returns:
+            float64, shape (n, k) (one row for a 1-D input).
+        """
+        out = self._check(X, model) - self.mean
+        return out if self.projection is None else out @ self.projection
 
     def transform(self, X: npt.ArrayLike, model: str | None = None) -> np.ndarray:
         """Centre, project and length-normalise embeddings.
@@ -206,23 +485,26 @@ class Backend:
             ModelMismatchError: ``model`` differs from the backend's model.
             UsageError: wrong dimension, non-finite values, or a vector that becomes zero.
         """
-        if model is not None and self.model and model != self.model:
-            raise ModelMismatchError(
-                f"backend was trained for model {self.model!r} but the vectors come from "
-                f"{model!r}; use the backend of that model or Backend.identity()."
-            )
         single = np.ndim(X) == 1
-        arr = as_matrix(X, "embeddings")
-        if arr.shape[1] != self.dimension:
-            raise UsageError(
-                f"embeddings have dimension {arr.shape[1]} but the backend expects "
-                f"{self.dimension} (model {self.model!r})."
-            )
-        out = arr - self.mean
-        if self.projection is not None:
-            out = out @ self.projection
-        out = _unit_rows(out, "transformed embeddings").astype(np.float32)
+        out = _unit_rows(self.project(X, model), "transformed embeddings").astype(np.float32)
         return out[0] if single else out
+
+    def plda(self) -> Plda:
+        """The PLDA model of this back-end's projected space, from its statistics projected there
+        (``P.T W P`` and ``P.T B P``; a PLDA is unchanged by any invertible map of that space, so WCCN
+        does not change it).
+
+        Raises:
+            UsageError: the back-end has no statistics.
+        """
+        if self.stats is None:
+            raise UsageError(
+                f"back-end of model {self.model!r} ({self.source[:80]}) carries no training statistics, so it "
+                "cannot score with PLDA: train one with 'voicecheck backend train' (or scripts/train_backend.py), "
+                'or set backend_scoring = "cosine"'
+            )
+        p = np.eye(self.dimension) if self.projection is None else self.projection
+        return fit_plda(p.T @ self.stats.within @ p, p.T @ self.stats.between @ p)
 
     def save(self, path: str | Path) -> None:
         """Write the backend as a ``.npz`` file at exactly ``path`` (no pickles).
@@ -230,24 +512,44 @@ class Backend:
         Raises:
             UsageError: the file cannot be written.
         """
-        proj = np.zeros((0, 0)) if self.projection is None else self.projection
         try:
             with open(path, "wb") as fh:
-                np.savez(
-                    fh,
-                    format=np.array(_BACKEND_FORMAT),
-                    version=np.array(_FORMAT_VERSION),
-                    mean=self.mean,
-                    projection=proj,
-                    model=np.array(self.model),
-                    source=np.array(self.source),
-                )
+                fh.write(self.to_bytes())
         except OSError as exc:
             raise UsageError(f"cannot write backend file {str(path)!r}: {exc}") from exc
 
+    def to_bytes(self) -> bytes:
+        """The ``.npz`` file :meth:`save` writes, as bytes (compressed numpy arrays, no pickles)."""
+        import io
+
+        proj = np.zeros((0, 0)) if self.projection is None else self.projection
+        arrays: dict[str, np.ndarray] = {
+            "format": np.array(_BACKEND_FORMAT),
+            "version": np.array(_FORMAT_VERSION),
+            "mean": self.mean,
+            "projection": proj,
+            "model": np.array(self.model),
+            "source": np.array(self.source),
+            "info": np.array(json.dumps(self.info, sort_keys=True)),
+        }
+        for name in ("stats", "prior"):
+            st = getattr(self, name)
+            if st is not None:
+                arrays.update(
+                    {
+                        f"{name}_mean": st.mean,
+                        f"{name}_within": st.within.astype(np.float32),
+                        f"{name}_between": st.between.astype(np.float32),
+                        f"{name}_counts": np.array([st.n_vectors, st.n_speakers], np.int64),
+                    }
+                )
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as a flag
+        return buf.getvalue()
+
     @classmethod
     def load(cls, path: str | Path) -> Backend:
-        """Read a backend written by :meth:`save`.
+        """Read a backend written by :meth:`save` (format version 1 or 2).
 
         Raises:
             UsageError: missing, unreadable or malformed file (the message says which part).
@@ -269,14 +571,31 @@ class Backend:
             )
         proj = contents["projection"]
         try:
+            info = json.loads(str(contents["info"])) if "info" in contents else {}
             return cls(
                 mean=contents["mean"],
                 projection=None if proj.size == 0 else proj,
                 model=str(contents["model"]),
                 source=str(contents["source"]),
+                stats=_stats_from(contents, "stats"),
+                prior=_stats_from(contents, "prior"),
+                info=info if isinstance(info, dict) else {},
             )
-        except UsageError as exc:
+        except (UsageError, ValueError, KeyError) as exc:
             raise UsageError(f"backend file {where!r} is malformed: {exc}") from exc
+
+
+def _stats_from(contents: dict[str, np.ndarray], name: str) -> ScatterStats | None:
+    if f"{name}_mean" not in contents:
+        return None
+    counts = contents[f"{name}_counts"]
+    return ScatterStats(
+        mean=contents[f"{name}_mean"],
+        within=contents[f"{name}_within"],
+        between=contents[f"{name}_between"],
+        n_vectors=int(counts[0]),
+        n_speakers=int(counts[1]),
+    )
 
 
 def fit_lda(
@@ -317,8 +636,6 @@ def fit_lda(
         UsageError: shape mismatch, fewer than two speakers, no speaker with two embeddings,
             ``dim < 1`` or ``shrink`` outside [0, 1).
     """
-    from scipy.linalg import eigh
-
     data = as_matrix(X, "LDA training embeddings")
     lab = np.asarray(labels)
     if lab.ndim != 1 or lab.shape[0] != data.shape[0]:
@@ -343,6 +660,50 @@ def fit_lda(
 
     mean = data.mean(axis=0)
     sw, sb = _scatters(data - mean, inverse, n_classes)
+    proj = _lda_projection(sw, sb, k, wccn, shrink)
+    return Backend(mean=mean, projection=proj, model=model, source=source)
+
+
+def lda_from_stats(
+    stats: ScatterStats,
+    dim: int,
+    wccn: bool = True,
+    shrink: float = 0.1,
+    model: str = "",
+    source: str = "",
+    prior: ScatterStats | None = None,
+    info: dict[str, Any] | None = None,
+) -> Backend:
+    """An LDA (+ optional WCCN) backend fitted from statistics instead of embeddings (see
+    :func:`fit_lda`; the between-speaker covariance takes the place of the between-class scatter,
+    which differs from it by a multiple of the within-speaker one and has the same directions).
+
+    Args:
+        stats: the training statistics (kept in the result: its PLDA comes from them).
+        dim: directions to keep, clipped to min(n_speakers - 1, d).
+        prior: the out-of-domain statistics ``stats`` were adapted from, kept in the result.
+        info: provenance kept in the result.
+
+    Returns:
+        A Backend centred on ``stats.mean``.
+
+    Raises:
+        UsageError: ``dim < 1``, ``shrink`` outside [0, 1) or a zero within-speaker covariance.
+    """
+    if dim < 1:
+        raise UsageError(f"LDA dim must be >= 1; got {dim}.")
+    if not 0.0 <= shrink < 1.0:
+        raise UsageError(f"shrink must be in [0, 1); got {shrink}.")
+    k = min(dim, stats.n_speakers - 1, stats.dimension)
+    proj = _lda_projection(stats.within, stats.between, k, wccn, shrink)
+    return Backend(stats.mean, proj, model, source, stats=stats, prior=prior, info=dict(info or {}))
+
+
+def _lda_projection(sw: np.ndarray, sb: np.ndarray, k: int, wccn: bool, shrink: float) -> np.ndarray:
+    """The ``k`` leading directions of ``sb v = lambda sw' v`` (``sw'`` shrunk), unit length or
+    WCCN-whitened, signs fixed (largest entry of each column positive): shape (d, k)."""
+    from scipy.linalg import eigh
+
     sw_reg = _shrunk(sw, shrink)
     if sw_reg is None:
         raise UsageError("within-speaker scatter is zero: every speaker's embeddings are identical.")
@@ -354,8 +715,8 @@ def fit_lda(
         proj = _wccn(proj, sw, shrink)
     # Deterministic signs: the largest-magnitude entry of each column is positive.
     pivots = np.argmax(np.abs(proj), axis=0)
-    proj = proj * np.sign(proj[pivots, np.arange(proj.shape[1])])
-    return Backend(mean=mean, projection=proj, model=model, source=source)
+    out: np.ndarray = proj * np.sign(proj[pivots, np.arange(proj.shape[1])])
+    return out
 
 
 def _scatters(centred: np.ndarray, inverse: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:

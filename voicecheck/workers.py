@@ -19,9 +19,11 @@ from .antispoof import SpoofScore
 from .callstore import CallStore
 from .config import Settings
 from .crypto import cipher_for
+from .enrollment import VoiceprintStore
 from .errors import InsufficientSpeechError, UsageError, VoicecheckError
 from .manifest import Row
-from .pipeline import Engine, decode
+from .pipeline import Engine, RefineRule, decode
+from .refine import Refiner
 from .replaycheck import Prints, fingerprint_call
 from .types import Audio, CallEmbedding
 
@@ -47,6 +49,8 @@ class Embedded:
         content_hash, channel, duration_s: the decoded audio's identity and length ("" / 0 before decoding).
         speech_seconds: net speech, for "insufficient_speech".
         seconds: the call's share of its task's time.
+        refined: why the call got the in-between windows ("takeover", "mono", "ring";
+            :mod:`voicecheck.refine`), "" when its coarse timeline sufficed.
         spoof: the liveness detector's score of the call's speech ("ok" rows, when one is configured).
         prints: the call's fingerprints for the replay check (:mod:`voicecheck.replaycheck`; rows with
             speech and a borrower, when ``replay`` is on), also on a row whose audio came earlier in its task.
@@ -61,17 +65,23 @@ class Embedded:
     duration_s: float = 0.0
     speech_seconds: float = 0.0
     seconds: float = 0.0
+    refined: str = ""
     spoof: SpoofScore | None = None
     prints: Prints | None = None
 
 
 class Worker:
-    """One process's model and call-store connection (see :func:`configure` for the thread limits)."""
+    """One process's model and call-store connection (see :func:`configure` for the thread limits),
+    and the rule that gives a call the in-between windows (:class:`voicecheck.refine.Refiner`, built
+    from the stores on the first task that needs it)."""
 
     def __init__(self, settings: Settings, plugins: dict[str, str] | None = None) -> None:
         configure(settings, plugins)
         self.engine = Engine(settings)
-        self.calls = CallStore(settings.embeddings, cipher_for(settings))
+        self.cipher = cipher_for(settings)
+        self.calls = CallStore(settings.embeddings, self.cipher)
+        self._voiceprints: VoiceprintStore | None = None
+        self._refiner: Refiner | None = None
 
     def embed(self, rows: list[Row]) -> list[Embedded]:
         """Embed a few calls' customer sides (one VAD pass over them together), or find them stored.
@@ -91,11 +101,46 @@ class Worker:
                 found.append(Embedded(row, "ok", content_hash=item.content_hash, channel=item.channel))
                 pending.append((len(found) - 1, item))
                 keys.add((item.content_hash, item.channel))
-        for (i, audio), emb in zip(pending, self._embed_many([a for _, a in pending]), strict=True):
-            found[i] = self._fingerprinted(self._spoofed(_outcome(found[i], audio, emb), audio), audio)
+        refined: dict[int, str] = {}
+        rules = [self._rule(found[i].row.borrower_id, i, refined) for i, _ in pending]
+        for (i, audio), emb in zip(pending, self._embed_many([a for _, a in pending], rules), strict=True):
+            found[i] = self._fingerprinted(
+                self._spoofed(replace(_outcome(found[i], audio, emb), refined=refined.get(i, "")), audio), audio
+            )
         _share_prints(found)
         share = (time.perf_counter() - start) / max(1, len(found))
         return [replace(e, seconds=share) for e in found]
+
+    def _rule(self, borrower_id: str, i: int, refined: dict[int, str]) -> RefineRule | None:
+        """The refine rule of one call, recording its reason in ``refined[i]``; None when the model's
+        windows have no finer timeline."""
+        if not self.engine.refines:
+            return None
+        refiner = self.refiner()
+
+        def rule(emb: CallEmbedding) -> str | None:
+            reason = refiner.reason(emb, borrower_id)
+            if reason:
+                refined[i] = reason
+            return reason
+
+        return rule
+
+    def refiner(self) -> Refiner:
+        """The worker's :class:`voicecheck.refine.Refiner`: the product's scorer over the stores as
+        they are now (a store that cannot be read leaves the side tests alone, never an error)."""
+        if self._refiner is None:
+            from .embedders import model_spec
+
+            settings = self.engine.settings
+            try:
+                self._voiceprints = VoiceprintStore(settings.store, self.cipher)
+                spec = model_spec(settings.model, settings.embeddings)
+                self._refiner = Refiner.open(settings, spec.name, spec.key, self.calls, self._voiceprints)
+            except VoicecheckError as e:
+                log.warning("refining calls by the side tests alone: the scorer cannot be built (%s)", e)
+                self._refiner = Refiner(settings)
+        return self._refiner
 
     def _decoded(self, row: Row, keys: set[tuple[str, int]]) -> Embedded | Audio:
         """The row's decoded audio when it needs embedding, else its final result."""
@@ -154,22 +199,24 @@ class Worker:
         except Exception as e:  # noqa: BLE001 - returned as this call's error
             return replace(item, status="error", embedding=None, error=as_error(e, item.row.call_id))
 
-    def _embed_many(self, audios: list[Audio]) -> list[CallEmbedding | VoicecheckError]:
+    def _embed_many(self, audios: list[Audio], rules: list[RefineRule | None]) -> list[CallEmbedding | VoicecheckError]:
         if not audios:
             return []
         try:
-            return list(self.engine.embed_many(audios))
+            return list(self.engine.embed_many(audios, rules))
         except Exception:  # noqa: BLE001 - one call broke the task's pass: embed each alone to find which
-            return [self._embed_alone(a) for a in audios]
+            return [self._embed_alone(a, rule) for a, rule in zip(audios, rules, strict=True)]
 
-    def _embed_alone(self, audio: Audio) -> CallEmbedding | VoicecheckError:
+    def _embed_alone(self, audio: Audio, rule: RefineRule | None) -> CallEmbedding | VoicecheckError:
         try:
-            return self.engine.embed_audio(audio)
+            return self.engine.embed_audio(audio, refine=rule)
         except Exception as e:  # noqa: BLE001 - returned as this call's error
             return as_error(e, None)
 
     def close(self) -> None:
         self.calls.close()
+        if self._voiceprints is not None:
+            self._voiceprints.close()
 
 
 def _share_prints(found: list[Embedded]) -> None:

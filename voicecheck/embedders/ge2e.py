@@ -50,8 +50,8 @@ class GE2EEmbedder:
         sha256: str | None = None,
         min_speech_s: float = 3.0,
         window_s: float = 1.6,
-        hop_s: float = 0.8,
-        batch_size: int = 64,
+        hop_s: float = 1.6,
+        batch_size: int = 32,
         precision: str = "auto",
     ) -> None:
         try:
@@ -101,9 +101,9 @@ class GE2EEmbedder:
         mels = _mel_batch(_normalise_volume(np.asarray(windows, dtype=np.float32)))
         return self._network(mels[:, : self._frames_kept(windows.shape[1])])
 
-    def embed_speech_windows(self, speech: np.ndarray) -> np.ndarray:
-        """The windows :func:`voicecheck.embedders.frame` cuts from ``speech``, embedded: as
-        :meth:`embed_batch` on them, but overlapping windows share their spectrogram frames.
+    def embed_speech_windows(self, speech: np.ndarray, starts: np.ndarray | None = None) -> np.ndarray:
+        """The windows :func:`voicecheck.embedders.frame` cuts from ``speech`` (or those at ``starts``),
+        embedded: as :meth:`embed_batch` on them, but overlapping windows share their spectrogram frames.
 
         A window's mel frames are those of the whole stretch of speech at the same instants, scaled
         by the window's volume gain squared (the mel spectrogram is linear in power), except the
@@ -112,13 +112,47 @@ class GE2EEmbedder:
 
         Args:
             speech: mono float32 at 16 kHz, shape (n,).
+            starts: window start offsets in samples, each window whole inside ``speech``; None:
+                :func:`voicecheck.embedders.base.window_starts` at this model's hop.
 
         Returns:
             float32, shape (n_windows, 256), unit rows.
         """
-        return self._network(self._speech_mels(speech))
+        return self._network(self._speech_mels(speech, starts))
 
-    def _speech_mels(self, speech: np.ndarray) -> np.ndarray:
+    def embed_speech_windows_many(self, speeches: list[np.ndarray]) -> list[np.ndarray]:
+        """:meth:`embed_speech_windows` of several stretches of speech, their windows through the network
+        together in batches of ``batch_size`` (a call at hop 1.6 s has a dozen windows; the LSTM runs
+        ~5% faster per window on 32 than on 12). Memory: one stretch's spectrograms plus one batch.
+
+        Returns:
+            One float32 array (n_windows_i, 256) of unit rows per stretch, in order.
+        """
+        out: list[list[np.ndarray]] = [[] for _ in speeches]
+        owner: list[np.ndarray] = []  # the stretch each pending window belongs to
+        pending: list[np.ndarray] = []
+        n_pending = 0
+
+        def run(rows: int) -> None:
+            nonlocal pending, owner, n_pending
+            mels, who = np.concatenate(pending), np.concatenate(owner)
+            done = self._network(mels[:rows])
+            for i in np.unique(who[:rows]):
+                out[int(i)].append(done[who[:rows] == i])
+            pending, owner, n_pending = [mels[rows:]], [who[rows:]], n_pending - rows
+
+        for i, speech in enumerate(speeches):
+            mels = self._speech_mels(speech)
+            pending.append(mels)
+            owner.append(np.full(len(mels), i))
+            n_pending += len(mels)
+            if n_pending >= self.batch_size:
+                run(n_pending - n_pending % self.batch_size)
+        if n_pending:
+            run(n_pending)
+        return [np.concatenate(parts) if parts else np.zeros((0, self.dimension), np.float32) for parts in out]
+
+    def _speech_mels(self, speech: np.ndarray, starts: np.ndarray | None = None) -> np.ndarray:
         """The network's input for :meth:`embed_speech_windows`: (n_windows, frames, 40) mel power."""
         from .base import frame, window_starts
 
@@ -127,7 +161,11 @@ class GE2EEmbedder:
         if len(x) <= win:
             windows = frame(x, self.sample_rate, self.window_s, self.hop_s)
             return _mel_batch(_normalise_volume(windows))[:, : self._frames_kept(windows.shape[1])]
-        starts = window_starts(len(x), self.sample_rate, self.window_s, self.hop_s)
+        if starts is None:
+            starts = window_starts(len(x), self.sample_rate, self.window_s, self.hop_s)
+        starts = np.asarray(starts, dtype=np.int64)
+        if len(starts) == 0:
+            return np.zeros((0, self._frames_kept(win), _N_MELS), dtype=np.float32)
         kept = self._frames_kept(win)
         gains = _volume_gain(np.sqrt(_window_energy(x, starts, win) / win)) ** 2
         mels = np.empty((len(starts), kept, _N_MELS), dtype=np.float32)
@@ -159,6 +197,8 @@ class GE2EEmbedder:
         """(n, frames, 40) mel power -> (n, 256) unit rows: the LSTM (at ``precision``) and the head."""
         torch = self._torch
         low = torch.bfloat16 if self.precision == "bf16" else torch.float32
+        if len(mels) == 0:
+            return np.zeros((0, self.dimension), dtype=np.float32)
         out = []
         with torch.no_grad():
             for i in range(0, len(mels), self.batch_size):
