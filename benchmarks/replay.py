@@ -320,6 +320,78 @@ def tables(replays: list[Outcome], honest: list[Outcome], n_items: int, rule: Ma
     return out + [""]
 
 
+# --- the product's path ---------------------------------------------------------------------------
+
+
+def product_table(items: list[Item], replays: list[Outcome], honest: list[Outcome], eval_keys: set[str]) -> list[str]:
+    """Every call checked as the product checks it, at the shipped settings: silero's speech regions
+    of each recording, :func:`voicecheck.replaycheck.fingerprint_call`, the borrower's items only
+    (:func:`voicecheck.replaycheck.look_up` in an enrollment index and a call index, keyed and sealed),
+    and the rule of :class:`voicecheck.config.Settings` (replay_min_hits, replay_min_matched_s)."""
+    from voicecheck.config import Settings
+    from voicecheck.crypto import Cipher, Keyring, new_key
+    from voicecheck.replaycheck import Indexes, fingerprint_call, look_up, rule_of
+    from voicecheck.replaycheck import replays as passing
+    from voicecheck.vad import SileroVad
+
+    settings = Settings()
+    rule = rule_of(settings)
+    vad = SileroVad(
+        threshold=settings.vad_threshold, min_silence_s=settings.vad_min_silence_s, pad_s=settings.vad_pad_s
+    )
+    cipher = Cipher(Keyring.of([new_key()], "benchmark key"))
+    with tempfile.TemporaryDirectory() as tmp:
+        indexes = Indexes(
+            FingerprintIndex(Path(tmp) / "enrollments.sqlite", cipher=cipher, all_items=False),
+            FingerprintIndex(Path(tmp) / "calls.sqlite", cipher=cipher, all_items=False),
+        )
+        unstored = []
+        for it in items:
+            prints = fingerprint_call(it.audio, it.rate, vad.regions(it.audio, it.rate))
+            if prints.index is None:
+                unstored.append(it.name)
+            elif it.kind == "enrollment":
+                indexes.enrollments.add(f"enrollment:{it.speaker}:{it.name}", prints.index, "enrollment", it.speaker)
+            else:
+                indexes.calls.add(f"call:{it.name}", prints.index, "call", it.speaker)
+        rows: list[tuple[Outcome, bool, bool, bool]] = []  # (call, checked, caught, any false item)
+        for n, o in enumerate((*replays, *honest)):
+            assert o.audio is not None
+            prints = fingerprint_call(o.audio, 8000, vad.regions(o.audio, 8000))
+            own = o.item if not o.truth else f"replay-{n}"  # an honest call is its own recording, never its replay
+            outcome = look_up(indexes, prints, o.speaker, own)
+            found = passing(outcome, rule)
+            true = any(m.item.endswith(f":{o.truth}") for m in found) if o.truth else False
+            rows.append(
+                (o, outcome.checked, true, any(not m.item.endswith(f":{o.truth}") or not o.truth for m in found))
+            )
+        indexes.close()
+    out = [
+        f"Rule: {rule.min_hits} hits over >= {rule.min_matched_s:g} s (the shipped settings); speech regions from "
+        f"silero (threshold {settings.vad_threshold}); {len(items) - len(unstored)} items stored "
+        f"(not fingerprinted: {', '.join(unstored) or 'none'}); every call looked up among its speaker's items only.",
+        "",
+        "| speakers | replays >= 5 s caught | "
+        + " | ".join(f"{c} >= 5 s" for c in CODECS)
+        + " | partial 3-6 s | honest calls marked replay | calls not checked |",
+        "|---" * (5 + len(CODECS)) + "|",
+    ]
+    for label, want in (("EVAL", True), ("non-EVAL", False)):
+        mine = [r for r in rows if (r[0].speaker in eval_keys) == want]
+        rep = [r for r in mine if r[0].truth]
+        ge5 = [r for r in rep if r[0].replayed_s >= 5.0]
+        cells = [_pct(sum(r[2] for r in ge5 if r[0].codec == c), sum(r[0].codec == c for r in ge5)) for c in CODECS]
+        part = [r for r in rep if r[0].partial]
+        hon = [r for r in mine if not r[0].truth]
+        out.append(
+            f"| {label} | **{_pct(sum(r[2] for r in ge5), len(ge5))}** | "
+            + " | ".join(cells)
+            + f" | {_pct(sum(r[2] for r in part), len(part))} | **{_pct(sum(r[3] for r in hon), len(hon))}** "
+            f"| {sum(not r[1] for r in mine)} of {len(mine)} |"
+        )
+    return out + [""]
+
+
 # --- scale ----------------------------------------------------------------------------------------
 
 
@@ -564,6 +636,11 @@ def main(argv: list[str] | None = None) -> None:
             f"{1000 * lookup_s:.1f} ms."
         )
         lines.append("")
+        lines += [
+            "## The product's path (shipped settings, borrower-scoped)",
+            "",
+            *product_table(items, replays, honest, eval_keys),
+        ]
         if not args.no_embed:
             lines += ["## A voice too identical to be live", "", *identical_table(items, replays, honest, eval_keys)]
         sizes = [int(s) for s in args.scale.split(",") if s.strip()]

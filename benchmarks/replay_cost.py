@@ -4,9 +4,11 @@ Customer sides of calls are built from the corpus (8 kHz G.711 mu-law, as a call
 60 and 120 s: turns of 2-6 s of speech with 2-6 s of line noise between them (the collector speaks on
 the other channel), so about half of the side is speech. The fingerprint is computed over the speech
 regions a VAD would give (here found by an energy threshold, so no model is loaded). Compare with
-the batch's time per audio second in ``benchmarks/results/throughput.md``.
+the batch's time per audio second in ``benchmarks/results/throughput.md``; ``replay_batch.py`` measures
+the share in the batch itself. A second table times the batch parent's per-call lookup and store at
+growing index sizes (``--scale``).
 
-Run: ``.venv/bin/python benchmarks/replay_cost.py [--speech ../shared/speech]``
+Run: ``.venv/bin/python benchmarks/replay_cost.py [--speech ../shared/speech] [--scale 0,10000,100000]``
 """
 
 from __future__ import annotations
@@ -56,10 +58,69 @@ def customer_side(audio: np.ndarray, seconds: int, rng: np.random.Generator) -> 
     return np.concatenate(out)[:total]
 
 
+def parent_table(audio: np.ndarray, sizes: list[int], n_calls: int = 30) -> list[str]:
+    """The batch parent's work per call -- look the call up among its borrower's 4 items (both
+    indexes, as :func:`voicecheck.replaycheck.check_and_store` does), then store it (one commit) --
+    in a call index already holding N other calls, with and without the table that searches over
+    all items need. Other calls are synthetic (the corpus's hash values, times at random, 93 hashes
+    per second of 10 s); the looked-up calls are real 30 s customer sides; keyed and sealed."""
+    from benchmarks.replay import _synthetic
+    from voicecheck.crypto import Cipher, Keyring, new_key
+    from voicecheck.replaycheck import Indexes, Prints, check_and_store
+
+    cipher = Cipher(Keyring.of([new_key()], "benchmark key"))
+    calls = []
+    for n in range(n_calls):
+        side = customer_side(audio[: audio.size - n * 7 * SAMPLE_RATE], 30, rng_for("parent", n))
+        x = telephone_call(side, SAMPLE_RATE, "ulaw", rng_for("parent-line", n))
+        calls.append(Prints(*fingerprints(x, 8000, energy_regions(x, 8000))))
+    pool = np.concatenate([c.index.hashes for c in calls if c.index is not None])
+    key = calls[0].index.hash_key if calls[0].index is not None else ""
+    rng = np.random.default_rng(0)
+    lines = [
+        "| calls in the index | all-items table | build s | file MB | look up + store, CPU ms per call (median, p90) |",
+        "|---|---|---|---|---|",
+    ]
+    for size in sizes:
+        for all_items in (True, False):
+            with tempfile.TemporaryDirectory() as tmp:
+                indexes = Indexes(
+                    FingerprintIndex(Path(tmp) / "e.sqlite", cipher=cipher, all_items=all_items),
+                    FingerprintIndex(Path(tmp) / "c.sqlite", cipher=cipher, all_items=all_items),
+                )
+                t0 = time.perf_counter()
+                for b0 in range(0, size, 2000):
+                    indexes.calls.add_many(
+                        (f"other-{i}", _synthetic(pool, 930, 10.0, key, rng), "call", f"o{i}")
+                        for i in range(b0, min(size, b0 + 2000))
+                    )
+                for n in range(n_calls):  # each looked-up call's borrower: 2 enrollments, 2 earlier calls
+                    for k in range(2):
+                        indexes.enrollments.add(
+                            f"e{n}-{k}", _synthetic(pool, 930, 10.0, key, rng), "enrollment", f"b{n}"
+                        )
+                        indexes.calls.add(f"c{n}-{k}", _synthetic(pool, 930, 10.0, key, rng), "call", f"b{n}")
+                build = time.perf_counter() - t0
+                cpu = []
+                for n, prints in enumerate(calls):
+                    t = time.process_time()
+                    check_and_store(indexes, prints, f"b{n}", f"{n:064x}")
+                    cpu.append(time.process_time() - t)
+                mb = sum(f.stat().st_size for f in Path(tmp).iterdir()) / 1e6
+                indexes.close()
+            lines.append(
+                f"| {size:,} | {'yes' if all_items else 'no'} | {build:.0f} | {mb:,.0f} | "
+                f"{1000 * np.median(cpu):.1f} / {1000 * np.percentile(cpu, 90):.1f} |"
+            )
+            print(lines[-1], flush=True)
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--speech", default=str(DEFAULT_SPEECH))
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--scale", default="0,10000", help="calls already in the index, for the parent's table")
     args = parser.parse_args(argv)
     speakers = [s for s in read_corpus(args.speech) if s.key.startswith("librispeech")][:20]
     audio = np.concatenate([u for s in speakers for u in load_utterances(s)])
@@ -91,6 +152,10 @@ def main(argv: list[str] | None = None) -> None:
             ms, look_ms = 1000 * float(np.median(fp_t)), 1000 * float(np.median(look_t))
             lines.append(f"| {seconds} s | {speech:.0f} s | {ms:.1f} | {ms / seconds:.2f} | {look_ms:.1f} |")
         index.close()
+    sizes = [int(v) for v in args.scale.split(",") if v.strip()]
+    if sizes:
+        lines += ["", "The batch parent's work per call (the index's single writer):", ""]
+        lines += parent_table(audio, sizes)
     print("\n".join(lines))
 
 

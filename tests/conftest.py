@@ -14,7 +14,7 @@ if str(REPO) not in sys.path:  # ``tests.fakes`` must import here and in spawned
     sys.path.insert(0, str(REPO))
 os.environ["HF_HUB_OFFLINE"] = "1"  # never reach the hub from a test
 
-from tests.fakes import EnergyVad, FakeEmbedder, workspace  # noqa: E402
+from tests.fakes import NO_REPLAY, EnergyVad, FakeEmbedder, workspace  # noqa: E402
 from voicecheck.cli import app  # noqa: E402
 from voicecheck.config import Settings, load_settings  # noqa: E402
 
@@ -72,7 +72,7 @@ def energy_vad() -> EnergyVad:
 
 @pytest.fixture()
 def settings(tmp_path: Path) -> Settings:
-    """Settings for the fake model in a fresh workspace (no cohort, explicit threshold)."""
+    """Settings for the fake model in a fresh workspace (no cohort, explicit threshold, no replay check)."""
     emb = workspace(tmp_path / "ws")
     return load_settings(
         None,
@@ -81,6 +81,7 @@ def settings(tmp_path: Path) -> Settings:
         model="fake",
         thresholds={"cosine": 0.9},
         cohort=False,
+        replay=False,
     )
 
 
@@ -111,7 +112,8 @@ def vc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Invoke the CLI in-process: fake model (voicecheck.toml in the working dir), energy VAD."""
     emb = workspace(tmp_path)
     (tmp_path / "voicecheck.toml").write_text(  # one worker: a batch runs in-process, where the VAD is patched
-        f'model = "fake"\nstore = "{tmp_path / "store"}"\nembeddings = "{emb}"\nworkers = 1\n', encoding="utf-8"
+        f'model = "fake"\nstore = "{tmp_path / "store"}"\nembeddings = "{emb}"\nworkers = 1\n{NO_REPLAY}',
+        encoding="utf-8",
     )
     monkeypatch.setattr("voicecheck.pipeline.SileroVad", lambda **kw: EnergyVad())
     runner = CliRunner()

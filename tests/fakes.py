@@ -141,6 +141,22 @@ def noise(seconds: float, sample_rate: int = 16000, amplitude: float = 0.1, seed
     return (amplitude * rng.standard_normal(int(round(seconds * sample_rate)))).astype(np.float32)
 
 
+def syllables(seconds: float, seed: int, rate: int = 8000) -> np.ndarray:
+    """Generated voiced "syllables": harmonic complexes with gliding pitch (90-250 Hz) and random
+    harmonic amplitudes, short pauses and a little noise. Not speech, but built like it."""
+    rng = np.random.default_rng(seed)
+    out = []
+    while sum(map(len, out)) < seconds * rate:
+        n = int(rng.uniform(0.12, 0.35) * rate)
+        phase = 2 * np.pi * np.cumsum(np.linspace(*rng.uniform(90, 250, 2), n)) / rate
+        amps = rng.uniform(0.0, 1.0, 30) ** 2
+        y = sum(a * np.sin(k * phase) for k, a in enumerate(amps, start=1))
+        out.append((0.05 * y * np.hanning(n)).astype(np.float32))
+        out.append(np.zeros(int(rng.uniform(0.0, 0.1) * rate), np.float32))
+    x = np.concatenate(out)[: int(seconds * rate)]
+    return x + rng.standard_normal(x.size).astype(np.float32) * 0.002
+
+
 def silence(seconds: float, sample_rate: int = 16000) -> np.ndarray:
     return np.zeros(int(round(seconds * sample_rate)), dtype=np.float32)
 
@@ -195,6 +211,12 @@ def env_without_workspace() -> dict[str, str]:
     """os.environ minus VOICECHECK_* so a developer's own settings do not leak into a test; the test's
     encryption key (set for every test by conftest) is kept."""
     return {k: v for k, v in os.environ.items() if not k.startswith("VOICECHECK_") or k == "VOICECHECK_KEY"}
+
+
+NO_REPLAY = "replay = false\n"
+"""voicecheck.toml line for tests of other features: their generated "voices" are steady chords, and
+the same chord in an enrollment and a call IS the same audio recurring, which the replay check
+(rightly) flags. The replay tests (tests/test_replaycheck.py) use signals built like speech."""
 
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.fakes import workspace
+from tests.fakes import NO_REPLAY, workspace
 from voicecheck.adapt import (
     LabelledCall,
     adapt_backend,
@@ -50,7 +50,7 @@ class Deployment:
             store=str(root / "store"),
             embeddings=str(workspace(root)),
             model="fake",
-            **{"backend_file": "", "adapt_min_borrowers": 10, **settings},
+            **{"backend_file": "", "adapt_min_borrowers": 10, "replay": False, **settings},
         )
         self.channel = unit(self.rng.standard_normal(D))
         self.voices = {f"B{i:03d}": unit(self.rng.standard_normal(D)) for i in range(n)}
@@ -317,7 +317,7 @@ def test_cli_backend_train_list_rescore_and_eval_compare(tmp_path: Path, vc) -> 
     dep = Deployment(tmp_path, n=60)
     dep.settings = replace(dep.settings, store=str(tmp_path / "store"), embeddings=str(emb))
     (tmp_path / "voicecheck.toml").write_text(
-        f'model = "fake"\nstore = "{tmp_path / "store"}"\nembeddings = "{emb}"\nadapt_min_borrowers = 10\n',
+        f'model = "fake"\nstore = "{tmp_path / "store"}"\nembeddings = "{emb}"\nadapt_min_borrowers = 10\n{NO_REPLAY}',
         encoding="utf-8",
     )
     res = vc("backend", "train")
@@ -347,7 +347,7 @@ def test_cli_backend_train_list_rescore_and_eval_compare(tmp_path: Path, vc) -> 
 def test_calibrate_binds_its_threshold_to_the_backend_it_was_made_with(tmp_path: Path, vc) -> None:  # noqa: ANN001
     emb = tmp_path / "embeddings"
     (tmp_path / "voicecheck.toml").write_text(
-        f'model = "fake"\nstore = "{tmp_path / "store"}"\nembeddings = "{emb}"\nadapt_min_borrowers = 10\n'
+        f'model = "fake"\nstore = "{tmp_path / "store"}"\nembeddings = "{emb}"\nadapt_min_borrowers = 10\n{NO_REPLAY}'
         "operating_point = false\n",
         encoding="utf-8",
     )

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 pytest.importorskip("onnx", reason="the tiny test models are built with onnx: pip install 'voicecheck[dev]'")
 pytest.importorskip("onnxruntime", reason="the liveness detector needs onnxruntime: pip install 'voicecheck[onnx]'")
 
-from tests.fakes import EnergyVad, chord, noise, stereo, tone, workspace, write  # noqa: E402
+from tests.fakes import NO_REPLAY, EnergyVad, chord, noise, stereo, tone, workspace, write  # noqa: E402
 from tests.tiny_onnx import build_liveness, liveness_entry  # noqa: E402
 from voicecheck.antispoof import (  # noqa: E402
     SYNTHETIC_VOICE,
@@ -172,8 +172,8 @@ def vcl(detector_file: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.Mon
     on the "live" voice, B2 on the "synthetic" one (so its calls match by voice)."""
     emb = workspace(tmp_path, extra=liveness_entry(*detector_file))
     (tmp_path / "voicecheck.toml").write_text(  # one worker: a batch runs in-process, where the VAD is patched
-        f'model = "fake"\nstore = "{tmp_path / "store"}"\nembeddings = "{emb}"\ncohort = false\nworkers = 1\n'
-        "[thresholds]\ncosine = 0.95\n",
+        f'model = "fake"\nstore = "{tmp_path / "store"}"\nembeddings = "{emb}"\ncohort = false\n'
+        f"workers = 1\n{NO_REPLAY}[thresholds]\ncosine = 0.95\n",
         encoding="utf-8",
     )
     monkeypatch.setattr("voicecheck.pipeline.SileroVad", lambda **kw: EnergyVad())

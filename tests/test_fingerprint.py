@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.fakes import syllables
 from voicecheck.errors import StoreError, UsageError, VoicecheckError
 from voicecheck.fingerprint import (
     INDEX_PARAMS,
@@ -52,22 +53,6 @@ def _phone(x: np.ndarray, rate: int, seed: int, fmt: str = "WAV", subtype: str =
 
     rng = np.random.default_rng(seed)
     return _codec(simulate_call_side(x, rate, rng, snr_db=20.0, codec="none"), fmt, subtype)
-
-
-def _syllables(seconds: float, seed: int, rate: int = 8000) -> np.ndarray:
-    """Generated voiced "syllables": harmonic complexes with gliding pitch (90-250 Hz) and random
-    harmonic amplitudes, short pauses and a little noise. Not speech, but built like it."""
-    rng = np.random.default_rng(seed)
-    out = []
-    while sum(map(len, out)) < seconds * rate:
-        n = int(rng.uniform(0.12, 0.35) * rate)
-        phase = 2 * np.pi * np.cumsum(np.linspace(*rng.uniform(90, 250, 2), n)) / rate
-        amps = rng.uniform(0.0, 1.0, 30) ** 2
-        y = sum(a * np.sin(k * phase) for k, a in enumerate(amps, start=1))
-        out.append((0.05 * y * np.hanning(n)).astype(np.float32))
-        out.append(np.zeros(int(rng.uniform(0.0, 0.1) * rate), np.float32))
-    x = np.concatenate(out)[: int(seconds * rate)]
-    return x + rng.standard_normal(x.size).astype(np.float32) * 0.002
 
 
 @pytest.fixture()
@@ -205,12 +190,12 @@ def test_partial_replay_is_found_with_its_span(index: FingerprintIndex) -> None:
 
 def test_generated_audio_is_found_and_told_apart(tmp_path: Path) -> None:
     with FingerprintIndex(tmp_path / "g.sqlite") as idx:
-        idx.add("syllables-1", fingerprint(_syllables(8.0, seed=1), 8000), "call")
+        idx.add("syllables-1", fingerprint(syllables(8.0, seed=1), 8000), "call")
         noise = np.random.default_rng(2).standard_normal(64000).astype(np.float32) * 0.1
         idx.add("noise", fingerprint(noise, 8000), "call")
-        again = _phone(_syllables(8.0, seed=1) * 0.2, 8000, seed=6)
+        again = _phone(syllables(8.0, seed=1) * 0.2, 8000, seed=6)
         assert [m.item for m in idx.query(fingerprint(again, 8000, params=QUERY_PARAMS)).matches] == ["syllables-1"]
-        other = _phone(_syllables(8.0, seed=9), 8000, seed=7)
+        other = _phone(syllables(8.0, seed=9), 8000, seed=7)
         assert not idx.query(fingerprint(other, 8000, params=QUERY_PARAMS)).replay
 
 

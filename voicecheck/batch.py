@@ -30,6 +30,7 @@ from .files import locked
 from .manifest import Row, call_rows, customer_channel, read_rows
 from .operating import OperatingPoint
 from .pipeline import Judge, error_result
+from .replaycheck import Indexes, Ledger, stored_outcome
 from .report import RESULTS, SUMMARY, ResultsFile, read_jsonl, summarise, write_json
 from .reviews import in_record, of_audio
 from .scorer import Scorer
@@ -85,13 +86,14 @@ def run_batch(
         (progress or (lambda n: None))(len(done))
         calls = CallStore(settings.embeddings, cipher)
         voiceprints = VoiceprintStore(settings.store, cipher)
+        ledger = Ledger(Indexes.open(settings, cipher), calls) if settings.replay else None
         judge: Judge | None = None
         try:
             t0 = time.perf_counter()
-            todo = (r for r in call_rows(manifest, settings.channel) if r.row not in done)
+            todo = expected((r for r in call_rows(manifest, settings.channel) if r.row not in done), ledger)
             mapped = map_ray(settings, todo, address) if engine == "ray" else map_local(settings, todo)
             refined: Counter[str] = Counter()
-            failed = store_embeddings(mapped, calls, results, spec.name, progress, refined)
+            failed = store_embeddings(mapped, calls, results, spec.name, progress, refined=refined, ledger=ledger)
             timings = {"embed_seconds": time.perf_counter() - t0}
             t0 = time.perf_counter()
             judge = Judge.open(settings, voiceprints, calls, timeline=True)
@@ -103,6 +105,8 @@ def run_batch(
             results.close()
             calls.close()
             voiceprints.close()
+            if ledger is not None:
+                ledger.indexes.close()
         training = scheduled_training(settings)
         summary = summarise(
             out / RESULTS,
@@ -224,6 +228,14 @@ def claim(out: Path, manifest: str | Path) -> None:
     write_json(run_file, mine)
 
 
+def expected(rows: Iterable[Row], ledger: Ledger | None) -> Iterator[Row]:
+    """``rows`` as they are handed to the workers, each announced to the replay ledger (its order)."""
+    for r in rows:
+        if ledger is not None:
+            ledger.expect(r.row)
+        yield r
+
+
 def store_embeddings(
     mapped: Iterable[Embedded],
     calls: CallStore,
@@ -231,8 +243,11 @@ def store_embeddings(
     model: str,
     progress: Callable[[int], None] | None = None,
     refined: Counter[str] | None = None,
+    ledger: Ledger | None = None,
 ) -> set[int]:
     """Phase 1's results into the call store (embeddings, links); an error becomes the row's record.
+    With a replay ``ledger`` every call with fingerprints is looked up and stored in the replay index,
+    in manifest order (:class:`voicecheck.replaycheck.Ledger`).
 
     Args:
         refined: counts the calls embedded tonight by why they got the in-between windows
@@ -246,6 +261,8 @@ def store_embeddings(
         r = res.row
         if progress:
             progress(1)  # the bar follows the embedding phase; scoring afterwards takes milliseconds per call
+        if ledger is not None:
+            ledger.arrive(res)
         if res.status == "error":
             assert res.error is not None
             write_result(results, r, error_result(r.call_id, r.borrower_id, r.audio, res.error, model))
@@ -270,6 +287,8 @@ def store_embeddings(
         relinked = calls.link(r.call_id, r.borrower_id, r.audio, key[0], key[1], model)
         if relinked:
             log.warning("call %s: new audio under this call id (was %s, now %s)", r.call_id, relinked, key[0][:12])
+    if ledger is not None:
+        ledger.finish()
     calls.sync()  # every embedding on disk before any verdict that rests on it is written
     return failed
 
@@ -295,10 +314,12 @@ def score_stored(r: Row, calls: CallStore, judge: Judge) -> CallResult:
         if link is None:
             raise AudioError("no stored embedding; re-run the batch")
         emb = link.embedding
-        spoof = None
+        spoof = replayed = None
         if judge.liveness is not None and emb is not None:
             spoof = calls.spoof_score(emb.content_hash, emb.channel, judge.liveness.name)
-        result = judge(r.call_id, r.borrower_id, r.audio, emb, link.speech_seconds, r.channel, spoof)
+        if judge.replay is not None and emb is not None:
+            replayed = stored_outcome(calls, emb.content_hash, emb.channel, r.borrower_id)
+        result = judge(r.call_id, r.borrower_id, r.audio, emb, link.speech_seconds, r.channel, spoof, replayed)
         if result.duration_s is None:  # too little speech: no embedding, but its audio still counts
             result.duration_s = round(link.duration_s, 2)
         result.content_hash = result.content_hash or link.content_hash

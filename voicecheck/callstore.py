@@ -3,7 +3,9 @@
 SQLite at ``<embeddings>/calls.sqlite``. The same audio (sha256 of the file, channel, model) is never
 embedded twice; ``rescore`` and the cross-call analyses read vectors from here without decoding audio.
 The liveness detector's score of each audio (``spoof_scores``, keyed by content, channel and detector;
-a scalar, not sealed) is kept beside it, erased and purged with it.
+a scalar, not sealed) and what the replay check found (``replay_checks``, keyed by content, channel and
+borrower: JSON of matched spans and item names, no fingerprint; :mod:`voicecheck.replaycheck`) are kept
+beside it, erased and purged with it.
 Every vector, the window embeddings, their times and the speech regions are sealed with the store's
 cipher (:mod:`voicecheck.crypto`), each bound to its row (content hash, channel, model, column).
 Erasure (:meth:`CallStore.erase_borrower`) and retention (:meth:`CallStore.purge`) delete with
@@ -75,6 +77,15 @@ CREATE TABLE IF NOT EXISTS spoof_scores (
     created_at TEXT NOT NULL,
     PRIMARY KEY (content_hash, channel, detector)
 );
+CREATE TABLE IF NOT EXISTS replay_checks (
+    content_hash TEXT NOT NULL,
+    channel INTEGER NOT NULL,
+    borrower_id TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (content_hash, channel, borrower_id)
+);
+CREATE INDEX IF NOT EXISTS replay_checks_borrower ON replay_checks (borrower_id);
 CREATE INDEX IF NOT EXISTS calls_borrower ON calls (model, borrower_id);
 CREATE INDEX IF NOT EXISTS calls_content ON calls (content_hash, channel, model);
 CREATE TABLE IF NOT EXISTS reviews (
@@ -309,6 +320,39 @@ class CallStore:
             is not None
         )
 
+    def put_replay(self, content_hash: str, channel: int, borrower_id: str, outcome: str) -> None:
+        """Store what the replay check of this audio for ``borrower_id`` found (JSON text,
+        :class:`voicecheck.replaycheck.ReplayOutcome`)."""
+        try:
+            with self._db:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO replay_checks VALUES (?,?,?,?,?)",
+                    (content_hash, int(channel), borrower_id, outcome, now()),
+                )
+        except sqlite3.Error as e:
+            raise StoreError(f"call-embedding store {self.directory}: {e}") from None
+
+    def replay_outcome(self, content_hash: str, channel: int, borrower_id: str) -> str | None:
+        """The stored replay check of this audio for ``borrower_id`` (JSON text), or None."""
+        row = self._db.execute(
+            "SELECT outcome FROM replay_checks WHERE content_hash=? AND channel=? AND borrower_id=?",
+            (content_hash, int(channel), borrower_id),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def replay_missing(self, content_hash: str, channel: int, model: str, borrower_id: str) -> bool:
+        """Whether this audio has a ``model`` embedding with speech but no replay check for ``borrower_id``
+        (a batch then processes it again)."""
+        return (
+            self._db.execute(
+                "SELECT 1 FROM embeddings e WHERE e.content_hash=? AND e.channel=? AND e.model=? AND e.status='ok'"
+                " AND NOT EXISTS (SELECT 1 FROM replay_checks r WHERE r.content_hash=e.content_hash"
+                " AND r.channel=e.channel AND r.borrower_id=?)",
+                (content_hash, int(channel), model, borrower_id),
+            ).fetchone()
+            is not None
+        )
+
     def link(self, call_id: str, borrower_id: str, audio: str, content_hash: str, channel: int, model: str) -> str:
         """Record that ``call_id`` (of ``borrower_id``) is this audio.
 
@@ -517,6 +561,7 @@ class CallStore:
                 ).fetchall()
                 hashes = sorted({str(k[0]) for k in keys} | set(content_hashes))
                 links = db.execute("DELETE FROM calls WHERE borrower_id=?", (borrower_id,)).rowcount
+                db.execute("DELETE FROM replay_checks WHERE borrower_id=?", (borrower_id,))
                 removed = shared = 0
                 for h, channel, model in keys:
                     removed += db.execute(
@@ -527,6 +572,7 @@ class CallStore:
                     marks = ",".join("?" * len(chunk))
                     removed += db.execute(f"DELETE FROM embeddings WHERE content_hash IN ({marks})", chunk).rowcount
                     db.execute(f"DELETE FROM spoof_scores WHERE content_hash IN ({marks})", chunk)
+                    db.execute(f"DELETE FROM replay_checks WHERE content_hash IN ({marks})", chunk)
                     shared += db.execute(
                         f"SELECT COUNT(*) FROM calls WHERE content_hash IN ({marks})", chunk
                     ).fetchone()[0]
@@ -552,11 +598,12 @@ class CallStore:
                     (cutoff,),
                 ).rowcount
                 reviews = db.execute("DELETE FROM reviews WHERE reviewed_at < ?", (cutoff,)).rowcount
-                db.execute(
-                    "DELETE FROM spoof_scores WHERE created_at < ? OR NOT EXISTS (SELECT 1 FROM embeddings e WHERE"
-                    " e.content_hash=spoof_scores.content_hash AND e.channel=spoof_scores.channel)",
-                    (cutoff,),
-                )
+                for table in ("spoof_scores", "replay_checks"):
+                    db.execute(
+                        f"DELETE FROM {table} WHERE created_at < ? OR NOT EXISTS (SELECT 1 FROM embeddings e WHERE"
+                        f" e.content_hash={table}.content_hash AND e.channel={table}.channel)",
+                        (cutoff,),
+                    )
         except sqlite3.Error as e:
             raise StoreError(f"{WHAT} {self.directory}: {e}") from None
         self.checkpoint()

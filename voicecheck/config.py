@@ -60,6 +60,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "max_audio_s": (1.0, 86400.0),
     "max_audio_bytes": (1024, 1 << 40),
     "retention_days": (0, 36500),
+    "replay_min_hits": (5, 100_000),
+    "replay_min_matched_s": (0.0, 600.0),
     "adapt_min_borrowers": (2, 10_000_000),
     "adapt_max_false_accept": (0.0001, 0.1),
     "adapt_every_days": (0, 3650),
@@ -158,6 +160,14 @@ class Settings:
         key_file: the encryption key file (env VOICECHECK_KEY_FILE); "" = $XDG_CONFIG_HOME/voicecheck/key.
             VOICECHECK_KEY (base64 of 32 bytes) takes precedence. Never inside the store or embeddings folder.
         retention_days: call embeddings older than this are purged at the start of every batch; 0 keeps them.
+        replay: check every call for a replayed recording (issue 15; voicecheck.replaycheck): its customer
+            speech is fingerprinted and looked up among its borrower's enrollment recordings and earlier
+            calls (index ``<embeddings>/replay.sqlite``); a replay is ``mismatch`` (reason ``replay``) and a
+            call that cannot be checked is never ``match``. Off: no fingerprint is made or stored.
+        replay_min_hits: time-consistent landmark hits (counted once per 10 ms of the call) a stored
+            recording needs to be a replay; chosen in benchmarks/replay.py on speakers held apart from
+            the judged ones (1.5 x the most hits any unrelated recording had). At least 5.
+        replay_min_matched_s: ... spanning at least this many seconds of the call.
     """
 
     store: str = "enrollment"
@@ -204,6 +214,9 @@ class Settings:
     encryption: bool = True
     key_file: str = ""
     retention_days: int = 0
+    replay: bool = True
+    replay_min_hits: int = 13
+    replay_min_matched_s: float = 1.0
 
     def __post_init__(self) -> None:
         for f in fields(self):

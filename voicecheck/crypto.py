@@ -272,6 +272,16 @@ class Cipher:
     def mac_key(self, kid: str | None = None) -> tuple[str, bytes] | None:
         """(key id, 32-byte HMAC key for the audit log) derived from key ``kid`` (default: the current
         one) with HKDF-SHA256; None when not encrypted. An unknown ``kid`` raises StoreError."""
+        return self.derive(b"voicecheck audit log v1", kid)
+
+    def derive(self, purpose: bytes, kid: str | None = None) -> tuple[str, bytes] | None:
+        """(key id, 32-byte key for ``purpose``) derived from key ``kid`` (default: the current one) with
+        HKDF-SHA256, so a secret of one use (the audit log's MAC, the replay index's keyed hashes) is
+        never the encryption key itself and never stored; None when not encrypted.
+
+        Raises:
+            StoreError: ``kid`` is not in the key ring.
+        """
         if self.keyring is None:
             return None
         from cryptography.hazmat.primitives import hashes
@@ -280,7 +290,7 @@ class Cipher:
         kid = kid or self.keyring.current
         if kid not in self.keyring.keys:
             raise StoreError(f"key id {kid} is not in {self.keyring.source} (it holds {', '.join(self.keyring.keys)})")
-        hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"voicecheck audit log v1")
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose)
         return kid, hkdf.derive(self.keyring.keys[kid])
 
 

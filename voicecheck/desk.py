@@ -153,12 +153,20 @@ def generic_evidence(r: dict[str, Any]) -> tuple[float, str]:
     return (own if own is not None else _margin(r)[0]), reason
 
 
+def replayed(r: dict[str, Any]) -> dict[str, Any]:
+    """The record's strongest replay match (the first of ``replay_of``: item, spans, matched_s), or {}."""
+    found = r.get("replay_of")
+    return found[0] if isinstance(found, list) and found and isinstance(found[0], dict) else {}
+
+
 def _replay(r: dict[str, Any]) -> tuple[float, str]:
-    replay: dict[str, Any] = r["replay"] if isinstance(r.get("replay"), dict) else {}
+    replay = replayed(r)
     matched = _num(replay.get("matched_s"))
     if matched is None:
         return generic_evidence(r)
-    return matched, f"{matched:.1f} s recur in {replay.get('item', 'another recording')}"
+    start, end = _num(replay.get("call_start_s")), _num(replay.get("call_end_s"))
+    where = f" (call {start:.1f}-{end:.1f} s)" if start is not None and end is not None else ""
+    return matched, f"{matched:.1f} s recur in {replay.get('item', 'another recording')}{where}"
 
 
 EVIDENCE: dict[str, Callable[[dict[str, Any]], tuple[float, str]]] = {
@@ -276,7 +284,7 @@ def excerpt_span(r: dict[str, Any], length_s: float = EXCERPT_S) -> tuple[float,
     """The stretch of the recording (start_s, end_s) an excerpt plays: around the voice change, the
     low stretch of the timeline, the replayed span, or from the first speech."""
     start = 0.0
-    replay: dict[str, Any] = r["replay"] if isinstance(r.get("replay"), dict) else {}
+    replay = replayed(r)
     low = low_stretch(r.get("timeline"), _num(r.get("threshold")))
     if _num(r.get("speaker_change_s")) is not None:
         start = float(r["speaker_change_s"]) - EXCERPT_LEAD_S

@@ -300,6 +300,30 @@ class VoiceprintStore:
             kind=kind,
         )
 
+    def recording_vectors(
+        self, owner_id: str, model: str, band: str = "narrow", kind: str = "borrower"
+    ) -> tuple[list[str], np.ndarray]:
+        """Each recording's own unit-norm embedding in ``band`` (not their mean): the recordings'
+        content hashes and the vectors, shape (n, dimension); n is 0 when there are none.
+
+        Raises:
+            StoreError: a vector that fails authentication or is damaged.
+        """
+        if band not in ("wide", "narrow"):
+            raise UsageError(f"band must be 'wide' or 'narrow', got {band!r}")
+        owner_id = check_id(owner_id, f"{kind} id")
+        rows = self._db.execute(
+            f"SELECT dimension, content_hash, {band} FROM recordings WHERE kind=? AND owner_id=? AND model=?"
+            f" AND {band} IS NOT NULL ORDER BY id",
+            (kind, owner_id, model),
+        ).fetchall()
+        hashes = [str(r[1]) for r in rows]
+        what = f"{kind} {owner_id} {band} recording vector"
+        vectors = [
+            self._open(blob, recording_context(band, kind, owner_id, model, h, dim), dim, what) for dim, h, blob in rows
+        ]
+        return hashes, (np.stack(vectors) if vectors else np.zeros((0, 0), dtype=np.float32))
+
     def summaries(self, kind: str = "borrower", model: str | None = None) -> list[dict[str, object]]:
         """One row per (owner, model): counts and times, no vectors."""
         sql = (

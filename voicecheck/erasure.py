@@ -98,14 +98,34 @@ def erase_reviews(request: Erasure) -> dict[str, Any]:
         calls.close()
 
 
+def erase_replay(request: Erasure) -> dict[str, Any]:
+    """The borrower's fingerprints in the replay index: their enrollment recordings and calls, and any
+    item of their audio stored under someone else (the same file in another borrower's call)."""
+    from .replaycheck import call_item, index_paths, open_index
+
+    n = 0
+    for kind, path in index_paths(request.settings).items():
+        if not path.exists():
+            continue
+        index = open_index(request.settings, request.cipher, kind)
+        try:
+            n += index.remove_owner(request.borrower_id)
+            n += sum(index.remove(call_item(h)) for h in sorted(request.hashes))
+            index.checkpoint()
+        finally:
+            index.close()
+    return {"replay_items": n}
+
+
 STEPS: tuple[tuple[str, Callable[[Erasure], dict[str, Any]]], ...] = (
     ("calls", erase_calls),
     ("voiceprint", erase_voiceprint),
     ("reviews", erase_reviews),
+    ("replay", erase_replay),
 )
 """The erasure steps, in order (the call store first: the voiceprint store holds the enrollment hashes
-a re-run needs if an erasure is interrupted; reviews last, keyed by the borrower and the call ids and
-hashes :func:`gather` collected, so a re-run still finds them)."""
+a re-run needs if an erasure is interrupted; reviews and the replay index last, keyed by the borrower
+and the call ids and hashes :func:`gather` collected, so a re-run still finds them)."""
 
 
 def erase(settings: Settings, borrower_id: str) -> dict[str, Any]:
@@ -158,9 +178,26 @@ def purge(
         counts: dict[str, Any] = calls.purge(cutoff(older_than_days))
     finally:
         calls.close()
+    counts["replay_items"] = purge_replay(settings, cipher, cutoff(older_than_days))
     counts["older_than_days"] = older_than_days
     audit_log(settings, cipher).record("purge", trigger=trigger, counts=counts)
     return counts
+
+
+def purge_replay(settings: Settings, cipher: Cipher, before: str) -> int:
+    """Remove the calls stored in the replay index before ``before`` (ISO 8601 UTC); enrollment
+    recordings stay while their voiceprint does. Returns how many."""
+    from .replaycheck import index_paths, open_index
+
+    if not index_paths(settings)["call"].exists():
+        return 0
+    index = open_index(settings, cipher, "call")
+    try:
+        n = index.remove_older(before, kind="call")
+        index.checkpoint()
+    finally:
+        index.close()
+    return n
 
 
 def apply_retention(settings: Settings, cipher: Cipher | None = None) -> dict[str, Any] | None:
@@ -186,7 +223,25 @@ def remove_voiceprint(settings: Settings, owner_id: str, kind: str = "borrower")
         n = store.remove(owner_id, kind=kind)
     finally:
         store.close()
-    audit_log(settings, cipher).record("voiceprint.remove", kind=kind, borrower_id=owner_id, counts={"recordings": n})
+    counts = {"recordings": n}
+    if kind == "borrower":
+        counts["replay_items"] = _remove_enrollment_prints(settings, cipher, owner_id)
+    audit_log(settings, cipher).record("voiceprint.remove", kind=kind, borrower_id=owner_id, counts=counts)
+    return n
+
+
+def _remove_enrollment_prints(settings: Settings, cipher: Cipher, owner_id: str) -> int:
+    """The fingerprints of a removed voiceprint's recordings (their calls' stay, as the calls do)."""
+    from .replaycheck import index_paths, open_index
+
+    if not index_paths(settings)["enrollment"].exists():
+        return 0
+    index = open_index(settings, cipher, "enrollment")
+    try:
+        n = index.remove_owner(owner_id.strip(), kind="enrollment")
+        index.checkpoint()
+    finally:
+        index.close()
     return n
 
 

@@ -251,30 +251,28 @@ def _neighbourhood(params: FingerprintParams) -> tuple[int, int, int, int]:
 
 
 def _max_filter(a: np.ndarray, half_t: int, half_f: int) -> np.ndarray:
-    """Maximum over a (2 half_t + 1) x (2 half_f + 1) box, edges repeated (scipy's mode="nearest")."""
-    out = a
-    for axis, half in ((0, half_t), (1, half_f)):
-        pad = [(0, 0), (0, 0)]
-        pad[axis] = (half, half)
-        p = np.pad(out, pad, mode="edge")
-        n = out.shape[axis]
-        m = np.take(p, np.arange(0, n), axis=axis)
-        for k in range(1, 2 * half + 1):
-            np.maximum(m, np.take(p, np.arange(k, k + n), axis=axis), out=m)
-        out = m
-    return out
+    """Maximum over a (2 half_t + 1) x (2 half_f + 1) box, edges repeated (scipy's mode="nearest").
+
+    Along time scipy's running maximum; across the few bins a numpy sweep (windows doubled in
+    width), which is faster than scipy's per-row loop over short rows."""
+    from scipy import ndimage
+
+    out = ndimage.maximum_filter1d(a, 2 * half_t + 1, axis=0, mode="nearest")
+    width, n = 2 * half_f + 1, a.shape[1]
+    wide = np.pad(out, ((0, 0), (half_f, half_f)), mode="edge")
+    step = 1
+    while 2 * step <= width:  # wide[:, j] = max of the 2*step values from column j on
+        wide = np.maximum(wide[:, :-step], wide[:, step:])
+        step *= 2
+    return np.maximum(wide[:, :n], wide[:, width - step : width - step + n])
 
 
 def _box_mean(a: np.ndarray, half_t: int, half_f: int) -> np.ndarray:
-    """Mean over a (2 half_t + 1) x (2 half_f + 1) box, edges repeated, by cumulative sums."""
-    p = np.pad(a.astype(np.float64), ((half_t + 1, half_t), (half_f + 1, half_f)), mode="edge")
-    p[0, :] = 0.0
-    p[:, 0] = 0.0
-    c = p.cumsum(axis=0).cumsum(axis=1)
-    n_t, n_f = a.shape
-    w_t, w_f = 2 * half_t + 1, 2 * half_f + 1
-    total = c[w_t:, w_f:] - c[:-w_t, w_f:] - c[w_t:, :-w_f] + c[:-w_t, :-w_f]
-    return (total[:n_t, :n_f] / (w_t * w_f)).astype(np.float32)
+    """Mean over a (2 half_t + 1) x (2 half_f + 1) box, edges repeated, float32 (scipy's uniform filter)."""
+    from scipy import ndimage
+
+    size = (2 * half_t + 1, 2 * half_f + 1)
+    return np.asarray(ndimage.uniform_filter(a.astype(np.float32), size=size, mode="nearest"), dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -282,31 +280,43 @@ class _Spectrogram:
     """The parts of a recording's log spectrogram that landmarks are looked for in.
 
     Attributes:
-        chunks: (first frame, log power of frames first.., usable flags of those frames): runs of
-            speech frames with :data:`_MARGIN_FRAMES` of context either side; silence between
-            speech regions is never transformed.
+        band: log power (dB) of the speech frames with :data:`_MARGIN_FRAMES` of context either
+            side, one row per frame, the runs of frames side by side (silence between speech
+            regions is never transformed); shape (rows, bins).
+        frames: the frame index of each row (int64, shape (rows,), increasing).
+        usable: whether each row lies in speech (bool, shape (rows,)).
         floor: noise floor per bin (dB): the 20th percentile over every 4th usable frame.
         ceiling: the loudest usable value (dB).
+
+    Rows of different runs meet side by side, but a usable frame's neighbourhoods (peak and
+    context half-widths <= :data:`_MARGIN_FRAMES`) never reach past its own run's margin, so every
+    landmark is the one a spectrogram of the whole recording gives.
     """
 
-    chunks: list[tuple[int, np.ndarray, np.ndarray]]
+    band: np.ndarray
+    frames: np.ndarray
+    usable: np.ndarray
     floor: np.ndarray
     ceiling: float
 
 
 def _chunks(x8k: np.ndarray, usable: np.ndarray) -> _Spectrogram:
+    from scipy import fft
+
     needed = usable.copy()
     for k in range(1, _MARGIN_FRAMES + 1):  # dilate the usable frames by the margin
         needed[k:] |= usable[:-k]
         needed[:-k] |= usable[k:]
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], needed.astype(np.int8), [0]])))
-    chunks = []
-    for first, end in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True):
-        band = spectrogram_db(x8k[first * HOP : (end - 1) * HOP + N_FFT], n_frames=end - first)
-        chunks.append((first, band, usable[first:end]))
-    rows = np.concatenate([band[flags] for _, band, flags in chunks])
-    floor = np.percentile(rows[::4], 20, axis=0).astype(np.float32)
-    return _Spectrogram(chunks=chunks, floor=floor, ceiling=float(rows.max()))
+    rows = np.flatnonzero(needed)
+    padded = np.zeros((usable.size - 1) * HOP + N_FFT, dtype=np.float32)
+    padded[: x8k.size] = x8k[: padded.size]
+    window = np.hanning(N_FFT + 2)[1:-1].astype(np.float32)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[rows * HOP] * window
+    spectrum = fft.rfft(frames, axis=1, workers=1)[:, _LO_BIN : _HI_BIN + 1]
+    band = np.asarray(10.0 * np.log10(spectrum.real**2 + spectrum.imag**2 + np.float32(1e-12)), dtype=np.float32)
+    speech = band[usable[rows]]
+    floor = np.percentile(speech[::4], 20, axis=0).astype(np.float32)
+    return _Spectrogram(band=band, frames=rows, usable=usable[rows], floor=floor, ceiling=float(speech.max()))
 
 
 def peaks(spec: _Spectrogram, params: FingerprintParams, loosest: FingerprintParams) -> _Peaks:
@@ -317,24 +327,21 @@ def peaks(spec: _Spectrogram, params: FingerprintParams, loosest: FingerprintPar
         params: the neighbourhoods (peak and context sizes).
         loosest: the lowest thresholds any caller will apply (see :func:`landmarks`).
     """
-    parts = []
-    for first, band_db, usable in spec.chunks:
-        is_peak = band_db >= _max_filter(band_db, params.peak_time_frames, params.peak_freq_bins)
-        is_peak &= usable[:, None]
-        is_peak &= band_db >= spec.ceiling - 70.0  # nothing from digital silence or dither
-        is_peak &= band_db - spec.floor[None, :] >= loosest.min_above_floor_db
-        frames, bins = np.nonzero(is_peak)
-        context = _box_mean(band_db, params.context_frames, params.context_bins)
-        values = band_db[frames, bins]
-        prominence = values - context[frames, bins]
-        ok = prominence >= loosest.min_prominence_db
-        parts.append((frames[ok] + first, bins[ok], prominence[ok], (values - spec.floor[bins])[ok]))
-    frames, bins, prominence, above = (np.concatenate(p) for p in zip(*parts, strict=True))
+    band_db = spec.band
+    is_peak = band_db >= _max_filter(band_db, params.peak_time_frames, params.peak_freq_bins)
+    is_peak &= spec.usable[:, None]
+    is_peak &= band_db >= spec.ceiling - 70.0  # nothing from digital silence or dither
+    is_peak &= band_db - spec.floor[None, :] >= loosest.min_above_floor_db
+    rows, bins = np.nonzero(is_peak)
+    context = _box_mean(band_db, params.context_frames, params.context_bins)
+    values = band_db[rows, bins]
+    prominence = values - context[rows, bins]
+    ok = prominence >= loosest.min_prominence_db
     return _Peaks(
-        frames=frames.astype(np.int32),
-        bins=(bins + _LO_BIN).astype(np.int32),
-        prominence_db=prominence.astype(np.float32),
-        above_floor_db=above.astype(np.float32),
+        frames=spec.frames[rows[ok]].astype(np.int32),
+        bins=(bins[ok] + _LO_BIN).astype(np.int32),
+        prominence_db=prominence[ok].astype(np.float32),
+        above_floor_db=(values - spec.floor[bins])[ok].astype(np.float32),
     )
 
 

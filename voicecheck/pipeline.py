@@ -23,6 +23,9 @@ from .embedders import Embedder, embed_speech, embed_windows, load_embedder, uni
 from .embedders.base import between_starts, embed_windows_many, refines, window_starts
 from .enrollment import VoiceprintStore
 from .errors import InsufficientSpeechError, NotEnrolledError, StoreError, UsageError, VoicecheckError
+from .liveness import TOO_IDENTICAL_COSINE, too_identical
+from .replay import FingerprintIndex, MatchRule
+from .replaycheck import Prints, ReplayOutcome, enrollment_item, fingerprint_call, judge_replay, open_index, rule_of
 from .scorer import CallVector, Scorer
 from .types import Audio, CallEmbedding, CallResult, Voiceprint
 from .vad import SileroVad, Vad, recording_time, regions_of, speech_seconds
@@ -43,6 +46,7 @@ class Enrolled:
     speech_seconds: float
     content_hash: str
     band: str
+    prints: Prints | None = None
 
 
 def decode(path: str | Path, channel: int | None, settings: Settings) -> Audio:
@@ -255,8 +259,9 @@ class Engine:
     def embed_enrollment(self, path: str | Path, channel: int | None) -> Enrolled:
         """Embed an enrollment recording in its own band and, if wideband, in the telephone band too."""
         audio = decode(path, channel, self.settings)
-        speech, _, seconds = self.speech(audio)
+        speech, regions, seconds = self.speech(audio)
         self._require(seconds, audio.path)
+        prints = fingerprint_call(audio.samples, audio.sample_rate, regions) if self.settings.replay else None
         own = embed_speech(self.embedder, speech)
         if audio.band == "narrow":
             vectors = {"narrow": own}
@@ -264,7 +269,7 @@ class Engine:
             matched = self.settings.channel_matching
             narrow = embed_speech(self.embedder, to_narrow(speech, self.embedder.sample_rate)) if matched else own
             vectors = {"wide": own, "narrow": narrow}
-        return Enrolled(vectors, seconds, audio.content_hash, audio.band)
+        return Enrolled(vectors, seconds, audio.content_hash, audio.band, prints)
 
 
 class Judge:
@@ -276,6 +281,9 @@ class Judge:
         scorer: the model's scorer (back-end, cohort, thresholds).
         liveness: the configured synthetic-speech detector's manifest entry (its name and threshold):
             every judged call must then come with its spoof score. None: no liveness check.
+        replay: the replay match rule (:func:`voicecheck.replaycheck.rule_of`): every judged call must
+            then come with its replay check, and one that has none is never ``match``. None: replay
+            checks are off.
     """
 
     def __init__(
@@ -285,12 +293,14 @@ class Judge:
         min_speech_s: float = 3.0,
         timeline: bool = False,
         liveness: LivenessSpec | None = None,
+        replay: MatchRule | None = None,
     ) -> None:
         self.voiceprints = voiceprints
         self.scorer = scorer
         self.min_speech_s = min_speech_s
         self.timeline = timeline
         self.liveness = liveness
+        self.replay = replay
         self.takeover_limit = scorer.takeover_max_side_cosine().value
         agents = voiceprints.all(scorer.model, "agent")
         self.agent_vectors = np.stack([a.vectors["narrow"] for a in agents]) if agents else None
@@ -312,10 +322,12 @@ class Judge:
         speech_s: float,
         channel: int | None = None,
         spoof: SpoofScore | None = None,
+        replay: ReplayOutcome | None = None,
     ) -> CallResult:
         """The record for one call; ``emb`` None means too little speech; ``spoof`` is the liveness
-        detector's score of the call (needed when one is configured). Never raises a VoicecheckError:
-        a call that cannot be judged gets verdict ``error`` with the reason."""
+        detector's score of the call (needed when one is configured), ``replay`` its replay check
+        (needed when replay checks are on). Never raises a VoicecheckError: a call that cannot be
+        judged gets verdict ``error`` with the reason."""
         result = CallResult(
             call_id=call_id,
             borrower_id=borrower_id,
@@ -329,6 +341,8 @@ class Judge:
             self._decide(result, emb)
             if self.liveness is not None:  # issue 15.3: after the voice checks, may turn a verdict to mismatch
                 judge_liveness(result, spoof, self.liveness)
+            if self.replay is not None:  # issue 15.1: last, a replay is the strongest evidence
+                judge_replay(result, replay, self.replay)
         except VoicecheckError as e:
             result.verdict, result.reason = "error", f"{e.code}: {e}"
         return result
@@ -350,6 +364,7 @@ class Judge:
             )
             return
         s = self.scorer.score(voiceprint, emb)
+        result.too_identical = self.identical(result.borrower_id, emb)
         result.score, result.threshold = round(s.score, 4), round(s.threshold, 4)
         result.threshold_source = s.threshold_source
         result.mismatch_below = None if s.mismatch_below is None else round(s.mismatch_below, 4)
@@ -368,6 +383,28 @@ class Judge:
             result.verdict, result.reason = "mismatch", "watchlist_hit"
         else:
             result.verdict = "match"
+
+    def identical(self, borrower_id: str, emb: CallEmbedding) -> dict[str, Any] | None:
+        """The too-identical warning (issue 15.2): the call's telephone-band vector against each of the
+        borrower's enrollment recordings in the telephone band (channel-matched); None when the model
+        has no measured threshold (:data:`voicecheck.liveness.TOO_IDENTICAL_COSINE`) or there is no
+        telephone-band vector. A warning only: no verdict rests on it (it was measured, not chosen, to
+        catch replays: see benchmarks/results/replay.md)."""
+        if self.scorer.model not in TOO_IDENTICAL_COSINE:
+            return None
+        vector = emb.vector if emb.band == "narrow" else emb.narrow_vector
+        if vector is None:
+            return None
+        hashes, recordings = self.voiceprints.recording_vectors(borrower_id, self.scorer.model, "narrow")
+        if not hashes:
+            return None
+        found = too_identical(vector, recordings, self.scorer.model)
+        return {
+            "warn": found.too_identical,
+            "max_cosine": round(found.max_cosine, 4),
+            "threshold": found.threshold,
+            "recording": hashes[found.recording],
+        }
 
     def within_call(
         self, result: CallResult, voiceprint: Voiceprint, emb: CallEmbedding, band: str, threshold: float
@@ -441,7 +478,8 @@ class Judge:
 
         spec = model_spec(settings.model, settings.embeddings)
         scorer = Scorer.build(settings, spec.name, spec.key, calls, voiceprints)
-        return cls(voiceprints, scorer, spec.min_speech_s, timeline, read_liveness(settings.embeddings))
+        rule = rule_of(settings) if settings.replay else None
+        return cls(voiceprints, scorer, spec.min_speech_s, timeline, read_liveness(settings.embeddings), rule)
 
     def watchlist_hits(self, emb: CallEmbedding) -> list[dict[str, Any]]:
         """Watchlist voices scoring at or above the watchlist threshold, best first (narrow band)."""
@@ -512,6 +550,7 @@ def enroll_recordings(
     store = VoiceprintStore(settings.store, cipher)
     trail = audit_log(settings, cipher)
     gate = _VoiceGate(settings, cipher)
+    index = open_index(settings, cipher, "enrollment") if settings.replay and kind == "borrower" else None
     failures = 0
     started: set[str] = set()
     try:
@@ -538,14 +577,31 @@ def enroll_recordings(
                 continue
             outcome = _store_recording(store, engine.model, owner, path, got, fresh, kind, ref, forced)
             started.add(owner)
+            prints = None if index is None else _index_recording(index, owner, got, fresh)
             trail.record(
                 "enroll", **event, content_hash=got.content_hash, outcome=outcome, forced=forced or None, replace=fresh
             )
-            note = f"; forced past: {forced}" if forced else ""
+            note = (f"; forced past: {forced}" if forced else "") + (prints or "")
             report(f"{owner}: {path}: {outcome} ({got.speech_seconds:.1f} s speech, {got.band}band){note}")
     finally:
         store.close()
+        if index is not None:
+            index.close()
     return failures
+
+
+def _index_recording(index: FingerprintIndex, owner: str, got: Enrolled, fresh: bool) -> str:
+    """Store an enrolled recording's fingerprint under its borrower (after ``fresh``, their earlier
+    recordings' are removed first); "" when done, else what to tell the user."""
+    if fresh:
+        index.remove_owner(owner, kind="enrollment")
+    name = enrollment_item(owner, got.content_hash)
+    if got.prints is None or got.prints.index is None:
+        problem = got.prints.problem if got.prints is not None else "no fingerprint"
+        return f"; NOT fingerprinted, a replay of it cannot be caught: {problem}"
+    if name not in index:
+        index.add(name, got.prints.index, "enrollment", owner=owner)
+    return ""
 
 
 def _store_recording(
@@ -696,11 +752,12 @@ def check_one(
                 spoof = calls.spoof_score(decoded.content_hash, decoded.channel, judge.liveness.name)
                 if spoof is None:
                     spoof = (engine or Engine(settings)).spoof_score(decoded, list(emb.regions))
+            replayed = check_replay(settings, cipher, decoded, emb.regions, borrower_id) if judge.replay else None
         except InsufficientSpeechError as e:
-            emb, speech_s, spoof = None, e.speech_seconds, None
+            emb, speech_s, spoof, replayed = None, e.speech_seconds, None, None
         except VoicecheckError as e:
             return audited_check(audit_log(settings, cipher), error_result(call_id, borrower_id, str(audio), e, model))
-        result = judge(call_id, borrower_id, str(audio), emb, speech_s, decoded.channel, spoof)
+        result = judge(call_id, borrower_id, str(audio), emb, speech_s, decoded.channel, spoof, replayed)
         result.duration_s = round(decoded.duration_s, 2)
         result.content_hash = result.content_hash or decoded.content_hash
         result.review = in_record(of_audio(calls.review(call_id), decoded.content_hash))
@@ -708,6 +765,24 @@ def check_one(
     finally:
         voiceprints.close()
         calls.close()
+
+
+def check_replay(settings: Settings, cipher: Cipher, audio: Audio, regions: Any, borrower_id: str) -> ReplayOutcome:
+    """One call's replay check for ``check``: fingerprinted now and looked up among the borrower's items
+    (those stored before this audio, when it is stored itself); nothing is added to the index (the
+    batch does that). Audio that cannot be fingerprinted gives an outcome that says why (not checked).
+
+    Raises:
+        StoreError: the index cannot be opened (wrong key, damaged).
+    """
+    from .replaycheck import Indexes, fingerprint_call, look_up
+
+    prints = fingerprint_call(audio.samples, audio.sample_rate, regions)
+    indexes = Indexes.open(settings, cipher)
+    try:
+        return look_up(indexes, prints, borrower_id, audio.content_hash)
+    finally:
+        indexes.close()
 
 
 def audited_check(trail: Any, result: CallResult) -> CallResult:

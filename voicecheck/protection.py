@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import audit, callstore, enrollment
+from . import audit, callstore, enrollment, replaycheck
 from .config import Settings
 from .crypto import (
     Cipher,
@@ -62,12 +62,17 @@ def describe_key(settings: Settings) -> dict[str, Any]:
 
 
 def _open_stores(settings: Settings, cipher: Cipher) -> list[Any]:
-    """The stores of the settings that exist on disk, opened with ``cipher`` (none is created)."""
+    """The stores of the settings that exist on disk, opened with ``cipher`` (none is created); the
+    replay index among them (its hash values are keyed with a key derived from the store key, so a
+    rotation re-keys it: :meth:`voicecheck.replay.FingerprintIndex.reseal`)."""
     out: list[Any] = []
     if (Path(settings.store) / enrollment.DB_NAME).exists():
         out.append(enrollment.VoiceprintStore(settings.store, cipher))
     if (Path(settings.embeddings) / callstore.DB_NAME).exists():
         out.append(callstore.CallStore(settings.embeddings, cipher))
+    for kind, path in replaycheck.index_paths(settings).items():
+        if path.exists():
+            out.append(replaycheck.open_index(settings, cipher, kind))
     return out
 
 
@@ -148,6 +153,7 @@ def migrate_stores(settings: Settings) -> list[str]:
         cipher.check_folder(folder, "store" if module is enrollment else "embeddings")
         done = module.migrate(folder, cipher)
         lines.append(f"{name} {Path(folder) / module.DB_NAME}: {done or 'none yet (nothing to migrate)'}")
+    lines += replaycheck.migrate(settings, cipher)
     log_path = audit.audit_path(settings)
     if cipher.encrypted and log_path.exists() and not audit.verify(log_path, cipher).ok:
         n = audit.rechain(log_path, Cipher(None), cipher)

@@ -24,6 +24,9 @@ def why(r: dict[str, Any]) -> str:
         return f"{reason} at {r['speaker_change_s']:.1f} s"
     if reason == "synthetic_voice":
         return f"{reason} (spoof score {r['spoof_score']:+.2f})"
+    if reason == "replay" and r.get("replay_of"):
+        m = r["replay_of"][0]
+        return f"{reason} ({m['matched_s']:.1f} s of {m['item']})"
     if r.get("watchlist_hits"):
         hit = r["watchlist_hits"][0]
         return f"{reason} ({hit['label']}, score {hit['score']:.3f})"
@@ -54,8 +57,29 @@ def result_text(r: dict[str, Any]) -> str:
         lines.append(f"watchlist  {hit['label']} (score {hit['score']:.3f}, source {hit.get('source')})")
     if r.get("spoof_score") is not None:
         lines.append(f"liveness   spoof score {r['spoof_score']:+.2f}  (log-likelihood ratio, synthetic vs live)")
+    lines += replay_lines(r)
     lines.append(f"model      {r.get('model')}")
     return "\n".join(lines)
+
+
+def replay_lines(r: dict[str, Any]) -> list[str]:
+    """What the replay check found (each recording that recurs, and where), and the too-identical warning."""
+    lines = []
+    for m in r.get("replay_of") or []:
+        lines.append(
+            f"replay     {m['matched_s']:.1f} s of {m['kind']} {m['item']} recur at {m['call_start_s']:.1f}-"
+            f"{m['call_end_s']:.1f} s (its {m['item_start_s']:.1f}-{m['item_end_s']:.1f} s; {m['hits']} hits)"
+        )
+    if r.get("replay_checked") is False:
+        lines.append(f"replay     NOT CHECKED: {r.get('replay_problem')}")
+    near = r.get("too_identical")
+    if near and near.get("warn"):
+        lines.append(
+            f"warning    voice too identical to enrollment recording {str(near['recording'])[:12]} (cosine "
+            f"{near['max_cosine']:.3f} >= {near['threshold']:.2f}): a replay the fingerprint missed? "
+            "(a warning: no verdict rests on it)"
+        )
+    return lines
 
 
 def check_text(r: dict[str, Any], plot: Path | None = None) -> str:
@@ -162,9 +186,10 @@ def erase_lines(borrower_id: str, c: dict[str, Any]) -> Iterator[str]:
     """What ``erase`` removed."""
     labels = f" ({', '.join(c['watchlist_labels'])})" if c["watchlist_labels"] else ""
     reviews = f", {c['reviews']} review(s)" if c.get("reviews") else ""
+    prints = f", {c['replay_items']} fingerprint(s) in the replay index" if c.get("replay_items") else ""
     yield (
         f"erased {borrower_id}: {c['recordings']} enrollment recording(s), {c['calls']} call(s), "
-        f"{c['embeddings']} call embedding(s), {c['watchlist_entries']} watchlist entr(y/ies){labels}{reviews}"
+        f"{c['embeddings']} call embedding(s), {c['watchlist_entries']} watchlist entr(y/ies){labels}{reviews}{prints}"
     )
     if c["shared_calls"]:
         yield (

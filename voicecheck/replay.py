@@ -26,13 +26,15 @@ import logging
 import os
 import sqlite3
 import zlib
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
+from . import storage
+from .crypto import Cipher
 from .errors import StoreError, UsageError
 from .fingerprint import HOP_S, INDEX_PARAMS, Fingerprint, FingerprintParams
 
@@ -40,7 +42,11 @@ log = logging.getLogger(__name__)
 
 ItemKind = Literal["enrollment", "call"]
 
-_SCHEMA_VERSION = "1"
+_SCHEMA_VERSION = "2"
+_INDEX_KEY_PURPOSE = b"voicecheck replay index v1"
+_KEYED_TWEAK = int.from_bytes(b"vc-fp-1\0", "little")
+"""Second half of every block keyed (domain separation: no other use of the key encrypts this)."""
+"""HKDF ``info`` of the hash key an encrypted store's index uses (:meth:`voicecheck.crypto.Cipher.derive`)."""
 _KEY_CHECK_TEXT = b"voicecheck replay index key check"
 _CACHE_KIB = 65536  # 64 MiB of page cache: bulk inserts into a large index stay fast
 _IN_CHUNK = 30000  # bound parameters per statement (SQLite allows 32766)
@@ -157,40 +163,84 @@ class FingerprintIndex:
     """A SQLite index of fingerprints: hash value -> (item, time).
 
     Args:
-        path: the index file; created (mode 0600) when missing.
+        path: the index file; created (mode 0600, WAL, deleted rows overwritten) when missing.
         key: optional secret (16-64 bytes). Given when the index is created, every hash value is
             stored keyed, and the same key must be given to open it again.
         params: the fingerprints' parameters (their hashing part must match the stored ones).
+        cipher: the product's way (instead of ``key``): with an encrypted cipher the hash values are
+            keyed with a key derived from the store key (:meth:`voicecheck.crypto.Cipher.derive`: never
+            stored) and each item's raw rows are sealed too, so :meth:`reseal` can re-key the whole
+            index on a key rotation; with ``encryption = false`` the index is unkeyed.
+        all_items: (when the index is created) keep the table keyed by hash value that searches over
+            ALL items need (``query(owner=None)``); without it an index serves borrower-scoped
+            searches only, and storing an item costs a fraction (no B-tree rows per hash). An
+            existing index keeps what it was created with.
 
     Raises:
         StoreError: the file is not an index, was made with other fingerprint parameters, or the key
-            is missing, unexpected or wrong.
-        UsageError: a key of the wrong length.
+            is missing, unexpected or wrong (or the store key it was derived from is not in the ring).
+        UsageError: a key of the wrong length, or both ``key`` and ``cipher``.
     """
 
-    def __init__(self, path: str | Path, key: bytes | None = None, params: FingerprintParams = INDEX_PARAMS) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        key: bytes | None = None,
+        params: FingerprintParams = INDEX_PARAMS,
+        cipher: Cipher | None = None,
+        all_items: bool = True,
+    ) -> None:
         if key is not None and not (isinstance(key, bytes) and 16 <= len(key) <= 64):
             raise UsageError("the index key must be 16 to 64 bytes; generate one with os.urandom(32).")
+        if key is not None and cipher is not None:
+            raise UsageError("give the index a key or a cipher (which derives its key), not both.")
         self.path = Path(path)
+        self.params = params
         self.hash_key = params.hash_key()
         # keyed values: 31 bits (4 bytes in SQLite) keep pair hashes (20 bits) apart; triplets need 47
         self._keyed_mask = (1 << 31) - 1 if params.hash_bits <= 24 else (1 << 47) - 1
-        self._key = key
-        self._keyed_cache: dict[int, int] = {}
-        created = not self.path.exists()
-        if created:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            os.close(fd)
+        self._cipher = cipher if cipher is not None and cipher.encrypted else None
+        self._key, self.key_id = key, ""
+        self._aes: object | None = None
+        self.all_items = all_items
         try:
-            self._db = sqlite3.connect(str(self.path))
+            self._db = storage.connect(self.path, 60)
+            self._db.execute("PRAGMA synchronous=NORMAL")  # commits survive a killed process; sync() for power loss
             self._db.execute(f"PRAGMA cache_size = {-_CACHE_KIB}")  # B-tree pages kept in memory
+            created = storage.stored_version(self._db) is None and not self._has_table("items")
+            if self._cipher is not None:
+                self._derive_key(created)
             if created:
                 self._create()
             self._check_meta()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a fingerprint index ({exc}); pass another path.") from exc
+        except BaseException:
+            if hasattr(self, "_db"):
+                self._db.close()
+            raise
 
     # --- file -------------------------------------------------------------------------------
+
+    def _has_table(self, name: str) -> bool:
+        sql = "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?"
+        return self._db.execute(sql, (name,)).fetchone() is not None
+
+    def _derive_key(self, created: bool) -> None:
+        """The hash key from the cipher: from the store key the index was made with (kept in meta)."""
+        assert self._cipher is not None
+        kid = None
+        if not created and self._has_table("meta"):
+            row = self._db.execute("SELECT value FROM meta WHERE key='key_id'").fetchone()
+            kid = None if row is None else str(row[0])
+            if kid is None:
+                raise StoreError(
+                    f"{self.path} was made without encryption and encryption is on: run 'voicecheck store migrate' "
+                    "to key it (or set encryption = false)"
+                )
+        derived = self._cipher.derive(_INDEX_KEY_PURPOSE, kid)
+        assert derived is not None
+        self.key_id, self._key = derived
 
     def _create(self) -> None:
         with self._db:
@@ -199,21 +249,27 @@ class FingerprintIndex:
                 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
                 CREATE TABLE items(
                     id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, kind TEXT NOT NULL, owner TEXT NOT NULL,
-                    duration_s REAL NOT NULL, n_hashes INTEGER NOT NULL, rows BLOB NOT NULL);
+                    duration_s REAL NOT NULL, n_hashes INTEGER NOT NULL, rows BLOB NOT NULL, sealed BLOB,
+                    added_at TEXT NOT NULL);
                 CREATE TABLE landmarks(
                     hash INTEGER NOT NULL, item INTEGER NOT NULL, frame INTEGER NOT NULL,
                     PRIMARY KEY(hash, item, frame)) WITHOUT ROWID;
                 CREATE INDEX items_owner ON items(owner);
+                CREATE INDEX items_added ON items(kind, added_at);
                 CREATE TABLE buckets(hash INTEGER PRIMARY KEY, n INTEGER NOT NULL);
                 """
             )
             meta = {"schema": _SCHEMA_VERSION, "hash_key": self.hash_key, "keyed": "1" if self._key else "0"}
+            meta["all_items"] = "1" if self.all_items else "0"
             if self._key:
                 meta["key_check"] = _key_check(self._key)
+            if self.key_id:
+                meta["key_id"] = self.key_id
             self._db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
 
     def _check_meta(self) -> None:
         meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        self.all_items = meta.get("all_items", "1") == "1"
         if meta.get("schema") != _SCHEMA_VERSION:
             raise StoreError(f"{self.path}: index schema {meta.get('schema')!r}, this version reads {_SCHEMA_VERSION}.")
         if meta.get("hash_key") != self.hash_key:
@@ -222,6 +278,11 @@ class FingerprintIndex:
                 "rebuild the index with this version's fingerprints."
             )
         keyed = meta.get("keyed") == "1"
+        if keyed and self._key is None and meta.get("key_id"):
+            raise StoreError(
+                f"{self.path} is keyed with the store key {meta['key_id']} and encryption = false is set: remove the "
+                "opt-out and give the key it was made with"
+            )
         if keyed and self._key is None:
             raise StoreError(f"{self.path} is keyed: pass its key (without it no lookup can match).")
         if not keyed and self._key is not None:
@@ -241,26 +302,51 @@ class FingerprintIndex:
     def __len__(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM items").fetchone()[0])
 
+    def count(self, owner: str | None = None) -> int:
+        """Items stored (of one borrower when ``owner`` is given)."""
+        if owner is None:
+            return len(self)
+        return int(self._db.execute("SELECT COUNT(*) FROM items WHERE owner = ?", (owner,)).fetchone()[0])
+
+    def added_at(self, item: str) -> str | None:
+        """When ``item`` was stored (ISO 8601 UTC), None when it is not."""
+        row = self._db.execute("SELECT added_at FROM items WHERE name = ?", (item,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _item_id(self, item: str) -> int | None:
+        row = self._db.execute("SELECT id FROM items WHERE name = ?", (item,)).fetchone()
+        return None if row is None else int(row[0])
+
     def __contains__(self, item: object) -> bool:
         return self._db.execute("SELECT 1 FROM items WHERE name = ?", (item,)).fetchone() is not None
 
     # --- hash values --------------------------------------------------------------------------
 
     def _stored_values(self, hashes: np.ndarray) -> np.ndarray:
-        """Hash values as stored: raw, or a keyed BLAKE2b of each (31 or 47 bits, see ``__init__``)."""
+        """Hash values as stored: raw, or keyed (31 or 47 bits, see ``__init__``).
+
+        The keyed value of h is the first 8 bytes of AES-256 (key: a BLAKE2b of the index key) of the
+        16-byte block (h, "vc-fp-1"), masked: a keyed pseudo-random function, computed for a whole
+        fingerprint in one call (a lookup or an erasure keys thousands of values)."""
         raw = np.asarray(hashes, dtype=np.int64)
         if self._key is None:
             return raw
         unique, inverse = np.unique(raw, return_inverse=True)
-        cache, key = self._keyed_cache, self._key
-        out = np.empty(unique.size, dtype=np.int64)
-        for i, h in enumerate(unique.tolist()):
-            value = cache.get(h)
-            if value is None:
-                digest = hashlib.blake2b(h.to_bytes(4, "little"), key=key, digest_size=8, person=b"vc-fp-1").digest()
-                value = cache[h] = int.from_bytes(digest, "little") & self._keyed_mask
-            out[i] = value
-        return out[inverse]
+        blocks = np.zeros((unique.size, 2), dtype="<u8")
+        blocks[:, 0] = unique.astype("<u8")
+        blocks[:, 1] = _KEYED_TWEAK
+        out = np.frombuffer(self._encryptor().update(blocks.tobytes()), dtype="<u8").reshape(-1, 2)[:, 0]
+        return (out & np.uint64(self._keyed_mask)).astype(np.int64)[inverse.reshape(-1)]
+
+    def _encryptor(self) -> Any:
+        if self._aes is None:
+            from cryptography.hazmat.primitives.ciphers import Cipher as AesCipher
+            from cryptography.hazmat.primitives.ciphers import algorithms, modes
+
+            assert self._key is not None
+            aes_key = hashlib.blake2b(self._key, digest_size=32, person=b"vc-fp-aes-1").digest()
+            self._aes = AesCipher(algorithms.AES(aes_key), modes.ECB())
+        return self._aes.encryptor()  # type: ignore[attr-defined]
 
     # --- items --------------------------------------------------------------------------------
 
@@ -289,25 +375,43 @@ class FingerprintIndex:
 
     def add_many(self, entries: Iterable[tuple[str, Fingerprint, ItemKind, str]]) -> int:
         """Store many fingerprints in one transaction (rows inserted in hash order). Returns the count."""
+        return self._insert(
+            (item, kind, owner, float(fp.duration_s), fp.hashes, fp.frames, "")
+            for item, fp, kind, owner in self._checked(entries)
+        )
+
+    def _checked(
+        self, entries: Iterable[tuple[str, Fingerprint, ItemKind, str]]
+    ) -> Iterator[tuple[str, Fingerprint, ItemKind, str]]:
+        for item, fp, kind, owner in entries:
+            self._check_fingerprint(fp, f"fingerprint of {item!r}")
+            yield item, fp, kind, owner
+
+    def _insert(self, entries: Iterable[tuple[str, str, str, float, np.ndarray, np.ndarray, str]]) -> int:
+        """Insert (name, kind, owner, duration_s, raw hashes, frames, added_at or "" for now) in one transaction."""
         rows: list[np.ndarray] = []
         n = 0
+        stamp = _now()
         with self._db:
-            for item, fp, kind, owner in entries:
+            for item, kind, owner, duration_s, hashes, frames, added_at in entries:
                 if not item or kind not in ("enrollment", "call"):
                     raise UsageError(f"item {item!r} of kind {kind!r}: need a name and kind 'enrollment' or 'call'.")
-                self._check_fingerprint(fp, f"fingerprint of {item!r}")
                 if item in self:
                     raise UsageError(f"item {item!r} is already in the index; remove it first to replace it.")
-                values = self._stored_values(fp.hashes)
+                values = self._stored_values(hashes)
+                sealed = None
+                if self._cipher is not None:  # the raw rows, for a re-keying (reseal); never readable without the key
+                    sealed = self._cipher.seal(_pack(np.asarray(hashes), frames), ("replay-index", "rows", item))
                 cur = self._db.execute(
-                    "INSERT INTO items(name, kind, owner, duration_s, n_hashes, rows) VALUES (?, ?, ?, ?, ?, ?)",
-                    (item, kind, owner, float(fp.duration_s), int(len(fp)), _pack(values, fp.frames)),
+                    "INSERT INTO items(name, kind, owner, duration_s, n_hashes, rows, sealed, added_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (item, kind, owner, duration_s, int(values.size), _pack(values, frames), sealed, added_at or stamp),
                 )
                 item_id = int(cur.lastrowid or 0)
-                rows.append(np.stack([values, np.full(values.size, item_id), fp.frames.astype(np.int64)], axis=1))
+                rows.append(np.stack([values, np.full(values.size, item_id), frames.astype(np.int64)], axis=1))
                 n += 1
-            if rows:
-                table = np.unique(np.concatenate(rows), axis=0)  # sorted by hash, item, frame; no duplicate
+            if rows and self.all_items:
+                table = _unique_rows(np.concatenate(rows))  # sorted by hash, item, frame; no duplicate
                 self._db.executemany("INSERT INTO landmarks VALUES (?, ?, ?)", table.tolist())
                 values, counts = np.unique(table[:, 0], return_counts=True)
                 self._db.executemany(
@@ -322,7 +426,7 @@ class FingerprintIndex:
         if found is None:
             return False
         item_id, blob = int(found[0]), found[1]
-        values = np.unique(_unpack(blob)[:, 0])
+        values = _sorted_unique(_unpack(blob)[:, 0]) if self.all_items else np.zeros(0, dtype=np.int64)
         with self._db:
             for v in values.tolist():
                 gone = self._db.execute("DELETE FROM landmarks WHERE hash = ? AND item = ?", (v, item_id)).rowcount
@@ -331,12 +435,78 @@ class FingerprintIndex:
             self._db.execute("DELETE FROM items WHERE id = ?", (item_id,))
         return True
 
-    def remove_owner(self, owner: str) -> int:
-        """Erase every item of one borrower (their enrollments and calls). Returns how many."""
+    def remove_owner(self, owner: str, kind: ItemKind | None = None) -> int:
+        """Erase every item of one borrower (their enrollments and calls, or those of ``kind``). Returns how many."""
         if not owner:
             raise UsageError("owner must be a borrower id; an empty owner would erase every unowned item.")
-        names = [r[0] for r in self._db.execute("SELECT name FROM items WHERE owner = ?", (owner,)).fetchall()]
+        sql, args = "SELECT name FROM items WHERE owner = ?", [owner]
+        if kind is not None:
+            sql, args = sql + " AND kind = ?", [owner, kind]
+        names = [r[0] for r in self._db.execute(sql, args).fetchall()]
         return sum(self.remove(name) for name in names)
+
+    def remove_older(self, cutoff: str, kind: ItemKind = "call") -> int:
+        """Erase the items of ``kind`` stored before ``cutoff`` (ISO 8601 UTC, as :func:`_now` writes).
+        Returns how many."""
+        sql = "SELECT name FROM items WHERE kind = ? AND added_at < ?"
+        names = [r[0] for r in self._db.execute(sql, (kind, cutoff)).fetchall()]
+        return sum(self.remove(name) for name in names)
+
+    def checkpoint(self) -> bool:
+        """Empty the write-ahead log into the file (after an erasure: no copy of removed rows stays in it)."""
+        return storage.checkpoint(self._db, self.path)
+
+    def sync(self) -> None:
+        """Make every commit durable on disk (a WAL checkpoint, which fsyncs)."""
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(FULL)")
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path} cannot be synced to disk: {e}") from None
+
+    def _raw_items(self, cipher: Cipher | None) -> Iterator[tuple[str, str, str, float, np.ndarray, np.ndarray, str]]:
+        """Every item with its raw rows, in the order stored: (name, kind, owner, duration_s, hashes,
+        frames, added_at); keyed items need their sealed rows and ``cipher`` to open them."""
+        keyed = self._key is not None
+        cur = self._db.execute("SELECT name, kind, owner, duration_s, rows, sealed, added_at FROM items ORDER BY id")
+        for name, kind, owner, duration_s, rows, sealed, added_at in cur:
+            if keyed:
+                if sealed is None or cipher is None or not cipher.encrypted:
+                    raise StoreError(
+                        f"{self.path}: item {name!r} keeps only keyed hash values, which cannot be keyed anew; "
+                        "the index cannot be re-keyed (remove the file: calls are fingerprinted again as they come)"
+                    )
+                rows = cipher.open(sealed, ("replay-index", "rows", name), f"{self.path}: rows of {name}")
+            raw = _unpack(rows)
+            yield name, kind, owner, float(duration_s), raw[:, 0].astype(np.uint32), raw[:, 1], added_at
+
+    def reseal(self, new: Cipher) -> int:
+        """Re-key the index under ``new``'s current key (a key rotation; or keying an unkeyed index when
+        encryption is switched on): a new file is built beside this one from every item's raw rows and
+        put in its place; this object then reads it. Returns the items carried over.
+
+        Raises:
+            StoreError: an index keyed with an explicit key (no sealed raw rows), or a blob that does not open.
+        """
+        old_cipher = self._cipher
+        fresh_path = self.path.with_name(self.path.name + ".rekey")
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(fresh_path) + suffix).unlink(missing_ok=True)
+        fresh = FingerprintIndex(fresh_path, params=self.params, cipher=new, all_items=self.all_items)
+        try:
+            n = fresh._insert(self._raw_items(old_cipher))
+            fresh.checkpoint()
+        finally:
+            fresh.close()
+        self.close()
+        os.replace(fresh_path, self.path)
+        for suffix in ("-wal", "-shm"):
+            Path(str(self.path) + suffix).unlink(missing_ok=True)
+        self.__init__(self.path, params=self.params, cipher=new, all_items=self.all_items)  # type: ignore[misc]
+        return n
+
+    def verify_all(self) -> int:
+        """Open every sealed item (StoreError on the first that fails); returns how many were checked."""
+        return sum(1 for _ in self._raw_items(self._cipher)) if self._key is not None else len(self)
 
     # --- lookup -------------------------------------------------------------------------------
 
@@ -352,13 +522,15 @@ class FingerprintIndex:
             found += self._db.execute(text, chunk + tail).fetchall()
         return found
 
-    def _owner_rows(self, owner: str, distinct: np.ndarray) -> np.ndarray:
-        """(hash, item, frame) rows of one borrower's items whose hash is in ``distinct``, read from the
-        items' own copies: a few small reads, whatever the size of the index."""
+    def _owner_rows(self, owner: str, distinct: np.ndarray, before_id: int, until: str) -> np.ndarray:
+        """(hash, item, frame) rows of one borrower's items (stored before item ``before_id`` and time
+        ``until``) whose hash is in ``distinct``, read from the items' own copies: a few small reads,
+        whatever the size of the index."""
         parts = []
-        for item_id, blob in self._db.execute("SELECT id, rows FROM items WHERE owner = ?", (owner,)):
+        sql = "SELECT id, rows FROM items WHERE owner = ? AND id < ? AND added_at < ?"
+        for item_id, blob in self._db.execute(sql, (owner, before_id, until)):
             rows = _unpack(blob)
-            rows = rows[np.isin(rows[:, 0], distinct)]
+            rows = rows[_in_sorted(rows[:, 0], distinct)]
             parts.append(np.column_stack([rows[:, 0], np.full(len(rows), item_id), rows[:, 1]]))
         return np.concatenate(parts) if parts else np.zeros((0, 3), dtype=np.int64)
 
@@ -381,6 +553,8 @@ class FingerprintIndex:
         rule: MatchRule = DEFAULT_RULE,
         owner: str | None = None,
         max_rows: int = DEFAULT_MAX_ROWS,
+        before: str | None = None,
+        added_before: str | None = None,
     ) -> ReplayCheck:
         """Look a call up (use its :data:`~voicecheck.fingerprint.QUERY_PARAMS` fingerprint).
 
@@ -399,6 +573,10 @@ class FingerprintIndex:
             rule: when hits count as a replay.
             owner: the borrower whose items alone are searched; None searches all.
             max_rows: row budget of a search over all items (>= 1).
+            before: when this item is stored, only items stored before it are searched (a call looked
+                up again is never a replay of what came after it: its own copies, an enrollment cut from it).
+            added_before: only items stored before this time (ISO 8601 UTC) are searched (``before``
+                for a call stored in another index).
 
         Returns:
             :class:`ReplayCheck`; ``replay`` is True when some item passes ``rule``.
@@ -410,14 +588,23 @@ class FingerprintIndex:
         if max_rows < 1:
             raise UsageError(f"max_rows must be >= 1, got {max_rows}.")
         values = self._stored_values(fp.hashes)
-        distinct = np.unique(values)
+        distinct = _sorted_unique(values)
+        before_id = self._item_id(before) if before is not None else None
+        before_id = (1 << 62) if before_id is None else before_id
+        until = added_before or "9999"
         if owner is not None:
-            hits = self._owner_rows(owner, distinct)
+            hits = self._owner_rows(owner, distinct, before_id, until)
             skipped = 0
+        elif not self.all_items:
+            raise UsageError(f"{self.path} keeps no table for searches over all items: give an owner.")
         else:
             wanted, skipped = self._within_budget(distinct, max_rows)
             found = self._select("SELECT hash, item, frame FROM landmarks WHERE hash IN ({})", wanted.tolist())
             hits = np.asarray(found, dtype=np.int64).reshape(-1, 3)
+            hits = hits[hits[:, 1] < before_id]
+            if added_before is not None:
+                later = [r[0] for r in self._db.execute("SELECT id FROM items WHERE added_at >= ?", (until,))]
+                hits = hits[~np.isin(hits[:, 1], later)]
         excluded = {
             int(r[0])
             for name in exclude
@@ -459,9 +646,45 @@ class FingerprintIndex:
         )
 
 
+def _now() -> str:
+    """Now as ISO 8601 UTC with microseconds (compares as text with the stores' timestamps in seconds,
+    as retention does, and orders items stored within one second)."""
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)`` by sorting (numpy 2's hashing unique is several times slower on int64 here)."""
+    s = np.sort(np.asarray(values).reshape(-1))
+    if s.size == 0:
+        return s
+    keep = np.empty(s.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(s[1:], s[:-1], out=keep[1:])
+    return s[keep]
+
+
+def _in_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """``np.isin(values, sorted_set)`` for a sorted, duplicate-free ``sorted_set`` (binary search, no hashing)."""
+    if sorted_set.size == 0:
+        return np.zeros(values.shape, dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_set, values), sorted_set.size - 1)
+    return np.asarray(sorted_set[pos] == values)
+
+
+def _unique_rows(rows: np.ndarray) -> np.ndarray:
+    """(hash, item, frame) rows sorted by hash, item, frame, duplicates dropped (int64, shape (k, 3))."""
+    rows = rows[np.lexsort((rows[:, 2], rows[:, 1], rows[:, 0]))]
+    keep = np.ones(len(rows), dtype=bool)
+    keep[1:] = np.any(rows[1:] != rows[:-1], axis=1)
+    return rows[keep]
+
+
 def _pack(values: np.ndarray, frames: np.ndarray) -> bytes:
-    """An item's (stored hash value, frame) rows, compressed: for erasure and borrower-scoped lookups."""
-    return zlib.compress(np.stack([values.astype(np.int64), frames.astype(np.int64)], axis=1).tobytes())
+    """An item's (stored hash value, frame) rows, compressed (fast level: the values are random, the
+    frames compress): for erasure and borrower-scoped lookups."""
+    return zlib.compress(np.stack([values.astype(np.int64), frames.astype(np.int64)], axis=1).tobytes(), 1)
 
 
 def _unpack(blob: bytes) -> np.ndarray:
@@ -533,6 +756,6 @@ def _largest_group(call_frames: np.ndarray, item_frames: np.ndarray, delta: int,
         call_last=int(c[b - 1]),
         item_first=int(i[a:b].min()),
         item_last=int(i[a:b].max()),
-        hits=int(np.unique(c[a:b]).size),
+        hits=int(_sorted_unique(c[a:b]).size),
         delta=delta,
     )

@@ -29,6 +29,8 @@ FLAGGED_CSV_COLUMNS = [
     "speaker_change_s",
     "spoof_score",
     "watchlist",
+    "replay_of",
+    "too_identical",
     "speech_seconds",
     "duration_s",
     "audio",
@@ -40,7 +42,16 @@ def flagged_rows(results_path: str | Path) -> Iterator[dict[str, Any]]:
     """Every record that is not a match, flattened for a spreadsheet (watchlist labels joined)."""
     for r in read_jsonl(results_path):
         if r["verdict"] != "match":
-            yield {**r, "watchlist": "; ".join(h["label"] for h in r.get("watchlist_hits") or [])}
+            replays = "; ".join(
+                f"{m['item']} {m['matched_s']:.1f} s at {m['call_start_s']:.1f} s" for m in r.get("replay_of") or []
+            )
+            near = r.get("too_identical") or {}
+            yield {
+                **r,
+                "watchlist": "; ".join(h["label"] for h in r.get("watchlist_hits") or []),
+                "replay_of": replays,
+                "too_identical": near.get("max_cosine") if near.get("warn") else "",
+            }
 
 
 class ResultsFile:

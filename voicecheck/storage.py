@@ -30,6 +30,7 @@ MIGRATE_HINT = "run 'voicecheck store migrate'"
 
 DATA_FOLDER_ENTRIES = frozenset(
     {"voiceprints.sqlite", "calls.sqlite", "audit.log", "audit.log.rechain", ".voicecheck.lock", "README.md"}
+    | {"replay.sqlite", "replay.sqlite.rekey"}
     | {"models.toml", "weights", "backends", "calibration"}
 )
 """What a store or embeddings folder holds (besides the databases' -wal, -shm and -journal files)."""

@@ -126,6 +126,16 @@ class CallResult:
 
     ``spoof_score`` is the liveness detector's log-likelihood ratio (spoof against bona fide speech),
     None when no detector is configured (:mod:`voicecheck.antispoof`).
+
+    Replay check (:mod:`voicecheck.replaycheck`): ``replay_checked`` is True when the call was looked
+    up, False when it could not be (``replay_problem`` says why; the verdict is then never ``match``),
+    None when replay checks are off or the call had too little speech to judge. ``replay_of`` lists
+    each recording or call whose audio recurs in this one: item, kind ("enrollment" or "call"), owner,
+    call_start_s/call_end_s (the span in this call), item_start_s/item_end_s (in the item), matched_s
+    and hits. ``too_identical`` (a warning, no verdict rests on it; :mod:`voicecheck.liveness`): the
+    call's cosine to its closest single enrollment recording (``max_cosine``, ``recording`` its content
+    hash), the model's measured ``threshold`` and ``warn`` when at or above it; None when the model has
+    no measured threshold or the borrower no voiceprint.
     """
 
     call_id: str
@@ -147,6 +157,10 @@ class CallResult:
     scoring: str | None = None
     speaker_change_s: float | None = None
     spoof_score: float | None = None
+    replay_checked: bool | None = None
+    replay_problem: str | None = None
+    replay_of: list[dict[str, Any]] = field(default_factory=list)
+    too_identical: dict[str, Any] | None = None
     timeline: list[dict[str, float]] | None = None
     speech_regions: list[list[float]] | None = None
     watchlist_hits: list[dict[str, Any]] = field(default_factory=list)

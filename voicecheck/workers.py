@@ -24,6 +24,7 @@ from .errors import InsufficientSpeechError, UsageError, VoicecheckError
 from .manifest import Row
 from .pipeline import Engine, RefineRule, decode
 from .refine import Refiner
+from .replaycheck import Prints, fingerprint_call
 from .types import Audio, CallEmbedding
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ class Embedded:
         refined: why the call got the in-between windows ("takeover", "mono", "ring";
             :mod:`voicecheck.refine`), "" when its coarse timeline sufficed.
         spoof: the liveness detector's score of the call's speech ("ok" rows, when one is configured).
+        prints: the call's fingerprints for the replay check (:mod:`voicecheck.replaycheck`; rows with
+            speech and a borrower, when ``replay`` is on), also on a row whose audio came earlier in its task.
     """
 
     row: Row
@@ -64,6 +67,7 @@ class Embedded:
     seconds: float = 0.0
     refined: str = ""
     spoof: SpoofScore | None = None
+    prints: Prints | None = None
 
 
 class Worker:
@@ -100,7 +104,10 @@ class Worker:
         refined: dict[int, str] = {}
         rules = [self._rule(found[i].row.borrower_id, i, refined) for i, _ in pending]
         for (i, audio), emb in zip(pending, self._embed_many([a for _, a in pending], rules), strict=True):
-            found[i] = self._spoofed(replace(_outcome(found[i], audio, emb), refined=refined.get(i, "")), audio)
+            found[i] = self._fingerprinted(
+                self._spoofed(replace(_outcome(found[i], audio, emb), refined=refined.get(i, "")), audio), audio
+            )
+        _share_prints(found)
         share = (time.perf_counter() - start) / max(1, len(found))
         return [replace(e, seconds=share) for e in found]
 
@@ -145,7 +152,8 @@ class Worker:
             return Embedded(row, "error", error=as_error(e, row.call_id))
         key = (audio.content_hash, audio.channel)
         if key in keys or self._stored(*key):  # stored, or earlier in this task
-            return Embedded(row, "cached", content_hash=key[0], channel=key[1], duration_s=audio.duration_s)
+            cached = Embedded(row, "cached", content_hash=key[0], channel=key[1], duration_s=audio.duration_s)
+            return cached if key in keys else self._fingerprinted_again(cached, audio)
         return audio
 
     def _stored(self, content_hash: str, channel: int) -> bool:
@@ -154,6 +162,32 @@ class Worker:
         if not self.calls.has(content_hash, channel, model):
             return False
         return detector is None or not self.calls.spoof_missing(content_hash, channel, model, detector.name)
+
+    def _fingerprinted_again(self, item: Embedded, audio: Audio) -> Embedded:
+        """A stored audio without a replay check for this row's borrower (another borrower's call of the
+        same file, or stored before replay checks were on): fingerprinted over its stored speech
+        regions, not embedded again."""
+        model, row = self.engine.model, item.row
+        if not (self.engine.settings.replay and row.borrower_id):
+            return item
+        if not self.calls.replay_missing(item.content_hash, item.channel, model, row.borrower_id):
+            return item
+        try:
+            stored = self.calls.lookup(item.content_hash, item.channel, model)
+        except Exception as e:  # noqa: BLE001 - a damaged stored row is this call's error
+            return replace(item, status="error", error=as_error(e, row.call_id))
+        if stored is None or stored.embedding is None:
+            return item
+        return replace(item, prints=fingerprint_call(audio.samples, audio.sample_rate, stored.embedding.regions))
+
+    def _fingerprinted(self, item: Embedded, audio: Audio) -> Embedded:
+        """``item`` with its fingerprints for the replay check (rows with speech and a borrower, when
+        ``replay`` is on); audio that cannot be fingerprinted carries the reason instead."""
+        if not self.engine.settings.replay or item.status != "ok" or item.embedding is None:
+            return item
+        if not item.row.borrower_id:  # cohort rows: nobody to check them for
+            return item
+        return replace(item, prints=fingerprint_call(audio.samples, audio.sample_rate, item.embedding.regions))
 
     def _spoofed(self, item: Embedded, audio: Audio) -> Embedded:
         """``item`` with the liveness detector's score of its speech; a detector that fails makes the
@@ -183,6 +217,15 @@ class Worker:
         self.calls.close()
         if self._voiceprints is not None:
             self._voiceprints.close()
+
+
+def _share_prints(found: list[Embedded]) -> None:
+    """A row whose audio came earlier in its task (status "cached") gets that row's fingerprints: it is
+    checked for its own borrower too."""
+    prints = {(e.content_hash, e.channel): e.prints for e in found if e.prints is not None}
+    for i, e in enumerate(found):
+        if e.status == "cached" and e.prints is None and (e.content_hash, e.channel) in prints:
+            found[i] = replace(e, prints=prints[(e.content_hash, e.channel)])
 
 
 def _outcome(item: Embedded, audio: Audio, emb: CallEmbedding | VoicecheckError) -> Embedded:

@@ -1,0 +1,231 @@
+"""Fingerprint settings tried against the weak codec (GSM 6.10), on the non-EVAL speakers only.
+
+The replays and honest calls of ``benchmarks/replay.py`` (same simulation, same seeds) are looked up
+with each variant of the fingerprint parameters; for each, the match rule is chosen as replay.py
+chooses it (1.5 x the most hits of a wrong item, over all items) and the replays of >= 5 s caught
+are counted, per codec. Only the non-EVAL speakers are looked at: the variant kept is then judged on
+the EVAL speakers by replay.py itself (``benchmarks/results/replay.md``).
+
+    .venv/bin/python benchmarks/replay_params.py > benchmarks/results/replay_params.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.replay import (  # noqa: E402
+    CODECS,
+    EXPLORE,
+    REPLAYS_PER_ITEM,
+    SAMPLE_RATE,
+    Item,
+    _at,
+    _cpu,
+    build_items,
+    caught,
+    choose_rule,
+    replay_call,
+    telephone_call,
+)
+from recipes.corpus import DEFAULT_SPEECH, read_corpus, split_speakers  # noqa: E402
+from recipes.material import rng_for  # noqa: E402
+from voicecheck.fingerprint import (  # noqa: E402
+    INDEX_PARAMS,
+    QUERY_PARAMS,
+    FingerprintError,
+    FingerprintParams,
+    fingerprint,
+    fingerprints,
+)
+from voicecheck.replay import FingerprintIndex  # noqa: E402
+
+log = logging.getLogger("benchmarks.replay_params")
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    query: FingerprintParams
+    index: FingerprintParams
+    tolerance_frames: int = 2
+
+
+VARIANTS = (
+    Variant("shipped before (query prominence 6 dB, fan-out 8)", QUERY_PARAMS, INDEX_PARAMS),
+    Variant("query prominence 4 dB", replace(QUERY_PARAMS, min_prominence_db=4.0), INDEX_PARAMS),
+    Variant("query fan-out 12", replace(QUERY_PARAMS, fan_out=12), INDEX_PARAMS),
+    Variant(
+        "query prominence 4 dB, 6 dB above floor, fan-out 12",
+        replace(QUERY_PARAMS, min_prominence_db=4.0, min_above_floor_db=6.0, fan_out=12),
+        INDEX_PARAMS,
+    ),
+    Variant("stored fan-out 3", QUERY_PARAMS, replace(INDEX_PARAMS, fan_out=3)),
+    Variant("stored prominence 7 dB", QUERY_PARAMS, replace(INDEX_PARAMS, min_prominence_db=7.0)),
+    Variant(
+        "time steps of 3 frames (both)",
+        replace(QUERY_PARAMS, dt_step_frames=3),
+        replace(INDEX_PARAMS, dt_step_frames=3),
+    ),
+    Variant("match tolerance +-3 frames", QUERY_PARAMS, INDEX_PARAMS, tolerance_frames=3),
+    Variant(
+        "triplets (31-bit hashes; stored fan-out 3)",
+        replace(QUERY_PARAMS, targets_per_hash=2),
+        replace(INDEX_PARAMS, targets_per_hash=2, fan_out=3),
+    ),
+    Variant(
+        "triplets, query prominence 4 dB, fan-out 10",
+        replace(QUERY_PARAMS, targets_per_hash=2, min_prominence_db=4.0, fan_out=10),
+        replace(INDEX_PARAMS, targets_per_hash=2, fan_out=3),
+    ),
+    Variant(
+        "query peaks in +-5 frames x +-2 bins",
+        replace(QUERY_PARAMS, peak_time_frames=5, peak_freq_bins=2),
+        INDEX_PARAMS,
+    ),
+    Variant(
+        "stored fan-out 3, query peaks in +-5 frames x +-2 bins",
+        replace(QUERY_PARAMS, peak_time_frames=5, peak_freq_bins=2),
+        replace(INDEX_PARAMS, fan_out=3),
+    ),
+    Variant("stored fan-out 4", QUERY_PARAMS, replace(INDEX_PARAMS, fan_out=4)),
+    Variant("stored fan-out 3, prominence 7 dB", QUERY_PARAMS, replace(INDEX_PARAMS, fan_out=3, min_prominence_db=7.0)),
+)
+
+
+@dataclass
+class Call:
+    speaker: str
+    truth: str  # replayed item, "" for an honest call
+    codec: str
+    replayed_s: float
+    partial: bool
+    audio: np.ndarray
+    exclude: str  # the filler's item (replays) or the call's own item (honest calls)
+
+
+def simulate(items: list[Item]) -> list[Call]:
+    """replay.py's replays and honest calls (same seeds), as audio."""
+    by_speaker: dict[str, list[Item]] = {}
+    for it in items:
+        by_speaker.setdefault(it.speaker, []).append(it)
+    others = sorted(by_speaker)
+    calls = []
+    for n, item in enumerate(items):
+        for k in range(REPLAYS_PER_ITEM):
+            m = n + k * len(items)
+            filler_spk = others[(others.index(item.speaker) + 1 + m) % len(others)]
+            if filler_spk == item.speaker:
+                filler_spk = others[(others.index(item.speaker) + 1) % len(others)]
+            filler = by_speaker[filler_spk][m % len(by_speaker[filler_spk])]
+            audio, codec, length, partial, _ = replay_call(item, filler, m)
+            calls.append(Call(item.speaker, item.name, codec, length, partial, audio, filler.name))
+        codec = CODECS[(n + 1) % len(CODECS)]
+        honest = telephone_call(_at(item.audio, item.rate, SAMPLE_RATE), SAMPLE_RATE, codec, rng_for("h", n))
+        calls.append(Call(item.speaker, "", codec, 0.0, False, honest, item.name))
+    return calls
+
+
+@dataclass
+class Found:
+    """replay.py's Outcome, as its rule-choosing functions read it."""
+
+    truth: str
+    codec: str
+    replayed_s: float
+    partial: bool
+    found: dict
+
+
+def evaluate(v: Variant, items: list[Item], calls: list[Call], workdir: Path) -> list[str]:
+    path = workdir / "variant.sqlite"
+    path.unlink(missing_ok=True)
+    index = FingerprintIndex(path, params=v.index)
+    stored = []
+    for it in items:
+        try:
+            stored.append((it.name, fingerprint(it.audio, it.rate, params=v.index), it.kind, it.speaker))
+        except FingerprintError:
+            continue
+    index.add_many(stored)  # type: ignore[arg-type]
+    per_s = sum(len(s[1]) for s in stored) / sum(s[1].analysed_s for s in stored)
+    explore = replace(EXPLORE, tolerance_frames=v.tolerance_frames)
+    outcomes, q_hashes, q_seconds, fp_cpu = [], 0, 0.0, 0.0
+    for c in calls:
+        t = time.process_time()
+        try:
+            q, _ = fingerprints(c.audio, 8000, query_params=v.query, index_params=v.index)
+        except FingerprintError:
+            continue
+        fp_cpu += time.process_time() - t
+        q_hashes, q_seconds = q_hashes + len(q), q_seconds + q.analysed_s
+        check = index.query(q, exclude=[c.exclude], rule=explore)
+        found = {m.item: (m.hits, m.matched_s, ()) for m in check.matches}
+        outcomes.append(Found(c.truth, c.codec, c.replayed_s, c.partial, found))
+    index.close()
+    replays = [o for o in outcomes if o.truth]
+    honest = [o for o in outcomes if not o.truth]
+    rule, _ = choose_rule(replays, honest, margin=1.5)  # type: ignore[arg-type]
+    rule = replace(rule, tolerance_frames=v.tolerance_frames)
+    ge5 = [o for o in replays if o.replayed_s >= 5.0]
+    cells = []
+    for codec in CODECS:
+        sub = [o for o in ge5 if o.codec == codec]
+        cells.append(f"{sum(caught(o, rule) for o in sub)}/{len(sub)}")  # type: ignore[arg-type]
+    part = [o for o in replays if o.partial]
+    false = sum(1 for o in honest if any(k != o.truth and e[0] >= rule.min_hits for k, e in o.found.items()))
+    return [
+        f"| {v.name} | {per_s:.0f} | {q_hashes / max(q_seconds, 1e-9):.0f} | {1000 * fp_cpu / len(calls):.1f} "
+        f"| {rule.min_hits} | {_pct(sum(caught(o, rule) for o in ge5), len(ge5))} | "  # type: ignore[arg-type]
+        + " | ".join(cells)
+        + f" | {_pct(sum(caught(o, rule) for o in part), len(part))} | {false}/{len(honest)} |"  # type: ignore[arg-type]
+    ]
+
+
+def _pct(k: int, n: int) -> str:
+    return f"{k}/{n} ({100.0 * k / n:.1f}%)" if n else "-"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--speech", default=str(DEFAULT_SPEECH))
+    parser.add_argument("--only", default="", help="comma-separated variant numbers (default all)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    speakers = read_corpus(args.speech)
+    split = split_speakers(speakers)
+    eval_keys = {s.key for s in split["eval"]}
+    tune = [s for s in speakers if s.key not in eval_keys]  # EVAL speakers are never looked at here
+    items = build_items(tune)
+    calls = simulate(items)
+    log.info("%d non-EVAL items, %d calls simulated", len(items), len(calls))
+    picked = [int(x) for x in args.only.split(",") if x.strip()] or list(range(len(VARIANTS)))
+    lines = [
+        f"Non-EVAL speakers only ({len(items)} items, {sum(bool(c.truth) for c in calls)} replays, "
+        f"{sum(not c.truth for c in calls)} honest calls; fold 0 of benchmarks/common.py). Rule per variant: "
+        "least min_hits above 1.5 x the most hits of a wrong item, over >= 1 s (as replay.py). CPU: "
+        f"{_cpu()}; one thread.",
+        "",
+        "| variant | stored hashes / s | query hashes / s | query+stored fingerprint CPU ms per call "
+        "| min_hits | replays >= 5 s caught | " + " | ".join(f"{c} >= 5 s" for c in CODECS) + " | partial 3-6 s "
+        "| honest calls marked |",
+        "|---" * (9 + len(CODECS)) + "|",
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in picked:
+            lines += evaluate(VARIANTS[k], items, calls, Path(tmp))
+            log.info(lines[-1])
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
