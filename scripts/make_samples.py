@@ -144,8 +144,8 @@ CALLS: tuple[CallPlan, ...] = (
         "C008",
         "B1001",
         "takeover",
-        utts(VCTK, "p225", "p225_021"),
-        takeover=utts(VCTK, "p227", "p227_023"),
+        utts(VCTK, "p225", "p225_023"),  # recordings no other call or enrollment uses: calls that share
+        takeover=utts(VCTK, "p227", "p227_021"),  # audio are replays (voicecheck/replaycheck.py)
         note="the borrower answers, then another speaker takes the phone",
     ),
 )
