@@ -65,7 +65,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         cohort=False,
         workers=1,  # the batch runs in-process, where the VAD is patched
     )
-    assert settings.replay and settings.replay_min_hits == 13
+    assert settings.replay and settings.replay_min_hits == 15
     enrollment = syllables(12.0, seed=1, rate=RATE)
     write(tmp_path / "enroll.wav", enrollment, RATE)
     assert enroll_recordings([("B1", str(tmp_path / "enroll.wav"))], settings, consent="test") == 0

@@ -69,7 +69,7 @@ class MatchRule:
         max_candidates: items examined in detail per call (best first by hit count).
     """
 
-    min_hits: int = 13
+    min_hits: int = 15
     min_matched_s: float = 1.0
     tolerance_frames: int = 2
     max_gap_s: float = 2.0
