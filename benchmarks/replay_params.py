@@ -3,8 +3,10 @@
 The replays and honest calls of ``benchmarks/replay.py`` (same simulation, same seeds) are looked up
 with each variant of the fingerprint parameters; for each, the match rule is chosen as replay.py
 chooses it (1.5 x the most hits of a wrong item, over all items) and the replays of >= 5 s caught
-are counted, per codec. Only the non-EVAL speakers are looked at: the variant kept is then judged on
-the EVAL speakers by replay.py itself (``benchmarks/results/replay.md``).
+are counted, per codec. Variants change the current defaults (``voicecheck.fingerprint``'s
+INDEX_PARAMS and QUERY_PARAMS) in what their names say. Only the non-EVAL speakers are looked at:
+the variant kept is then judged on the EVAL speakers by replay.py itself
+(``benchmarks/results/replay.md``).
 
     .venv/bin/python benchmarks/replay_params.py > benchmarks/results/replay_params.md
 """
@@ -61,7 +63,7 @@ class Variant:
 
 
 VARIANTS = (
-    Variant("shipped before (query prominence 6 dB, fan-out 8)", QUERY_PARAMS, INDEX_PARAMS),
+    Variant("shipped (query prominence 6 dB, fan-out 8; stored fan-out 3)", QUERY_PARAMS, INDEX_PARAMS),
     Variant("query prominence 4 dB", replace(QUERY_PARAMS, min_prominence_db=4.0), INDEX_PARAMS),
     Variant("query fan-out 12", replace(QUERY_PARAMS, fan_out=12), INDEX_PARAMS),
     Variant(
@@ -69,7 +71,7 @@ VARIANTS = (
         replace(QUERY_PARAMS, min_prominence_db=4.0, min_above_floor_db=6.0, fan_out=12),
         INDEX_PARAMS,
     ),
-    Variant("stored fan-out 3", QUERY_PARAMS, replace(INDEX_PARAMS, fan_out=3)),
+    Variant("stored fan-out 2 (shipped until 2026-12-01)", QUERY_PARAMS, replace(INDEX_PARAMS, fan_out=2)),
     Variant("stored prominence 7 dB", QUERY_PARAMS, replace(INDEX_PARAMS, min_prominence_db=7.0)),
     Variant(
         "time steps of 3 frames (both)",

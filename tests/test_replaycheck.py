@@ -65,7 +65,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         cohort=False,
         workers=1,  # the batch runs in-process, where the VAD is patched
     )
-    assert settings.replay and settings.replay_min_hits == 13
+    assert settings.replay and settings.replay_min_hits == 15
     enrollment = syllables(12.0, seed=1, rate=RATE)
     write(tmp_path / "enroll.wav", enrollment, RATE)
     assert enroll_recordings([("B1", str(tmp_path / "enroll.wav"))], settings, consent="test") == 0
@@ -414,3 +414,21 @@ def test_records_carry_replay_fields_into_results_and_the_flagged_csv(world, tmp
     assert FLAGGED  # the CSV's columns include replay_of
     line = json.dumps(_records(tmp_path / "out")["R"])
     assert '"replay_checked": true' in line
+
+
+def test_a_recording_enrolled_before_replay_checks_is_fingerprinted_by_enrolling_it_again(
+    world, tmp_path: Path
+) -> None:
+    settings, calls, _, _ = world
+    off = replace(settings, store=str(tmp_path / "store-off"), replay=False)
+    assert enroll_recordings([("B1", str(tmp_path / "enroll.wav"))], off, consent="test") == 0
+    assert not index_paths(off)["enrollment"].exists()  # replay off: nothing fingerprinted
+    on = replace(off, replay=True)
+    assert check_one(calls["R"], "B1", on).reason != "replay"  # the replayed enrollment is not in the index
+    lines: list[str] = []
+    assert enroll_recordings([("B1", str(tmp_path / "enroll.wav"))], on, consent="test", report=lines.append) == 0
+    assert any("already enrolled, skipped" in line for line in lines)  # the voiceprint is unchanged
+    with FingerprintIndex(index_paths(on)["enrollment"], cipher=cipher_for(on)) as idx:
+        assert idx.count("B1") == 1
+    r = check_one(calls["R"], "B1", on)
+    assert r.reason == "replay" and r.replay_of[0]["kind"] == "enrollment"

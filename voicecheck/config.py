@@ -215,7 +215,7 @@ class Settings:
     key_file: str = ""
     retention_days: int = 0
     replay: bool = True
-    replay_min_hits: int = 13
+    replay_min_hits: int = 15
     replay_min_matched_s: float = 1.0
 
     def __post_init__(self) -> None:

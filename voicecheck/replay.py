@@ -14,8 +14,9 @@ its :data:`~voicecheck.fingerprint.INDEX_PARAMS` fingerprint. A call is looked u
 4. a :class:`MatchRule` decides: at least ``min_hits`` time-consistent hits spanning at least
    ``min_matched_s`` seconds.
 
-Hash values may be stored keyed (``key``): each value is replaced by a keyed BLAKE2b of it, so the
-table does not show raw landmark values to whoever reads the file without the key. Looking up
+Hash values may be stored keyed (``key``, or a cipher that derives one): each value is replaced by a
+keyed pseudo-random function of it (AES-256 of the value, see ``FingerprintIndex._stored_values``), so
+the table does not show raw landmark values to whoever reads the file without the key. Looking up
 still works, with the key. The file is created 0600.
 """
 
@@ -68,7 +69,7 @@ class MatchRule:
         max_candidates: items examined in detail per call (best first by hit count).
     """
 
-    min_hits: int = 13
+    min_hits: int = 15
     min_matched_s: float = 1.0
     tolerance_frames: int = 2
     max_gap_s: float = 2.0
