@@ -261,3 +261,27 @@ def test_silero_feature_stack_runs_as_matrix_products(rate: int) -> None:
         got = features(rows)
     assert got.shape == want.shape == (40, 128)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_lstm_runs_each_recording_only_to_its_end() -> None:
+    """_lstm_to_ends gives each recording what the LSTM gives it alone: its outputs up to its end
+    (zeros after) and its state at its own end, with recordings of several lengths side by side."""
+    import torch
+
+    from voicecheck.vad import _lstm_to_ends
+
+    torch.manual_seed(3)
+    lstm = torch.nn.LSTM(6, 4)
+    sizes = [9, 9, 5, 2, 1]
+    seq = torch.zeros(9, len(sizes), 6)
+    for k, n in enumerate(sizes):
+        seq[:n, k] = torch.randn(n, 6)
+    h0, c0 = torch.randn(1, len(sizes), 4), torch.randn(1, len(sizes), 4)
+    with torch.no_grad():
+        hidden, (h, c) = _lstm_to_ends(lstm, seq, sizes, h0, c0)
+        for k, n in enumerate(sizes):
+            alone, (h_k, c_k) = lstm(seq[:n, k : k + 1], (h0[:, k : k + 1], c0[:, k : k + 1]))
+            torch.testing.assert_close(hidden[:n, k], alone[:, 0], rtol=1e-5, atol=1e-6)
+            assert torch.all(hidden[n:, k] == 0)
+            torch.testing.assert_close(h[:, k], h_k[:, 0], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(c[:, k], c_k[:, 0], rtol=1e-5, atol=1e-6)

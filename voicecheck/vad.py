@@ -208,11 +208,11 @@ class _SequenceSilero:
         longest = max((len(f) for f in frames), default=0)
         with torch.no_grad():
             for i in range(0, longest, self._BLOCK):
-                alive = [j for j, f in enumerate(frames) if len(f) > i]
+                # longest first: the LSTM drops each recording at its end (see _lstm_to_ends)
+                alive = sorted((j for j, f in enumerate(frames) if len(f) > i), key=lambda j: -len(frames[j]))
                 sizes = [min(len(frames[j]) - i, self._BLOCK) for j in alive]
                 # the feature stack per recording (one call over all of them is slower: cache misses),
-                # the LSTM over all of them side by side, zero-padded to the block's longest (it is
-                # causal: padding only follows a recording's end, so its own steps are unchanged)
+                # the LSTM over all of them side by side
                 seq = None
                 for k, j in enumerate(alive):
                     block = frames[j][i : i + sizes[k]]
@@ -229,14 +229,43 @@ class _SequenceSilero:
                 zero = seq.new_zeros(1, lstm.hidden_size)
                 h0 = torch.stack([states.get(j, (zero, zero))[0] for j in alive], dim=1)
                 c0 = torch.stack([states.get(j, (zero, zero))[1] for j in alive], dim=1)
-                hidden, (h, c) = lstm(seq, (h0, c0))
+                hidden, (h, c) = _lstm_to_ends(lstm, seq, sizes, h0, c0)
                 valid = torch.cat([hidden[:n, k] for k, n in enumerate(sizes)])
                 p = head(valid).numpy()
                 for k, (j, piece) in enumerate(zip(alive, np.split(p, np.cumsum(sizes)[:-1]), strict=True)):
                     outs[j][i : i + sizes[k]] = piece
-                    # a recording that goes on filled this block, so its final state is its own
                     states[j] = (h[:, k], c[:, k])
         return outs
+
+
+def _lstm_to_ends(lstm: Any, seq: Any, sizes: list[int], h0: Any, c0: Any) -> tuple[Any, tuple[Any, Any]]:
+    """``lstm`` over recordings side by side, each only up to its own end: no steps on padding.
+
+    A batch task's calls differ in length (20-60 s in the throughput benchmark: a fifth of the
+    steps of the longest-padded block were padding), and the LSTM's cost is proportional to the
+    recordings it runs. So it runs in segments between the recordings' ends, each over the
+    recordings still going, their state carried from the segment before.
+
+    Args:
+        seq: (max(sizes), recordings, features), recordings sorted longest first (zeros past an end).
+        sizes: steps of each recording, non-increasing.
+        h0, c0: initial states, (1, recordings, hidden).
+
+    Returns:
+        (hidden (max(sizes), recordings, hidden), zeros past each end; (h, c) each at its own end).
+    """
+    import torch
+
+    hidden = seq.new_zeros(seq.shape[0], seq.shape[1], lstm.hidden_size)
+    h, c = h0, c0
+    start = 0
+    for end in sorted(set(sizes)):
+        m = sum(1 for n in sizes if n >= end)  # the first m recordings run through this segment
+        out, (hm, cm) = lstm(seq[start:end, :m], (h[:, :m].contiguous(), c[:, :m].contiguous()))
+        hidden[start:end, :m] = out
+        h, c = torch.cat([hm, h[:, m:]], dim=1), torch.cat([cm, c[:, m:]], dim=1)
+        start = end
+    return hidden, (h, c)
 
 
 def _features(model: Any) -> Any:
