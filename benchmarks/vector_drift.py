@@ -7,7 +7,7 @@ version: the largest 1 - cosine, the largest change of net speech, and the vecto
 When nothing moved, no 1:1 score, threshold or verdict of accuracy.py / analysis.py / transfer.py can
 have moved either (they are computed from these vectors alone).
 
-    .venv/bin/python benchmarks/vector_drift.py [--speakers 40]
+    .venv/bin/python benchmarks/vector_drift.py [--speakers N]    # all 193 speakers: ~70 s CPU
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--speech", type=Path, default=DEFAULT_SPEECH)
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
-    p.add_argument("--speakers", type=int, default=40, help="the first N speakers the cache holds, corpus order")
+    p.add_argument("--speakers", type=int, default=None, help="only the first N speakers the cache holds (default all)")
     a = p.parse_args(argv)
     cached = Embeddings(a.cache)
     if not cached.path.is_file():
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     t = time.process_time()
     for spk in read_corpus(a.speech):
         prefix = f"{spk.key}|{MATERIAL_KEY}|"
-        if prefix + "calls" not in cached._cache or speakers >= a.speakers:
+        if prefix + "calls" not in cached._cache or (a.speakers is not None and speakers >= a.speakers):
             continue
         speakers += 1
         now = fresh._material(spk, load_utterances(spk))
