@@ -136,14 +136,16 @@ def fresh_workspace(path: Path, hop: str) -> Path:
     return path
 
 
-def child_batch(work: Path, workers: int, hop: str, precision: str) -> dict[str, Any]:
+def child_batch(work: Path, workers: int, hop: str, precision: str, replay: bool = True) -> dict[str, Any]:
     from voicecheck.batch import run_batch
     from voicecheck.config import load_settings
 
     emb = fresh_workspace(work / f"embeddings-w{workers}-hop{hop or 'default'}", hop)
     out = work / f"out-w{workers}-hop{hop or 'default'}"
     shutil.rmtree(out, ignore_errors=True)
-    settings = load_settings(None, store=str(work / "store"), embeddings=str(emb), workers=workers, precision=precision)
+    settings = load_settings(
+        None, store=str(work / "store"), embeddings=str(emb), workers=workers, precision=precision, replay=replay
+    )
     if workers == 1:  # in-process: import and warm up first, as the naive loop does before its clock
         from voicecheck.pipeline import Engine
 
@@ -212,13 +214,15 @@ def child_naive(work: Path) -> dict[str, Any]:
     }
 
 
-def child_profile(work: Path, n: int, hop: str, precision: str) -> dict[str, Any]:
+def child_profile(work: Path, n: int, hop: str, precision: str, replay: bool = True) -> dict[str, Any]:
     """Time each stage of the batch's per-task work (:meth:`voicecheck.pipeline.Engine.embed_many`) on
     ``n`` calls (after one warm-up call): decode, VAD (a task's calls together, as the batch runs it),
-    resampling the speech, embedding split into mel spectrograms and the network, and the refinement:
+    resampling the speech, embedding split into mel spectrograms and the network, the refinement:
     the worker's decision (:class:`voicecheck.refine.Refiner` over the enrolled store, as a batch
-    worker builds it) and the in-between windows of the calls it refines. Times are this process's
-    CPU time (``time.process_time``), so other jobs on the machine do not count."""
+    worker builds it) and the in-between windows of the calls it refines, and (``replay``) the
+    worker's replay fingerprints (:func:`voicecheck.replaycheck.fingerprint_call`; the parent's
+    look-ups are not in the profile). Times are this process's CPU time (``time.process_time``), so
+    other jobs on the machine do not count."""
     from voicecheck.audio import load
     from voicecheck.callstore import CallStore
     from voicecheck.config import load_settings
@@ -228,6 +232,7 @@ def child_profile(work: Path, n: int, hop: str, precision: str) -> dict[str, Any
     from voicecheck.enrollment import VoiceprintStore
     from voicecheck.pipeline import Engine
     from voicecheck.refine import Refiner
+    from voicecheck.replaycheck import fingerprint_call
     from voicecheck.scoring import unit
     from voicecheck.types import CallEmbedding
     from voicecheck.vad import regions_of
@@ -247,8 +252,11 @@ def child_profile(work: Path, n: int, hop: str, precision: str) -> dict[str, Any
     )
     split = hasattr(e, "_speech_mels") and hasattr(e, "_network")  # GE2E: the mel front end timed apart
     stages = dict.fromkeys(
-        ("decode", "vad", "resample+collect", "mel", "network", "refine: decide", "refine: windows"), 0.0
+        ("decode", "vad", "resample+collect", "mel", "network", "refine: decide", "refine: windows", "replay prints"),
+        0.0,
     )
+    if not replay:
+        del stages["replay prints"]
     audio_s = speech_s = 0.0
     refined = 0
     with (work / "calls.csv").open() as f:
@@ -294,6 +302,10 @@ def child_profile(work: Path, n: int, hop: str, precision: str) -> dict[str, Any
                 engine.refined(emb, speech, starts)
                 stages["refine: windows"] += time.process_time() - t6
                 refined += 1
+            if replay:
+                t7 = time.process_time()
+                fingerprint_call(a.samples, a.sample_rate, regions)
+                stages["replay prints"] += time.process_time() - t7
     voiceprints.close()
     return {
         "stages_s": stages,
@@ -356,6 +368,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--precision", default="auto", choices=("auto", "fp32", "bf16"), help="GE2E arithmetic (Settings.precision)"
     )
+    p.add_argument(
+        "--replay",
+        default="on",
+        choices=("on", "off"),
+        help="the batch's replay check (Settings.replay, on by default since issue 15); the naive loop has none",
+    )
     p.add_argument("--results", type=Path, default=RESULTS_MD)
     p.add_argument("--_child", nargs="*", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -372,14 +390,14 @@ def main(argv: list[str] | None = None) -> None:
     load_before = os.getloadavg()
     use_work_key(work)
     hours = prepare(a.speech, a.calls, work)
-    runs, loads = time_runs(work, workers, a.hop, a.precision, a.compare_hop)
+    runs, loads = time_runs(work, workers, a.hop, a.precision, a.compare_hop, a.replay)
     for i in range(a.pairs):
         print(f"pair {i + 1} of {a.pairs} ...", flush=True)
-        runs[f"pair{i}-batch"] = run_child(["--_child", "batch", str(work), "1", a.hop, a.precision])
+        runs[f"pair{i}-batch"] = run_child(["--_child", "batch", str(work), "1", a.hop, a.precision, a.replay])
         runs[f"pair{i}-naive"] = run_child(["--_child", "naive", str(work)])
         loads[f"pair{i}"] = os.getloadavg()
     print("profile ...", flush=True)
-    prof = run_child(["--_child", "profile", str(work), str(a.profile_calls), a.hop, a.precision])
+    prof = run_child(["--_child", "profile", str(work), str(a.profile_calls), a.hop, a.precision, a.replay])
     (work / "runs.json").write_text(json.dumps({"runs": runs, "loads": loads, "profile": prof}, default=str))
     md = render(a, hours, workers, runs, loads, load_before, prof)
     print(md)
@@ -387,13 +405,14 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def child(argv: list[str]) -> dict[str, Any]:
-    """One child run: ``batch WORK WORKERS HOP PRECISION``, ``naive WORK`` or ``profile WORK N HOP PRECISION``."""
+    """One child run: ``batch WORK WORKERS HOP PRECISION REPLAY``, ``naive WORK`` or
+    ``profile WORK N HOP PRECISION REPLAY`` (REPLAY "on" or "off")."""
     kind, work = argv[0], Path(argv[1])
     if kind == "batch":
-        return child_batch(work, int(argv[2]), argv[3], argv[4])
+        return child_batch(work, int(argv[2]), argv[3], argv[4], argv[5] == "on")
     if kind == "naive":
         return child_naive(work)
-    return child_profile(work, int(argv[2]), argv[3], argv[4])
+    return child_profile(work, int(argv[2]), argv[3], argv[4], argv[5] == "on")
 
 
 def use_work_key(work: Path) -> None:
@@ -428,7 +447,7 @@ def prepare(speech: Path, n_calls: int, work: Path) -> float:
 
 
 def time_runs(
-    work: Path, workers: list[int], hop: str, precision: str, compare_hop: str = ""
+    work: Path, workers: list[int], hop: str, precision: str, compare_hop: str = "", replay: str = "on"
 ) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[float, float, float]]]:
     """The batch with each worker count (and with 1 worker at ``compare_hop``), then the naive loop,
     each in its own child process.
@@ -440,11 +459,13 @@ def time_runs(
     loads: dict[str, tuple[float, float, float]] = {}
     for w in workers:
         print(f"batch, {w} worker(s) ...", flush=True)
-        runs[f"batch-{w}"] = run_child(["--_child", "batch", str(work), str(w), hop, precision])
+        runs[f"batch-{w}"] = run_child(["--_child", "batch", str(work), str(w), hop, precision, replay])
         loads[f"batch-{w}"] = os.getloadavg()
     if compare_hop:
         print(f"batch, 1 worker, hop {compare_hop} ...", flush=True)
-        runs[f"batch-1-hop{compare_hop}"] = run_child(["--_child", "batch", str(work), "1", compare_hop, precision])
+        runs[f"batch-1-hop{compare_hop}"] = run_child(
+            ["--_child", "batch", str(work), "1", compare_hop, precision, replay]
+        )
         loads[f"batch-1-hop{compare_hop}"] = os.getloadavg()
     print("naive loop ...", flush=True)
     runs["naive"] = run_child(["--_child", "naive", str(work)])
@@ -509,7 +530,8 @@ def render_setup(a: argparse.Namespace, hours: float, precision: str) -> list[st
         "# Batch throughput",
         "",
         f"`benchmarks/throughput.py --calls {a.calls} --workers {a.workers}{f' --hop {a.hop}' if a.hop else ''}"
-        f"{f' --precision {a.precision}' if a.precision != 'auto' else ''}` on "
+        f"{f' --precision {a.precision}' if a.precision != 'auto' else ''}"
+        f"{f' --pairs {a.pairs}' if a.pairs else ''}{' --replay off' if a.replay == 'off' else ''}` on "
         f"{platform.machine()}, "
         f"{os.cpu_count() or 1} cores, Python {platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M')}.",
         "",
@@ -519,7 +541,14 @@ def render_setup(a: argparse.Namespace, hours: float, precision: str) -> list[st
         f"{hours * 60:.1f} min of audio in all) built from the real-speech corpus with "
         "`recipes.simulate.make_call`; every customer enrolled from two wideband recordings. GE2E "
         f"(network in {precision}), silero VAD, torch 1 thread per worker; each batch run starts "
-        "from an empty call-embedding store. The naive loop is `preprocess_wav` + "
+        "from an empty call-embedding store; "
+        + (
+            "the replay check on (the product's default since issue 15: each call's customer speech "
+            "fingerprinted by the worker, looked up and stored by the parent). "
+            if a.replay == "on"
+            else "the replay check off (`replay = false`; the product's default is on). "
+        )
+        + "The naive loop is `preprocess_wav` + "
         "`VoiceEncoder.embed_utterance` on the customer channel, file by file, one process, torch 1 "
         "thread (embedding only: no VAD of its own beyond "
         "Resemblyzer's webrtcvad trim, no scoring).",

@@ -205,3 +205,23 @@ def test_a_scheduled_retrain_is_reported_and_a_refusal_is_no_error(enrolled, tmp
     assert trained["status"] == "not trained" and "operating point" in trained["reason"]
     assert summary["verdicts"]["error"] == 6  # the run itself is the same
     assert run_batch(manifest, tmp_path / "out2", settings)["backend_training"] is None  # off by default
+
+
+@pytest.mark.parametrize("verdict", ["match", "mismatch"])
+def test_record_keeps_timeline_and_regions_only_when_not_a_match(verdict: str) -> None:
+    """results.jsonl keeps a call's timeline and regions for the review queue, a match's not; the
+    result itself is left whole, and the record shares no list with it."""
+    from voicecheck.batch import record_of
+    from voicecheck.types import CallResult
+
+    timeline = [{"start_s": 0.0, "end_s": 1.6, "score": 0.8}]
+    result = CallResult("C1", "B1", verdict, timeline=timeline, speech_regions=[[0.0, 1.6]])  # type: ignore[arg-type]
+    record = record_of(result)
+    assert record["call_id"] == "C1" and record["verdict"] == verdict
+    if verdict == "match":
+        assert record["timeline"] is None and record["speech_regions"] is None
+    else:
+        assert record["timeline"] == timeline and record["speech_regions"] == [[0.0, 1.6]]
+        record["timeline"][0]["score"] = 0.0
+    assert result.timeline == [{"start_s": 0.0, "end_s": 1.6, "score": 0.8}]
+    assert result.speech_regions == [[0.0, 1.6]]

@@ -214,3 +214,74 @@ def test_engine_embeds_a_task_with_one_vad_pass(silero, tmp_path) -> None:
         alone = engine.embed_audio(call)
         assert got.regions == alone.regions
         np.testing.assert_allclose(got.vector, alone.vector, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("frames", "kernel", "stride", "padding"),
+    [(4, 3, 1, 1), (4, 3, 2, 1), (2, 3, 2, 1), (1, 3, 1, 1), (5, 5, 2, 2), (6, 1, 1, 0), (7, 4, 3, 0)],
+)
+def test_convolution_as_one_product_per_output_frame(frames: int, kernel: int, stride: int, padding: int) -> None:
+    """_frame_products gives torch's conv1d (zero padding included) on inputs laid out frame-major,
+    whatever the kernel, stride and padding; taps that only see padding are left out of the weights."""
+    import torch
+
+    from voicecheck.vad import _frame_products
+
+    torch.manual_seed(frames * 100 + kernel * 10 + stride)
+    conv = torch.nn.Conv1d(5, 3, kernel, stride=stride, padding=padding)
+    x = torch.randn(9, 5, frames)
+    with torch.no_grad():
+        want = conv(x)  # (n, out channels, out frames)
+        products = _frame_products(conv, frames)
+        flat = x.permute(0, 2, 1).reshape(9, -1)  # (n, frames x channels), frame-major
+        got = torch.stack([torch.addmm(bias, flat[:, lo:hi], w) for lo, hi, w, bias in products], dim=2)
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    for lo, hi, w, _ in products:
+        assert 0 <= lo < hi <= frames * 5 and w.shape == (hi - lo, 3)
+        assert (hi - lo) // 5 <= kernel
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_silero_feature_stack_runs_as_matrix_products(rate: int) -> None:
+    """The installed silero's feature stack takes the matrix-product path (not the modules' fallback)
+    and gives the modules' features on a block of chunks, quiet and loud."""
+    import torch
+    from silero_vad import load_silero_vad
+
+    from voicecheck.vad import _Features, _features
+
+    model = load_silero_vad()._model_8k if rate == 8000 else load_silero_vad()._model
+    features = _features(model)
+    assert isinstance(features, _Features)
+    width = 288 if rate == 8000 else 576
+    rows = torch.randn(40, width, generator=torch.Generator().manual_seed(2)) * torch.logspace(-4, 0, 40)[:, None]
+    with torch.no_grad():
+        want = model.encoder(model.stft(rows)).squeeze(-1)
+        got = features(rows)
+    assert got.shape == want.shape == (40, 128)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_lstm_runs_each_recording_only_to_its_end() -> None:
+    """_lstm_to_ends gives each recording what the LSTM gives it alone: its outputs up to its end
+    (zeros after) and its state at its own end, with recordings of several lengths side by side."""
+    import torch
+
+    from voicecheck.vad import _lstm_to_ends
+
+    torch.manual_seed(3)
+    lstm = torch.nn.LSTM(6, 4)
+    sizes = [9, 9, 5, 2, 1]
+    seq = torch.zeros(9, len(sizes), 6)
+    for k, n in enumerate(sizes):
+        seq[:n, k] = torch.randn(n, 6)
+    h0, c0 = torch.randn(1, len(sizes), 4), torch.randn(1, len(sizes), 4)
+    with torch.no_grad():
+        hidden, (h, c) = _lstm_to_ends(lstm, seq, sizes, h0, c0)
+        for k, n in enumerate(sizes):
+            alone, (h_k, c_k) = lstm(seq[:n, k : k + 1], (h0[:, k : k + 1], c0[:, k : k + 1]))
+            torch.testing.assert_close(hidden[:n, k], alone[:, 0], rtol=1e-5, atol=1e-6)
+            assert torch.all(hidden[n:, k] == 0)
+            torch.testing.assert_close(h[:, k], h_k[:, 0], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(c[:, k], c_k[:, 0], rtol=1e-5, atol=1e-6)

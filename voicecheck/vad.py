@@ -165,11 +165,12 @@ class _SequenceSilero:
     ``torch.nn.LSTM`` over the block (several recordings side by side), the state carried into the
     next block; the head is per chunk. The feature stack runs as matrix products (:class:`_Features`:
     the STFT magnitude from a real FFT instead of silero's convolution with a Fourier basis, which
-    also computes a phase it throws away; each convolution as one product), checked equal to the
-    modules at load. Same weights, so the same probabilities to float rounding (~3e-6; checked
-    against the streaming model in the tests; regions identical on 208 of 208 recordings of the
-    throughput benchmark and samples/), at a fraction of the CPU: 0.40 ms per audio second against
-    0.50 with the modules (8 calls together, 1 thread, AVX-512 without AMX).
+    also computes a phase it throws away; each convolution as one product per output frame), checked
+    equal to the modules at load. Same weights, so the same probabilities to float rounding (~4e-6;
+    checked against the streaming model in the tests; regions identical on 208 of 208 recordings of
+    the throughput benchmark and samples/ by ``benchmarks/vad_regions.py``), at a fraction of the CPU:
+    ~0.31 ms per audio second (8 calls together, 1 thread, AVX-512 without AMX; 0.39 with each
+    convolution's input unfolded, ~0.5 with the modules).
     """
 
     _BLOCK = 1024  # chunks per block (~33 s at 8 kHz): bounds memory; the feature stack is fastest near this size
@@ -207,11 +208,11 @@ class _SequenceSilero:
         longest = max((len(f) for f in frames), default=0)
         with torch.no_grad():
             for i in range(0, longest, self._BLOCK):
-                alive = [j for j, f in enumerate(frames) if len(f) > i]
+                # longest first: the LSTM drops each recording at its end (see _lstm_to_ends)
+                alive = sorted((j for j, f in enumerate(frames) if len(f) > i), key=lambda j: -len(frames[j]))
                 sizes = [min(len(frames[j]) - i, self._BLOCK) for j in alive]
                 # the feature stack per recording (one call over all of them is slower: cache misses),
-                # the LSTM over all of them side by side, zero-padded to the block's longest (it is
-                # causal: padding only follows a recording's end, so its own steps are unchanged)
+                # the LSTM over all of them side by side
                 seq = None
                 for k, j in enumerate(alive):
                     block = frames[j][i : i + sizes[k]]
@@ -228,14 +229,43 @@ class _SequenceSilero:
                 zero = seq.new_zeros(1, lstm.hidden_size)
                 h0 = torch.stack([states.get(j, (zero, zero))[0] for j in alive], dim=1)
                 c0 = torch.stack([states.get(j, (zero, zero))[1] for j in alive], dim=1)
-                hidden, (h, c) = lstm(seq, (h0, c0))
+                hidden, (h, c) = _lstm_to_ends(lstm, seq, sizes, h0, c0)
                 valid = torch.cat([hidden[:n, k] for k, n in enumerate(sizes)])
                 p = head(valid).numpy()
                 for k, (j, piece) in enumerate(zip(alive, np.split(p, np.cumsum(sizes)[:-1]), strict=True)):
                     outs[j][i : i + sizes[k]] = piece
-                    # a recording that goes on filled this block, so its final state is its own
                     states[j] = (h[:, k], c[:, k])
         return outs
+
+
+def _lstm_to_ends(lstm: Any, seq: Any, sizes: list[int], h0: Any, c0: Any) -> tuple[Any, tuple[Any, Any]]:
+    """``lstm`` over recordings side by side, each only up to its own end: no steps on padding.
+
+    A batch task's calls differ in length (20-60 s in the throughput benchmark: a fifth of the
+    steps of the longest-padded block were padding), and the LSTM's cost is proportional to the
+    recordings it runs. So it runs in segments between the recordings' ends, each over the
+    recordings still going, their state carried from the segment before.
+
+    Args:
+        seq: (max(sizes), recordings, features), recordings sorted longest first (zeros past an end).
+        sizes: steps of each recording, non-increasing.
+        h0, c0: initial states, (1, recordings, hidden).
+
+    Returns:
+        (hidden (max(sizes), recordings, hidden), zeros past each end; (h, c) each at its own end).
+    """
+    import torch
+
+    hidden = seq.new_zeros(seq.shape[0], seq.shape[1], lstm.hidden_size)
+    h, c = h0, c0
+    start = 0
+    for end in sorted(set(sizes)):
+        m = sum(1 for n in sizes if n >= end)  # the first m recordings run through this segment
+        out, (hm, cm) = lstm(seq[start:end, :m], (h[:, :m].contiguous(), c[:, :m].contiguous()))
+        hidden[start:end, :m] = out
+        h, c = torch.cat([hm, h[:, m:]], dim=1), torch.cat([cm, c[:, m:]], dim=1)
+        start = end
+    return hidden, (h, c)
 
 
 def _features(model: Any) -> Any:
@@ -264,10 +294,13 @@ def _features(model: Any) -> Any:
 class _Features:
     """silero's feature stack (STFT magnitude, then four conv + ReLU blocks) of a block of chunks as
     matrix products: the magnitude from a real FFT of the Hann-windowed frames (silero's STFT is a
-    convolution with that windowed Fourier basis, ~30x the arithmetic), each convolution as one
-    product of its unfolded input with its weights, leaving out the taps that only ever see padding
-    (the last two blocks run on 2 and 1 frames). Same values as the modules to float rounding;
-    :func:`_features` checks that on a probe block before using it.
+    convolution with that windowed Fourier basis, ~30x the arithmetic), then each convolution as one
+    product per output frame: a chunk has only 4 spectrogram frames (then 4, 2, 1, 1 after each
+    block), so an output frame's input is a contiguous span of the previous block's frames, i.e. of
+    columns of its (n, frames x channels) output, and its weights are the taps that see those frames
+    stacked; taps that only see zero padding are left out, and nothing is copied to unfold the input.
+    Same values as the modules to float rounding; :func:`_features` checks that on a probe block
+    before using it.
     """
 
     def __init__(self, model: Any) -> None:
@@ -279,16 +312,11 @@ class _Features:
         self.pad = tuple(int(v) for v in stft.padding.padding)
         self.window = basis[0].detach().clone()  # the k = 0 row of the windowed basis: the window itself
         frames = (self.n_fft * 9 // 4 + sum(self.pad) - self.n_fft) // self.hop + 1
-        self.layers = []
+        self.layers: list[list[tuple[int, int, Any, Any]]] = []
         for i in range(4):
             conv = getattr(model.encoder, str(i)).reparam_conv
-            k, stride, pad = int(conv.weight.shape[2]), int(conv.stride[0]), int(conv.padding[0])
-            out = (frames + 2 * pad - k) // stride + 1
-            # taps that see an input frame for some output (the others only ever see zero padding)
-            taps = [j for j in range(k) if any(0 <= t * stride - pad + j < frames for t in range(out))]
-            weight = conv.weight.detach()[:, :, taps].permute(2, 1, 0).reshape(len(taps) * conv.weight.shape[1], -1)
-            self.layers.append((weight.contiguous(), conv.bias.detach().clone(), taps, stride, pad, out))
-            frames = out
+            self.layers.append(_frame_products(conv, frames))
+            frames = len(self.layers[-1])
         if frames != 1:
             raise ValueError(f"silero's encoder ends on {frames} frames per chunk, not 1")
         self._torch = torch
@@ -298,13 +326,28 @@ class _Features:
         x = torch.nn.functional.pad(rows[:, None, :], self.pad, mode="reflect")[:, 0]
         spectrum = torch.view_as_real(torch.fft.rfft(x.unfold(1, self.n_fft, self.hop) * self.window, dim=-1))
         re, im = spectrum[..., 0], spectrum[..., 1]
-        h = (re * re + im * im).sqrt_()  # (n, frames, bins); half the time of the complex abs (hypot)
-        n = h.shape[0]
-        for weight, bias, taps, stride, pad, out in self.layers:
-            padded = torch.nn.functional.pad(h, (0, 0, pad, pad))
-            cols = torch.cat([padded[:, j : j + stride * (out - 1) + 1 : stride] for j in taps], dim=2)
-            h = torch.relu(torch.addmm(bias, cols.reshape(n * out, -1), weight)).reshape(n, out, -1)
-        return h[:, 0]
+        h = (re * re + im * im).sqrt_().reshape(rows.shape[0], -1)  # (n, frames x bins), frame-major
+        for products in self.layers:
+            outs = [torch.addmm(bias, h[:, lo:hi], weight) for lo, hi, weight, bias in products]
+            h = torch.relu_(outs[0] if len(outs) == 1 else torch.cat(outs, dim=1))
+        return h
+
+
+def _frame_products(conv: Any, frames: int) -> list[tuple[int, int, Any, Any]]:
+    """A 1-D convolution over ``frames`` input frames (zero padded, as torch pads) as one matrix
+    product per output frame: [(first column, end column, weights (columns, out channels), bias)],
+    where the columns are those of the input laid out (n, frames x in channels), frame-major."""
+    weight, bias = conv.weight.detach(), conv.bias.detach().clone()
+    k, stride, pad = int(weight.shape[2]), int(conv.stride[0]), int(conv.padding[0])
+    channels = int(weight.shape[1])
+    products = []
+    for t in range((frames + 2 * pad - k) // stride + 1):
+        first = t * stride - pad  # the input frame tap 0 sees
+        taps = [j for j in range(k) if 0 <= first + j < frames]  # the others only see zero padding
+        stacked = weight[:, :, taps].permute(2, 1, 0).reshape(len(taps) * channels, -1).contiguous()
+        lo = (first + taps[0]) * channels
+        products.append((lo, lo + len(taps) * channels, stacked, bias))
+    return products
 
 
 def _head(decoder: Any) -> Any:
