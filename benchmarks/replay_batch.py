@@ -125,6 +125,12 @@ def main(argv: list[str] | None = None) -> None:
     print(render(runs, a.calls, audio_s, hours, os.getloadavg(), _cpu()))
 
 
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
 def render(runs: list[dict[str, Any]], n: int, audio_s: float, hours: float, load: tuple, cpu: str) -> str:
     def mean(key: str, replay: bool) -> float:
         values = [r[key] for r in runs if r["replay"] == replay]
@@ -133,6 +139,11 @@ def render(runs: list[dict[str, Any]], n: int, audio_s: float, hours: float, loa
     off_cpu, on_cpu = mean("cpu_s", False), mean("cpu_s", True)
     off_wall, on_wall = mean("wall_s", False), mean("wall_s", True)
     fp, look = mean("fingerprint_cpu_s", True), mean("lookup_store_cpu_s", True)
+    offs, ons = [r for r in runs if not r["replay"]], [r for r in runs if r["replay"]]
+    pairs = [100 * (on["cpu_s"] / off["cpu_s"] - 1) for off, on in zip(offs, ons, strict=False)]
+    fps = [100 * on["fingerprint_cpu_s"] / off["cpu_s"] for off, on in zip(offs, ons, strict=False)]
+    looks = [100 * on["lookup_store_cpu_s"] / off["cpu_s"] for off, on in zip(offs, ons, strict=False)]
+    parts = [f + x for f, x in zip(fps, looks, strict=True)]
     lines = [
         f"{n} calls ({hours * 60:.1f} min of audio, {audio_s / n:.0f} s per call), one worker in-process, GE2E, "
         f"silero VAD; CPU: {cpu}; load average after: {load[0]:.1f}. Mean of {len(runs) // 2} run(s) each.",
@@ -147,6 +158,10 @@ def render(runs: list[dict[str, Any]], n: int, audio_s: float, hours: float, loa
         f"- of which fingerprinting (worker) {1000 * fp / n:.1f} ms CPU per call = {100 * fp / off_cpu:.1f}% of the "
         f"batch without replay, looking up + storing (parent) {1000 * look / n:.1f} ms = {100 * look / off_cpu:.1f}%;",
         f"- verdict reasons with replay on: {runs[-1]['reasons']} (off: {runs[-2]['reasons']}).",
+        f"- per pair (CPU, on vs off): median {_median(pairs):+.1f}% (range {min(pairs):+.1f} to {max(pairs):+.1f}%: "
+        + ", ".join(f"{p:+.1f}" for p in pairs)
+        + f"); timed from inside, per pair: median {_median(parts):.1f}% (fingerprinting {_median(fps):.1f}%, "
+        f"looking up + storing {_median(looks):.1f}%; range {min(parts):.1f} to {max(parts):.1f}%).",
     ]
     return "\n".join(lines)
 

@@ -44,7 +44,10 @@ log = logging.getLogger(__name__)
 
 ItemKind = Literal["enrollment", "call"]
 
-_SCHEMA_VERSION = "2"
+_SCHEMA_VERSION = "3"
+"""Written into new indexes. Schema 3 stores item rows packed as :func:`_pack` writes them (``_ROWS_V2``);
+schema 2 (read as well) keeps them as compressed int64 pairs, and its items are written that way."""
+_SCHEMA_READ = ("2", "3")
 _INDEX_KEY_PURPOSE = b"voicecheck replay index v1"
 _KEYED_TWEAK = int.from_bytes(b"vc-fp-1\0", "little")
 """Second half of every block keyed (domain separation: no other use of the key encrypts this)."""
@@ -286,8 +289,11 @@ class FingerprintIndex:
     def _check_meta(self) -> None:
         meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
         self.all_items = meta.get("all_items", "1") == "1"
-        if meta.get("schema") != _SCHEMA_VERSION:
-            raise StoreError(f"{self.path}: index schema {meta.get('schema')!r}, this version reads {_SCHEMA_VERSION}.")
+        if meta.get("schema") not in _SCHEMA_READ:
+            raise StoreError(
+                f"{self.path}: index schema {meta.get('schema')!r}, this version reads {' and '.join(_SCHEMA_READ)}."
+            )
+        self._packed_rows = meta.get("schema") != "2"
         if meta.get("hash_key") != self.hash_key:
             raise StoreError(
                 f"{self.path} holds fingerprints {meta.get('hash_key')!r}, not {self.hash_key!r}: "
@@ -457,11 +463,21 @@ class FingerprintIndex:
                 values = self._stored_values(hashes)
                 sealed = None
                 if self._cipher is not None:  # the raw rows, for a re-keying (reseal); never readable without the key
-                    sealed = self._cipher.seal(_pack(np.asarray(hashes), frames), ("replay-index", "rows", item))
+                    raw_rows = _pack(np.asarray(hashes), frames, self._packed_rows)
+                    sealed = self._cipher.seal(raw_rows, ("replay-index", "rows", item))
                 cur = self._db.execute(
                     "INSERT INTO items(name, kind, owner, duration_s, n_hashes, rows, sealed, added_at)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (item, kind, owner, duration_s, int(values.size), _pack(values, frames), sealed, added_at or stamp),
+                    (
+                        item,
+                        kind,
+                        owner,
+                        duration_s,
+                        int(values.size),
+                        _pack(values, frames, self._packed_rows),
+                        sealed,
+                        added_at or stamp,
+                    ),
                 )
                 item_id = int(cur.lastrowid or 0)
                 rows.append(np.stack([values, np.full(values.size, item_id), frames.astype(np.int64)], axis=1))
@@ -792,14 +808,35 @@ def _unique_rows(rows: np.ndarray) -> np.ndarray:
     return rows[keep]
 
 
-def _pack(values: np.ndarray, frames: np.ndarray) -> bytes:
-    """An item's (stored hash value, frame) rows, compressed (fast level: the values are random, the
-    frames compress): for erasure and borrower-scoped lookups."""
-    return zlib.compress(np.stack([values.astype(np.int64), frames.astype(np.int64)], axis=1).tobytes(), 1)
+_ROWS_V2 = b"VCR2"
+"""Starts an item's rows packed by columns (a zlib stream starts with 0x78, never with this)."""
+
+
+def _pack(values: np.ndarray, frames: np.ndarray, by_columns: bool = True) -> bytes:
+    """An item's (stored hash value, frame) rows, for erasure, re-keying and borrower-scoped lookups.
+
+    By columns (schema 3, when every value and frame fits in 32 bits): ``_ROWS_V2``, the row count
+    (uint32), the values as uint32 (random when keyed: not worth compressing), then the frames as
+    uint32, compressed (they increase slowly). About 5 bytes per row and ~10x less zlib work than
+    schema 2's compressed int64 pairs, which values of more than 32 bits (keyed triplets) keep."""
+    v, f = np.asarray(values, dtype=np.int64), np.asarray(frames, dtype=np.int64)
+    fits = v.size == 0 or (v.min() >= 0 and v.max() < 1 << 32 and f.min() >= 0 and f.max() < 1 << 32)
+    if by_columns and fits:
+        head = _ROWS_V2 + np.uint32(v.size).tobytes()
+        return head + v.astype("<u4").tobytes() + zlib.compress(f.astype("<u4").tobytes(), 1)
+    return zlib.compress(np.stack([v, f], axis=1).tobytes(), 1)
 
 
 def _unpack(blob: bytes) -> np.ndarray:
-    return np.frombuffer(zlib.decompress(blob), dtype=np.int64).reshape(-1, 2)
+    """The rows :func:`_pack` packed (either layout), int64, shape (n, 2)."""
+    if blob[:4] != _ROWS_V2:
+        return np.frombuffer(zlib.decompress(blob), dtype=np.int64).reshape(-1, 2)
+    n = int(np.frombuffer(blob, dtype="<u4", count=1, offset=4)[0])
+    values = np.frombuffer(blob, dtype="<u4", count=n, offset=8)
+    frames = np.frombuffer(zlib.decompress(blob[8 + 4 * n :]), dtype="<u4")
+    if frames.size != n:
+        raise StoreError(f"replay index rows hold {n} values but {frames.size} frames: the file is damaged.")
+    return np.stack([values, frames], axis=1).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -826,24 +863,29 @@ def _best_spans(q: _Values, hits: np.ndarray, rule: MatchRule) -> list[tuple[int
     if hits.size == 0:
         return []
     items, item_frames, call_frames = _expand(q, hits)
-    deltas = item_frames - call_frames
-    packed = items * (2 * _DELTA_SPAN) + deltas + _DELTA_SPAN
-    keys, counts = np.unique(packed, return_counts=True)
-    cum = np.concatenate([[0], np.cumsum(counts)])
+    packed = items * (2 * _DELTA_SPAN) + (item_frames - call_frames) + _DELTA_SPAN
+    order = np.argsort(packed)  # by (item, delta); a group's order does not matter (_largest_group)
+    ordered = packed[order]
+    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+    keys = ordered[starts]
+    cum = np.append(starts, ordered.size)  # hits before each key, and all of them
     tol = rule.tolerance_frames
     window = cum[np.searchsorted(keys, keys + tol, side="right")] - cum[np.searchsorted(keys, keys - tol, side="left")]
     key_items = keys // (2 * _DELTA_SPAN)
     # best difference per item, then the items with most hits on it
-    order = np.lexsort((-window, key_items))
-    first = np.ones(order.size, dtype=bool)
-    first[1:] = key_items[order][1:] != key_items[order][:-1]
-    best = order[first]
+    by_item = np.lexsort((-window, key_items))
+    first = np.ones(by_item.size, dtype=bool)
+    first[1:] = key_items[by_item][1:] != key_items[by_item][:-1]
+    best = by_item[first]
     best = best[np.argsort(-window[best], kind="stable")][: rule.max_candidates]
     out = []
     for k in best.tolist():
         item = int(key_items[k])
         delta = int(keys[k] % (2 * _DELTA_SPAN)) - _DELTA_SPAN
-        near = (items == item) & (np.abs(deltas - delta) <= tol)
+        base = item * (2 * _DELTA_SPAN)  # the hits within tol of delta, never another item's
+        lo = np.searchsorted(ordered, base + max(delta - tol + _DELTA_SPAN, 0), side="left")
+        hi = np.searchsorted(ordered, base + min(delta + tol + _DELTA_SPAN, 2 * _DELTA_SPAN - 1), side="right")
+        near = order[lo:hi]
         span = _largest_group(call_frames[near], item_frames[near], delta, rule)
         out.append((item, span))
     return out
