@@ -26,6 +26,33 @@ def test_max_filter_is_scipys_value_for_value(shape: tuple[int, int], half_t: in
     assert np.array_equal(fpmod._max_filter(a, half_t, half_f), want)
 
 
+@pytest.mark.parametrize("shape", [(1, 9), (40, 99), (300, 20)])
+def test_box_mean_of_some_rows_is_the_whole_filters_value_for_value(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(shape[0])
+    a = (rng.standard_normal(shape) * 20 - 60).astype(np.float32)
+    want = ndimage.uniform_filter(a, size=(31, 13), mode="nearest")
+    assert np.array_equal(fpmod._box_mean(a, 15, 6), want)
+    rows = np.unique(rng.integers(0, shape[0], 5))
+    assert np.array_equal(fpmod._box_mean(a, 15, 6, rows), want[rows])
+    assert fpmod._box_mean(a, 15, 6, rows[:0]).shape == (0, shape[1])
+
+
+def test_peaks_are_the_local_maxima_that_pass_the_thresholds() -> None:
+    """The definition, over the whole spectrogram: at least every value of its box, in speech, above
+    the floor by min_above_floor_db, above its box mean by min_prominence_db."""
+    x = syllables(6.0, seed=12)
+    spec = fpmod._prepare(x, 8000, None, 1.0)[0]
+    found = fpmod.peaks(spec, QUERY_PARAMS, QUERY_PARAMS)
+    band = spec.band
+    box = ndimage.maximum_filter(band, size=(17, 7), mode="nearest")
+    mean = ndimage.uniform_filter(band, size=(31, 13), mode="nearest")
+    want = (band >= box) & spec.usable[:, None] & (band >= spec.ceiling - 70.0)
+    want &= (band - spec.floor[None, :] >= QUERY_PARAMS.min_above_floor_db) & (band - mean >= 6.0)
+    rows, bins = np.nonzero(want)
+    assert rows.size > 50
+    assert np.array_equal(found.frames, spec.frames[rows]) and np.array_equal(found.bins, bins + fpmod._LO_BIN)
+
+
 def _targets_one_by_one(frames: np.ndarray, bins: np.ndarray, params: FingerprintParams) -> np.ndarray:
     """The definition: each anchor's first ``fan_out`` later landmarks in the target zone, in order."""
     out = np.full((frames.size, params.fan_out), -1, dtype=np.int64)
@@ -111,3 +138,47 @@ def test_query_and_index_fingerprints_from_one_search_equal_separate_ones() -> N
     query, stored = fingerprints(x, 16000)
     for both, alone in ((query, fingerprint(x, 16000, params=QUERY_PARAMS)), (stored, fingerprint(x, 16000))):
         assert np.array_equal(both.hashes, alone.hashes) and np.array_equal(both.frames, alone.frames)
+
+
+@pytest.mark.parametrize(
+    "values, frames",
+    [
+        (np.array([0, 5, (1 << 31) - 1]), np.array([0, 0, 7])),  # keyed pair values: by columns
+        (np.array([(1 << 47) - 1, 3]), np.array([1, 2])),  # keyed triplets: compressed int64 pairs
+        (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)),
+    ],
+)
+def test_rows_unpack_to_what_was_packed(values: np.ndarray, frames: np.ndarray) -> None:
+    for by_columns in (True, False):
+        blob = replay._pack(values, frames, by_columns)
+        assert blob.startswith(replay._ROWS_V2) == (by_columns and values.max(initial=0) < 1 << 32)
+        rows = replay._unpack(blob)
+        assert rows.dtype == np.int64 and np.array_equal(rows, np.stack([values, frames], axis=1).reshape(-1, 2))
+
+
+def test_a_schema_2_index_is_read_and_written_as_before(tmp_path: Path) -> None:
+    """An index made before rows were packed by columns: its items stay readable, new items are
+    written the old way (an older version can still read the file), lookups find the same."""
+    import sqlite3
+
+    x, rate = _clip(CLIP_A)
+    call = fingerprint(_phone(x, rate, seed=5), 8000, params=QUERY_PARAMS)
+    path = tmp_path / "old.sqlite"
+    with FingerprintIndex(path, key=KEY, all_items=False) as idx:
+        idx.add("enroll-a", fingerprint(x, rate), "enrollment", owner="a")
+        new_layout = idx.query(call, owner="a")
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
+        blob = db.execute("SELECT rows FROM items").fetchone()[0]
+        old = replay._unpack(blob)
+        db.execute("UPDATE items SET rows = ?", (replay._pack(old[:, 0], old[:, 1], by_columns=False),))
+    with FingerprintIndex(path, key=KEY, all_items=False) as idx:
+        assert idx.query(call, owner="a") == new_layout and new_layout.replay
+        y, rate_b = _clip(CLIP_B)
+        idx.add("call-b", fingerprint(y, rate_b), "call", owner="a")
+    with sqlite3.connect(path) as db:
+        added = db.execute("SELECT rows FROM items WHERE name = 'call-b'").fetchone()[0]
+        assert not added.startswith(replay._ROWS_V2) and replay._unpack(added).shape[1] == 2
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+    with pytest.raises(replay.StoreError, match="schema '1'"):
+        FingerprintIndex(path, key=KEY)

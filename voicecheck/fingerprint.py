@@ -282,12 +282,19 @@ def _max_filter(a: np.ndarray, half_t: int, half_f: int) -> np.ndarray:
     return _running_max(_running_max(a, half_t, axis=0), half_f, axis=1)
 
 
-def _box_mean(a: np.ndarray, half_t: int, half_f: int) -> np.ndarray:
-    """Mean over a (2 half_t + 1) x (2 half_f + 1) box, edges repeated, float32 (scipy's uniform filter)."""
+def _box_mean(a: np.ndarray, half_t: int, half_f: int, rows: np.ndarray | None = None) -> np.ndarray:
+    """Mean over a (2 half_t + 1) x (2 half_f + 1) box, edges repeated, float32 (scipy's uniform
+    filter: a running mean along time over the whole array, then across bins), of the rows ``rows``
+    only (all when None). Each row's pass across bins depends on that row alone, so the rows asked
+    for get the values the whole filter gives them, bit for bit."""
     from scipy import ndimage
 
-    size = (2 * half_t + 1, 2 * half_f + 1)
-    return np.asarray(ndimage.uniform_filter(a.astype(np.float32), size=size, mode="nearest"), dtype=np.float32)
+    along_time = ndimage.uniform_filter1d(np.asarray(a, dtype=np.float32), 2 * half_t + 1, axis=0, mode="nearest")
+    if rows is not None:
+        along_time = along_time[rows]
+    if along_time.size == 0:
+        return along_time
+    return np.asarray(ndimage.uniform_filter1d(along_time, 2 * half_f + 1, axis=1, mode="nearest"), dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -343,14 +350,20 @@ def peaks(spec: _Spectrogram, params: FingerprintParams, loosest: FingerprintPar
         loosest: the lowest thresholds any caller will apply (see :func:`landmarks`).
     """
     band_db = spec.band
-    is_peak = band_db >= _max_filter(band_db, params.peak_time_frames, params.peak_freq_bins)
+    is_peak = band_db >= spec.ceiling - 70.0  # nothing from digital silence or dither
     is_peak &= spec.usable[:, None]
-    is_peak &= band_db >= spec.ceiling - 70.0  # nothing from digital silence or dither
     is_peak &= band_db - spec.floor[None, :] >= loosest.min_above_floor_db
-    rows, bins = np.nonzero(is_peak)
-    context = _box_mean(band_db, params.context_frames, params.context_bins)
+    some = np.flatnonzero(is_peak.any(axis=1))  # rows with a candidate: only they are filtered across bins
+    along_time = _running_max(band_db, params.peak_time_frames, axis=0)[some]
+    is_peak = is_peak[some]
+    is_peak &= band_db[some] >= _running_max(along_time, params.peak_freq_bins, axis=1)
+    at, bins = np.divmod(np.flatnonzero(is_peak), band_db.shape[1])  # row by row, as np.nonzero
+    rows = some[at]
+    new_row = np.ones(rows.size, dtype=bool)
+    new_row[1:] = rows[1:] != rows[:-1]
+    context = _box_mean(band_db, params.context_frames, params.context_bins, rows[new_row])
     values = band_db[rows, bins]
-    prominence = values - context[rows, bins]
+    prominence = values - context[np.cumsum(new_row) - 1, bins]  # each peak's row among the peaks' rows
     ok = prominence >= loosest.min_prominence_db
     return _Peaks(
         frames=spec.frames[rows[ok]].astype(np.int32),
