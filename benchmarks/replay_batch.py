@@ -6,7 +6,8 @@ fingerprinted into the enrollment index) go through ``voicecheck.batch.run_batch
 (in-process, models loaded and warmed before the clock, as throughput.py does) with ``replay`` off
 and on, alternately, each run in its own child process from an empty call store. Per run it records
 wall and CPU seconds of ``run_batch``, and (replay on) the seconds spent fingerprinting in the
-worker and looking up / storing in the parent (the two functions timed from inside the run).
+worker and looking up / storing in the parent (timed from inside the run: the worker's
+``fingerprint_call``, the ledger's ``_check`` and ``finish``, which commits the last calls and syncs).
 
 Compare ratios within one run of this script: the machine is shared and its speed drifts.
 
@@ -49,12 +50,18 @@ def child(work: Path, replay: bool, tag: str) -> dict[str, Any]:
 
     spent = {"fingerprint_s": 0.0, "lookup_store_s": 0.0, "fingerprint_cpu_s": 0.0, "lookup_store_cpu_s": 0.0}
 
+    depth = {"fingerprint": 0, "lookup_store": 0}
+
     def timed(fn: Any, key: str) -> Any:
         def wrapper(*a: Any, **k: Any) -> Any:
+            if depth[key]:  # called from inside a timed call: counted there
+                return fn(*a, **k)
+            depth[key] += 1
             t, c = time.perf_counter(), _cpu_s()
             try:
                 return fn(*a, **k)
             finally:
+                depth[key] -= 1
                 spent[f"{key}_s"] += time.perf_counter() - t
                 spent[f"{key}_cpu_s"] += _cpu_s() - c
 
@@ -62,6 +69,7 @@ def child(work: Path, replay: bool, tag: str) -> dict[str, Any]:
 
     workers.fingerprint_call = timed(workers.fingerprint_call, "fingerprint")  # type: ignore[assignment]
     replaycheck.Ledger._check = timed(replaycheck.Ledger._check, "lookup_store")  # type: ignore[method-assign]
+    replaycheck.Ledger.finish = timed(replaycheck.Ledger.finish, "lookup_store")  # type: ignore[method-assign]
     emb = work / f"embeddings-{tag}"
     shutil.rmtree(emb, ignore_errors=True)
     emb.mkdir()

@@ -182,3 +182,102 @@ def test_a_schema_2_index_is_read_and_written_as_before(tmp_path: Path) -> None:
         db.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
     with pytest.raises(replay.StoreError, match="schema '1'"):
         FingerprintIndex(path, key=KEY)
+
+
+def test_a_stored_outcome_is_the_json_of_its_fields() -> None:
+    import json
+    from dataclasses import asdict
+
+    from voicecheck.replay import ReplayMatch
+    from voicecheck.replaycheck import ReplayOutcome
+
+    m = ReplayMatch("call:x", "call", "b1", 0.1, 4.130000000000001, 0.2, 4.2, 4.03, 17, -0.01, True)
+    for outcome in (ReplayOutcome(True, "", (m, m), 3), ReplayOutcome(False, "why \u4e2d", (), 0)):
+        assert outcome.to_json() == json.dumps(asdict(outcome), separators=(",", ":"))
+        assert ReplayOutcome.from_json(outcome.to_json()) == outcome
+
+
+def _ledger_world(tmp_path: Path, n: int) -> tuple:
+    """n calls of one borrower, each replaying the one before (shared audio), as phase-1 results."""
+    from voicecheck.config import Settings
+    from voicecheck.crypto import cipher_for
+    from voicecheck.manifest import Row
+    from voicecheck.replaycheck import Prints
+    from voicecheck.workers import Embedded
+
+    settings = Settings(store=str(tmp_path / "s"), embeddings=str(tmp_path / "e"))
+    x = syllables(6.0 * (n + 1), seed=8)
+    results = []
+    for i in range(n):  # call i holds seconds 6i .. 6i+12: half of it is call i-1's second half
+        part = x[6 * i * 8000 : (6 * i + 12) * 8000]
+        row = Row(i + 1, f"c{i}", "B1", f"{i}.wav", 1)
+        results.append(
+            Embedded(row, "ok", content_hash=f"{i:064x}", channel=1, prints=Prints(*fingerprints(part, 8000)))
+        )
+    return settings, cipher_for(settings), results
+
+
+def _run_ledger(settings, cipher, results, chunk: int, stop_after: int | None = None) -> dict[str, str]:
+    """The ledger over ``results``; ``stop_after``: the process dies after that many checks (nothing flushed
+    beyond what the chunks committed). Returns the outcomes the call store then holds."""
+    from voicecheck.callstore import CallStore
+    from voicecheck.replaycheck import Indexes, Ledger
+
+    calls, indexes = CallStore(settings.embeddings, cipher), Indexes.open(settings, cipher)
+    try:
+        ledger = Ledger(indexes, calls, chunk=chunk)
+        todo = results if stop_after is None else results[:stop_after]
+        for res in todo:
+            ledger.expect(res.row.row)
+            ledger.arrive(res)
+        if stop_after is None:
+            ledger.finish()
+        return {r.content_hash: calls.replay_outcome(r.content_hash, 1, "B1") for r in results}
+    finally:
+        indexes.close()  # without finish: what was not committed is rolled back
+        calls.close()
+
+
+def test_ledger_chunks_store_what_calls_one_by_one_store(tmp_path: Path) -> None:
+    one_by_one = _run_ledger(*_ledger_world(tmp_path / "a", 7), chunk=1)
+    chunked = _run_ledger(*_ledger_world(tmp_path / "b", 7), chunk=3)
+    assert chunked == one_by_one and all(chunked.values())
+    replayed = [json for json in chunked.values() if '"candidates":[]' not in json]
+    assert len(replayed) == 6  # every call but the first replays the one before
+
+
+def test_a_batch_stopped_between_chunks_resumes_to_the_same_checks(tmp_path: Path) -> None:
+    """Stopped after 5 checks with chunks of 3: the first 3 calls are in the index and the call store,
+    calls 4-5 in neither; run again over all 7 (as a resumed batch does for the calls without a stored
+    check), the outcomes equal an uninterrupted run's."""
+    from voicecheck.replay import FingerprintIndex
+    from voicecheck.replaycheck import call_item
+
+    settings, cipher, results = _ledger_world(tmp_path / "a", 7)
+    stopped = _run_ledger(settings, cipher, results, chunk=3, stop_after=5)
+    assert [h for h, o in stopped.items() if o] == [r.content_hash for r in results[:3]]
+    with FingerprintIndex(Path(settings.embeddings) / "replay.sqlite", cipher=cipher, all_items=False) as idx:
+        assert [call_item(r.content_hash) in idx for r in results] == [True] * 3 + [False] * 4
+    left = [r for r in results if not stopped[r.content_hash]]
+    resumed = _run_ledger(settings, cipher, left, chunk=3)
+    whole = _run_ledger(*_ledger_world(tmp_path / "b", 7), chunk=3)
+    assert {**{h: o for h, o in stopped.items() if o}, **resumed} == whole
+
+
+def test_a_check_lost_after_its_call_was_indexed_is_found_again(tmp_path: Path) -> None:
+    """The index committed, the process stopped before the call store kept the outcomes: looked up
+    again, each call sees the items stored before it, as the first time (not itself, nor later calls)."""
+    from voicecheck.callstore import CallStore
+    from voicecheck.replaycheck import ReplayOutcome
+
+    settings, cipher, results = _ledger_world(tmp_path / "a", 4)
+    whole = _run_ledger(settings, cipher, results, chunk=2)
+    calls = CallStore(settings.embeddings, cipher)
+    with calls._db:
+        calls._db.execute("DELETE FROM replay_checks")
+    calls.close()
+    again = _run_ledger(settings, cipher, results, chunk=2)
+    for h, first in whole.items():  # the same spans found; ``items`` counts what the index holds now
+        a, b = ReplayOutcome.from_json(first), ReplayOutcome.from_json(again[h])
+        assert a.candidates == b.candidates and a.checked and b.checked and b.items >= a.items
+    assert any(ReplayOutcome.from_json(o).candidates for o in again.values())

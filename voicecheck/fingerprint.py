@@ -337,7 +337,8 @@ def _chunks(x8k: np.ndarray, usable: np.ndarray) -> _Spectrogram:
     spectrum = fft.rfft(frames, axis=1, workers=1)[:, _LO_BIN : _HI_BIN + 1]
     band = np.asarray(10.0 * np.log10(spectrum.real**2 + spectrum.imag**2 + np.float32(1e-12)), dtype=np.float32)
     speech = band[usable[rows]]
-    floor = np.percentile(speech[::4], 20, axis=0).astype(np.float32)
+    # per bin over time, read along each bin's own row (the same order statistics, faster)
+    floor = np.percentile(np.ascontiguousarray(speech[::4].T), 20, axis=1).astype(np.float32)
     return _Spectrogram(band=band, frames=rows, usable=usable[rows], floor=floor, ceiling=float(speech.max()))
 
 

@@ -29,6 +29,7 @@ import sqlite3
 import zlib
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -420,7 +421,7 @@ class FingerprintIndex:
         if len(fp) == 0:
             raise UsageError(f"{what} has no hashes; fingerprint() raises FingerprintError instead of making one.")
 
-    def add(self, item: str, fp: Fingerprint, kind: ItemKind, owner: str = "") -> None:
+    def add(self, item: str, fp: Fingerprint, kind: ItemKind, owner: str = "", commit: bool = True) -> None:
         """Store one recording's fingerprint (use :data:`~voicecheck.fingerprint.INDEX_PARAMS`).
 
         Args:
@@ -428,19 +429,49 @@ class FingerprintIndex:
             fp: its fingerprint.
             kind: "enrollment" or "call".
             owner: the borrower it belongs to.
+            commit: False leaves the item in the open transaction (seen by this object's lookups,
+                by no other connection) until :meth:`commit`; closing first, or an error in a later
+                add, drops every item not committed.
 
         Raises:
             UsageError: an empty name, an unknown kind, a name already stored, or a fingerprint
                 with other parameters.
         """
-        self.add_many([(item, fp, kind, owner)])
+        self.add_many([(item, fp, kind, owner)], commit)
 
-    def add_many(self, entries: Iterable[tuple[str, Fingerprint, ItemKind, str]]) -> int:
+    def add_many(self, entries: Iterable[tuple[str, Fingerprint, ItemKind, str]], commit: bool = True) -> int:
         """Store many fingerprints in one transaction (rows inserted in hash order). Returns the count."""
         return self._insert(
-            (item, kind, owner, float(fp.duration_s), fp.hashes, fp.frames, "")
-            for item, fp, kind, owner in self._checked(entries)
+            (
+                (item, kind, owner, float(fp.duration_s), fp.hashes, fp.frames, "")
+                for item, fp, kind, owner in self._checked(entries)
+            ),
+            commit,
         )
+
+    def commit(self) -> None:
+        """Commit the items added with ``commit=False``.
+
+        Raises:
+            StoreError: the file cannot be written.
+        """
+        try:
+            self._db.commit()
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path} cannot be written: {e}") from None
+
+    @contextmanager
+    def _transaction(self, commit: bool) -> Iterator[None]:
+        """One transaction, committed at the end (``commit``) or left open; rolled back on an error."""
+        if commit:
+            with self._db:
+                yield
+            return
+        try:
+            yield
+        except BaseException:
+            self._db.rollback()
+            raise
 
     def _checked(
         self, entries: Iterable[tuple[str, Fingerprint, ItemKind, str]]
@@ -449,12 +480,15 @@ class FingerprintIndex:
             self._check_fingerprint(fp, f"fingerprint of {item!r}")
             yield item, fp, kind, owner
 
-    def _insert(self, entries: Iterable[tuple[str, str, str, float, np.ndarray, np.ndarray, str]]) -> int:
-        """Insert (name, kind, owner, duration_s, raw hashes, frames, added_at or "" for now) in one transaction."""
+    def _insert(
+        self, entries: Iterable[tuple[str, str, str, float, np.ndarray, np.ndarray, str]], commit: bool = True
+    ) -> int:
+        """Insert (name, kind, owner, duration_s, raw hashes, frames, added_at or "" for now) in one
+        transaction, committed unless ``commit`` is False (see :meth:`add`)."""
         rows: list[np.ndarray] = []
         n = 0
         stamp = _now()
-        with self._db:
+        with self._transaction(commit):
             for item, kind, owner, duration_s, hashes, frames, added_at in entries:
                 if not item or kind not in ("enrollment", "call"):
                     raise UsageError(f"item {item!r} of kind {kind!r}: need a name and kind 'enrollment' or 'call'.")
