@@ -6,7 +6,8 @@ fingerprinted into the enrollment index) go through ``voicecheck.batch.run_batch
 (in-process, models loaded and warmed before the clock, as throughput.py does) with ``replay`` off
 and on, alternately, each run in its own child process from an empty call store. Per run it records
 wall and CPU seconds of ``run_batch``, and (replay on) the seconds spent fingerprinting in the
-worker and looking up / storing in the parent (the two functions timed from inside the run).
+worker and looking up / storing in the parent (timed from inside the run: the worker's
+``fingerprint_call``, the ledger's ``_check`` and ``finish``, which commits the last calls and syncs).
 
 Compare ratios within one run of this script: the machine is shared and its speed drifts.
 
@@ -49,12 +50,18 @@ def child(work: Path, replay: bool, tag: str) -> dict[str, Any]:
 
     spent = {"fingerprint_s": 0.0, "lookup_store_s": 0.0, "fingerprint_cpu_s": 0.0, "lookup_store_cpu_s": 0.0}
 
+    depth = {"fingerprint": 0, "lookup_store": 0}
+
     def timed(fn: Any, key: str) -> Any:
         def wrapper(*a: Any, **k: Any) -> Any:
+            if depth[key]:  # called from inside a timed call: counted there
+                return fn(*a, **k)
+            depth[key] += 1
             t, c = time.perf_counter(), _cpu_s()
             try:
                 return fn(*a, **k)
             finally:
+                depth[key] -= 1
                 spent[f"{key}_s"] += time.perf_counter() - t
                 spent[f"{key}_cpu_s"] += _cpu_s() - c
 
@@ -62,6 +69,7 @@ def child(work: Path, replay: bool, tag: str) -> dict[str, Any]:
 
     workers.fingerprint_call = timed(workers.fingerprint_call, "fingerprint")  # type: ignore[assignment]
     replaycheck.Ledger._check = timed(replaycheck.Ledger._check, "lookup_store")  # type: ignore[method-assign]
+    replaycheck.Ledger.finish = timed(replaycheck.Ledger.finish, "lookup_store")  # type: ignore[method-assign]
     emb = work / f"embeddings-{tag}"
     shutil.rmtree(emb, ignore_errors=True)
     emb.mkdir()
@@ -125,6 +133,12 @@ def main(argv: list[str] | None = None) -> None:
     print(render(runs, a.calls, audio_s, hours, os.getloadavg(), _cpu()))
 
 
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
 def render(runs: list[dict[str, Any]], n: int, audio_s: float, hours: float, load: tuple, cpu: str) -> str:
     def mean(key: str, replay: bool) -> float:
         values = [r[key] for r in runs if r["replay"] == replay]
@@ -133,6 +147,11 @@ def render(runs: list[dict[str, Any]], n: int, audio_s: float, hours: float, loa
     off_cpu, on_cpu = mean("cpu_s", False), mean("cpu_s", True)
     off_wall, on_wall = mean("wall_s", False), mean("wall_s", True)
     fp, look = mean("fingerprint_cpu_s", True), mean("lookup_store_cpu_s", True)
+    offs, ons = [r for r in runs if not r["replay"]], [r for r in runs if r["replay"]]
+    pairs = [100 * (on["cpu_s"] / off["cpu_s"] - 1) for off, on in zip(offs, ons, strict=False)]
+    fps = [100 * on["fingerprint_cpu_s"] / off["cpu_s"] for off, on in zip(offs, ons, strict=False)]
+    looks = [100 * on["lookup_store_cpu_s"] / off["cpu_s"] for off, on in zip(offs, ons, strict=False)]
+    parts = [f + x for f, x in zip(fps, looks, strict=True)]
     lines = [
         f"{n} calls ({hours * 60:.1f} min of audio, {audio_s / n:.0f} s per call), one worker in-process, GE2E, "
         f"silero VAD; CPU: {cpu}; load average after: {load[0]:.1f}. Mean of {len(runs) // 2} run(s) each.",
@@ -147,6 +166,10 @@ def render(runs: list[dict[str, Any]], n: int, audio_s: float, hours: float, loa
         f"- of which fingerprinting (worker) {1000 * fp / n:.1f} ms CPU per call = {100 * fp / off_cpu:.1f}% of the "
         f"batch without replay, looking up + storing (parent) {1000 * look / n:.1f} ms = {100 * look / off_cpu:.1f}%;",
         f"- verdict reasons with replay on: {runs[-1]['reasons']} (off: {runs[-2]['reasons']}).",
+        f"- per pair (CPU, on vs off): median {_median(pairs):+.1f}% (range {min(pairs):+.1f} to {max(pairs):+.1f}%: "
+        + ", ".join(f"{p:+.1f}" for p in pairs)
+        + f"); timed from inside, per pair: median {_median(parts):.1f}% (fingerprinting {_median(fps):.1f}%, "
+        f"looking up + storing {_median(looks):.1f}%; range {min(parts):.1f} to {max(parts):.1f}%).",
     ]
     return "\n".join(lines)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -328,6 +328,18 @@ class CallStore:
                 self._db.execute(
                     "INSERT OR REPLACE INTO replay_checks VALUES (?,?,?,?,?)",
                     (content_hash, int(channel), borrower_id, outcome, now()),
+                )
+        except sqlite3.Error as e:
+            raise StoreError(f"call-embedding store {self.directory}: {e}") from None
+
+    def put_replays(self, entries: Iterable[tuple[str, int, str, str]]) -> None:
+        """:meth:`put_replay` for many (content_hash, channel, borrower_id, outcome) in one transaction."""
+        stamp = now()
+        try:
+            with self._db:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO replay_checks VALUES (?,?,?,?,?)",
+                    [(h, int(c), b, outcome, stamp) for h, c, b, outcome in entries],
                 )
         except sqlite3.Error as e:
             raise StoreError(f"call-embedding store {self.directory}: {e}") from None

@@ -254,29 +254,47 @@ def _neighbourhood(params: FingerprintParams) -> tuple[int, int, int, int]:
     return (params.peak_time_frames, params.peak_freq_bins, params.context_frames, params.context_bins)
 
 
-def _max_filter(a: np.ndarray, half_t: int, half_f: int) -> np.ndarray:
-    """Maximum over a (2 half_t + 1) x (2 half_f + 1) box, edges repeated (scipy's mode="nearest").
+def _running_max(a: np.ndarray, half: int, axis: int) -> np.ndarray:
+    """Maximum over 2 half + 1 values along ``axis`` (0 or 1 of a 2-D array), edges repeated (scipy's
+    ``maximum_filter1d(mode="nearest")``, value for value: a maximum does no arithmetic).
 
-    Along time scipy's running maximum; across the few bins a numpy sweep (windows doubled in
-    width), which is faster than scipy's per-row loop over short rows."""
-    from scipy import ndimage
+    A numpy sweep with windows doubled in width (log2 of the width passes over the whole array):
+    several times faster than scipy's per-line loop, most of all along the time axis."""
+    width, n = 2 * half + 1, a.shape[axis]
+    pad = [(0, 0), (0, 0)]
+    pad[axis] = (half, half)
+    wide = np.pad(a, pad, mode="edge")
 
-    out = ndimage.maximum_filter1d(a, 2 * half_t + 1, axis=0, mode="nearest")
-    width, n = 2 * half_f + 1, a.shape[1]
-    wide = np.pad(out, ((0, 0), (half_f, half_f)), mode="edge")
+    def cut(x: np.ndarray, start: int, stop: int) -> np.ndarray:
+        return x[start:stop] if axis == 0 else x[:, start:stop]
+
     step = 1
-    while 2 * step <= width:  # wide[:, j] = max of the 2*step values from column j on
-        wide = np.maximum(wide[:, :-step], wide[:, step:])
+    while 2 * step <= width:  # wide[j] = max of the 2*step values from j on, along ``axis``
+        length = wide.shape[axis]
+        wide = np.maximum(cut(wide, 0, length - step), cut(wide, step, length))
         step *= 2
-    return np.maximum(wide[:, :n], wide[:, width - step : width - step + n])
+    return np.maximum(cut(wide, 0, n), cut(wide, width - step, width - step + n))
 
 
-def _box_mean(a: np.ndarray, half_t: int, half_f: int) -> np.ndarray:
-    """Mean over a (2 half_t + 1) x (2 half_f + 1) box, edges repeated, float32 (scipy's uniform filter)."""
+def _max_filter(a: np.ndarray, half_t: int, half_f: int) -> np.ndarray:
+    """Maximum over a (2 half_t + 1) x (2 half_f + 1) box, edges repeated (scipy's mode="nearest"):
+    a running maximum along time, then across bins (:func:`_running_max`)."""
+    return _running_max(_running_max(a, half_t, axis=0), half_f, axis=1)
+
+
+def _box_mean(a: np.ndarray, half_t: int, half_f: int, rows: np.ndarray | None = None) -> np.ndarray:
+    """Mean over a (2 half_t + 1) x (2 half_f + 1) box, edges repeated, float32 (scipy's uniform
+    filter: a running mean along time over the whole array, then across bins), of the rows ``rows``
+    only (all when None). Each row's pass across bins depends on that row alone, so the rows asked
+    for get the values the whole filter gives them, bit for bit."""
     from scipy import ndimage
 
-    size = (2 * half_t + 1, 2 * half_f + 1)
-    return np.asarray(ndimage.uniform_filter(a.astype(np.float32), size=size, mode="nearest"), dtype=np.float32)
+    along_time = ndimage.uniform_filter1d(np.asarray(a, dtype=np.float32), 2 * half_t + 1, axis=0, mode="nearest")
+    if rows is not None:
+        along_time = along_time[rows]
+    if along_time.size == 0:
+        return along_time
+    return np.asarray(ndimage.uniform_filter1d(along_time, 2 * half_f + 1, axis=1, mode="nearest"), dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -319,7 +337,8 @@ def _chunks(x8k: np.ndarray, usable: np.ndarray) -> _Spectrogram:
     spectrum = fft.rfft(frames, axis=1, workers=1)[:, _LO_BIN : _HI_BIN + 1]
     band = np.asarray(10.0 * np.log10(spectrum.real**2 + spectrum.imag**2 + np.float32(1e-12)), dtype=np.float32)
     speech = band[usable[rows]]
-    floor = np.percentile(speech[::4], 20, axis=0).astype(np.float32)
+    # per bin over time, read along each bin's own row (the same order statistics, faster)
+    floor = np.percentile(np.ascontiguousarray(speech[::4].T), 20, axis=1).astype(np.float32)
     return _Spectrogram(band=band, frames=rows, usable=usable[rows], floor=floor, ceiling=float(speech.max()))
 
 
@@ -332,14 +351,20 @@ def peaks(spec: _Spectrogram, params: FingerprintParams, loosest: FingerprintPar
         loosest: the lowest thresholds any caller will apply (see :func:`landmarks`).
     """
     band_db = spec.band
-    is_peak = band_db >= _max_filter(band_db, params.peak_time_frames, params.peak_freq_bins)
+    is_peak = band_db >= spec.ceiling - 70.0  # nothing from digital silence or dither
     is_peak &= spec.usable[:, None]
-    is_peak &= band_db >= spec.ceiling - 70.0  # nothing from digital silence or dither
     is_peak &= band_db - spec.floor[None, :] >= loosest.min_above_floor_db
-    rows, bins = np.nonzero(is_peak)
-    context = _box_mean(band_db, params.context_frames, params.context_bins)
+    some = np.flatnonzero(is_peak.any(axis=1))  # rows with a candidate: only they are filtered across bins
+    along_time = _running_max(band_db, params.peak_time_frames, axis=0)[some]
+    is_peak = is_peak[some]
+    is_peak &= band_db[some] >= _running_max(along_time, params.peak_freq_bins, axis=1)
+    at, bins = np.divmod(np.flatnonzero(is_peak), band_db.shape[1])  # row by row, as np.nonzero
+    rows = some[at]
+    new_row = np.ones(rows.size, dtype=bool)
+    new_row[1:] = rows[1:] != rows[:-1]
+    context = _box_mean(band_db, params.context_frames, params.context_bins, rows[new_row])
     values = band_db[rows, bins]
-    prominence = values - context[rows, bins]
+    prominence = values - context[np.cumsum(new_row) - 1, bins]  # each peak's row among the peaks' rows
     ok = prominence >= loosest.min_prominence_db
     return _Peaks(
         frames=spec.frames[rows[ok]].astype(np.int32),
@@ -355,8 +380,16 @@ def landmarks(found: _Peaks, params: FingerprintParams) -> tuple[np.ndarray, np.
     return found.frames[keep], found.bins[keep]
 
 
+_PAIR_BLOCK = 1 << 18
+"""Most (anchor, candidate) pairs held at once by :func:`_targets` (a few MB)."""
+
+
 def _targets(frames: np.ndarray, bins: np.ndarray, params: FingerprintParams) -> np.ndarray:
     """For each landmark, its first ``fan_out`` later landmarks in the target zone.
+
+    Every anchor's candidates are the landmarks after it up to ``max_dt_frames`` later (one
+    ``searchsorted``); all (anchor, candidate) pairs of a block of anchors are tested at once and
+    each anchor keeps the first ``fan_out`` that pass, in index order.
 
     Args:
         frames, bins: landmarks sorted by frame (int32, shape (m,)).
@@ -367,20 +400,26 @@ def _targets(frames: np.ndarray, bins: np.ndarray, params: FingerprintParams) ->
     """
     m = frames.size
     out = np.full((m, params.fan_out), -1, dtype=np.int64)
-    taken = np.zeros(m, dtype=np.int64)
-    for step in range(1, m):
-        anchor = np.arange(m - step)
-        target = anchor + step
-        dt = frames[target] - frames[anchor]
-        alive = dt <= params.max_dt_frames
-        if not alive.any():
-            break
-        df = np.abs(bins[target] - bins[anchor])
-        ok = alive & (dt >= 1) & (df <= params.max_df_bins) & (df >= params.min_df_bins)
-        ok &= taken[anchor] < params.fan_out
-        a = anchor[ok]
-        out[a, taken[a]] = target[ok]
-        taken[a] += 1
+    f64, b64 = frames.astype(np.int64), bins.astype(np.int64)
+    end = np.searchsorted(f64, f64 + params.max_dt_frames, side="right")  # first landmark out of reach
+    counts = np.maximum(end - np.arange(1, m + 1), 0)
+    first = 0
+    while first < m:  # blocks of anchors with at most _PAIR_BLOCK pairs (at least one anchor)
+        reach = np.searchsorted(np.cumsum(counts[first:]), _PAIR_BLOCK, side="right")
+        last = min(m, first + max(1, int(reach)))
+        n = counts[first:last]
+        anchor = np.repeat(np.arange(first, last), n)
+        starts = np.cumsum(n) - n
+        target = anchor + 1 + np.arange(anchor.size) - np.repeat(starts, n)
+        dt = f64[target] - f64[anchor]
+        df = np.abs(b64[target] - b64[anchor])
+        ok = (dt >= 1) & (df <= params.max_df_bins) & (df >= params.min_df_bins)
+        passed = np.cumsum(ok)  # rank of each passing pair among its anchor's passing pairs
+        prior = np.concatenate([[0], passed])[starts]  # passing pairs of the anchors before
+        rank = passed - np.repeat(prior, n) - 1
+        keep = ok & (rank < params.fan_out)
+        out[anchor[keep], rank[keep]] = target[keep]
+        first = last
     return out
 
 

@@ -24,7 +24,7 @@ import json
 import logging
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +49,10 @@ CANDIDATE_MIN_HITS = 5
 """Spans with at least this many hits are kept with a call's check (the least ``replay_min_hits``)."""
 MAX_CANDIDATES = 5
 """Most spans kept per call (most hits first)."""
+LEDGER_CHUNK = 50
+"""Calls the batch's ledger stores per commit (one commit per call cost ~0.3 ms of CPU each)."""
 NOT_CHECKED = "replay_not_checked"
+_MATCH_FIELDS = tuple(f.name for f in fields(ReplayMatch))
 REPLAY = "replay"
 
 
@@ -62,8 +65,8 @@ def open_index(settings: Any, cipher: Cipher, kind: str) -> FingerprintIndex:
     """One of the workspace's replay indexes (created when missing), keyed and sealed with ``cipher``.
 
     Lookups are per borrower, so the index keeps no table for searches over all items: storing a
-    call then costs the same at any index size (``benchmarks/replay_cost.py``: ~11 ms per call with
-    10^4 calls stored, 61 ms with that table, whose B-tree grows with every call).
+    call then costs the same at any index size (``benchmarks/replay_cost.py``: ~3 ms per call with
+    10^4 calls stored, ~75 ms with that table, whose B-tree grows with every call).
 
     Args:
         kind: "enrollment" (in the voiceprint store's folder) or "call" (in the embeddings folder).
@@ -158,7 +161,10 @@ class ReplayOutcome:
     items: int = 0
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        """``json.dumps(asdict(self))`` (compact), without asdict's deep copies."""
+        candidates = [{f: getattr(m, f) for f in _MATCH_FIELDS} for m in self.candidates]
+        data = {"checked": self.checked, "problem": self.problem, "candidates": candidates, "items": self.items}
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> ReplayOutcome:
@@ -187,11 +193,14 @@ def look_up(indexes: Indexes, prints: Prints, borrower_id: str, content_hash: st
     return ReplayOutcome(True, "", tuple(found[:MAX_CANDIDATES]), items)
 
 
-def check_and_store(indexes: Indexes, prints: Prints, borrower_id: str, content_hash: str) -> ReplayOutcome:
-    """:func:`look_up`, then store the call under its borrower (unless this audio is stored already)."""
+def check_and_store(
+    indexes: Indexes, prints: Prints, borrower_id: str, content_hash: str, commit: bool = True
+) -> ReplayOutcome:
+    """:func:`look_up`, then store the call under its borrower (unless this audio is stored already);
+    ``commit`` False leaves it in the calls index's open transaction (:meth:`FingerprintIndex.add`)."""
     outcome = look_up(indexes, prints, borrower_id, content_hash)
     if prints.index is not None and content_hash and call_item(content_hash) not in indexes.calls:
-        indexes.calls.add(call_item(content_hash), prints.index, "call", owner=borrower_id)
+        indexes.calls.add(call_item(content_hash), prints.index, "call", owner=borrower_id, commit=commit)
     return outcome
 
 
@@ -251,16 +260,25 @@ class Ledger:
     are handed to the workers and :meth:`arrive` holds a result until every earlier row has been
     dealt with, so the lookups (and what they find) do not depend on which worker finished first.
 
+    Calls are stored ``chunk`` at a time: the calls index commits them in one transaction, then the
+    call store keeps their outcomes in one. So a check in the call store always has its call in the
+    index, and a batch stopped in between is resumed without a difference: a call whose outcome was
+    not kept is fingerprinted and looked up again among the items stored before it -- the same items
+    whether or not the call itself reached the index -- and stored unless it is there already.
+
     Args:
         indexes: the replay indexes (this process is their only writer).
         calls: the call store that keeps each call's :class:`ReplayOutcome`.
+        chunk: calls per commit (>= 1).
     """
 
-    def __init__(self, indexes: Indexes, calls: CallStore) -> None:
+    def __init__(self, indexes: Indexes, calls: CallStore, chunk: int = LEDGER_CHUNK) -> None:
         self.indexes = indexes
         self.calls = calls
+        self.chunk = max(1, int(chunk))
         self._order: deque[int] = deque()
         self._held: dict[int, Any] = {}
+        self._pending: list[tuple[str, int, str, str]] = []
         self.checked = 0
 
     def expect(self, row: int) -> None:
@@ -278,15 +296,26 @@ class Ledger:
         for row in sorted(self._held, key=lambda r: (r not in self._order, r)):
             self._check(self._held.pop(row))
         self._order.clear()
+        self._flush()
         self.indexes.calls.sync()
 
     def _check(self, res: Any) -> None:
         prints: Prints | None = getattr(res, "prints", None)
         if prints is None or not res.row.borrower_id or not res.content_hash:
             return
-        outcome = check_and_store(self.indexes, prints, res.row.borrower_id, res.content_hash)
-        self.calls.put_replay(res.content_hash, res.channel, res.row.borrower_id, outcome.to_json())
+        outcome = check_and_store(self.indexes, prints, res.row.borrower_id, res.content_hash, commit=False)
+        self._pending.append((res.content_hash, res.channel, res.row.borrower_id, outcome.to_json()))
         self.checked += 1
+        if len(self._pending) >= self.chunk:
+            self._flush()
+
+    def _flush(self) -> None:
+        """The pending calls into the index (committed first), then their outcomes into the call store."""
+        if not self._pending:
+            return
+        self.indexes.calls.commit()
+        self.calls.put_replays(self._pending)
+        self._pending.clear()
 
 
 def stored_outcome(calls: CallStore, content_hash: str, channel: int, borrower_id: str) -> ReplayOutcome | None:

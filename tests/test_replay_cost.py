@@ -1,0 +1,283 @@
+"""The cheaper replay check computes what the plain one did: the fingerprint's maximum filter and
+pairing, the lookup's value screen, the keyed-value table and the decoded-rows cache (issue 15)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from tests.fakes import syllables
+from tests.test_fingerprint import CLIP_A, CLIP_B, KEY, _clip, _phone
+from voicecheck import fingerprint as fpmod
+from voicecheck import replay
+from voicecheck.fingerprint import INDEX_PARAMS, QUERY_PARAMS, FingerprintParams, fingerprint, fingerprints
+from voicecheck.replay import FingerprintIndex
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (4, 2), (17, 7), (300, 99)])
+@pytest.mark.parametrize("half_t, half_f", [(8, 3), (1, 1), (20, 6)])
+def test_max_filter_is_scipys_value_for_value(shape: tuple[int, int], half_t: int, half_f: int) -> None:
+    rng = np.random.default_rng(sum(shape) + half_t)
+    a = np.round(rng.standard_normal(shape), 1).astype(np.float32)  # many ties
+    want = ndimage.maximum_filter(a, size=(2 * half_t + 1, 2 * half_f + 1), mode="nearest")
+    assert np.array_equal(fpmod._max_filter(a, half_t, half_f), want)
+
+
+@pytest.mark.parametrize("shape", [(1, 9), (40, 99), (300, 20)])
+def test_box_mean_of_some_rows_is_the_whole_filters_value_for_value(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(shape[0])
+    a = (rng.standard_normal(shape) * 20 - 60).astype(np.float32)
+    want = ndimage.uniform_filter(a, size=(31, 13), mode="nearest")
+    assert np.array_equal(fpmod._box_mean(a, 15, 6), want)
+    rows = np.unique(rng.integers(0, shape[0], 5))
+    assert np.array_equal(fpmod._box_mean(a, 15, 6, rows), want[rows])
+    assert fpmod._box_mean(a, 15, 6, rows[:0]).shape == (0, shape[1])
+
+
+def test_peaks_are_the_local_maxima_that_pass_the_thresholds() -> None:
+    """The definition, over the whole spectrogram: at least every value of its box, in speech, above
+    the floor by min_above_floor_db, above its box mean by min_prominence_db."""
+    x = syllables(6.0, seed=12)
+    spec = fpmod._prepare(x, 8000, None, 1.0)[0]
+    found = fpmod.peaks(spec, QUERY_PARAMS, QUERY_PARAMS)
+    band = spec.band
+    box = ndimage.maximum_filter(band, size=(17, 7), mode="nearest")
+    mean = ndimage.uniform_filter(band, size=(31, 13), mode="nearest")
+    want = (band >= box) & spec.usable[:, None] & (band >= spec.ceiling - 70.0)
+    want &= (band - spec.floor[None, :] >= QUERY_PARAMS.min_above_floor_db) & (band - mean >= 6.0)
+    rows, bins = np.nonzero(want)
+    assert rows.size > 50
+    assert np.array_equal(found.frames, spec.frames[rows]) and np.array_equal(found.bins, bins + fpmod._LO_BIN)
+
+
+def _targets_one_by_one(frames: np.ndarray, bins: np.ndarray, params: FingerprintParams) -> np.ndarray:
+    """The definition: each anchor's first ``fan_out`` later landmarks in the target zone, in order."""
+    out = np.full((frames.size, params.fan_out), -1, dtype=np.int64)
+    for a in range(frames.size):
+        found = [
+            t
+            for t in range(a + 1, frames.size)
+            if 1 <= frames[t] - frames[a] <= params.max_dt_frames
+            and params.min_df_bins <= abs(int(bins[t]) - int(bins[a])) <= params.max_df_bins
+        ][: params.fan_out]
+        out[a, : len(found)] = found
+    return out
+
+
+@pytest.mark.parametrize("block", [3, 1 << 18])
+def test_targets_are_each_anchors_first_in_the_zone(monkeypatch: pytest.MonkeyPatch, block: int) -> None:
+    monkeypatch.setattr(fpmod, "_PAIR_BLOCK", block)  # small blocks: anchors split across blocks
+    rng = np.random.default_rng(7)
+    for trial in range(40):
+        m = int(rng.integers(0, 120))
+        frames = np.sort(rng.integers(0, int(rng.integers(1, 200)), m)).astype(np.int32)  # shared frames too
+        bins = rng.integers(10, 109, m).astype(np.int32)
+        for params in (QUERY_PARAMS, INDEX_PARAMS, FingerprintParams(fan_out=1, max_dt_frames=10)):
+            got = fpmod._targets(frames, bins, params)
+            assert np.array_equal(got, _targets_one_by_one(frames, bins, params)), (trial, params)
+
+
+def test_values_find_is_isin_with_positions() -> None:
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, 1 << 31, 3000)
+    values[:500] = values[500:1000]  # repeated values
+    mine = replay._Values.of(values, np.arange(values.size))
+    stored = np.concatenate([rng.integers(0, 1 << 31, 4000), values[::7], values[::11] + (1 << 20)])  # same low bits
+    at, pos = mine.find(stored)
+    assert np.array_equal(at, np.flatnonzero(np.isin(stored, values)))
+    assert np.array_equal(mine.distinct[pos], stored[at])
+    assert np.array_equal(mine.distinct, np.unique(values))
+    runs = [mine.sorted_values[f : f + c] for f, c in zip(mine.first, mine.count, strict=True)]
+    assert all(np.all(r == d) for r, d in zip(runs, mine.distinct, strict=True))
+    assert np.array_equal(mine.sorted_frames, np.argsort(values, kind="stable"))  # frames here are positions
+
+
+def test_keyed_table_gives_the_values_keyed_one_by_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(replay, "_TABLES", {})
+    with FingerprintIndex(tmp_path / "a.sqlite", key=KEY) as idx:
+        hashes = np.random.default_rng(1).integers(0, 1 << 20, 5000)
+        direct = idx._stored_values(hashes)  # below the threshold: keyed by AES one by one
+        assert not replay._TABLES
+        idx._keyed_values = replay._TABLE_AFTER
+        assert np.array_equal(idx._stored_values(hashes), direct)
+        assert len(replay._TABLES) == 1
+        wide = np.array([hashes[0], (1 << 20) + 5])  # one value outside the table: all keyed one by one
+        assert np.array_equal(idx._stored_values(wide), idx._keyed(wide))
+        assert idx._stored_values(wide)[0] == direct[0]
+    with FingerprintIndex(tmp_path / "b.sqlite", key=KEY) as same_key:  # the table is shared by key
+        assert np.array_equal(same_key._stored_values(hashes), direct) and len(replay._TABLES) == 1
+    with FingerprintIndex(tmp_path / "c.sqlite", key=b"another key of 32 bytes........!") as other:
+        assert other._keyed_values == 0 and not np.array_equal(other._stored_values(hashes), direct)
+
+
+def test_lookups_warm_and_cold_agree_and_removal_reaches_the_cache(tmp_path: Path) -> None:
+    """A call looked up twice (decoded rows and arrangement kept the second time) finds the same; an
+    item removed is not found from the cache, and an item stored under its reused id is."""
+    x, rate = _clip(CLIP_A)
+    y, rate_b = _clip(CLIP_B)
+    with FingerprintIndex(tmp_path / "fp.sqlite", key=KEY, all_items=False) as idx:
+        idx.add("old", fingerprint(syllables(8.0, seed=2), 8000), "call", owner="a")
+        idx.add("enroll-a", fingerprint(x, rate), "enrollment", owner="a")
+        call = fingerprint(_phone(x, rate, seed=5), 8000, params=QUERY_PARAMS)
+        cold = idx.query(call, owner="a")
+        warm = idx.query(call, owner="a")
+        assert cold == warm and [m.item for m in cold.matches] == ["enroll-a"]
+        assert idx.remove("enroll-a")
+        assert idx.query(call, owner="a").matches == ()
+        idx.add("enroll-b", fingerprint(y, rate_b), "enrollment", owner="a")  # SQLite reuses the id
+        replayed_b = fingerprint(_phone(y, rate_b, seed=6), 8000, params=QUERY_PARAMS)
+        assert [m.item for m in idx.query(replayed_b, owner="a").matches] == ["enroll-b"]
+        assert idx.query(call, owner="a").matches == ()
+
+
+def test_query_and_index_fingerprints_from_one_search_equal_separate_ones() -> None:
+    x = syllables(12.0, seed=4, rate=16000)
+    query, stored = fingerprints(x, 16000)
+    for both, alone in ((query, fingerprint(x, 16000, params=QUERY_PARAMS)), (stored, fingerprint(x, 16000))):
+        assert np.array_equal(both.hashes, alone.hashes) and np.array_equal(both.frames, alone.frames)
+
+
+@pytest.mark.parametrize(
+    "values, frames",
+    [
+        (np.array([0, 5, (1 << 31) - 1]), np.array([0, 0, 7])),  # keyed pair values: by columns
+        (np.array([(1 << 47) - 1, 3]), np.array([1, 2])),  # keyed triplets: compressed int64 pairs
+        (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)),
+    ],
+)
+def test_rows_unpack_to_what_was_packed(values: np.ndarray, frames: np.ndarray) -> None:
+    for by_columns in (True, False):
+        blob = replay._pack(values, frames, by_columns)
+        assert blob.startswith(replay._ROWS_V2) == (by_columns and values.max(initial=0) < 1 << 32)
+        rows = replay._unpack(blob)
+        assert rows.dtype == np.int64 and np.array_equal(rows, np.stack([values, frames], axis=1).reshape(-1, 2))
+
+
+def test_a_schema_2_index_is_read_and_written_as_before(tmp_path: Path) -> None:
+    """An index made before rows were packed by columns: its items stay readable, new items are
+    written the old way (an older version can still read the file), lookups find the same."""
+    import sqlite3
+
+    x, rate = _clip(CLIP_A)
+    call = fingerprint(_phone(x, rate, seed=5), 8000, params=QUERY_PARAMS)
+    path = tmp_path / "old.sqlite"
+    with FingerprintIndex(path, key=KEY, all_items=False) as idx:
+        idx.add("enroll-a", fingerprint(x, rate), "enrollment", owner="a")
+        new_layout = idx.query(call, owner="a")
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
+        blob = db.execute("SELECT rows FROM items").fetchone()[0]
+        old = replay._unpack(blob)
+        db.execute("UPDATE items SET rows = ?", (replay._pack(old[:, 0], old[:, 1], by_columns=False),))
+    with FingerprintIndex(path, key=KEY, all_items=False) as idx:
+        assert idx.query(call, owner="a") == new_layout and new_layout.replay
+        y, rate_b = _clip(CLIP_B)
+        idx.add("call-b", fingerprint(y, rate_b), "call", owner="a")
+    with sqlite3.connect(path) as db:
+        added = db.execute("SELECT rows FROM items WHERE name = 'call-b'").fetchone()[0]
+        assert not added.startswith(replay._ROWS_V2) and replay._unpack(added).shape[1] == 2
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+    with pytest.raises(replay.StoreError, match="schema '1'"):
+        FingerprintIndex(path, key=KEY)
+
+
+def test_a_stored_outcome_is_the_json_of_its_fields() -> None:
+    import json
+    from dataclasses import asdict
+
+    from voicecheck.replay import ReplayMatch
+    from voicecheck.replaycheck import ReplayOutcome
+
+    m = ReplayMatch("call:x", "call", "b1", 0.1, 4.130000000000001, 0.2, 4.2, 4.03, 17, -0.01, True)
+    for outcome in (ReplayOutcome(True, "", (m, m), 3), ReplayOutcome(False, "why \u4e2d", (), 0)):
+        assert outcome.to_json() == json.dumps(asdict(outcome), separators=(",", ":"))
+        assert ReplayOutcome.from_json(outcome.to_json()) == outcome
+
+
+def _ledger_world(tmp_path: Path, n: int) -> tuple:
+    """n calls of one borrower, each replaying the one before (shared audio), as phase-1 results."""
+    from voicecheck.config import Settings
+    from voicecheck.crypto import cipher_for
+    from voicecheck.manifest import Row
+    from voicecheck.replaycheck import Prints
+    from voicecheck.workers import Embedded
+
+    settings = Settings(store=str(tmp_path / "s"), embeddings=str(tmp_path / "e"))
+    x = syllables(6.0 * (n + 1), seed=8)
+    results = []
+    for i in range(n):  # call i holds seconds 6i .. 6i+12: half of it is call i-1's second half
+        part = x[6 * i * 8000 : (6 * i + 12) * 8000]
+        row = Row(i + 1, f"c{i}", "B1", f"{i}.wav", 1)
+        results.append(
+            Embedded(row, "ok", content_hash=f"{i:064x}", channel=1, prints=Prints(*fingerprints(part, 8000)))
+        )
+    return settings, cipher_for(settings), results
+
+
+def _run_ledger(settings, cipher, results, chunk: int, stop_after: int | None = None) -> dict[str, str]:
+    """The ledger over ``results``; ``stop_after``: the process dies after that many checks (nothing flushed
+    beyond what the chunks committed). Returns the outcomes the call store then holds."""
+    from voicecheck.callstore import CallStore
+    from voicecheck.replaycheck import Indexes, Ledger
+
+    calls, indexes = CallStore(settings.embeddings, cipher), Indexes.open(settings, cipher)
+    try:
+        ledger = Ledger(indexes, calls, chunk=chunk)
+        todo = results if stop_after is None else results[:stop_after]
+        for res in todo:
+            ledger.expect(res.row.row)
+            ledger.arrive(res)
+        if stop_after is None:
+            ledger.finish()
+        return {r.content_hash: calls.replay_outcome(r.content_hash, 1, "B1") for r in results}
+    finally:
+        indexes.close()  # without finish: what was not committed is rolled back
+        calls.close()
+
+
+def test_ledger_chunks_store_what_calls_one_by_one_store(tmp_path: Path) -> None:
+    one_by_one = _run_ledger(*_ledger_world(tmp_path / "a", 7), chunk=1)
+    chunked = _run_ledger(*_ledger_world(tmp_path / "b", 7), chunk=3)
+    assert chunked == one_by_one and all(chunked.values())
+    replayed = [json for json in chunked.values() if '"candidates":[]' not in json]
+    assert len(replayed) == 6  # every call but the first replays the one before
+
+
+def test_a_batch_stopped_between_chunks_resumes_to_the_same_checks(tmp_path: Path) -> None:
+    """Stopped after 5 checks with chunks of 3: the first 3 calls are in the index and the call store,
+    calls 4-5 in neither; run again over all 7 (as a resumed batch does for the calls without a stored
+    check), the outcomes equal an uninterrupted run's."""
+    from voicecheck.replay import FingerprintIndex
+    from voicecheck.replaycheck import call_item
+
+    settings, cipher, results = _ledger_world(tmp_path / "a", 7)
+    stopped = _run_ledger(settings, cipher, results, chunk=3, stop_after=5)
+    assert [h for h, o in stopped.items() if o] == [r.content_hash for r in results[:3]]
+    with FingerprintIndex(Path(settings.embeddings) / "replay.sqlite", cipher=cipher, all_items=False) as idx:
+        assert [call_item(r.content_hash) in idx for r in results] == [True] * 3 + [False] * 4
+    left = [r for r in results if not stopped[r.content_hash]]
+    resumed = _run_ledger(settings, cipher, left, chunk=3)
+    whole = _run_ledger(*_ledger_world(tmp_path / "b", 7), chunk=3)
+    assert {**{h: o for h, o in stopped.items() if o}, **resumed} == whole
+
+
+def test_a_check_lost_after_its_call_was_indexed_is_found_again(tmp_path: Path) -> None:
+    """The index committed, the process stopped before the call store kept the outcomes: looked up
+    again, each call sees the items stored before it, as the first time (not itself, nor later calls)."""
+    from voicecheck.callstore import CallStore
+    from voicecheck.replaycheck import ReplayOutcome
+
+    settings, cipher, results = _ledger_world(tmp_path / "a", 4)
+    whole = _run_ledger(settings, cipher, results, chunk=2)
+    calls = CallStore(settings.embeddings, cipher)
+    with calls._db:
+        calls._db.execute("DELETE FROM replay_checks")
+    calls.close()
+    again = _run_ledger(settings, cipher, results, chunk=2)
+    for h, first in whole.items():  # the same spans found; ``items`` counts what the index holds now
+        a, b = ReplayOutcome.from_json(first), ReplayOutcome.from_json(again[h])
+        assert a.candidates == b.candidates and a.checked and b.checked and b.items >= a.items
+    assert any(ReplayOutcome.from_json(o).candidates for o in again.values())
