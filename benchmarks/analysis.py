@@ -346,28 +346,6 @@ def link_rings(x, ids, owners, min_b: int, thr: float, eligible=None) -> list:
     return A.find_rings(x, ids, owners, min_borrowers=min_b, link_threshold=thr, k=20, eligible=eligible)
 
 
-def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Connected-component label of each of ``n`` nodes of the undirected graph with edges a[i]-b[i]."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
-    return connected_components(graph, directed=False)[1]
-
-
-def average_link(x: np.ndarray, threshold: float) -> np.ndarray:
-    """Average-linkage clusters of unit rows whose mean pairwise cosine stays >= threshold; labels (n,)."""
-    if len(x) == 1:
-        return np.zeros(1, dtype=np.int64)
-    from scipy.cluster.hierarchy import fcluster, linkage
-    from scipy.spatial.distance import squareform
-
-    d = 1.0 - np.clip(x.astype(np.float64) @ x.astype(np.float64).T, -1.0, 1.0)
-    np.fill_diagonal(d, 0.0)
-    z = linkage(squareform((d + d.T) / 2.0, checks=False), method="average")
-    return fcluster(z, t=1.0 - threshold, criterion="distance").astype(np.int64) - 1
-
-
 def cosine_rings(x, ids, owners, min_b: int, thr: float, eligible=None) -> list:
     """The previous find_rings, for comparison: kNN edges at cosine >= thr, connected components,
     average-linkage clusters cut at a mean cosine of thr."""
@@ -376,14 +354,14 @@ def cosine_rings(x, ids, owners, min_b: int, thr: float, eligible=None) -> list:
     n = len(x)
     sims, idx = A.knn(x, 20)
     keep = sims.ravel() >= thr
-    comp = components(n, np.repeat(np.arange(n), idx.shape[1])[keep], idx.ravel()[keep])
+    comp = A.components(n, np.repeat(np.arange(n), idx.shape[1])[keep], idx.ravel()[keep])
     owner = np.unique(np.asarray(owners), return_inverse=True)[1]
     rings = []
     for cc in np.unique(comp):
         members = np.flatnonzero(comp == cc)
         if len(members) < 2 or len(np.unique(owner[members])) < min_b:
             continue
-        labels = average_link(x[members], thr)
+        labels = A.average_link(x[members], thr)
         for lab in np.unique(labels):
             group = members[labels == lab]
             if len(group) >= 2 and len(np.unique(owner[group])) >= min_b:

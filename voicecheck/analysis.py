@@ -540,7 +540,7 @@ def customer_windows(
 # --- 3. several voices behind one borrower ------------------------------------------------------
 
 
-def _average_link(x: np.ndarray, threshold: float) -> np.ndarray:
+def average_link(x: np.ndarray, threshold: float) -> np.ndarray:
     """Average-linkage clusters of unit rows whose mean pairwise cosine stays >= threshold; labels (n,)."""
     if len(x) == 1:
         return np.zeros(1, dtype=np.int64)
@@ -577,7 +577,7 @@ def voices_per_borrower(
         raise UsageError(f"{len(call_ids)} call ids for {len(v)} vectors; pass one id per row.")
     if len(v) < 2:
         return []
-    labels = _average_link(unit(v), threshold)
+    labels = average_link(unit(v), threshold)
     groups = [[call_ids[int(i)] for i in np.flatnonzero(labels == c)] for c in np.unique(labels)]
     groups = sorted((g for g in groups if len(g) >= min_calls), key=lambda g: (-len(g), g[0]))
     return groups if len(groups) >= 2 else []
@@ -648,7 +648,8 @@ def _drop_self(sims: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray, n
     return np.take_along_axis(sims, order, axis=1), np.take_along_axis(idx, order, axis=1)
 
 
-def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Connected-component label of each of ``n`` nodes of the undirected graph with edges a[i]-b[i]."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -843,7 +844,7 @@ def _linked_components(
     a, b = a[ok], b[ok]
     g_a, g_b = members[a], members[b]
     keep = link_scores(sims.ravel()[ok], mean[g_a], sd[g_a], mean[g_b], sd[g_b]) >= thr
-    return _components(len(members), a[keep], b[keep])
+    return components(len(members), a[keep], b[keep])
 
 
 def _rings_in(
