@@ -21,6 +21,7 @@ runs at import time.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -53,6 +54,11 @@ PAIR_HASH_BITS = 2 * _FREQ_BITS + _DT_BITS
 TRIPLET_HASH_BITS = 3 * _FREQ_BITS + 2 * _TRIPLET_DT_BITS
 """Bits of one triplet hash: anchor bin, two target bins (7 each), two times (5 each)."""
 
+
+REGION_PAD_S = 0.0
+"""Seconds each speech region is widened by, either side, before a call or recording is fingerprinted
+(:func:`padded_regions`; every product path goes through :func:`voicecheck.replaycheck.fingerprint_call`,
+so stored items and queries agree). Chosen on the non-EVAL speakers (benchmarks/results/replay_params.md)."""
 
 _MARGIN_FRAMES = 20
 """Context kept around speech (frames): more than the peak (8) and prominence (15) half-widths, so a
@@ -214,6 +220,42 @@ def _region_mask(regions: list[SpeechRegion] | None, n_frames: int) -> np.ndarra
             raise FingerprintError(f"speech region {r.start_s}-{r.end_s} s is not a finite, ordered span.")
         mask |= (centres >= r.start_s) & (centres < r.end_s)
     return mask
+
+
+def padded_regions(regions: Iterable[SpeechRegion], pad_s: float, duration_s: float) -> list[SpeechRegion]:
+    """Speech regions widened by ``pad_s`` either side, clipped to [0, ``duration_s``], overlaps merged.
+
+    A replay played through a room and a phone line loses its quiet edges to the VAD; a modest pad
+    gives the fingerprint the landmarks there back. Kept modest because real calls hold audio that
+    does recur across calls (hold music, ringback, tones), which is why only speech is fingerprinted.
+
+    Args:
+        regions: speech regions (s) in the recording's time axis, in any order.
+        pad_s: seconds added before and after each region (>= 0, finite).
+        duration_s: length of the recording (s).
+
+    Returns:
+        Sorted, non-overlapping regions (touching ones merged); empty ones dropped.
+
+    Raises:
+        FingerprintError: a negative or non-finite pad, or a region that is not a finite, ordered span.
+    """
+    if not (np.isfinite(pad_s) and pad_s >= 0):
+        raise FingerprintError(f"the region pad must be a finite number of seconds >= 0, got {pad_s!r}.")
+    spans = []
+    for r in regions:
+        if not (np.isfinite(r.start_s) and np.isfinite(r.end_s)) or r.end_s < r.start_s:
+            raise FingerprintError(f"speech region {r.start_s}-{r.end_s} s is not a finite, ordered span.")
+        start, end = max(0.0, r.start_s - pad_s), min(duration_s, r.end_s + pad_s)
+        if end > start:
+            spans.append((start, end))
+    merged: list[list[float]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [SpeechRegion(start, end) for start, end in merged]
 
 
 _LO_BIN = int(np.ceil(LOW_HZ * N_FFT / FINGERPRINT_SAMPLE_RATE))

@@ -30,9 +30,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import fingerprint as fingerprint_module
 from .crypto import Cipher
 from .errors import InsufficientSpeechError
-from .fingerprint import Fingerprint, FingerprintError, fingerprints
+from .fingerprint import Fingerprint, FingerprintError, fingerprints, padded_regions
 from .replay import FingerprintIndex, MatchRule, ReplayMatch
 from .types import CallResult, SpeechRegion
 
@@ -130,14 +131,31 @@ class Prints:
     problem: str = ""
 
 
-def fingerprint_call(samples: np.ndarray, sample_rate: int, regions: Iterable[SpeechRegion]) -> Prints:
-    """Both fingerprints of a call's customer speech (the VAD's regions of the decoded channel).
+def _duration_s(samples: np.ndarray, sample_rate: int) -> float:
+    """Length (s) of mono ``samples``; infinite when it cannot be told (:func:`fingerprints` then refuses them)."""
+    shape = np.shape(samples)
+    if len(shape) != 1 or isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
+        return float("inf")
+    return shape[0] / float(sample_rate) if sample_rate > 0 else float("inf")
 
-    Never raises for audio that cannot be fingerprinted: :class:`Prints` then says why, and the call
-    is judged as not checked (never ``match``).
+
+def fingerprint_call(
+    samples: np.ndarray, sample_rate: int, regions: Iterable[SpeechRegion], pad_s: float | None = None
+) -> Prints:
+    """Both fingerprints of a call's or enrollment recording's speech: the VAD's regions of the decoded
+    channel, each widened by ``pad_s`` either side (:func:`voicecheck.fingerprint.padded_regions`;
+    None: :data:`voicecheck.fingerprint.REGION_PAD_S`, the shipped pad).
+
+    Every product path fingerprints through here (batch worker, ``check``, enrollment, a stored call
+    fingerprinted again), so stored items and queries cover their speech alike. Never raises for audio
+    that cannot be fingerprinted: :class:`Prints` then says why, and the call is judged as not checked
+    (never ``match``).
     """
+    if pad_s is None:
+        pad_s = fingerprint_module.REGION_PAD_S
     try:
-        query, stored = fingerprints(samples, sample_rate, list(regions))
+        spans = list(regions) if pad_s == 0 else padded_regions(regions, pad_s, _duration_s(samples, sample_rate))
+        query, stored = fingerprints(samples, sample_rate, spans)
     except FingerprintError as e:
         return Prints(None, None, str(e))
     return Prints(query, stored)
