@@ -20,6 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -193,14 +194,151 @@ def evaluate(v: Variant, items: list[Item], calls: list[Call], workdir: Path) ->
     ]
 
 
+@dataclass(frozen=True)
+class Path_:
+    """A product-path variant: the region pad (s; None: whole recordings) and the fingerprint parameters."""
+
+    name: str
+    pad_s: float | None
+    query: FingerprintParams = QUERY_PARAMS
+    index: FingerprintParams = INDEX_PARAMS
+
+
+def speech_regions(items: list[Item], calls: list[Call]) -> tuple[list, list]:
+    """Silero's regions of every item and call, as the product finds them (the shipped VAD settings)."""
+    from voicecheck.config import Settings
+    from voicecheck.vad import SileroVad
+
+    st = Settings()
+    vad = SileroVad(threshold=st.vad_threshold, min_silence_s=st.vad_min_silence_s, pad_s=st.vad_pad_s)
+    item_regions = [vad.regions(it.audio, it.rate) for it in items]
+    log.info("VAD: %d items", len(items))
+    return item_regions, [vad.regions(c.audio, 8000) for c in calls]
+
+
+def _prints(audio: np.ndarray, rate: int, regions: list, v: Path_) -> Any:
+    """A call's or item's fingerprints as ``fingerprint_call`` makes them, with ``v``'s pad and parameters."""
+    from voicecheck.fingerprint import padded_regions
+    from voicecheck.replaycheck import Prints
+    from voicecheck.types import SpeechRegion
+
+    spans = (
+        [SpeechRegion(0.0, audio.size / rate)]
+        if v.pad_s is None
+        else padded_regions(regions, v.pad_s, audio.size / rate)
+    )
+    try:
+        return Prints(*fingerprints(audio, rate, spans, query_params=v.query, index_params=v.index))
+    except FingerprintError as e:
+        return Prints(None, None, str(e))
+
+
+def product_row(v: Path_, items: list[Item], calls: list[Call], regions: tuple[list, list]) -> str:
+    """``v`` on the product's path: keyed and sealed indexes, each call looked up among its speaker's
+    items (:func:`voicecheck.replaycheck.look_up`), the shipped rule."""
+    from voicecheck.config import Settings
+    from voicecheck.crypto import Cipher, Keyring, new_key
+    from voicecheck.replaycheck import Indexes, look_up, rule_of
+    from voicecheck.replaycheck import replays as passing
+
+    rule = rule_of(Settings())
+    cipher = Cipher(Keyring.of([new_key()], "benchmark key"))
+    fp_cpu, stored_hashes, stored_s, unstored = 0.0, 0, 0.0, 0
+    with tempfile.TemporaryDirectory() as tmp:
+        indexes = Indexes(
+            FingerprintIndex(Path(tmp) / "e.sqlite", cipher=cipher, all_items=False, params=v.index),
+            FingerprintIndex(Path(tmp) / "c.sqlite", cipher=cipher, all_items=False, params=v.index),
+        )
+        for it, reg in zip(items, regions[0], strict=True):
+            prints = _prints(it.audio, it.rate, reg, v)
+            if prints.index is None:
+                unstored += 1
+            elif it.kind == "enrollment":
+                indexes.enrollments.add(f"enrollment:{it.speaker}:{it.name}", prints.index, "enrollment", it.speaker)
+            else:
+                indexes.calls.add(f"call:{it.name}", prints.index, "call", it.speaker)
+            if prints.index is not None:
+                stored_hashes, stored_s = stored_hashes + len(prints.index), stored_s + it.audio.size / it.rate
+        rows, worst = [], 0
+        for n, (c, reg) in enumerate(zip(calls, regions[1], strict=True)):
+            t = time.process_time()
+            prints = _prints(c.audio, 8000, reg, v)
+            fp_cpu += time.process_time() - t
+            own = c.exclude if not c.truth else f"replay-{n}"  # an honest call is its own recording
+            outcome = look_up(indexes, prints, c.speaker, own)
+            found = passing(outcome, rule)
+            true = bool(c.truth) and any(m.item.endswith(f":{c.truth}") for m in found)
+            wrong = [m for m in outcome.candidates if not (c.truth and m.item.endswith(f":{c.truth}"))]
+            worst = max([worst, *(m.hits for m in wrong)])
+            rows.append((c, outcome.checked, true, any(m in found for m in wrong)))
+        indexes.close()
+    rep = [r for r in rows if r[0].truth]
+    ge5 = [r for r in rep if r[0].replayed_s >= 5.0]
+    cells = [f"{sum(r[2] for r in ge5 if r[0].codec == k)}/{sum(r[0].codec == k for r in ge5)}" for k in CODECS]
+    part = [r for r in rep if r[0].partial]
+    hon = [r for r in rows if not r[0].truth]
+    return (
+        f"| {v.name} | {stored_hashes / max(stored_s, 1e-9):.0f} | {1000 * fp_cpu / len(calls):.1f} | "
+        f"{_pct(sum(r[2] for r in ge5), len(ge5))} | "
+        + " | ".join(cells)
+        + f" | {_pct(sum(r[2] for r in part), len(part))} "
+        f"| {sum(r[3] for r in hon)}/{len(hon)} | {worst} | {sum(not r[1] for r in rows)} | {unstored} |"
+    )
+
+
+PRODUCT_HEAD = [
+    "| variant | stored hashes per s of recording | query+stored fingerprint CPU ms per call | replays >= 5 s caught | "
+    + " | ".join(f"{c} >= 5 s" for c in CODECS)
+    + " | partial 3-6 s | honest calls marked | most hits of a wrong item | calls not checked | items not stored |",
+    "|---" * (9 + len(CODECS)) + "|",
+]
+
+
 def _pct(k: int, n: int) -> str:
     return f"{k}/{n} ({100.0 * k / n:.1f}%)" if n else "-"
+
+
+PATH_VARIANTS: tuple[tuple[str, FingerprintParams, FingerprintParams], ...] = (
+    ("shipped fingerprint", QUERY_PARAMS, INDEX_PARAMS),
+)
+"""Fingerprint variants run on the product's path at a pad (``--path-variants``): (name, query, index)."""
+
+
+def product_sweep(args: argparse.Namespace, items: list[Item], calls: list[Call]) -> list[str]:
+    """The product's path at each region pad (and whole recordings), then any ``--path-variants``."""
+    t = time.perf_counter()
+    regions = speech_regions(items, calls)
+    log.info("regions in %.0f s", time.perf_counter() - t)
+    pads = [float(x) for x in args.pads.split(",") if x.strip()]
+    variants = [Path_("whole recordings (no regions)", None)]
+    variants += [Path_(f"pad {p:g} s", p) for p in pads]
+    for k in (int(x) for x in args.path_variants.split(",") if x.strip()):
+        name, q, i = PATH_VARIANTS[k]
+        variants.append(Path_(f"pad {pads[-1]:g} s, {name}", pads[-1], q, i))
+    lines = [
+        f"Non-EVAL speakers only ({len(items)} items, {sum(bool(c.truth) for c in calls)} replays, "
+        f"{sum(not c.truth for c in calls)} honest calls; fold 0 of benchmarks/common.py), the product's path: "
+        "silero's regions padded either side, keyed and sealed indexes, each call looked up among its own "
+        f"speaker's items, the shipped rule (15 hits over >= 1 s). CPU: {_cpu()}; one thread.",
+        "",
+        *PRODUCT_HEAD,
+    ]
+    for v in variants:
+        lines.append(product_row(v, items, calls, regions))
+        log.info(lines[-1])
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--speech", default=str(DEFAULT_SPEECH))
     parser.add_argument("--only", default="", help="comma-separated variant numbers (default all)")
+    parser.add_argument(
+        "--pads", default="", help="the product's path instead, at these region pads (s), e.g. 0,0.25,0.5,1.0"
+    )
+    parser.add_argument(
+        "--path-variants", default="", help="with --pads: also these PATH_VARIANTS (numbers) at the last pad"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     speakers = read_corpus(args.speech)
@@ -210,6 +348,9 @@ def main(argv: list[str] | None = None) -> None:
     items = build_items(tune)
     calls = simulate(items)
     log.info("%d non-EVAL items, %d calls simulated", len(items), len(calls))
+    if args.pads:
+        print("\n".join(product_sweep(args, items, calls)))
+        return
     picked = [int(x) for x in args.only.split(",") if x.strip()] or list(range(len(VARIANTS)))
     lines = [
         f"Non-EVAL speakers only ({len(items)} items, {sum(bool(c.truth) for c in calls)} replays, "

@@ -23,9 +23,11 @@ from voicecheck.fingerprint import (
     FingerprintParams,
     fingerprint,
     fingerprints,
+    padded_regions,
 )
 from voicecheck.liveness import too_identical
 from voicecheck.replay import FingerprintIndex, MatchRule
+from voicecheck.types import SpeechRegion
 
 SPEECH = Path(__file__).resolve().parent.parent / "samples" / "speech"
 CLIP_A = SPEECH / "picovoice_eagle_samples" / "speaker_1" / "speaker_1_test_utt.flac"
@@ -369,3 +371,33 @@ def test_too_identical_warns_only_above_the_threshold() -> None:
 def test_too_identical_refuses_bad_input(call: np.ndarray, recs: np.ndarray, kwargs: dict, words: str) -> None:
     with pytest.raises(UsageError, match=words):
         too_identical(call, recs, **kwargs)
+
+
+def test_padded_regions_are_widened_merged_and_clipped() -> None:
+    regions = [SpeechRegion(5.0, 6.0), SpeechRegion(0.2, 1.0), SpeechRegion(1.5, 2.0), SpeechRegion(9.5, 9.9)]
+    got = padded_regions(regions, 0.4, 10.0)
+    # 0.2-1.0 and 1.5-2.0 overlap once widened; the first starts at 0 and the last ends at 10 s
+    assert [(round(r.start_s, 6), round(r.end_s, 6)) for r in got] == [(0.0, 2.4), (4.6, 6.4), (9.1, 10.0)]
+    assert padded_regions(regions, 0.0, 10.0) == sorted(regions, key=lambda r: r.start_s)
+    assert padded_regions([], 0.5, 10.0) == []
+    assert padded_regions([SpeechRegion(11.0, 12.0)], 0.5, 10.0) == []  # past the end: nothing left
+
+
+@pytest.mark.parametrize("pad", [-0.1, float("nan"), float("inf")])
+def test_padded_regions_refuse_a_bad_pad(pad: float) -> None:
+    with pytest.raises(FingerprintError, match="pad"):
+        padded_regions([SpeechRegion(1.0, 2.0)], pad, 10.0)
+
+
+def test_a_padded_fingerprint_reaches_into_the_edges_of_speech() -> None:
+    from voicecheck.replaycheck import fingerprint_call
+
+    x = syllables(12.0, seed=3, rate=16000)
+    regions = [SpeechRegion(3.0, 5.0), SpeechRegion(7.0, 9.0)]
+    plain = fingerprint_call(x, 16000, regions, pad_s=0.0)
+    padded = fingerprint_call(x, 16000, regions, pad_s=0.5)
+    assert plain.query is not None and padded.query is not None and padded.index is not None
+    assert padded.query.analysed_s == pytest.approx(plain.query.analysed_s + 2.0, abs=0.05)
+    times = padded.query.times_s
+    assert np.any((times >= 2.5) & (times < 3.0)) and not np.any(plain.query.times_s < 3.0)
+    assert times.min() >= 2.5 - 0.02 and times.max() < 9.5

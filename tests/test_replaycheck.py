@@ -432,3 +432,29 @@ def test_a_recording_enrolled_before_replay_checks_is_fingerprinted_by_enrolling
         assert idx.count("B1") == 1
     r = check_one(calls["R"], "B1", on)
     assert r.reason == "replay" and r.replay_of[0]["kind"] == "enrollment"
+
+
+def test_worker_and_enrollment_fingerprint_the_same_padded_regions(world, tmp_path: Path, monkeypatch) -> None:
+    """Every path that fingerprints widens the VAD's regions by the one shipped pad, so stored
+    enrollments and looked-up calls cover their speech alike."""
+    import voicecheck.replaycheck as rc
+    from voicecheck.fingerprint import padded_regions
+
+    settings, calls, manifest, _ = world
+    monkeypatch.setattr("voicecheck.fingerprint.REGION_PAD_S", 0.5)
+    seen: list[tuple[int, bool]] = []  # (sample rate, regions differ from the VAD's own)
+    real = rc.fingerprints
+
+    def spy(samples: np.ndarray, sample_rate: int, regions: list, *args: object, **kwargs: object):
+        vad = EnergyVad().regions(samples, sample_rate)
+        assert regions == padded_regions(vad, 0.5, len(samples) / sample_rate)
+        seen.append((sample_rate, regions != vad))
+        return real(samples, sample_rate, regions, *args, **kwargs)
+
+    monkeypatch.setattr(rc, "fingerprints", spy)
+    quiet = np.concatenate([np.zeros(RATE), syllables(6.0, seed=50, rate=RATE), np.zeros(RATE)])
+    write(tmp_path / "enroll2.wav", quiet, RATE)
+    assert enroll_recordings([("B3", str(tmp_path / "enroll2.wav"))], settings, consent="test") == 0
+    run_batch(manifest, tmp_path / "out", settings)
+    assert {rate for rate, _ in seen} == {RATE, 8000}  # the enrollment and the batch's calls
+    assert any(moved for rate, moved in seen if rate == RATE) and any(moved for rate, moved in seen if rate == 8000)
