@@ -55,10 +55,13 @@ TRIPLET_HASH_BITS = 3 * _FREQ_BITS + 2 * _TRIPLET_DT_BITS
 """Bits of one triplet hash: anchor bin, two target bins (7 each), two times (5 each)."""
 
 
-REGION_PAD_S = 0.0
+REGION_PAD_S = 1.0
 """Seconds each speech region is widened by, either side, before a call or recording is fingerprinted
 (:func:`padded_regions`; every product path goes through :func:`voicecheck.replaycheck.fingerprint_call`,
-so stored items and queries agree). Chosen on the non-EVAL speakers (benchmarks/results/replay_params.md)."""
+so stored items and queries agree). Chosen among 0, 0.25, 0.5 and 1 s on the non-EVAL speakers' product
+path by a rule written before the run (benchmarks/results/replay_params.md): the most replays caught,
+87.3% -> 91.7% of those >= 5 s, no honest call marked. Kept at most 1 s: real calls hold audio that
+recurs across calls (hold music, ringback, tones), which is why only speech is fingerprinted."""
 
 _MARGIN_FRAMES = 20
 """Context kept around speech (frames): more than the peak (8) and prominence (15) half-widths, so a
