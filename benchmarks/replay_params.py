@@ -243,7 +243,7 @@ def product_row(v: Path_, items: list[Item], calls: list[Call], regions: tuple[l
 
     rule = rule_of(Settings())
     cipher = Cipher(Keyring.of([new_key()], "benchmark key"))
-    fp_cpu, stored_hashes, stored_s, unstored = 0.0, 0, 0.0, 0
+    fp_cpu, stored_hashes, stored_s, unstored, look_cpu, q_hashes = 0.0, 0, 0.0, 0, 0.0, 0
     with tempfile.TemporaryDirectory() as tmp:
         indexes = Indexes(
             FingerprintIndex(Path(tmp) / "e.sqlite", cipher=cipher, all_items=False, params=v.index),
@@ -265,7 +265,10 @@ def product_row(v: Path_, items: list[Item], calls: list[Call], regions: tuple[l
             prints = _prints(c.audio, 8000, reg, v)
             fp_cpu += time.process_time() - t
             own = c.exclude if not c.truth else f"replay-{n}"  # an honest call is its own recording
+            t = time.process_time()
             outcome = look_up(indexes, prints, c.speaker, own)
+            look_cpu += time.process_time() - t
+            q_hashes += len(prints.query) if prints.query is not None else 0
             found = passing(outcome, rule)
             true = bool(c.truth) and any(m.item.endswith(f":{c.truth}") for m in found)
             wrong = [m for m in outcome.candidates if not (c.truth and m.item.endswith(f":{c.truth}"))]
@@ -278,7 +281,8 @@ def product_row(v: Path_, items: list[Item], calls: list[Call], regions: tuple[l
     part = [r for r in rep if r[0].partial]
     hon = [r for r in rows if not r[0].truth]
     return (
-        f"| {v.name} | {stored_hashes / max(stored_s, 1e-9):.0f} | {1000 * fp_cpu / len(calls):.1f} | "
+        f"| {v.name} | {stored_hashes / max(stored_s, 1e-9):.0f} | {q_hashes / len(calls):.0f} "
+        f"| {1000 * fp_cpu / len(calls):.1f} | {1000 * look_cpu / len(calls):.2f} | "
         f"{_pct(sum(r[2] for r in ge5), len(ge5))} | "
         + " | ".join(cells)
         + f" | {_pct(sum(r[2] for r in part), len(part))} "
@@ -287,10 +291,11 @@ def product_row(v: Path_, items: list[Item], calls: list[Call], regions: tuple[l
 
 
 PRODUCT_HEAD = [
-    "| variant | stored hashes per s of recording | query+stored fingerprint CPU ms per call | replays >= 5 s caught | "
+    "| variant | stored hashes per s of recording | query hashes per call | query+stored fingerprint CPU ms per call "
+    "| look-up CPU ms per call | replays >= 5 s caught | "
     + " | ".join(f"{c} >= 5 s" for c in CODECS)
     + " | partial 3-6 s | honest calls marked | most hits of a wrong item | calls not checked | items not stored |",
-    "|---" * (9 + len(CODECS)) + "|",
+    "|---" * (11 + len(CODECS)) + "|",
 ]
 
 
@@ -300,6 +305,9 @@ def _pct(k: int, n: int) -> str:
 
 PATH_VARIANTS: tuple[tuple[str, FingerprintParams, FingerprintParams], ...] = (
     ("shipped fingerprint", QUERY_PARAMS, INDEX_PARAMS),
+    ("query fan-out 6", replace(QUERY_PARAMS, fan_out=6), INDEX_PARAMS),
+    ("query fan-out 5", replace(QUERY_PARAMS, fan_out=5), INDEX_PARAMS),
+    ("query fan-out 4", replace(QUERY_PARAMS, fan_out=4), INDEX_PARAMS),
 )
 """Fingerprint variants run on the product's path at a pad (``--path-variants``): (name, query, index)."""
 
