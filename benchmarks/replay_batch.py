@@ -112,8 +112,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--calls", type=int, default=60)
     p.add_argument("--repeats", type=int, default=2, help="off/on pairs, alternating")
     p.add_argument("--out", type=Path, default=None, help="work folder (default: a temporary one)")
+    p.add_argument(
+        "--pad", type=float, default=None, help="region pad (s) of the fingerprints (default: the shipped REGION_PAD_S)"
+    )
     p.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    if a.pad is not None:  # this process (enrollments) and every child run (calls) fingerprint with it
+        os.environ["VC_BENCH_REGION_PAD_S"] = str(a.pad)
+    _set_pad()
     if a._child:
         use_work_key(Path(a._child[0]))
         print(json.dumps(child(Path(a._child[0]), a._child[1] == "1", a._child[2])))
@@ -131,6 +137,20 @@ def main(argv: list[str] | None = None) -> None:
             runs.append(run_child(work, replay, f"{'on' if replay else 'off'}{n}"))
             print(json.dumps(runs[-1]), flush=True)
     print(render(runs, a.calls, audio_s, hours, os.getloadavg(), _cpu()))
+
+
+def _pad() -> float:
+    import voicecheck.fingerprint
+
+    return float(voicecheck.fingerprint.REGION_PAD_S)
+
+
+def _set_pad() -> None:
+    """The region pad named by ``--pad`` (through the environment, so child runs see it too)."""
+    if "VC_BENCH_REGION_PAD_S" in os.environ:
+        import voicecheck.fingerprint
+
+        voicecheck.fingerprint.REGION_PAD_S = float(os.environ["VC_BENCH_REGION_PAD_S"])
 
 
 def _median(values: list[float]) -> float:
@@ -154,7 +174,8 @@ def render(runs: list[dict[str, Any]], n: int, audio_s: float, hours: float, loa
     parts = [f + x for f, x in zip(fps, looks, strict=True)]
     lines = [
         f"{n} calls ({hours * 60:.1f} min of audio, {audio_s / n:.0f} s per call), one worker in-process, GE2E, "
-        f"silero VAD; CPU: {cpu}; load average after: {load[0]:.1f}. Mean of {len(runs) // 2} run(s) each.",
+        f"silero VAD; region pad {_pad():g} s; CPU: {cpu}; load average after: {load[0]:.1f}. "
+        f"Mean of {len(runs) // 2} run(s) each.",
         "",
         "| replay | wall s | CPU s | CPU ms per call | ms per audio s |",
         "|---|---:|---:|---:|---:|",

@@ -39,7 +39,7 @@ import numpy as np
 from . import storage
 from .crypto import Cipher
 from .errors import StoreError, UsageError
-from .fingerprint import HOP_S, INDEX_PARAMS, Fingerprint, FingerprintParams
+from .fingerprint import HOP_S, INDEX_PARAMS, Fingerprint, FingerprintParams, stable_order
 
 log = logging.getLogger(__name__)
 
@@ -814,7 +814,7 @@ class _Values:
 
     @classmethod
     def of(cls, values: np.ndarray, frames: np.ndarray) -> _Values:
-        order = np.argsort(values, kind="stable")
+        order = stable_order(np.asarray(values, dtype=np.int64))
         v = np.asarray(values[order], dtype=np.int64)
         starts = np.flatnonzero(np.concatenate([[True], v[1:] != v[:-1]])) if v.size else np.zeros(0, np.int64)
         distinct = v[starts]
@@ -898,7 +898,7 @@ def _best_spans(q: _Values, hits: np.ndarray, rule: MatchRule) -> list[tuple[int
         return []
     items, item_frames, call_frames = _expand(q, hits)
     packed = items * (2 * _DELTA_SPAN) + (item_frames - call_frames) + _DELTA_SPAN
-    order = np.argsort(packed)  # by (item, delta); a group's order does not matter (_largest_group)
+    order = stable_order(packed)  # by (item, delta); a group's order does not matter (_largest_group)
     ordered = packed[order]
     starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
     keys = ordered[starts]
