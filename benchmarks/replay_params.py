@@ -200,6 +200,7 @@ class Path_:
 
     name: str
     pad_s: float | None
+    bridge_s: float = 0.0
     query: FingerprintParams = QUERY_PARAMS
     index: FingerprintParams = INDEX_PARAMS
 
@@ -225,7 +226,7 @@ def _prints(audio: np.ndarray, rate: int, regions: list, v: Path_) -> Any:
     spans = (
         [SpeechRegion(0.0, audio.size / rate)]
         if v.pad_s is None
-        else padded_regions(regions, v.pad_s, audio.size / rate)
+        else padded_regions(regions, v.pad_s, audio.size / rate, v.bridge_s)
     )
     try:
         return Prints(*fingerprints(audio, rate, spans, query_params=v.query, index_params=v.index))
@@ -322,7 +323,10 @@ def product_sweep(args: argparse.Namespace, items: list[Item], calls: list[Call]
     variants += [Path_(f"pad {p:g} s", p) for p in pads]
     for k in (int(x) for x in args.path_variants.split(",") if x.strip()):
         name, q, i = PATH_VARIANTS[k]
-        variants.append(Path_(f"pad {pads[-1]:g} s, {name}", pads[-1], q, i))
+        variants.append(Path_(f"pad {pads[-1]:g} s, {name}", pads[-1], 0.0, q, i))
+    for text in (x for x in args.bridges.split(",") if x.strip()):
+        pad, bridge = (float(y) for y in text.split("+"))
+        variants.append(Path_(f"pad {pad:g} s, gaps <= {bridge:g} s between them closed", pad, bridge))
     lines = [
         f"Non-EVAL speakers only ({len(items)} items, {sum(bool(c.truth) for c in calls)} replays, "
         f"{sum(not c.truth for c in calls)} honest calls; fold 0 of benchmarks/common.py), the product's path: "
@@ -341,6 +345,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--speech", default=str(DEFAULT_SPEECH))
     parser.add_argument("--only", default="", help="comma-separated variant numbers (default all)")
+    parser.add_argument(
+        "--bridges", default="", help="with --pads: also PAD+BRIDGE pairs (s), e.g. 0.25+1.5 (gaps closed)"
+    )
     parser.add_argument(
         "--pads", default="", help="the product's path instead, at these region pads (s), e.g. 0,0.25,0.5,1.0"
     )

@@ -231,8 +231,11 @@ def _region_mask(regions: list[SpeechRegion] | None, n_frames: int) -> np.ndarra
     return np.cumsum(edges[:-1]) > 0
 
 
-def padded_regions(regions: Iterable[SpeechRegion], pad_s: float, duration_s: float) -> list[SpeechRegion]:
-    """Speech regions widened by ``pad_s`` either side, clipped to [0, ``duration_s``], overlaps merged.
+def padded_regions(
+    regions: Iterable[SpeechRegion], pad_s: float, duration_s: float, bridge_s: float = 0.0
+) -> list[SpeechRegion]:
+    """Speech regions widened by ``pad_s`` either side, gaps of at most ``bridge_s`` left between them
+    closed, clipped to [0, ``duration_s``], overlaps merged.
 
     A replay played through a room and a phone line loses its quiet edges to the VAD; a modest pad
     gives the fingerprint the landmarks there back. Kept modest because real calls hold audio that
@@ -242,15 +245,18 @@ def padded_regions(regions: Iterable[SpeechRegion], pad_s: float, duration_s: fl
         regions: speech regions (s) in the recording's time axis, in any order.
         pad_s: seconds added before and after each region (>= 0, finite).
         duration_s: length of the recording (s).
+        bridge_s: widened regions less than this far apart (s) are joined (>= 0, finite).
 
     Returns:
         Sorted, non-overlapping regions (touching ones merged); empty ones dropped.
 
     Raises:
-        FingerprintError: a negative or non-finite pad, or a region that is not a finite, ordered span.
+        FingerprintError: a negative or non-finite pad or bridge, or a region that is not a finite,
+            ordered span.
     """
-    if not (np.isfinite(pad_s) and pad_s >= 0):
-        raise FingerprintError(f"the region pad must be a finite number of seconds >= 0, got {pad_s!r}.")
+    for what, value in (("pad", pad_s), ("bridge", bridge_s)):
+        if not (np.isfinite(value) and value >= 0):
+            raise FingerprintError(f"the region {what} must be a finite number of seconds >= 0, got {value!r}.")
     spans = []
     for r in regions:
         if not (np.isfinite(r.start_s) and np.isfinite(r.end_s)) or r.end_s < r.start_s:
@@ -260,7 +266,7 @@ def padded_regions(regions: Iterable[SpeechRegion], pad_s: float, duration_s: fl
             spans.append((start, end))
     merged: list[list[float]] = []
     for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
+        if merged and start <= merged[-1][1] + bridge_s:
             merged[-1][1] = max(merged[-1][1], end)
         else:
             merged.append([start, end])
