@@ -55,13 +55,18 @@ TRIPLET_HASH_BITS = 3 * _FREQ_BITS + 2 * _TRIPLET_DT_BITS
 """Bits of one triplet hash: anchor bin, two target bins (7 each), two times (5 each)."""
 
 
-REGION_PAD_S = 1.0
+REGION_PAD_S = 0.25
 """Seconds each speech region is widened by, either side, before a call or recording is fingerprinted
 (:func:`padded_regions`; every product path goes through :func:`voicecheck.replaycheck.fingerprint_call`,
-so stored items and queries agree). Chosen among 0, 0.25, 0.5 and 1 s on the non-EVAL speakers' product
-path by a rule written before the run (benchmarks/results/replay_params.md): the most replays caught,
-87.3% -> 91.7% of those >= 5 s, no honest call marked. Kept at most 1 s: real calls hold audio that
-recurs across calls (hold music, ringback, tones), which is why only speech is fingerprinted."""
+so stored items and queries agree). Kept small: real calls hold audio that recurs across calls (hold
+music, ringback, tones), which is why only speech is fingerprinted."""
+
+REGION_BRIDGE_S = 3.5
+"""... and gaps of at most this many seconds left between the widened regions are closed (silero pauses
+of up to 4 s inside a passage: a replay through a room and a line keeps little of itself as speech).
+Pad and bridge were chosen on the non-EVAL speakers' product path by rules written before each run
+(benchmarks/results/replay_params.md): 87.3% -> 91.4% of the replays >= 5 s caught there (pad 1 s: 91.7%),
+no honest call marked, 16.5 s fingerprinted per 45 s batch call instead of 13.4 s (pad 1 s: 21.8 s)."""
 
 _MARGIN_FRAMES = 20
 """Context kept around speech (frames): more than the peak (8) and prominence (15) half-widths, so a

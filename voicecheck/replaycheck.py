@@ -140,21 +140,28 @@ def _duration_s(samples: np.ndarray, sample_rate: int) -> float:
 
 
 def fingerprint_call(
-    samples: np.ndarray, sample_rate: int, regions: Iterable[SpeechRegion], pad_s: float | None = None
+    samples: np.ndarray,
+    sample_rate: int,
+    regions: Iterable[SpeechRegion],
+    pad_s: float | None = None,
+    bridge_s: float | None = None,
 ) -> Prints:
     """Both fingerprints of a call's or enrollment recording's speech: the VAD's regions of the decoded
-    channel, each widened by ``pad_s`` either side (:func:`voicecheck.fingerprint.padded_regions`;
-    None: :data:`voicecheck.fingerprint.REGION_PAD_S`, the shipped pad).
+    channel, each widened by ``pad_s`` either side and the gaps of at most ``bridge_s`` left between
+    them closed (:func:`voicecheck.fingerprint.padded_regions`; None: the shipped
+    :data:`~voicecheck.fingerprint.REGION_PAD_S` and :data:`~voicecheck.fingerprint.REGION_BRIDGE_S`).
 
     Every product path fingerprints through here (batch worker, ``check``, enrollment, a stored call
     fingerprinted again), so stored items and queries cover their speech alike. Never raises for audio
     that cannot be fingerprinted: :class:`Prints` then says why, and the call is judged as not checked
     (never ``match``).
     """
-    if pad_s is None:
-        pad_s = fingerprint_module.REGION_PAD_S
+    pad_s = fingerprint_module.REGION_PAD_S if pad_s is None else pad_s
+    bridge_s = fingerprint_module.REGION_BRIDGE_S if bridge_s is None else bridge_s
     try:
-        spans = list(regions) if pad_s == 0 else padded_regions(regions, pad_s, _duration_s(samples, sample_rate))
+        spans = list(regions)
+        if pad_s != 0 or bridge_s != 0:
+            spans = padded_regions(spans, pad_s, _duration_s(samples, sample_rate), bridge_s)
         query, stored = fingerprints(samples, sample_rate, spans)
     except FingerprintError as e:
         return Prints(None, None, str(e))
