@@ -383,10 +383,17 @@ def test_padded_regions_are_widened_merged_and_clipped() -> None:
     assert padded_regions([SpeechRegion(11.0, 12.0)], 0.5, 10.0) == []  # past the end: nothing left
 
 
-@pytest.mark.parametrize("pad", [-0.1, float("nan"), float("inf")])
-def test_padded_regions_refuse_a_bad_pad(pad: float) -> None:
-    with pytest.raises(FingerprintError, match="pad"):
-        padded_regions([SpeechRegion(1.0, 2.0)], pad, 10.0)
+def test_padded_regions_close_gaps_up_to_the_bridge_only() -> None:
+    regions = [SpeechRegion(1.0, 2.0), SpeechRegion(4.0, 5.0), SpeechRegion(9.0, 9.5)]
+    got = padded_regions(regions, 0.25, 20.0, bridge_s=1.5)  # widened gaps: 1.5 s (closed), 3.5 s (kept)
+    assert [(round(r.start_s, 6), round(r.end_s, 6)) for r in got] == [(0.75, 5.25), (8.75, 9.75)]
+    assert len(padded_regions(regions, 0.25, 20.0, bridge_s=1.49)) == 3
+
+
+@pytest.mark.parametrize("pad, bridge", [(-0.1, 0.0), (float("nan"), 0.0), (float("inf"), 0.0), (0.0, -1.0)])
+def test_padded_regions_refuse_a_bad_pad_or_bridge(pad: float, bridge: float) -> None:
+    with pytest.raises(FingerprintError, match="pad|bridge"):
+        padded_regions([SpeechRegion(1.0, 2.0)], pad, 10.0, bridge)
 
 
 def test_a_padded_fingerprint_reaches_into_the_edges_of_speech() -> None:
@@ -394,8 +401,8 @@ def test_a_padded_fingerprint_reaches_into_the_edges_of_speech() -> None:
 
     x = syllables(12.0, seed=3, rate=16000)
     regions = [SpeechRegion(3.0, 5.0), SpeechRegion(7.0, 9.0)]
-    plain = fingerprint_call(x, 16000, regions, pad_s=0.0)
-    padded = fingerprint_call(x, 16000, regions, pad_s=0.5)
+    plain = fingerprint_call(x, 16000, regions, pad_s=0.0, bridge_s=0.0)
+    padded = fingerprint_call(x, 16000, regions, pad_s=0.5, bridge_s=0.0)
     assert plain.query is not None and padded.query is not None and padded.index is not None
     assert padded.query.analysed_s == pytest.approx(plain.query.analysed_s + 2.0, abs=0.05)
     times = padded.query.times_s
