@@ -112,13 +112,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--calls", type=int, default=60)
     p.add_argument("--repeats", type=int, default=2, help="off/on pairs, alternating")
     p.add_argument("--out", type=Path, default=None, help="work folder (default: a temporary one)")
-    p.add_argument(
-        "--pad", type=float, default=None, help="region pad (s) of the fingerprints (default: the shipped REGION_PAD_S)"
-    )
+    p.add_argument("--pad", type=float, default=None, help="region pad (s) (default: the shipped REGION_PAD_S)")
     p.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)
+    p.add_argument("--bridge", type=float, default=None, help="region bridge (s) (default: REGION_BRIDGE_S)")
     a = p.parse_args(argv)
     if a.pad is not None:  # this process (enrollments) and every child run (calls) fingerprint with it
         os.environ["VC_BENCH_REGION_PAD_S"] = str(a.pad)
+    if a.bridge is not None:
+        os.environ["VC_BENCH_REGION_BRIDGE_S"] = str(a.bridge)
     _set_pad()
     if a._child:
         use_work_key(Path(a._child[0]))
@@ -139,18 +140,20 @@ def main(argv: list[str] | None = None) -> None:
     print(render(runs, a.calls, audio_s, hours, os.getloadavg(), _cpu()))
 
 
-def _pad() -> float:
-    import voicecheck.fingerprint
+def _pad() -> str:
+    import voicecheck.fingerprint as fp
 
-    return float(voicecheck.fingerprint.REGION_PAD_S)
+    return f"{fp.REGION_PAD_S:g} s, gaps <= {fp.REGION_BRIDGE_S:g} s closed"
 
 
 def _set_pad() -> None:
     """The region pad named by ``--pad`` (through the environment, so child runs see it too)."""
-    if "VC_BENCH_REGION_PAD_S" in os.environ:
-        import voicecheck.fingerprint
+    import voicecheck.fingerprint
 
+    if "VC_BENCH_REGION_PAD_S" in os.environ:
         voicecheck.fingerprint.REGION_PAD_S = float(os.environ["VC_BENCH_REGION_PAD_S"])
+    if "VC_BENCH_REGION_BRIDGE_S" in os.environ:
+        voicecheck.fingerprint.REGION_BRIDGE_S = float(os.environ["VC_BENCH_REGION_BRIDGE_S"])
 
 
 def _median(values: list[float]) -> float:
@@ -174,7 +177,7 @@ def render(runs: list[dict[str, Any]], n: int, audio_s: float, hours: float, loa
     parts = [f + x for f, x in zip(fps, looks, strict=True)]
     lines = [
         f"{n} calls ({hours * 60:.1f} min of audio, {audio_s / n:.0f} s per call), one worker in-process, GE2E, "
-        f"silero VAD; region pad {_pad():g} s; CPU: {cpu}; load average after: {load[0]:.1f}. "
+        f"silero VAD; regions widened by {_pad()}; CPU: {cpu}; load average after: {load[0]:.1f}. "
         f"Mean of {len(runs) // 2} run(s) each.",
         "",
         "| replay | wall s | CPU s | CPU ms per call | ms per audio s |",
