@@ -281,3 +281,34 @@ def test_a_check_lost_after_its_call_was_indexed_is_found_again(tmp_path: Path) 
         a, b = ReplayOutcome.from_json(first), ReplayOutcome.from_json(again[h])
         assert a.candidates == b.candidates and a.checked and b.checked and b.items >= a.items
     assert any(ReplayOutcome.from_json(o).candidates for o in again.values())
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.random.default_rng(1).integers(0, 50, 5000),  # many ties: their order must be kept
+        np.random.default_rng(2).integers(0, 2**31, 3000),  # keyed pair values
+        np.random.default_rng(3).integers(-5, 5, 100),  # negative: the stable argsort itself
+        np.random.default_rng(4).integers(2**60, 2**62, 100),  # too wide to pack with a position
+        np.zeros(0, dtype=np.int64),
+    ],
+)
+def test_stable_order_is_a_stable_argsort(values: np.ndarray) -> None:
+    values = values.astype(np.int64)
+    assert np.array_equal(fpmod.stable_order(values), np.argsort(values, kind="stable"))
+
+
+def test_region_mask_holds_the_frames_whose_centre_is_in_a_region() -> None:
+    from voicecheck.types import SpeechRegion
+
+    rng = np.random.default_rng(5)
+    n = 700
+    centres = (np.arange(n) * fpmod.HOP + fpmod.N_FFT // 2) / fpmod.FINGERPRINT_SAMPLE_RATE
+    for _ in range(20):
+        starts = np.sort(rng.uniform(-1.0, 8.0, 6))
+        regions = [SpeechRegion(float(s), float(s + rng.uniform(0, 1.5))) for s in starts]
+        regions.append(SpeechRegion(float(centres[10]), float(centres[10])))  # empty: no frame
+        want = np.zeros(n, dtype=bool)
+        for r in regions:
+            want |= (centres >= r.start_s) & (centres < r.end_s)
+        assert np.array_equal(fpmod._region_mask(regions, n), want)
