@@ -397,6 +397,7 @@ class Workspace:
             adapt_max_false_accept=cfg.margin,
             adapt_min_borrowers=2,
             nontarget_per_call=NONTARGET_PER_CALL,
+            replay=False,  # no call here is a replay, and its calls reach the store without the batch's replay check
         )
         self.ids: dict[str, str] = {}
         self.truth: dict[str, tuple[str, str, int]] = {}  # call id -> (speaker, claimed, night)
@@ -694,7 +695,8 @@ def pick(trials: list[Trial], **match: object) -> list[Trial]:
 # the study: settings chosen on the development lender, judged on the held-out one
 # --------------------------------------------------------------------------------------------
 
-RESULTS_VERSION = "2"
+RESULTS_VERSION = "3"
+"""Bumped when a run's simulation changes (3: the stores run with replay = false, see Workspace)."""
 RELEVANCE_GRID = ((1000.0, 500.0), (200.0, 100.0), (50.0, 25.0), (20.0, 10.0), (0.0, 0.0))
 """(within, between) relevance factors tried: from mostly out-of-domain to in-domain statistics only."""
 MARGIN_GRID = (0.001, 0.005, 0.02)
@@ -1130,7 +1132,8 @@ def growth_lines(study: Study, clean: RunConfig) -> list[str]:
     for night in range(TRAIN_EVERY, TRAIN_NIGHTS + 1, TRAIN_EVERY):
         done = [t for _, t in trainings if t.night == night and t.status == "trained"]
         if not done:
-            out.append(f"| {night} | refused in every deployment (no operating point yet) | – | – | – | – |")
+            why = sorted({t.status.removeprefix("refused: ")[:60] for _, t in trainings if t.night == night})
+            out.append(f"| {night} | refused in every deployment ({'; '.join(why)}...) | – | – | – | – |")
             continue
         f = figures(subset(pick(rows, backend=f"adapted@n{night}")))
         w = np.mean([t.weights for t in done], axis=0)
@@ -1217,7 +1220,10 @@ def protocol(study: Study, lenders: list[LenderSpeaker], chosen: dict) -> list[s
         "`voicecheck.adapt.train_backend` trains on the store with the newest back-end (`backend_file = "
         "\"adapted\"`), and later nights are scored by `Scorer.build` (the store's cohort, tonight's calls "
         "included, and its operating point: max_false_accept 0.04; nontarget_per_call "
-        f"{NONTARGET_PER_CALL} since a simulated lender has ~40 borrowers on its training nights).",
+        f"{NONTARGET_PER_CALL} since a simulated lender has ~40 borrowers on its training nights). The replay "
+        "check is off (`replay = false`): no call here is a replay, and the calls reach the store without the "
+        "batch's replay step, so with it on every verdict would be inconclusive (`replay_not_checked`) and "
+        "nothing would be labelled.",
         "* **Trials.** Every later-night call against every voiceprint. Genuine trials count only calls whose "
         "audio no training night's call of that speaker was made of (new borrowers' calls, and returning "
         "borrowers' later pieces); impostor trials are every pair of two speakers. A group's trials are its "
