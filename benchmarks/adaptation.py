@@ -1274,6 +1274,10 @@ def main(argv: list[str] | None = None) -> int:
     study = Study(deps, embedded, ood, workdir, args.seed)
     chosen = study.choose()
     final = study.final(chosen)
+    if not any(t.status == "trained" for _, t in study.trainings(final["clean"])):
+        why = sorted({t.status for _, t in study.trainings(final["clean"])})
+        log.error("no in-domain back-end was trained in any deployment, nothing to report: %s", "; ".join(why))
+        return 1
     tried = candidate_study(study, final, groups(lenders)) if args.candidates else None
     report = render(study, chosen, final, lenders, time.time() - started, cache.hop, tried)
     if not args.no_write:
