@@ -19,7 +19,10 @@ import pytest
 from tests.fakes import NO_REPLAY, workspace
 from voicecheck.adapt import (
     LabelledCall,
+    PseudoLabels,
     adapt_backend,
+    adaptation_weights,
+    domain_statistics,
     due,
     pseudo_labels,
     scheduled,
@@ -246,6 +249,53 @@ def test_the_adapted_backend_learns_the_channel(tmp_path: Path) -> None:
         return eer(s[same], s[~same])[0]
 
     assert test_eer(adapted) < test_eer(ood)
+
+
+def _offset_labels(rng: np.random.Generator) -> tuple[PseudoLabels, dict[str, np.ndarray], np.ndarray]:
+    """Six borrowers with five labelled calls each; every voiceprint sits off its calls along one direction."""
+    offset = unit(rng.standard_normal(D))
+    calls, prints = [], {}
+    for b in range(6):
+        voice = rng.standard_normal(D)
+        calls += [LabelledCall(f"C{b}-{k}", f"B{b}", voice + 0.3 * rng.standard_normal(D)) for k in range(5)]
+        prints[f"B{b}"] = voice + 2.0 * offset
+    return PseudoLabels(calls), prints, offset
+
+
+def test_voiceprint_rows_weigh_the_enrollment_against_call_variation_up_and_keep_the_weights() -> None:
+    labels, prints, offset = _offset_labels(np.random.default_rng(5))
+    one = domain_statistics(labels, prints)
+    four = domain_statistics(labels, prints, voiceprint_rows=4)
+    assert four.n_vectors == one.n_vectors == 36 and four.n_speakers == one.n_speakers == 6
+    assert adaptation_weights(four) == adaptation_weights(one)
+    assert offset @ four.within @ offset > 1.5 * (offset @ one.within @ offset)  # the offset is within-speaker now
+
+
+def test_within_scale_widens_only_the_within_speaker_covariance() -> None:
+    labels, prints, _ = _offset_labels(np.random.default_rng(6))
+    one = domain_statistics(labels, prints)
+    wide = domain_statistics(labels, prints, within_scale=2.0)
+    np.testing.assert_allclose(wide.within, 2.0 * one.within)
+    np.testing.assert_allclose(wide.between, one.between)
+    assert wide.n_vectors == one.n_vectors
+
+
+@pytest.mark.parametrize("kwargs", [{"voiceprint_rows": 0}, {"voiceprint_rows": 1.5}, {"within_scale": 0.0},
+                                    {"within_scale": float("nan")}])  # fmt: skip
+def test_bad_domain_weights_are_refused(kwargs: dict) -> None:
+    labels, prints, _ = _offset_labels(np.random.default_rng(7))
+    with pytest.raises(UsageError, match=next(iter(kwargs))):
+        domain_statistics(labels, prints, **kwargs)
+
+
+def test_train_records_the_domain_weights(tmp_path: Path) -> None:
+    dep = Deployment(tmp_path).populate()
+    plain = train_backend(dep.settings, extra=[], clock=lambda: 1e9)
+    heavy = train_backend(dep.settings, extra=[], clock=lambda: 1e9 + DAY, voiceprint_rows=3, within_scale=1.5)
+    assert plain.backend.info["voiceprint_rows"] == 1 and plain.backend.info["within_scale"] == 1.0
+    assert heavy.backend.info["voiceprint_rows"] == 3 and heavy.backend.info["within_scale"] == 1.5
+    assert heavy.backend.stats.n_vectors == plain.backend.stats.n_vectors  # type: ignore[union-attr]
+    assert not np.allclose(heavy.backend.stats.within, plain.backend.stats.within)  # type: ignore[union-attr]
 
 
 def test_backend_file_adapted_selects_the_newest_and_falls_back_to_none(tmp_path: Path) -> None:

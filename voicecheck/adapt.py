@@ -30,7 +30,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +42,23 @@ from .scoring import Backend, ScatterStats, interpolate_stats, lda_from_stats, s
 
 log = logging.getLogger(__name__)
 
-RELEVANCE_WITHIN = 50.0
+RELEVANCE_WITHIN = 200.0
 """In-domain within-speaker degrees of freedom (calls minus borrowers) at which the within-speaker
-covariance is half in-domain, half out-of-domain (chosen in benchmarks/adaptation.py from 1000 / 500,
-200 / 100, 50 / 25, 20 / 10 and in-domain only: EER 6.6, 6.1, 5.6, 5.7 and 6.7% on the development lender)."""
+covariance is half in-domain, half out-of-domain (chosen in benchmarks/adaptation.py at GE2E's shipped hop of
+1.6 s from 1000 / 500, 200 / 100, 50 / 25, 20 / 10 and in-domain only: EER 6.85, 6.50, 6.52, 6.63 and 8.21% on
+the development lender; 50 / 25 won at hop 0.8 and is as good within 0.02 points)."""
 
-RELEVANCE_BETWEEN = 25.0
+RELEVANCE_BETWEEN = 100.0
 """In-domain borrowers at which the between-speaker covariance is half in-domain (same benchmark)."""
+
+VOICEPRINT_ROWS = 1
+"""Rows each labelled borrower's voiceprint counts as in its class (:func:`domain_statistics`). 3 was tried
+(benchmarks/adaptation.py --candidates): cross-session EER 8.29 -> 6.77% on the development lender, but
+1.42 -> 1.63% on the held-out one, so it is not the default."""
+
+WITHIN_SCALE = 1.0
+"""Factor on the in-domain within-speaker covariance (:func:`domain_statistics`); 1.5 and 2 were tried and
+changed the development lender's cross-session EER by under 0.1 points (benchmarks/adaptation.py --candidates)."""
 
 MAX_CALLS_PER_BORROWER = 20
 """Most calls of one borrower used (a few frequent callers must not make the statistics)."""
@@ -279,23 +289,45 @@ def reviewed_calls(settings: Settings) -> tuple[list[LabelledCall], set[str]]:
 # --------------------------------------------------------------------------------------------
 
 
-def domain_statistics(labels: PseudoLabels, voiceprints: dict[str, np.ndarray] | None = None) -> ScatterStats:
+def domain_statistics(
+    labels: PseudoLabels,
+    voiceprints: dict[str, np.ndarray] | None = None,
+    voiceprint_rows: int = 1,
+    within_scale: float = 1.0,
+) -> ScatterStats:
     """Speaker statistics of the labelled calls, one speaker per borrower; with ``voiceprints``
     (borrower -> telephone-band voiceprint vector) each borrower's voiceprint is one more row of
     its class (enrollment against call: the variation a check actually compares).
 
+    Args:
+        voiceprint_rows: each voiceprint counts as this many rows of its class (>= 1; weighs the
+            enrollment-against-call variation up). The statistics still count it as one row, so the
+            interpolation weights (:func:`adaptation_weights`) do not change with it.
+        within_scale: the within-speaker covariance is multiplied by this (>= 1 widens it: the margin
+            keeps only calls close to their voiceprint, so the labelled calls vary less than a
+            borrower's calls do).
+
     Raises:
-        UsageError: fewer than two borrowers, or none with two rows.
+        UsageError: fewer than two borrowers, none with two rows, or a weight out of range.
     """
+    if not (isinstance(voiceprint_rows, int) and voiceprint_rows >= 1):
+        raise UsageError(f"voiceprint_rows must be an integer >= 1; got {voiceprint_rows!r}.")
+    if not (math.isfinite(within_scale) and within_scale > 0):
+        raise UsageError(f"within_scale must be a finite number > 0; got {within_scale!r}.")
     rows = [c.vector for c in labels.calls]
     owners = [c.borrower_id for c in labels.calls]
+    added = 0
     for borrower in sorted(set(owners)) if voiceprints else ():
         if borrower in voiceprints:  # type: ignore[operator]
-            rows.append(np.asarray(voiceprints[borrower], np.float64))  # type: ignore[index]
-            owners.append(borrower)
+            rows += [np.asarray(voiceprints[borrower], np.float64)] * voiceprint_rows  # type: ignore[index]
+            owners += [borrower] * voiceprint_rows
+            added += 1
     if not rows:
         raise UsageError("no call was labelled: nothing to train an in-domain back-end on")
-    return scatter_stats(np.stack(rows), np.array(owners))
+    stats = scatter_stats(np.stack(rows), np.array(owners))
+    if voiceprint_rows == 1 and within_scale == 1.0:
+        return stats
+    return replace(stats, within=within_scale * stats.within, n_vectors=len(labels.calls) + added)
 
 
 def adaptation_weights(domain: ScatterStats, relevance: tuple[float, float] | None = None) -> tuple[float, float]:
@@ -363,6 +395,8 @@ def train_backend(
     clock: Callable[[], float] = time.time,
     relevance: tuple[float, float] | None = None,
     with_voiceprints: bool = True,
+    voiceprint_rows: int = VOICEPRINT_ROWS,
+    within_scale: float = WITHIN_SCALE,
 ) -> Trained:
     """Train and write an in-domain back-end from the store (see the module notes).
 
@@ -374,6 +408,7 @@ def train_backend(
         clock: the time (seconds since the epoch) the file is stamped with.
         relevance: the interpolation's relevance factors (:func:`adaptation_weights`).
         with_voiceprints: add each labelled borrower's voiceprint to its class (:func:`domain_statistics`).
+        voiceprint_rows, within_scale: weights of the in-domain statistics (:func:`domain_statistics`).
 
     Returns:
         The file written, the back-end and the labels it came from.
@@ -404,7 +439,8 @@ def train_backend(
         )
     base = load_backend(settings, spec.key, spec.name)
     _enough_without_prior(base, labels)
-    stats = domain_statistics(labels, voiceprint_vectors(settings, spec.name, labels) if with_voiceprints else None)
+    prints = voiceprint_vectors(settings, spec.name, labels) if with_voiceprints else None
+    stats = domain_statistics(labels, prints, voiceprint_rows, within_scale)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(clock()))
     info = {
         "trained_at": stamp,
@@ -420,6 +456,8 @@ def train_backend(
         "modes": labels.modes,
         "relevance": dict(zip(("within", "between"), relevance or (RELEVANCE_WITHIN, RELEVANCE_BETWEEN), strict=True)),
         "voiceprints_in_classes": with_voiceprints,
+        "voiceprint_rows": voiceprint_rows,
+        "within_scale": within_scale,
     }
     backend = adapt_backend(base, stats, spec.name, info, adaptation_weights(stats, relevance))
     path = private_dir(Path(settings.embeddings) / BACKENDS_DIR) / f"{spec.key}-in-domain-{stamp}.npz"

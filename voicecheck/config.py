@@ -100,9 +100,9 @@ class Settings:
         backend_file: the trained back-end: "auto" (the model's shipped one, if any), "adapted" (the newest
             back-end trained on this deployment's calls by ``voicecheck backend train``, in
             ``<embeddings>/backends/``; the shipped one until there is one), a path to a ``.npz``, or "" (none).
-        backend_scoring: how a trained back-end compares two vectors (benchmarks/adaptation.py chose cosine: PLDA
-            had a higher EER in every comparison there): "cosine" (LDA/WCCN then cosine:
-            modes lda, lda+asnorm) or "plda" (the back-end's PLDA log-likelihood ratio, centred on the
+        backend_scoring: how a trained back-end compares two vectors (benchmarks/adaptation.py chose cosine: the
+            adapted PLDA had a higher EER than the adapted cosine at every relevance tried): "cosine" (LDA/WCCN
+            then cosine: modes lda, lda+asnorm) or "plda" (the back-end's PLDA log-likelihood ratio, centred on the
             cohort when there is one: mode plda; the back-end file must carry its training statistics).
         adapt_min_borrowers: ``backend train`` refuses to write a back-end whose in-domain data has fewer
             borrowers with two or more usable calls (benchmarks/adaptation.py: adapting the shipped back-end
