@@ -139,6 +139,15 @@ def test_too_few_borrowers_are_refused_and_nothing_is_written(tmp_path: Path) ->
     assert adapted_backends(dep.settings.embeddings, "fake") == []
 
 
+def test_a_refusal_names_calls_never_checked_for_replay(tmp_path: Path) -> None:
+    """Calls stored without a replay check (e.g. before the check was on) are never labelled: the
+    refusal says so instead of only counting borrowers."""
+    dep = Deployment(tmp_path, replay=True).populate()
+    with pytest.raises(UsageError, match=r"left out as verdict inconclusive \(replay_not_checked\)"):
+        train_backend(dep.settings, extra=[])
+    assert adapted_backends(dep.settings.embeddings, "fake") == []
+
+
 def test_a_model_without_backend_statistics_needs_more_borrowers_than_lda_directions(tmp_path: Path) -> None:
     dep = Deployment(  # 32 borrowers, 32-d vectors; enough calls and trials for the operating point
         tmp_path, n=32, adapt_min_borrowers=2, cohort_per_borrower=4, nontarget_per_call=30

@@ -434,8 +434,9 @@ def train_backend(
     if labels.borrowers_with_two < settings.adapt_min_borrowers:
         raise UsageError(
             f"only {labels.borrowers_with_two} borrowers have two or more calls the product is confident about "
-            f"(adapt_min_borrowers = {settings.adapt_min_borrowers}): a back-end from so few voices would fit "
-            "them, not the channel; run more nightly batches first (or lower adapt_min_borrowers knowingly)"
+            f"(adapt_min_borrowers = {settings.adapt_min_borrowers}){_most_left_out(labels)}: a back-end from so few "
+            "voices would fit them, not the channel; run more nightly batches first (or lower adapt_min_borrowers "
+            "knowingly)"
         )
     base = load_backend(settings, spec.key, spec.name)
     _enough_without_prior(base, labels)
@@ -470,6 +471,15 @@ def train_backend(
     )
     report(f'wrote {path} (select it with backend_file = "adapted")')
     return Trained(path, backend, labels)
+
+
+def _most_left_out(labels: PseudoLabels) -> str:
+    """The commonest reason calls were left out, for a refusal (calls stored before the replay check was
+    on, for instance, are all ``inconclusive (replay_not_checked)`` until a batch checks them)."""
+    if not labels.excluded:
+        return ""
+    why, n = labels.excluded.most_common(1)[0]
+    return f"; {n} of {labels.judged} stored calls judged were left out as {why}"
 
 
 def _enough_without_prior(base: Backend | None, labels: PseudoLabels) -> None:
