@@ -188,9 +188,40 @@ def run(pairs: list[Pair], path: str, regions: list[tuple[list, list]]) -> tuple
     return marked, looked, worst, unchecked
 
 
+def detections(speech: str, thresholds: list[float]) -> list[str]:
+    """Replays caught on the non-EVAL speakers' product path with silero's regions at each threshold
+    (no pad): ``benchmarks/replay_params.py``'s replays, honest calls and table row."""
+    from benchmarks import replay_params as rp
+    from recipes.corpus import split_speakers
+    from voicecheck.config import Settings
+    from voicecheck.vad import SileroVad
+
+    st = Settings()
+    speakers = read_corpus(speech)
+    eval_keys = {s.key for s in split_speakers(speakers)["eval"]}
+    items = rp.build_items([s for s in speakers if s.key not in eval_keys])  # EVAL speakers never read
+    calls = rp.simulate(items)
+    lines = ["Non-EVAL speakers' product path (replay_params.py), silero's regions at each threshold, no pad:", ""]
+    lines += rp.PRODUCT_HEAD
+    for thr in thresholds:
+        vad = SileroVad(threshold=thr, min_silence_s=st.vad_min_silence_s, pad_s=st.vad_pad_s)
+        regions = ([vad.regions(it.audio, it.rate) for it in items], [vad.regions(c.audio, 8000) for c in calls])
+        lines.append(rp.product_row(rp.Path_(f"silero threshold {thr:g}, no pad", 0.0, 0.0), items, calls, regions))
+        log.info(lines[-1])
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--speech", default=str(DEFAULT_SPEECH), help="real-speech corpus folder (MANIFEST.csv)")
+    parser.add_argument(
+        "--thresholds", default="", help="also silero's regions at these speech thresholds, no pad (e.g. 0.35,0.25)"
+    )
+    parser.add_argument(
+        "--detections",
+        action="store_true",
+        help="with --thresholds: also the replays caught at them on the non-EVAL speakers (replay_params.py's path)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     import torch
@@ -204,6 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     st = Settings()
     vad = SileroVad(threshold=st.vad_threshold, min_silence_s=st.vad_min_silence_s, pad_s=st.vad_pad_s)
     rule = rule_of(st)
+    thresholds = [float(x) for x in args.thresholds.split(",") if x.strip()]
     material = recordings(args.speech)
     cells: dict[str, list[str]] = {path: [] for path in PATHS}
     for label, make in SOUNDS.items():
@@ -215,6 +247,15 @@ def main(argv: list[str] | None = None) -> None:
             note = f", {unchecked} not checked" if unchecked else ""
             cells[path].append(f"{marked}/{looked} ({worst}{note})")
             log.info("%s / %s: %s", label, path, cells[path][-1])
+        for thr in thresholds:
+            low = SileroVad(threshold=thr, min_silence_s=st.vad_min_silence_s, pad_s=st.vad_pad_s)
+            marked, looked, worst, unchecked = run(
+                pairs,
+                "speech regions alone",
+                [(low.regions(p.first, 8000), low.regions(p.second, 8000)) for p in pairs],
+            )
+            note = f", {unchecked} not checked" if unchecked else ""
+            cells.setdefault(f"silero threshold {thr:g}, no pad", []).append(f"{marked}/{looked} ({worst}{note})")
     lines = [
         "# Honest calls sharing a recurring non-speech sound (issue 15: false replays of the widened regions)",
         "",
@@ -231,6 +272,8 @@ def main(argv: list[str] | None = None) -> None:
         "|---" * (1 + len(SOUNDS)) + "|",
         *(f"| {path} | " + " | ".join(row) + " |" for path, row in cells.items()),
     ]
+    if args.detections and thresholds:
+        lines += ["", *detections(args.speech, [st.vad_threshold, *thresholds])]
     print("\n".join(lines))
 
 

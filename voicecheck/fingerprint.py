@@ -55,18 +55,21 @@ TRIPLET_HASH_BITS = 3 * _FREQ_BITS + 2 * _TRIPLET_DT_BITS
 """Bits of one triplet hash: anchor bin, two target bins (7 each), two times (5 each)."""
 
 
-REGION_PAD_S = 0.25
+REGION_PAD_S = 0.0
 """Seconds each speech region is widened by, either side, before a call or recording is fingerprinted
 (:func:`padded_regions`; every product path goes through :func:`voicecheck.replaycheck.fingerprint_call`,
-so stored items and queries agree). Kept small: real calls hold audio that recurs across calls (hold
-music, ringback, tones), which is why only speech is fingerprinted."""
+so stored items and queries agree). Shipped at 0: the VAD's regions as they are."""
 
-REGION_BRIDGE_S = 3.5
-"""... and gaps of at most this many seconds left between the widened regions are closed (silero pauses
-of up to 4 s inside a passage: a replay through a room and a line keeps little of itself as speech).
-Pad and bridge were chosen on the non-EVAL speakers' product path by rules written before each run
-(benchmarks/results/replay_params.md): 87.3% -> 91.4% of the replays >= 5 s caught there (pad 1 s: 91.7%),
-no honest call marked, 16.5 s fingerprinted per 45 s batch call instead of 13.4 s (pad 1 s: 21.8 s)."""
+REGION_BRIDGE_S = 0.0
+"""... and gaps of at most this many seconds left between the widened regions are closed (0: none).
+
+A widening (pad 0.25 s, gaps of up to 3.5 s closed) caught more replays on the non-EVAL speakers
+(87.3% -> 91.4% of those >= 5 s; benchmarks/results/replay_params.md), but real calls hold non-speech
+audio that recurs from call to call -- a jingle, a tone, a phone's sound effect -- and widening takes it
+in: two honest calls of one borrower with the same 2.5 s sound effect between two turns were marked
+``replay`` 133 times in 170 (0 with the VAD's regions alone; benchmarks/results/replay_recurring.md).
+By the rule written there before the sweep, only the regions alone kept every recurring sound well
+below the match rule, so nothing is widened."""
 
 _MARGIN_FRAMES = 20
 """Context kept around speech (frames): more than the peak (8) and prominence (15) half-widths, so a
