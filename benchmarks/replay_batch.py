@@ -115,11 +115,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--pad", type=float, default=None, help="region pad (s) (default: the shipped REGION_PAD_S)")
     p.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)
     p.add_argument("--bridge", type=float, default=None, help="region bridge (s) (default: REGION_BRIDGE_S)")
+    p.add_argument(
+        "--hop",
+        type=int,
+        default=None,
+        help="fingerprint time grid (samples at 8 kHz): the 10 ms parameters rescaled to it "
+        "(benchmarks/replay_params.py coarser(); 80 = the 10 ms grid; default: the shipped INDEX/QUERY_PARAMS)",
+    )
     a = p.parse_args(argv)
     if a.pad is not None:  # this process (enrollments) and every child run (calls) fingerprint with it
         os.environ["VC_BENCH_REGION_PAD_S"] = str(a.pad)
     if a.bridge is not None:
         os.environ["VC_BENCH_REGION_BRIDGE_S"] = str(a.bridge)
+    if a.hop is not None:
+        os.environ["VC_BENCH_HOP"] = str(a.hop)
     _set_pad()
     if a._child:
         use_work_key(Path(a._child[0]))
@@ -143,17 +152,27 @@ def main(argv: list[str] | None = None) -> None:
 def _pad() -> str:
     import voicecheck.fingerprint as fp
 
-    return f"{fp.REGION_PAD_S:g} s, gaps <= {fp.REGION_BRIDGE_S:g} s closed"
+    return (
+        f"{fp.REGION_PAD_S:g} s, gaps <= {fp.REGION_BRIDGE_S:g} s closed; fingerprint frames every "
+        f"{1000 * fp.INDEX_PARAMS.hop_s:g} ms"
+    )
 
 
 def _set_pad() -> None:
-    """The region pad named by ``--pad`` (through the environment, so child runs see it too)."""
+    """The region pad and fingerprint grid named by ``--pad``, ``--bridge`` and ``--hop`` (through the
+    environment, so child runs see them too)."""
     import voicecheck.fingerprint
 
     if "VC_BENCH_REGION_PAD_S" in os.environ:
         voicecheck.fingerprint.REGION_PAD_S = float(os.environ["VC_BENCH_REGION_PAD_S"])
     if "VC_BENCH_REGION_BRIDGE_S" in os.environ:
         voicecheck.fingerprint.REGION_BRIDGE_S = float(os.environ["VC_BENCH_REGION_BRIDGE_S"])
+    if "VC_BENCH_HOP" in os.environ:  # the product reads both at call time (replaycheck)
+        from benchmarks.replay_params import TEN_MS_INDEX, TEN_MS_QUERY, coarser
+
+        hop = int(os.environ["VC_BENCH_HOP"])
+        voicecheck.fingerprint.INDEX_PARAMS = TEN_MS_INDEX if hop == 80 else coarser(TEN_MS_INDEX, hop)
+        voicecheck.fingerprint.QUERY_PARAMS = TEN_MS_QUERY if hop == 80 else coarser(TEN_MS_QUERY, hop)
 
 
 def _median(values: list[float]) -> float:

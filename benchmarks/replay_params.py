@@ -105,10 +105,33 @@ VARIANTS = (
 )
 
 
+TEN_MS_INDEX = FingerprintParams(
+    peak_time_frames=8,
+    peak_freq_bins=3,
+    min_prominence_db=9.0,
+    min_above_floor_db=10.0,
+    context_frames=15,
+    context_bins=6,
+    fan_out=3,
+    min_speech_s=1.0,
+    max_dt_frames=50,
+    max_df_bins=30,
+    min_df_bins=2,
+    dt_step_frames=2,
+    targets_per_hash=1,
+    hop=80,
+)
+"""The stored fingerprint on the 10 ms grid (INDEX_PARAMS until 2026-12-01), every field spelled out."""
+TEN_MS_QUERY = replace(TEN_MS_INDEX, min_prominence_db=6.0, fan_out=8)
+"""The query fingerprint on the 10 ms grid (QUERY_PARAMS until 2026-12-01)."""
+
+
 def coarser(params: FingerprintParams, hop: int) -> FingerprintParams:
     """``params`` on a grid of ``hop`` samples (8 kHz), every neighbourhood and the target zone kept in
     seconds: frame counts scaled by 80 / hop and rounded (peaks +-80 ms, prominence +-150 ms,
     targets within 500 ms, time differences hashed in steps of 20 ms)."""
+    if params.hop != 80:
+        raise ValueError(f"coarser() rescales a 10 ms grid (hop 80), got hop {params.hop}")
     scale = 80 / hop
 
     def frames(n: int) -> int:
