@@ -126,10 +126,12 @@ TEN_MS_QUERY = replace(TEN_MS_INDEX, min_prominence_db=6.0, fan_out=8)
 """The query fingerprint on the 10 ms grid (QUERY_PARAMS until 2026-12-01)."""
 
 
-def coarser(params: FingerprintParams, hop: int) -> FingerprintParams:
+def coarser(params: FingerprintParams, hop: int, refined: bool = False) -> FingerprintParams:
     """``params`` on a grid of ``hop`` samples (8 kHz), every neighbourhood and the target zone kept in
     seconds: frame counts scaled by 80 / hop and rounded (peaks +-80 ms, prominence +-150 ms,
-    targets within 500 ms, time differences hashed in steps of 20 ms)."""
+    targets within 500 ms, time differences hashed in steps of 20 ms). ``refined``: landmark times
+    refined to the 10 ms grid (``time_step`` 80), so the target zone, the hashed time steps and the
+    match stay in 10 ms units as shipped; only the peak and prominence neighbourhoods are rescaled."""
     if params.hop != 80:
         raise ValueError(f"coarser() rescales a 10 ms grid (hop 80), got hop {params.hop}")
     scale = 80 / hop
@@ -137,6 +139,14 @@ def coarser(params: FingerprintParams, hop: int) -> FingerprintParams:
     def frames(n: int) -> int:
         return max(1, int(np.floor(n * scale + 0.5)))
 
+    if refined:
+        return replace(
+            params,
+            hop=hop,
+            time_step=80,
+            peak_time_frames=frames(params.peak_time_frames),
+            context_frames=frames(params.context_frames),
+        )
     return replace(
         params,
         hop=hop,
@@ -150,6 +160,16 @@ def coarser(params: FingerprintParams, hop: int) -> FingerprintParams:
 VARIANTS += (
     Variant("hop 20 ms (time grid 2x coarser, same seconds)", coarser(QUERY_PARAMS, 160), coarser(INDEX_PARAMS, 160)),
     Variant("hop 16 ms (time grid 1.6x coarser, same seconds)", coarser(QUERY_PARAMS, 128), coarser(INDEX_PARAMS, 128)),
+    Variant(
+        "hop 20 ms, landmark times refined to 10 ms",
+        coarser(QUERY_PARAMS, 160, refined=True),
+        coarser(INDEX_PARAMS, 160, refined=True),
+    ),
+    Variant(
+        "hop 30 ms, landmark times refined to 10 ms",
+        coarser(QUERY_PARAMS, 240, refined=True),
+        coarser(INDEX_PARAMS, 240, refined=True),
+    ),
 )
 
 
@@ -376,6 +396,8 @@ PATH_VARIANTS: tuple[tuple[str, FingerprintParams, FingerprintParams], ...] = (
     ("query fan-out 4", replace(QUERY_PARAMS, fan_out=4), INDEX_PARAMS),
     ("hop 20 ms", coarser(QUERY_PARAMS, 160), coarser(INDEX_PARAMS, 160)),
     ("hop 16 ms", coarser(QUERY_PARAMS, 128), coarser(INDEX_PARAMS, 128)),
+    ("hop 20 ms, times refined to 10 ms", coarser(QUERY_PARAMS, 160, True), coarser(INDEX_PARAMS, 160, True)),
+    ("hop 30 ms, times refined to 10 ms", coarser(QUERY_PARAMS, 240, True), coarser(INDEX_PARAMS, 240, True)),
 )
 """Fingerprint variants run on the product's path at a pad (``--path-variants``): (name, query, index)."""
 

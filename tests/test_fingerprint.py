@@ -203,7 +203,7 @@ def test_a_coarser_time_grid_reports_spans_in_seconds_and_never_meets_the_other_
     (read through the index's own hop), and a 10 ms fingerprint cannot be stored or looked up there."""
     x, rate = _clip(CLIP_A)
     fine, coarse = fingerprint(x, rate), fingerprint(x, rate, params=COARSE_INDEX)
-    assert coarse.hop_s == pytest.approx(0.02) and fine.hop_s == pytest.approx(0.01)
+    assert coarse.frame_s == pytest.approx(0.02) and fine.frame_s == pytest.approx(0.01)
     assert coarse.hash_key != fine.hash_key and "hop=160" in coarse.hash_key
     assert coarse.times_s.max() == pytest.approx(fine.times_s.max(), abs=0.6)  # the same seconds, half the frames
     assert coarse.frames.max() < 0.6 * fine.frames.max()

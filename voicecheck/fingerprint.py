@@ -115,8 +115,12 @@ class FingerprintParams:
             so a reverberant room that moves a peak by a frame still gives the same hash.
         targets_per_hash: (hashing) 1: a hash per (anchor, target) pair; 2: a hash per anchor and
             two of its targets (see :func:`landmark_hashes`).
-        hop: (hashing) samples at 8 kHz between analysis windows (:data:`HOP`: 80 = 10 ms): the time
-            grid of every frame count above and of every offset a match reports.
+        hop: (hashing) samples at 8 kHz between analysis windows (:data:`HOP`: 80 = 10 ms): the grid
+            of ``peak_time_frames`` and ``context_frames``.
+        time_step: (hashing) samples at 8 kHz per unit of a fingerprint's ``frames`` (0: ``hop``): the grid
+            of ``max_dt_frames``, ``dt_step_frames``, the match tolerance and every offset a match reports.
+            Finer than ``hop`` (a divisor of it), each landmark's time is refined between frames by the
+            parabola through its value and its two neighbours along time.
     """
 
     peak_time_frames: int = 8
@@ -133,6 +137,7 @@ class FingerprintParams:
     dt_step_frames: int = 2
     targets_per_hash: int = 1
     hop: int = HOP
+    time_step: int = 0
 
     def __post_init__(self) -> None:
         if self.targets_per_hash not in (1, 2):
@@ -145,6 +150,9 @@ class FingerprintParams:
             )
         if isinstance(self.hop, bool) or not isinstance(self.hop, int) or not 1 <= self.hop <= N_FFT:
             raise FingerprintError(f"hop must be an integer number of samples in 1..{N_FFT}, got {self.hop!r}.")
+        step = self.time_step
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0 or (step and self.hop % step):
+            raise FingerprintError(f"time_step must be 0 (the hop) or a divisor of hop {self.hop}, got {step!r}.")
         if max(self.context_frames, self.peak_time_frames) > _margin_frames(self.hop):
             raise FingerprintError(
                 f"context_frames and peak_time_frames must be <= {_margin_frames(self.hop)} frames "
@@ -156,9 +164,9 @@ class FingerprintParams:
             raise FingerprintError(f"fan_out, peak_time_frames and peak_freq_bins must be >= 1: {self}")
 
     @property
-    def hop_s(self) -> float:
-        """Seconds between frames."""
-        return self.hop / FINGERPRINT_SAMPLE_RATE
+    def frame_s(self) -> float:
+        """Seconds per unit of a fingerprint's ``frames`` (``time_step``, or ``hop`` when 0)."""
+        return (self.time_step or self.hop) / FINGERPRINT_SAMPLE_RATE
 
     @property
     def hash_bits(self) -> int:
@@ -167,7 +175,8 @@ class FingerprintParams:
 
     def hash_key(self) -> str:
         """Text naming the version and the hashing parameters (stored in an index)."""
-        hop = "" if self.hop == 80 else f",hop={self.hop}"  # landmarks-v1 keys without a hop are 10 ms
+        step = self.time_step or self.hop  # landmarks-v1 keys without a hop are on the 10 ms grid
+        hop = "" if self.hop == step == 80 else f",hop={self.hop},time_step={step}"
         return (
             f"{FINGERPRINT_VERSION}(targets={self.targets_per_hash},dt<={self.max_dt_frames},"
             f"{self.min_df_bins}<=df<={self.max_df_bins},dt_step={self.dt_step_frames}{hop})"
@@ -192,13 +201,13 @@ class Fingerprint:
     Attributes:
         hashes: uint32, shape (n,), each < 2**PAIR_HASH_BITS (pairs) or 2**TRIPLET_HASH_BITS
             (triplets); sorted by ``frames``.
-        frames: int32, shape (n,), anchor time of each hash in frames of ``hop_s`` seconds,
-            in the recording's own time axis (frame k starts at k * hop_s).
+        frames: int32, shape (n,), anchor time of each hash in units of ``frame_s`` seconds,
+            in the recording's own time axis (frame k starts at k * frame_s).
         duration_s: length of the recording (s).
         analysed_s: seconds of audio the landmarks were looked for in (the speech regions).
         n_landmarks: landmarks found before pairing.
         hash_key: :meth:`FingerprintParams.hash_key` of the parameters used.
-        hop_s: seconds between frames (:attr:`FingerprintParams.hop_s`).
+        frame_s: seconds per unit of ``frames`` (:attr:`FingerprintParams.frame_s`).
     """
 
     hashes: np.ndarray
@@ -207,7 +216,7 @@ class Fingerprint:
     analysed_s: float
     n_landmarks: int
     hash_key: str
-    hop_s: float = HOP_S
+    frame_s: float = HOP_S
 
     def __len__(self) -> int:
         return int(self.hashes.size)
@@ -215,7 +224,7 @@ class Fingerprint:
     @property
     def times_s(self) -> np.ndarray:
         """Anchor times in seconds, float64, shape (n,)."""
-        return self.frames.astype(np.float64) * self.hop_s
+        return self.frames.astype(np.float64) * self.frame_s
 
 
 def _check_input(samples: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -465,12 +474,32 @@ def peaks(spec: _Spectrogram, params: FingerprintParams, loosest: FingerprintPar
     values = band_db[rows, bins]
     prominence = values - context[np.cumsum(new_row) - 1, bins]  # each peak's row among the peaks' rows
     ok = prominence >= loosest.min_prominence_db
+    rows, bins = rows[ok], bins[ok]
+    times = _peak_times(spec, rows, bins, params)
+    order = np.lexsort((bins, times)) if params.time_step else slice(None)  # refined: by time, then bin again
     return _Peaks(
-        frames=spec.frames[rows[ok]].astype(np.int32),
-        bins=(bins[ok] + _LO_BIN).astype(np.int32),
-        prominence_db=prominence[ok].astype(np.float32),
-        above_floor_db=(values - spec.floor[bins])[ok].astype(np.float32),
+        frames=times[order],
+        bins=(bins[order] + _LO_BIN).astype(np.int32),
+        prominence_db=prominence[ok][order].astype(np.float32),
+        above_floor_db=(values[ok] - spec.floor[bins])[order].astype(np.float32),
     )
+
+
+def _peak_times(spec: _Spectrogram, rows: np.ndarray, bins: np.ndarray, params: FingerprintParams) -> np.ndarray:
+    """Each peak's time (int32) in units of ``params.time_step`` samples: its frame, refined between
+    frames (when ``time_step`` is finer than ``hop``) by the vertex of the parabola through the peak's
+    value and its neighbours one frame either side (within +-half a frame; none at a run's edge)."""
+    frames = spec.frames[rows]
+    if not params.time_step or params.time_step == params.hop:
+        return frames.astype(np.int32)
+    band, last = spec.band, spec.frames.size - 1
+    before, after = np.maximum(rows - 1, 0), np.minimum(rows + 1, last)
+    inside = (spec.frames[before] == frames - 1) & (spec.frames[after] == frames + 1)  # neighbours on the grid
+    a, b, c = band[before, bins], band[rows, bins], band[after, bins]
+    curve = a - 2.0 * b + c  # <= 0 at a maximum
+    shift = np.where(inside & (curve < 0), 0.5 * (a - c) / np.where(curve < 0, curve, -1.0), 0.0)
+    units = params.hop // params.time_step
+    return np.rint((frames + np.clip(shift, -0.5, 0.5)) * units).astype(np.int32)
 
 
 def landmarks(found: _Peaks, params: FingerprintParams) -> tuple[np.ndarray, np.ndarray]:
@@ -603,7 +632,7 @@ def _from_peaks(found: _Peaks, duration_s: float, analysed_s: float, params: Fin
         analysed_s=analysed_s,
         n_landmarks=int(frames.size),
         hash_key=params.hash_key(),
-        hop_s=params.hop_s,
+        frame_s=params.frame_s,
     )
 
 

@@ -736,7 +736,7 @@ class FingerprintIndex:
         }
         if excluded and hits.size:
             hits = hits[~np.isin(hits[:, 1], list(excluded))]
-        spans = _best_spans(q, hits, rule, self.params.hop_s)
+        spans = _best_spans(q, hits, rule, self.params.frame_s)
         matches = [self._describe(item, span, rule) for item, span in spans]
         matches.sort(key=lambda m: (-m.hits, m.item))
         passing = tuple(m for m in matches if m.is_replay)
@@ -754,7 +754,7 @@ class FingerprintIndex:
 
     def _describe(self, item_id: int, span: _Span, rule: MatchRule) -> ReplayMatch:
         name, kind, owner = self._db.execute("SELECT name, kind, owner FROM items WHERE id = ?", (item_id,)).fetchone()
-        hop_s = self.params.hop_s
+        hop_s = self.params.frame_s
         matched_s = (span.call_last - span.call_first) * hop_s
         return ReplayMatch(
             item=name,
