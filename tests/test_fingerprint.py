@@ -227,6 +227,32 @@ def test_a_coarser_time_grid_reports_spans_in_seconds_and_never_meets_the_other_
         FingerprintParams(hop=160)  # +-15 frames of context would be 300 ms, beyond the 200 ms kept
 
 
+def test_landmark_times_refined_between_coarse_frames_are_on_the_finer_step(tmp_path: Path) -> None:
+    """Peaks searched every 20 ms, times refined to 10 ms (``time_step``): frames count 10 ms steps,
+    half of them between the coarse frames, still sorted; a replay is found at its true offset."""
+    refined = FingerprintParams(hop=160, time_step=80, peak_time_frames=4, context_frames=8, fan_out=3)
+    query = FingerprintParams(
+        hop=160, time_step=80, peak_time_frames=4, context_frames=8, fan_out=8, min_prominence_db=6.0
+    )
+    x, rate = _clip(CLIP_A)
+    fp = fingerprint(x, rate, params=refined)
+    assert (
+        fp.frame_s == pytest.approx(0.01) and "time_step=80" in fp.hash_key and fp.hash_key != COARSE_INDEX.hash_key()
+    )
+    assert np.all(np.diff(fp.frames) >= 0)
+    assert 0.1 < np.mean(fp.frames % 2) < 0.9  # refined: odd 10 ms steps, between the 20 ms frames, too
+    assert fp.times_s.max() <= len(x) / rate
+    part = x[int(2.0 * rate) : int(7.0 * rate)]
+    live = np.resize(_clip(CLIP_C)[0], int(6.0 * rate)) * 0.5
+    call = _phone(np.concatenate([live[: int(4.0 * rate)], part * 0.6, live[int(4.0 * rate) :]]), rate, seed=5)
+    with FingerprintIndex(tmp_path / "refined.sqlite", params=refined) as idx:
+        idx.add("enroll-a", fp, "enrollment", owner="a")
+        m = idx.query(fingerprint(call, 8000, params=query), rule=MatchRule(min_hits=8)).matches[0]
+        assert m.item == "enroll-a" and m.offset_s == pytest.approx(-2.0, abs=0.03)
+    with pytest.raises(FingerprintError, match="time_step"):
+        FingerprintParams(hop=160, time_step=70, peak_time_frames=4, context_frames=8)
+
+
 def test_generated_audio_is_found_and_told_apart(tmp_path: Path) -> None:
     with FingerprintIndex(tmp_path / "g.sqlite") as idx:
         idx.add("syllables-1", fingerprint(syllables(8.0, seed=1), 8000), "call")
