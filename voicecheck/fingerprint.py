@@ -607,7 +607,7 @@ def _prepare(
     n_frames = max(1, 1 + int(np.ceil((x8k.size - N_FFT) / hop)))
     usable = _region_mask(regions, n_frames, hop)
     usable &= np.arange(n_frames) * hop + N_FFT <= max(x8k.size, N_FFT)  # no frame past the end
-    analysed_s = float(usable.sum()) * hop / FINGERPRINT_SAMPLE_RATE
+    analysed_s = float(usable.sum()) * (hop / FINGERPRINT_SAMPLE_RATE)  # HOP_S at 10 ms, bit for bit
     if analysed_s < min_speech_s:
         raise FingerprintError(
             f"only {analysed_s:.2f} s of audio to fingerprint (recording {duration_s:.2f} s), need at least "
