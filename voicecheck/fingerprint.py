@@ -116,7 +116,8 @@ class FingerprintParams:
         targets_per_hash: (hashing) 1: a hash per (anchor, target) pair; 2: a hash per anchor and
             two of its targets (see :func:`landmark_hashes`).
         hop: (hashing) samples at 8 kHz between analysis windows (:data:`HOP`: 80 = 10 ms): the grid
-            of ``peak_time_frames`` and ``context_frames``.
+            of ``peak_time_frames`` and ``context_frames``. Coarser grids (16, 20, 30 ms, with and
+            without refined times) cost 0.7-0.8x but lost replays: benchmarks/results/replay_params.md.
         time_step: (hashing) samples at 8 kHz per unit of a fingerprint's ``frames`` (0: ``hop``): the grid
             of ``max_dt_frames``, ``dt_step_frames``, the match tolerance and every offset a match reports.
             Finer than ``hop`` (a divisor of it), each landmark's time is refined between frames by the

@@ -80,7 +80,8 @@ class MatchRule:
     Attributes:
         min_hits: least hits on one time difference (+- ``tolerance_frames``) in the matched span.
         min_matched_s: least length (s) of the matched span in the call.
-        tolerance_frames: hits within this many frames (10 ms) of the best difference count.
+        tolerance_frames: hits within this many frames (the index's ``frame_s``: 10 ms as shipped) of
+            the best difference count.
         max_gap_s: hits further apart than this (s, in the call) start a new span.
         max_candidates: items examined in detail per call (best first by hit count).
     """
