@@ -115,11 +115,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--pad", type=float, default=None, help="region pad (s) (default: the shipped REGION_PAD_S)")
     p.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)
     p.add_argument("--bridge", type=float, default=None, help="region bridge (s) (default: REGION_BRIDGE_S)")
+    p.add_argument(
+        "--hop",
+        type=int,
+        default=None,
+        help="fingerprint time grid (samples at 8 kHz): the 10 ms parameters rescaled to it "
+        "(benchmarks/replay_params.py coarser(); 80 = the 10 ms grid; default: the shipped INDEX/QUERY_PARAMS)",
+    )
+    p.add_argument("--refined", action="store_true", help="with --hop: landmark times refined to the 10 ms grid")
     a = p.parse_args(argv)
     if a.pad is not None:  # this process (enrollments) and every child run (calls) fingerprint with it
         os.environ["VC_BENCH_REGION_PAD_S"] = str(a.pad)
     if a.bridge is not None:
         os.environ["VC_BENCH_REGION_BRIDGE_S"] = str(a.bridge)
+    if a.hop is not None:
+        os.environ["VC_BENCH_HOP"] = f"{a.hop}{'r' if a.refined else ''}"
     _set_pad()
     if a._child:
         use_work_key(Path(a._child[0]))
@@ -143,17 +153,29 @@ def main(argv: list[str] | None = None) -> None:
 def _pad() -> str:
     import voicecheck.fingerprint as fp
 
-    return f"{fp.REGION_PAD_S:g} s, gaps <= {fp.REGION_BRIDGE_S:g} s closed"
+    hop_ms = 1000 * fp.INDEX_PARAMS.hop / fp.FINGERPRINT_SAMPLE_RATE
+    return (
+        f"{fp.REGION_PAD_S:g} s, gaps <= {fp.REGION_BRIDGE_S:g} s closed; fingerprint frames every "
+        f"{hop_ms:g} ms (times in {1000 * fp.INDEX_PARAMS.frame_s:g} ms)"
+    )
 
 
 def _set_pad() -> None:
-    """The region pad named by ``--pad`` (through the environment, so child runs see it too)."""
+    """The region pad and fingerprint grid named by ``--pad``, ``--bridge`` and ``--hop`` (through the
+    environment, so child runs see them too)."""
     import voicecheck.fingerprint
 
     if "VC_BENCH_REGION_PAD_S" in os.environ:
         voicecheck.fingerprint.REGION_PAD_S = float(os.environ["VC_BENCH_REGION_PAD_S"])
     if "VC_BENCH_REGION_BRIDGE_S" in os.environ:
         voicecheck.fingerprint.REGION_BRIDGE_S = float(os.environ["VC_BENCH_REGION_BRIDGE_S"])
+    if "VC_BENCH_HOP" in os.environ:  # the product reads both at call time (replaycheck)
+        from benchmarks.replay_params import TEN_MS_INDEX, TEN_MS_QUERY, coarser
+
+        text = os.environ["VC_BENCH_HOP"]
+        hop, refined = int(text.rstrip("r")), text.endswith("r")
+        voicecheck.fingerprint.INDEX_PARAMS = TEN_MS_INDEX if hop == 80 else coarser(TEN_MS_INDEX, hop, refined)
+        voicecheck.fingerprint.QUERY_PARAMS = TEN_MS_QUERY if hop == 80 else coarser(TEN_MS_QUERY, hop, refined)
 
 
 def _median(values: list[float]) -> float:

@@ -105,6 +105,74 @@ VARIANTS = (
 )
 
 
+TEN_MS_INDEX = FingerprintParams(
+    peak_time_frames=8,
+    peak_freq_bins=3,
+    min_prominence_db=9.0,
+    min_above_floor_db=10.0,
+    context_frames=15,
+    context_bins=6,
+    fan_out=3,
+    min_speech_s=1.0,
+    max_dt_frames=50,
+    max_df_bins=30,
+    min_df_bins=2,
+    dt_step_frames=2,
+    targets_per_hash=1,
+    hop=80,
+)
+"""The stored fingerprint on the 10 ms grid (INDEX_PARAMS until 2026-12-01), every field spelled out."""
+TEN_MS_QUERY = replace(TEN_MS_INDEX, min_prominence_db=6.0, fan_out=8)
+"""The query fingerprint on the 10 ms grid (QUERY_PARAMS until 2026-12-01)."""
+
+
+def coarser(params: FingerprintParams, hop: int, refined: bool = False) -> FingerprintParams:
+    """``params`` on a grid of ``hop`` samples (8 kHz), every neighbourhood and the target zone kept in
+    seconds: frame counts scaled by 80 / hop and rounded (peaks +-80 ms, prominence +-150 ms,
+    targets within 500 ms, time differences hashed in steps of 20 ms). ``refined``: landmark times
+    refined to the 10 ms grid (``time_step`` 80), so the target zone, the hashed time steps and the
+    match stay in 10 ms units as shipped; only the peak and prominence neighbourhoods are rescaled."""
+    if params.hop != 80:
+        raise ValueError(f"coarser() rescales a 10 ms grid (hop 80), got hop {params.hop}")
+    scale = 80 / hop
+
+    def frames(n: int) -> int:
+        return max(1, int(np.floor(n * scale + 0.5)))
+
+    if refined:
+        return replace(
+            params,
+            hop=hop,
+            time_step=80,
+            peak_time_frames=frames(params.peak_time_frames),
+            context_frames=frames(params.context_frames),
+        )
+    return replace(
+        params,
+        hop=hop,
+        peak_time_frames=frames(params.peak_time_frames),
+        context_frames=frames(params.context_frames),
+        max_dt_frames=frames(params.max_dt_frames),
+        dt_step_frames=frames(params.dt_step_frames),
+    )
+
+
+VARIANTS += (
+    Variant("hop 20 ms (time grid 2x coarser, same seconds)", coarser(QUERY_PARAMS, 160), coarser(INDEX_PARAMS, 160)),
+    Variant("hop 16 ms (time grid 1.6x coarser, same seconds)", coarser(QUERY_PARAMS, 128), coarser(INDEX_PARAMS, 128)),
+    Variant(
+        "hop 20 ms, landmark times refined to 10 ms",
+        coarser(QUERY_PARAMS, 160, refined=True),
+        coarser(INDEX_PARAMS, 160, refined=True),
+    ),
+    Variant(
+        "hop 30 ms, landmark times refined to 10 ms",
+        coarser(QUERY_PARAMS, 240, refined=True),
+        coarser(INDEX_PARAMS, 240, refined=True),
+    ),
+)
+
+
 @dataclass
 class Call:
     speaker: str
@@ -203,6 +271,7 @@ class Path_:
     bridge_s: float = 0.0
     query: FingerprintParams = QUERY_PARAMS
     index: FingerprintParams = INDEX_PARAMS
+    min_hits: tuple[int, ...] = ()  # one row per rule; () the shipped replay_min_hits
 
 
 def speech_regions(items: list[Item], calls: list[Call]) -> tuple[list, list]:
@@ -234,15 +303,15 @@ def _prints(audio: np.ndarray, rate: int, regions: list, v: Path_) -> Any:
         return Prints(None, None, str(e))
 
 
-def product_row(v: Path_, items: list[Item], calls: list[Call], regions: tuple[list, list]) -> str:
+def product_row(v: Path_, items: list[Item], calls: list[Call], regions: tuple[list, list]) -> list[str]:
     """``v`` on the product's path: keyed and sealed indexes, each call looked up among its speaker's
-    items (:func:`voicecheck.replaycheck.look_up`), the shipped rule."""
+    items (:func:`voicecheck.replaycheck.look_up`), the shipped rule (or each of ``v.min_hits``: one row each)."""
     from voicecheck.config import Settings
     from voicecheck.crypto import Cipher, Keyring, new_key
     from voicecheck.replaycheck import Indexes, look_up, rule_of
     from voicecheck.replaycheck import replays as passing
 
-    rule = rule_of(Settings())
+    shipped = rule_of(Settings())
     cipher = Cipher(Keyring.of([new_key()], "benchmark key"))
     fp_cpu, stored_hashes, stored_s, unstored, look_cpu, q_hashes = 0.0, 0, 0.0, 0, 0.0, 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -260,7 +329,7 @@ def product_row(v: Path_, items: list[Item], calls: list[Call], regions: tuple[l
                 indexes.calls.add(f"call:{it.name}", prints.index, "call", it.speaker)
             if prints.index is not None:
                 stored_hashes, stored_s = stored_hashes + len(prints.index), stored_s + it.audio.size / it.rate
-        rows, worst = [], 0
+        looked, worst = [], 0
         for n, (c, reg) in enumerate(zip(calls, regions[1], strict=True)):
             t = time.process_time()
             prints = _prints(c.audio, 8000, reg, v)
@@ -270,20 +339,36 @@ def product_row(v: Path_, items: list[Item], calls: list[Call], regions: tuple[l
             outcome = look_up(indexes, prints, c.speaker, own)
             look_cpu += time.process_time() - t
             q_hashes += len(prints.query) if prints.query is not None else 0
-            found = passing(outcome, rule)
-            true = bool(c.truth) and any(m.item.endswith(f":{c.truth}") for m in found)
             wrong = [m for m in outcome.candidates if not (c.truth and m.item.endswith(f":{c.truth}"))]
             worst = max([worst, *(m.hits for m in wrong)])
-            rows.append((c, outcome.checked, true, any(m in found for m in wrong)))
+            looked.append((c, outcome, wrong))
         indexes.close()
+    lines = []
+    for min_hits in v.min_hits or (shipped.min_hits,):
+        rule = replace(shipped, min_hits=min_hits)
+        rows = []
+        for c, outcome, wrong in looked:
+            found = passing(outcome, rule)
+            true = bool(c.truth) and any(m.item.endswith(f":{c.truth}") for m in found)
+            rows.append((c, outcome.checked, true, any(m in found for m in wrong)))
+        name = v.name if not v.min_hits else f"{v.name}, {min_hits} hits"
+        lines.append(_row(name, rows, stored_hashes / max(stored_s, 1e-9), q_hashes, fp_cpu, look_cpu, worst, unstored))
+    return lines
+
+
+def _row(
+    name: str, rows: list, stored_per_s: float, q_hashes: int, fp_cpu: float, look_cpu: float, worst: int, unstored: int
+) -> str:
+    """One table row: rows are (call, checked, truly caught, a wrong item passed), one per call."""
+    n = len(rows)
     rep = [r for r in rows if r[0].truth]
     ge5 = [r for r in rep if r[0].replayed_s >= 5.0]
     cells = [f"{sum(r[2] for r in ge5 if r[0].codec == k)}/{sum(r[0].codec == k for r in ge5)}" for k in CODECS]
     part = [r for r in rep if r[0].partial]
     hon = [r for r in rows if not r[0].truth]
     return (
-        f"| {v.name} | {stored_hashes / max(stored_s, 1e-9):.0f} | {q_hashes / len(calls):.0f} "
-        f"| {1000 * fp_cpu / len(calls):.1f} | {1000 * look_cpu / len(calls):.2f} | "
+        f"| {name} | {stored_per_s:.0f} | {q_hashes / n:.0f} "
+        f"| {1000 * fp_cpu / n:.1f} | {1000 * look_cpu / n:.2f} | "
         f"{_pct(sum(r[2] for r in ge5), len(ge5))} | "
         + " | ".join(cells)
         + f" | {_pct(sum(r[2] for r in part), len(part))} "
@@ -309,6 +394,10 @@ PATH_VARIANTS: tuple[tuple[str, FingerprintParams, FingerprintParams], ...] = (
     ("query fan-out 6", replace(QUERY_PARAMS, fan_out=6), INDEX_PARAMS),
     ("query fan-out 5", replace(QUERY_PARAMS, fan_out=5), INDEX_PARAMS),
     ("query fan-out 4", replace(QUERY_PARAMS, fan_out=4), INDEX_PARAMS),
+    ("hop 20 ms", coarser(QUERY_PARAMS, 160), coarser(INDEX_PARAMS, 160)),
+    ("hop 16 ms", coarser(QUERY_PARAMS, 128), coarser(INDEX_PARAMS, 128)),
+    ("hop 20 ms, times refined to 10 ms", coarser(QUERY_PARAMS, 160, True), coarser(INDEX_PARAMS, 160, True)),
+    ("hop 30 ms, times refined to 10 ms", coarser(QUERY_PARAMS, 240, True), coarser(INDEX_PARAMS, 240, True)),
 )
 """Fingerprint variants run on the product's path at a pad (``--path-variants``): (name, query, index)."""
 
@@ -321,9 +410,11 @@ def product_sweep(args: argparse.Namespace, items: list[Item], calls: list[Call]
     pads = [float(x) for x in args.pads.split(",") if x.strip()]
     variants = [Path_("whole recordings (no regions)", None)]
     variants += [Path_(f"pad {p:g} s", p) for p in pads]
+    min_hits = tuple(int(x) for x in args.path_min_hits.split(",") if x.strip())
     for k in (int(x) for x in args.path_variants.split(",") if x.strip()):
         name, q, i = PATH_VARIANTS[k]
-        variants.append(Path_(f"pad {pads[-1]:g} s, {name}", pads[-1], 0.0, q, i))
+        where = f"pad {pads[-1]:g} s" + (f" + gaps <= {args.path_bridge:g} s" if args.path_bridge else "")
+        variants.append(Path_(f"{where}, {name}", pads[-1], args.path_bridge, q, i, min_hits if k else ()))
     for text in (x for x in args.bridges.split(",") if x.strip()):
         pad, bridge = (float(y) for y in text.split("+"))
         variants.append(Path_(f"pad {pad:g} s, gaps <= {bridge:g} s between them closed", pad, bridge))
@@ -336,8 +427,8 @@ def product_sweep(args: argparse.Namespace, items: list[Item], calls: list[Call]
         *PRODUCT_HEAD,
     ]
     for v in variants:
-        lines.append(product_row(v, items, calls, regions))
-        log.info(lines[-1])
+        lines += product_row(v, items, calls, regions)
+        log.info("\n".join(lines[-max(1, len(v.min_hits)) :]))
     return lines
 
 
@@ -353,6 +444,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--path-variants", default="", help="with --pads: also these PATH_VARIANTS (numbers) at the last pad"
+    )
+    parser.add_argument("--path-bridge", type=float, default=0.0, help="the --path-variants' bridge (s) (default 0)")
+    parser.add_argument(
+        "--path-min-hits", default="", help="the --path-variants but 0: one row per min_hits (default the shipped)"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

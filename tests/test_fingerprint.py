@@ -190,6 +190,69 @@ def test_partial_replay_is_found_with_its_span(index: FingerprintIndex) -> None:
     assert m.offset_s == pytest.approx(-2.0, abs=0.05)
 
 
+COARSE_INDEX = FingerprintParams(
+    hop=160, peak_time_frames=4, context_frames=8, max_dt_frames=25, dt_step_frames=1, fan_out=3
+)
+COARSE_QUERY = FingerprintParams(
+    hop=160, peak_time_frames=4, context_frames=8, max_dt_frames=25, dt_step_frames=1, fan_out=8, min_prominence_db=6.0
+)
+
+
+def test_a_coarser_time_grid_reports_spans_in_seconds_and_never_meets_the_other_grid(tmp_path: Path) -> None:
+    """Frames every 20 ms: the fingerprint's times, the matched span and the offset stay in seconds
+    (read through the index's own hop), and a 10 ms fingerprint cannot be stored or looked up there."""
+    x, rate = _clip(CLIP_A)
+    fine, coarse = fingerprint(x, rate), fingerprint(x, rate, params=COARSE_INDEX)
+    assert coarse.frame_s == pytest.approx(0.02) and fine.frame_s == pytest.approx(0.01)
+    assert coarse.hash_key != fine.hash_key and "hop=160" in coarse.hash_key
+    assert coarse.times_s.max() == pytest.approx(fine.times_s.max(), abs=0.6)  # the same seconds, half the frames
+    assert coarse.frames.max() < 0.6 * fine.frames.max()
+    part = x[int(2.0 * rate) : int(7.0 * rate)]
+    live = np.resize(_clip(CLIP_C)[0], int(6.0 * rate)) * 0.5
+    call = _phone(np.concatenate([live[: int(4.0 * rate)], part * 0.6, live[int(4.0 * rate) :]]), rate, seed=5)
+    with FingerprintIndex(tmp_path / "coarse.sqlite", params=COARSE_INDEX) as idx:
+        idx.add("enroll-a", coarse, "enrollment", owner="a")
+        m = idx.query(fingerprint(call, 8000, params=COARSE_QUERY), rule=MatchRule(min_hits=8)).matches[0]
+        assert m.item == "enroll-a" and m.offset_s == pytest.approx(-2.0, abs=0.05)
+        assert m.call_start_s == pytest.approx(4.0, abs=0.6) and m.call_end_s == pytest.approx(9.0, abs=0.6)
+        with pytest.raises(UsageError, match="fingerprint parameters"):
+            idx.query(fingerprint(call, 8000, params=QUERY_PARAMS))
+        with pytest.raises(UsageError, match="fingerprint parameters"):
+            idx.add("enroll-a-fine", fine, "enrollment", owner="a")
+    with pytest.raises(FingerprintError, match="hash differently"):
+        fingerprints(x, rate, query_params=COARSE_QUERY, index_params=INDEX_PARAMS)
+    with pytest.raises(FingerprintError, match="hop"):
+        FingerprintParams(hop=0)
+    with pytest.raises(FingerprintError, match="context_frames"):
+        FingerprintParams(hop=160)  # +-15 frames of context would be 300 ms, beyond the 200 ms kept
+
+
+def test_landmark_times_refined_between_coarse_frames_are_on_the_finer_step(tmp_path: Path) -> None:
+    """Peaks searched every 20 ms, times refined to 10 ms (``time_step``): frames count 10 ms steps,
+    half of them between the coarse frames, still sorted; a replay is found at its true offset."""
+    refined = FingerprintParams(hop=160, time_step=80, peak_time_frames=4, context_frames=8, fan_out=3)
+    query = FingerprintParams(
+        hop=160, time_step=80, peak_time_frames=4, context_frames=8, fan_out=8, min_prominence_db=6.0
+    )
+    x, rate = _clip(CLIP_A)
+    fp = fingerprint(x, rate, params=refined)
+    assert (
+        fp.frame_s == pytest.approx(0.01) and "time_step=80" in fp.hash_key and fp.hash_key != COARSE_INDEX.hash_key()
+    )
+    assert np.all(np.diff(fp.frames) >= 0)
+    assert 0.1 < np.mean(fp.frames % 2) < 0.9  # refined: odd 10 ms steps, between the 20 ms frames, too
+    assert fp.times_s.max() <= len(x) / rate
+    part = x[int(2.0 * rate) : int(7.0 * rate)]
+    live = np.resize(_clip(CLIP_C)[0], int(6.0 * rate)) * 0.5
+    call = _phone(np.concatenate([live[: int(4.0 * rate)], part * 0.6, live[int(4.0 * rate) :]]), rate, seed=5)
+    with FingerprintIndex(tmp_path / "refined.sqlite", params=refined) as idx:
+        idx.add("enroll-a", fp, "enrollment", owner="a")
+        m = idx.query(fingerprint(call, 8000, params=query), rule=MatchRule(min_hits=8)).matches[0]
+        assert m.item == "enroll-a" and m.offset_s == pytest.approx(-2.0, abs=0.03)
+    with pytest.raises(FingerprintError, match="time_step"):
+        FingerprintParams(hop=160, time_step=70, peak_time_frames=4, context_frames=8)
+
+
 def test_generated_audio_is_found_and_told_apart(tmp_path: Path) -> None:
     with FingerprintIndex(tmp_path / "g.sqlite") as idx:
         idx.add("syllables-1", fingerprint(syllables(8.0, seed=1), 8000), "call")

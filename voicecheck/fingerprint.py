@@ -71,9 +71,14 @@ in: two honest calls of one borrower with the same 2.5 s sound effect between tw
 By the rule written there before the sweep, only the regions alone kept every recurring sound well
 below the match rule, so nothing is widened."""
 
-_MARGIN_FRAMES = 20
-"""Context kept around speech (frames): more than the peak (8) and prominence (15) half-widths, so a
-landmark sees the same surroundings as in a spectrogram of the whole recording."""
+_MARGIN_S = 0.2
+"""Context kept around speech (s): at least the peak and prominence half-widths (``_margin_frames``),
+so a landmark sees the same surroundings as in a spectrogram of the whole recording."""
+
+
+def _margin_frames(hop: int) -> int:
+    """:data:`_MARGIN_S` in frames of ``hop`` samples (20 at 10 ms)."""
+    return int(round(_MARGIN_S * FINGERPRINT_SAMPLE_RATE / hop))
 
 
 class FingerprintError(VoicecheckError):
@@ -95,7 +100,7 @@ class FingerprintParams:
     names it and an index refuses a fingerprint with another.
 
     Attributes:
-        peak_time_frames: a landmark is the largest value within +- this many frames (10 ms each).
+        peak_time_frames: a landmark is the largest value within +- this many frames (``hop`` each).
         peak_freq_bins: ... and within +- this many bins (31.25 Hz each).
         min_prominence_db: a landmark stands at least this far above the mean of its
             surroundings (+- ``context_frames`` x +- ``context_bins``).
@@ -113,6 +118,13 @@ class FingerprintParams:
             so a reverberant room that moves a peak by a frame still gives the same hash.
         targets_per_hash: (hashing) 1: a hash per (anchor, target) pair; 2: a hash per anchor and
             two of its targets (see :func:`landmark_hashes`).
+        hop: (hashing) samples at 8 kHz between analysis windows (:data:`HOP`: 80 = 10 ms): the grid
+            of ``peak_time_frames`` and ``context_frames``. Coarser grids (16, 20, 30 ms, with and
+            without refined times) cost 0.7-0.8x but lost replays: benchmarks/results/replay_params.md.
+        time_step: (hashing) samples at 8 kHz per unit of a fingerprint's ``frames`` (0: ``hop``): the grid
+            of ``max_dt_frames``, ``dt_step_frames``, the match tolerance and every offset a match reports.
+            Finer than ``hop`` (a divisor of it), each landmark's time is refined between frames by the
+            parabola through its value and its two neighbours along time.
     """
 
     peak_time_frames: int = 8
@@ -128,6 +140,8 @@ class FingerprintParams:
     min_df_bins: int = 2
     dt_step_frames: int = 2
     targets_per_hash: int = 1
+    hop: int = HOP
+    time_step: int = 0
 
     def __post_init__(self) -> None:
         if self.targets_per_hash not in (1, 2):
@@ -138,14 +152,25 @@ class FingerprintParams:
                 f"max_dt_frames // dt_step_frames must be in 1..{2**bits - 1}, got "
                 f"{self.max_dt_frames} // {self.dt_step_frames}."
             )
-        if max(self.context_frames, self.peak_time_frames) > _MARGIN_FRAMES:
+        if isinstance(self.hop, bool) or not isinstance(self.hop, int) or not 1 <= self.hop <= N_FFT:
+            raise FingerprintError(f"hop must be an integer number of samples in 1..{N_FFT}, got {self.hop!r}.")
+        step = self.time_step
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0 or (step and self.hop % step):
+            raise FingerprintError(f"time_step must be 0 (the hop) or a divisor of hop {self.hop}, got {step!r}.")
+        if max(self.context_frames, self.peak_time_frames) > _margin_frames(self.hop):
             raise FingerprintError(
-                f"context_frames and peak_time_frames must be <= {_MARGIN_FRAMES} (the context kept around speech)."
+                f"context_frames and peak_time_frames must be <= {_margin_frames(self.hop)} frames "
+                f"({_MARGIN_S} s, the context kept around speech)."
             )
         if self.fan_out < self.targets_per_hash:
             raise FingerprintError(f"fan_out {self.fan_out} must be >= targets_per_hash {self.targets_per_hash}.")
         if self.fan_out < 1 or self.peak_time_frames < 1 or self.peak_freq_bins < 1:
             raise FingerprintError(f"fan_out, peak_time_frames and peak_freq_bins must be >= 1: {self}")
+
+    @property
+    def frame_s(self) -> float:
+        """Seconds per unit of a fingerprint's ``frames`` (``time_step``, or ``hop`` when 0)."""
+        return (self.time_step or self.hop) / FINGERPRINT_SAMPLE_RATE
 
     @property
     def hash_bits(self) -> int:
@@ -154,9 +179,11 @@ class FingerprintParams:
 
     def hash_key(self) -> str:
         """Text naming the version and the hashing parameters (stored in an index)."""
+        step = self.time_step or self.hop  # landmarks-v1 keys without a hop are on the 10 ms grid
+        hop = "" if self.hop == step == 80 else f",hop={self.hop},time_step={step}"
         return (
             f"{FINGERPRINT_VERSION}(targets={self.targets_per_hash},dt<={self.max_dt_frames},"
-            f"{self.min_df_bins}<=df<={self.max_df_bins},dt_step={self.dt_step_frames})"
+            f"{self.min_df_bins}<=df<={self.max_df_bins},dt_step={self.dt_step_frames}{hop})"
         )
 
 
@@ -178,12 +205,13 @@ class Fingerprint:
     Attributes:
         hashes: uint32, shape (n,), each < 2**PAIR_HASH_BITS (pairs) or 2**TRIPLET_HASH_BITS
             (triplets); sorted by ``frames``.
-        frames: int32, shape (n,), anchor time of each hash in frames of :data:`HOP_S` seconds,
-            in the recording's own time axis (frame k starts at k * HOP_S).
+        frames: int32, shape (n,), anchor time of each hash in units of ``frame_s`` seconds,
+            in the recording's own time axis (frame k starts at k * frame_s).
         duration_s: length of the recording (s).
         analysed_s: seconds of audio the landmarks were looked for in (the speech regions).
         n_landmarks: landmarks found before pairing.
         hash_key: :meth:`FingerprintParams.hash_key` of the parameters used.
+        frame_s: seconds per unit of ``frames`` (:attr:`FingerprintParams.frame_s`).
     """
 
     hashes: np.ndarray
@@ -192,6 +220,7 @@ class Fingerprint:
     analysed_s: float
     n_landmarks: int
     hash_key: str
+    frame_s: float = HOP_S
 
     def __len__(self) -> int:
         return int(self.hashes.size)
@@ -199,7 +228,7 @@ class Fingerprint:
     @property
     def times_s(self) -> np.ndarray:
         """Anchor times in seconds, float64, shape (n,)."""
-        return self.frames.astype(np.float64) * HOP_S
+        return self.frames.astype(np.float64) * self.frame_s
 
 
 def _check_input(samples: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -220,11 +249,11 @@ def _check_input(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     return x.astype(np.float32, copy=False)
 
 
-def _region_mask(regions: list[SpeechRegion] | None, n_frames: int) -> np.ndarray:
-    """True for the frames whose centre lies in a speech region (all frames without regions)."""
+def _region_mask(regions: list[SpeechRegion] | None, n_frames: int, hop: int = HOP) -> np.ndarray:
+    """True for the frames (of ``hop`` samples) whose centre lies in a speech region (all frames without regions)."""
     if regions is None:
         return np.ones(n_frames, dtype=bool)
-    centres = (np.arange(n_frames) * HOP + N_FFT // 2) / FINGERPRINT_SAMPLE_RATE
+    centres = (np.arange(n_frames) * hop + N_FFT // 2) / FINGERPRINT_SAMPLE_RATE
     for r in regions:
         if not (np.isfinite(r.start_s) and np.isfinite(r.end_s)) or r.end_s < r.start_s:
             raise FingerprintError(f"speech region {r.start_s}-{r.end_s} s is not a finite, ordered span.")
@@ -300,20 +329,20 @@ _LO_BIN = int(np.ceil(LOW_HZ * N_FFT / FINGERPRINT_SAMPLE_RATE))
 _HI_BIN = int(np.floor(HIGH_HZ * N_FFT / FINGERPRINT_SAMPLE_RATE))
 
 
-def spectrogram_db(x8k: np.ndarray, n_frames: int | None = None) -> np.ndarray:
+def spectrogram_db(x8k: np.ndarray, n_frames: int | None = None, hop: int = HOP) -> np.ndarray:
     """Log power of 8 kHz audio in the telephone band, float32, shape (n_frames, n_bins), dB re full scale.
 
-    Frame k covers samples [k * HOP, k * HOP + N_FFT); column j is FFT bin ``_LO_BIN + j``
+    Frame k covers samples [k * hop, k * hop + N_FFT); column j is FFT bin ``_LO_BIN + j``
     (300-3400 Hz). The signal is zero-padded at the end so the last samples get a frame (or to
     ``n_frames`` frames when given).
     """
     from scipy import fft
 
     if n_frames is None:
-        n_frames = max(1, 1 + int(np.ceil((x8k.size - N_FFT) / HOP)))
-    padded = np.zeros((n_frames - 1) * HOP + N_FFT, dtype=np.float32)
+        n_frames = max(1, 1 + int(np.ceil((x8k.size - N_FFT) / hop)))
+    padded = np.zeros((n_frames - 1) * hop + N_FFT, dtype=np.float32)
     padded[: x8k.size] = x8k[: padded.size]
-    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP]
+    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::hop]
     window = np.hanning(N_FFT + 2)[1:-1].astype(np.float32)
     spectrum = fft.rfft(frames * window, axis=1, workers=1)[:, _LO_BIN : _HI_BIN + 1]
     power = spectrum.real**2 + spectrum.imag**2
@@ -382,16 +411,16 @@ class _Spectrogram:
     """The parts of a recording's log spectrogram that landmarks are looked for in.
 
     Attributes:
-        band: log power (dB) of the speech frames with :data:`_MARGIN_FRAMES` of context either
+        band: log power (dB) of the speech frames with :data:`_MARGIN_S` of context either
             side, one row per frame, the runs of frames side by side (silence between speech
             regions is never transformed); shape (rows, bins).
         frames: the frame index of each row (int64, shape (rows,), increasing).
         usable: whether each row lies in speech (bool, shape (rows,)).
-        floor: noise floor per bin (dB): the 20th percentile over every 4th usable frame.
+        floor: noise floor per bin (dB): the 20th percentile over the usable frames every 40 ms.
         ceiling: the loudest usable value (dB).
 
     Rows of different runs meet side by side, but a usable frame's neighbourhoods (peak and
-    context half-widths <= :data:`_MARGIN_FRAMES`) never reach past its own run's margin, so every
+    context half-widths <= the margin) never reach past its own run's margin, so every
     landmark is the one a spectrogram of the whole recording gives.
     """
 
@@ -402,24 +431,26 @@ class _Spectrogram:
     ceiling: float
 
 
-def _chunks(x8k: np.ndarray, usable: np.ndarray) -> _Spectrogram:
+def _chunks(x8k: np.ndarray, usable: np.ndarray, hop: int = HOP) -> _Spectrogram:
     from scipy import fft
 
-    # the usable frames dilated by the margin: a usable frame within _MARGIN_FRAMES either side
+    # the usable frames dilated by the margin: a usable frame within the margin either side
+    margin = _margin_frames(hop)
     count = np.concatenate([[0], np.cumsum(usable, dtype=np.int64)])
     n = usable.size
     at = np.arange(n)
-    near = count[np.minimum(at + _MARGIN_FRAMES + 1, n)] - count[np.maximum(at - _MARGIN_FRAMES, 0)]
+    near = count[np.minimum(at + margin + 1, n)] - count[np.maximum(at - margin, 0)]
     rows = np.flatnonzero(near > 0)
-    padded = np.zeros((usable.size - 1) * HOP + N_FFT, dtype=np.float32)
+    padded = np.zeros((usable.size - 1) * hop + N_FFT, dtype=np.float32)
     padded[: x8k.size] = x8k[: padded.size]
     window = np.hanning(N_FFT + 2)[1:-1].astype(np.float32)
-    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[rows * HOP] * window
+    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[rows * hop] * window
     spectrum = fft.rfft(frames, axis=1, workers=1)[:, _LO_BIN : _HI_BIN + 1]
     band = np.asarray(10.0 * np.log10(spectrum.real**2 + spectrum.imag**2 + np.float32(1e-12)), dtype=np.float32)
     speech = band[usable[rows]]
     # per bin over time, read along each bin's own row (the same order statistics, faster)
-    floor = np.percentile(np.ascontiguousarray(speech[::4].T), 20, axis=1).astype(np.float32)
+    every = max(1, int(round(0.04 * FINGERPRINT_SAMPLE_RATE / hop)))  # every 4th frame at 10 ms
+    floor = np.percentile(np.ascontiguousarray(speech[::every].T), 20, axis=1).astype(np.float32)
     return _Spectrogram(band=band, frames=rows, usable=usable[rows], floor=floor, ceiling=float(speech.max()))
 
 
@@ -447,12 +478,32 @@ def peaks(spec: _Spectrogram, params: FingerprintParams, loosest: FingerprintPar
     values = band_db[rows, bins]
     prominence = values - context[np.cumsum(new_row) - 1, bins]  # each peak's row among the peaks' rows
     ok = prominence >= loosest.min_prominence_db
+    rows, bins = rows[ok], bins[ok]
+    times = _peak_times(spec, rows, bins, params)
+    order = np.lexsort((bins, times)) if params.time_step else slice(None)  # refined: by time, then bin again
     return _Peaks(
-        frames=spec.frames[rows[ok]].astype(np.int32),
-        bins=(bins[ok] + _LO_BIN).astype(np.int32),
-        prominence_db=prominence[ok].astype(np.float32),
-        above_floor_db=(values - spec.floor[bins])[ok].astype(np.float32),
+        frames=times[order],
+        bins=(bins[order] + _LO_BIN).astype(np.int32),
+        prominence_db=prominence[ok][order].astype(np.float32),
+        above_floor_db=(values[ok] - spec.floor[bins])[order].astype(np.float32),
     )
+
+
+def _peak_times(spec: _Spectrogram, rows: np.ndarray, bins: np.ndarray, params: FingerprintParams) -> np.ndarray:
+    """Each peak's time (int32) in units of ``params.time_step`` samples: its frame, refined between
+    frames (when ``time_step`` is finer than ``hop``) by the vertex of the parabola through the peak's
+    value and its neighbours one frame either side (within +-half a frame; none at a run's edge)."""
+    frames = spec.frames[rows]
+    if not params.time_step or params.time_step == params.hop:
+        return frames.astype(np.int32)
+    band, last = spec.band, spec.frames.size - 1
+    before, after = np.maximum(rows - 1, 0), np.minimum(rows + 1, last)
+    inside = (spec.frames[before] == frames - 1) & (spec.frames[after] == frames + 1)  # neighbours on the grid
+    a, b, c = band[before, bins], band[rows, bins], band[after, bins]
+    curve = a - 2.0 * b + c  # <= 0 at a maximum
+    shift = np.where(inside & (curve < 0), 0.5 * (a - c) / np.where(curve < 0, curve, -1.0), 0.0)
+    units = params.hop // params.time_step
+    return np.rint((frames + np.clip(shift, -0.5, 0.5)) * units).astype(np.int32)
 
 
 def landmarks(found: _Peaks, params: FingerprintParams) -> tuple[np.ndarray, np.ndarray]:
@@ -549,24 +600,24 @@ def landmark_hashes(frames: np.ndarray, bins: np.ndarray, params: FingerprintPar
 
 
 def _prepare(
-    samples: np.ndarray, sample_rate: int, regions: list[SpeechRegion] | None, min_speech_s: float
+    samples: np.ndarray, sample_rate: int, regions: list[SpeechRegion] | None, min_speech_s: float, hop: int = HOP
 ) -> tuple[_Spectrogram, float, float]:
-    """Validated 8 kHz speech spectrogram, duration_s and analysed_s."""
+    """Validated 8 kHz speech spectrogram (frames every ``hop`` samples), duration_s and analysed_s."""
     from .audio import resample
 
     x = _check_input(samples, sample_rate)
     x8k = resample(x, int(sample_rate), FINGERPRINT_SAMPLE_RATE)
     duration_s = x.size / float(sample_rate)
-    n_frames = max(1, 1 + int(np.ceil((x8k.size - N_FFT) / HOP)))
-    usable = _region_mask(regions, n_frames)
-    usable &= np.arange(n_frames) * HOP + N_FFT <= max(x8k.size, N_FFT)  # no frame past the end
-    analysed_s = float(usable.sum()) * HOP_S
+    n_frames = max(1, 1 + int(np.ceil((x8k.size - N_FFT) / hop)))
+    usable = _region_mask(regions, n_frames, hop)
+    usable &= np.arange(n_frames) * hop + N_FFT <= max(x8k.size, N_FFT)  # no frame past the end
+    analysed_s = float(usable.sum()) * (hop / FINGERPRINT_SAMPLE_RATE)  # HOP_S at 10 ms, bit for bit
     if analysed_s < min_speech_s:
         raise FingerprintError(
             f"only {analysed_s:.2f} s of audio to fingerprint (recording {duration_s:.2f} s), need at least "
             f"{min_speech_s} s: replay was not checked. Pass the whole recording or more speech regions."
         )
-    return _chunks(x8k, usable), duration_s, analysed_s
+    return _chunks(x8k, usable, hop), duration_s, analysed_s
 
 
 def _from_peaks(found: _Peaks, duration_s: float, analysed_s: float, params: FingerprintParams) -> Fingerprint:
@@ -585,6 +636,7 @@ def _from_peaks(found: _Peaks, duration_s: float, analysed_s: float, params: Fin
         analysed_s=analysed_s,
         n_landmarks=int(frames.size),
         hash_key=params.hash_key(),
+        frame_s=params.frame_s,
     )
 
 
@@ -612,7 +664,7 @@ def fingerprint(
             less than ``params.min_speech_s`` of analysed audio, or no landmark at all (silence,
             a pure tone): the recording was not checked for replay.
     """
-    spec, duration_s, analysed_s = _prepare(samples, sample_rate, regions, params.min_speech_s)
+    spec, duration_s, analysed_s = _prepare(samples, sample_rate, regions, params.min_speech_s, params.hop)
     return _from_peaks(peaks(spec, params, params), duration_s, analysed_s, params)
 
 
@@ -636,7 +688,7 @@ def fingerprints(
             f"{index_params.hash_key()}); their hashes would never meet."
         )
     min_s = max(query_params.min_speech_s, index_params.min_speech_s)
-    spec, duration_s, analysed_s = _prepare(samples, sample_rate, regions, min_s)
+    spec, duration_s, analysed_s = _prepare(samples, sample_rate, regions, min_s, index_params.hop)
     if _neighbourhood(query_params) == _neighbourhood(index_params):  # one peak search serves both
         loosest = replace(
             query_params,

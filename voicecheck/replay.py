@@ -39,7 +39,7 @@ import numpy as np
 from . import storage
 from .crypto import Cipher
 from .errors import StoreError, UsageError
-from .fingerprint import HOP_S, INDEX_PARAMS, Fingerprint, FingerprintParams, stable_order
+from .fingerprint import INDEX_PARAMS, Fingerprint, FingerprintParams, stable_order
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,8 @@ class MatchRule:
     Attributes:
         min_hits: least hits on one time difference (+- ``tolerance_frames``) in the matched span.
         min_matched_s: least length (s) of the matched span in the call.
-        tolerance_frames: hits within this many frames (10 ms) of the best difference count.
+        tolerance_frames: hits within this many frames (the index's ``frame_s``: 10 ms as shipped) of
+            the best difference count.
         max_gap_s: hits further apart than this (s, in the call) start a new span.
         max_candidates: items examined in detail per call (best first by hit count).
     """
@@ -736,7 +737,7 @@ class FingerprintIndex:
         }
         if excluded and hits.size:
             hits = hits[~np.isin(hits[:, 1], list(excluded))]
-        spans = _best_spans(q, hits, rule)
+        spans = _best_spans(q, hits, rule, self.params.frame_s)
         matches = [self._describe(item, span, rule) for item, span in spans]
         matches.sort(key=lambda m: (-m.hits, m.item))
         passing = tuple(m for m in matches if m.is_replay)
@@ -754,18 +755,19 @@ class FingerprintIndex:
 
     def _describe(self, item_id: int, span: _Span, rule: MatchRule) -> ReplayMatch:
         name, kind, owner = self._db.execute("SELECT name, kind, owner FROM items WHERE id = ?", (item_id,)).fetchone()
-        matched_s = (span.call_last - span.call_first) * HOP_S
+        hop_s = self.params.frame_s
+        matched_s = (span.call_last - span.call_first) * hop_s
         return ReplayMatch(
             item=name,
             kind=kind,
             owner=owner,
-            call_start_s=span.call_first * HOP_S,
-            call_end_s=span.call_last * HOP_S,
-            item_start_s=span.item_first * HOP_S,
-            item_end_s=span.item_last * HOP_S,
+            call_start_s=span.call_first * hop_s,
+            call_end_s=span.call_last * hop_s,
+            item_start_s=span.item_first * hop_s,
+            item_end_s=span.item_last * hop_s,
             matched_s=matched_s,
             hits=span.hits,
-            offset_s=span.delta * HOP_S,
+            offset_s=span.delta * hop_s,
             is_replay=span.hits >= rule.min_hits and matched_s >= rule.min_matched_s,
         )
 
@@ -892,7 +894,7 @@ def _expand(q: _Values, hits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     return hits[row, 1], hits[row, 2], q.sorted_frames[pos]
 
 
-def _best_spans(q: _Values, hits: np.ndarray, rule: MatchRule) -> list[tuple[int, _Span]]:
+def _best_spans(q: _Values, hits: np.ndarray, rule: MatchRule, hop_s: float) -> list[tuple[int, _Span]]:
     """Per candidate item, the largest group of hits on its best time difference."""
     if hits.size == 0:
         return []
@@ -920,16 +922,18 @@ def _best_spans(q: _Values, hits: np.ndarray, rule: MatchRule) -> list[tuple[int
         lo = np.searchsorted(ordered, base + max(delta - tol + _DELTA_SPAN, 0), side="left")
         hi = np.searchsorted(ordered, base + min(delta + tol + _DELTA_SPAN, 2 * _DELTA_SPAN - 1), side="right")
         near = order[lo:hi]
-        span = _largest_group(call_frames[near], item_frames[near], delta, rule)
+        span = _largest_group(call_frames[near], item_frames[near], delta, rule, hop_s)
         out.append((item, span))
     return out
 
 
-def _largest_group(call_frames: np.ndarray, item_frames: np.ndarray, delta: int, rule: MatchRule) -> _Span:
+def _largest_group(
+    call_frames: np.ndarray, item_frames: np.ndarray, delta: int, rule: MatchRule, hop_s: float
+) -> _Span:
     """The hits split where the call has gaps > ``max_gap_s``; the group with most hits (by frames)."""
     order = np.argsort(call_frames, kind="stable")
     c, i = call_frames[order], item_frames[order]
-    gap = int(round(rule.max_gap_s / HOP_S))
+    gap = int(round(rule.max_gap_s / hop_s))
     breaks = np.flatnonzero(np.diff(c) > gap) + 1
     starts = np.concatenate([[0], breaks])
     ends = np.concatenate([breaks, [c.size]])

@@ -77,7 +77,7 @@ def open_index(settings: Any, cipher: Cipher, kind: str) -> FingerprintIndex:
     """
     path = index_paths(settings)[kind]
     cipher.check_folder(path.parent, "store" if kind == "enrollment" else "embeddings")
-    return FingerprintIndex(path, cipher=cipher, all_items=False)
+    return FingerprintIndex(path, cipher=cipher, all_items=False, params=fingerprint_module.INDEX_PARAMS)
 
 
 @dataclass
@@ -162,7 +162,9 @@ def fingerprint_call(
         spans = list(regions)
         if pad_s != 0 or bridge_s != 0:
             spans = padded_regions(spans, pad_s, _duration_s(samples, sample_rate), bridge_s)
-        query, stored = fingerprints(samples, sample_rate, spans)
+        query, stored = fingerprints(
+            samples, sample_rate, spans, fingerprint_module.QUERY_PARAMS, fingerprint_module.INDEX_PARAMS
+        )
     except FingerprintError as e:
         return Prints(None, None, str(e))
     return Prints(query, stored)
