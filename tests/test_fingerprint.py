@@ -397,7 +397,7 @@ def test_unkeyed_index_refuses_a_key_and_a_foreign_file(tmp_path: Path) -> None:
     (tmp_path / "junk.sqlite").write_bytes(b"not a database at all" * 100)
     with pytest.raises(StoreError, match="not a fingerprint index"):
         FingerprintIndex(tmp_path / "junk.sqlite")
-    with pytest.raises(StoreError, match="rebuild"):
+    with pytest.raises(StoreError, match=r"rebuild.*move the file aside.*enroll --replace"):
         FingerprintIndex(tmp_path / "plain.sqlite", params=FingerprintParams(dt_step_frames=1))
 
 

@@ -298,8 +298,10 @@ class FingerprintIndex:
         self._packed_rows = meta.get("schema") != "2"
         if meta.get("hash_key") != self.hash_key:
             raise StoreError(
-                f"{self.path} holds fingerprints {meta.get('hash_key')!r}, not {self.hash_key!r}: "
-                "rebuild the index with this version's fingerprints."
+                f"{self.path} holds fingerprints {meta.get('hash_key')!r}, not {self.hash_key!r}, and the two never "
+                "meet: rebuild the index with this version's fingerprints -- move the file aside, and a call index "
+                "refills as batches fingerprint calls again (calls stored before are not looked up until then), an "
+                "enrollment index with `voicecheck enroll --replace` and each borrower's recordings."
             )
         keyed = meta.get("keyed") == "1"
         if keyed and self._key is None and meta.get("key_id"):
