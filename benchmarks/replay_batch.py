@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--calls", type=int, default=60)
     p.add_argument("--repeats", type=int, default=2, help="off/on pairs, alternating")
     p.add_argument("--out", type=Path, default=None, help="work folder (default: a temporary one)")
-    p.add_argument("--pad", type=float, default=None, help="region pad (s) (default: the shipped REGION_PAD_S)")
+    p.add_argument("--pad", type=float, default=None, help="the query's region pad (s) (default: REGION_PAD_S)")
     p.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)
     p.add_argument("--bridge", type=float, default=None, help="region bridge (s) (default: REGION_BRIDGE_S)")
     p.add_argument(
@@ -199,7 +199,7 @@ def render(runs: list[dict[str, Any]], n: int, audio_s: float, hours: float, loa
     parts = [f + x for f, x in zip(fps, looks, strict=True)]
     lines = [
         f"{n} calls ({hours * 60:.1f} min of audio, {audio_s / n:.0f} s per call), one worker in-process, GE2E, "
-        f"silero VAD; regions widened by {_pad()}; CPU: {cpu}; load average after: {load[0]:.1f}. "
+        f"silero VAD; query regions widened by {_pad()}; CPU: {cpu}; load average after: {load[0]:.1f}. "
         f"Mean of {len(runs) // 2} run(s) each.",
         "",
         "| replay | wall s | CPU s | CPU ms per call | ms per audio s |",

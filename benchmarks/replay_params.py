@@ -272,6 +272,7 @@ class Path_:
     query: FingerprintParams = QUERY_PARAMS
     index: FingerprintParams = INDEX_PARAMS
     min_hits: tuple[int, ...] = ()  # one row per rule; () the shipped replay_min_hits
+    query_only: bool = False  # the pad and bridge widen the calls looked up only; stored items keep the regions
 
 
 def speech_regions(items: list[Item], calls: list[Call]) -> tuple[list, list]:
@@ -319,8 +320,9 @@ def product_row(v: Path_, items: list[Item], calls: list[Call], regions: tuple[l
             FingerprintIndex(Path(tmp) / "e.sqlite", cipher=cipher, all_items=False, params=v.index),
             FingerprintIndex(Path(tmp) / "c.sqlite", cipher=cipher, all_items=False, params=v.index),
         )
+        stored = replace(v, pad_s=0.0, bridge_s=0.0) if v.query_only else v
         for it, reg in zip(items, regions[0], strict=True):
-            prints = _prints(it.audio, it.rate, reg, v)
+            prints = _prints(it.audio, it.rate, reg, stored)
             if prints.index is None:
                 unstored += 1
             elif it.kind == "enrollment":

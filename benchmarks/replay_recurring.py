@@ -1,10 +1,10 @@
 """Honest calls that share a recurring non-speech sound: false replays on the product's path.
 
-The replay check fingerprints a call's speech regions, widened and joined across short pauses
-(``voicecheck.fingerprint.REGION_PAD_S``, ``REGION_BRIDGE_S``), so a sound that recurs from call to
-call -- a ringback tone, a hold jingle, a phone's notification sound -- between two stretches of a
-customer's speech is fingerprinted too. Two honest calls of one borrower that both hold the same sound
-would then share audio the check can find, although no one replayed anything.
+The replay check fingerprints a call's speech regions. Widened and joined across short pauses
+(``voicecheck.fingerprint.REGION_PAD_S``, ``REGION_BRIDGE_S``), they take in a sound that recurs from
+call to call -- a ringback tone, a hold jingle, a phone's notification sound -- between two stretches of
+a customer's speech. Two honest calls of one borrower that both hold the same sound would then share
+audio the check can find, although no one replayed anything.
 
 For every speaker of the corpus with two recordings, two honest calls are made: the first and second
 halves of one recording with a sound between them (0.3 s of silence either side), and the same of the
@@ -12,8 +12,9 @@ other recording with the *same* sound, each through its own simulated telephone 
 pink noise at 10-30 dB SNR, a real codec; ``benchmarks.replay.telephone_call``). The first call is
 stored as the borrower's earlier call, the second is looked up among the borrower's items
 (``voicecheck.replaycheck.look_up``, the shipped rule): a call marked ``replay`` is a false replay.
-Three paths: silero's speech regions alone, the shipped widened regions, and whole recordings (what
-fingerprinting everything would do). A row without a sound is the control.
+Paths: silero's speech regions alone, widenings of both fingerprints, whole recordings (what
+fingerprinting everything would do), and widenings of the query only (the stored first call keeps
+the regions as they are: what ships). A column without a sound is the control.
 
     .venv/bin/python benchmarks/replay_recurring.py > benchmarks/results/replay_recurring.md
 """
@@ -145,18 +146,35 @@ PATHS: dict[str, tuple[float, float] | None] = {
     "pad 0.5 s, gaps <= 1 s closed": (0.5, 1.0),
     "pad 0.25 s, gaps <= 3.5 s closed": (0.25, 3.5),
     "whole recordings": None,
+    "query only: pad 0.25 s, gaps <= 3.5 s closed": (0.25, 3.5),
+    "query only: pad 1 s": (1.0, 0.0),
 }
-"""Widenings of the speech regions (pad either side, gaps closed), as ``fingerprint_call`` takes them."""
+"""Widenings of the speech regions (pad either side, gaps closed), as ``fingerprint_call`` takes them;
+"query only": the stored first call keeps the regions as they are, only the call looked up is widened."""
 
 
-def prints_of(audio: np.ndarray, regions: list, path: str):  # noqa: ANN201 - voicecheck.replaycheck.Prints
-    from voicecheck.replaycheck import fingerprint_call
+def prints_of(audio: np.ndarray, regions: list, path: str, stored: bool):  # noqa: ANN201 - replaycheck.Prints
+    """A call's fingerprints on ``path``: widened on both sides (both fingerprints over the widened
+    regions), or "query only" (``voicecheck.replaycheck.fingerprint_call``: the stored fingerprint over
+    the regions as they are, the query widened)."""
+    from voicecheck.fingerprint import FingerprintError, fingerprints, padded_regions
+    from voicecheck.replaycheck import Prints, fingerprint_call
     from voicecheck.types import SpeechRegion
 
     widening = PATHS[path]
-    if widening is None:
-        return fingerprint_call(audio, 8000, [SpeechRegion(0.0, audio.size / 8000)], pad_s=0.0, bridge_s=0.0)
-    return fingerprint_call(audio, 8000, regions, pad_s=widening[0], bridge_s=widening[1])
+    if path.startswith("query only") and widening is not None:
+        pad, bridge = (0.0, 0.0) if stored else widening
+        return fingerprint_call(audio, 8000, regions, pad_s=pad, bridge_s=bridge)
+    duration_s = audio.size / 8000
+    spans = (
+        [SpeechRegion(0.0, duration_s)]
+        if widening is None
+        else padded_regions(regions, widening[0], duration_s, widening[1])
+    )
+    try:
+        return Prints(*fingerprints(audio, 8000, spans))
+    except FingerprintError as e:
+        return Prints(None, None, str(e))
 
 
 def run(pairs: list[Pair], path: str, regions: list[tuple[list, list]]) -> tuple[int, int, int, int]:
@@ -176,10 +194,10 @@ def run(pairs: list[Pair], path: str, regions: list[tuple[list, list]]) -> tuple
             FingerprintIndex(Path(tmp) / "c.sqlite", cipher=cipher, all_items=False),
         )
         for n, p in enumerate(pairs):
-            first = prints_of(p.first, regions[n][0], path)
+            first = prints_of(p.first, regions[n][0], path, stored=True)
             if first.index is not None:
                 indexes.calls.add(f"call:first-{n}", first.index, "call", p.speaker)
-            outcome = look_up(indexes, prints_of(p.second, regions[n][1], path), p.speaker, f"second-{n}")
+            outcome = look_up(indexes, prints_of(p.second, regions[n][1], path, stored=False), p.speaker, f"second-{n}")
             looked += 1
             unchecked += not outcome.checked
             marked += bool(passing(outcome, rule))
@@ -206,8 +224,15 @@ def detections(speech: str, thresholds: list[float]) -> list[str]:
     for thr in thresholds:
         vad = SileroVad(threshold=thr, min_silence_s=st.vad_min_silence_s, pad_s=st.vad_pad_s)
         regions = ([vad.regions(it.audio, it.rate) for it in items], [vad.regions(c.audio, 8000) for c in calls])
-        lines.append(rp.product_row(rp.Path_(f"silero threshold {thr:g}, no pad", 0.0, 0.0), items, calls, regions))
+        lines += rp.product_row(rp.Path_(f"silero threshold {thr:g}, no pad", 0.0, 0.0), items, calls, regions)
         log.info(lines[-1])
+        if thr != st.vad_threshold:
+            continue
+        for name, widening in PATHS.items():
+            if name.startswith("query only") and widening is not None:
+                v = rp.Path_(name, widening[0], widening[1], query_only=True)
+                lines += rp.product_row(v, items, calls, regions)
+                log.info(lines[-1])
     return lines
 
 
@@ -220,7 +245,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--detections",
         action="store_true",
-        help="with --thresholds: also the replays caught at them on the non-EVAL speakers (replay_params.py's path)",
+        help="also the replays caught on the non-EVAL speakers (replay_params.py's path): regions as shipped, "
+        "the query-only widenings and --thresholds",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
@@ -261,8 +287,9 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"Command: `.venv/bin/python benchmarks/replay_recurring.py` (corpus `{args.speech}`). What it simulates:",
         f"the module's notes. {len(material)} speakers (two recordings of >= {2 * MIN_HALF_S} s, or one of",
-        f">= {4 * MIN_HALF_S} s cut in two): one pair of honest calls each. Shipped widening when run: regions padded",
-        f"by {REGION_PAD_S} s, pauses of up to {REGION_BRIDGE_S} s between them closed; rule: {rule.min_hits} hits",
+        f">= {4 * MIN_HALF_S} s cut in two): one pair of honest calls each. Shipped when run: the query's",
+        f"regions padded by {REGION_PAD_S} s, pauses of up to {REGION_BRIDGE_S} s between them closed, the stored",
+        f"side's as they are; rule: {rule.min_hits} hits",
         f"over >= {rule.min_matched_s} s. CPU: {_cpu()}.",
         "",
         "Each cell: second calls marked `replay` / pairs (most hits of the first call at one offset; calls",
@@ -272,7 +299,7 @@ def main(argv: list[str] | None = None) -> None:
         "|---" * (1 + len(SOUNDS)) + "|",
         *(f"| {path} | " + " | ".join(row) + " |" for path, row in cells.items()),
     ]
-    if args.detections and thresholds:
+    if args.detections:
         lines += ["", *detections(args.speech, [st.vad_threshold, *thresholds])]
     print("\n".join(lines))
 

@@ -471,3 +471,23 @@ def test_a_padded_fingerprint_reaches_into_the_edges_of_speech() -> None:
     times = padded.query.times_s
     assert np.any((times >= 2.5) & (times < 3.0)) and not np.any(plain.query.times_s < 3.0)
     assert times.min() >= 2.5 - 0.02 and times.max() < 9.5
+
+
+def test_only_the_query_is_widened_and_the_stored_fingerprint_stays_as_without_it() -> None:
+    """A sound outside the speech regions must never be stored to be found again: the stored fingerprint
+    of a widened call is the one of its regions alone, hash for hash, and only the query reaches out."""
+    from voicecheck.replaycheck import fingerprint_call
+
+    x = syllables(12.0, seed=4, rate=16000)
+    regions = [SpeechRegion(3.0, 5.0), SpeechRegion(7.0, 9.0)]
+    plain = fingerprint_call(x, 16000, regions, pad_s=0.0, bridge_s=0.0)
+    wide = fingerprint_call(x, 16000, regions, pad_s=1.0, bridge_s=2.0)
+    assert plain.index is not None and wide.index is not None and plain.query is not None and wide.query is not None
+    np.testing.assert_array_equal(wide.index.hashes, plain.index.hashes)
+    np.testing.assert_array_equal(wide.index.frames, plain.index.frames)
+    assert wide.index.analysed_s == plain.index.analysed_s
+    stored = wide.index.times_s
+    assert np.all(((stored >= 3.0 - 0.02) & (stored < 5.0)) | ((stored >= 7.0 - 0.02) & (stored < 9.0)))
+    between = (wide.query.times_s > 5.2) & (wide.query.times_s < 6.8)  # the closed gap: the query only
+    assert np.any(between) and wide.query.analysed_s == pytest.approx(8.0, abs=0.05)
+    assert len(wide.query) > len(plain.query)

@@ -435,21 +435,23 @@ def test_a_recording_enrolled_before_replay_checks_is_fingerprinted_by_enrolling
 
 
 def test_worker_and_enrollment_fingerprint_the_same_padded_regions(world, tmp_path: Path, monkeypatch) -> None:
-    """Every path that fingerprints widens the VAD's regions by the one shipped pad (and closes the
-    same gaps), so stored enrollments and looked-up calls cover their speech alike."""
+    """Every path that fingerprints stores the VAD's regions as they are and widens the query by the one
+    shipped pad (and closes the same gaps), so stored enrollments and looked-up calls agree."""
     import voicecheck.replaycheck as rc
     from voicecheck.fingerprint import padded_regions
 
     settings, calls, manifest, _ = world
     monkeypatch.setattr("voicecheck.fingerprint.REGION_PAD_S", 0.5)
     monkeypatch.setattr("voicecheck.fingerprint.REGION_BRIDGE_S", 1.0)
-    seen: list[tuple[int, bool]] = []  # (sample rate, regions differ from the VAD's own)
+    seen: list[tuple[int, bool]] = []  # (sample rate, query regions differ from the VAD's own)
     real = rc.fingerprints
 
     def spy(samples: np.ndarray, sample_rate: int, regions: list, *args: object, **kwargs: object):
         vad = EnergyVad().regions(samples, sample_rate)
-        assert regions == padded_regions(vad, 0.5, len(samples) / sample_rate, 1.0)
-        seen.append((sample_rate, regions != vad))
+        wider = args[2] if len(args) > 2 else kwargs["query_regions"]
+        assert regions == vad  # the stored fingerprint: the VAD's regions as they are
+        assert wider == padded_regions(vad, 0.5, len(samples) / sample_rate, 1.0)
+        seen.append((sample_rate, wider != vad))
         return real(samples, sample_rate, regions, *args, **kwargs)
 
     monkeypatch.setattr(rc, "fingerprints", spy)

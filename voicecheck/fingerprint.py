@@ -55,21 +55,20 @@ TRIPLET_HASH_BITS = 3 * _FREQ_BITS + 2 * _TRIPLET_DT_BITS
 """Bits of one triplet hash: anchor bin, two target bins (7 each), two times (5 each)."""
 
 
-REGION_PAD_S = 0.0
-"""Seconds each speech region is widened by, either side, before a call or recording is fingerprinted
-(:func:`padded_regions`; every product path goes through :func:`voicecheck.replaycheck.fingerprint_call`,
-so stored items and queries agree). Shipped at 0: the VAD's regions as they are."""
+REGION_PAD_S = 1.0
+"""Seconds each speech region is widened by, either side, for the *query* fingerprint of a call or
+recording (:func:`padded_regions`; :func:`voicecheck.replaycheck.fingerprint_call`, which every product
+path goes through). The stored fingerprint keeps the VAD's regions as they are."""
 
 REGION_BRIDGE_S = 0.0
-"""... and gaps of at most this many seconds left between the widened regions are closed (0: none).
+"""... and gaps of at most this many seconds left between the query's widened regions are closed (0: none).
 
-A widening (pad 0.25 s, gaps of up to 3.5 s closed) caught more replays on the non-EVAL speakers
-(87.3% -> 91.4% of those >= 5 s; benchmarks/results/replay_params.md), but real calls hold non-speech
-audio that recurs from call to call -- a jingle, a tone, a phone's sound effect -- and widening takes it
-in: two honest calls of one borrower with the same 2.5 s sound effect between two turns were marked
-``replay`` 133 times in 170 (0 with the VAD's regions alone; benchmarks/results/replay_recurring.md).
-By the rule written there before the sweep, only the regions alone kept every recurring sound well
-below the match rule, so nothing is widened."""
+Silero keeps little of a replay played through a loudspeaker and a room as speech, so widening the query
+catches more replays (non-EVAL product path: 87.3% -> 91.7% of those >= 5 s; EVAL 61/65 -> 62/65).
+Widening *both* sides also fingerprinted non-speech that recurs from call to call -- a jingle, a tone, a
+phone's sound effect -- and marked up to 133 of 170 pairs of one borrower's honest calls sharing a sound
+``replay``; widening the query only stores no such sound to be found again (0 of 170, at most 9 hits at
+a rule of 15). Chosen by the rules written before each run in benchmarks/results/replay_recurring.md."""
 
 _MARGIN_S = 0.2
 """Context kept around speech (s): at least the peak and prominence half-widths (``_margin_frames``),
@@ -431,27 +430,42 @@ class _Spectrogram:
     ceiling: float
 
 
-def _chunks(x8k: np.ndarray, usable: np.ndarray, hop: int = HOP) -> _Spectrogram:
-    from scipy import fft
-
-    # the usable frames dilated by the margin: a usable frame within the margin either side
+def _near_speech(usable: np.ndarray, hop: int) -> np.ndarray:
+    """The usable frames dilated by the margin: True within :func:`_margin_frames` of a usable frame."""
     margin = _margin_frames(hop)
     count = np.concatenate([[0], np.cumsum(usable, dtype=np.int64)])
     n = usable.size
     at = np.arange(n)
-    near = count[np.minimum(at + margin + 1, n)] - count[np.maximum(at - margin, 0)]
-    rows = np.flatnonzero(near > 0)
+    return (count[np.minimum(at + margin + 1, n)] - count[np.maximum(at - margin, 0)]) > 0
+
+
+def _chunks(x8k: np.ndarray, usable: np.ndarray, hop: int = HOP) -> _Spectrogram:
+    from scipy import fft
+
+    rows = np.flatnonzero(_near_speech(usable, hop))
     padded = np.zeros((usable.size - 1) * hop + N_FFT, dtype=np.float32)
     padded[: x8k.size] = x8k[: padded.size]
     window = np.hanning(N_FFT + 2)[1:-1].astype(np.float32)
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[rows * hop] * window
     spectrum = fft.rfft(frames, axis=1, workers=1)[:, _LO_BIN : _HI_BIN + 1]
     band = np.asarray(10.0 * np.log10(spectrum.real**2 + spectrum.imag**2 + np.float32(1e-12)), dtype=np.float32)
+    return _speech_view(band, rows, usable, hop)
+
+
+def _speech_view(band: np.ndarray, rows: np.ndarray, usable: np.ndarray, hop: int) -> _Spectrogram:
+    """The spectrogram of rows ``rows`` (frame indices; ``band`` one row each) with ``usable``'s speech."""
     speech = band[usable[rows]]
     # per bin over time, read along each bin's own row (the same order statistics, faster)
     every = max(1, int(round(0.04 * FINGERPRINT_SAMPLE_RATE / hop)))  # every 4th frame at 10 ms
     floor = np.percentile(np.ascontiguousarray(speech[::every].T), 20, axis=1).astype(np.float32)
     return _Spectrogram(band=band, frames=rows, usable=usable[rows], floor=floor, ceiling=float(speech.max()))
+
+
+def _narrowed(spec: _Spectrogram, usable: np.ndarray, hop: int) -> _Spectrogram:
+    """``spec`` cut to the rows around ``usable`` (speech that ``spec``'s own speech contains): the
+    spectrogram :func:`_chunks` would give for ``usable``, row for row, without a second transform."""
+    keep = _near_speech(usable, hop)[spec.frames]
+    return _speech_view(spec.band[keep], spec.frames[keep], usable, hop)
 
 
 def peaks(spec: _Spectrogram, params: FingerprintParams, loosest: FingerprintParams) -> _Peaks:
@@ -600,24 +614,36 @@ def landmark_hashes(frames: np.ndarray, bins: np.ndarray, params: FingerprintPar
 
 
 def _prepare(
-    samples: np.ndarray, sample_rate: int, regions: list[SpeechRegion] | None, min_speech_s: float, hop: int = HOP
-) -> tuple[_Spectrogram, float, float]:
-    """Validated 8 kHz speech spectrogram (frames every ``hop`` samples), duration_s and analysed_s."""
+    samples: np.ndarray,
+    sample_rate: int,
+    regions: list[SpeechRegion] | None,
+    min_speech_s: float,
+    hop: int = HOP,
+    wider: list[SpeechRegion] | None = None,
+) -> tuple[_Spectrogram, float, float, _Spectrogram, float]:
+    """Validated 8 kHz speech spectrogram (frames every ``hop`` samples) of ``regions``, duration_s and
+    analysed_s; then the same for ``regions`` joined with ``wider`` (``regions``' own when None)."""
     from .audio import resample
 
     x = _check_input(samples, sample_rate)
     x8k = resample(x, int(sample_rate), FINGERPRINT_SAMPLE_RATE)
     duration_s = x.size / float(sample_rate)
     n_frames = max(1, 1 + int(np.ceil((x8k.size - N_FFT) / hop)))
-    usable = _region_mask(regions, n_frames, hop)
-    usable &= np.arange(n_frames) * hop + N_FFT <= max(x8k.size, N_FFT)  # no frame past the end
+    inside = np.arange(n_frames) * hop + N_FFT <= max(x8k.size, N_FFT)  # no frame past the end
+    usable = _region_mask(regions, n_frames, hop) & inside
     analysed_s = float(usable.sum()) * (hop / FINGERPRINT_SAMPLE_RATE)  # HOP_S at 10 ms, bit for bit
     if analysed_s < min_speech_s:
         raise FingerprintError(
             f"only {analysed_s:.2f} s of audio to fingerprint (recording {duration_s:.2f} s), need at least "
             f"{min_speech_s} s: replay was not checked. Pass the whole recording or more speech regions."
         )
-    return _chunks(x8k, usable, hop), duration_s, analysed_s
+    if wider is None:
+        spec = _chunks(x8k, usable, hop)
+        return spec, duration_s, analysed_s, spec, analysed_s
+    usable_wide = usable | (_region_mask(wider, n_frames, hop) & inside)
+    wide = _chunks(x8k, usable_wide, hop)
+    wide_s = float(usable_wide.sum()) * (hop / FINGERPRINT_SAMPLE_RATE)
+    return _narrowed(wide, usable, hop), duration_s, analysed_s, wide, wide_s
 
 
 def _from_peaks(found: _Peaks, duration_s: float, analysed_s: float, params: FingerprintParams) -> Fingerprint:
@@ -664,7 +690,7 @@ def fingerprint(
             less than ``params.min_speech_s`` of analysed audio, or no landmark at all (silence,
             a pure tone): the recording was not checked for replay.
     """
-    spec, duration_s, analysed_s = _prepare(samples, sample_rate, regions, params.min_speech_s, params.hop)
+    spec, duration_s, analysed_s, _, _ = _prepare(samples, sample_rate, regions, params.min_speech_s, params.hop)
     return _from_peaks(peaks(spec, params, params), duration_s, analysed_s, params)
 
 
@@ -674,10 +700,15 @@ def fingerprints(
     regions: list[SpeechRegion] | None = None,
     query_params: FingerprintParams = QUERY_PARAMS,
     index_params: FingerprintParams = INDEX_PARAMS,
+    query_regions: list[SpeechRegion] | None = None,
 ) -> tuple[Fingerprint, Fingerprint]:
     """The fingerprint to look a call up with and the one to store it with, from one spectrogram.
 
     Args and Raises: as :func:`fingerprint`; the two parameter sets must hash alike.
+        query_regions: more of the recording for the query fingerprint only (joined with
+            ``regions``; None: ``regions`` alone). The stored fingerprint keeps ``regions``, so audio
+            outside them (a sound that recurs from call to call) is never stored to be found again,
+            while a replayed passage the regions half-missed is still looked up whole.
 
     Returns:
         (query fingerprint, index fingerprint).
@@ -688,8 +719,10 @@ def fingerprints(
             f"{index_params.hash_key()}); their hashes would never meet."
         )
     min_s = max(query_params.min_speech_s, index_params.min_speech_s)
-    spec, duration_s, analysed_s = _prepare(samples, sample_rate, regions, min_s, index_params.hop)
-    if _neighbourhood(query_params) == _neighbourhood(index_params):  # one peak search serves both
+    spec, duration_s, analysed_s, spec_q, analysed_q = _prepare(
+        samples, sample_rate, regions, min_s, index_params.hop, None if regions is None else query_regions
+    )
+    if spec_q is spec and _neighbourhood(query_params) == _neighbourhood(index_params):  # one search serves both
         loosest = replace(
             query_params,
             min_prominence_db=min(query_params.min_prominence_db, index_params.min_prominence_db),
@@ -697,9 +730,9 @@ def fingerprints(
         )
         found_q = found_i = peaks(spec, query_params, loosest)
     else:
-        found_q = peaks(spec, query_params, query_params)
+        found_q = peaks(spec_q, query_params, query_params)
         found_i = peaks(spec, index_params, index_params)
     return (
-        _from_peaks(found_q, duration_s, analysed_s, query_params),
+        _from_peaks(found_q, duration_s, analysed_q, query_params),
         _from_peaks(found_i, duration_s, analysed_s, index_params),
     )

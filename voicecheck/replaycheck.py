@@ -146,24 +146,28 @@ def fingerprint_call(
     pad_s: float | None = None,
     bridge_s: float | None = None,
 ) -> Prints:
-    """Both fingerprints of a call's or enrollment recording's speech: the VAD's regions of the decoded
-    channel, each widened by ``pad_s`` either side and the gaps of at most ``bridge_s`` left between
-    them closed (:func:`voicecheck.fingerprint.padded_regions`; None: the shipped
+    """Both fingerprints of a call's or enrollment recording's speech: the stored one over the VAD's
+    regions of the decoded channel as they are, the query over those regions widened by ``pad_s``
+    either side with the gaps of at most ``bridge_s`` left between them closed
+    (:func:`voicecheck.fingerprint.padded_regions`; None: the shipped
     :data:`~voicecheck.fingerprint.REGION_PAD_S` and :data:`~voicecheck.fingerprint.REGION_BRIDGE_S`).
 
-    Every product path fingerprints through here (batch worker, ``check``, enrollment, a stored call
-    fingerprinted again), so stored items and queries cover their speech alike. Never raises for audio
-    that cannot be fingerprinted: :class:`Prints` then says why, and the call is judged as not checked
-    (never ``match``).
+    Only the query is widened: a replayed passage silero half-missed is looked up whole, while audio
+    outside the speech regions (a sound that recurs from call to call) is never stored to be found
+    again (benchmarks/results/replay_recurring.md). Every product path fingerprints through here (batch
+    worker, ``check``, enrollment, a stored call fingerprinted again), so stored items and queries
+    agree. Never raises for audio that cannot be fingerprinted: :class:`Prints` then says why, and the
+    call is judged as not checked (never ``match``).
     """
     pad_s = fingerprint_module.REGION_PAD_S if pad_s is None else pad_s
     bridge_s = fingerprint_module.REGION_BRIDGE_S if bridge_s is None else bridge_s
     try:
         spans = list(regions)
+        wider = None
         if pad_s != 0 or bridge_s != 0:
-            spans = padded_regions(spans, pad_s, _duration_s(samples, sample_rate), bridge_s)
+            wider = padded_regions(spans, pad_s, _duration_s(samples, sample_rate), bridge_s)
         query, stored = fingerprints(
-            samples, sample_rate, spans, fingerprint_module.QUERY_PARAMS, fingerprint_module.INDEX_PARAMS
+            samples, sample_rate, spans, fingerprint_module.QUERY_PARAMS, fingerprint_module.INDEX_PARAMS, wider
         )
     except FingerprintError as e:
         return Prints(None, None, str(e))
