@@ -177,12 +177,17 @@ def test_different_audio_is_not_found(index: FingerprintIndex, other: Path) -> N
     assert check.best is None or check.best.hits < check.rule.min_hits // 2
 
 
+def _partial_replay_call(x: np.ndarray, rate: int) -> np.ndarray:
+    """A telephone call (8 kHz) holding 2.0-7.0 s of ``x`` replayed at 4.0-9.0 s inside live speech of
+    CLIP_C (which no test stores)."""
+    part = x[int(2.0 * rate) : int(7.0 * rate)]
+    live = np.resize(_clip(CLIP_C)[0], int(6.0 * rate)) * 0.5
+    return _phone(np.concatenate([live[: int(4.0 * rate)], part * 0.6, live[int(4.0 * rate) :]]), rate, seed=5)
+
+
 def test_partial_replay_is_found_with_its_span(index: FingerprintIndex) -> None:
     x, rate = _clip(CLIP_A)
-    part = x[int(2.0 * rate) : int(7.0 * rate)]  # 5 s of the enrollment, from 2.0 s
-    live = np.resize(_clip(CLIP_C)[0], int(6.0 * rate)) * 0.5  # CLIP_C is not stored: live speech
-    call = np.concatenate([live[: int(4.0 * rate)], part * 0.6, live[int(4.0 * rate) :]])
-    check = index.query(fingerprint(_phone(call, rate, seed=5), 8000, params=QUERY_PARAMS))
+    check = index.query(fingerprint(_partial_replay_call(x, rate), 8000, params=QUERY_PARAMS))
     assert check.replay and check.matches[0].item == "enroll-a"
     m = check.matches[0]
     assert m.call_start_s == pytest.approx(4.0, abs=0.6) and m.call_end_s == pytest.approx(9.0, abs=0.6)
@@ -207,9 +212,7 @@ def test_a_coarser_time_grid_reports_spans_in_seconds_and_never_meets_the_other_
     assert coarse.hash_key != fine.hash_key and "hop=160" in coarse.hash_key
     assert coarse.times_s.max() == pytest.approx(fine.times_s.max(), abs=0.6)  # the same seconds, half the frames
     assert coarse.frames.max() < 0.6 * fine.frames.max()
-    part = x[int(2.0 * rate) : int(7.0 * rate)]
-    live = np.resize(_clip(CLIP_C)[0], int(6.0 * rate)) * 0.5
-    call = _phone(np.concatenate([live[: int(4.0 * rate)], part * 0.6, live[int(4.0 * rate) :]]), rate, seed=5)
+    call = _partial_replay_call(x, rate)
     with FingerprintIndex(tmp_path / "coarse.sqlite", params=COARSE_INDEX) as idx:
         idx.add("enroll-a", coarse, "enrollment", owner="a")
         m = idx.query(fingerprint(call, 8000, params=COARSE_QUERY), rule=MatchRule(min_hits=8)).matches[0]
@@ -242,9 +245,7 @@ def test_landmark_times_refined_between_coarse_frames_are_on_the_finer_step(tmp_
     assert np.all(np.diff(fp.frames) >= 0)
     assert 0.1 < np.mean(fp.frames % 2) < 0.9  # refined: odd 10 ms steps, between the 20 ms frames, too
     assert fp.times_s.max() <= len(x) / rate
-    part = x[int(2.0 * rate) : int(7.0 * rate)]
-    live = np.resize(_clip(CLIP_C)[0], int(6.0 * rate)) * 0.5
-    call = _phone(np.concatenate([live[: int(4.0 * rate)], part * 0.6, live[int(4.0 * rate) :]]), rate, seed=5)
+    call = _partial_replay_call(x, rate)
     with FingerprintIndex(tmp_path / "refined.sqlite", params=refined) as idx:
         idx.add("enroll-a", fp, "enrollment", owner="a")
         m = idx.query(fingerprint(call, 8000, params=query), rule=MatchRule(min_hits=8)).matches[0]

@@ -323,14 +323,7 @@ class CallStore:
     def put_replay(self, content_hash: str, channel: int, borrower_id: str, outcome: str) -> None:
         """Store what the replay check of this audio for ``borrower_id`` found (JSON text,
         :class:`voicecheck.replaycheck.ReplayOutcome`)."""
-        try:
-            with self._db:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO replay_checks VALUES (?,?,?,?,?)",
-                    (content_hash, int(channel), borrower_id, outcome, now()),
-                )
-        except sqlite3.Error as e:
-            raise StoreError(f"call-embedding store {self.directory}: {e}") from None
+        self.put_replays([(content_hash, channel, borrower_id, outcome)])
 
     def put_replays(self, entries: Iterable[tuple[str, int, str, str]]) -> None:
         """:meth:`put_replay` for many (content_hash, channel, borrower_id, outcome) in one transaction."""
