@@ -206,6 +206,12 @@ def run(pairs: list[Pair], path: str, regions: list[tuple[list, list]]) -> tuple
     return marked, looked, worst, unchecked
 
 
+def _shown(speech: str) -> str:
+    """The corpus folder as the results file names it: ``../shared/speech`` for the default, never a
+    path of the machine that ran it."""
+    return "../shared/speech" if Path(speech).resolve() == DEFAULT_SPEECH.resolve() else Path(speech).name
+
+
 def detections(speech: str, thresholds: list[float]) -> list[str]:
     """Replays caught on the non-EVAL speakers' product path with silero's regions at each threshold
     (no pad): ``benchmarks/replay_params.py``'s replays, honest calls and table row."""
@@ -285,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
     lines = [
         "# Honest calls sharing a recurring non-speech sound (issue 15: false replays of the widened regions)",
         "",
-        f"Command: `.venv/bin/python benchmarks/replay_recurring.py` (corpus `{args.speech}`). What it simulates:",
+        f"Command: `.venv/bin/python benchmarks/replay_recurring.py` (corpus `{_shown(args.speech)}`). What it simulates:",
         f"the module's notes. {len(material)} speakers (two recordings of >= {2 * MIN_HALF_S} s, or one of",
         f">= {4 * MIN_HALF_S} s cut in two): one pair of honest calls each. Shipped when run: the query's",
         f"regions padded by {REGION_PAD_S} s, pauses of up to {REGION_BRIDGE_S} s between them closed, the stored",
