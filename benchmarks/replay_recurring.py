@@ -291,7 +291,8 @@ def main(argv: list[str] | None = None) -> None:
     lines = [
         "# Honest calls sharing a recurring non-speech sound (issue 15: false replays of the widened regions)",
         "",
-        f"Command: `.venv/bin/python benchmarks/replay_recurring.py` (corpus `{_shown(args.speech)}`). What it simulates:",
+        f"Command: `.venv/bin/python benchmarks/replay_recurring.py` (corpus `{_shown(args.speech)}`).",
+        "What it simulates:",
         f"the module's notes. {len(material)} speakers (two recordings of >= {2 * MIN_HALF_S} s, or one of",
         f">= {4 * MIN_HALF_S} s cut in two): one pair of honest calls each. Shipped when run: the query's",
         f"regions padded by {REGION_PAD_S} s, pauses of up to {REGION_BRIDGE_S} s between them closed, the stored",
