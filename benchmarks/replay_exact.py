@@ -7,7 +7,8 @@ turn):
 
 * every fingerprint (query and stored): hash values, anchor frames, landmark counts, analysed and
   whole seconds, or the same FingerprintError message -- with the energy detector's speech regions
-  and over the whole recording;
+  and over the whole recording; with the regions also as the product makes them
+  (``replaycheck.fingerprint_call``, the query over the regions widened) when the reference has it;
 * every replay check of the batch's parent (:class:`voicecheck.replaycheck.Ledger`, keyed and sealed
   indexes): each speaker's first recording enrolled (16 kHz), then a call per recording of theirs
   (live), and a call per recording played through a loudspeaker and a room into the line (a
@@ -77,17 +78,27 @@ def today_modules() -> dict[str, types.ModuleType]:
     return {"fingerprint": fingerprint, "replay": replay, "replaycheck": replaycheck}
 
 
-def describe_fp(mod: types.ModuleType, x: np.ndarray, rate: int, regions: Any) -> Any:
-    """Both fingerprints as plain values, or the error's message."""
+def describe_fp(mods: dict[str, types.ModuleType], x: np.ndarray, rate: int, regions: Any) -> Any:
+    """Both fingerprints as plain values, or the error's message; with speech regions, also the product's
+    (``replaycheck.fingerprint_call``: the query over the regions widened) when the reference has it."""
+    mod = mods["fingerprint"]
+
+    def plain(q: Any, i: Any) -> tuple:
+        return tuple(
+            (f.hashes.dtype.str, f.hashes.tobytes(), f.frames.dtype.str, f.frames.tobytes())
+            + (f.duration_s, f.analysed_s, f.n_landmarks, f.hash_key)
+            for f in (q, i)
+        )
+
     try:
-        q, i = mod.fingerprints(x, rate, regions)
+        out: tuple = plain(*mod.fingerprints(x, rate, regions))
     except mod.FingerprintError as e:
-        return ("error", str(e))
-    return tuple(
-        (f.hashes.dtype.str, f.hashes.tobytes(), f.frames.dtype.str, f.frames.tobytes())
-        + (f.duration_s, f.analysed_s, f.n_landmarks, f.hash_key)
-        for f in (q, i)
-    )
+        out = ("error", str(e))
+    call = getattr(mods["replaycheck"], "fingerprint_call", None)
+    if regions is None or call is None:
+        return out
+    prints = call(x, rate, regions)
+    return out, (prints.problem,) if prints.query is None else plain(prints.query, prints.index)
 
 
 class _Row:
@@ -173,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                 got = {}
                 for tag, mods in (("old", old), ("new", new)):
                     t = time.process_time()
-                    got[tag] = describe_fp(mods["fingerprint"], y, rate, regions)
+                    got[tag] = describe_fp(mods, y, rate, regions)
                     times[tag] += time.process_time() - t
                 compared += 1
                 if got["old"] != got["new"]:

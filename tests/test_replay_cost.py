@@ -15,6 +15,7 @@ from voicecheck import fingerprint as fpmod
 from voicecheck import replay
 from voicecheck.fingerprint import INDEX_PARAMS, QUERY_PARAMS, FingerprintParams, fingerprint, fingerprints
 from voicecheck.replay import FingerprintIndex
+from voicecheck.types import SpeechRegion
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 9), (4, 2), (17, 7), (300, 99)])
@@ -138,6 +139,38 @@ def test_query_and_index_fingerprints_from_one_search_equal_separate_ones() -> N
     query, stored = fingerprints(x, 16000)
     for both, alone in ((query, fingerprint(x, 16000, params=QUERY_PARAMS)), (stored, fingerprint(x, 16000))):
         assert np.array_equal(both.hashes, alone.hashes) and np.array_equal(both.frames, alone.frames)
+
+
+def test_a_widened_query_and_its_stored_fingerprint_from_one_search_equal_separate_ones() -> None:
+    """The query over widened regions and the stored fingerprint over the regions come from one peak
+    search over the wider spectrogram: each must be what its own search gives, hash for hash."""
+    from voicecheck.fingerprint import padded_regions
+
+    regions = [SpeechRegion(1.0, 3.5), SpeechRegion(4.2, 6.0), SpeechRegion(9.0, 12.5)]
+    x = syllables(14.0, seed=9, rate=16000)
+    quiet = np.ones(x.size, dtype=bool)
+    for r in regions:
+        quiet[int(r.start_s * 16000) : int(r.end_s * 16000)] = False
+    x[quiet] *= 0.01  # quieter outside speech: the widened query's noise floor is not the stored one's
+    wider = padded_regions(regions, 1.0, 14.0)
+    query, stored = fingerprints(x, 16000, regions, query_regions=wider)
+    for both, alone in (
+        (query, fingerprint(x, 16000, wider, params=QUERY_PARAMS)),
+        (stored, fingerprint(x, 16000, regions, params=INDEX_PARAMS)),
+    ):
+        assert len(both) > 100
+        assert np.array_equal(both.hashes, alone.hashes) and np.array_equal(both.frames, alone.frames)
+        assert both.n_landmarks == alone.n_landmarks and both.analysed_s == alone.analysed_s
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6, 7, 11, 26, 250, 761])
+def test_the_noise_floor_percentile_is_numpys_value_for_value(n: int) -> None:
+    rng = np.random.default_rng(n)
+    for trial in range(10):
+        values = (rng.standard_normal((9, n)) * rng.uniform(1, 30) - 60).astype(np.float32)
+        if trial % 3 == 0:
+            values = np.round(values)  # ties
+        assert np.array_equal(fpmod._percentile_20(values), np.percentile(values, 20, axis=1)), trial
 
 
 @pytest.mark.parametrize(

@@ -439,6 +439,12 @@ def _near_speech(usable: np.ndarray, hop: int) -> np.ndarray:
     return (count[np.minimum(at + margin + 1, n)] - count[np.maximum(at - margin, 0)]) > 0
 
 
+_ROW_BLOCK = 256
+"""Frames transformed at a time by :func:`_chunks`: the frames and their spectra stay small and are
+reused (whole-recording temporaries of several MB cost a page fault per 4 kB: ~3 ms of system time
+per 45 s call); each row is transformed alone, so the result is the same bit for bit."""
+
+
 def _chunks(x8k: np.ndarray, usable: np.ndarray, hop: int = HOP) -> _Spectrogram:
     from scipy import fft
 
@@ -446,19 +452,44 @@ def _chunks(x8k: np.ndarray, usable: np.ndarray, hop: int = HOP) -> _Spectrogram
     padded = np.zeros((usable.size - 1) * hop + N_FFT, dtype=np.float32)
     padded[: x8k.size] = x8k[: padded.size]
     window = np.hanning(N_FFT + 2)[1:-1].astype(np.float32)
-    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[rows * hop] * window
-    spectrum = fft.rfft(frames, axis=1, workers=1)[:, _LO_BIN : _HI_BIN + 1]
-    band = np.asarray(10.0 * np.log10(spectrum.real**2 + spectrum.imag**2 + np.float32(1e-12)), dtype=np.float32)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)
+    band = np.empty((rows.size, _HI_BIN + 1 - _LO_BIN), dtype=np.float32)
+    for first in range(0, rows.size, _ROW_BLOCK):
+        frames = windows[rows[first : first + _ROW_BLOCK] * hop]
+        frames *= window
+        spectrum = fft.rfft(frames, axis=1, workers=1)[:, _LO_BIN : _HI_BIN + 1]
+        power = band[first : first + _ROW_BLOCK]  # 10 log10(re^2 + im^2 + 1e-12), in place
+        np.multiply(spectrum.real, spectrum.real, out=power)
+        power += spectrum.imag**2
+        power += np.float32(1e-12)
+        np.log10(power, out=power)
+        power *= np.float32(10.0)
     return _speech_view(band, rows, usable, hop)
 
 
 def _speech_view(band: np.ndarray, rows: np.ndarray, usable: np.ndarray, hop: int) -> _Spectrogram:
     """The spectrogram of rows ``rows`` (frame indices; ``band`` one row each) with ``usable``'s speech."""
-    speech = band[usable[rows]]
-    # per bin over time, read along each bin's own row (the same order statistics, faster)
-    every = max(1, int(round(0.04 * FINGERPRINT_SAMPLE_RATE / hop)))  # every 4th frame at 10 ms
-    floor = np.percentile(np.ascontiguousarray(speech[::every].T), 20, axis=1).astype(np.float32)
-    return _Spectrogram(band=band, frames=rows, usable=usable[rows], floor=floor, ceiling=float(speech.max()))
+    speech = np.flatnonzero(usable[rows])
+    # per bin over time, every 4th speech frame at 10 ms, read along each bin's own row
+    every = max(1, int(round(0.04 * FINGERPRINT_SAMPLE_RATE / hop)))
+    floor = _percentile_20(np.ascontiguousarray(band[speech[::every]].T))
+    ceiling = float(band.max(axis=1)[speech].max())
+    return _Spectrogram(band=band, frames=rows, usable=usable[rows], floor=floor, ceiling=ceiling)
+
+
+def _percentile_20(values: np.ndarray) -> np.ndarray:
+    """``np.percentile(values, 20, axis=1)`` of float32 ``values`` of shape (rows, n), value for value
+    (its linear interpolation between the two order statistics around the 20th percentile), from one
+    selection per row: several times faster than numpy's, which selects four along the other axis."""
+    n = values.shape[1]
+    virtual = (n - 1) * 0.2
+    below = int(np.floor(virtual))
+    t = virtual - below
+    part = np.partition(values, below, axis=1)
+    low = part[:, below]
+    high = part[:, below + 1 :].min(axis=1) if below + 1 < n else low
+    step = high - low
+    return np.asarray(high - step * (1 - t) if t >= 0.5 else low + step * t, dtype=np.float32)
 
 
 def _narrowed(spec: _Spectrogram, usable: np.ndarray, hop: int) -> _Spectrogram:
@@ -476,10 +507,26 @@ def peaks(spec: _Spectrogram, params: FingerprintParams, loosest: FingerprintPar
         params: the neighbourhoods (peak and context sizes).
         loosest: the lowest thresholds any caller will apply (see :func:`landmarks`).
     """
-    band_db = spec.band
-    is_peak = band_db >= spec.ceiling - 70.0  # nothing from digital silence or dither
-    is_peak &= spec.usable[:, None]
-    is_peak &= band_db - spec.floor[None, :] >= loosest.min_above_floor_db
+    rows, bins, prominence, values = _local_peaks(spec.band, _candidates(spec.band, spec, loosest), params)
+    ok = prominence >= loosest.min_prominence_db
+    return _as_peaks(spec, rows[ok], bins[ok], prominence[ok], values[ok] - spec.floor[bins[ok]], params)
+
+
+def _candidates(band_db: np.ndarray, speech: _Spectrogram, loosest: FingerprintParams) -> np.ndarray:
+    """Where a landmark may be (bool, ``band_db``'s shape): values of rows in ``speech``'s speech, at most
+    70 dB under its loudest (nothing from digital silence or dither) and ``loosest.min_above_floor_db``
+    above its noise floor. ``band_db``: ``speech.band`` or the same rows of a wider spectrogram."""
+    is_peak = band_db >= speech.ceiling - 70.0
+    is_peak &= speech.usable[:, None]
+    is_peak &= band_db - speech.floor[None, :] >= loosest.min_above_floor_db
+    return is_peak
+
+
+def _local_peaks(
+    band_db: np.ndarray, is_peak: np.ndarray, params: FingerprintParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The candidates (``is_peak``) that are the largest value of their (time x bin) neighbourhood:
+    (rows, bins, prominence over the mean of their surroundings (dB), value (dB)), row by row."""
     some = np.flatnonzero(is_peak.any(axis=1))  # rows with a candidate: only they are filtered across bins
     along_time = _running_max(band_db, params.peak_time_frames, axis=0)[some]
     is_peak = is_peak[some]
@@ -491,16 +538,49 @@ def peaks(spec: _Spectrogram, params: FingerprintParams, loosest: FingerprintPar
     context = _box_mean(band_db, params.context_frames, params.context_bins, rows[new_row])
     values = band_db[rows, bins]
     prominence = values - context[np.cumsum(new_row) - 1, bins]  # each peak's row among the peaks' rows
-    ok = prominence >= loosest.min_prominence_db
-    rows, bins = rows[ok], bins[ok]
+    return rows, bins, prominence, values
+
+
+def _as_peaks(
+    spec: _Spectrogram,
+    rows: np.ndarray,
+    bins: np.ndarray,
+    prominence: np.ndarray,
+    above_floor: np.ndarray,
+    params: FingerprintParams,
+) -> _Peaks:
+    """Peaks at ``spec``'s ``rows`` and band columns ``bins``, in time order (then bin)."""
     times = _peak_times(spec, rows, bins, params)
     order = np.lexsort((bins, times)) if params.time_step else slice(None)  # refined: by time, then bin again
     return _Peaks(
         frames=times[order],
         bins=(bins[order] + _LO_BIN).astype(np.int32),
-        prominence_db=prominence[ok][order].astype(np.float32),
-        above_floor_db=(values[ok] - spec.floor[bins])[order].astype(np.float32),
+        prominence_db=prominence[order].astype(np.float32),
+        above_floor_db=above_floor[order].astype(np.float32),
     )
+
+
+def _peaks_of_both(
+    wide: _Spectrogram, narrow: _Spectrogram, query_params: FingerprintParams, index_params: FingerprintParams
+) -> tuple[_Peaks, _Peaks]:
+    """``peaks(wide, query_params, query_params)`` and ``peaks(narrow, index_params, index_params)`` from
+    one search over ``wide`` (their neighbourhoods must be the same).
+
+    ``narrow`` is ``wide`` cut to less speech (:func:`_narrowed`): a frame of its speech has the same
+    neighbours in both (never farther than the margin kept around speech), so its local maxima and
+    their surroundings are the same; only the candidates differ (each with its own speech, noise floor
+    and loudest value). The wide search looks at both sets of candidates at once."""
+    at = np.searchsorted(wide.frames, narrow.frames[narrow.usable])  # wide rows of narrow's speech
+    query_ok = _candidates(wide.band, wide, query_params)
+    index_ok = np.zeros_like(query_ok)
+    index_ok[at] = _candidates(wide.band[at], replace(narrow, usable=narrow.usable[narrow.usable]), index_params)
+    rows, bins, prominence, values = _local_peaks(wide.band, query_ok | index_ok, query_params)
+    found = []
+    for ok, params, floor in ((query_ok, query_params, wide.floor), (index_ok, index_params, narrow.floor)):
+        keep = ok[rows, bins] & (prominence >= params.min_prominence_db)
+        r, b = rows[keep], bins[keep]
+        found.append(_as_peaks(wide, r, b, prominence[keep], values[keep] - floor[b], params))
+    return found[0], found[1]
 
 
 def _peak_times(spec: _Spectrogram, rows: np.ndarray, bins: np.ndarray, params: FingerprintParams) -> np.ndarray:
@@ -729,6 +809,8 @@ def fingerprints(
             min_above_floor_db=min(query_params.min_above_floor_db, index_params.min_above_floor_db),
         )
         found_q = found_i = peaks(spec, query_params, loosest)
+    elif _neighbourhood(query_params) == _neighbourhood(index_params):  # the query's search serves both
+        found_q, found_i = _peaks_of_both(spec_q, spec, query_params, index_params)
     else:
         found_q = peaks(spec_q, query_params, query_params)
         found_i = peaks(spec, index_params, index_params)
