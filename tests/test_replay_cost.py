@@ -68,9 +68,7 @@ def _targets_one_by_one(frames: np.ndarray, bins: np.ndarray, params: Fingerprin
     return out
 
 
-@pytest.mark.parametrize("block", [3, 1 << 18])
-def test_targets_are_each_anchors_first_in_the_zone(monkeypatch: pytest.MonkeyPatch, block: int) -> None:
-    monkeypatch.setattr(fpmod, "_PAIR_BLOCK", block)  # small blocks: anchors split across blocks
+def test_targets_are_each_anchors_first_in_the_zone() -> None:
     rng = np.random.default_rng(7)
     for trial in range(40):
         m = int(rng.integers(0, 120))
@@ -79,6 +77,30 @@ def test_targets_are_each_anchors_first_in_the_zone(monkeypatch: pytest.MonkeyPa
         for params in (QUERY_PARAMS, INDEX_PARAMS, FingerprintParams(fan_out=1, max_dt_frames=10)):
             got = fpmod._targets(frames, bins, params)
             assert np.array_equal(got, _targets_one_by_one(frames, bins, params)), (trial, params)
+
+
+def test_pair_hashes_are_each_pairs_hash_in_anchor_time_order() -> None:
+    """The definition: a hash per (anchor, target) pair, the pairs of each target rank in anchor order,
+    rank after rank, then a stable sort by anchor time (equal times keep rank, then anchor, order)."""
+    rng = np.random.default_rng(11)
+    for trial in range(40):
+        m = int(rng.integers(0, 150))
+        frames = np.sort(rng.integers(0, int(rng.integers(1, 120)), m)).astype(np.int32)  # shared frames too
+        bins = rng.integers(10, 109, m).astype(np.int32)
+        for params in (QUERY_PARAMS, INDEX_PARAMS, FingerprintParams(dt_step_frames=3, max_dt_frames=60)):
+            targets = _targets_one_by_one(frames, bins, params)
+            hashes, times = [], []
+            for r in range(params.fan_out):
+                for a in np.flatnonzero(targets[:, r] >= 0):
+                    t = targets[a, r]
+                    dt = (frames[t] - frames[a]) // params.dt_step_frames
+                    hashes.append((int(bins[a]) << 13) | (int(bins[t]) << 6) | int(dt))
+                    times.append(int(frames[a]))
+            order = np.argsort(np.array(times, dtype=np.int64), kind="stable")
+            got_h, got_t = fpmod.landmark_hashes(frames, bins, params)
+            assert got_h.dtype == np.uint32 and got_t.dtype == np.int32
+            assert np.array_equal(got_h, np.array(hashes, dtype=np.uint32)[order]), (trial, params)
+            assert np.array_equal(got_t, np.array(times, dtype=np.int32)[order]), (trial, params)
 
 
 def test_values_find_is_isin_with_positions() -> None:

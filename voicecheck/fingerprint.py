@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -606,16 +607,48 @@ def landmarks(found: _Peaks, params: FingerprintParams) -> tuple[np.ndarray, np.
     return found.frames[keep], found.bins[keep]
 
 
-_PAIR_BLOCK = 1 << 18
-"""Most (anchor, candidate) pairs held at once by :func:`_targets` (a few MB)."""
+_COMPILED: dict[str, Any] = {}
+"""Loops compiled in this process, by name (:func:`_compiled`)."""
+
+
+def _compiled(name: str) -> Any:
+    """The loop ``name`` of this module compiled by numba (a dependency of librosa), once per process
+    and cached on disk when a cache folder is writable. These loops do integer work only, so the
+    compiled loop returns exactly what the Python one would."""
+    if name not in _COMPILED:
+        import numba
+
+        loop = globals()[name]
+        try:
+            _COMPILED[name] = numba.njit(cache=True, nogil=True)(loop)
+        except RuntimeError:  # no writable cache folder: compile in memory
+            _COMPILED[name] = numba.njit(nogil=True)(loop)
+    return _COMPILED[name]
+
+
+def _targets_loop(
+    frames: np.ndarray, bins: np.ndarray, fan_out: int, max_dt: int, min_df: int, max_df: int
+) -> np.ndarray:
+    """:func:`_targets`' loop over anchors and their later landmarks (run compiled: :func:`_compiled`)."""
+    out = np.full((frames.size, fan_out), -1, dtype=np.int64)
+    for a in range(frames.size):
+        found = 0
+        for t in range(a + 1, frames.size):
+            dt = frames[t] - frames[a]
+            if dt > max_dt:
+                break
+            df = abs(bins[t] - bins[a])
+            if dt >= 1 and min_df <= df <= max_df:
+                out[a, found] = t
+                found += 1
+                if found == fan_out:
+                    break
+    return out
 
 
 def _targets(frames: np.ndarray, bins: np.ndarray, params: FingerprintParams) -> np.ndarray:
-    """For each landmark, its first ``fan_out`` later landmarks in the target zone.
-
-    Every anchor's candidates are the landmarks after it up to ``max_dt_frames`` later (one
-    ``searchsorted``); all (anchor, candidate) pairs of a block of anchors are tested at once and
-    each anchor keeps the first ``fan_out`` that pass, in index order.
+    """For each landmark, its first ``fan_out`` later landmarks in the target zone (at most
+    ``max_dt_frames`` later, ``min_df_bins``..``max_df_bins`` above or below), nearest first.
 
     Args:
         frames, bins: landmarks sorted by frame (int32, shape (m,)).
@@ -624,29 +657,39 @@ def _targets(frames: np.ndarray, bins: np.ndarray, params: FingerprintParams) ->
     Returns:
         int64, shape (m, fan_out): indices of the targets in time order, -1 where there are fewer.
     """
-    m = frames.size
-    out = np.full((m, params.fan_out), -1, dtype=np.int64)
-    f64, b64 = frames.astype(np.int64), bins.astype(np.int64)
-    end = np.searchsorted(f64, f64 + params.max_dt_frames, side="right")  # first landmark out of reach
-    counts = np.maximum(end - np.arange(1, m + 1), 0)
+    loop = _compiled("_targets_loop")
+    f, b = np.ascontiguousarray(frames, dtype=np.int64), np.ascontiguousarray(bins, dtype=np.int64)
+    return np.asarray(loop(f, b, params.fan_out, params.max_dt_frames, params.min_df_bins, params.max_df_bins))
+
+
+def _pair_hashes_loop(
+    frames: np.ndarray, bins: np.ndarray, targets: np.ndarray, step: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`landmark_hashes`' pairs: (hashes uint32, anchor frames int32) in anchor time order (run
+    compiled: :func:`_compiled`)."""
+    m, fan_out = targets.shape
+    n = 0
+    for a in range(m):
+        for r in range(fan_out):
+            n += targets[a, r] >= 0
+    hashes = np.empty(n, dtype=np.uint32)
+    times = np.empty(n, dtype=np.int32)
+    k = 0
     first = 0
-    while first < m:  # blocks of anchors with at most _PAIR_BLOCK pairs (at least one anchor)
-        reach = np.searchsorted(np.cumsum(counts[first:]), _PAIR_BLOCK, side="right")
-        last = min(m, first + max(1, int(reach)))
-        n = counts[first:last]
-        anchor = np.repeat(np.arange(first, last), n)
-        starts = np.cumsum(n) - n
-        target = anchor + 1 + np.arange(anchor.size) - np.repeat(starts, n)
-        dt = f64[target] - f64[anchor]
-        df = np.abs(b64[target] - b64[anchor])
-        ok = (dt >= 1) & (df <= params.max_df_bins) & (df >= params.min_df_bins)
-        passed = np.cumsum(ok)  # rank of each passing pair among its anchor's passing pairs
-        prior = np.concatenate([[0], passed])[starts]  # passing pairs of the anchors before
-        rank = passed - np.repeat(prior, n) - 1
-        keep = ok & (rank < params.fan_out)
-        out[anchor[keep], rank[keep]] = target[keep]
+    while first < m:  # anchors of one frame: by target rank, then anchor (a stable sort by frame would give it)
+        last = first + 1
+        while last < m and frames[last] == frames[first]:
+            last += 1
+        for r in range(fan_out):
+            for a in range(first, last):
+                t = targets[a, r]
+                if t >= 0:
+                    dt = (frames[t] - frames[a]) // step
+                    hashes[k] = (bins[a] << (_FREQ_BITS + _DT_BITS)) | (bins[t] << _DT_BITS) | dt
+                    times[k] = frames[a]
+                    k += 1
         first = last
-    return out
+    return hashes, times
 
 
 def landmark_hashes(frames: np.ndarray, bins: np.ndarray, params: FingerprintParams) -> tuple[np.ndarray, np.ndarray]:
@@ -670,22 +713,18 @@ def landmark_hashes(frames: np.ndarray, bins: np.ndarray, params: FingerprintPar
     out_h: list[np.ndarray] = []
     out_t: list[np.ndarray] = []
     if params.targets_per_hash == 1:
-        for r in range(params.fan_out):
-            a = np.flatnonzero(targets[:, r] >= 0)
-            t = targets[a, r]
-            dt = ((frames[t] - frames[a]) // step).astype(np.uint32)
-            out_h.append((f[a] << (_FREQ_BITS + _DT_BITS)) | (f[t] << _DT_BITS) | dt)
+        f64, b64 = np.ascontiguousarray(frames, dtype=np.int64), np.ascontiguousarray(bins, dtype=np.int64)
+        hashes, times = _compiled("_pair_hashes_loop")(f64, b64, targets, step)
+        return np.asarray(hashes), np.asarray(times)
+    for r1 in range(params.fan_out):
+        for r2 in range(r1 + 1, params.fan_out):
+            a = np.flatnonzero(targets[:, r2] >= 0)
+            t1, t2 = targets[a, r1], targets[a, r2]
+            dt1 = ((frames[t1] - frames[a]) // step).astype(np.uint32)
+            dt2 = ((frames[t2] - frames[a]) // step).astype(np.uint32)
+            h = (f[a] << (2 * _FREQ_BITS + 2 * _TRIPLET_DT_BITS)) | (f[t1] << (_FREQ_BITS + 2 * _TRIPLET_DT_BITS))
+            out_h.append(h | (f[t2] << (2 * _TRIPLET_DT_BITS)) | (dt1 << _TRIPLET_DT_BITS) | dt2)
             out_t.append(frames[a])
-    else:
-        for r1 in range(params.fan_out):
-            for r2 in range(r1 + 1, params.fan_out):
-                a = np.flatnonzero(targets[:, r2] >= 0)
-                t1, t2 = targets[a, r1], targets[a, r2]
-                dt1 = ((frames[t1] - frames[a]) // step).astype(np.uint32)
-                dt2 = ((frames[t2] - frames[a]) // step).astype(np.uint32)
-                h = (f[a] << (2 * _FREQ_BITS + 2 * _TRIPLET_DT_BITS)) | (f[t1] << (_FREQ_BITS + 2 * _TRIPLET_DT_BITS))
-                out_h.append(h | (f[t2] << (2 * _TRIPLET_DT_BITS)) | (dt1 << _TRIPLET_DT_BITS) | dt2)
-                out_t.append(frames[a])
     if not out_h:
         return np.zeros(0, np.uint32), np.zeros(0, np.int32)
     hashes, times = np.concatenate(out_h), np.concatenate(out_t)
