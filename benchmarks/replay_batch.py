@@ -77,6 +77,10 @@ def child(work: Path, replay: bool, tag: str) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     settings = load_settings(None, store=str(work / "store"), embeddings=str(emb), workers=1, replay=replay)
     Engine(settings).embed_call(warm_up_audio(work), None)  # models loaded and warm before the clock
+    if replay:  # ... and the fingerprint's compiled loops, as a worker does at start-up
+        from voicecheck.fingerprint import compile_loops
+
+        compile_loops()
     t, c = time.perf_counter(), _cpu_s()
     summary = run_batch(work / "calls.csv", out, settings)
     return {

@@ -626,6 +626,13 @@ def _compiled(name: str) -> Any:
     return _COMPILED[name]
 
 
+def compile_loops() -> None:
+    """Compile (or load from numba's cache) the fingerprint's loops now, once per process: a batch
+    worker does it at start-up with its models, so no call pays the ~0.5 s of CPU it takes."""
+    frames = np.arange(4, dtype=np.int32)
+    landmark_hashes(frames, np.array([20, 30, 40, 50], dtype=np.int32), INDEX_PARAMS)
+
+
 def _targets_loop(
     frames: np.ndarray, bins: np.ndarray, fan_out: int, max_dt: int, min_df: int, max_df: int
 ) -> np.ndarray:

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from . import fingerprint
 from .antispoof import SpoofScore
 from .callstore import CallStore
 from .config import Settings
@@ -78,6 +79,8 @@ class Worker:
     def __init__(self, settings: Settings, plugins: dict[str, str] | None = None) -> None:
         configure(settings, plugins)
         self.engine = Engine(settings)
+        if settings.replay:
+            fingerprint.compile_loops()
         self.cipher = cipher_for(settings)
         self.calls = CallStore(settings.embeddings, self.cipher)
         self._voiceprints: VoiceprintStore | None = None
