@@ -36,6 +36,23 @@ def test_box_mean_of_some_rows_is_the_whole_filters_value_for_value(shape: tuple
     rows = np.unique(rng.integers(0, shape[0], 5))
     assert np.array_equal(fpmod._box_mean(a, 15, 6, rows), want[rows])
     assert fpmod._box_mean(a, 15, 6, rows[:0]).shape == (0, shape[1])
+    for bad in (rows[::-1] if rows.size > 1 else np.array([0, 0]), np.array([shape[0]]), np.array([-1])):
+        with pytest.raises(ValueError, match="rows must increase"):
+            fpmod._box_mean(a, 15, 6, bad)
+
+
+@pytest.mark.parametrize("half_t, half_f", [(15, 6), (1, 1), (3, 0), (0, 2), (40, 70)])
+def test_box_mean_is_scipys_on_random_shapes_and_ties(half_t: int, half_f: int) -> None:
+    """The compiled running sums must give scipy's floats exactly, or stored fingerprints would change."""
+    rng = np.random.default_rng(half_t * 100 + half_f)
+    for trial in range(30):
+        n, bins = int(rng.integers(1, 300)), int(rng.integers(1, 120))
+        a = (rng.standard_normal((n, bins)) * rng.uniform(1, 40) - 60).astype(np.float32)
+        if trial % 3 == 0:
+            a = np.round(a)
+        want = ndimage.uniform_filter(a, size=(2 * half_t + 1, 2 * half_f + 1), mode="nearest")
+        rows = np.unique(rng.integers(0, n, int(rng.integers(0, n + 1))))
+        assert np.array_equal(fpmod._box_mean(a, half_t, half_f, rows), want[rows]), trial
 
 
 def test_peaks_are_the_local_maxima_that_pass_the_thresholds() -> None:
