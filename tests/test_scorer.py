@@ -112,6 +112,42 @@ def test_asnorm_modes_need_cohort_min_calls(tmp_path: Path) -> None:
     assert lda.threshold("narrow").value == 0.0
 
 
+def _lda_asnorm(tmp_path: Path, cohort: Cohort, **kw: object) -> Scorer:
+    settings = _settings(
+        tmp_path, model="ge2e", backend_file="auto", thresholds={"lda+asnorm": 0.0}, cohort_min=20, **kw
+    )
+    return Scorer(settings, GE2E_NAME, "ge2e", load_backend(settings, "ge2e", GE2E_NAME), {"narrow": cohort})
+
+
+def test_cohort_covariance_alignment_goes_through_the_scorer(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    rng = np.random.default_rng(3)
+    cohort = _cohort(rng, 100, 256)
+    e, t = _unit_rows(rng, 1, 256)[0], _unit_rows(rng, 6, 256)
+    today = _lda_asnorm(tmp_path, cohort).scores(e, t, "narrow")[0]
+    for method in ("coral", "whiten"):
+        same = _lda_asnorm(tmp_path, cohort, cohort_covariance=method, cohort_covariance_shrink=1.0)
+        np.testing.assert_array_equal(same.scores(e, t, "narrow")[0], today)
+        aligned = _lda_asnorm(tmp_path, cohort, cohort_covariance=method)
+        assert aligned.mode("narrow") == "lda+asnorm"
+        backend = aligned.space("narrow").backend
+        assert backend is not None and f"{method} covariance alignment (shrink 0.5) to 100" in backend.source
+        s = aligned.scores(e, t, "narrow")[0]
+        assert s.shape == (6,) and np.all(np.isfinite(s)) and not np.allclose(s, today, atol=1e-3)
+    with caplog.at_level("WARNING", logger="voicecheck.scorer"):
+        small = _lda_asnorm(tmp_path, _cohort(rng, 64, 256), cohort_covariance="coral")
+    assert "too small to align" in caplog.text
+    plain = _lda_asnorm(tmp_path, small.space("narrow").cohort)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(small.scores(e, t, "narrow")[0], plain.scores(e, t, "narrow")[0])
+
+
+def test_cohort_covariance_settings_are_validated(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="coral"):
+        _settings(tmp_path, cohort_covariance="lda")
+    with pytest.raises(UsageError):
+        _settings(tmp_path, cohort_covariance_shrink=1.5)
+    assert Settings().cohort_covariance == "off"
+
+
 def test_build_takes_the_cohort_from_the_callstore(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     vectors = _unit_rows(rng, 25, 32)

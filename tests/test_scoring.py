@@ -258,6 +258,97 @@ def test_domain_mean_adaptation_cancels_a_channel_offset() -> None:
         scoring.with_domain_mean(backend, np.ones((3, 5)))
 
 
+def trained_backend(seed: int = 8, dim: int = 4) -> Backend:
+    """An LDA back-end with its training statistics (what CORAL re-colours with)."""
+    X, labels = speakers(12, 6, seed=seed)
+    return scoring.lda_from_stats(scoring.scatter_stats(X, labels), dim, source="lab")
+
+
+def domain_rows(n: int, seed: int = 3) -> np.ndarray:
+    """In-domain embeddings with another covariance: new speakers through a random linear channel."""
+    X, _ = speakers(max(2, n // 4), 4, seed=seed)
+    rng = np.random.default_rng(seed)
+    return (X[:n] @ (np.eye(X.shape[1]) + 0.5 * rng.normal(size=(X.shape[1], X.shape[1])))) + 1.0
+
+
+def projected_cov(backend: Backend, X: np.ndarray) -> np.ndarray:
+    y = backend.project(X)
+    y = y - y.mean(axis=0)
+    out: np.ndarray = y.T @ y / (len(y) - 1)
+    return out
+
+
+def test_coral_without_shrinkage_gives_the_domain_the_training_covariance() -> None:
+    backend = trained_backend()
+    X = domain_rows(40)
+    aligned = scoring.with_domain_covariance(backend, X, "coral", 0.0)
+    assert aligned.projection is not None and aligned.projection.shape == (24, 4)
+    np.testing.assert_allclose(aligned.mean, backend.mean)  # the mean is with_domain_mean's job
+    assert "coral covariance alignment (shrink 0) to 40 embeddings" in aligned.source
+    p = backend.projection
+    assert p is not None and backend.stats is not None
+    target = p.T @ (backend.stats.within + backend.stats.between) @ p
+    np.testing.assert_allclose(projected_cov(aligned, X), target, rtol=1e-6, atol=1e-9)
+    assert not np.allclose(projected_cov(backend, X), target, rtol=0.05)  # it was not aligned before
+
+
+def test_whitening_without_shrinkage_gives_the_domain_the_identity_covariance() -> None:
+    backend = trained_backend()
+    X = domain_rows(40)
+    aligned = scoring.with_domain_covariance(backend, X, "whiten", 0.0)
+    np.testing.assert_allclose(projected_cov(aligned, X), np.eye(4), atol=1e-8)
+
+
+@pytest.mark.parametrize("method", ["coral", "whiten"])
+def test_shrinkage_one_is_todays_space_exactly(method: str) -> None:
+    backend = scoring.with_domain_mean(trained_backend(), domain_rows(40))
+    X = domain_rows(40, seed=5)
+    aligned = scoring.with_domain_covariance(backend, X, method, 1.0)
+    assert np.array_equal(aligned.transform(X), backend.transform(X))
+    half = scoring.with_domain_covariance(backend, X, method, 0.5)
+    assert not np.allclose(half.transform(X), backend.transform(X), atol=1e-3)  # a real change below 1
+
+
+def test_shrinkage_moves_the_covariance_between_the_domain_and_the_target() -> None:
+    backend = trained_backend()
+    X = domain_rows(40)
+    p = backend.projection
+    assert p is not None and backend.stats is not None
+    target = p.T @ (backend.stats.within + backend.stats.between) @ p
+    gaps = [
+        np.linalg.norm(projected_cov(scoring.with_domain_covariance(backend, X, "coral", a), X) - target)
+        for a in (1.0, 0.75, 0.25, 0.0)
+    ]
+    assert gaps[0] > gaps[1] > gaps[2] > gaps[3]
+    assert gaps[3] < 1e-6 * np.linalg.norm(target)
+
+
+def test_domain_covariance_refuses_bad_input() -> None:
+    backend = trained_backend()
+    with pytest.raises(UsageError, match=r"more in-domain embeddings than the 4 dimensions.*got 4"):
+        scoring.with_domain_covariance(backend, domain_rows(4))
+    bad = domain_rows(40)
+    bad[3, 2] = np.nan
+    with pytest.raises(UsageError, match="NaN or infinite"):
+        scoring.with_domain_covariance(backend, bad)
+    bad[3, 2] = np.inf
+    with pytest.raises(UsageError, match="NaN or infinite"):
+        scoring.with_domain_covariance(backend, bad)
+    with pytest.raises(UsageError, match="dimension"):
+        scoring.with_domain_covariance(backend, np.ones((30, 5)))
+    with pytest.raises(UsageError, match="unknown"):
+        scoring.with_domain_covariance(backend, domain_rows(40), "mystery")
+    with pytest.raises(UsageError, match=r"shrink must be in \[0, 1\]"):
+        scoring.with_domain_covariance(backend, domain_rows(40), "coral", 1.5)
+    no_stats = Backend(backend.mean, backend.projection, source="bare")
+    with pytest.raises(UsageError, match="training statistics"):
+        scoring.with_domain_covariance(no_stats, domain_rows(40), "coral")
+    assert scoring.with_domain_covariance(no_stats, domain_rows(40), "whiten").projection is not None
+    flat = np.tile(domain_rows(1), (40, 1))  # one vector repeated: no in-domain variation at all
+    with pytest.raises(UsageError, match="singular"):
+        scoring.with_domain_covariance(backend, flat, "coral", 0.0)
+
+
 # ------------------------------------------------------------------------------------ AS-norm
 
 

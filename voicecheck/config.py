@@ -43,6 +43,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "cohort_max": (1, 10_000_000),
     "cohort_min": (2, 1_000_000),
     "cohort_per_borrower": (1, 1_000_000),
+    "cohort_covariance_shrink": (0.0, 1.0),
     "max_false_accept": (0.001, 0.5),
     "weak_evidence_band": (1.0, 10.0),
     "nontarget_calls": (10, 10_000_000),
@@ -68,7 +69,11 @@ _RANGES: dict[str, tuple[float, float]] = {
 }
 """Inclusive bounds of every numeric setting."""
 
-_CHOICES: dict[str, tuple[str, ...]] = {"precision": ("auto", "fp32", "bf16"), "backend_scoring": ("cosine", "plda")}
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "precision": ("auto", "fp32", "bf16"),
+    "backend_scoring": ("cosine", "plda"),
+    "cohort_covariance": ("off", "coral", "whiten"),
+}
 _MODEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _DEVICE = re.compile(r"^(cpu|cuda(:\d{1,2})?)$")
 
@@ -97,6 +102,13 @@ class Settings:
             cohort: AS-norm against a few people's calls moves the score scale (benchmarks/transfer.py:
             cohorts of 7-12 people gave EER 7-8%, of 25 or more 4-5%).
         cohort_per_borrower: most calls of one borrower in a cohort.
+        cohort_covariance: label-free alignment of the back-end's projected space to the cohort's covariance as
+            well as its mean (voicecheck.scoring.with_domain_covariance): "off", "coral" (whiten with the
+            cohort's covariance, re-colour with the back-end's training covariance) or "whiten". Needs more
+            cohort calls than the back-end's output dimension (else centring only, logged). Judged by
+            benchmarks/transfer.py (results/transfer.md, "Label-free covariance alignment").
+        cohort_covariance_shrink: weight in [0, 1] of the shrinkage target (the training covariance for
+            "coral", a scaled identity for "whiten"); 1 is the same as "off".
         backend_file: the trained back-end: "auto" (the model's shipped one, if any), "adapted" (the newest
             back-end trained on this deployment's calls by ``voicecheck backend train``, in
             ``<embeddings>/backends/``; the shipped one until there is one), a path to a ``.npz``, or "" (none).
@@ -185,6 +197,8 @@ class Settings:
     cohort_max: int = 5000
     cohort_min: int = 25
     cohort_per_borrower: int = 3
+    cohort_covariance: str = "off"
+    cohort_covariance_shrink: float = 0.5
     backend_file: str = "auto"
     backend_scoring: str = "cosine"
     adapt_min_borrowers: int = 4

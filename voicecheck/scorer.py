@@ -35,7 +35,16 @@ import numpy as np
 from .config import Settings
 from .errors import ModelMismatchError, NotEnrolledError, UsageError
 from .operating import OperatingPoint, choose_pairs, operating_point
-from .scoring import Backend, Calibration, Plda, asnorm_matrix, top_stats, unit, with_domain_mean
+from .scoring import (
+    Backend,
+    Calibration,
+    Plda,
+    asnorm_matrix,
+    top_stats,
+    unit,
+    with_domain_covariance,
+    with_domain_mean,
+)
 from .types import Voiceprint
 
 log = logging.getLogger(__name__)
@@ -374,7 +383,22 @@ class Scorer:
             return Space(band, mode, backend, None, s.cohort_top_n, s.cohort_min, self.plda)
         centred = with_domain_mean(backend or Backend.identity(self.model, cohort.vectors.shape[1]), cohort.vectors)
         mode = "asnorm" if backend is None else ("plda" if self.plda is not None else "lda+asnorm")
-        return Space(band, mode, centred, cohort, s.cohort_top_n, s.cohort_min, self.plda)
+        return Space(band, mode, self._aligned(band, centred, cohort), cohort, s.cohort_top_n, s.cohort_min, self.plda)
+
+    def _aligned(self, band: str, centred: Backend, cohort: Cohort) -> Backend:
+        """``centred`` aligned to the cohort's covariance as well (``settings.cohort_covariance``), or as
+        it is when that is off or the cohort has no more calls than the back-end has output dimensions
+        (logged: the space is then centred only, today's default)."""
+        s = self.settings
+        if s.cohort_covariance == "off":
+            return centred
+        if len(cohort) <= centred.output_dimension:
+            log.warning(
+                "%s-band cohort of %d calls is too small to align the %d-dimensional space's covariance: centred only",
+                band, len(cohort), centred.output_dimension,
+            )  # fmt: skip
+            return centred
+        return with_domain_covariance(centred, cohort.vectors, s.cohort_covariance, s.cohort_covariance_shrink)
 
     @classmethod
     def build(

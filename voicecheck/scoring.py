@@ -777,6 +777,104 @@ def with_domain_mean(backend: Backend, X_domain: npt.ArrayLike) -> Backend:
     return replace(backend, mean=arr.mean(axis=0), source=source)
 
 
+COVARIANCE_METHODS = ("coral", "whiten")
+"""Label-free covariance alignment of the projected space to a deployment's calls
+(:func:`with_domain_covariance`): ``coral`` whitens with the in-domain covariance and re-colours with
+the back-end's training covariance; ``whiten`` only whitens."""
+
+
+def with_domain_covariance(
+    backend: Backend, X_domain: npt.ArrayLike, method: str = "coral", shrink: float = 0.5
+) -> Backend:
+    """A copy of ``backend`` whose projected space is aligned to the covariance of unlabelled
+    in-domain embeddings (CORAL, Sun et al. 2016; for speaker verification Alam et al., Odyssey 2018).
+
+    In the projected space (after the LDA projection ``P``, before length normalisation), with
+    ``C_in`` the covariance of the projected in-domain rows about their own mean and ``C_out = P' (W +
+    B) P`` the total covariance of the back-end's training segments (its statistics), every projected
+    vector ``y`` becomes ``y A``:
+
+    - ``coral``: ``A = C_a^(-1/2) C_out^(1/2)`` with ``C_a = (1 - shrink) C_in + shrink C_out``
+      (shrunk towards the training covariance, i.e. towards the identity in training-whitened coordinates);
+    - ``whiten``: ``A = C_a^(-1/2)`` with ``C_a = (1 - shrink) C_in + shrink trace(C_in)/k I``.
+
+    ``A`` is folded into the projection (``P A``), so the result scores through the same code; the
+    mean is unchanged (centre with :func:`with_domain_mean` as well). ``shrink = 1`` leaves the
+    projection as it is (today's scores exactly).
+
+    Args:
+        backend: the backend to adapt; ``coral`` needs its training statistics.
+        X_domain: raw (not transformed) in-domain embeddings, shape (n, d), n > k (the back-end's
+            output dimension): fewer rows cannot estimate a (k, k) covariance.
+        method: one of :data:`COVARIANCE_METHODS`.
+        shrink: weight of the shrinkage target in [0, 1]; 0 trusts the in-domain covariance alone.
+
+    Returns:
+        A new Backend with projection shape (d, k) and ``source`` extended.
+
+    Raises:
+        UsageError: unknown method, shrink outside [0, 1], wrong dimension, non-finite input, too few
+            rows, a back-end without statistics (``coral``) or a degenerate in-domain covariance.
+    """
+    if method not in COVARIANCE_METHODS:
+        raise UsageError(f"covariance alignment method {method!r} is unknown; use one of {COVARIANCE_METHODS}.")
+    if not 0.0 <= shrink <= 1.0:
+        raise UsageError(f"covariance alignment shrink must be in [0, 1]; got {shrink}.")
+    arr = as_matrix(X_domain, "in-domain embeddings")
+    k = backend.output_dimension
+    if arr.shape[1] != backend.dimension:
+        raise UsageError(
+            f"in-domain embeddings have dimension {arr.shape[1]} but the backend expects {backend.dimension}."
+        )
+    if arr.shape[0] <= k:
+        raise UsageError(
+            f"covariance alignment needs more in-domain embeddings than the {k} dimensions it aligns; got "
+            f"{arr.shape[0]}: wait for more calls in the cohort, or turn the alignment off."
+        )
+    if method == "coral" and backend.stats is None:
+        raise UsageError(
+            f"CORAL alignment needs the back-end's training statistics, and back-end {backend.source[:80]!r} "
+            "has none: train it with scripts/train_backend.py, or use method 'whiten'."
+        )
+    proj = np.eye(backend.dimension) if backend.projection is None else backend.projection
+    note = f"{method} covariance alignment (shrink {shrink:g}) to {arr.shape[0]} embeddings"
+    source = f"{backend.source}; {note}" if backend.source else note
+    if shrink == 1.0:
+        return replace(backend, source=source)
+    y = arr @ proj
+    y = y - y.mean(axis=0)
+    c_in = y.T @ y / (len(y) - 1)
+    if method == "coral":
+        assert backend.stats is not None
+        target = proj.T @ (backend.stats.within + backend.stats.between) @ proj
+    else:
+        target = float(np.trace(c_in)) / k * np.eye(k)
+    mixed = (1.0 - shrink) * c_in + shrink * target
+    align = _inverse_sqrt(mixed, "in-domain")
+    if method == "coral":
+        align = align @ _sqrt(target)
+    return replace(backend, projection=proj @ align, source=source)
+
+
+def _sqrt(cov: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a covariance (negative eigenvalues, rounding, set to zero)."""
+    values, vectors = np.linalg.eigh(0.5 * (cov + cov.T))
+    out: np.ndarray = (vectors * np.sqrt(np.maximum(values, 0.0))) @ vectors.T
+    return out
+
+
+def _inverse_sqrt(cov: np.ndarray, what: str) -> np.ndarray:
+    """Symmetric inverse square root of a covariance; UsageError when it is (numerically) singular."""
+    values, vectors = np.linalg.eigh(0.5 * (cov + cov.T))
+    if not values[0] > 1e-12 * max(float(values[-1]), 1e-300):
+        raise UsageError(
+            f"the {what} covariance is singular (eigenvalues {values[0]:.3g} .. {values[-1]:.3g}): the embeddings "
+            "vary in fewer directions than the back-end has; raise the shrinkage or add more varied calls."
+        )
+    out: np.ndarray = (vectors / np.sqrt(values)) @ vectors.T
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # score normalisation
 # --------------------------------------------------------------------------------------------
