@@ -1442,7 +1442,14 @@ def alignment_tables(study: dict) -> list[str]:
     verdict = (
         ["**Verdict: adopted** (every condition holds)."]
         if adopted
-        else ["**Verdict: not adopted.** Conditions that failed:", "", *(f"- {f}" for f in failed)]
+        else [
+            "**Verdict: not adopted.** Conditions that failed:",
+            "",
+            *(f"- {f}" for f in failed),
+            "",
+            'The setting stays off by default (`cohort_covariance = "off"`; a lender can set `"coral"` or '
+            '`"whiten"` and `cohort_covariance_shrink`).',
+        ]
     )
     default = ", ".join(f"`{s}` {v}" for s, v in study["default"].items())
     return [

@@ -105,8 +105,9 @@ class Settings:
         cohort_covariance: label-free alignment of the back-end's projected space to the cohort's covariance as
             well as its mean (voicecheck.scoring.with_domain_covariance): "off", "coral" (whiten with the
             cohort's covariance, re-colour with the back-end's training covariance) or "whiten". Needs more
-            cohort calls than the back-end's output dimension (else centring only, logged). Judged by
-            benchmarks/transfer.py (results/transfer.md, "Label-free covariance alignment").
+            cohort calls than the back-end's output dimension (else centring only, logged). Off by default:
+            on the leave-one-corpus-out benchmark (benchmarks/results/transfer.md, "Label-free covariance
+            alignment") it lowered the held-out EER on some corpora and raised it on LibriSpeech (large cohort).
         cohort_covariance_shrink: weight in [0, 1] of the shrinkage target (the training covariance for
             "coral", a scaled identity for "whiten"); 1 is the same as "off".
         backend_file: the trained back-end: "auto" (the model's shipped one, if any), "adapted" (the newest
