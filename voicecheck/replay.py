@@ -732,11 +732,57 @@ class FingerprintIndex:
         Raises:
             UsageError: a fingerprint made with other parameters, an empty one, or max_rows < 1.
         """
+        matches, rows, skipped = self._search(fp, exclude, rule, owner, max_rows, before, added_before)
+        passing = tuple(m for m in matches if m.is_replay)
+        return ReplayCheck(
+            replay=bool(passing),
+            matches=passing,
+            best=matches[0] if matches else None,
+            rule=rule,
+            query_hashes=len(fp),
+            rows=rows,
+            items_in_index=len(self),
+            skipped_values=skipped,
+            owner=owner,
+        )
+
+    def matches(
+        self,
+        fp: Fingerprint,
+        owner: str,
+        rule: MatchRule = DEFAULT_RULE,
+        exclude: Collection[str] = (),
+        before: str | None = None,
+        added_before: str | None = None,
+    ) -> tuple[ReplayMatch, ...]:
+        """:meth:`query`'s ``matches`` among one borrower's items, without the figures a
+        :class:`ReplayCheck` also reports: its ``items_in_index`` counts the whole index, a scan of it
+        that grows with the index (``SELECT COUNT(*)``), which the batch's look-ups have no use for.
+
+        Raises:
+            UsageError: as :meth:`query`.
+        """
+        found = self._search(fp, exclude, rule, owner, DEFAULT_MAX_ROWS, before, added_before)[0]
+        return tuple(m for m in found if m.is_replay)
+
+    def _search(
+        self,
+        fp: Fingerprint,
+        exclude: Collection[str],
+        rule: MatchRule,
+        owner: str | None,
+        max_rows: int,
+        before: str | None,
+        added_before: str | None,
+    ) -> tuple[list[ReplayMatch], int, int]:
+        """:meth:`query`'s search: every span found, passing ``rule`` or not, most hits first; the
+        index rows that shared a hash value with the call; the distinct values skipped."""
         self._check_fingerprint(fp, "the call's fingerprint")
         if max_rows < 1:
             raise UsageError(f"max_rows must be >= 1, got {max_rows}.")
         q = self._arranged(fp)
-        before_id = self._item_id(before) if before is not None else None
+        named = {name: self._item_id(name) for name in {*exclude, *([] if before is None else [before])}}
+        before_id = named[before] if before is not None else None
         before_id = (1 << 62) if before_id is None else before_id
         until = added_before or "9999"
         if owner is not None:
@@ -753,31 +799,19 @@ class FingerprintIndex:
             if added_before is not None:
                 later = [r[0] for r in self._db.execute("SELECT id FROM items WHERE added_at >= ?", (until,))]
                 hits = hits[~np.isin(hits[:, 1], later)]
-        excluded = {
-            int(r[0])
-            for name in exclude
-            for r in self._db.execute("SELECT id FROM items WHERE name = ?", (name,)).fetchall()
-        }
+        excluded = {item_id for name in exclude if (item_id := named[name]) is not None}
         if excluded and hits.size:
             hits = hits[~np.isin(hits[:, 1], list(excluded))]
         spans = _best_spans(q, hits, rule, self.params.frame_s)
-        matches = [self._describe(item, span, rule) for item, span in spans]
+        found = self._select("SELECT id, name, kind, owner FROM items WHERE id IN ({})", [item for item, _ in spans])
+        about = {int(r[0]): tuple(r[1:]) for r in found}
+        matches = [self._describe(about[item], span, rule) for item, span in spans]
         matches.sort(key=lambda m: (-m.hits, m.item))
-        passing = tuple(m for m in matches if m.is_replay)
-        return ReplayCheck(
-            replay=bool(passing),
-            matches=passing,
-            best=matches[0] if matches else None,
-            rule=rule,
-            query_hashes=len(fp),
-            rows=int(hits.shape[0]),
-            items_in_index=len(self),
-            skipped_values=skipped,
-            owner=owner,
-        )
+        return matches, int(hits.shape[0]), skipped
 
-    def _describe(self, item_id: int, span: _Span, rule: MatchRule) -> ReplayMatch:
-        name, kind, owner = self._db.execute("SELECT name, kind, owner FROM items WHERE id = ?", (item_id,)).fetchone()
+    def _describe(self, about: tuple[str, str, str], span: _Span, rule: MatchRule) -> ReplayMatch:
+        """The match of one span in an item (``about``: its name, kind and owner)."""
+        name, kind, owner = about
         hop_s = self.params.frame_s
         matched_s = (span.call_last - span.call_first) * hop_s
         return ReplayMatch(

@@ -211,15 +211,15 @@ def look_up(indexes: Indexes, prints: Prints, borrower_id: str, content_hash: st
         return ReplayOutcome(False, prints.problem or "no fingerprint")
     own = call_item(content_hash)
     loose = MatchRule(min_hits=CANDIDATE_MIN_HITS, min_matched_s=0.0)
-    calls = indexes.calls.query(prints.query, exclude=(own,), rule=loose, owner=borrower_id, before=own)
-    enrolled = indexes.enrollments.query(
+    calls = indexes.calls.matches(prints.query, borrower_id, loose, exclude=(own,), before=own)
+    enrolled = indexes.enrollments.matches(
         prints.query,
+        borrower_id,
+        loose,
         exclude=(enrollment_item(borrower_id, content_hash),),
-        rule=loose,
-        owner=borrower_id,
         added_before=indexes.calls.added_at(own),
     )
-    found = sorted((*calls.matches, *enrolled.matches), key=lambda m: (-m.hits, m.item))
+    found = sorted((*calls, *enrolled), key=lambda m: (-m.hits, m.item))
     items = indexes.calls.count(borrower_id) + indexes.enrollments.count(borrower_id)
     return ReplayOutcome(True, "", tuple(found[:MAX_CANDIDATES]), items)
 
