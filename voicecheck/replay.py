@@ -421,14 +421,16 @@ class FingerprintIndex:
         return arranged
 
     def _encryptor(self) -> Any:
+        """The index's AES-ECB encryption context, made once: ECB keeps no state between whole blocks,
+        so one context keys every value (a new one per lookup cost ~17 us)."""
         if self._aes is None:
             from cryptography.hazmat.primitives.ciphers import Cipher as AesCipher
             from cryptography.hazmat.primitives.ciphers import algorithms, modes
 
             assert self._key is not None
             aes_key = hashlib.blake2b(self._key, digest_size=32, person=b"vc-fp-aes-1").digest()
-            self._aes = AesCipher(algorithms.AES(aes_key), modes.ECB())
-        return self._aes.encryptor()  # type: ignore[attr-defined]
+            self._aes = AesCipher(algorithms.AES(aes_key), modes.ECB()).encryptor()
+        return self._aes
 
     # --- items --------------------------------------------------------------------------------
 
@@ -909,8 +911,8 @@ class _Values:
         index of each in :attr:`distinct` (``np.isin`` with positions: the slot of a value's low bits
         names the one distinct value that can equal it; a binary search where several share the slot).
 
-        A binary search per value (``np.searchsorted``) cost ~60 ns a value here, ~0.5 ms per lookup:
-        the slots take ~1/4 of that with the table's making."""
+        A binary search per value (``np.searchsorted``) cost ~60 ns a value here, ~0.5 ms for a
+        borrower's ~30,000 stored values; the slots ~0.16 ms, and ~0.1 ms to make them per call."""
         s = self.slots[values & ((1 << _SLOT_BITS) - 1)]
         at = np.flatnonzero(s)
         pos = s[at].astype(np.int64) - 1
