@@ -71,6 +71,25 @@ def test_peaks_are_the_local_maxima_that_pass_the_thresholds() -> None:
     assert np.array_equal(found.frames, spec.frames[rows]) and np.array_equal(found.bins, bins + fpmod._LO_BIN)
 
 
+def test_candidates_and_ceiling_are_numpys_value_for_value() -> None:
+    """The compiled candidate test compares in float32 as numpy does with a Python float (NEP 50), values
+    exactly at a threshold included; the ceiling is the largest speech value."""
+    rng = np.random.default_rng(21)
+    for trial in range(30):
+        n, bins = int(rng.integers(1, 200)), int(rng.integers(1, 100))
+        band = np.round(rng.standard_normal((n, bins)) * 20 - 60, 1).astype(np.float32)  # many exact ties
+        usable = rng.random(n) < 0.7
+        usable[int(rng.integers(0, n))] = True
+        spec = fpmod._speech_view(band, np.arange(n), usable, fpmod.HOP)
+        assert spec.ceiling == float(band[usable].max())
+        floor = np.round(rng.standard_normal(bins) * 5 - 70, 1).astype(np.float32)
+        spec = fpmod._Spectrogram(band, np.arange(n), usable, floor, float(band[usable].max()) - 0.05 * trial)
+        for above in (10.0, 6.0, 0.1 * trial):
+            params = FingerprintParams(min_above_floor_db=above)
+            want = (band >= spec.ceiling - 70.0) & usable[:, None] & (band - floor[None, :] >= above)
+            assert np.array_equal(fpmod._candidates(band, spec, params), want), (trial, above)
+
+
 def _targets_one_by_one(frames: np.ndarray, bins: np.ndarray, params: FingerprintParams) -> np.ndarray:
     """The definition: each anchor's first ``fan_out`` later landmarks in the target zone, in order."""
     out = np.full((frames.size, params.fan_out), -1, dtype=np.int64)

@@ -244,7 +244,7 @@ def _check_input(samples: np.ndarray, sample_rate: int) -> np.ndarray:
         raise FingerprintError("samples are empty (0 samples): nothing to fingerprint, so replay was not checked.")
     if not np.issubdtype(x.dtype, np.floating):
         raise FingerprintError(f"samples must be float (in [-1, 1]), got dtype {x.dtype}.")
-    if not np.isfinite(x.sum(dtype=np.float64)) and not np.all(np.isfinite(x)):  # the sum is finite if all are
+    if not np.isfinite(x.sum()) and not np.all(np.isfinite(x)):  # the sum is finite if all are (unless it overflows)
         raise FingerprintError("samples contain NaN or infinite values; the audio was decoded wrongly, fix it first.")
     return x.astype(np.float32, copy=False)
 
@@ -509,7 +509,7 @@ def _speech_view(band: np.ndarray, rows: np.ndarray, usable: np.ndarray, hop: in
     # per bin over time, every 4th speech frame at 10 ms, read along each bin's own row
     every = max(1, int(round(0.04 * FINGERPRINT_SAMPLE_RATE / hop)))
     floor = _percentile_20(np.ascontiguousarray(band[speech[::every]].T))
-    ceiling = float(band.max(axis=1)[speech].max())
+    ceiling = float(_compiled("_rows_max_loop")(band, speech))
     return _Spectrogram(band=band, frames=rows, usable=usable[rows], floor=floor, ceiling=ceiling)
 
 
@@ -552,10 +552,38 @@ def _candidates(band_db: np.ndarray, speech: _Spectrogram, loosest: FingerprintP
     """Where a landmark may be (bool, ``band_db``'s shape): values of rows in ``speech``'s speech, at most
     70 dB under its loudest (nothing from digital silence or dither) and ``loosest.min_above_floor_db``
     above its noise floor. ``band_db``: ``speech.band`` or the same rows of a wider spectrogram."""
-    is_peak = band_db >= speech.ceiling - 70.0
-    is_peak &= speech.usable[:, None]
-    is_peak &= band_db - speech.floor[None, :] >= loosest.min_above_floor_db
-    return is_peak
+    # numpy compares float32 values with a Python float in float32 (NEP 50): so does the loop
+    low, above = np.float32(speech.ceiling - 70.0), np.float32(loosest.min_above_floor_db)
+    band_db = np.ascontiguousarray(band_db, dtype=np.float32)
+    return np.asarray(_compiled("_candidates_loop")(band_db, speech.usable, speech.floor, low, above))
+
+
+def _candidates_loop(
+    band_db: np.ndarray, usable: np.ndarray, floor: np.ndarray, low: np.float32, above: np.float32
+) -> np.ndarray:
+    """:func:`_candidates`: ``(band_db >= low) & usable[:, None] & (band_db - floor >= above)``, float32
+    throughout, in one pass (run compiled: :func:`_compiled`)."""
+    n_rows, n_bins = band_db.shape
+    out = np.zeros((n_rows, n_bins), dtype=np.bool_)
+    for r in range(n_rows):
+        if usable[r]:
+            for j in range(n_bins):
+                value = band_db[r, j]
+                out[r, j] = value >= low and value - floor[j] >= above
+    return out
+
+
+def _rows_max_loop(band_db: np.ndarray, rows: np.ndarray) -> np.float32:
+    """The largest value of ``band_db``'s rows ``rows`` (at least one; run compiled: :func:`_compiled`)."""
+    tops = band_db[rows[0]].copy()  # per bin, then over bins: a select per value, vectorised
+    for r in rows:
+        for j in range(tops.size):
+            value = band_db[r, j]
+            tops[j] = value if value > tops[j] else tops[j]
+    top = tops[0]
+    for value in tops:
+        top = value if value > top else top
+    return top
 
 
 def _local_peaks(
