@@ -591,18 +591,41 @@ def _local_peaks(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The candidates (``is_peak``) that are the largest value of their (time x bin) neighbourhood:
     (rows, bins, prominence over the mean of their surroundings (dB), value (dB)), row by row."""
-    some = np.flatnonzero(is_peak.any(axis=1))  # rows with a candidate: only they are filtered across bins
-    along_time = _running_max(band_db, params.peak_time_frames, axis=0)[some]
-    is_peak = is_peak[some]
-    is_peak &= band_db[some] >= _running_max(along_time, params.peak_freq_bins, axis=1)
-    at, bins = np.divmod(np.flatnonzero(is_peak), band_db.shape[1])  # row by row, as np.nonzero
-    rows = some[at]
+    band_db = np.ascontiguousarray(band_db, dtype=np.float32)
+    along_time = _running_max(band_db, params.peak_time_frames, axis=0)
+    tops = _compiled("_tops_loop")(band_db, along_time, np.ascontiguousarray(is_peak), params.peak_freq_bins)
+    rows, bins = np.divmod(np.flatnonzero(tops), band_db.shape[1])  # row by row, as np.nonzero
     new_row = np.ones(rows.size, dtype=bool)
     new_row[1:] = rows[1:] != rows[:-1]
     context = _box_mean(band_db, params.context_frames, params.context_bins, rows[new_row])
     values = band_db[rows, bins]
     prominence = values - context[np.cumsum(new_row) - 1, bins]  # each peak's row among the peaks' rows
     return rows, bins, prominence, values
+
+
+def _tops_loop(band_db: np.ndarray, along_time: np.ndarray, is_peak: np.ndarray, half_f: int) -> np.ndarray:
+    """The candidates (``is_peak``) at least as large as every value of their box: ``is_peak & (band_db >=
+    _running_max(along_time, half_f, axis=1))``, with ``along_time`` the running maximum along time, for
+    the rows with a candidate only (run compiled: :func:`_compiled`). Comparisons only: exactly that."""
+    n_rows, n_bins = band_db.shape
+    out = np.zeros((n_rows, n_bins), dtype=np.bool_)
+    wide = np.empty(n_bins + 2 * half_f, dtype=np.float32)  # a row with its edges repeated
+    top = np.empty(n_bins, dtype=np.float32)
+    for r in range(n_rows):
+        if not is_peak[r].any():
+            continue
+        for j in range(n_bins):
+            wide[half_f + j] = along_time[r, j]
+        for j in range(half_f):
+            wide[j], wide[half_f + n_bins + j] = along_time[r, 0], along_time[r, n_bins - 1]
+        top[:] = wide[:n_bins]
+        for shift in range(1, 2 * half_f + 1):  # shifted rows, a select per value: vectorised
+            for j in range(n_bins):
+                value = wide[j + shift]
+                top[j] = value if value > top[j] else top[j]
+        for j in range(n_bins):
+            out[r, j] = is_peak[r, j] and band_db[r, j] >= top[j]
+    return out
 
 
 def _as_peaks(
