@@ -90,6 +90,18 @@ def test_candidates_and_ceiling_are_numpys_value_for_value() -> None:
             assert np.array_equal(fpmod._candidates(band, spec, params), want), (trial, above)
 
 
+def test_the_speech_spectrogram_is_the_whole_recordings_row_for_row() -> None:
+    """The compiled windowing and power loops, block by block, give the rows of numpy's spectrogram of
+    the whole recording exactly (log10 stays numpy's)."""
+    x = syllables(9.0, seed=5)
+    whole = fpmod.spectrogram_db(x)
+    usable = np.zeros(whole.shape[0], dtype=bool)
+    usable[30:200] = usable[420:700] = True  # two runs, more rows than one block
+    spec = fpmod._chunks(x, usable)
+    assert spec.band.shape[0] > fpmod._ROW_BLOCK
+    assert np.array_equal(spec.band, whole[spec.frames])
+
+
 def _targets_one_by_one(frames: np.ndarray, bins: np.ndarray, params: FingerprintParams) -> np.ndarray:
     """The definition: each anchor's first ``fan_out`` later landmarks in the target zone, in order."""
     out = np.full((frames.size, params.fan_out), -1, dtype=np.int64)

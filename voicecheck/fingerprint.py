@@ -488,19 +488,34 @@ def _chunks(x8k: np.ndarray, usable: np.ndarray, hop: int = HOP) -> _Spectrogram
     padded = np.zeros((usable.size - 1) * hop + N_FFT, dtype=np.float32)
     padded[: x8k.size] = x8k[: padded.size]
     window = np.hanning(N_FFT + 2)[1:-1].astype(np.float32)
-    windows = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)
     band = np.empty((rows.size, _HI_BIN + 1 - _LO_BIN), dtype=np.float32)
+    frames = np.empty((min(_ROW_BLOCK, rows.size), N_FFT), dtype=np.float32)
     for first in range(0, rows.size, _ROW_BLOCK):
-        frames = windows[rows[first : first + _ROW_BLOCK] * hop]
-        frames *= window
-        spectrum = fft.rfft(frames, axis=1, workers=1)[:, _LO_BIN : _HI_BIN + 1]
-        power = band[first : first + _ROW_BLOCK]  # 10 log10(re^2 + im^2 + 1e-12), in place
-        np.multiply(spectrum.real, spectrum.real, out=power)
-        power += spectrum.imag**2
-        power += np.float32(1e-12)
-        np.log10(power, out=power)
+        count = min(_ROW_BLOCK, rows.size - first)
+        _compiled("_windowed_loop")(padded, rows[first : first + count] * hop, window, frames)
+        spectrum = fft.rfft(frames[:count], axis=1, workers=1)
+        power = band[first : first + count]  # 10 log10(re^2 + im^2 + 1e-12), in place
+        _compiled("_power_loop")(spectrum, _LO_BIN, power)
+        np.log10(power, out=power)  # numpy's own log10 (the compiled one may round differently)
         power *= np.float32(10.0)
     return _speech_view(band, rows, usable, hop)
+
+
+def _windowed_loop(padded: np.ndarray, starts: np.ndarray, window: np.ndarray, out: np.ndarray) -> None:
+    """``out[k] = padded[starts[k] : starts[k] + N_FFT] * window`` for each start, float32 (run compiled:
+    :func:`_compiled`)."""
+    for k in range(starts.size):
+        for i in range(window.size):
+            out[k, i] = padded[starts[k] + i] * window[i]
+
+
+def _power_loop(spectrum: np.ndarray, first_bin: int, out: np.ndarray) -> None:
+    """``out = re^2 + im^2 + 1e-12`` of ``spectrum``'s bins from ``first_bin`` on, float32, in numpy's
+    order (run compiled: :func:`_compiled`)."""
+    for k in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            value = spectrum[k, first_bin + j]
+            out[k, j] = value.real * value.real + value.imag * value.imag + np.float32(1e-12)
 
 
 def _speech_view(band: np.ndarray, rows: np.ndarray, usable: np.ndarray, hop: int) -> _Spectrogram:
