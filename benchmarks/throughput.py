@@ -263,6 +263,10 @@ def child_profile(work: Path, n: int, hop: str, precision: str, replay: bool = T
         rows = list(csv.DictReader(f))[: n + 1]
     warm = rows.pop(0)  # first call untimed: lazy imports (librosa, soxr) and silero's first run
     engine.embed_call(work / warm["audio"], int(warm["customer_channel"]))
+    if replay:  # ... and the fingerprint's compiled loops, which a batch worker loads at start-up
+        from voicecheck.fingerprint import compile_loops
+
+        compile_loops()
     for group in groups(rows, settings.calls_per_task):
         t = time.process_time()
         audios = [load(work / r["audio"], int(r["customer_channel"])) for r in group]
