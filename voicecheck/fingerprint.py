@@ -731,7 +731,7 @@ def _compiled(name: str) -> Any:
 def compile_loops() -> None:
     """Compile (or load from numba's cache) every loop of the fingerprint now, once per process, by
     fingerprinting 3 s of generated noise bursts: a batch worker does it at start-up with its models,
-    so no call pays it (~0.6 s of CPU from the cache; the first run on a machine compiles, ~10 s)."""
+    so no call pays it (~0.8 s of CPU from numba's cache; the first run on a machine compiles them, ~5 s)."""
     rng = np.random.default_rng(0)
     t = np.arange(3 * FINGERPRINT_SAMPLE_RATE)
     bursts = (np.sin(2 * np.pi * 3.0 * t / FINGERPRINT_SAMPLE_RATE) > 0).astype(np.float32)
