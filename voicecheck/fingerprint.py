@@ -385,12 +385,6 @@ def _running_max(a: np.ndarray, half: int, axis: int) -> np.ndarray:
     return np.maximum(cut(wide, 0, n), cut(wide, width - step, width - step + n))
 
 
-def _max_filter(a: np.ndarray, half_t: int, half_f: int) -> np.ndarray:
-    """Maximum over a (2 half_t + 1) x (2 half_f + 1) box, edges repeated (scipy's mode="nearest"):
-    a running maximum along time, then across bins (:func:`_running_max`)."""
-    return _running_max(_running_max(a, half_t, axis=0), half_f, axis=1)
-
-
 def _box_mean(a: np.ndarray, half_t: int, half_f: int, rows: np.ndarray | None = None) -> np.ndarray:
     """Mean over a (2 half_t + 1) x (2 half_f + 1) box, edges repeated, float32, of the rows ``rows``
     only (all when None): scipy's ``uniform_filter(a, mode="nearest")`` value for value (its running
