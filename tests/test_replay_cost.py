@@ -116,12 +116,17 @@ def _targets_one_by_one(frames: np.ndarray, bins: np.ndarray, params: Fingerprin
     return out
 
 
+def _random_landmarks(rng: np.random.Generator, most: int, span: int) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``most`` landmarks (frames sorted, many shared; bins in the band) within ``span`` frames."""
+    m = int(rng.integers(0, most))
+    frames = np.sort(rng.integers(0, int(rng.integers(1, span)), m)).astype(np.int32)
+    return frames, rng.integers(10, 109, m).astype(np.int32)
+
+
 def test_targets_are_each_anchors_first_in_the_zone() -> None:
     rng = np.random.default_rng(7)
     for trial in range(40):
-        m = int(rng.integers(0, 120))
-        frames = np.sort(rng.integers(0, int(rng.integers(1, 200)), m)).astype(np.int32)  # shared frames too
-        bins = rng.integers(10, 109, m).astype(np.int32)
+        frames, bins = _random_landmarks(rng, 120, 200)
         for params in (QUERY_PARAMS, INDEX_PARAMS, FingerprintParams(fan_out=1, max_dt_frames=10)):
             got = fpmod._targets(frames, bins, params)
             assert np.array_equal(got, _targets_one_by_one(frames, bins, params)), (trial, params)
@@ -132,9 +137,7 @@ def test_pair_hashes_are_each_pairs_hash_in_anchor_time_order() -> None:
     rank after rank, then a stable sort by anchor time (equal times keep rank, then anchor, order)."""
     rng = np.random.default_rng(11)
     for trial in range(40):
-        m = int(rng.integers(0, 150))
-        frames = np.sort(rng.integers(0, int(rng.integers(1, 120)), m)).astype(np.int32)  # shared frames too
-        bins = rng.integers(10, 109, m).astype(np.int32)
+        frames, bins = _random_landmarks(rng, 150, 120)
         for params in (QUERY_PARAMS, INDEX_PARAMS, FingerprintParams(dt_step_frames=3, max_dt_frames=60)):
             targets = _targets_one_by_one(frames, bins, params)
             hashes, times = [], []
