@@ -10,7 +10,7 @@ import pytest
 
 from tests.test_fingerprint import CLIP_A, KEY, _clip, _phone
 from voicecheck import replay
-from voicecheck.fingerprint import QUERY_PARAMS, fingerprint
+from voicecheck.fingerprint import QUERY_PARAMS, fingerprint, stable_order
 from voicecheck.replay import FingerprintIndex
 
 
@@ -27,7 +27,7 @@ from voicecheck.replay import FingerprintIndex
 )
 def test_radix_argsort_is_a_stable_argsort(values: np.ndarray) -> None:
     values = values.astype(np.int64)
-    assert np.array_equal(replay._stable_argsort(values), np.argsort(values, kind="stable"))
+    assert np.array_equal(stable_order(values), np.argsort(values, kind="stable"))
 
 
 def test_values_sharing_low_bits_are_found_by_search() -> None:

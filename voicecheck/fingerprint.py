@@ -310,15 +310,32 @@ def padded_regions(
     return [SpeechRegion(start, end) for start, end in merged]
 
 
+_RADIX_BITS = 16
+
+
 def stable_order(values: np.ndarray) -> np.ndarray:
-    """``np.argsort(values, kind="stable")`` of int64 ``values``: when each value and its position fit
-    in 63 bits together, one plain sort of (value, position) keys -- the same permutation (equal values
-    keep their order), several times faster than a stable argsort."""
+    """``np.argsort(values, kind="stable")`` of int64 ``values``, faster:
+
+    * values spanning less than 2**48: a radix sort by 16-bit digits, lowest first, each a stable
+      argsort of uint16 (for a call's ~12,600 keyed values, 2 digits, ~0.13 ms against ~0.35 ms for
+      the one sort below);
+    * else, when each value and its position fit in 63 bits together, one plain sort of (value,
+      position) keys -- the same permutation (equal values keep their order);
+    * else numpy's stable argsort itself.
+    """
     n = values.size
-    if n == 0 or values.min() < 0:
+    if n == 0:
         return np.argsort(values, kind="stable")
+    low, high = int(values.min()), int(values.max())
+    if high - low < 1 << 48:
+        rel = values - low
+        order = np.argsort((rel & 0xFFFF).astype(np.uint16), kind="stable")
+        for shift in range(_RADIX_BITS, (high - low).bit_length(), _RADIX_BITS):
+            digit = ((rel[order] >> shift) & 0xFFFF).astype(np.uint16)
+            order = order[np.argsort(digit, kind="stable")]
+        return order
     shift = max(1, int(n - 1).bit_length())
-    if int(values.max()).bit_length() + shift > 63:
+    if low < 0 or high.bit_length() + shift > 63:
         return np.argsort(values, kind="stable")
     keys = (values << shift) | np.arange(n, dtype=np.int64)
     keys.sort()
@@ -484,12 +501,13 @@ def _chunks(x8k: np.ndarray, usable: np.ndarray, hop: int = HOP) -> _Spectrogram
     window = np.hanning(N_FFT + 2)[1:-1].astype(np.float32)
     band = np.empty((rows.size, _HI_BIN + 1 - _LO_BIN), dtype=np.float32)
     frames = np.empty((min(_ROW_BLOCK, rows.size), N_FFT), dtype=np.float32)
+    windowed, power_of = _compiled("_windowed_loop"), _compiled("_power_loop")
     for first in range(0, rows.size, _ROW_BLOCK):
         count = min(_ROW_BLOCK, rows.size - first)
-        _compiled("_windowed_loop")(padded, rows[first : first + count] * hop, window, frames)
+        windowed(padded, rows[first : first + count] * hop, window, frames)
         spectrum = fft.rfft(frames[:count], axis=1, workers=1)
         power = band[first : first + count]  # 10 log10(re^2 + im^2 + 1e-12), in place
-        _compiled("_power_loop")(spectrum, _LO_BIN, power)
+        power_of(spectrum, _LO_BIN, power)
         np.log10(power, out=power)  # numpy's own log10 (the compiled one may round differently)
         power *= np.float32(10.0)
     return _speech_view(band, rows, usable, hop)
@@ -666,10 +684,9 @@ def _peaks_of_both(
     neighbours in both (never farther than the margin kept around speech), so its local maxima and
     their surroundings are the same; only the candidates differ (each with its own speech, noise floor
     and loudest value). The wide search looks at both sets of candidates at once."""
-    at = np.searchsorted(wide.frames, narrow.frames[narrow.usable])  # wide rows of narrow's speech
     query_ok = _candidates(wide.band, wide, query_params)
     index_ok = np.zeros_like(query_ok)
-    index_ok[at] = _candidates(wide.band[at], replace(narrow, usable=narrow.usable[narrow.usable]), index_params)
+    index_ok[np.searchsorted(wide.frames, narrow.frames)] = _candidates(narrow.band, narrow, index_params)
     rows, bins, prominence, values = _local_peaks(wide.band, query_ok | index_ok, query_params)
     found = []
     for ok, params, floor in ((query_ok, query_params, wide.floor), (index_ok, index_params, narrow.floor)):
