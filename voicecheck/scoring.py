@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, overload
@@ -223,8 +224,13 @@ def scatter_stats(X: npt.ArrayLike, labels: npt.ArrayLike) -> ScatterStats:
 
 def _psd(matrix: np.ndarray) -> np.ndarray:
     """The nearest positive semi-definite matrix (negative eigenvalues set to zero)."""
+    return _spectral(matrix, lambda values: np.maximum(values, 0.0))
+
+
+def _spectral(matrix: np.ndarray, of: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``of`` applied to the eigenvalues of the symmetric part of ``matrix``: ``V diag(of(w)) V'``."""
     values, vectors = np.linalg.eigh(0.5 * (matrix + matrix.T))
-    out: np.ndarray = (vectors * np.maximum(values, 0.0)) @ vectors.T
+    out: np.ndarray = (vectors * of(values)) @ vectors.T
     return out
 
 
@@ -858,9 +864,7 @@ def with_domain_covariance(
 
 def _sqrt(cov: np.ndarray) -> np.ndarray:
     """Symmetric square root of a covariance (negative eigenvalues, rounding, set to zero)."""
-    values, vectors = np.linalg.eigh(0.5 * (cov + cov.T))
-    out: np.ndarray = (vectors * np.sqrt(np.maximum(values, 0.0))) @ vectors.T
-    return out
+    return _spectral(cov, lambda values: np.sqrt(np.maximum(values, 0.0)))
 
 
 def _inverse_sqrt(cov: np.ndarray, what: str) -> np.ndarray:
