@@ -19,12 +19,17 @@ from voicecheck.types import SpeechRegion
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 9), (4, 2), (17, 7), (300, 99)])
-@pytest.mark.parametrize("half_t, half_f", [(8, 3), (1, 1), (20, 6)])
-def test_max_filter_is_scipys_value_for_value(shape: tuple[int, int], half_t: int, half_f: int) -> None:
+@pytest.mark.parametrize("half_t, half_f", [(8, 3), (1, 1), (20, 6), (0, 0), (200, 2)])
+def test_local_maxima_are_scipys_max_filter_value_for_value(shape: tuple[int, int], half_t: int, half_f: int) -> None:
     rng = np.random.default_rng(sum(shape) + half_t)
     a = np.round(rng.standard_normal(shape), 1).astype(np.float32)  # many ties
-    want = ndimage.maximum_filter(a, size=(2 * half_t + 1, 2 * half_f + 1), mode="nearest")
-    assert np.array_equal(fpmod._running_max(fpmod._running_max(a, half_t, axis=0), half_f, axis=1), want)
+    along_time = fpmod._compiled("_time_max_loop")(a, half_t)
+    assert np.array_equal(along_time, ndimage.maximum_filter1d(a, 2 * half_t + 1, axis=0, mode="nearest"))
+    box = ndimage.maximum_filter(a, size=(2 * half_t + 1, 2 * half_f + 1), mode="nearest")
+    tops = fpmod._compiled("_tops_loop")
+    for is_peak in (np.ones(shape, dtype=bool), rng.random(shape) < 0.3, np.zeros(shape, dtype=bool)):
+        assert np.array_equal(tops(a, along_time, is_peak, half_f), is_peak & (a >= box))
+    assert fpmod._compiled("_time_max_loop")(a[:0], half_t).shape == (0, shape[1])
 
 
 @pytest.mark.parametrize("shape", [(1, 9), (40, 99), (300, 20)])
@@ -418,3 +423,31 @@ def test_region_mask_holds_the_frames_whose_centre_is_in_a_region() -> None:
         for r in regions:
             want |= (centres >= r.start_s) & (centres < r.end_s)
         assert np.array_equal(fpmod._region_mask(regions, n), want)
+
+
+@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="glibc's malloc only")
+def test_a_batch_process_reuses_the_memory_it_frees() -> None:
+    """Per-call arrays of a few MB must not cost a page fault per 4 kB each time (workers.keep_freed_memory)."""
+    import resource
+
+    from voicecheck.workers import keep_freed_memory
+
+    def one_call() -> float:
+        arrays = [np.ones(1 << 19, dtype=np.float32) for _ in range(4)]  # 4 x 2 MB alive at once, written
+        return sum(float(a[0]) for a in arrays)  # then all freed
+
+    keep_freed_memory()
+    one_call()  # the heap grows once
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(20):
+        one_call()
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 200  # glibc's defaults: ~40,000
+
+
+def test_keeping_freed_memory_is_skipped_without_glibcs_malloc(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctypes
+
+    from voicecheck import workers
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: object())  # a C library without mallopt
+    workers.keep_freed_memory()  # nothing to set, and no error

@@ -36,7 +36,7 @@ from .report import RESULTS, SUMMARY, ResultsFile, read_jsonl, summarise, write_
 from .reviews import in_record, of_audio
 from .scorer import Scorer
 from .types import CallResult
-from .workers import Embedded, as_error, map_local
+from .workers import Embedded, as_error, keep_freed_memory, map_local
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ def run_batch(
     from .erasure import apply_retention
 
     started = time.perf_counter()
+    keep_freed_memory()  # the parent's look-ups and stores too (workers: workers.configure)
     out = Path(out_dir)
     spec = model_spec(settings.model, settings.embeddings)
     cipher = cipher_for(settings)
@@ -347,6 +348,7 @@ def rescore(out_dir: str | Path, settings: Settings, manifest: str | Path | None
     from .audit import Trail, audit_log
 
     started = time.perf_counter()
+    keep_freed_memory()  # the parent's look-ups and stores too (workers: workers.configure)
     out = Path(out_dir)
     spec = model_spec(settings.model, settings.embeddings)
     cipher = cipher_for(settings)

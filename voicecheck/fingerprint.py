@@ -380,26 +380,42 @@ def _neighbourhood(params: FingerprintParams) -> tuple[int, int, int, int]:
     return (params.peak_time_frames, params.peak_freq_bins, params.context_frames, params.context_bins)
 
 
-def _running_max(a: np.ndarray, half: int, axis: int) -> np.ndarray:
-    """Maximum over 2 half + 1 values along ``axis`` (0 or 1 of a 2-D array), edges repeated (scipy's
-    ``maximum_filter1d(mode="nearest")``, value for value: a maximum does no arithmetic).
+def _time_max_loop(a: np.ndarray, half: int) -> np.ndarray:
+    """Maximum over 2 half + 1 rows of the float32 array ``a`` (rows past an edge repeat it): scipy's
+    ``maximum_filter1d(a, axis=0, mode="nearest")``, value for value, since a maximum does no
+    arithmetic (run compiled: :func:`_compiled`).
 
-    A numpy sweep with windows doubled in width (log2 of the width passes over the whole array):
-    several times faster than scipy's per-line loop, most of all along the time axis."""
-    width, n = 2 * half + 1, a.shape[axis]
-    pad = [(0, 0), (0, 0)]
-    pad[axis] = (half, half)
-    wide = np.pad(a, pad, mode="edge")
-
-    def cut(x: np.ndarray, start: int, stop: int) -> np.ndarray:
-        return x[start:stop] if axis == 0 else x[:, start:stop]
-
-    step = 1
-    while 2 * step <= width:  # wide[j] = max of the 2*step values from j on, along ``axis``
-        length = wide.shape[axis]
-        wide = np.maximum(cut(wide, 0, length - step), cut(wide, step, length))
-        step *= 2
-    return np.maximum(cut(wide, 0, n), cut(wide, width - step, width - step + n))
+    van Herk / Gil-Werman: over the edge-extended rows cut into blocks of the window's width, the
+    maxima from each block's start (``ahead``) and to its end (``behind``, one row kept); a window
+    is one ``behind`` and one ``ahead`` value, so three comparisons per value, whatever the width."""
+    n_rows, n_bins = a.shape
+    if n_rows == 0:
+        return np.empty((0, n_bins), dtype=np.float32)
+    width, extended = 2 * half + 1, n_rows + 2 * half
+    ahead = np.empty((extended, n_bins), dtype=np.float32)
+    for e in range(extended):
+        source = a[min(max(e - half, 0), n_rows - 1)]
+        if e % width == 0:
+            ahead[e] = source
+        else:
+            for j in range(n_bins):
+                value, top = source[j], ahead[e - 1, j]
+                ahead[e, j] = value if value > top else top
+    out = np.empty((n_rows, n_bins), dtype=np.float32)
+    behind = np.empty(n_bins, dtype=np.float32)
+    for e in range(extended - 1, -1, -1):
+        source = a[min(max(e - half, 0), n_rows - 1)]
+        if e % width == width - 1 or e == extended - 1:
+            behind[:] = source
+        else:
+            for j in range(n_bins):
+                value = source[j]
+                behind[j] = value if value > behind[j] else behind[j]
+        if e < n_rows:  # the window of output row e: extended rows e .. e + width - 1
+            for j in range(n_bins):
+                x, y = behind[j], ahead[e + width - 1, j]
+                out[e, j] = x if x > y else y
+    return out
 
 
 def _box_mean(a: np.ndarray, half_t: int, half_f: int, rows: np.ndarray | None = None) -> np.ndarray:
@@ -516,18 +532,22 @@ def _chunks(x8k: np.ndarray, usable: np.ndarray, hop: int = HOP) -> _Spectrogram
 def _windowed_loop(padded: np.ndarray, starts: np.ndarray, window: np.ndarray, out: np.ndarray) -> None:
     """``out[k] = padded[starts[k] : starts[k] + N_FFT] * window`` for each start, float32 (run compiled:
     :func:`_compiled`)."""
+    n = window.size
     for k in range(starts.size):
-        for i in range(window.size):
-            out[k, i] = padded[starts[k] + i] * window[i]
+        row, frame = out[k], padded[starts[k] : starts[k] + n]  # 1-D views: the product vectorises
+        for i in range(n):
+            row[i] = frame[i] * window[i]
 
 
 def _power_loop(spectrum: np.ndarray, first_bin: int, out: np.ndarray) -> None:
     """``out = re^2 + im^2 + 1e-12`` of ``spectrum``'s bins from ``first_bin`` on, float32, in numpy's
     order (run compiled: :func:`_compiled`)."""
+    n_bins = out.shape[1]
     for k in range(out.shape[0]):
-        for j in range(out.shape[1]):
-            value = spectrum[k, first_bin + j]
-            out[k, j] = value.real * value.real + value.imag * value.imag + np.float32(1e-12)
+        row, line = out[k], spectrum[k, first_bin : first_bin + n_bins]  # 1-D views: vectorised
+        for j in range(n_bins):
+            value = line[j]
+            row[j] = value.real * value.real + value.imag * value.imag + np.float32(1e-12)
 
 
 def _speech_view(band: np.ndarray, rows: np.ndarray, usable: np.ndarray, hop: int) -> _Spectrogram:
@@ -619,7 +639,7 @@ def _local_peaks(
     """The candidates (``is_peak``) that are the largest value of their (time x bin) neighbourhood:
     (rows, bins, prominence over the mean of their surroundings (dB), value (dB)), row by row."""
     band_db = np.ascontiguousarray(band_db, dtype=np.float32)
-    along_time = _running_max(band_db, params.peak_time_frames, axis=0)
+    along_time = _compiled("_time_max_loop")(band_db, params.peak_time_frames)
     tops = _compiled("_tops_loop")(band_db, along_time, np.ascontiguousarray(is_peak), params.peak_freq_bins)
     rows, bins = np.divmod(np.flatnonzero(tops), band_db.shape[1])  # row by row, as np.nonzero
     new_row = np.ones(rows.size, dtype=bool)
@@ -632,8 +652,9 @@ def _local_peaks(
 
 def _tops_loop(band_db: np.ndarray, along_time: np.ndarray, is_peak: np.ndarray, half_f: int) -> np.ndarray:
     """The candidates (``is_peak``) at least as large as every value of their box: ``is_peak & (band_db >=
-    _running_max(along_time, half_f, axis=1))``, with ``along_time`` the running maximum along time, for
-    the rows with a candidate only (run compiled: :func:`_compiled`). Comparisons only: exactly that."""
+    the maximum of along_time over 2 half_f + 1 bins, edges repeated)``, with ``along_time`` the maximum
+    along time (:func:`_time_max_loop`), for the rows with a candidate only (run compiled:
+    :func:`_compiled`). Comparisons only: exactly that."""
     n_rows, n_bins = band_db.shape
     out = np.zeros((n_rows, n_bins), dtype=np.bool_)
     wide = np.empty(n_bins + 2 * half_f, dtype=np.float32)  # a row with its edges repeated

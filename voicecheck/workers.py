@@ -263,6 +263,34 @@ def configure(settings: Settings, plugins: dict[str, str] | None = None) -> None
         register_backend(name, target)
     torch.set_num_threads(settings.torch_threads)
     threadpool_limits(settings.torch_threads)
+    keep_freed_memory()
+
+
+KEPT_FREED_BYTES = 256 << 20
+"""Freed memory a batch process keeps for reuse (:func:`keep_freed_memory`)."""
+_MMAP_LARGER_THAN = 32 << 20
+"""Allocations larger than this still get their own mapping (glibc's largest threshold on 64-bit)."""
+
+
+def keep_freed_memory() -> None:
+    """Let this process reuse the memory it frees instead of handing it back to the system per call
+    (glibc's malloc; elsewhere nothing changes).
+
+    By default glibc maps each allocation of a few MB afresh and trims freed memory at once, so every
+    call's arrays of 0.1-2 MB (the fingerprint's spectrogram and its maxima, numpy temporaries) cost a
+    page fault per 4 kB: ~900 faults and ~2 ms of system time per 45 s call in a batch worker with
+    replay checks on (benchmarks/results/replay.md). Kept, the process stays at its peak size, up to
+    :data:`KEPT_FREED_BYTES` more than it uses. Called by each batch process (workers and the parent)."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
+    if not (mallopt(m_mmap_threshold, _MMAP_LARGER_THAN) and mallopt(m_trim_threshold, KEPT_FREED_BYTES)):
+        log.debug("malloc kept its defaults (mallopt refused): freed memory goes back to the system")
 
 
 def groups(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
