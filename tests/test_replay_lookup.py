@@ -1,5 +1,5 @@
 """The batch parent's cheaper replay look-up computes what the plain one did: the radix argsort, the
-value slots, keyed values in chunks, the best spans of all candidates at once, and matches() (issue 15)."""
+values' hash table, keyed values in chunks, the best spans of all candidates at once, and matches() (issue 15)."""
 
 from __future__ import annotations
 
@@ -30,14 +30,32 @@ def test_radix_argsort_is_a_stable_argsort(values: np.ndarray) -> None:
     assert np.array_equal(stable_order(values), np.argsort(values, kind="stable"))
 
 
-def test_values_sharing_low_bits_are_found_by_search() -> None:
-    """Every value in one slot (same low bits): the slot names none of them and each is searched."""
-    values = np.arange(1, 40, dtype=np.int64) << replay._SLOT_BITS
-    mine = replay._Values.of(values, np.arange(values.size))
-    stored = np.concatenate([values[::3], values[::5] + 1, [0, 41 << replay._SLOT_BITS]])
+def _slot(value: int, bits: int) -> int:
+    """A value's first slot in a table of 2**bits (the definition: top bits of value * multiplier mod 2**64)."""
+    return ((value * replay._HASH_MULTIPLIER) % (1 << 64)) >> (64 - bits)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 40])
+def test_values_colliding_in_the_table_are_found(n: int) -> None:
+    """Every value starts at the table's last slot (the probes wrap round to the first): each is found
+    along the chain, and values absent but starting there too are not."""
+    bits = max(1, (2 * n - 1).bit_length())
+    same = [v for v in range(1, 200_000) if _slot(v, bits) == (1 << bits) - 1]
+    values = np.array(same[:n], dtype=np.int64)
+    mine = replay._Values.of(values[::-1], np.arange(n))
+    assert mine.table.size == 1 << bits and np.count_nonzero(mine.table) == n
+    stored = np.array(same[: n + 3] + [0, *values.tolist(), 2**40 + 1], dtype=np.int64)
     at, pos = mine.find(stored)
     assert np.array_equal(at, np.flatnonzero(np.isin(stored, values)))
     assert np.array_equal(mine.distinct[pos], stored[at])
+
+
+def test_values_of_nothing_find_nothing() -> None:
+    empty = np.zeros(0, dtype=np.int64)
+    mine = replay._Values.of(empty, empty)
+    assert mine.distinct.size == mine.first.size == mine.count.size == 0
+    at, pos = mine.find(np.array([0, 5], dtype=np.int64))
+    assert at.size == pos.size == 0 and mine.find(empty)[0].size == 0
 
 
 def test_keyed_values_in_chunks_are_one_aes_pass_of_the_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

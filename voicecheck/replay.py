@@ -40,6 +40,7 @@ from . import storage
 from .crypto import Cipher
 from .errors import StoreError, UsageError
 from .fingerprint import INDEX_PARAMS, Fingerprint, FingerprintParams, stable_order
+from .jit import compiled
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,6 @@ _LAST_ARRANGED: list[tuple[bytes, np.ndarray, np.ndarray, _Values]] = []
 _ROWS_CACHED = 1 << 21
 """Most item rows an open index keeps decoded (~32 MB): a borrower's items are read again for each
 of their calls in a batch."""
-_NEAR_SHIFTS = 8
-"""Tolerances (frames) up to this count a key's neighbours by shifted comparisons (:func:`_windows`)."""
 _DELTA_SPAN = 1 << 24
 """Frames (recordings up to ~46 h); (item, delta) is packed as item * 2**25 + delta + 2**24."""
 
@@ -850,9 +849,8 @@ def _sorted_unique(values: np.ndarray) -> np.ndarray:
     return s[keep]
 
 
-_SLOT_BITS = 18
-"""A call's distinct values are found by their low 18 bits first (a 1 MB table per lookup: a 4 MB one cost
-more in page faults than its fewer shared slots saved)."""
+_HASH_MULTIPLIER = 0x9E3779B97F4A7C15
+"""Fibonacci hashing: a value's slot in :attr:`_Values.table` is the top bits of value * this (mod 2**64)."""
 
 
 @dataclass(frozen=True)
@@ -864,8 +862,9 @@ class _Values:
             keep the fingerprint's order), int64, shape (n,).
         distinct: the distinct values, sorted, shape (d,).
         first, count: where each distinct value's run starts in ``sorted_values`` and its length.
-        slots: int32, shape (2**_SLOT_BITS,), by the low bits of a value: 0 when no distinct value has
-            them, k > 0 when ``distinct[k - 1]`` is the only one, -1 when several have them.
+        table: an open-addressing hash table of :attr:`distinct` (int64, 2**bits >= 2 d slots, at least
+            2): 0 for an empty slot, k > 0 for ``distinct[k - 1]``; a value starts at its Fibonacci
+            slot (:data:`_HASH_MULTIPLIER`) and moves on one slot at a time past taken ones.
     """
 
     sorted_values: np.ndarray
@@ -873,42 +872,66 @@ class _Values:
     distinct: np.ndarray
     first: np.ndarray
     count: np.ndarray
-    slots: np.ndarray
+    table: np.ndarray
 
     @classmethod
     def of(cls, values: np.ndarray, frames: np.ndarray) -> _Values:
         order = stable_order(np.asarray(values, dtype=np.int64))
-        v = np.asarray(values[order], dtype=np.int64)
-        starts = np.flatnonzero(np.concatenate([[True], v[1:] != v[:-1]])) if v.size else np.zeros(0, np.int64)
-        distinct = v[starts]
-        count = np.diff(np.append(starts, v.size))
-        return cls(v, np.asarray(frames, dtype=np.int64)[order], distinct, starts, count, _slots(distinct))
+        v = np.ascontiguousarray(np.asarray(values, dtype=np.int64)[order])
+        first, count, table = compiled(_runs_loop)(v)
+        return cls(v, np.asarray(frames, dtype=np.int64)[order], v[first], first, count, table)
 
     def find(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Which of ``values`` (int64, shape (k,)) are the call's: their positions (increasing) and the
-        index of each in :attr:`distinct` (``np.isin`` with positions: the slot of a value's low bits
-        names the one distinct value that can equal it; a binary search where several share the slot).
-
-        A binary search per value (``np.searchsorted``) cost ~60 ns a value here, ~0.5 ms for a
-        borrower's ~30,000 stored values; the slots ~0.16 ms, and ~0.1 ms to make them per call."""
-        s = self.slots[values & ((1 << _SLOT_BITS) - 1)]
-        at = np.flatnonzero(s)
-        pos = s[at].astype(np.int64) - 1
-        shared = np.flatnonzero(pos < 0)
-        if shared.size:
-            pos[shared] = np.minimum(np.searchsorted(self.distinct, values[at[shared]]), self.distinct.size - 1)
-        same = self.distinct[pos] == values[at]
-        return at[same], pos[same]
+        index of each in :attr:`distinct` (``np.isin`` with positions, one probe of :attr:`table` a
+        value: ~3 ns against ~60 ns for a binary search, ``np.searchsorted``, here)."""
+        values = np.ascontiguousarray(values, dtype=np.int64)
+        at, pos = compiled(_find_loop)(self.table, self.distinct, values)
+        return np.asarray(at), np.asarray(pos)
 
 
-def _slots(distinct: np.ndarray) -> np.ndarray:
-    """:attr:`_Values.slots` of sorted distinct values."""
-    low = distinct & ((1 << _SLOT_BITS) - 1)
-    slots = np.zeros(1 << _SLOT_BITS, dtype=np.int32)
-    number = np.arange(1, distinct.size + 1, dtype=np.int32)
-    slots[low] = number  # of values sharing a slot one is written, the others are not
-    slots[low[slots[low] != number]] = -1
-    return slots
+def _runs_loop(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Of sorted int64 ``v``: where each run of equal values starts, its length, and the
+    :attr:`_Values.table` of the runs' values (run compiled: :func:`voicecheck.jit.compiled`)."""
+    n = v.size
+    first = np.empty(n, dtype=np.int64)
+    d = 0
+    for k in range(n):
+        if k == 0 or v[k] != v[k - 1]:
+            first[d] = k
+            d += 1
+    count = np.empty(d, dtype=np.int64)
+    for r in range(d):
+        count[r] = (first[r + 1] if r + 1 < d else n) - first[r]
+    bits = 1
+    while (1 << bits) < 2 * d:
+        bits += 1
+    mask = (1 << bits) - 1
+    table = np.zeros(1 << bits, dtype=np.int64)
+    for r in range(d):
+        h = np.int64((np.uint64(v[first[r]]) * np.uint64(_HASH_MULTIPLIER)) >> np.uint64(64 - bits))
+        while table[h] != 0:
+            h = (h + 1) & mask
+        table[h] = r + 1
+    return first[:d].copy(), count, table
+
+
+def _find_loop(table: np.ndarray, distinct: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:meth:`_Values.find` (run compiled: :func:`voicecheck.jit.compiled`)."""
+    bits, mask = 1, table.size - 1
+    while (1 << bits) < table.size:
+        bits += 1
+    at, pos = np.empty(values.size, dtype=np.int64), np.empty(values.size, dtype=np.int64)
+    k = 0
+    for j in range(values.size):
+        h = np.int64((np.uint64(values[j]) * np.uint64(_HASH_MULTIPLIER)) >> np.uint64(64 - bits))
+        while table[h] != 0:
+            if distinct[table[h] - 1] == values[j]:
+                at[k], pos[k] = j, table[h] - 1
+                k += 1
+                break
+            h = (h + 1) & mask
+    return at[:k].copy(), pos[:k].copy()
 
 
 def _unique_rows(rows: np.ndarray) -> np.ndarray:
@@ -977,90 +1000,117 @@ class _Span:
     delta: int
 
 
-def _expand(q: _Values, hits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pair every index hit (hash, item, frame, index of its value in ``q.distinct``) with every call
-    frame holding its hash value: (item, item frame, call frame)."""
-    lo, reps = q.first[hits[:, 3]], q.count[hits[:, 3]]
-    row = np.repeat(np.arange(hits.shape[0]), reps)
-    pos = np.repeat(lo - np.cumsum(reps) + reps, reps) + np.arange(row.size)
-    return hits[row, 1], hits[row, 2], q.sorted_frames[pos]
-
-
 def _best_spans(q: _Values, hits: np.ndarray, rule: MatchRule, hop_s: float) -> list[tuple[int, _Span]]:
-    """Per candidate item, the largest group of hits on its best time difference."""
+    """Per candidate item, the largest group of hits on its best time difference.
+
+    Every index hit (hash, item, frame, index of its value in ``q.distinct``) is paired with every call
+    frame holding its value (:func:`_pairs_loop`); the pairs are ordered by (item, time difference),
+    and :func:`_spans_loop` finds each item's best difference (most pairs within
+    ``rule.tolerance_frames``, the smallest of equals), keeps the ``rule.max_candidates`` items with
+    most pairs on it (fewer ids first among equals) and splits each one's pairs near it where the call
+    has gaps > ``rule.max_gap_s``: the first group with most pairs is its span. Integer work, in two
+    compiled loops (:func:`voicecheck.jit.compiled`; in numpy it took ~25 passes, ~0.35 ms a lookup)."""
     if hits.size == 0:
         return []
-    items, item_frames, call_frames = _expand(q, hits)
-    packed = items * (2 * _DELTA_SPAN) + (item_frames - call_frames) + _DELTA_SPAN
-    order = stable_order(packed)  # by (item, delta); a group's order does not matter (_largest_groups)
-    ordered = packed[order]
-    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
-    keys = ordered[starts]
-    cum = np.append(starts, ordered.size)  # hits before each key, and all of them
-    tol = rule.tolerance_frames
-    window = _windows(keys, cum, tol)
-    key_items = keys // (2 * _DELTA_SPAN)
-    best = _first_largest(window, np.flatnonzero(np.concatenate([[True], key_items[1:] != key_items[:-1]])))
-    # the best difference per item (the smallest of equals), then the items with most hits on it
-    best = best[np.argsort(-window[best], kind="stable")][: rule.max_candidates]
-    cand_items, deltas = key_items[best], keys[best] % (2 * _DELTA_SPAN) - _DELTA_SPAN
-    base = cand_items * (2 * _DELTA_SPAN)  # the hits within tol of each delta, never another item's
-    lo = np.searchsorted(ordered, base + np.maximum(deltas - tol + _DELTA_SPAN, 0), side="left")
-    hi = np.searchsorted(ordered, base + np.minimum(deltas + tol + _DELTA_SPAN, 2 * _DELTA_SPAN - 1), side="right")
-    sizes = hi - lo
-    near = order[np.repeat(lo - np.cumsum(sizes) + sizes, sizes) + np.arange(int(sizes.sum()))]
-    spans = _largest_groups(np.repeat(np.arange(best.size), sizes), call_frames[near], item_frames[near], rule, hop_s)
+    hits = np.ascontiguousarray(hits, dtype=np.int64)
+    packed, item_frames, call_frames = compiled(_pairs_loop)(q.first, q.count, q.sorted_frames, hits)
+    order = np.ascontiguousarray(stable_order(packed))  # a group's order does not matter (_spans_loop)
+    gap = int(round(rule.max_gap_s / hop_s))
+    spans = compiled(_spans_loop)
+    found = spans(packed, order, item_frames, call_frames, rule.tolerance_frames, rule.max_candidates, gap)
     return [
-        (item, _Span(*span, delta=delta))
-        for item, span, delta in zip(cand_items.tolist(), spans, deltas.tolist(), strict=True)
+        (item, _Span(call_first, call_last, item_first, item_last, hits=n, delta=delta))
+        for item, delta, call_first, call_last, item_first, item_last, n in found.tolist()
     ]
 
 
-def _windows(keys: np.ndarray, cum: np.ndarray, tol: int) -> np.ndarray:
-    """Hits on keys within ``tol`` of each key (``keys``: distinct, increasing; ``cum``: hits before
-    each key, then all). Keys are integers, so those within ``tol`` of key k are at most ``tol``
-    places away: a few comparisons of shifted keys find the run's ends (a binary search per key,
-    which larger tolerances use, cost ~4x: 0.26 against 0.06 ms for ~9,000 keys, tolerance 2)."""
-    if tol > _NEAR_SHIFTS:
-        after, before = np.searchsorted(keys, keys + tol, side="right"), np.searchsorted(keys, keys - tol, side="left")
-        return cum[after] - cum[before]
-    n = keys.size
-    after, before = np.arange(1, n + 1), np.arange(n)  # one past the last key within tol, the first one
-    for j in range(1, min(tol, n - 1) + 1):
-        after[: n - j] += keys[j:] - keys[: n - j] <= tol
-        before[j:] -= keys[j:] - keys[: n - j] <= tol
-    return cum[after] - cum[before]
+def _pairs_loop(
+    first: np.ndarray, count: np.ndarray, sorted_frames: np.ndarray, hits: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every hit (a row of ``hits``) with every call frame of its value (``sorted_frames[first[v]:
+    first[v] + count[v]]``, in that order), hit after hit: the pair's key ``item * 2**25 + (item frame
+    - call frame) + 2**24``, its item frame and its call frame (int64, shape (n,) each; run compiled:
+    :func:`voicecheck.jit.compiled`)."""
+    n = 0
+    for h in range(hits.shape[0]):
+        n += count[hits[h, 3]]
+    packed = np.empty(n, dtype=np.int64)
+    item_frames, call_frames = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    k = 0
+    for h in range(hits.shape[0]):
+        v, frame = hits[h, 3], hits[h, 2]
+        for j in range(first[v], first[v] + count[v]):
+            packed[k] = hits[h, 1] * (2 * _DELTA_SPAN) + (frame - sorted_frames[j]) + _DELTA_SPAN
+            item_frames[k], call_frames[k] = frame, sorted_frames[j]
+            k += 1
+    return packed, item_frames, call_frames
 
 
-def _first_largest(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Per segment of ``values`` (beginning at ``starts``: increasing, the first 0), where its largest
-    value first occurs (what a stable sort by segment, then by decreasing value, puts first)."""
-    segment = np.repeat(np.arange(starts.size), np.diff(np.append(starts, values.size)))
-    at = np.flatnonzero(values == np.maximum.reduceat(values, starts)[segment])
-    return at[np.concatenate([[True], segment[at][1:] != segment[at][:-1]])]
-
-
-def _largest_groups(
-    cand: np.ndarray, call_frames: np.ndarray, item_frames: np.ndarray, rule: MatchRule, hop_s: float
-) -> list[tuple[int, int, int, int, int]]:
-    """Per candidate (``cand``: 0, 1, ... per hit, every one present), its hits split where the call
-    has gaps > ``max_gap_s``; of the groups, the first with most hits: (call_first, call_last,
-    item_first, item_last, hits counted once per call frame). All candidates at once (one at a time,
-    numpy's fixed cost per call was ~1/3 of the lookup's span finding)."""
-    key = cand * (int(call_frames.max()) + 1) + call_frames  # by candidate, then call frame
-    order = np.argsort(key, kind="stable")  # the order of equal keys does not matter: groups are sets
-    k, c, i = cand[order], call_frames[order], item_frames[order]
-    cut = np.ones(c.size, dtype=bool)
-    cut[1:] = (k[1:] != k[:-1]) | (np.diff(c) > int(round(rule.max_gap_s / hop_s)))
-    group_first = np.flatnonzero(cut)
-    group_size = np.diff(np.append(group_first, c.size))
-    group_cand = k[group_first]
-    # the first largest group of each candidate: groups are in (candidate, call time) order
-    by_cand = np.lexsort((-group_size, group_cand))
-    chosen = by_cand[np.concatenate([[True], group_cand[by_cand][1:] != group_cand[by_cand][:-1]])]
-    first, last = group_first[chosen], group_first[chosen] + group_size[chosen] - 1
-    new_frame = cut.copy()
-    new_frame[1:] |= c[1:] != c[:-1]
-    frames = np.add.reduceat(new_frame, group_first, dtype=np.int64)[chosen]
-    low, high = np.minimum.reduceat(i, group_first)[chosen], np.maximum.reduceat(i, group_first)[chosen]
-    return list(zip(c[first].tolist(), c[last].tolist(), low.tolist(), high.tolist(), frames.tolist(), strict=True))
+def _spans_loop(
+    packed: np.ndarray,
+    order: np.ndarray,
+    item_frames: np.ndarray,
+    call_frames: np.ndarray,
+    tol: int,
+    max_candidates: int,
+    gap: int,
+) -> np.ndarray:
+    """:func:`_best_spans`' search over the pairs (``order`` sorts ``packed``; ties in any order): per
+    candidate, most pairs first, (item, delta, call_first, call_last, item_first, item_last, hits
+    counted once per call frame), int64, shape (candidates, 7). Run compiled: :func:`voicecheck.jit.compiled`."""
+    span = 2 * _DELTA_SPAN
+    ordered = packed[order]
+    n = ordered.size
+    keys, cum = np.empty(n, dtype=np.int64), np.empty(n + 1, dtype=np.int64)  # distinct keys, pairs before each
+    m = 0
+    for k in range(n):
+        if k == 0 or ordered[k] != ordered[k - 1]:
+            keys[m], cum[m] = ordered[k], k
+            m += 1
+    cum[m] = n
+    window = np.empty(m, dtype=np.int64)  # pairs on the keys within tol of each key (keys are integers)
+    lo, hi = 0, 0
+    for k in range(m):
+        while keys[lo] < keys[k] - tol:
+            lo += 1
+        hi = max(hi, k)
+        while hi + 1 < m and keys[hi + 1] <= keys[k] + tol:
+            hi += 1
+        window[k] = cum[hi + 1] - cum[lo]
+    best, n_best, k = np.empty(m, dtype=np.int64), 0, 0  # per item (a run of keys), its first largest window
+    while k < m:
+        top, j = k, k + 1
+        while j < m and keys[j] // span == keys[k] // span:
+            if window[j] > window[top]:
+                top = j
+            j += 1
+        best[n_best], n_best, k = top, n_best + 1, j
+    n_out = min(max_candidates, n_best)
+    out = np.empty((n_out, 7), dtype=np.int64)
+    taken = np.zeros(n_best, dtype=np.bool_)
+    for c in range(n_out):  # the items by window, most first; among equals the earlier (a stable sort)
+        pick = -1
+        for b in range(n_best):
+            if not taken[b] and (pick < 0 or window[best[b]] > window[best[pick]]):
+                pick = b
+        taken[pick] = True
+        item, delta = keys[best[pick]] // span, keys[best[pick]] % span - _DELTA_SPAN
+        base = item * span  # the pairs within tol of delta, never another item's
+        first = np.searchsorted(ordered, base + max(delta - tol + _DELTA_SPAN, 0), side="left")
+        last = np.searchsorted(ordered, base + min(delta + tol + _DELTA_SPAN, span - 1), side="right")
+        near = order[first:last]
+        by_time = np.argsort(call_frames[near])  # equal call frames in any order: groups are sets
+        calls, items = call_frames[near][by_time], item_frames[near][by_time]
+        out[c, 0], out[c, 1], size = item, delta, -1
+        start = 0
+        for j in range(1, calls.size + 1):
+            if j < calls.size and calls[j] - calls[j - 1] <= gap:
+                continue
+            if j - start > size:  # a group ends: the first with most pairs is kept
+                size, frames = j - start, 1
+                for t in range(start + 1, j):
+                    frames += calls[t] != calls[t - 1]
+                out[c, 2], out[c, 3] = calls[start], calls[j - 1]
+                out[c, 4], out[c, 5], out[c, 6] = items[start:j].min(), items[start:j].max(), frames
+            start = j
+    return out
