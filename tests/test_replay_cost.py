@@ -154,15 +154,15 @@ def test_pair_hashes_are_each_pairs_hash_in_anchor_time_order() -> None:
             assert np.array_equal(got_t, np.array(times, dtype=np.int32)[order]), (trial, params)
 
 
-def test_values_find_is_isin_with_positions() -> None:
+def test_values_hits_are_isin_with_positions() -> None:
     rng = np.random.default_rng(3)
     values = rng.integers(0, 1 << 31, 3000)
     values[:500] = values[500:1000]  # repeated values
     mine = replay._Values.of(values, np.arange(values.size))
     stored = np.concatenate([rng.integers(0, 1 << 31, 4000), values[::7], values[::11] + (1 << 20)])  # same low bits
-    at, pos = mine.find(stored)
-    assert np.array_equal(at, np.flatnonzero(np.isin(stored, values)))
-    assert np.array_equal(mine.distinct[pos], stored[at])
+    hits = mine.hits([np.column_stack([stored, np.arange(stored.size)])], [1])
+    assert np.array_equal(hits[:, 2], np.flatnonzero(np.isin(stored, values)))  # the rows' frames: positions
+    assert np.array_equal(mine.distinct[hits[:, 3]], hits[:, 0]) and np.array_equal(hits[:, 0], stored[hits[:, 2]])
     assert np.array_equal(mine.distinct, np.unique(values))
     runs = [mine.sorted_values[f : f + c] for f, c in zip(mine.first, mine.count, strict=True)]
     assert all(np.all(r == d) for r, d in zip(runs, mine.distinct, strict=True))

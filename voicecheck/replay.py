@@ -39,7 +39,7 @@ import numpy as np
 from . import storage
 from .crypto import Cipher
 from .errors import StoreError, UsageError
-from .fingerprint import INDEX_PARAMS, Fingerprint, FingerprintParams, stable_order
+from .fingerprint import INDEX_PARAMS, Fingerprint, FingerprintParams, stable_order, stable_sort
 from .jit import compiled
 
 log = logging.getLogger(__name__)
@@ -655,17 +655,14 @@ class FingerprintIndex:
     def _owner_rows(self, owner: str, q: _Values, before_id: int, until: str) -> np.ndarray:
         """(hash, item, frame, value) rows of one borrower's items (stored before item ``before_id`` and
         time ``until``) whose hash is one of the call's (value: its index in ``q.distinct``), read from
-        the items' own copies: a few small reads, whatever the size of the index. The items' rows are
-        searched together (one :meth:`_Values.find`), the hits in the order of the items."""
+        the items' own copies: a few small reads, whatever the size of the index. The hits are in the
+        order of the items (:meth:`_Values.hits`)."""
         sql = "SELECT id, added_at FROM items WHERE owner = ? AND id < ? AND added_at < ?"
         found = self._db.execute(sql, (owner, before_id, until)).fetchall()
         if not found:
             return np.zeros((0, 4), dtype=np.int64)
         parts = [self._item_rows(int(item_id), str(added_at)) for item_id, added_at in found]
-        rows = np.concatenate(parts)
-        ids = np.repeat(np.array([int(r[0]) for r in found], dtype=np.int64), [len(p) for p in parts])
-        at, pos = q.find(rows[:, 0])
-        return np.column_stack([rows[at, 0], ids[at], rows[at, 1], pos])
+        return q.hits(parts, [int(item_id) for item_id, _ in found])
 
     def _item_rows(self, item_id: int, added_at: str) -> np.ndarray:
         """An item's (stored value, frame) rows, int64, shape (n, 2): decoded once, then kept (items
@@ -830,6 +827,16 @@ class FingerprintIndex:
         )
 
 
+def compile_loops() -> None:
+    """Compile (or load from numba's cache) the look-up's loops now, once per process, by looking up a
+    few generated values: the batch's parent does it when its :class:`~voicecheck.replaycheck.Ledger`
+    is made, so no call pays it (CPU figures in ``benchmarks/results/replay.md``)."""
+    values = np.random.default_rng(0).integers(0, 1 << 31, 64)
+    q = _Values.of(values, np.arange(values.size))
+    hits = q.hits([np.column_stack([values, np.arange(values.size) + 5])], [1])
+    _best_spans(q, hits, DEFAULT_RULE, INDEX_PARAMS.frame_s)
+
+
 def _now() -> str:
     """Now as ISO 8601 UTC with microseconds (compares as text with the stores' timestamps in seconds,
     as retention does, and orders items stored within one second)."""
@@ -849,10 +856,6 @@ def _sorted_unique(values: np.ndarray) -> np.ndarray:
     return s[keep]
 
 
-_HASH_MULTIPLIER = 0x9E3779B97F4A7C15
-"""Fibonacci hashing: a value's slot in :attr:`_Values.table` is the top bits of value * this (mod 2**64)."""
-
-
 @dataclass(frozen=True)
 class _Values:
     """A call's (stored) hash values arranged for a lookup.
@@ -862,9 +865,9 @@ class _Values:
             keep the fingerprint's order), int64, shape (n,).
         distinct: the distinct values, sorted, shape (d,).
         first, count: where each distinct value's run starts in ``sorted_values`` and its length.
-        table: an open-addressing hash table of :attr:`distinct` (int64, 2**bits >= 2 d slots, at least
-            2): 0 for an empty slot, k > 0 for ``distinct[k - 1]``; a value starts at its Fibonacci
-            slot (:data:`_HASH_MULTIPLIER`) and moves on one slot at a time past taken ones.
+        directory, shift: the distinct values by bucket, the bucket of a value v being
+            ``(v - distinct[0]) >> shift``: bucket j's values are ``distinct[directory[j]:directory[j + 1]]``
+            (int32, one bucket per distinct value or fewer; shape (2**b + 1,), 2**b >= d).
     """
 
     sorted_values: np.ndarray
@@ -872,27 +875,41 @@ class _Values:
     distinct: np.ndarray
     first: np.ndarray
     count: np.ndarray
-    table: np.ndarray
+    directory: np.ndarray
+    shift: int
 
     @classmethod
     def of(cls, values: np.ndarray, frames: np.ndarray) -> _Values:
-        order = stable_order(np.asarray(values, dtype=np.int64))
-        v = np.ascontiguousarray(np.asarray(values, dtype=np.int64)[order])
-        first, count, table = compiled(_runs_loop)(v)
-        return cls(v, np.asarray(frames, dtype=np.int64)[order], v[first], first, count, table)
+        values, frames = np.asarray(values, dtype=np.int64), np.asarray(frames, dtype=np.int64)
+        low = int(values.min()) if values.size else 0
+        if values.size and int(values.max()) - low < 1 << 48:  # sorted with their frames, no permutation
+            v, f = stable_sort(values - low, frames)
+            v += low
+        else:
+            order = stable_order(values)
+            v, f = np.ascontiguousarray(values[order]), frames[order]
+        distinct, first, count, directory, shift = compiled(_runs_loop)(v)
+        return cls(v, f, distinct, first, count, directory, int(shift))
 
-    def find(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Which of ``values`` (int64, shape (k,)) are the call's: their positions (increasing) and the
-        index of each in :attr:`distinct` (``np.isin`` with positions, one probe of :attr:`table` a
-        value: ~3 ns against ~60 ns for a binary search, ``np.searchsorted``, here)."""
-        values = np.ascontiguousarray(values, dtype=np.int64)
-        at, pos = compiled(_find_loop)(self.table, self.distinct, values)
-        return np.asarray(at), np.asarray(pos)
+    def hits(self, parts: list[np.ndarray], items: list[int]) -> np.ndarray:
+        """The rows of ``parts`` (each an item's (stored value, frame) rows, int64, shape (n_i, 2); of
+        item ``items[i]``) whose value is one of the call's, part after part, each in its order:
+        (value, item, frame, index of the value in :attr:`distinct`), int64, shape (k, 4).
+
+        A value is looked for among the few distinct values of its bucket (:attr:`directory`): ~a
+        cache line read, where a binary search per value (``np.searchsorted``) cost ~60 ns here."""
+        out = np.empty((sum(len(p) for p in parts), 4), dtype=np.int64)  # pages never written are never touched
+        loop, k = compiled(_hits_loop), 0
+        for rows, item in zip(parts, items, strict=True):
+            rows = np.ascontiguousarray(rows, dtype=np.int64)
+            k = loop(self.distinct, self.directory, self.shift, rows, item, out, k)
+        return out[:k]
 
 
-def _runs_loop(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Of sorted int64 ``v``: where each run of equal values starts, its length, and the
-    :attr:`_Values.table` of the runs' values (run compiled: :func:`voicecheck.jit.compiled`)."""
+def _runs_loop(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Of sorted int64 ``v``: its distinct values, where each one's run starts and its length, and the
+    :attr:`_Values.directory` and ``shift`` of the distinct values (run compiled:
+    :func:`voicecheck.jit.compiled`)."""
     n = v.size
     first = np.empty(n, dtype=np.int64)
     d = 0
@@ -900,38 +917,48 @@ def _runs_loop(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if k == 0 or v[k] != v[k - 1]:
             first[d] = k
             d += 1
+    first = first[:d].copy()
     count = np.empty(d, dtype=np.int64)
     for r in range(d):
         count[r] = (first[r + 1] if r + 1 < d else n) - first[r]
-    bits = 1
-    while (1 << bits) < 2 * d:
+    distinct = v[first]
+    bits = 0  # 2**bits buckets, at least one per distinct value
+    while (1 << bits) < d:
         bits += 1
-    mask = (1 << bits) - 1
-    table = np.zeros(1 << bits, dtype=np.int64)
-    for r in range(d):
-        h = np.int64((np.uint64(v[first[r]]) * np.uint64(_HASH_MULTIPLIER)) >> np.uint64(64 - bits))
-        while table[h] != 0:
-            h = (h + 1) & mask
-        table[h] = r + 1
-    return first[:d].copy(), count, table
+    span = np.uint64(distinct[d - 1]) - np.uint64(distinct[0]) if d else np.uint64(0)  # exact as unsigned
+    width = 0
+    while width < 64 and (span >> np.uint64(width)) != np.uint64(0):
+        width += 1
+    shift = max(0, width - bits)
+    directory = np.empty((1 << bits) + 1, dtype=np.int32)
+    r = 0
+    for j in range((1 << bits) + 1):
+        while r < d and np.int64((np.uint64(distinct[r]) - np.uint64(distinct[0])) >> np.uint64(shift)) < j:
+            r += 1
+        directory[j] = r
+    return distinct, first, count, directory, shift
 
 
-def _find_loop(table: np.ndarray, distinct: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:meth:`_Values.find` (run compiled: :func:`voicecheck.jit.compiled`)."""
-    bits, mask = 1, table.size - 1
-    while (1 << bits) < table.size:
-        bits += 1
-    at, pos = np.empty(values.size, dtype=np.int64), np.empty(values.size, dtype=np.int64)
-    k = 0
-    for j in range(values.size):
-        h = np.int64((np.uint64(values[j]) * np.uint64(_HASH_MULTIPLIER)) >> np.uint64(64 - bits))
-        while table[h] != 0:
-            if distinct[table[h] - 1] == values[j]:
-                at[k], pos[k] = j, table[h] - 1
-                k += 1
+def _hits_loop(
+    distinct: np.ndarray, directory: np.ndarray, shift: int, rows: np.ndarray, item: int, out: np.ndarray, k: int
+) -> int:
+    """:meth:`_Values.hits` of one item's ``rows``, written into ``out`` from row ``k`` on; returns
+    the rows written so far (run compiled: :func:`voicecheck.jit.compiled`)."""
+    if distinct.size == 0:
+        return k
+    low, high = distinct[0], distinct[distinct.size - 1]
+    for j in range(rows.shape[0]):
+        value = rows[j, 0]
+        if value < low or value > high:
+            continue
+        bucket = np.int64((np.uint64(value) - np.uint64(low)) >> np.uint64(shift))
+        for t in range(directory[bucket], directory[bucket + 1]):
+            if distinct[t] >= value:
+                if distinct[t] == value:
+                    out[k, 0], out[k, 1], out[k, 2], out[k, 3] = value, item, rows[j, 1], t
+                    k += 1
                 break
-            h = (h + 1) & mask
-    return at[:k].copy(), pos[:k].copy()
+    return k
 
 
 def _unique_rows(rows: np.ndarray) -> np.ndarray:
@@ -1004,20 +1031,21 @@ def _best_spans(q: _Values, hits: np.ndarray, rule: MatchRule, hop_s: float) -> 
     """Per candidate item, the largest group of hits on its best time difference.
 
     Every index hit (hash, item, frame, index of its value in ``q.distinct``) is paired with every call
-    frame holding its value (:func:`_pairs_loop`); the pairs are ordered by (item, time difference),
-    and :func:`_spans_loop` finds each item's best difference (most pairs within
+    frame holding its value (:func:`_pairs_loop`); the pairs are ordered by their key ``item * 2**25 +
+    (item frame - call frame) + 2**24`` (a compact key of the same order is sorted: :func:`stable_sort`),
+    and :func:`_spans_loop` finds each item's best difference (most pairs with keys within
     ``rule.tolerance_frames``, the smallest of equals), keeps the ``rule.max_candidates`` items with
     most pairs on it (fewer ids first among equals) and splits each one's pairs near it where the call
-    has gaps > ``rule.max_gap_s``: the first group with most pairs is its span. Integer work, in two
-    compiled loops (:func:`voicecheck.jit.compiled`; in numpy it took ~25 passes, ~0.35 ms a lookup)."""
+    has gaps > ``rule.max_gap_s``: the first group with most pairs is its span. Integer work in compiled
+    loops (:func:`voicecheck.jit.compiled`; in numpy it took ~25 passes, ~0.35 ms a lookup)."""
     if hits.size == 0:
         return []
     hits = np.ascontiguousarray(hits, dtype=np.int64)
-    packed, item_frames, call_frames = compiled(_pairs_loop)(q.first, q.count, q.sorted_frames, hits)
-    order = np.ascontiguousarray(stable_order(packed))  # a group's order does not matter (_spans_loop)
+    items, keys, call_frames, low, bits = compiled(_pairs_loop)(q.first, q.count, q.sorted_frames, hits)
+    keys, call_frames = stable_sort(keys, call_frames)  # a group's order does not matter (_spans_loop)
     gap = int(round(rule.max_gap_s / hop_s))
     spans = compiled(_spans_loop)
-    found = spans(packed, order, item_frames, call_frames, rule.tolerance_frames, rule.max_candidates, gap)
+    found = spans(keys, call_frames, items, low, bits, rule.tolerance_frames, rule.max_candidates, gap)
     return [
         (item, _Span(call_first, call_last, item_first, item_last, hits=n, delta=delta))
         for item, delta, call_first, call_last, item_first, item_last, n in found.tolist()
@@ -1026,91 +1054,103 @@ def _best_spans(q: _Values, hits: np.ndarray, rule: MatchRule, hop_s: float) -> 
 
 def _pairs_loop(
     first: np.ndarray, count: np.ndarray, sorted_frames: np.ndarray, hits: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
     """Every hit (a row of ``hits``) with every call frame of its value (``sorted_frames[first[v]:
-    first[v] + count[v]]``, in that order), hit after hit: the pair's key ``item * 2**25 + (item frame
-    - call frame) + 2**24``, its item frame and its call frame (int64, shape (n,) each; run compiled:
+    first[v] + count[v]]``), hit after hit: the hits' distinct items (sorted), and per pair its compact
+    key ``rank << bits | (item frame - call frame - low)`` (rank: of its item among them) and its call
+    frame (int64, shape (n,) each); ``low``, the least difference the frames allow, and ``bits``. The
+    compact keys sort as the pairs' keys ``item * 2**25 + difference + 2**24`` do (run compiled:
     :func:`voicecheck.jit.compiled`)."""
-    n = 0
-    for h in range(hits.shape[0]):
+    k = hits.shape[0]
+    starts = np.empty(k, dtype=np.int64)  # the first item of each run of hits of one item
+    n_runs, n = 0, 0
+    for h in range(k):
         n += count[hits[h, 3]]
-    packed = np.empty(n, dtype=np.int64)
-    item_frames, call_frames = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
-    k = 0
-    for h in range(hits.shape[0]):
+        if h == 0 or hits[h, 1] != hits[h - 1, 1]:
+            starts[n_runs] = hits[h, 1]
+            n_runs += 1
+    runs = np.sort(starts[:n_runs])  # the batch's look-ups: one run per item
+    items = np.empty(n_runs, dtype=np.int64)
+    n_items = 0
+    for r in range(n_runs):
+        if r == 0 or runs[r] != runs[r - 1]:
+            items[n_items] = runs[r]
+            n_items += 1
+    items = items[:n_items].copy()
+    low = hits[:, 2].min() - sorted_frames.max()
+    widest, bits = hits[:, 2].max() - sorted_frames.min() - low, 0
+    while (1 << bits) <= widest:
+        bits += 1
+    keys, call_frames = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    p, rank = 0, 0
+    for h in range(k):
+        if h == 0 or hits[h, 1] != hits[h - 1, 1]:
+            rank = np.searchsorted(items, hits[h, 1])
         v, frame = hits[h, 3], hits[h, 2]
         for j in range(first[v], first[v] + count[v]):
-            packed[k] = hits[h, 1] * (2 * _DELTA_SPAN) + (frame - sorted_frames[j]) + _DELTA_SPAN
-            item_frames[k], call_frames[k] = frame, sorted_frames[j]
-            k += 1
-    return packed, item_frames, call_frames
+            keys[p], call_frames[p] = (rank << bits) | (frame - sorted_frames[j] - low), sorted_frames[j]
+            p += 1
+    return items, keys, call_frames, low, bits
 
 
 def _spans_loop(
-    packed: np.ndarray,
-    order: np.ndarray,
-    item_frames: np.ndarray,
+    keys: np.ndarray,
     call_frames: np.ndarray,
+    items: np.ndarray,
+    low: int,
+    bits: int,
     tol: int,
     max_candidates: int,
     gap: int,
 ) -> np.ndarray:
-    """:func:`_best_spans`' search over the pairs (``order`` sorts ``packed``; ties in any order): per
-    candidate, most pairs first, (item, delta, call_first, call_last, item_first, item_last, hits
-    counted once per call frame), int64, shape (candidates, 7). Run compiled: :func:`voicecheck.jit.compiled`."""
-    span = 2 * _DELTA_SPAN
-    ordered = packed[order]
-    n = ordered.size
-    keys, cum = np.empty(n, dtype=np.int64), np.empty(n + 1, dtype=np.int64)  # distinct keys, pairs before each
-    m = 0
-    for k in range(n):
-        if k == 0 or ordered[k] != ordered[k - 1]:
-            keys[m], cum[m] = ordered[k], k
-            m += 1
-    cum[m] = n
-    window = np.empty(m, dtype=np.int64)  # pairs on the keys within tol of each key (keys are integers)
-    lo, hi = 0, 0
-    for k in range(m):
-        while keys[lo] < keys[k] - tol:
+    """:func:`_best_spans`' search over the pairs (compact ``keys`` sorted, as :func:`_pairs_loop`
+    makes them; equal keys in any order): per candidate, most pairs first, (item, delta, call_first,
+    call_last, item_first, item_last, hits counted once per call frame), int64, shape (candidates, 7).
+    Windows, items and ranges are those of the pairs' full keys ``item * 2**25 + delta + 2**24``.
+    Run compiled: :func:`voicecheck.jit.compiled`."""
+    span, n = 2 * _DELTA_SPAN, keys.size
+    deltas = (keys & ((1 << bits) - 1)) + low
+    full = items[keys >> bits] * span + deltas + _DELTA_SPAN
+    best_key, best_window = np.empty(items.size, dtype=np.int64), np.empty(items.size, dtype=np.int64)
+    n_best, lo, hi, p = 0, 0, 0, 0
+    while p < n:  # per distinct key: the pairs within tol of it; per item, its first largest window
+        end = p + 1
+        while end < n and full[end] == full[p]:
+            end += 1
+        while full[lo] < full[p] - tol:
             lo += 1
-        hi = max(hi, k)
-        while hi + 1 < m and keys[hi + 1] <= keys[k] + tol:
+        hi = max(hi, end)
+        while hi < n and full[hi] <= full[p] + tol:
             hi += 1
-        window[k] = cum[hi + 1] - cum[lo]
-    best, n_best, k = np.empty(m, dtype=np.int64), 0, 0  # per item (a run of keys), its first largest window
-    while k < m:
-        top, j = k, k + 1
-        while j < m and keys[j] // span == keys[k] // span:
-            if window[j] > window[top]:
-                top = j
-            j += 1
-        best[n_best], n_best, k = top, n_best + 1, j
+        if n_best == 0 or best_key[n_best - 1] // span != full[p] // span:
+            best_key[n_best], best_window[n_best] = full[p], hi - lo
+            n_best += 1
+        elif hi - lo > best_window[n_best - 1]:
+            best_key[n_best - 1], best_window[n_best - 1] = full[p], hi - lo
+        p = end
     n_out = min(max_candidates, n_best)
     out = np.empty((n_out, 7), dtype=np.int64)
     taken = np.zeros(n_best, dtype=np.bool_)
     for c in range(n_out):  # the items by window, most first; among equals the earlier (a stable sort)
         pick = -1
         for b in range(n_best):
-            if not taken[b] and (pick < 0 or window[best[b]] > window[best[pick]]):
+            if not taken[b] and (pick < 0 or best_window[b] > best_window[pick]):
                 pick = b
         taken[pick] = True
-        item, delta = keys[best[pick]] // span, keys[best[pick]] % span - _DELTA_SPAN
-        base = item * span  # the pairs within tol of delta, never another item's
-        first = np.searchsorted(ordered, base + max(delta - tol + _DELTA_SPAN, 0), side="left")
-        last = np.searchsorted(ordered, base + min(delta + tol + _DELTA_SPAN, span - 1), side="right")
-        near = order[first:last]
-        by_time = np.argsort(call_frames[near])  # equal call frames in any order: groups are sets
-        calls, items = call_frames[near][by_time], item_frames[near][by_time]
-        out[c, 0], out[c, 1], size = item, delta, -1
-        start = 0
-        for j in range(1, calls.size + 1):
-            if j < calls.size and calls[j] - calls[j - 1] <= gap:
+        item, delta = best_key[pick] // span, best_key[pick] % span - _DELTA_SPAN
+        first = np.searchsorted(full, item * span + max(delta - tol + _DELTA_SPAN, 0), side="left")
+        last = np.searchsorted(full, item * span + min(delta + tol + _DELTA_SPAN, span - 1), side="right")
+        by_time = first + np.argsort(call_frames[first:last])  # equal call frames in any order: groups are sets
+        out[c, 0], out[c, 1], size, start = item, delta, -1, 0
+        for j in range(1, by_time.size + 1):
+            if j < by_time.size and call_frames[by_time[j]] - call_frames[by_time[j - 1]] <= gap:
                 continue
             if j - start > size:  # a group ends: the first with most pairs is kept
-                size, frames = j - start, 1
-                for t in range(start + 1, j):
-                    frames += calls[t] != calls[t - 1]
-                out[c, 2], out[c, 3] = calls[start], calls[j - 1]
-                out[c, 4], out[c, 5], out[c, 6] = items[start:j].min(), items[start:j].max(), frames
+                group = by_time[start:j]
+                frames = call_frames[group]
+                size = j - start
+                out[c, 2], out[c, 3] = frames[0], frames[-1]
+                out[c, 4], out[c, 5] = (deltas[group] + frames).min(), (deltas[group] + frames).max()
+                out[c, 6] = 1 + np.count_nonzero(frames[1:] != frames[:-1])
             start = j
     return out

@@ -34,7 +34,7 @@ from . import fingerprint as fingerprint_module
 from .crypto import Cipher
 from .errors import InsufficientSpeechError
 from .fingerprint import Fingerprint, FingerprintError, fingerprints, padded_regions
-from .replay import FingerprintIndex, MatchRule, ReplayMatch
+from .replay import FingerprintIndex, MatchRule, ReplayMatch, compile_loops
 from .types import CallResult, SpeechRegion
 
 if TYPE_CHECKING:
@@ -305,6 +305,7 @@ class Ledger:
     """
 
     def __init__(self, indexes: Indexes, calls: CallStore, chunk: int = LEDGER_CHUNK) -> None:
+        compile_loops()  # the look-up's compiled loops, before the first call
         self.indexes = indexes
         self.calls = calls
         self.chunk = max(1, int(chunk))
