@@ -205,13 +205,29 @@ def test_best_spans_of_equal_items_and_single_hits() -> None:
     assert replay._best_spans(q, hits[:0], rule, 0.01) == []
 
 
-def test_matches_are_querys_matches(tmp_path: Path) -> None:
+def test_owner_searches_are_searches_over_all_items_kept_to_the_owner(tmp_path: Path) -> None:
+    """A borrower's matches (read from their items' own rows, with the names in ``before`` and
+    ``exclude`` found among their items or, for another borrower's, in the index) are the matches of
+    a search over all items (the table keyed by hash value) that are theirs; query() agrees, and the
+    items counted are the borrower's."""
     x, rate = _clip(CLIP_A)
-    with FingerprintIndex(tmp_path / "fp.sqlite", key=KEY, all_items=False) as idx:
+    with FingerprintIndex(tmp_path / "fp.sqlite", key=KEY) as idx:
         idx.add("enroll-a", fingerprint(x, rate), "enrollment", owner="a")
+        idx.add("call-b", fingerprint(_phone(x, rate, seed=3), 8000), "call", owner="b")
         idx.add("call-a", fingerprint(_phone(x, rate, seed=4), 8000), "call", owner="a")
+        idx.add("call-a2", fingerprint(_phone(x, rate, seed=6), 8000), "call", owner="a")
         call = fingerprint(_phone(x, rate, seed=5), 8000, params=QUERY_PARAMS)
-        for kw in ({}, {"exclude": ("call-a",)}, {"before": "call-a"}, {"exclude": ("x",), "before": "call-a"}):
-            want = idx.query(call, owner="a", **kw).matches  # type: ignore[arg-type]
-            assert idx.matches(call, "a", **kw) == want  # type: ignore[arg-type]
-        assert len(idx.matches(call, "a")) == 2
+        kws: list[dict] = [
+            {},
+            {"exclude": ("call-a",)},
+            {"before": "call-a"},
+            {"before": "call-b"},
+            {"before": "nothing"},
+            {"exclude": ("call-b", "x"), "before": "call-a2"},
+            {"added_before": idx.added_at("call-a")},
+        ]
+        for kw in kws:
+            found, items = idx.matches(call, "a", **kw)
+            assert found == tuple(m for m in idx.query(call, **kw).matches if m.owner == "a"), kw
+            assert found == idx.query(call, owner="a", **kw).matches and items == idx.count("a") == 3
+        assert len(idx.matches(call, "a")[0]) == 3 and len(idx.matches(call, "a", before="call-b")[0]) == 1

@@ -652,17 +652,51 @@ class FingerprintIndex:
             found += self._db.execute(text, chunk + tail).fetchall()
         return found
 
-    def _owner_rows(self, owner: str, q: _Values, before_id: int, until: str) -> np.ndarray:
-        """(hash, item, frame, value) rows of one borrower's items (stored before item ``before_id`` and
-        time ``until``) whose hash is one of the call's (value: its index in ``q.distinct``), read from
-        the items' own copies: a few small reads, whatever the size of the index. The hits are in the
-        order of the items (:meth:`_Values.hits`)."""
-        sql = "SELECT id, added_at FROM items WHERE owner = ? AND id < ? AND added_at < ?"
-        found = self._db.execute(sql, (owner, before_id, until)).fetchall()
-        if not found:
-            return np.zeros((0, 4), dtype=np.int64)
-        parts = [self._item_rows(int(item_id), str(added_at)) for item_id, added_at in found]
-        return q.hits(parts, [int(item_id) for item_id, _ in found])
+    def _owner_hits(
+        self, owner: str, q: _Values, exclude: Collection[str], before: str | None, added_before: str | None
+    ) -> tuple[np.ndarray, dict[int, tuple[str, str, str]], int]:
+        """:meth:`_search` among one borrower's items: (hash, item, frame, value) rows of their items
+        (stored before item ``before`` and time ``added_before``, none named in ``exclude``) whose hash is
+        one of the call's (value: its index in ``q.distinct``), read from the items' own copies, in the
+        order of the items (:meth:`_Values.hits`); each item's name, kind and owner by id; and how many
+        items the borrower has. One read of the borrower's items serves all three (an item named in
+        ``exclude`` that is not theirs has none of their rows); a few small reads in all, whatever the
+        size of the index."""
+        found = self._db.execute("SELECT id, name, kind, added_at FROM items WHERE owner = ?", (owner,)).fetchall()
+        ids = {str(name): int(item_id) for item_id, name, _, _ in found}
+        before_id = None if before is None else ids[before] if before in ids else self._item_id(before)
+        before_id = (1 << 62) if before_id is None else before_id
+        until = added_before or "9999"
+        excluded = {ids[name] for name in exclude if name in ids}
+        searched = [
+            (int(item_id), str(added_at))
+            for item_id, _, _, added_at in found
+            if int(item_id) < before_id and str(added_at) < until and int(item_id) not in excluded
+        ]
+        hits = q.hits([self._item_rows(item_id, added_at) for item_id, added_at in searched], [i for i, _ in searched])
+        return hits, {int(item_id): (str(name), str(kind), owner) for item_id, name, kind, _ in found}, len(found)
+
+    def _all_hits(
+        self, q: _Values, exclude: Collection[str], before: str | None, added_before: str | None, max_rows: int
+    ) -> tuple[np.ndarray, int]:
+        """:meth:`_search` over all items: (hash, item, frame, value) rows of the items stored before
+        item ``before`` and time ``added_before``, none named in ``exclude``, from the table keyed by hash
+        value, rarest values first within ``max_rows`` rows; and the distinct values skipped."""
+        named = {name: self._item_id(name) for name in {*exclude, *([] if before is None else [before])}}
+        before_id = named[before] if before is not None else None
+        before_id = (1 << 62) if before_id is None else before_id
+        wanted, skipped = self._within_budget(q.distinct, max_rows)
+        found = self._select("SELECT hash, item, frame FROM landmarks WHERE hash IN ({})", wanted.tolist())
+        hits = np.asarray(found, dtype=np.int64).reshape(-1, 3)
+        hits = np.column_stack([hits, np.searchsorted(q.distinct, hits[:, 0])])
+        hits = hits[hits[:, 1] < before_id]
+        if added_before is not None:
+            later = [r[0] for r in self._db.execute("SELECT id FROM items WHERE added_at >= ?", (added_before,))]
+            hits = hits[~np.isin(hits[:, 1], later)]
+        excluded = {item_id for name in exclude if (item_id := named[name]) is not None}
+        if excluded and hits.size:
+            hits = hits[~np.isin(hits[:, 1], list(excluded))]
+        return hits, skipped
 
     def _item_rows(self, item_id: int, added_at: str) -> np.ndarray:
         """An item's (stored value, frame) rows, int64, shape (n, 2): decoded once, then kept (items
@@ -730,7 +764,7 @@ class FingerprintIndex:
         Raises:
             UsageError: a fingerprint made with other parameters, an empty one, or max_rows < 1.
         """
-        matches, rows, skipped = self._search(fp, exclude, rule, owner, max_rows, before, added_before)
+        matches, rows, skipped, _ = self._search(fp, exclude, rule, owner, max_rows, before, added_before)
         passing = tuple(m for m in matches if m.is_replay)
         return ReplayCheck(
             replay=bool(passing),
@@ -752,16 +786,17 @@ class FingerprintIndex:
         exclude: Collection[str] = (),
         before: str | None = None,
         added_before: str | None = None,
-    ) -> tuple[ReplayMatch, ...]:
-        """:meth:`query`'s ``matches`` among one borrower's items, without the figures a
-        :class:`ReplayCheck` also reports: its ``items_in_index`` counts the whole index, a scan of it
-        that grows with the index (``SELECT COUNT(*)``), which the batch's look-ups have no use for.
+    ) -> tuple[tuple[ReplayMatch, ...], int]:
+        """:meth:`query`'s ``matches`` among one borrower's items, and how many items the borrower has
+        in the index (:meth:`count`), without the figures a :class:`ReplayCheck` also reports: its
+        ``items_in_index`` counts the whole index, a scan of it that grows with the index (``SELECT
+        COUNT(*)``), which the batch's look-ups have no use for.
 
         Raises:
             UsageError: as :meth:`query`.
         """
-        found = self._search(fp, exclude, rule, owner, DEFAULT_MAX_ROWS, before, added_before)[0]
-        return tuple(m for m in found if m.is_replay)
+        found, _, _, items = self._search(fp, exclude, rule, owner, DEFAULT_MAX_ROWS, before, added_before)
+        return tuple(m for m in found if m.is_replay), items
 
     def _search(
         self,
@@ -772,40 +807,28 @@ class FingerprintIndex:
         max_rows: int,
         before: str | None,
         added_before: str | None,
-    ) -> tuple[list[ReplayMatch], int, int]:
+    ) -> tuple[list[ReplayMatch], int, int, int]:
         """:meth:`query`'s search: every span found, passing ``rule`` or not, most hits first; the
-        index rows that shared a hash value with the call; the distinct values skipped."""
+        index rows that shared a hash value with the call; the distinct values skipped; the items
+        ``owner`` has in the index (0 when None)."""
         self._check_fingerprint(fp, "the call's fingerprint")
         if max_rows < 1:
             raise UsageError(f"max_rows must be >= 1, got {max_rows}.")
         q = self._arranged(fp)
-        named = {name: self._item_id(name) for name in {*exclude, *([] if before is None else [before])}}
-        before_id = named[before] if before is not None else None
-        before_id = (1 << 62) if before_id is None else before_id
-        until = added_before or "9999"
         if owner is not None:
-            hits = self._owner_rows(owner, q, before_id, until)
+            hits, about, items = self._owner_hits(owner, q, exclude, before, added_before)
             skipped = 0
         elif not self.all_items:
             raise UsageError(f"{self.path} keeps no table for searches over all items: give an owner.")
         else:
-            wanted, skipped = self._within_budget(q.distinct, max_rows)
-            found = self._select("SELECT hash, item, frame FROM landmarks WHERE hash IN ({})", wanted.tolist())
-            hits = np.asarray(found, dtype=np.int64).reshape(-1, 3)
-            hits = np.column_stack([hits, np.searchsorted(q.distinct, hits[:, 0])])
-            hits = hits[hits[:, 1] < before_id]
-            if added_before is not None:
-                later = [r[0] for r in self._db.execute("SELECT id FROM items WHERE added_at >= ?", (until,))]
-                hits = hits[~np.isin(hits[:, 1], later)]
-        excluded = {item_id for name in exclude if (item_id := named[name]) is not None}
-        if excluded and hits.size:
-            hits = hits[~np.isin(hits[:, 1], list(excluded))]
+            (hits, skipped), items = self._all_hits(q, exclude, before, added_before, max_rows), 0
         spans = _best_spans(q, hits, rule, self.params.frame_s)
-        found = self._select("SELECT id, name, kind, owner FROM items WHERE id IN ({})", [item for item, _ in spans])
-        about = {int(r[0]): tuple(r[1:]) for r in found}
+        if owner is None:
+            sql = "SELECT id, name, kind, owner FROM items WHERE id IN ({})"
+            about = {int(r[0]): tuple(r[1:]) for r in self._select(sql, [item for item, _ in spans])}
         matches = [self._describe(about[item], span, rule) for item, span in spans]
         matches.sort(key=lambda m: (-m.hits, m.item))
-        return matches, int(hits.shape[0]), skipped
+        return matches, int(hits.shape[0]), skipped, items
 
     def _describe(self, about: tuple[str, str, str], span: _Span, rule: MatchRule) -> ReplayMatch:
         """The match of one span in an item (``about``: its name, kind and owner)."""
