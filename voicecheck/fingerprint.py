@@ -311,7 +311,7 @@ def padded_regions(
 
 
 _RADIX_BITS = 11
-"""Bits of a digit of :func:`_radix_order_loop` (2,048 counters: they stay in the CPU's first cache)."""
+"""Bits of a digit of :func:`_radix_sort_loop` (2,048 counters: they stay in the CPU's first-level cache)."""
 
 
 def stable_order(values: np.ndarray) -> np.ndarray:

@@ -879,6 +879,10 @@ def _sorted_unique(values: np.ndarray) -> np.ndarray:
     return s[keep]
 
 
+_SEEN_BITS = 18
+"""Low bits of a value that :attr:`_Values.seen` keeps a bit for (2**18 bits: 32 KB, in the first-level cache)."""
+
+
 @dataclass(frozen=True)
 class _Values:
     """A call's (stored) hash values arranged for a lookup.
@@ -891,6 +895,8 @@ class _Values:
         directory, shift: the distinct values by bucket, the bucket of a value v being
             ``(v - distinct[0]) >> shift``: bucket j's values are ``distinct[directory[j]:directory[j + 1]]``
             (int32, one bucket per distinct value or fewer; shape (2**b + 1,), 2**b >= d).
+        seen: bit ``v & (2**_SEEN_BITS - 1)`` is set for every distinct value v (uint64 words, 32 KB):
+            most values that are not the call's are told by this bit alone, without a bucket's read.
     """
 
     sorted_values: np.ndarray
@@ -900,6 +906,7 @@ class _Values:
     count: np.ndarray
     directory: np.ndarray
     shift: int
+    seen: np.ndarray
 
     @classmethod
     def of(cls, values: np.ndarray, frames: np.ndarray) -> _Values:
@@ -911,28 +918,29 @@ class _Values:
         else:
             order = stable_order(values)
             v, f = np.ascontiguousarray(values[order]), frames[order]
-        distinct, first, count, directory, shift = compiled(_runs_loop)(v)
-        return cls(v, f, distinct, first, count, directory, int(shift))
+        distinct, first, count, directory, shift, seen = compiled(_runs_loop)(v, _SEEN_BITS)
+        return cls(v, f, distinct, first, count, directory, int(shift), seen)
 
     def hits(self, parts: list[np.ndarray], items: list[int]) -> np.ndarray:
         """The rows of ``parts`` (each an item's (stored value, frame) rows, int64, shape (n_i, 2); of
         item ``items[i]``) whose value is one of the call's, part after part, each in its order:
         (value, item, frame, index of the value in :attr:`distinct`), int64, shape (k, 4).
 
-        A value is looked for among the few distinct values of its bucket (:attr:`directory`): ~a
-        cache line read, where a binary search per value (``np.searchsorted``) cost ~60 ns here."""
+        A value whose bit in :attr:`seen` is set is looked for among the few distinct values of its
+        bucket (:attr:`directory`): a cache line or two, where a binary search per value
+        (``np.searchsorted``) cost ~60 ns here."""
         out = np.empty((sum(len(p) for p in parts), 4), dtype=np.int64)  # pages never written are never touched
         loop, k = compiled(_hits_loop), 0
         for rows, item in zip(parts, items, strict=True):
             rows = np.ascontiguousarray(rows, dtype=np.int64)
-            k = loop(self.distinct, self.directory, self.shift, rows, item, out, k)
+            k = loop(self.distinct, self.directory, self.shift, self.seen, rows, item, out, k)
         return out[:k]
 
 
-def _runs_loop(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+def _runs_loop(v: np.ndarray, seen_bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
     """Of sorted int64 ``v``: its distinct values, where each one's run starts and its length, and the
-    :attr:`_Values.directory` and ``shift`` of the distinct values (run compiled:
-    :func:`voicecheck.jit.compiled`)."""
+    :attr:`_Values.directory`, ``shift`` and ``seen`` (of ``seen_bits`` low bits) of the distinct values
+    (run compiled: :func:`voicecheck.jit.compiled`)."""
     n = v.size
     first = np.empty(n, dtype=np.int64)
     d = 0
@@ -954,25 +962,37 @@ def _runs_loop(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
         width += 1
     shift = max(0, width - bits)
     directory = np.empty((1 << bits) + 1, dtype=np.int32)
-    r = 0
-    for j in range((1 << bits) + 1):
-        while r < d and np.int64((np.uint64(distinct[r]) - np.uint64(distinct[0])) >> np.uint64(shift)) < j:
-            r += 1
-        directory[j] = r
-    return distinct, first, count, directory, shift
+    seen = np.zeros(1 << max(0, seen_bits - 6), dtype=np.uint64)
+    j = 0  # directory[j]: the first distinct value of bucket j or a later one
+    for r in range(d):
+        bucket = np.int64((np.uint64(distinct[r]) - np.uint64(distinct[0])) >> np.uint64(shift))
+        while j <= bucket:
+            directory[j] = r
+            j += 1
+        low_bits = distinct[r] & ((1 << seen_bits) - 1)
+        seen[low_bits >> 6] |= np.uint64(1) << np.uint64(low_bits & 63)
+    directory[j:] = d
+    return distinct, first, count, directory, shift, seen
 
 
 def _hits_loop(
-    distinct: np.ndarray, directory: np.ndarray, shift: int, rows: np.ndarray, item: int, out: np.ndarray, k: int
+    distinct: np.ndarray,
+    directory: np.ndarray,
+    shift: int,
+    seen: np.ndarray,
+    rows: np.ndarray,
+    item: int,
+    out: np.ndarray,
+    k: int,
 ) -> int:
     """:meth:`_Values.hits` of one item's ``rows``, written into ``out`` from row ``k`` on; returns
     the rows written so far (run compiled: :func:`voicecheck.jit.compiled`)."""
     if distinct.size == 0:
         return k
-    low, high = distinct[0], distinct[distinct.size - 1]
+    low, high, mask = distinct[0], distinct[distinct.size - 1], seen.size * 64 - 1
     for j in range(rows.shape[0]):
         value = rows[j, 0]
-        if value < low or value > high:
+        if value < low or value > high or not (seen[(value & mask) >> 6] >> np.uint64(value & 63)) & np.uint64(1):
             continue
         bucket = np.int64((np.uint64(value) - np.uint64(low)) >> np.uint64(shift))
         for t in range(directory[bucket], directory[bucket + 1]):
