@@ -67,7 +67,7 @@ def open_index(settings: Any, cipher: Cipher, kind: str) -> FingerprintIndex:
 
     Lookups are per borrower, so the index keeps no table for searches over all items: storing a
     call then costs the same at any index size (``benchmarks/replay_cost.py``: looking a call up and
-    storing it ~1.9 ms of CPU with 10^4 calls stored as with none, ~75 ms with that table, whose
+    storing it ~1.2-1.5 ms of CPU with 10^4 calls stored as with none, ~65 ms with that table, whose
     B-tree grows with every call).
 
     Args:
