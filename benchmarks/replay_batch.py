@@ -77,10 +77,13 @@ def child(work: Path, replay: bool, tag: str) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     settings = load_settings(None, store=str(work / "store"), embeddings=str(emb), workers=1, replay=replay)
     Engine(settings).embed_call(warm_up_audio(work), None)  # models loaded and warm before the clock
-    if replay:  # ... and the fingerprint's compiled loops, as a worker does at start-up
-        from voicecheck.fingerprint import compile_loops
+    if replay:  # ... and the compiled loops: the fingerprint's, as a worker does at start-up, and the
+        # look-up's, as the parent's ledger does when it is made (each once per process)
+        from voicecheck import fingerprint
+        from voicecheck import replay as replay_module
 
-        compile_loops()
+        fingerprint.compile_loops()
+        replay_module.compile_loops()
     t, c = time.perf_counter(), _cpu_s()
     summary = run_batch(work / "calls.csv", out, settings)
     return {

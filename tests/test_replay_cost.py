@@ -14,6 +14,7 @@ from tests.test_fingerprint import CLIP_A, CLIP_B, KEY, _clip, _phone
 from voicecheck import fingerprint as fpmod
 from voicecheck import replay
 from voicecheck.fingerprint import INDEX_PARAMS, QUERY_PARAMS, FingerprintParams, fingerprint, fingerprints
+from voicecheck.jit import compiled
 from voicecheck.replay import FingerprintIndex
 from voicecheck.types import SpeechRegion
 
@@ -23,13 +24,13 @@ from voicecheck.types import SpeechRegion
 def test_local_maxima_are_scipys_max_filter_value_for_value(shape: tuple[int, int], half_t: int, half_f: int) -> None:
     rng = np.random.default_rng(sum(shape) + half_t)
     a = np.round(rng.standard_normal(shape), 1).astype(np.float32)  # many ties
-    along_time = fpmod._compiled("_time_max_loop")(a, half_t)
+    along_time = compiled(fpmod._time_max_loop)(a, half_t)
     assert np.array_equal(along_time, ndimage.maximum_filter1d(a, 2 * half_t + 1, axis=0, mode="nearest"))
     box = ndimage.maximum_filter(a, size=(2 * half_t + 1, 2 * half_f + 1), mode="nearest")
-    tops = fpmod._compiled("_tops_loop")
+    tops = compiled(fpmod._tops_loop)
     for is_peak in (np.ones(shape, dtype=bool), rng.random(shape) < 0.3, np.zeros(shape, dtype=bool)):
         assert np.array_equal(tops(a, along_time, is_peak, half_f), is_peak & (a >= box))
-    assert fpmod._compiled("_time_max_loop")(a[:0], half_t).shape == (0, shape[1])
+    assert compiled(fpmod._time_max_loop)(a[:0], half_t).shape == (0, shape[1])
 
 
 @pytest.mark.parametrize("shape", [(1, 9), (40, 99), (300, 20)])
@@ -159,15 +160,15 @@ def test_pair_hashes_are_each_pairs_hash_in_anchor_time_order() -> None:
             assert np.array_equal(got_t, np.array(times, dtype=np.int32)[order]), (trial, params)
 
 
-def test_values_find_is_isin_with_positions() -> None:
+def test_values_hits_are_isin_with_positions() -> None:
     rng = np.random.default_rng(3)
     values = rng.integers(0, 1 << 31, 3000)
     values[:500] = values[500:1000]  # repeated values
     mine = replay._Values.of(values, np.arange(values.size))
     stored = np.concatenate([rng.integers(0, 1 << 31, 4000), values[::7], values[::11] + (1 << 20)])  # same low bits
-    at, pos = mine.find(stored)
-    assert np.array_equal(at, np.flatnonzero(np.isin(stored, values)))
-    assert np.array_equal(mine.distinct[pos], stored[at])
+    hits = mine.hits([np.column_stack([stored, np.arange(stored.size)])], [1])
+    assert np.array_equal(hits[:, 2], np.flatnonzero(np.isin(stored, values)))  # the rows' frames: positions
+    assert np.array_equal(mine.distinct[hits[:, 3]], hits[:, 0]) and np.array_equal(hits[:, 0], stored[hits[:, 2]])
     assert np.array_equal(mine.distinct, np.unique(values))
     runs = [mine.sorted_values[f : f + c] for f, c in zip(mine.first, mine.count, strict=True)]
     assert all(np.all(r == d) for r, d in zip(runs, mine.distinct, strict=True))

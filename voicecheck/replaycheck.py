@@ -34,7 +34,7 @@ from . import fingerprint as fingerprint_module
 from .crypto import Cipher
 from .errors import InsufficientSpeechError
 from .fingerprint import Fingerprint, FingerprintError, fingerprints, padded_regions
-from .replay import FingerprintIndex, MatchRule, ReplayMatch
+from .replay import FingerprintIndex, MatchRule, ReplayMatch, compile_loops
 from .types import CallResult, SpeechRegion
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def open_index(settings: Any, cipher: Cipher, kind: str) -> FingerprintIndex:
 
     Lookups are per borrower, so the index keeps no table for searches over all items: storing a
     call then costs the same at any index size (``benchmarks/replay_cost.py``: looking a call up and
-    storing it ~1.9 ms of CPU with 10^4 calls stored as with none, ~75 ms with that table, whose
+    storing it ~1.2-1.5 ms of CPU with 10^4 calls stored as with none, ~65 ms with that table, whose
     B-tree grows with every call).
 
     Args:
@@ -208,21 +208,29 @@ class ReplayOutcome:
 def look_up(indexes: Indexes, prints: Prints, borrower_id: str, content_hash: str) -> ReplayOutcome:
     """Look a call up among its borrower's items stored before it: their enrollment recordings and
     earlier calls (its own audio, and an enrollment of the very same file, are not replays of it)."""
+    return _look_up(indexes, prints, borrower_id, content_hash, indexes.calls.added_at(call_item(content_hash)))
+
+
+def _look_up(
+    indexes: Indexes, prints: Prints, borrower_id: str, content_hash: str, stored_at: str | None
+) -> ReplayOutcome:
+    """:func:`look_up`, told when the call's own audio was stored in the calls index (None: it is not,
+    and then it limits nothing: every item stored is stored before it)."""
     if prints.query is None:
         return ReplayOutcome(False, prints.problem or "no fingerprint")
     own = call_item(content_hash)
     loose = MatchRule(min_hits=CANDIDATE_MIN_HITS, min_matched_s=0.0)
-    calls = indexes.calls.matches(prints.query, borrower_id, loose, exclude=(own,), before=own)
-    enrolled = indexes.enrollments.matches(
+    before = None if stored_at is None else own
+    calls, n_calls = indexes.calls.matches(prints.query, borrower_id, loose, exclude=(own,), before=before)
+    enrolled, n_enrolled = indexes.enrollments.matches(
         prints.query,
         borrower_id,
         loose,
         exclude=(enrollment_item(borrower_id, content_hash),),
-        added_before=indexes.calls.added_at(own),
+        added_before=stored_at,
     )
     found = sorted((*calls, *enrolled), key=lambda m: (-m.hits, m.item))
-    items = indexes.calls.count(borrower_id) + indexes.enrollments.count(borrower_id)
-    return ReplayOutcome(True, "", tuple(found[:MAX_CANDIDATES]), items)
+    return ReplayOutcome(True, "", tuple(found[:MAX_CANDIDATES]), n_calls + n_enrolled)
 
 
 def check_and_store(
@@ -230,9 +238,11 @@ def check_and_store(
 ) -> ReplayOutcome:
     """:func:`look_up`, then store the call under its borrower (unless this audio is stored already);
     ``commit`` False leaves it in the calls index's open transaction (:meth:`FingerprintIndex.add`)."""
-    outcome = look_up(indexes, prints, borrower_id, content_hash)
-    if prints.index is not None and content_hash and call_item(content_hash) not in indexes.calls:
-        indexes.calls.add(call_item(content_hash), prints.index, "call", owner=borrower_id, commit=commit)
+    own = call_item(content_hash)
+    stored_at = indexes.calls.added_at(own)  # None: not stored (one read serves the look-up and the store)
+    outcome = _look_up(indexes, prints, borrower_id, content_hash, stored_at)
+    if prints.index is not None and content_hash and stored_at is None:
+        indexes.calls.add(own, prints.index, "call", owner=borrower_id, commit=commit)
     return outcome
 
 
@@ -305,6 +315,7 @@ class Ledger:
     """
 
     def __init__(self, indexes: Indexes, calls: CallStore, chunk: int = LEDGER_CHUNK) -> None:
+        compile_loops()  # the look-up's compiled loops, before the first call
         self.indexes = indexes
         self.calls = calls
         self.chunk = max(1, int(chunk))
