@@ -278,14 +278,15 @@ def keep_freed_memory() -> None:
 
     By default glibc maps each allocation of a few MB afresh and trims freed memory at once, so every
     call's arrays of 0.1-2 MB (the fingerprint's spectrogram and its maxima, numpy temporaries) cost a
-    page fault per 4 kB: ~900 faults and ~2 ms of system time per 45 s call in a batch worker with
-    replay checks on (benchmarks/results/replay.md). Kept, the process stays at its peak size, up to
-    :data:`KEPT_FREED_BYTES` more than it uses. Called by each batch process (workers and the parent)."""
+    page fault per 4 kB: ~650-870 faults and 1-2 ms of system time per 45 s call in a process
+    fingerprinting the replay benchmark's calls (benchmarks/results/replay.md). Kept, the process
+    stays at its peak size, up to :data:`KEPT_FREED_BYTES` more than it uses. Called by each batch
+    process (workers and the parent)."""
     import ctypes
 
     try:
         mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc
+    except (OSError, AttributeError, TypeError):  # not glibc (Windows: no process library handle)
         return
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
