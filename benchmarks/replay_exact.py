@@ -125,23 +125,34 @@ class _CallStore:
             self.put_replay(*e)
 
 
-def ledger_run(mods: dict[str, types.ModuleType], folder: Path, enrolls: list, calls: list) -> tuple[dict, list]:
-    """The parent's checks of ``calls`` in order, after ``enrolls``: the outcomes stored, and each
-    call's lookups over all items (default row budget, then 2,000 rows)."""
+def open_ledger(
+    mods: dict[str, types.ModuleType], folder: Path, enrolls: list, n_calls: int, all_items: bool
+) -> tuple[Any, Any, _CallStore]:
+    """One code's batch ledger in ``folder`` (keyed, sealed indexes as the batch opens them; the calls
+    index with the all-items table when ``all_items``), ``enrolls`` stored, ``n_calls`` rows expected:
+    (ledger, indexes, the call store its outcomes go to). A code that compiles its loops does it here."""
     from voicecheck.crypto import Cipher, Keyring
 
-    cipher = Cipher(Keyring.of([b"k" * 32], "exactness check key"))
+    cipher = Cipher(Keyring.of([b"k" * 32], "benchmark key"))
     replay, rc = mods["replay"], mods["replaycheck"]
     indexes = rc.Indexes(
         replay.FingerprintIndex(folder / "e.sqlite", cipher=cipher, all_items=False),
-        replay.FingerprintIndex(folder / "c.sqlite", cipher=cipher, all_items=True),
+        replay.FingerprintIndex(folder / "c.sqlite", cipher=cipher, all_items=all_items),
     )
     for borrower, content, fp in enrolls:
         indexes.enrollments.add(rc.enrollment_item(borrower, content), fp, "enrollment", owner=borrower)
     store = _CallStore()
     ledger = rc.Ledger(indexes, store)
-    for n in range(len(calls)):
+    for n in range(n_calls):
         ledger.expect(n)
+    return ledger, indexes, store
+
+
+def ledger_run(mods: dict[str, types.ModuleType], folder: Path, enrolls: list, calls: list) -> tuple[dict, list]:
+    """The parent's checks of ``calls`` in order, after ``enrolls``: the outcomes stored, and each
+    call's lookups over all items (default row budget, then 2,000 rows)."""
+    replay, rc = mods["replay"], mods["replaycheck"]
+    ledger, indexes, store = open_ledger(mods, folder, enrolls, len(calls), all_items=True)
     for n, (borrower, content, prints) in reversed(list(enumerate(calls))):  # arrivals out of order
         ledger.arrive(_Result(n, borrower, content, rc.Prints(*prints)))
     ledger.finish()

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.replay import _cpu, telephone_call  # noqa: E402
 from benchmarks.replay_cost import energy_regions  # noqa: E402
-from benchmarks.replay_exact import _CallStore, _Result, reference_modules, today_modules  # noqa: E402
+from benchmarks.replay_exact import _Result, open_ledger, reference_modules, today_modules  # noqa: E402
 from recipes.corpus import DEFAULT_SPEECH, load_utterances, read_corpus  # noqa: E402
 
 
@@ -67,20 +67,8 @@ def make_calls(speech: Path, n_calls: int) -> tuple[list, list]:
 
 def ledger_cpu(mods: dict[str, types.ModuleType], folder: Path, enrolls: list, calls: list) -> tuple[float, dict]:
     """CPU seconds of one code's ledger over ``calls`` (after ``enrolls``), and the outcomes it stored."""
-    from voicecheck.crypto import Cipher, Keyring
-
-    cipher = Cipher(Keyring.of([b"k" * 32], "benchmark key"))
-    replay, rc = mods["replay"], mods["replaycheck"]
-    indexes = rc.Indexes(
-        replay.FingerprintIndex(folder / "e.sqlite", cipher=cipher, all_items=False),
-        replay.FingerprintIndex(folder / "c.sqlite", cipher=cipher, all_items=False),
-    )
-    for borrower, content, fp in enrolls:
-        indexes.enrollments.add(rc.enrollment_item(borrower, content), fp, "enrollment", owner=borrower)
-    store = _CallStore()
-    ledger = rc.Ledger(indexes, store)  # a code that compiles its loops does it here, before the clock
-    for n in range(len(calls)):
-        ledger.expect(n)
+    rc = mods["replaycheck"]
+    ledger, indexes, store = open_ledger(mods, folder, enrolls, len(calls), all_items=False)  # loops compiled here
     t = time.process_time()
     for n, (borrower, content, prints) in enumerate(calls):
         ledger.arrive(_Result(n, borrower, content, rc.Prints(*prints)))
