@@ -328,8 +328,7 @@ def stable_order(values: np.ndarray) -> np.ndarray:
         return np.argsort(values, kind="stable")
     low, high = int(values.min()), int(values.max())
     if high - low < 1 << 48:
-        rel, positions = np.ascontiguousarray(values - low, dtype=np.int64), np.arange(n, dtype=np.int64)
-        return np.asarray(compiled(_radix_sort_loop)(rel, positions, (high - low).bit_length())[1])
+        return stable_sort(values - low, np.arange(n, dtype=np.int64))[1]
     shift = max(1, int(n - 1).bit_length())
     if low < 0 or high.bit_length() + shift > 63:
         return np.argsort(values, kind="stable")
