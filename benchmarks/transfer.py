@@ -1326,7 +1326,8 @@ def alignment_study(loco: Loco, seed: int, corpora: list[str]) -> dict:
                     "s1": s1_rates(nights(sc, system, seed), mfa),
                     "nested_eers": nested[name],
                 }
-            per["product"] = {name: product_path(locos[name], corpus, system, seed) for name in {"off", chosen}}
+            shown = dict.fromkeys(("off", chosen))  # off first; a set would order by PYTHONHASHSEED
+            per["product"] = {name: product_path(locos[name], corpus, system, seed) for name in shown}
             rows[system] = {"chosen": chosen, "variants": per}
         res["corpora"][corpus] = rows
         log.info("%s: covariance alignment measured", corpus)
@@ -1675,25 +1676,47 @@ def ci_text(x: float, ci: list[float]) -> str:
     return f"{pct(x)} [{pct(ci[0])}–{pct(ci[1])}]"
 
 
+GAP_READINGS = {
+    "meets": "LOCO already meets the EER target",
+    "refuted": "(b) reaches the target: the gap is the back-end's domain, not the model: **refuted** here",
+    "confirmed": "(b) misses beyond noise: GE2E + this back-end is the limit: **confirmed** here",
+    "not shown": "(b) misses, the target inside its interval: **not shown** (too few trials)",
+}
+"""Rule 2 of :data:`GAP_RULE`, by outcome."""
+
+
+def gap_reading(g: dict) -> str:
+    """Rule 2 of :data:`GAP_RULE` for one corpus and system: a key of :data:`GAP_READINGS`."""
+    loco, own = g["variants"]["LOCO"], g["variants"]["in-corpus"]
+    if loco["eer"] <= EER_TARGET:
+        return "meets"
+    if own["eer"] <= EER_TARGET:
+        return "refuted"
+    return "confirmed" if own["eer_ci"][0] > EER_TARGET else "not shown"
+
+
 def gap_verdict(corpus: str, system: str, g: dict) -> str:
-    """The reading of :data:`GAP_RULE` for one judged corpus and system."""
+    """The reading of :data:`GAP_RULE` for one judged corpus and system, as a list item."""
     loco, own, every = (g["variants"][k] for k in ("LOCO", "in-corpus", "all (cheating)"))
     at = position(EER_TARGET, loco["eer_ci"])
     first = {"below": "a miss beyond speaker sampling noise", "inside": "a pass cannot be told from a miss"}
-    text = f"LOCO EER {ci_text(loco['eer'], loco['eer_ci'])}: target {at} ({first.get(at, 'a pass')}); "
-    if loco["eer"] <= EER_TARGET:
-        reading = "LOCO already meets the EER target"
-    elif own["eer"] <= EER_TARGET:
-        reading = "(b) reaches the target: the gap is the back-end's domain, not the model: **refuted** here"
-    elif own["eer_ci"][0] > EER_TARGET:
-        reading = "(b) misses beyond noise: GE2E + this back-end is the limit: **confirmed** here"
-    else:
-        reading = "(b) misses, the target inside its interval: **not shown** (too few trials)"
     cheat = "above" if every["eer"] > EER_TARGET else "at or below"
     return (
-        f"- {corpus}, `{system}`: {text}in-corpus {ci_text(own['eer'], own['eer_ci'])} -> {reading}; "
-        f"cheating ceiling {pct(every['eer'])} ({cheat} the target)."
+        f"- {corpus}, `{system}`: LOCO EER {ci_text(loco['eer'], loco['eer_ci'])}: target {at} "
+        f"({first.get(at, 'a pass')}); in-corpus {ci_text(own['eer'], own['eer_ci'])} -> "
+        f"{GAP_READINGS[gap_reading(g)]}; cheating ceiling {pct(every['eer'])} ({cheat} the target)."
     )
+
+
+def gap_summary(study: dict) -> list[str]:
+    """Per system: the judged corpora under each reading of rule 2."""
+    lines = []
+    for system in GAP_SYSTEMS:
+        by: dict[str, list[str]] = {k: [] for k in GAP_READINGS}
+        for corpus, per_system in study.items():
+            by[gap_reading(per_system[system])].append(corpus)
+        lines.append(f"`{system}`: " + "; ".join(f"{k}: {', '.join(v) or 'none'}" for k, v in by.items()) + ".")
+    return ["**Summary of rule 2** (the lead's belief, per judged corpus):", "", *lines, ""]
 
 
 def gap_tables(study: dict) -> list[str]:
@@ -1728,7 +1751,7 @@ def gap_tables(study: dict) -> list[str]:
     return [
         "### Intervals (LOCO, product condition)", "", *_table(header, rows),
         "### Ceilings: GE2E with in-domain labelled speakers", "", *_table(ceil_header, ceil),
-        "### Verdict", "", *verdicts, "",
+        "### Verdict", "", *verdicts, "", *gap_summary(study),
     ]  # fmt: skip
 
 
