@@ -375,6 +375,7 @@ class Loco:
         self.settings = scorer_settings(workdir)
         self._backends: dict[frozenset, object] = {}
         self._scored: dict[tuple[str, frozenset], Scored] = {}
+        self._ceilings: dict[tuple[str, str], dict[str, np.ndarray]] = {}
         self.systems: tuple[str, ...] = SYSTEMS
         self.with_tel = True
 
@@ -435,9 +436,10 @@ class Loco:
         scorer = self.scorer(corpus, out, mode, cohort)
         return None if scorer is None else score_grid(scorer, t.enroll_tel if tel else t.enroll, t)
 
-    def scorer(self, corpus: str, out: frozenset, mode: str, cohort: tuple | None):  # noqa: ANN201 - Scorer | None
-        """The product's Scorer in ``mode`` with the back-end without ``out`` and ``cohort`` (vectors, owner
-        keys); None when the cohort leaves a trial of ``corpus`` fewer calls than cohort_min (see :meth:`grid`)."""
+    def scorer(self, corpus: str, out: frozenset, mode: str, cohort: tuple | None, backend=None):  # noqa: ANN001, ANN201 - Scorer | None
+        """The product's Scorer in ``mode`` with the back-end without ``out`` (or ``backend``) and ``cohort``
+        (vectors, owner keys); None when the cohort leaves a trial of ``corpus`` fewer calls than cohort_min
+        (see :meth:`grid`)."""
         from voicecheck.scorer import Cohort
 
         product_cohort = None
@@ -446,7 +448,7 @@ class Loco:
             if smallest_cohort(self.trials[corpus], owners) < COHORT_MIN_CALLS:
                 return None
             product_cohort = Cohort(vectors, list(owners), [{o} for o in owners])
-        return scorer_for_mode(mode, self.settings, self.backend(out), product_cohort)
+        return scorer_for_mode(mode, self.settings, self.backend(out) if backend is None else backend, product_cohort)
 
     def scored(self, corpus: str, also_out: frozenset = frozenset()) -> Scored:
         """``corpus`` scored by the back-end trained without it and ``also_out`` (cohorts: :data:`SYSTEMS`)."""
@@ -1179,6 +1181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="do not write benchmarks/results/transfer.md")
     parser.add_argument("--no-alignment", action="store_true", help="skip the covariance alignment study")
     parser.add_argument("--no-ceilings", action="store_true", help="skip the intervals and ceilings study")
+    parser.add_argument("--no-adaptation", action="store_true", help="skip the backend train (adaptation) study")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     import torch
@@ -1196,11 +1199,12 @@ def main(argv: list[str] | None = None) -> int:
     shipped = {system: choose_max_false_accept(loco, "", system, args.seed)[0] for system in SYSTEMS}
     alignment = None if args.no_alignment else alignment_study(loco, args.seed, list(args.corpus or CORPORA))
     gap = None if args.no_ceilings else gap_study(loco, results, args.seed)
+    adapted = None if args.no_adaptation else adapt_study(loco, results, args.seed)
     elapsed = time.time() - started
 
     cmd = "python benchmarks/transfer.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = report(results, shipped, cmd.strip(), elapsed, alignment, gap)
-    dump = {"results": results, "shipped_default": shipped, "alignment": alignment, "gap": gap}
+    text = report(results, shipped, cmd.strip(), elapsed, alignment, gap, adapted)
+    dump = {"results": results, "shipped_default": shipped, "alignment": alignment, "gap": gap, "adaptation": adapted}
     (out / "transfer.json").write_text(json.dumps(dump, indent=1) + "\n")
     print(text)
     if not args.no_write:
@@ -1539,15 +1543,20 @@ def fold_grid(loco: Loco, corpus: str, mode: str, cohort: tuple | None, folds: n
     speaker of every corpus, the held-out one included, except those of the trial's folds: voiceprint of a
     speaker in fold ``F_a``, call of one in ``F_b`` -> the back-end without ``F_a | F_b`` (one fold for a
     genuine trial, two for most impostor trials). ``folds``: (n_e,) fold of each voiceprint."""
-    t = loco.trials[corpus]
+    return pair_grid(loco.trials[corpus], folds, lambda out, a, b: loco.scorer(corpus, out, mode, cohort))
+
+
+def pair_grid(t: CorpusTrials, folds: np.ndarray, scorer_for) -> np.ndarray:  # noqa: ANN001
+    """Product-condition grid (n_e, n_c; NaN off it) where a trial with its voiceprint in fold ``a`` and its call in
+    fold ``b`` is scored by ``scorer_for(out, a, b)``, ``out`` the speaker keys of folds ``a`` and ``b``."""
     main = np.flatnonzero(t.main)
     S = np.full((len(t.speakers), len(t.calls)), np.nan)
     labels = np.unique(folds)
     for a in labels:
         for b in labels[labels >= a]:
             out = frozenset(t.speakers[i] for i in np.flatnonzero(np.isin(folds, (a, b))))
-            scorer = loco.scorer(corpus, out, mode, cohort)
-            assert scorer is not None, f"{corpus}: cohort too small for {mode}"
+            scorer = scorer_for(out, a, b)
+            assert scorer is not None, f"{t.name}: cohort too small"
             for fa, fb in {(a, b), (b, a)}:
                 for i in np.flatnonzero(folds == fa):
                     for j in np.flatnonzero(folds == fb):
@@ -1559,20 +1568,27 @@ def fold_grid(loco: Loco, corpus: str, mode: str, cohort: tuple | None, folds: n
 
 
 def ceiling_grids(loco: Loco, corpus: str, system: str) -> dict[str, np.ndarray]:
-    """``corpus``'s grid in ``system`` under each of :data:`CEILINGS` (same cohort: the LOCO one)."""
-    t, held = loco.trials[corpus], frozenset({corpus})
+    """``corpus``'s grid in ``system`` under each of :data:`CEILINGS` (same cohort: the LOCO one; computed once)."""
+    if (corpus, system) in loco._ceilings:
+        return loco._ceilings[corpus, system]
+    held = frozenset({corpus})
     cohort = None if system == "lda" else loco.tonight(corpus, held)
     mode = system.split("/")[0]
-    n_folds = CEILING_FOLDS.get(corpus, len(t.speakers))
-    folds = rng_for(loco.seed, corpus, "ceiling folds").permutation(len(t.speakers)) % n_folds
     grids = {
         "LOCO": loco.scored(corpus).scores[system],
-        "in-corpus": fold_grid(loco, corpus, mode, cohort, folds),
+        "in-corpus": fold_grid(loco, corpus, mode, cohort, ceiling_folds(loco, corpus)),
         "all (cheating)": loco.grid(corpus, frozenset(), mode, cohort),
         "raw GE2E": loco.grid(corpus, held, "cosine" if mode == "lda" else "asnorm", cohort),
     }
     assert all(g is not None for g in grids.values()), f"{corpus} {system}: a grid could not be scored"
+    loco._ceilings[corpus, system] = grids  # type: ignore[assignment]
     return grids  # type: ignore[return-value]
+
+
+def ceiling_folds(loco: Loco, corpus: str) -> np.ndarray:
+    """(n_e,) the fold of each voiceprint of ``corpus`` (:data:`CEILING_FOLDS`, else one per speaker)."""
+    n = len(loco.trials[corpus].speakers)
+    return rng_for(loco.seed, corpus, "ceiling folds").permutation(n) % CEILING_FOLDS.get(corpus, n)
 
 
 def interval(draws: np.ndarray) -> list[float]:
@@ -1583,6 +1599,11 @@ def interval(draws: np.ndarray) -> list[float]:
 def gap_figures(loco: Loco, corpus: str, system: str, mfa: float, seed: int) -> dict:
     """Point figures and speaker-bootstrap intervals of every ceiling of ``corpus`` in ``system`` (S1 at ``mfa``);
     ``d_eer``: the interval of the paired difference to LOCO (same draws)."""
+    return variant_figures(loco, corpus, system, ceiling_grids(loco, corpus, system), mfa, seed)
+
+
+def variant_figures(loco: Loco, corpus: str, system: str, grids: dict[str, np.ndarray], mfa: float, seed: int) -> dict:
+    """:func:`gap_figures` for any ``grids`` (name -> (n_e, n_c) grid; the first is the one changes are paired to)."""
     t = loco.trials[corpus]
     weights = speaker_weights(len(t.speakers), seed, corpus)
     ones = np.ones((1, len(t.speakers)), np.int64)
@@ -1590,7 +1611,7 @@ def gap_figures(loco: Loco, corpus: str, system: str, mfa: float, seed: int) -> 
     res: dict = {"mfa": mfa, "genuine": int(t.main.sum()), "genuine_speakers": int(len(np.unique(t.owner[t.main])))}
     res["impostor"], res["folds"], res["variants"] = res["genuine"] * (len(t.speakers) - 1), n_folds, {}
     base = None
-    for name, grid in ceiling_grids(loco, corpus, system).items():
+    for name, grid in grids.items():
         scored = Scored(t, scores={system: grid})
         ns = nights(scored, system, seed)
         eers, flagged = speaker_bootstrap(scored, system, ns, mfa, weights)
@@ -1753,6 +1774,288 @@ def gap_tables(study: dict) -> list[str]:
         "### Ceilings: GE2E with in-domain labelled speakers", "", *_table(ceil_header, ceil),
         "### Verdict", "", *verdicts, "", *gap_summary(study),
     ]  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# the lender's own back-end: voicecheck backend train on the held-out corpus
+# --------------------------------------------------------------------------------------------
+
+ADAPTED = ("backend train", "backend train, refusal lifted")
+"""(e) the product's ``backend train`` per fold pair (a refused pair keeps the LOCO back-end), (e') the same with the
+refusal lifted (any pair with a labelled call is adapted)."""
+SIZE_CONTROL = ("LOCO + N in-corpus", "N in-corpus only")
+"""(f1) the LOCO back-end's speakers plus N random in-corpus speakers not of the trial's folds, (f2) those N alone;
+N = the LOCO back-end's training speakers. LibriSpeech only (:data:`CEILING_FOLDS`)."""
+
+ADAPT_RULE = """### The rule, written before the measurement
+
+Written and committed before any run that measures it (the commit time of this text). Question: does the product's own
+`voicecheck backend train` (voicecheck/adapt.py), run by a lender on its first nights' calls, give what the
+in-corpus ceiling (b) gives with true labels?
+
+**How.** Each judged held-out corpus, `lda+asnorm` (tonight's small cohort) and `lda`, the folds of (b) (LibriSpeech 5
+random folds, VCTK and Asterisk one per speaker; the same assignment). A trial (voiceprint in fold F_a, call in F_b)
+is scored by a back-end built the product's way from the borrowers of the other folds (neither F_a nor F_b):
+1. Their calls (every full call of theirs; crops left out: a store holds calls, not crops of them) scored against
+   their own voiceprint by the LOCO back-end's scorer in the same mode and cohort as the LOCO figure (the product
+   labels with the back-end it serves; the scores are the LOCO grid's).
+2. The level, as `adapt._levels`: the (1 - `adapt_max_false_accept`) quantile (`voicecheck.operating.
+   nontarget_threshold`; 0.02 as shipped) of a non-target sample, never below the operating threshold. The product's
+   sample is its operating point's (stored calls against other borrowers' voiceprints); here: every call of those
+   borrowers against every other one of those borrowers' voiceprints (all pairs; a call's own borrower left out, as
+   the product's sample leaves it out). The operating threshold: the same sample's quantile at the max_false_accept
+   chosen for the LOCO figure (S1). A call is labelled if its score reaches the level (a `match` with the margin;
+   the speaker-change, ring, watchlist, replay and two-voice exclusions of `pseudo_labels` have nothing to exclude
+   in these single-speaker calls), at most `MAX_CALLS_PER_BORROWER` per borrower.
+3. `domain_statistics(labels, voiceprints)`, each labelled borrower's voiceprint (the narrow-band enrollment vector
+   the product stores, the one the trials are scored against) one row of its class, `VOICEPRINT_ROWS` and
+   `WITHIN_SCALE` as shipped; then `adapt_backend(LOCO back-end, domain, model)` with `adaptation_weights` (relevance
+   200 / 100 as shipped). The LOCO back-end is not adapted, so its own statistics are the prior.
+4. Refusal: `backend train` refuses when fewer than `adapt_min_borrowers` (4 as shipped) borrowers have two or more
+   labelled calls (the voiceprint does not count). A lender refused keeps the shipped back-end, so:
+   (e) `backend train`: as the product does it, a refused fold pair scored by the LOCO back-end;
+   (e') `backend train, refusal lifted`: every fold pair with at least one labelled call adapted (classes of
+   voiceprint + call(s), as `domain_statistics` builds them): what the refusal costs or saves; no lender can run it
+   today (`adapt_min_borrowers` >= 2 counts calls only).
+5. Same cohort, nights, S1 max_false_accept and speaker-bootstrap draws as (a)/(b): EER [95% interval], paired change
+   vs LOCO, S1 genuine flagged [interval] / impostors flagged; per corpus and system also fold pairs, pairs refused,
+   and per fold pair (mean) calls judged, calls labelled, borrowers judged, labelled and with two labelled calls.
+
+(f) size control, LibriSpeech only: N = the LOCO back-end's training speakers (39). For each fold pair, N speakers
+drawn at random (`rng_for(seed, corpus, "size control", a, b)`) from the corpus's speakers not in the trial's folds;
+(f1) `LOCO + N in-corpus`: the LOCO back-end's speakers plus those N (the shipped recipe); (f2) `N in-corpus only`:
+those N alone (the LOCO back-end's size, all in-domain). Same trials, cohort and draws.
+
+**Reading** (per judged corpus and system; EER target 3% on the point figure, as rule 2 of the gap study):
+1. (e) <= 3% where LOCO misses: the lender's own `backend train` from its first nights' calls closes the EER gap
+   there, and the README's day-one steps should include it ("closes"). Where (e) differs from (e') (refused pairs),
+   (e) says what a lender gets today, (e') what lifting the refusal would give (the same reading applied to (e')).
+2. (e) > 3% while (b) <= 3%: the pseudo-labels or the product's interpolation weights lose what true labels give
+   ("loses what labels give"); the paired change vs LOCO says whether part is kept (interval entirely below 0).
+3. (e) > 3% and (b) > 3%: neither closes it. Paired change vs LOCO entirely below 0: helps without reaching; entirely
+   above 0: hurts (not to be recommended for such a domain); containing 0: no effect shown.
+4. LOCO already <= 3%: a paired change entirely above 0 is harm; otherwise "keeps".
+5. Recommendation for the README (the default system `lda+asnorm/small`): day-one step if reading 1 holds for (e) on
+   a judged corpus and no judged corpus shows harm (paired interval entirely above 0) for (e); for (e') alone: the
+   refusal rule (calls only, not the voiceprint) is what stands in the way, a question for the product, not a step.
+6. (f): (f2) with its EER below LOCO's interval: in-domain speakers beat out-of-domain ones at equal count (domain).
+   (f1) inside (b)'s interval and <= 3%: N in-domain speakers give what ~110 give (the ceiling is domain, not
+   training-set size); (f1) above (b)'s interval: the number of in-domain speakers matters too.
+7. S1's genuine flagged share against 5%, for information only (it also depends on max_false_accept).
+"""
+
+
+def fold_labels(t: CorpusTrials, S: np.ndarray, borrowers: np.ndarray, mfa: float) -> tuple:
+    """The product's pseudo-labels among ``borrowers`` (voiceprint indices), steps 1-2 of :data:`ADAPT_RULE`.
+
+    Args:
+        S: the LOCO grid (n_e, n_c) of the system (every call against every voiceprint).
+        mfa: the max_false_accept of the LOCO figure (the operating threshold the level is never below).
+
+    Returns:
+        (voicecheck.adapt.PseudoLabels, voiceprints of the labelled borrowers: key -> vector).
+    """
+    from voicecheck.adapt import MAX_CALLS_PER_BORROWER, LabelledCall, PseudoLabels
+    from voicecheck.config import Settings
+    from voicecheck.operating import nontarget_threshold
+
+    idx = np.flatnonzero(~t.crop & np.isin(t.owner, borrowers))
+    labels = PseudoLabels([], judged=len(idx))
+    if len(borrowers) < 2 or not len(idx):
+        return labels, {}
+    sub = S[np.ix_(borrowers, idx)]
+    nontarget = sub[borrowers[:, None] != t.owner[idx][None, :]]
+    level = max(
+        nontarget_threshold(nontarget, Settings().adapt_max_false_accept), nontarget_threshold(nontarget, mfa)
+    )  # fmt: skip
+    for i in idx:
+        key = t.speakers[t.owner[i]]
+        if S[t.owner[i], i] >= level and labels.per_borrower[key] < MAX_CALLS_PER_BORROWER:
+            labels.calls.append(LabelledCall(str(i), key, t.calls[i].astype(np.float64)))
+    labels.levels = {"narrow": float(level)}
+    prints = {k: t.enroll[t.speakers.index(k)].astype(np.float64) for k in labels.per_borrower}
+    return labels, prints
+
+
+def adapted_backend(loco: Loco, corpus: str, system: str, out: frozenset, mfa: float) -> tuple:
+    """The product's ``backend train`` result for the borrowers of ``corpus`` not in ``out`` (steps 1-4).
+
+    Returns:
+        (the adapted back-end or None when nothing was labelled, refused by ``adapt_min_borrowers``, counts).
+    """
+    from voicecheck.adapt import VOICEPRINT_ROWS, WITHIN_SCALE, adapt_backend, adaptation_weights, domain_statistics
+    from voicecheck.config import Settings
+
+    t, held = loco.trials[corpus], frozenset({corpus})
+    S = loco.scored(corpus).scores[system]
+    assert S is not None
+    borrowers = np.array([i for i, k in enumerate(t.speakers) if k not in out])
+    labels, prints = fold_labels(t, S, borrowers, mfa)
+    counts = {
+        "judged": labels.judged, "labelled": len(labels.calls), "borrowers": len(borrowers),
+        "labelled_borrowers": len(labels.per_borrower), "with_two": labels.borrowers_with_two,
+    }  # fmt: skip
+    refused = labels.borrowers_with_two < Settings().adapt_min_borrowers
+    if not labels.calls:
+        return None, refused, counts
+    base = loco.backend(held)
+    stats = domain_statistics(labels, prints, VOICEPRINT_ROWS, WITHIN_SCALE)
+    return adapt_backend(base, stats, base.model, {"corpus": corpus}, adaptation_weights(stats)), refused, counts
+
+
+def adapted_grids(loco: Loco, corpus: str, system: str, mfa: float) -> tuple[dict[str, np.ndarray], dict]:
+    """(e) and (e') grids of ``corpus`` in ``system`` (:data:`ADAPT_RULE`), and the per-fold-pair counts (means)."""
+    t, held = loco.trials[corpus], frozenset({corpus})
+    cohort = None if system == "lda" else loco.tonight(corpus, held)
+    mode, rows, refused = system.split("/")[0], [], []
+    made: dict = {}
+
+    def scorer_for(lifted: bool):  # noqa: ANN202
+        def pick(out: frozenset, a: object, b: object):  # noqa: ANN202
+            if out not in made:
+                made[out] = adapted_backend(loco, corpus, system, out, mfa)
+                rows.append(made[out][2])
+                refused.append(made[out][1] or made[out][0] is None)
+            backend, no, _ = made[out]
+            use = backend if backend is not None and (lifted or not no) else loco.backend(held)
+            return loco.scorer(corpus, held, mode, cohort, backend=use)
+
+        return pick
+
+    folds = ceiling_folds(loco, corpus)
+    grids = {name: pair_grid(t, folds, scorer_for(name != ADAPTED[0])) for name in ADAPTED}
+    counts = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+    counts.update(pairs=len(rows), refused=int(sum(refused)))
+    counts["unlabelled"] = int(sum(made[o][0] is None for o in made))
+    return grids, counts
+
+
+def size_grids(loco: Loco, corpus: str, system: str) -> dict[str, np.ndarray]:
+    """(f1) and (f2) grids of ``corpus`` in ``system`` (:data:`ADAPT_RULE`; corpora in :data:`CEILING_FOLDS` only)."""
+    t, held = loco.trials[corpus], frozenset({corpus})
+    cohort = None if system == "lda" else loco.tonight(corpus, held)
+    mode = system.split("/")[0]
+    n = sum(1 for s in loco.speakers if corpus_of(s) != corpus and s.key in loco.embs)
+    others = frozenset(CORPORA) - held
+
+    def scorer_for(alone: bool):  # noqa: ANN202
+        def pick(out: frozenset, a: object, b: object):  # noqa: ANN202
+            free = [k for k in t.speakers if k not in out]
+            keep = {
+                free[i] for i in rng_for(loco.seed, corpus, "size control", int(a), int(b)).permutation(len(free))[:n]
+            }
+            drop = frozenset(k for k in t.speakers if k not in keep) | (others if alone else frozenset())
+            return loco.scorer(corpus, drop, mode, cohort)
+
+        return pick
+
+    folds = ceiling_folds(loco, corpus)
+    return {name: pair_grid(t, folds, scorer_for(name == SIZE_CONTROL[1])) for name in SIZE_CONTROL}
+
+
+def adapt_study(loco: Loco, results: dict, seed: int) -> dict:
+    """Per judged corpus and :data:`GAP_SYSTEMS`: LOCO, (b), (e), (e') [and (f1), (f2)] figures with their counts."""
+    started = time.time()
+    study: dict = {}
+    for corpus, r in results.items():
+        if not (r["judged"] and all(s in r.get("s1", {}) for s in GAP_SYSTEMS)):
+            continue
+        for system in GAP_SYSTEMS:
+            mfa = r["s1"][system]["chosen"]
+            ceilings = ceiling_grids(loco, corpus, system)
+            grids, counts = adapted_grids(loco, corpus, system, mfa)
+            grids = {"LOCO": ceilings["LOCO"], "in-corpus": ceilings["in-corpus"], **grids}
+            if corpus in CEILING_FOLDS:
+                grids.update(size_grids(loco, corpus, system))
+            g = variant_figures(loco, corpus, system, grids, mfa, seed)
+            study.setdefault(corpus, {})[system] = {**g, "counts": counts}
+    log.info("adaptation study (%.0f s)", time.time() - started)
+    return study
+
+
+def adapt_reading(g: dict, name: str = ADAPTED[0]) -> str:
+    """Readings 1-4 of :data:`ADAPT_RULE` for one corpus, system and adapted row."""
+    loco, own, e = (g["variants"][k] for k in ("LOCO", "in-corpus", name))
+    lo, hi = e["d_eer_ci"]
+    if loco["eer"] <= EER_TARGET:
+        return "harm" if lo > 0 else "keeps"
+    if e["eer"] <= EER_TARGET:
+        return "closes"
+    if own["eer"] <= EER_TARGET:
+        return "loses what labels give" + (" (part kept)" if hi < 0 else "")
+    return "helps without reaching" if hi < 0 else "hurts" if lo > 0 else "no effect shown"
+
+
+def size_reading(g: dict) -> str:
+    """Reading 6 of :data:`ADAPT_RULE` (corpora with the size control)."""
+    loco, own = g["variants"]["LOCO"], g["variants"]["in-corpus"]
+    f1, f2 = (g["variants"][k] for k in SIZE_CONTROL)
+    first = "below LOCO's interval: domain" if f2["eer"] < loco["eer_ci"][0] else "not below LOCO's interval"
+    inside = own["eer_ci"][0] <= f1["eer"] <= own["eer_ci"][1]
+    second = (
+        "inside (b)'s interval and <= 3%: N in-domain speakers give what ~110 give"
+        if inside and f1["eer"] <= EER_TARGET
+        else "above (b)'s interval: the number of in-domain speakers matters too"
+        if f1["eer"] > own["eer_ci"][1]
+        else "inside (b)'s interval but above 3% or below it: no size reading"
+    )
+    return f"(f2) {pct(f2['eer'])} {first}; (f1) {pct(f1['eer'])} {second}"
+
+
+def adapt_tables(study: dict) -> list[str]:
+    """The figures table, the counts table and the readings."""
+    rows, counts, verdicts = [], [], []
+    for corpus, per_system in study.items():
+        for system, g in per_system.items():
+            base = g["variants"]["LOCO"]
+            for name, v in g["variants"].items():
+                rows.append([
+                    corpus, system, name + (f" ({g['folds']} folds)" if name == "in-corpus" else ""),
+                    ci_text(v["eer"], v["eer_ci"]),
+                    "–" if name == "LOCO" else f"{100 * (v['eer'] - base['eer']):+.1f} "
+                    f"[{100 * v['d_eer_ci'][0]:+.1f}, {100 * v['d_eer_ci'][1]:+.1f}]",
+                    f"{ci_text(v['ff'], v['ff_ci'])} / {pct(v['s1']['det'])}",
+                ])  # fmt: skip
+            c = g["counts"]
+            counts.append([
+                corpus, system, f"{c['pairs']}", f"{c['refused']}", f"{c['unlabelled']}",
+                f"{c['labelled']:.1f} of {c['judged']:.1f}",
+                f"{c['labelled_borrowers']:.1f} of {c['borrowers']:.1f}", f"{c['with_two']:.1f}",
+            ])  # fmt: skip
+            line = f"- {corpus}, `{system}`: (e) {adapt_reading(g)}; (e') {adapt_reading(g, ADAPTED[1])}"
+            verdicts.append(line + (f"; {size_reading(g)}." if SIZE_CONTROL[0] in g["variants"] else "."))
+    header = [
+        "held-out corpus", "system", "back-end", "EER [95% interval]", "EER change vs LOCO, points [paired 95%]",
+        "S1 genuine flagged [95% interval] / impostors flagged",
+    ]  # fmt: skip
+    count_header = [
+        "held-out corpus", "system", "fold pairs", "refused by adapt_min_borrowers", "nothing labelled",
+        "calls labelled of judged (mean per pair)", "borrowers labelled of judged (mean)",
+        "borrowers with two labelled calls (mean)",
+    ]  # fmt: skip
+    return [
+        *_table(header, rows), "### Labels per fold pair", "", *_table(count_header, counts),
+        "### Reading", "", *verdicts, "", *adapt_recommendation(study),
+    ]  # fmt: skip
+
+
+def adapt_recommendation(study: dict) -> list[str]:
+    """Reading 5 of :data:`ADAPT_RULE` for the default system."""
+    got = {corpus: adapt_reading(per[PRIMARY]) for corpus, per in study.items() if PRIMARY in per}
+    lifted = {corpus: adapt_reading(per[PRIMARY], ADAPTED[1]) for corpus, per in study.items() if PRIMARY in per}
+    closes, harm = [c for c, r in got.items() if r == "closes"], [c for c, r in got.items() if r in ("harm", "hurts")]
+    if closes and not harm:
+        text = f"a day-one step: (e) closes the gap on {', '.join(closes)} and harms no judged corpus"
+    else:
+        text = "not a day-one step: (e) " + (
+            f"harms {', '.join(harm)}" if harm else "closes the gap on no judged corpus"
+        )
+    only_lifted = [c for c, r in lifted.items() if r == "closes" and got[c] != "closes"]
+    if only_lifted:
+        text += (
+            f"; with the refusal lifted (e') it would close it on {', '.join(only_lifted)} (a question for the product)"
+        )
+    return [f"**Recommendation (rule 5, `{PRIMARY}`)**: {text}.", ""]
 
 
 # --------------------------------------------------------------------------------------------
@@ -2027,7 +2330,13 @@ def targets_table(results: dict, system: str) -> list[str]:
 
 
 def report(
-    results: dict, shipped: dict, cmd: str, elapsed: float, alignment: dict | None = None, gap: dict | None = None
+    results: dict,
+    shipped: dict,
+    cmd: str,
+    elapsed: float,
+    alignment: dict | None = None,
+    gap: dict | None = None,
+    adapted: dict | None = None,
 ) -> str:
     """benchmarks/results/transfer.md: how the benchmark ran, then every table."""
     judged_names = [n for n, r in results.items() if r["judged"]]
@@ -2115,6 +2424,8 @@ def report(
     md += ["### Measured", "", *(alignment_tables(alignment) if alignment else ["(not run: `--no-alignment`)", ""])]
     md += ["## Is the gap the model? (ceilings and intervals)", "", GAP_RULE]
     md += gap_tables(gap) if gap else ["(not run: `--no-ceilings`)", ""]
+    md += ["## The lender's own back-end (backend train) on the held-out corpus", "", ADAPT_RULE, "### Measured", ""]
+    md += adapt_tables(adapted) if adapted else ["(not run: `--no-adaptation`)", ""]
     return "\n".join(md)
 
 
