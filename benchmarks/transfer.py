@@ -1935,7 +1935,7 @@ def size_grids(loco: Loco, corpus: str, system: str) -> dict[str, np.ndarray]:
     t, held = loco.trials[corpus], frozenset({corpus})
     cohort = None if system == "lda" else loco.tonight(corpus, held)
     mode = system.split("/")[0]
-    n = sum(1 for s in loco.speakers if corpus_of(s) != corpus and s.key in loco.embs)
+    n = loco_speakers(loco, corpus)
     others = frozenset(CORPORA) - held
 
     def scorer_for(alone: bool):  # noqa: ANN202
@@ -1953,6 +1953,11 @@ def size_grids(loco: Loco, corpus: str, system: str) -> dict[str, np.ndarray]:
     return {name: pair_grid(t, folds, scorer_for(name == SIZE_CONTROL[1])) for name in SIZE_CONTROL}
 
 
+def loco_speakers(loco: Loco, corpus: str) -> int:
+    """Speakers the LOCO back-end of ``corpus`` is trained on (N of the size control)."""
+    return sum(1 for s in loco.speakers if corpus_of(s) != corpus and s.key in loco.embs)
+
+
 def adapt_study(loco: Loco, results: dict, seed: int) -> dict:
     """Per judged corpus and :data:`GAP_SYSTEMS`: LOCO, (b), (e), (e') [and (f1), (f2)] figures with their counts."""
     started = time.time()
@@ -1967,6 +1972,7 @@ def adapt_study(loco: Loco, results: dict, seed: int) -> dict:
             grids = {"LOCO": ceilings["LOCO"], "in-corpus": ceilings["in-corpus"], **grids}
             if corpus in CEILING_FOLDS:
                 grids.update(size_grids(loco, corpus, system))
+                counts["size_n"] = loco_speakers(loco, corpus)
             g = variant_figures(loco, corpus, system, grids, mfa, seed)
             study.setdefault(corpus, {})[system] = {**g, "counts": counts}
     log.info("adaptation study (%.0f s)", time.time() - started)
@@ -1987,7 +1993,7 @@ def adapt_reading(g: dict, name: str = ADAPTED[0]) -> str:
 
 
 def size_reading(g: dict) -> str:
-    """Reading 6 of :data:`ADAPT_RULE` (corpora with the size control)."""
+    """Reading 6 of :data:`ADAPT_RULE` (corpora with the size control; N in ``g["counts"]["size_n"]``)."""
     loco, own = g["variants"]["LOCO"], g["variants"]["in-corpus"]
     f1, f2 = (g["variants"][k] for k in SIZE_CONTROL)
     first = "below LOCO's interval: domain" if f2["eer"] < loco["eer_ci"][0] else "not below LOCO's interval"
@@ -1999,7 +2005,7 @@ def size_reading(g: dict) -> str:
         if f1["eer"] > own["eer_ci"][1]
         else "inside (b)'s interval but above 3% or below it: no size reading"
     )
-    return f"(f2) {pct(f2['eer'])} {first}; (f1) {pct(f1['eer'])} {second}"
+    return f"N = {g['counts']['size_n']}: (f2) {pct(f2['eer'])} {first}; (f1) {pct(f1['eer'])} {second}"
 
 
 def adapt_tables(study: dict) -> list[str]:
@@ -2022,7 +2028,8 @@ def adapt_tables(study: dict) -> list[str]:
                 f"{c['labelled']:.1f} of {c['judged']:.1f}",
                 f"{c['labelled_borrowers']:.1f} of {c['borrowers']:.1f}", f"{c['with_two']:.1f}",
             ])  # fmt: skip
-            line = f"- {corpus}, `{system}`: (e) {adapt_reading(g)}; (e') {adapt_reading(g, ADAPTED[1])}"
+            refused = f"{c['refused']} of {c['pairs']} fold pairs refused, scored by the LOCO back-end"
+            line = f"- {corpus}, `{system}`: (e) {adapt_reading(g)} ({refused}); (e') {adapt_reading(g, ADAPTED[1])}"
             verdicts.append(line + (f"; {size_reading(g)}." if SIZE_CONTROL[0] in g["variants"] else "."))
     header = [
         "held-out corpus", "system", "back-end", "EER [95% interval]", "EER change vs LOCO, points [paired 95%]",
