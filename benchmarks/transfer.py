@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -1168,6 +1169,13 @@ def load_material(speech: str, out: Path, seed: int) -> tuple[list[Speaker], dic
     return speakers, embs, trials
 
 
+def portable(arg: str) -> str:
+    """A command-line argument as the results file records it: an absolute path relative to the
+    repository (no path of the machine that ran it), anything else as given."""
+    path = Path(arg)
+    return os.path.relpath(path, ROOT) if path.is_absolute() else arg
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--speech", default=str(DEFAULT_SPEECH), help="real-speech corpus folder (MANIFEST.csv)")
@@ -1202,7 +1210,8 @@ def main(argv: list[str] | None = None) -> int:
     adapted = None if args.no_adaptation else adapt_study(loco, results, args.seed)
     elapsed = time.time() - started
 
-    cmd = "python benchmarks/transfer.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    given = argv if argv is not None else sys.argv[1:]
+    cmd = "python benchmarks/transfer.py " + " ".join(portable(a) for a in given)
     text = report(results, shipped, cmd.strip(), elapsed, alignment, gap, adapted)
     dump = {"results": results, "shipped_default": shipped, "alignment": alignment, "gap": gap, "adaptation": adapted}
     (out / "transfer.json").write_text(json.dumps(dump, indent=1) + "\n")
