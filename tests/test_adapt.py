@@ -132,6 +132,29 @@ def test_train_writes_a_private_backend_with_its_provenance(tmp_path: Path) -> N
     assert len(trained) == 1 and trained[0]["file"] == str(done.path) and "vector" not in json.dumps(trained[0])
 
 
+def test_one_call_and_the_voiceprint_make_a_class_that_counts(tmp_path: Path) -> None:
+    # a lender's first night: every borrower has called once; each class is voiceprint + call
+    dep = Deployment(tmp_path, n=110, nontarget_per_call=30).populate(calls_each=1)
+    done = train_backend(dep.settings, extra=[])
+    assert done.labels.borrowers_with_two == 0
+    assert done.counted == len(done.labels.per_borrower) >= dep.settings.adapt_min_borrowers
+    assert Backend.load(done.path).info["borrowers_counted"] == done.counted
+    # without the voiceprints in the classes a call alone shows no variation: refused, nothing written
+    before = adapted_backends(dep.settings.embeddings, "fake")
+    with pytest.raises(UsageError, match=r"only 0 borrowers have two labelled calls .*adapt_min_borrowers = 10"):
+        train_backend(dep.settings, extra=[], with_voiceprints=False)
+    assert adapted_backends(dep.settings.embeddings, "fake") == before
+
+
+def test_only_a_voiceprint_that_joins_the_class_counts() -> None:
+    v = np.ones(D)
+    labels = PseudoLabels([LabelledCall(f"c{i}", who, v) for i, who in enumerate("AABC")])
+    assert labels.borrowers_with_two == 1
+    assert labels.borrowers_with_two_vectors() == 1  # no voiceprints: calls only
+    assert labels.borrowers_with_two_vectors({"B"}) == 2  # B: one call and the voiceprint; C has none
+    assert labels.borrowers_with_two_vectors({"A", "B", "C", "Z"}) == 3  # Z labelled no call: no class
+
+
 def test_too_few_borrowers_are_refused_and_nothing_is_written(tmp_path: Path) -> None:
     dep = Deployment(tmp_path, adapt_min_borrowers=500).populate()
     with pytest.raises(UsageError, match="adapt_min_borrowers = 500"):

@@ -6,8 +6,10 @@ labels the store's calls by borrower where the product itself is confident (:fun
 a call the 1:1 check accepts with a wide margin -- its score reaches the level only
 ``adapt_max_false_accept`` of the operating point's non-target trials reach -- and that nothing
 else flags (no speaker change, no watchlist hit, no ring voice, a borrower with one voice, an
-enrollment nobody forced), plus calls a QA reviewer marked genuine. Borrowers with two or more such
-calls show how one voice varies in the real channel. Their speaker statistics are interpolated
+enrollment nobody forced), plus calls a QA reviewer marked genuine. Each labelled borrower's class
+holds those calls and the borrower's telephone-band voiceprint: a class of two or more vectors (two
+calls, or one call and the voiceprint) shows how one voice varies in the real channel, and
+``adapt_min_borrowers`` counts such borrowers. Their speaker statistics are interpolated
 with the out-of-domain ones the shipped back-end carries (:func:`voicecheck.scoring.interpolate_stats`,
 weights growing with the in-domain data: :func:`adaptation_weights`), LDA (and so PLDA) is fitted
 again, and the result is written to ``<embeddings>/backends/<key>-in-domain-<UTC time>.npz`` with
@@ -113,6 +115,13 @@ class PseudoLabels:
     def borrowers_with_two(self) -> int:
         """Borrowers with two or more labelled calls (within-speaker variation in the real channel)."""
         return sum(1 for n in self.per_borrower.values() if n >= 2)
+
+    def borrowers_with_two_vectors(self, voiceprints: Iterable[str] = ()) -> int:
+        """Borrowers whose class holds two or more vectors: two labelled calls, or one labelled call and
+        the borrower's voiceprint (``voiceprints``: the borrowers whose voiceprint joins their class, as
+        :func:`domain_statistics` adds it). What ``adapt_min_borrowers`` counts."""
+        joined = set(voiceprints)
+        return sum(1 for b, n in self.per_borrower.items() if n + (b in joined) >= 2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -385,6 +394,8 @@ class Trained:
     path: Path
     backend: Backend
     labels: PseudoLabels
+    counted: int = 0
+    """Borrowers counted towards ``adapt_min_borrowers`` (:meth:`PseudoLabels.borrowers_with_two_vectors`)."""
 
 
 def train_backend(
@@ -401,8 +412,8 @@ def train_backend(
     """Train and write an in-domain back-end from the store (see the module notes).
 
     Args:
-        settings: run settings; ``adapt_min_borrowers`` is the fewest borrowers with two labelled
-            calls accepted.
+        settings: run settings; ``adapt_min_borrowers`` is the fewest borrowers accepted whose class
+            holds two or more vectors (labelled calls, and the voiceprint with ``with_voiceprints``).
         extra: labelled calls from people; None reads the review store (:func:`reviewed_calls`).
         exclude: call ids never to use (with ``extra`` None, the calls reviewed as impostors are added).
         clock: the time (seconds since the epoch) the file is stamped with.
@@ -425,22 +436,25 @@ def train_backend(
     spec = model_spec(settings.model, settings.embeddings)
     reviewed, impostors = reviewed_calls(settings) if extra is None else (list(extra), set())
     labels = pseudo_labels(settings, reviewed, {*exclude, *impostors})
+    prints = voiceprint_vectors(settings, spec.name, labels) if with_voiceprints else None
+    counted = labels.borrowers_with_two_vectors(prints or ())
+    what = "two labelled calls, or one and their voiceprint" if with_voiceprints else "two labelled calls"
     report(
         f"judged {labels.judged} stored calls: {len(labels.calls)} labelled ({sum(c.reviewed for c in labels.calls)} "
-        f"reviewed) for {len(labels.per_borrower)} borrowers, {labels.borrowers_with_two} with two or more"
+        f"reviewed) for {len(labels.per_borrower)} borrowers, {labels.borrowers_with_two} with two or more; "
+        f"{counted} with {what}"
     )
     for why, n in labels.excluded.most_common():
         report(f"  left out {n}: {why}")
-    if labels.borrowers_with_two < settings.adapt_min_borrowers:
+    if counted < settings.adapt_min_borrowers:
         raise UsageError(
-            f"only {labels.borrowers_with_two} borrowers have two or more calls the product is confident about "
+            f"only {counted} borrowers have {what} the product is confident about "
             f"(adapt_min_borrowers = {settings.adapt_min_borrowers}){_most_left_out(labels)}: a back-end from so few "
             "voices would fit them, not the channel; run more nightly batches first (or lower adapt_min_borrowers "
             "knowingly)"
         )
     base = load_backend(settings, spec.key, spec.name)
     _enough_without_prior(base, labels)
-    prints = voiceprint_vectors(settings, spec.name, labels) if with_voiceprints else None
     stats = domain_statistics(labels, prints, voiceprint_rows, within_scale)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(clock()))
     info = {
@@ -451,6 +465,7 @@ def train_backend(
         "reviewed_calls": sum(c.reviewed for c in labels.calls),
         "borrowers": len(labels.per_borrower),
         "borrowers_with_two_calls": labels.borrowers_with_two,
+        "borrowers_counted": counted,
         "judged": labels.judged,
         "excluded": dict(labels.excluded),
         "margin": {"adapt_max_false_accept": settings.adapt_max_false_accept, "levels": labels.levels},
@@ -470,7 +485,7 @@ def train_backend(
         counts={"calls": len(labels.calls), "borrowers": len(labels.per_borrower), "judged": labels.judged},
     )
     report(f'wrote {path} (select it with backend_file = "adapted")')
-    return Trained(path, backend, labels)
+    return Trained(path, backend, labels, counted)
 
 
 def _most_left_out(labels: PseudoLabels) -> str:
@@ -561,6 +576,7 @@ def scheduled(settings: Settings, clock: Callable[[], float] = time.time) -> dic
         "file": str(done.path),
         "calls": len(done.labels.calls),
         "borrowers_with_two_calls": done.labels.borrowers_with_two,
+        "borrowers_counted": done.counted,
     }
 
 
@@ -581,6 +597,7 @@ def describe_backends(settings: Settings) -> tuple[list[dict[str, Any]], str]:
                 "calls": info.get("calls"),
                 "borrowers": info.get("borrowers"),
                 "borrowers_with_two_calls": info.get("borrowers_with_two_calls"),
+                "borrowers_counted": info.get("borrowers_counted"),
                 "adapt_max_false_accept": (info.get("margin") or {}).get("adapt_max_false_accept"),
                 "weights": info.get("weights"),
             }

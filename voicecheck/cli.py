@@ -724,7 +724,7 @@ def backend_train(settings: Settings) -> None:
     QA-reviewed genuine ones), labelled by borrower, adapted from the shipped back-end's statistics.
 
     Writes <embeddings>/backends/<model>-in-domain-<time>.npz; backend_file = "adapted" selects the newest.
-    Refused while fewer than adapt_min_borrowers borrowers have two such calls.
+    Refused while fewer than adapt_min_borrowers borrowers have two such calls, or one and their voiceprint.
     """
     from .adapt import train_backend
 

@@ -118,7 +118,8 @@ class Settings:
             then cosine: modes lda, lda+asnorm) or "plda" (the back-end's PLDA log-likelihood ratio, centred on the
             cohort when there is one: mode plda; the back-end file must carry its training statistics).
         adapt_min_borrowers: ``backend train`` refuses to write a back-end whose in-domain data has fewer
-            borrowers with two or more usable calls (benchmarks/adaptation.py: adapting the shipped back-end
+            borrowers with two or more vectors of their voice: two usable calls, or one and the borrower's
+            voiceprint (benchmarks/adaptation.py: adapting the shipped back-end
             from as few as 4-5 such borrowers already lowered the EER on both development deployments; the
             relevance weights keep a small sample's pull small). A model that ships no back-end statistics
             needs more borrowers than LDA directions besides.

@@ -258,7 +258,8 @@ def trained_lines(done: Any) -> Iterator[str]:
     w = done.backend.info.get("weights", {})
     yield (
         f"in-domain back-end {done.path}: {len(done.labels.calls)} calls of {len(done.labels.per_borrower)} "
-        f"borrowers ({done.labels.borrowers_with_two} with two or more), interpolation weights within "
+        f"borrowers ({done.labels.borrowers_with_two} with two or more; {done.counted} with two or more vectors "
+        "counting the voiceprint), interpolation weights within "
         f"{w.get('within', 0):.2f} between {w.get('between', 0):.2f}"
     )
     yield 'select it with backend_file = "adapted" (the newest) or --backend FILE; compare with voicecheck eval'
@@ -270,7 +271,8 @@ def backend_lines(rows: list[dict[str, Any]], active: str, setting: str) -> Iter
         yield "no in-domain back-end in this workspace (voicecheck backend train makes one)"
     for r in rows:
         yield (
-            f"{r['file']}  {r['calls']} calls, {r['borrowers_with_two_calls']} borrowers with two or more, "
+            f"{r['file']}  {r['calls']} calls, {r['borrowers_with_two_calls']} borrowers with two or more "
+            f"({r.get('borrowers_counted', '?')} counting the voiceprint), "
             f"margin {r['adapt_max_false_accept']}"
         )
     yield f"backend_file = {setting!r}: {active or 'no back-end'}"
