@@ -31,7 +31,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from recipes.backend import BACKEND, BackendConfig, cohort_calls, train_backend  # noqa: E402
-from recipes.corpus import DEFAULT_SPEECH, FOLDS, MIN_EVAL_SECONDS, ROOT, Speaker, read_corpus, split_speakers  # noqa: E402
+from recipes.corpus import (  # noqa: E402
+    DEFAULT_SPEECH,
+    FOLDS,
+    MIN_EVAL_SECONDS,
+    ROOT,
+    Speaker,
+    portable,
+    read_corpus,
+    split_speakers,
+)
 from recipes.embed_cache import DEFAULT_CACHE, MODEL_KEY, Embeddings, SpeakerEmbeddings  # noqa: E402
 from recipes.profile import FALSE_FLAG_TARGET  # noqa: E402
 from recipes.trials import (  # noqa: E402
@@ -332,7 +341,7 @@ def header(
     ``times_s``: (whole run, embedding) in seconds.
     """
     elapsed, t_embed = times_s
-    cmd = "python benchmarks/accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = "python benchmarks/accuracy.py " + " ".join(portable(a) for a in (argv if argv is not None else sys.argv[1:]))
     return [
         "# Accuracy on simulated telephone calls (GE2E, Resemblyzer 0.1.4)",
         "",

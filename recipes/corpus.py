@@ -14,6 +14,7 @@ from (``scripts/train_backend.py``) and the one every benchmark reports EVAL fig
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +63,13 @@ class Speaker:
     def evaluable(self) -> bool:
         """Can give a wideband enrollment and a call (so may be a TUNE or EVAL speaker)."""
         return self.wideband and self.seconds >= MIN_EVAL_SECONDS
+
+
+def portable(arg: str) -> str:
+    """A command-line argument as a results file records it: an absolute path relative to the
+    repository (no path of the machine that ran it), anything else as given."""
+    path = Path(arg)
+    return os.path.relpath(path, ROOT) if path.is_absolute() else arg
 
 
 def read_corpus(speech_dir: str | Path) -> list[Speaker]:

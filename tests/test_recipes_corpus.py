@@ -136,3 +136,12 @@ def test_telephone_is_seeded_by_its_parts() -> None:
     c = material.telephone(x, 0, "spk", "call", 1)
     assert a.dtype == np.float32 and abs(a.size - 2 * 8000) <= 1
     assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_a_results_file_records_no_path_of_the_machine(tmp_path: Path) -> None:
+    speech = tmp_path / "shared" / "speech"
+    recorded = corpus.portable(str(speech))
+    assert not Path(recorded).is_absolute() and str(tmp_path) not in recorded
+    assert (corpus.ROOT / recorded).resolve() == speech.resolve()  # the same folder, from the repository
+    assert corpus.portable("--seed") == "--seed"  # anything else as given
+    assert corpus.portable("../shared/speech") == "../shared/speech"
