@@ -67,7 +67,8 @@ class Speaker:
 
 def portable(arg: str) -> str:
     """A command-line argument as a results file records it: an absolute path relative to the
-    repository (no path of the machine that ran it), anything else as given."""
+    repository (``../shared/speech`` for the default speech folder, not the machine's absolute
+    path; a folder elsewhere still shows the folders on the way), anything else as given."""
     path = Path(arg)
     return os.path.relpath(path, ROOT) if path.is_absolute() else arg
 
