@@ -509,6 +509,8 @@ class Training:
     status: str
     calls: int = 0
     borrowers_with_two: int = 0
+    counted: int = 0
+    """Borrowers ``adapt_min_borrowers`` counts: two labelled calls, or one and the voiceprint."""
     impostor_calls_stored: int = 0
     impostor_calls_labelled: int = 0
     weights: tuple[float, float] = (0.0, 0.0)
@@ -580,8 +582,9 @@ def run_deployment(
         level = done.labels.levels.get("narrow")
         trainings.append(
             Training(
-                night, "trained", len(done.labels.calls), done.labels.borrowers_with_two, _impostors(ws), len(labelled),
-                (float(w["within"]), float(w["between"])), float(level) if isinstance(level, float) else float("nan"),
+                night, "trained", len(done.labels.calls), done.labels.borrowers_with_two, done.counted,
+                _impostors(ws), len(labelled), (float(w["within"]), float(w["between"])),
+                float(level) if isinstance(level, float) else float("nan"),
             )
         )  # fmt: skip
     trials: list[Trial] = []
@@ -700,7 +703,7 @@ def pick(trials: list[Trial], **match: object) -> list[Trial]:
 # the study: settings chosen on the development lender, judged on the held-out one
 # --------------------------------------------------------------------------------------------
 
-RESULTS_VERSION = "3"
+RESULTS_VERSION = "4"
 """Bumped when a run's simulation changes (3: the stores run with replay = false, see Workspace)."""
 RELEVANCE_GRID = ((1000.0, 500.0), (200.0, 100.0), (50.0, 25.0), (20.0, 10.0), (0.0, 0.0))
 """(within, between) relevance factors tried: from mostly out-of-domain to in-domain statistics only."""
@@ -712,14 +715,14 @@ IMPOSTOR_SHARE = 0.1
 
 
 def _fewest(counts: dict, prior: bool) -> int | None:
-    """The fewest borrowers with two labelled calls (at the last training) of the smallest training set from
+    """The fewest borrowers counted by ``adapt_min_borrowers`` (at the last training) of the smallest training set from
     which on -- every larger one too -- the adapted back-end's EER was no higher than the base's in every
     development deployment; None when no back-end was ever trained."""
     order = [*BORROWER_GRID, 0]
     ok = [all(a <= b for a, b in zip(c[0][::2], c[0][1::2], strict=True)) for c in (counts[prior, n] for n in order)]
     start = next((i for i in range(len(order)) if all(ok[i:])), None)
     last = [] if start is None else counts[prior, order[start]][1]
-    got = [t.borrowers_with_two for _, t in last if t.night == TRAIN_NIGHTS and t.status == "trained"]
+    got = [t.counted for _, t in last if t.night == TRAIN_NIGHTS and t.status == "trained"]
     return min(got) if got else None
 
 
@@ -1570,10 +1573,11 @@ def development_lines(chosen: dict) -> list[str]:
         )
     out += ["", "Training borrowers (clean store; calls of the others left out of training): EER of the in-domain "
             "back-end against the back-end it started from, per development deployment:", ""]  # fmt: skip
-    out += ["| starts from | training borrowers | borrowers with two labelled calls (last training) | EER before | "
+    out += ["| starts from | training borrowers | borrowers counted: two labelled calls, or one and the voiceprint "
+            "(last training) | EER before | "
             "EER in-domain |", "|---|---|---|---|---|"]  # fmt: skip
     for (prior, n), (per, tr) in chosen["counts"].items():
-        last = [t.borrowers_with_two for _, t in tr if t.night == TRAIN_NIGHTS and t.status == "trained"]
+        last = [t.counted for _, t in tr if t.night == TRAIN_NIGHTS and t.status == "trained"]
         base = "shipped (OOD) back-end" if prior else "no back-end (asnorm): a model that ships none"
         before = " / ".join(pct(x, 2) for x in per[1::2])
         after = " / ".join(pct(x, 2) for x in per[::2])
@@ -1593,9 +1597,9 @@ def development_lines(chosen: dict) -> list[str]:
         "own voiceprint, and the operating point's same-person guard left too few non-target trials. A model "
         "without a back-end needs a working operating point (or a calibrated threshold) before it can learn one."
     )  # fmt: skip
-    out += ["", f"adapt_min_borrowers default: {chosen['min_borrowers']}, the fewest borrowers with two labelled "
-            "calls of the smallest training set from which on adapting the shipped back-end never raised the "
-            f"EER of either development deployment.{never}"]  # fmt: skip
+    out += ["", f"adapt_min_borrowers default: {chosen['min_borrowers']}, the fewest borrowers counted (two "
+            "labelled calls, or one and the voiceprint) of the smallest training set from which on adapting the "
+            f"shipped back-end never raised the EER of either development deployment.{never}"]  # fmt: skip
     return out
 
 
