@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from recipes.corpus import DEFAULT_SPEECH, ROOT, SAMPLE_RATE, Speaker, read_corpus  # noqa: E402
 from recipes.embed_cache import DIM, Embeddings  # noqa: E402
+from recipes.machine import cpu_features  # noqa: E402
 from recipes.material import join_utterances, quiet_cut, rng_for  # noqa: E402
 
 log = logging.getLogger("benchmarks")
@@ -259,13 +260,18 @@ def embed_night(cache: Embeddings, s: LenderSpeaker, night: int, seed: int) -> d
     return cache.cached(f"{s.key}|{MATERIAL_KEY}|night{night}-piece{s.piece_for(night)}|", CALL_NAMES, compute)
 
 
-def load_lenders(speech_dir: Path, seed: int) -> tuple[list[Speaker], list[LenderSpeaker], dict, Embeddings]:
-    """Every speaker, the lender material of those with enough audio, and all their embeddings."""
+def load_lenders(
+    speech_dir: Path, seed: int, precision: str = "auto"
+) -> tuple[list[Speaker], list[LenderSpeaker], dict, Embeddings]:
+    """Every speaker, the lender material of those with enough audio, and all their embeddings.
+
+    ``precision``: GE2E's arithmetic (``Settings.precision``; "auto" = bf16 on a CPU with AMX).
+    """
     from benchmarks.transfer import corpus_of
 
     speakers = read_corpus(speech_dir)
     info = manifest_info(speech_dir)
-    cache = Embeddings(CACHE, seed)
+    cache = Embeddings(CACHE, seed, precision)
     lenders, embedded = [], {}
     started = time.time()
     for i, spk in enumerate(speakers):
@@ -1281,12 +1287,14 @@ def render(
     final: dict[str, RunConfig],
     lenders: list[LenderSpeaker],
     elapsed: float,
-    hop_s: float,
+    cache: Embeddings,
     candidates: dict | None = None,
     oracles: dict | None = None,
 ) -> str:
-    """benchmarks/results/adaptation.md (``hop_s``: the GE2E window hop the calls were embedded at)."""
+    """benchmarks/results/adaptation.md (``cache``: the embeddings, at the window hop and arithmetic of the calls)."""
     import platform
+
+    hop_s = cache.hop
 
     clean, dirty, other = final["clean"], final["impostors"], final["other"]
     named = groups(lenders)
@@ -1294,14 +1302,16 @@ def render(
         "# In-domain adaptation: a simulated lender learns its channel (GE2E, Resemblyzer 0.1.4)",
         "",
         f"Command: `python benchmarks/adaptation.py{' --candidates' if candidates is not None else ''}"
-        f"{' --oracles' if oracles is not None else ''}` — "
+        f"{' --oracles' if oracles is not None else ''}"
+        f"{'' if cache.precision == 'fp32' else ' --precision ' + cache.precision}` — "
         f"{time.strftime('%Y-%m-%d')}, {elapsed:.0f} s, {study.computed} of its {len(study.runs)} deployment runs "
-        f"simulated in it ({len(study.runs) - study.computed} read from its cache; {cpu_name()}, "
+        f"simulated in it ({len(study.runs) - study.computed} read from its cache; {cpu_features()}, "
         f"{platform.machine()}, 2 cores shared, one torch thread; from scratch about 7 min of embedding at hop "
         f"{hop_s:g} s and 18 min of simulated nights, 4 more with `--candidates`"
         f"{', about 18 more with `--oracles`' if oracles is not None else ''}). GE2E windows every "
         f"{hop_s:g} s (`hop_s`, the shipped setting; the OOD back-ends are the shipped recipe on the accuracy "
-        "cache at the same hop). Refinement (in-between windows for takeover, mono and ring decisions) plays no "
+        f"cache at the same hop). GE2E arithmetic: {cache.precision}, the OOD back-ends' vectors too. "
+        "Refinement (in-between windows for takeover, mono and ring decisions) plays no "
         "part here: every figure is a 1:1 score of the call vector.",
         "",
     ]
@@ -1472,20 +1482,6 @@ def oracle_verdict(result: dict) -> str:
         text += f" 0.5 lies {where} {name}'s 95% interval ({b['low']:.3f} – {b['high']:.3f})"
         text += ": not settled by these speakers." if where == "inside" else "."
     return text
-
-
-def cpu_name() -> str:
-    """The CPU's model name and its vector features (``/proc/cpuinfo``), or the platform's processor string."""
-    import platform
-
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    name = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "unknown CPU")
-    flags = set(next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), []))
-    have = [label for f, label in (("avx2", "AVX2"), ("fma", "FMA"), ("avx512f", "AVX-512")) if f in flags]
-    return f"{name} with {'/'.join(have)}" if have else name
 
 
 def impostor_lines(study: Study, clean: RunConfig, dirty: RunConfig, rotation: int | None) -> list[str]:
@@ -1663,13 +1659,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="do not write benchmarks/results/adaptation.md")
     parser.add_argument("--candidates", action="store_true", help="also try the CANDIDATES by CANDIDATE_RULE")
     parser.add_argument("--oracles", action="store_true", help="also run the oracle back-ends (ORACLE_RULE)")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16"),
+        help="GE2E arithmetic (Settings.precision; auto = what the product picks on this machine, bf16 with AMX)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     import torch
 
     torch.set_num_threads(1)
     started = time.time()
-    speakers, lenders, embedded, cache = load_lenders(Path(args.speech), args.seed)
+    speakers, lenders, embedded, cache = load_lenders(Path(args.speech), args.seed, args.precision)
     log.info("%d lender speakers of %d", len(lenders), len(speakers))
     if args.material_only:
         return 0
@@ -1677,9 +1679,10 @@ def main(argv: list[str] | None = None) -> int:
     import os
 
     os.environ.setdefault("VOICECHECK_KEY", base64.b64encode(os.urandom(32)).decode())
-    workdir = CACHE / f"runs-hop{cache.hop:g}"  # the runs' results follow the window hop, as the embeddings do
+    # the runs' results follow the window hop and the arithmetic, as the embeddings do
+    workdir = CACHE / f"runs-hop{cache.hop:g}{'' if cache.precision == 'fp32' else '-' + cache.precision}"
     deps = deployments(speakers, lenders, args.seed)
-    ood = ood_backends(speakers, deps, workdir)
+    ood = ood_backends(speakers, deps, workdir, cache.precision)
     study = Study(deps, embedded, ood, workdir, args.seed)
     chosen = study.choose()
     final = study.final(chosen)
@@ -1689,19 +1692,20 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     tried = candidate_study(study, final, groups(lenders)) if args.candidates else None
     oracles = oracle_study(study, final["clean"], groups(lenders)) if args.oracles else None
-    report = render(study, chosen, final, lenders, time.time() - started, cache.hop, tried, oracles)
+    report = render(study, chosen, final, lenders, time.time() - started, cache, tried, oracles)
     if not args.no_write:
         (ROOT / "benchmarks" / "results" / "adaptation.md").write_text(report)
     print(report)
     return 0
 
 
-def ood_backends(speakers: list[Speaker], deps: list[Deployment], workdir: Path) -> dict[int, Path]:
-    """Each rotation's OOD back-end (the shipped recipe without the lender's speakers), as a file."""
+def ood_backends(speakers: list[Speaker], deps: list[Deployment], workdir: Path, precision: str) -> dict[int, Path]:
+    """Each rotation's OOD back-end (the shipped recipe without the lender's speakers, on vectors of
+    ``precision``), as a file."""
     from recipes.backend import train_backend
     from recipes.embed_cache import DEFAULT_CACHE
 
-    embs = Embeddings(DEFAULT_CACHE, 0, "fp32").all(speakers, progress=False)
+    embs = Embeddings(DEFAULT_CACHE, 0, precision).all(speakers, progress=False)
     workdir.mkdir(parents=True, exist_ok=True)
     out = {}
     for dep in deps:

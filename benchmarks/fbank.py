@@ -16,13 +16,17 @@ import argparse
 import csv
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from voicecheck.audio import load, resample
-from voicecheck.fbank import Fbank, FbankOptions
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from recipes.machine import cpu_features  # noqa: E402
+from voicecheck.audio import load, resample  # noqa: E402
+from voicecheck.fbank import Fbank, FbankOptions  # noqa: E402
 
 RECIPES = {"3D-Speaker": ("povey", 1.0), "WeSpeaker": ("hamming", 32768.0)}
 
@@ -138,16 +142,7 @@ def speed(x: np.ndarray, windows: int = 32, repeats: int = 5) -> list[str]:
 
 
 def cpu() -> str:
-    flags = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                have = set(line.split(":", 1)[1].split())
-                flags = " ".join(f for f in ("avx2", "avx512f", "amx_bf16") if f in have)
-                break
-    except OSError:
-        pass
-    return f"{platform.machine()}, {os.cpu_count()} cores ({flags or 'no AVX2'}), Python {platform.python_version()}"
+    return f"{platform.machine()}, {os.cpu_count()} cores ({cpu_features()}), Python {platform.python_version()}"
 
 
 def main() -> None:

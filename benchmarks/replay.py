@@ -37,6 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from recipes.corpus import DEFAULT_SPEECH, SAMPLE_RATE, load_utterances, read_corpus, split_speakers  # noqa: E402
+from recipes.machine import cpu_features  # noqa: E402
 from recipes.material import rng_for  # noqa: E402
 from voicecheck.fingerprint import QUERY_PARAMS, Fingerprint, FingerprintError, fingerprint, fingerprints  # noqa: E402
 from voicecheck.replay import DEFAULT_MAX_ROWS, FingerprintIndex, MatchRule  # noqa: E402
@@ -395,16 +396,6 @@ def product_table(items: list[Item], replays: list[Outcome], honest: list[Outcom
 # --- scale ----------------------------------------------------------------------------------------
 
 
-def _cpu() -> str:
-    import platform
-    import re
-
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    feats = sorted(set(re.findall(r"avx512[a-z_0-9]*|amx[a-z_0-9]*", text)))
-    model = re.search(r"model name\s*:\s*(.*)", text)
-    return f"{model.group(1) if model else platform.processor()}, {'; '.join(feats) or 'no AVX-512/AMX'}"
-
-
 def _synthetic(pool: np.ndarray, n_rows: int, item_s: float, hash_key: str, rng: np.random.Generator) -> Fingerprint:
     frames = np.sort(rng.integers(0, int(item_s * 100), n_rows)).astype(np.int32)
     return Fingerprint(pool[rng.integers(0, pool.size, n_rows)], frames, item_s, item_s, n_rows, hash_key)
@@ -434,7 +425,7 @@ def scale_table(
         f"{np.mean([len(q[3]) for q in queries]):.0f} hashes) looked up two ways: over all items with the "
         f"default row budget ({DEFAULT_MAX_ROWS:,} rows, rarest hash values first), and over the replayed "
         f"borrower's items only. Rule: {rule.min_hits} hits over >= {rule.min_matched_s:g} s. "
-        f"CPU: {_cpu()}; one thread.",
+        f"CPU: {cpu_features()}; one thread.",
         "",
         "| synthetic items | keyed | index rows | file MB | build s | all items: ms per call (median / 90th) "
         "| rows read | values skipped | caught | most hits of a false item | borrower only: ms | caught |",

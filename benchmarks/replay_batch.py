@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         use_work_key(Path(a._child[0]))
         print(json.dumps(child(Path(a._child[0]), a._child[1] == "1", a._child[2])))
         return
-    from benchmarks.replay import _cpu
+    from recipes.machine import cpu_features
 
     work = a.out or Path(tempfile.mkdtemp(prefix="vc-replay-batch-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
         for replay in (False, True):
             runs.append(run_child(work, replay, f"{'on' if replay else 'off'}{n}"))
             print(json.dumps(runs[-1]), flush=True)
-    print(render(runs, a.calls, audio_s, hours, os.getloadavg(), _cpu()))
+    print(render(runs, a.calls, audio_s, hours, os.getloadavg(), cpu_features()))
 
 
 def _pad() -> str:

@@ -23,8 +23,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.replay import _cpu, telephone_call  # noqa: E402
+from benchmarks.replay import telephone_call  # noqa: E402
 from recipes.corpus import DEFAULT_SPEECH, SAMPLE_RATE, load_utterances, read_corpus  # noqa: E402
+from recipes.machine import cpu_features  # noqa: E402
 from recipes.material import rng_for  # noqa: E402
 from voicecheck.fingerprint import fingerprints  # noqa: E402
 from voicecheck.replay import FingerprintIndex  # noqa: E402
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     speakers = [s for s in read_corpus(args.speech) if s.key.startswith("librispeech")][:20]
     audio = np.concatenate([u for s in speakers for u in load_utterances(s)])
     lines = [
-        f"CPU: {_cpu()}; one thread. Median of {args.repeats} runs.",
+        f"CPU: {cpu_features()}; one thread. Median of {args.repeats} runs.",
         "",
         "| call | speech | fingerprints (query + index), CPU ms | CPU ms per audio s "
         "| borrower lookup, CPU ms (4 items) |",

@@ -33,7 +33,6 @@ from benchmarks.replay import (  # noqa: E402
     SAMPLE_RATE,
     Item,
     _at,
-    _cpu,
     build_items,
     caught,
     choose_rule,
@@ -41,6 +40,7 @@ from benchmarks.replay import (  # noqa: E402
     telephone_call,
 )
 from recipes.corpus import DEFAULT_SPEECH, read_corpus, split_speakers  # noqa: E402
+from recipes.machine import cpu_features  # noqa: E402
 from recipes.material import rng_for  # noqa: E402
 from voicecheck.fingerprint import (  # noqa: E402
     INDEX_PARAMS,
@@ -424,7 +424,7 @@ def product_sweep(args: argparse.Namespace, items: list[Item], calls: list[Call]
         f"Non-EVAL speakers only ({len(items)} items, {sum(bool(c.truth) for c in calls)} replays, "
         f"{sum(not c.truth for c in calls)} honest calls; fold 0 of benchmarks/common.py), the product's path: "
         "silero's regions padded either side, keyed and sealed indexes, each call looked up among its own "
-        f"speaker's items, the shipped rule (15 hits over >= 1 s). CPU: {_cpu()}; one thread.",
+        f"speaker's items, the shipped rule (15 hits over >= 1 s). CPU: {cpu_features()}; one thread.",
         "",
         *PRODUCT_HEAD,
     ]
@@ -468,7 +468,7 @@ def main(argv: list[str] | None = None) -> None:
         f"Non-EVAL speakers only ({len(items)} items, {sum(bool(c.truth) for c in calls)} replays, "
         f"{sum(not c.truth for c in calls)} honest calls; fold 0 of benchmarks/common.py). Rule per variant: "
         "least min_hits above 1.5 x the most hits of a wrong item, over >= 1 s (as replay.py). CPU: "
-        f"{_cpu()}; one thread.",
+        f"{cpu_features()}; one thread.",
         "",
         "| variant | stored hashes / s | query hashes / s | query+stored fingerprint CPU ms per call "
         "| min_hits | replays >= 5 s caught | " + " | ".join(f"{c} >= 5 s" for c in CODECS) + " | partial 3-6 s "

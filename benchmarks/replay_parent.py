@@ -29,10 +29,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.replay import _cpu, telephone_call  # noqa: E402
+from benchmarks.replay import telephone_call  # noqa: E402
 from benchmarks.replay_cost import energy_regions  # noqa: E402
 from benchmarks.replay_exact import _Result, open_ledger, reference_modules, today_modules  # noqa: E402
 from recipes.corpus import DEFAULT_SPEECH, load_utterances, read_corpus  # noqa: E402
+from recipes.machine import cpu_features  # noqa: E402
 
 
 def make_calls(speech: Path, n_calls: int) -> tuple[list, list]:
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             if r:  # the first run of each warms caches and compiles
                 ms[tag].append(1000 * cpu / len(calls))
     same = outcomes[a.rev] == outcomes["working tree"]
-    print(f"CPU: {_cpu()}; one thread. {len(calls)} calls, {len(enrolls)} enrollments; outcomes equal: {same}")
+    print(f"CPU: {cpu_features()}; one thread. {len(calls)} calls, {len(enrolls)} enrollments; outcomes equal: {same}")
     print("\n| code | look-up + store, CPU ms per call (median) | runs |\n|---|---:|---|")
     for tag, values in ms.items():
         print(f"| {tag} | {np.median(values):.2f} | {', '.join(f'{v:.2f}' for v in values)} |")

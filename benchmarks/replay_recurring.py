@@ -33,8 +33,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.replay import CODECS, _cpu, telephone_call  # noqa: E402
+from benchmarks.replay import CODECS, telephone_call  # noqa: E402
 from recipes.corpus import DEFAULT_SPEECH, SAMPLE_RATE, load_utterances, read_corpus  # noqa: E402
+from recipes.machine import cpu_features  # noqa: E402
 from recipes.material import rng_for  # noqa: E402
 
 log = logging.getLogger("benchmarks.replay_recurring")
@@ -297,7 +298,7 @@ def main(argv: list[str] | None = None) -> None:
         f">= {4 * MIN_HALF_S} s cut in two): one pair of honest calls each. Shipped when run: the query's",
         f"regions padded by {REGION_PAD_S} s, pauses of up to {REGION_BRIDGE_S} s between them closed, the stored",
         f"side's as they are; rule: {rule.min_hits} hits",
-        f"over >= {rule.min_matched_s} s. CPU: {_cpu()}.",
+        f"over >= {rule.min_matched_s} s. CPU: {cpu_features()}.",
         "",
         "Each cell: second calls marked `replay` / pairs (most hits of the first call at one offset; calls",
         "that could not be fingerprinted).",

@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from recipes.corpus import DEFAULT_SPEECH, load_utterances, read_corpus  # noqa: E402
+from recipes.machine import cpu_features  # noqa: E402
 
 RESULTS_MD = ROOT / "benchmarks" / "results" / "throughput.md"
 NOTES_MARK = "<!-- notes: everything from this line on is kept when benchmarks/throughput.py rewrites the file -->"
@@ -507,25 +508,6 @@ def render(
     lines += render_profile(prof, runs["naive"], hours)
     lines += render_analysis(a.analysis)
     return "\n".join(lines) + "\n"
-
-
-def cpu_features() -> str:
-    """The CPU model and the vector / matrix extensions the speed depends on (AVX-512 BF16, AMX)."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name") and model in ("", platform.machine()):
-                    model = line.split(":", 1)[1].strip()
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
-    wanted = ["avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16"]
-    have = [f for f in wanted if f in flags]
-    amx = "AMX" if "amx_tile" in flags else "no AMX"
-    return f"{model}; {', '.join(have) or 'no AVX2/AVX-512'} ({amx})"
 
 
 def render_setup(a: argparse.Namespace, hours: float, precision: str) -> list[str]:

@@ -52,6 +52,7 @@ from recipes.corpus import (  # noqa: E402
     split_speakers,
 )
 from recipes.embed_cache import DIM, Embeddings, SpeakerEmbeddings  # noqa: E402
+from recipes.machine import cpu_features  # noqa: E402
 from recipes.material import MATERIAL_KEY, enrollment_split, join_utterances, quiet_cut, rng_for  # noqa: E402
 from recipes.profile import build_profile  # noqa: E402
 from recipes.trials import COHORT_MIN_CALLS, scorer_for_mode, scorer_settings  # noqa: E402
@@ -1158,10 +1159,16 @@ def renderings_table(results: dict) -> list[str]:
 # --------------------------------------------------------------------------------------------
 
 
-def load_material(speech: str, out: Path, seed: int) -> tuple[list[Speaker], dict, dict[str, CorpusTrials]]:
-    """Speakers, their (cached) embeddings and extra calls, and each corpus as a night's batch."""
+def load_material(
+    speech: str, out: Path, seed: int, precision: str = "auto"
+) -> tuple[list[Speaker], dict, dict[str, CorpusTrials]]:
+    """Speakers, their (cached) embeddings and extra calls, and each corpus as a night's batch.
+
+    ``precision``: GE2E's arithmetic (``Settings.precision``; "auto" is what the product picks on this
+    machine: bf16 on a CPU with AMX). The vectors are cached per precision.
+    """
     speakers = read_corpus(speech)
-    cache = Embeddings(out / "cache", seed)
+    cache = Embeddings(out / "cache", seed, precision)
     embs = cache.all(speakers)
     started, extra = time.time(), {}
     for i, s in enumerate(speakers):
@@ -1191,6 +1198,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-alignment", action="store_true", help="skip the covariance alignment study")
     parser.add_argument("--no-ceilings", action="store_true", help="skip the intervals and ceilings study")
     parser.add_argument("--no-adaptation", action="store_true", help="skip the backend train (adaptation) study")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16"),
+        help="GE2E arithmetic (Settings.precision; auto = what the product picks on this machine, bf16 with AMX)",
+    )
+    parser.add_argument(
+        "--results", type=Path, default=ROOT / "benchmarks" / "results" / "transfer.md", help="where the markdown goes"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     import torch
@@ -1199,10 +1215,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    workdir = out / "transfer-workspace"
-    workdir.mkdir(exist_ok=True)
 
-    speakers, embs, trials = load_material(args.speech, out, args.seed)
+    from voicecheck.embedders.ge2e import resolve_precision
+
+    precision = resolve_precision(args.precision, "cpu")
+    tag = "" if precision == "fp32" else f"-{precision}"
+    workdir = out / f"transfer-workspace{tag}"
+    workdir.mkdir(exist_ok=True)
+    speakers, embs, trials = load_material(args.speech, out, args.seed, precision)
     loco = Loco(embs, speakers, trials, workdir, args.seed)
     results = {name: evaluate_corpus(loco, name, args.seed, workdir) for name in (args.corpus or CORPORA)}
     shipped = {system: choose_max_false_accept(loco, "", system, args.seed)[0] for system in SYSTEMS}
@@ -1213,14 +1233,13 @@ def main(argv: list[str] | None = None) -> int:
 
     given = argv if argv is not None else sys.argv[1:]
     cmd = "python benchmarks/transfer.py " + " ".join(portable(a) for a in given)
-    text = report(results, shipped, cmd.strip(), elapsed, alignment, gap, adapted)
+    text = report(results, shipped, cmd.strip(), elapsed, alignment, gap, adapted, precision)
     dump = {"results": results, "shipped_default": shipped, "alignment": alignment, "gap": gap, "adaptation": adapted}
-    (out / "transfer.json").write_text(json.dumps(dump, indent=1) + "\n")
+    (out / f"transfer{tag}.json").write_text(json.dumps(dump, indent=1) + "\n")
     print(text)
     if not args.no_write:
-        dest = ROOT / "benchmarks" / "results" / "transfer.md"
-        dest.write_text(text)
-        print(f"wrote {dest}")
+        args.results.write_text(text)
+        print(f"wrote {args.results}")
     return 0
 
 
@@ -2381,13 +2400,17 @@ def report(
     alignment: dict | None = None,
     gap: dict | None = None,
     adapted: dict | None = None,
+    precision: str = "fp32",
 ) -> str:
     """benchmarks/results/transfer.md: how the benchmark ran, then every table."""
     judged_names = [n for n, r in results.items() if r["judged"]]
     head = [
         "# Transfer: leave-one-corpus-out decisions (GE2E, Resemblyzer 0.1.4)",
         "",
-        f"Command: `{cmd}` — {time.strftime('%Y-%m-%d')}, {elapsed:.0f} s (embeddings cached).",
+        f"Command: `{cmd}` — {time.strftime('%Y-%m-%d')}, {elapsed:.0f} s (embeddings cached). GE2E arithmetic: "
+        f"{precision} (every back-end here is trained on vectors of that arithmetic; the shipped one on float32 "
+        "vectors, and `benchmarks/accuracy.py --precision bf16` measures that mix). "
+        f"CPU: {cpu_features()}, one torch thread.",
         "",
         "Each corpus of `shared/speech` is held out in turn: the LDA back-end is retrained without its speakers "
         "(`train_backend`, the shipped recipe), and every threshold, calibration and rule parameter is chosen "

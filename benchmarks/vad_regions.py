@@ -211,8 +211,7 @@ def render(
     ref_ms: float,
     rows: list[tuple[str, float, dict[str, float], float]],
 ) -> str:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from throughput import cpu_features
+    from recipes.machine import cpu_features
 
     audio_min = sum(len(x) for x in xs) / 8000 / 60
     gates = "".join(f" --gate {g}" for g in a.gate)

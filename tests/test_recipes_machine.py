@@ -1,0 +1,28 @@
+"""Tests for recipes.machine: the CPU line every benchmark table carries."""
+
+from __future__ import annotations
+
+from recipes.machine import cpu_features
+
+AMX_CPU = """processor\t: 0
+model name\t: Intel(R) Xeon(R) Processor
+flags\t\t: fpu sse avx2 fma avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8
+processor\t: 1
+model name\t: Intel(R) Xeon(R) Processor
+flags\t\t: fpu sse avx2 fma avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8
+"""
+
+
+def test_names_the_model_and_the_features_speed_depends_on() -> None:
+    line = cpu_features(AMX_CPU)
+    assert line == "Intel(R) Xeon(R) Processor; avx2, fma, avx512f, avx512_bf16, avx512_vnni, amx_tile, amx_bf16 (AMX)"
+
+
+def test_says_when_there_is_no_amx() -> None:
+    epyc = "model name\t: AMD EPYC 9B14\nflags\t\t: fpu avx2 fma avx512f avx512_bf16\n"
+    assert cpu_features(epyc) == "AMD EPYC 9B14; avx2, fma, avx512f, avx512_bf16 (no AMX)"
+
+
+def test_a_cpu_without_the_extensions_or_a_model_line_still_gets_a_line() -> None:
+    line = cpu_features("flags\t\t: fpu sse sse2\n")
+    assert line.endswith("; no AVX2/AVX-512 (no AMX)") and not line.startswith(";")
