@@ -517,7 +517,8 @@ def render_setup(a: argparse.Namespace, hours: float, precision: str) -> list[st
         "",
         f"`benchmarks/throughput.py --calls {a.calls} --workers {a.workers}{f' --hop {a.hop}' if a.hop else ''}"
         f"{f' --precision {a.precision}' if a.precision != 'auto' else ''}"
-        f"{f' --pairs {a.pairs}' if a.pairs else ''}{' --replay off' if a.replay == 'off' else ''}` on "
+        f"{f' --pairs {a.pairs}' if a.pairs else ''}{' --replay off' if a.replay == 'off' else ''}"
+        f"{f' --compare-hop {a.compare_hop!r}' if a.compare_hop != '0.8' else ''}` on "
         f"{platform.machine()}, "
         f"{os.cpu_count() or 1} cores, Python {platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M')}.",
         "",
