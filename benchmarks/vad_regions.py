@@ -20,7 +20,11 @@ the first HEAD and last TAIL chunks of each run; the LSTM state is held over the
 (``hold``) or fed the mean features of the HEAD chunks before them (``mean``, the feature stack saved,
 the LSTM not), and the chunks left out score 0.
 
-    .venv/bin/python benchmarks/vad_regions.py [--calls 200] [--work DIR] [--gate 10,16,16]
+``--bf16`` also measures silero in bfloat16, tried on a CPU with AMX and not adopted: the product's
+runtime with the encoder's matrix products and the LSTM in bfloat16 (the STFT magnitude and the head
+in float32), timed like the product.
+
+    .venv/bin/python benchmarks/vad_regions.py [--calls 200] [--work DIR] [--gate 10,16,16] [--bf16]
 """
 
 from __future__ import annotations
@@ -169,6 +173,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--calls", type=int, default=200, help="throughput benchmark calls (its --calls)")
     p.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".cache" / "throughput-calls")
     p.add_argument("--gate", action="append", default=[], help="MARGIN_DB,HEAD,TAIL of a gate to measure")
+    p.add_argument("--bf16", action="store_true", help="also time and compare silero in bfloat16 (not adopted)")
     p.add_argument("--results", type=Path, default=RESULTS_MD)
     return p.parse_args(argv)
 
@@ -197,11 +202,56 @@ def main(argv: list[str] | None = None) -> None:
             gated = [gated_probabilities(model, x, s, mode, int(head_n)) for x, s in zip(xs, skips, strict=True)]
             label = f"gate {margin:g} dB, head {int(head_n)}, tail {int(tail_n)} chunks, state {mode}"
             rows.append((label, share, compare(vad, xs, ref, gated), float("nan")))
+    if a.bf16:
+        low = bf16_variant()
+        low.regions_many([(xs[0], 8000)])  # warm-up
+        got_low, ms_low = cpu_per_audio_s(lambda xs_: low.probabilities_many(xs_, 8000), xs)
+        label = "silero in bf16: encoder products + LSTM (tried, not adopted)"
+        rows.append((label, 0.0, compare(vad, xs, ref, got_low), ms_low))
     md = render(a, names, xs, ref_ms, rows)
     print(md)
     a.results.parent.mkdir(parents=True, exist_ok=True)
     a.results.write_text(md, encoding="utf-8")
     print(f"written {a.results}")
+
+
+def bf16_variant() -> Any:
+    """A fresh ``SileroVad`` whose sequence runtime runs the encoder's products and the LSTM in bfloat16."""
+    import torch
+
+    from voicecheck.vad import SileroVad, _Features
+
+    low = SileroVad()
+    seq = low._load()
+    torch.set_num_threads(1)
+    for rate, (features, lstm, head) in list(seq._parts.items()):
+        if not isinstance(features, _Features):
+            raise SystemExit("--bf16 needs the product's matrix-product feature stack (this silero has another layout)")
+        features.layers = [
+            [(lo, hi, w.bfloat16(), b.bfloat16()) for lo, hi, w, b in layer] for layer in features.layers
+        ]
+        seq._parts[rate] = (
+            lambda rows, f=features: f.encode(f.magnitude(rows).bfloat16()).float(),
+            _Bf16Lstm(lstm),
+            head,
+        )
+    return low
+
+
+class _Bf16Lstm:
+    """``torch.nn.LSTM`` in bfloat16 behind the float32 interface ``voicecheck.vad._lstm_to_ends`` uses."""
+
+    def __init__(self, lstm: Any) -> None:
+        import copy
+
+        import torch
+
+        self.hidden_size = lstm.hidden_size
+        self._lstm = copy.deepcopy(lstm).to(torch.bfloat16)
+
+    def __call__(self, seq: Any, state: tuple[Any, Any]) -> tuple[Any, tuple[Any, Any]]:
+        out, (h, c) = self._lstm(seq.bfloat16(), (state[0].bfloat16(), state[1].bfloat16()))
+        return out.float(), (h.float(), c.float())
 
 
 def render(
@@ -214,7 +264,7 @@ def render(
     from recipes.machine import cpu_features
 
     audio_min = sum(len(x) for x in xs) / 8000 / 60
-    gates = "".join(f" --gate {g}" for g in a.gate)
+    gates = "".join(f" --gate {g}" for g in a.gate) + (" --bf16" if a.bf16 else "")
     lines = [
         "# silero VAD: the product's regions against silero's modules",
         "",

@@ -322,11 +322,19 @@ class _Features:
         self._torch = torch
 
     def __call__(self, rows: Any) -> Any:
+        return self.encode(self.magnitude(rows))
+
+    def magnitude(self, rows: Any) -> Any:
+        """(n, context + chunk) samples -> (n, frames x bins) STFT magnitudes, frame-major."""
         torch = self._torch
         x = torch.nn.functional.pad(rows[:, None, :], self.pad, mode="reflect")[:, 0]
         spectrum = torch.view_as_real(torch.fft.rfft(x.unfold(1, self.n_fft, self.hop) * self.window, dim=-1))
         re, im = spectrum[..., 0], spectrum[..., 1]
-        h = (re * re + im * im).sqrt_().reshape(rows.shape[0], -1)  # (n, frames x bins), frame-major
+        return (re * re + im * im).sqrt_().reshape(rows.shape[0], -1)
+
+    def encode(self, h: Any) -> Any:
+        """:meth:`magnitude`'s output -> (n, 128) features: the four conv + ReLU blocks as products."""
+        torch = self._torch
         for products in self.layers:
             outs = [torch.addmm(bias, h[:, lo:hi], weight) for lo, hi, weight, bias in products]
             h = torch.relu_(outs[0] if len(outs) == 1 else torch.cat(outs, dim=1))
