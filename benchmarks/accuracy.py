@@ -42,6 +42,7 @@ from recipes.corpus import (  # noqa: E402
     split_speakers,
 )
 from recipes.embed_cache import DEFAULT_CACHE, MODEL_KEY, Embeddings, SpeakerEmbeddings  # noqa: E402
+from recipes.machine import add_precision_option  # noqa: E402
 from recipes.profile import FALSE_FLAG_TARGET  # noqa: E402
 from recipes.trials import (  # noqa: E402
     SYSTEMS,
@@ -217,13 +218,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--folds", type=int, default=FOLDS, help="folds for the pooled cross-check (0: skip)")
     parser.add_argument("--no-grid", action="store_true", help="skip the back-end search on TUNE")
     parser.add_argument("--no-write", action="store_true", help="do not write benchmarks/results/accuracy.md")
-    parser.add_argument(
-        "--precision",
-        default="auto",
-        choices=("auto", "fp32", "bf16"),
-        help="GE2E arithmetic (Settings.precision; auto = what the product picks on this machine). "
-        "Other than fp32, the float32 embeddings are computed too and compared",
-    )
+    add_precision_option(parser, more=". Other than fp32, the float32 embeddings are computed too and compared")
     return parser.parse_args(argv)
 
 

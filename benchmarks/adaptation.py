@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from recipes.corpus import DEFAULT_SPEECH, ROOT, SAMPLE_RATE, Speaker, read_corpus  # noqa: E402
 from recipes.embed_cache import DIM, Embeddings  # noqa: E402
-from recipes.machine import cpu_features  # noqa: E402
+from recipes.machine import add_precision_option, cpu_features  # noqa: E402
 from recipes.material import join_utterances, quiet_cut, rng_for  # noqa: E402
 
 log = logging.getLogger("benchmarks")
@@ -1659,12 +1659,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="do not write benchmarks/results/adaptation.md")
     parser.add_argument("--candidates", action="store_true", help="also try the CANDIDATES by CANDIDATE_RULE")
     parser.add_argument("--oracles", action="store_true", help="also run the oracle back-ends (ORACLE_RULE)")
-    parser.add_argument(
-        "--precision",
-        default="auto",
-        choices=("auto", "fp32", "bf16"),
-        help="GE2E arithmetic (Settings.precision; auto = what the product picks on this machine, bf16 with AMX)",
-    )
+    add_precision_option(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     import torch

@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from recipes.corpus import DEFAULT_SPEECH, load_utterances, read_corpus  # noqa: E402
-from recipes.machine import cpu_features  # noqa: E402
+from recipes.machine import add_precision_option, cpu_features  # noqa: E402
 
 RESULTS_MD = ROOT / "benchmarks" / "results" / "throughput.md"
 NOTES_MARK = "<!-- notes: everything from this line on is kept when benchmarks/throughput.py rewrites the file -->"
@@ -370,9 +370,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=ROOT / "benchmarks" / "results" / "analysis.json",
         help="benchmarks/analysis.py's compared figures, shown beside the speed figures",
     )
-    p.add_argument(
-        "--precision", default="auto", choices=("auto", "fp32", "bf16"), help="GE2E arithmetic (Settings.precision)"
-    )
+    add_precision_option(p)
     p.add_argument(
         "--replay",
         default="on",

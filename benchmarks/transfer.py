@@ -52,7 +52,7 @@ from recipes.corpus import (  # noqa: E402
     split_speakers,
 )
 from recipes.embed_cache import DIM, Embeddings, SpeakerEmbeddings  # noqa: E402
-from recipes.machine import cpu_features  # noqa: E402
+from recipes.machine import add_precision_option, cpu_features  # noqa: E402
 from recipes.material import MATERIAL_KEY, enrollment_split, join_utterances, quiet_cut, rng_for  # noqa: E402
 from recipes.profile import build_profile  # noqa: E402
 from recipes.trials import COHORT_MIN_CALLS, scorer_for_mode, scorer_settings  # noqa: E402
@@ -1198,12 +1198,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-alignment", action="store_true", help="skip the covariance alignment study")
     parser.add_argument("--no-ceilings", action="store_true", help="skip the intervals and ceilings study")
     parser.add_argument("--no-adaptation", action="store_true", help="skip the backend train (adaptation) study")
-    parser.add_argument(
-        "--precision",
-        default="auto",
-        choices=("auto", "fp32", "bf16"),
-        help="GE2E arithmetic (Settings.precision; auto = what the product picks on this machine, bf16 with AMX)",
-    )
+    add_precision_option(parser)
     parser.add_argument(
         "--results", type=Path, default=ROOT / "benchmarks" / "results" / "transfer.md", help="where the markdown goes"
     )

@@ -6,6 +6,7 @@ matrix extensions: AVX-512 with BF16, and AMX, where GE2E's LSTM runs in bfloat1
 
 from __future__ import annotations
 
+import argparse
 import platform
 
 FEATURES = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
@@ -32,3 +33,16 @@ def cpu_features(cpuinfo: str | None = None) -> str:
     model = model or platform.processor() or platform.machine() or "unknown CPU"
     have = [f for f in FEATURES if f in flags]
     return f"{model}; {', '.join(have) or 'no AVX2/AVX-512'} ({'AMX' if 'amx_tile' in flags else 'no AMX'})"
+
+
+def add_precision_option(parser: argparse.ArgumentParser, default: str = "auto", more: str = "") -> None:
+    """``--precision`` (GE2E's arithmetic, ``Settings.precision``) on a benchmark's or script's ``parser``."""
+    from voicecheck.embedders.base import PRECISIONS
+
+    parser.add_argument(
+        "--precision",
+        default=default,
+        choices=PRECISIONS,
+        help="GE2E arithmetic (Settings.precision): auto = what the product picks on this machine (bf16 with AMX, "
+        "else fp32)" + more,
+    )

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from recipes.backend import BACKEND, cohort_calls, lda_training_set, train_backend  # noqa: E402
 from recipes.corpus import DEFAULT_SPEECH, FOLDS, ROOT, read_corpus, split_speakers  # noqa: E402
 from recipes.embed_cache import DEFAULT_CACHE, MODEL_KEY, Embeddings  # noqa: E402
+from recipes.machine import add_precision_option  # noqa: E402
 from recipes.profile import FALSE_FLAG_TARGET, build_profile  # noqa: E402
 
 
@@ -42,12 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         help="embedding cache (shared with the benchmark)",
     )
     parser.add_argument("--data", default=str(ROOT / "voicecheck" / "data"), help="where to write the files")
-    parser.add_argument(
-        "--precision",
-        default="fp32",
-        choices=("auto", "fp32", "bf16"),
-        help="GE2E arithmetic of the training embeddings (the shipped files: fp32)",
-    )
+    add_precision_option(parser, "fp32", "; of the training embeddings, the shipped files' is fp32")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     import torch

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from recipes.machine import cpu_features
+import argparse
+
+import pytest
+
+from recipes.machine import add_precision_option, cpu_features
 
 AMX_CPU = """processor\t: 0
 model name\t: Intel(R) Xeon(R) Processor
@@ -26,3 +30,12 @@ def test_says_when_there_is_no_amx() -> None:
 def test_a_cpu_without_the_extensions_or_a_model_line_still_gets_a_line() -> None:
     line = cpu_features("flags\t\t: fpu sse sse2\n")
     assert line.endswith("; no AVX2/AVX-512 (no AMX)") and not line.startswith(";")
+
+
+def test_the_precision_option_takes_the_products_choices_and_no_other() -> None:
+    parser = argparse.ArgumentParser()
+    add_precision_option(parser, "fp32")
+    assert parser.parse_args([]).precision == "fp32"
+    assert parser.parse_args(["--precision", "bf16"]).precision == "bf16"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--precision", "fp16"])
