@@ -43,6 +43,7 @@ log = logging.getLogger("benchmarks")
 
 CACHE = ROOT / "benchmarks" / ".cache" / "adaptation"
 """This benchmark's embedding cache (its own file; the OOD segments come from the accuracy cache)."""
+RESULTS_MD = ROOT / "benchmarks" / "results" / "adaptation.md"
 
 NIGHTS = 16
 TRAIN_NIGHTS = 12
@@ -1660,6 +1661,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidates", action="store_true", help="also try the CANDIDATES by CANDIDATE_RULE")
     parser.add_argument("--oracles", action="store_true", help="also run the oracle back-ends (ORACLE_RULE)")
     add_precision_option(parser)
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS_MD, help="where the markdown goes (default results/adaptation.md)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     import torch
@@ -1689,7 +1693,7 @@ def main(argv: list[str] | None = None) -> int:
     oracles = oracle_study(study, final["clean"], groups(lenders)) if args.oracles else None
     report = render(study, chosen, final, lenders, time.time() - started, cache, tried, oracles)
     if not args.no_write:
-        (ROOT / "benchmarks" / "results" / "adaptation.md").write_text(report)
+        args.results.write_text(report)
     print(report)
     return 0
 
