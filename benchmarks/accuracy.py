@@ -42,7 +42,7 @@ from recipes.corpus import (  # noqa: E402
     split_speakers,
 )
 from recipes.embed_cache import DEFAULT_CACHE, MODEL_KEY, Embeddings, SpeakerEmbeddings  # noqa: E402
-from recipes.machine import add_precision_option  # noqa: E402
+from recipes.machine import add_precision_option, cpu_features  # noqa: E402
 from recipes.profile import FALSE_FLAG_TARGET  # noqa: E402
 from recipes.trials import (  # noqa: E402
     SYSTEMS,
@@ -358,7 +358,8 @@ def header(
         f"genuine calls be flagged (oracle threshold); and at the threshold chosen on TUNE at "
         f"{pct(FALSE_FLAG_TARGET)} genuine flagged (what the shipped profile does): the share of EVAL "
         "genuine calls flagged and of impostors flagged.",
-        f"Back-end: {BACKEND}; AS-norm top-N {top_n}. GE2E arithmetic: {precision} (`--precision {args.precision}`).",
+        f"Back-end: {BACKEND}; AS-norm top-N {top_n}. GE2E arithmetic: {precision} (`--precision {args.precision}`); "
+        f"CPU: {cpu_features()}.",
         "",
     ]
 
