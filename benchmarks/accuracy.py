@@ -436,7 +436,9 @@ def product_check(embs, split, fold: Fold, out: Path, embs_precision: str = "fp3
 
 def precision_check(embs, reference, split, out: Path, precision: str) -> list[str]:  # noqa: ANN001
     """How far embeddings at ``precision`` are from float32 ones (``reference``), as vectors and as the
-    product's decisions: the shipped back-end and profile, each side with its own TRAIN cohort."""
+    product's decisions: the shipped back-end and profile, each side with its own TRAIN cohort; and a
+    store enrolled in float32 whose calls are then checked at ``precision`` (a lender moving its batch
+    to a CPU with AMX), with the cohort of ``precision``."""
     from voicecheck.config import Settings
     from voicecheck.embedders import BUILTIN
     from voicecheck.metrics import eer
@@ -451,9 +453,11 @@ def precision_check(embs, reference, split, out: Path, precision: str) -> list[s
         scorer = Scorer(settings, model, MODEL_KEY, backend, {"narrow": product_cohort(e, split["train"])})
         long = trials.call_speech_s >= MIN_CALL_SPEECH_S
         scores = scorer_matrix(scorer, trials.enroll["matched"], trials.calls)[:, long]
-        result[name] = (trials, scores, trials.target_mask[:, long], scorer.threshold("narrow").value)
-    (t_low, s_low, mask, thr), (t_32, s_32, mask_32, _) = result["low"], result["fp32"]
+        result[name] = (trials, scores, trials.target_mask[:, long], scorer.threshold("narrow").value, scorer)
+    (t_low, s_low, mask, thr, scorer_low), (t_32, s_32, mask_32, _, _) = result["low"], result["fp32"]
     assert t_low.speakers == t_32.speakers and np.array_equal(mask, mask_32)
+    long = t_low.call_speech_s >= MIN_CALL_SPEECH_S
+    s_mix = scorer_matrix(scorer_low, t_32.enroll["matched"], t_low.calls)[:, long]
 
     def unit(x: np.ndarray) -> np.ndarray:
         return x / np.linalg.norm(x, axis=1, keepdims=True)
@@ -462,6 +466,7 @@ def precision_check(embs, reference, split, out: Path, precision: str) -> list[s
     cos_enroll = np.sum(unit(t_low.enroll["matched"]) * unit(t_32.enroll["matched"]), axis=1)
     diff = np.abs(s_low - s_32)
     flips = int(np.sum((s_low < thr) != (s_32 < thr)))
+    mix_flips = int(np.sum((s_mix < thr) != (s_32 < thr)))
     return [
         f"- cosine between {precision} and float32 vectors of the same audio: EVAL calls min "
         f"{cos_calls.min():.5f}, median {np.median(cos_calls):.5f} ({len(cos_calls)}); channel-matched "
@@ -470,6 +475,9 @@ def precision_check(embs, reference, split, out: Path, precision: str) -> list[s
         f"{MIN_CALL_SPEECH_S:g} s): |difference| median {np.median(diff):.4f}, max {diff.max():.4f}; decisions that "
         f"change at the shipped threshold: {flips}; EER {pct(eer(s_low[mask], s_low[~mask])[0])} "
         f"({precision}) vs {pct(eer(s_32[mask], s_32[~mask])[0])} (float32).",
+        f"- voiceprints in float32, calls and cohort in {precision}: |difference| from float32 max "
+        f"{np.abs(s_mix - s_32).max():.4f}; decisions that change: {mix_flips}; EER "
+        f"{pct(eer(s_mix[mask], s_mix[~mask])[0])}.",
     ]
 
 
