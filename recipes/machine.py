@@ -1,4 +1,4 @@
-"""The machine a benchmark ran on, for the line every benchmark table carries.
+"""The machine a benchmark ran on, for the CPU line of the benchmark tables, and the --precision option.
 
 Speed (and, through ``precision = "auto"``, GE2E's arithmetic) depends on the CPU's vector and
 matrix extensions: AVX-512 with BF16, and AMX, where GE2E's LSTM runs in bfloat16.

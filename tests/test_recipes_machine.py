@@ -1,4 +1,4 @@
-"""Tests for recipes.machine: the CPU line every benchmark table carries."""
+"""Tests for recipes.machine: the CPU line of the benchmark tables and the --precision option."""
 
 from __future__ import annotations
 
