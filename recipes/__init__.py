@@ -12,4 +12,5 @@ this package (``tests/test_layout.py`` checks it) and the wheel does not ship it
 * :mod:`recipes.backend`: the LDA back-end trained on TRAIN speakers (the shipped one);
 * :mod:`recipes.trials`: trials among speakers, the scoring chains, the product's Scorer on them;
 * :mod:`recipes.profile`: thresholds and calibrations per mode from TUNE (the shipped profile).
+* :mod:`recipes.machine`: the CPU a benchmark ran on and its ``--precision`` option.
 """
