@@ -35,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from recipes.corpus import DEFAULT_SPEECH, ROOT, SAMPLE_RATE, Speaker, read_corpus  # noqa: E402
-from recipes.embed_cache import DIM, Embeddings  # noqa: E402
+from recipes.embed_cache import DIM, Embeddings, precision_tag  # noqa: E402
 from recipes.machine import add_precision_option, cpu_features  # noqa: E402
 from recipes.material import join_utterances, quiet_cut, rng_for  # noqa: E402
 
@@ -1679,7 +1679,7 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("VOICECHECK_KEY", base64.b64encode(os.urandom(32)).decode())
     # the runs' results follow the window hop and the arithmetic, as the embeddings do
-    workdir = CACHE / f"runs-hop{cache.hop:g}{'' if cache.precision == 'fp32' else '-' + cache.precision}"
+    workdir = CACHE / f"runs-hop{cache.hop:g}{precision_tag(cache.precision)}"
     deps = deployments(speakers, lenders, args.seed)
     ood = ood_backends(speakers, deps, workdir, cache.precision)
     study = Study(deps, embedded, ood, workdir, args.seed)

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from recipes.corpus import load_utterances, read_corpus, split_speakers
-from recipes.embed_cache import DEFAULT_CACHE, MODEL_KEY, Embeddings
+from recipes.embed_cache import DEFAULT_CACHE, MODEL_KEY, Embeddings, precision_tag
 from recipes.material import quiet_cut, speaker_material, telephone
 from recipes.trials import product_cohort, scorer_settings
 from voicecheck import analysis as A
@@ -474,8 +474,7 @@ def default_cache() -> Path:
 
     spec = model_spec("ge2e", Settings().embeddings)
     hop = spec.hop_s / 2 if refines(spec.window_s, spec.hop_s) else spec.hop_s
-    precision = resolve_precision(Settings().precision, "cpu")
-    tag = "" if precision == "fp32" else f"-{precision}"
+    tag = precision_tag(resolve_precision(Settings().precision, "cpu"))
     return Path(__file__).parent / ".cache" / f"analysis-hop{hop:g}{tag}.npz"
 
 

@@ -51,7 +51,7 @@ from recipes.corpus import (  # noqa: E402
     read_corpus,
     split_speakers,
 )
-from recipes.embed_cache import DIM, Embeddings, SpeakerEmbeddings  # noqa: E402
+from recipes.embed_cache import DIM, Embeddings, SpeakerEmbeddings, precision_tag  # noqa: E402
 from recipes.machine import add_precision_option, cpu_features  # noqa: E402
 from recipes.material import MATERIAL_KEY, enrollment_split, join_utterances, quiet_cut, rng_for  # noqa: E402
 from recipes.profile import build_profile  # noqa: E402
@@ -1214,7 +1214,7 @@ def main(argv: list[str] | None = None) -> int:
     from voicecheck.embedders.ge2e import resolve_precision
 
     precision = resolve_precision(args.precision, "cpu")
-    tag = "" if precision == "fp32" else f"-{precision}"
+    tag = precision_tag(precision)
     workdir = out / f"transfer-workspace{tag}"
     workdir.mkdir(exist_ok=True)
     speakers, embs, trials = load_material(args.speech, out, args.seed, precision)

@@ -62,6 +62,12 @@ class SpeakerEmbeddings:
     seg_tel2: np.ndarray
 
 
+def precision_tag(precision: str) -> str:
+    """The file-name suffix of vectors (and results) made at GE2E ``precision`` ("fp32" or "bf16"): "" for
+    float32, the names every cache had before the arithmetic was a setting, else "-<precision>"."""
+    return "" if precision == "fp32" else f"-{precision}"
+
+
 class Embeddings:
     """Embeds speakers' material with the product's Engine; caches vectors in ``cache_dir``.
 
@@ -83,8 +89,7 @@ class Embeddings:
         self.hop = model_spec(MODEL_KEY, self.dir).hop_s if hop is None else float(hop)
         hop = self.hop
         self.precision = resolve_precision(precision, "cpu")
-        tag = "" if self.precision == "fp32" else f"-{self.precision}"
-        self.path = self.dir / f"embeddings-{CACHE_VERSION}-hop{hop:g}{tag}-seed{seed}.npz"
+        self.path = self.dir / f"embeddings-{CACHE_VERSION}-hop{hop:g}{precision_tag(self.precision)}-seed{seed}.npz"
         self._cache: dict[str, np.ndarray] = {}
         if self.path.is_file():
             with np.load(self.path, allow_pickle=False) as data:
